@@ -1,0 +1,172 @@
+//! EC2 filters: `Filter.N.Name` with values that are OR'ed, filters AND'ed, `*` and `?`
+//! wildcards, and the `tag:KEY`, `tag-key`, `tag-value` forms every resource shares.
+
+use crate::Ec2Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// What a resource answers when asked for a filter's field.
+pub enum Field {
+    /// The resource's values for this filter (a filter matches if any matches).
+    Values(Vec<String>),
+    /// Not a filter this resource knows.
+    Unknown,
+}
+
+impl Field {
+    pub fn one(v: impl Into<String>) -> Self {
+        Field::Values(vec![v.into()])
+    }
+    pub fn opt(v: Option<impl Into<String>>) -> Self {
+        Field::Values(v.map(Into::into).into_iter().collect())
+    }
+    pub fn many<I: IntoIterator<Item = S>, S: Into<String>>(v: I) -> Self {
+        Field::Values(v.into_iter().map(Into::into).collect())
+    }
+}
+
+impl Filter {
+    pub fn new(name: &str, values: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            values,
+        }
+    }
+
+    /// Whether any of the resource's `candidates` matches any of the filter's values.
+    pub fn matches_any(&self, candidates: &[String]) -> bool {
+        candidates
+            .iter()
+            .any(|c| self.values.iter().any(|pat| wildcard(pat, c)))
+    }
+}
+
+/// Keeps the items that match every filter. `field` answers a filter name for an item;
+/// the tag filters are answered from `tags`. An unknown filter name is an error, even
+/// when there are no items.
+pub fn apply<T>(
+    items: Vec<T>,
+    filters: &[Filter],
+    field: impl Fn(&T, &str) -> Field,
+    tags: impl Fn(&T) -> Vec<(String, String)>,
+    probe: Option<&T>,
+) -> Result<Vec<T>, Ec2Error> {
+    if filters.is_empty() {
+        return Ok(items);
+    }
+    // Check names once, so a bad name is reported even for an empty list.
+    for f in filters {
+        if f.name.starts_with("tag:") || f.name == "tag-key" || f.name == "tag-value" {
+            continue;
+        }
+        if let Some(p) = probe.or(items.first()) {
+            if matches!(field(p, &f.name), Field::Unknown) {
+                return Err(unknown_filter(&f.name));
+            }
+        }
+    }
+    Ok(items
+        .into_iter()
+        .filter(|item| {
+            filters.iter().all(|f| {
+                let values = if let Some(key) = f.name.strip_prefix("tag:") {
+                    tags(item)
+                        .into_iter()
+                        .filter(|(k, _)| k == key)
+                        .map(|(_, v)| v)
+                        .collect()
+                } else if f.name == "tag-key" {
+                    tags(item).into_iter().map(|(k, _)| k).collect()
+                } else if f.name == "tag-value" {
+                    tags(item).into_iter().map(|(_, v)| v).collect()
+                } else {
+                    match field(item, &f.name) {
+                        Field::Values(v) => v,
+                        Field::Unknown => Vec::new(),
+                    }
+                };
+                f.matches_any(&values)
+            })
+        })
+        .collect())
+}
+
+pub fn unknown_filter(name: &str) -> Ec2Error {
+    Ec2Error::invalid_value(format!("The filter '{name}' is invalid"))
+}
+
+/// `*` matches any run of characters, `?` any one; everything else is literal and
+/// case-sensitive.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("web*", "web-1"));
+        assert!(wildcard("*", ""));
+        assert!(wildcard("a?c", "abc"));
+        assert!(!wildcard("a?c", "ac"));
+        assert!(!wildcard("Web*", "web"));
+        assert!(wildcard("*-1", "us-east-1"));
+        assert!(wildcard("t3.*", "t3.micro"));
+        assert!(!wildcard("t3.*", "t3a.micro"));
+    }
+
+    #[test]
+    fn filters_and_across_or_within() {
+        let items = vec![("a", "x"), ("b", "y"), ("c", "x")];
+        let field = |i: &(&str, &str), name: &str| match name {
+            "name" => Field::one(i.0),
+            "kind" => Field::one(i.1),
+            _ => Field::Unknown,
+        };
+        let filters = vec![
+            Filter::new("kind", vec!["x".into()]),
+            Filter::new("name", vec!["a".into(), "b".into()]),
+        ];
+        let out = apply(items.clone(), &filters, field, |_| vec![], None).expect("apply");
+        assert_eq!(out, vec![("a", "x")]);
+        let bad = apply(
+            items,
+            &[Filter::new("nope", vec![])],
+            field,
+            |_| vec![],
+            None,
+        );
+        assert_eq!(
+            bad.map_err(|e| e.code),
+            Err("InvalidParameterValue".to_string())
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Typed requests: every supported action decoded from its parameters in one place, so
+//! that handlers never read raw form keys. `ACTIONS` is the code's own list of actions.
+
+pub mod account;
+pub mod instance_types;
+pub mod key_pairs;
+pub mod security_groups;
+pub mod tags;
+pub mod vpcs;
+
+use crate::{Ec2Error, Params};
+
+/// Decoding of one action's parameters.
+pub trait Decode: Sized {
+    fn decode(p: &Params) -> Result<Self, Ec2Error>;
+}
+
+macro_rules! actions {
+    ($($name:ident => $ty:ty,)*) => {
+        /// One decoded request.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $($name($ty),)*
+        }
+
+        /// Every EC2 action Kiln serves, by its wire name.
+        pub const ACTIONS: &[&str] = &[$(stringify!($name),)*];
+
+        impl Request {
+            /// Decodes `p` as `action`; an action Kiln does not know is `InvalidAction`.
+            pub fn decode(action: &str, p: &Params) -> Result<Self, Ec2Error> {
+                match action {
+                    $(stringify!($name) => Ok(Request::$name(<$ty>::decode(p)?)),)*
+                    _ => Err(Ec2Error::new(
+                        "InvalidAction",
+                        format!("The action {action} is not valid for this web service."),
+                    )),
+                }
+            }
+
+            pub fn action(&self) -> &'static str {
+                match self {
+                    $(Request::$name(_) => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    DescribeRegions => account::DescribeRegions,
+    DescribeAvailabilityZones => account::DescribeAvailabilityZones,
+    DescribeAccountAttributes => account::DescribeAccountAttributes,
+    DescribeInstanceTypes => instance_types::DescribeInstanceTypes,
+    DescribeInstanceTypeOfferings => instance_types::DescribeInstanceTypeOfferings,
+    CreateKeyPair => key_pairs::CreateKeyPair,
+    ImportKeyPair => key_pairs::ImportKeyPair,
+    DescribeKeyPairs => key_pairs::DescribeKeyPairs,
+    DeleteKeyPair => key_pairs::DeleteKeyPair,
+    CreateVpc => vpcs::CreateVpc,
+    DescribeVpcs => vpcs::DescribeVpcs,
+    DeleteVpc => vpcs::DeleteVpc,
+    CreateSubnet => vpcs::CreateSubnet,
+    DescribeSubnets => vpcs::DescribeSubnets,
+    DeleteSubnet => vpcs::DeleteSubnet,
+    CreateSecurityGroup => security_groups::CreateSecurityGroup,
+    DescribeSecurityGroups => security_groups::DescribeSecurityGroups,
+    DeleteSecurityGroup => security_groups::DeleteSecurityGroup,
+    AuthorizeSecurityGroupIngress => security_groups::ChangeRules,
+    AuthorizeSecurityGroupEgress => security_groups::ChangeRules,
+    RevokeSecurityGroupIngress => security_groups::ChangeRules,
+    RevokeSecurityGroupEgress => security_groups::ChangeRules,
+    DescribeSecurityGroupRules => security_groups::DescribeSecurityGroupRules,
+    CreateTags => tags::CreateTags,
+    DeleteTags => tags::DeleteTags,
+    DescribeTags => tags::DescribeTags,
+}
+
+/// A tag as given in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// Decodes `Tag.N.{Key,Value}` style members, with EC2's limits.
+pub fn decode_tags(members: Vec<Params>) -> Result<Vec<Tag>, Ec2Error> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for m in members {
+        let key = m.get("Key").unwrap_or_default().to_owned();
+        let value = m.get("Value").unwrap_or_default().to_owned();
+        validate_tag(&key, &value)?;
+        tags.retain(|t| t.key != key);
+        tags.push(Tag { key, value });
+    }
+    if tags.len() > 50 {
+        return Err(Ec2Error::new(
+            "TagLimitExceeded",
+            "The maximum number of tags for a resource is 50",
+        ));
+    }
+    Ok(tags)
+}
+
+fn validate_tag(key: &str, value: &str) -> Result<(), Ec2Error> {
+    if key.is_empty() {
+        return Err(Ec2Error::invalid_value("Tag keys must not be empty"));
+    }
+    if key.chars().count() > 128 {
+        return Err(Ec2Error::invalid_value(format!(
+            "Tag key exceeds the maximum length of 128 characters: {key}"
+        )));
+    }
+    if value.chars().count() > 256 {
+        return Err(Ec2Error::invalid_value(format!(
+            "Tag value exceeds the maximum length of 256 characters for key {key}"
+        )));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(Ec2Error::invalid_value(format!(
+            "Tag keys starting with 'aws:' are reserved for internal use: {key}"
+        )));
+    }
+    Ok(())
+}
+
+/// `TagSpecification.N`: the tags for the resource type an action creates. A
+/// specification for a type the action does not create is refused.
+pub fn tag_specifications(p: &Params, resource_type: &str) -> Result<Vec<Tag>, Ec2Error> {
+    let mut out = Vec::new();
+    for spec in p.members("TagSpecification") {
+        let rt = spec.get("ResourceType").unwrap_or_default();
+        if rt != resource_type {
+            return Err(Ec2Error::invalid_value(format!(
+                "'{rt}' is not a valid taggable resource type for this operation."
+            )));
+        }
+        let tags = decode_tags(spec.members("Tag"))?;
+        if tags.is_empty() {
+            return Err(Ec2Error::invalid_value(
+                "Tag specifications must contain at least one tag",
+            ));
+        }
+        out.extend(tags);
+    }
+    Ok(out)
+}
+
+/// Validated IDs of `kind` from `prefix.N`.
+pub fn ids(
+    p: &Params,
+    prefix: &str,
+    kind: kiln_types::ResourceKind,
+) -> Result<Vec<String>, Ec2Error> {
+    p.list(prefix)
+        .iter()
+        .map(|id| kind.parse(id).map_err(Ec2Error::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_action_is_invalid_action() {
+        let err = Request::decode("LaunchRockets", &Params::default()).map_err(|e| e.code);
+        assert_eq!(err, Err("InvalidAction".to_string()));
+    }
+
+    #[test]
+    fn tag_specs_check_type_and_limits() {
+        let p = Params::parse("TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=x", b"");
+        assert_eq!(tag_specifications(&p, "vpc").expect("tags")[0].key, "Name");
+        assert!(tag_specifications(&p, "subnet").is_err());
+        let reserved = Params::parse(
+            "TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=aws:x",
+            b"",
+        );
+        assert!(tag_specifications(&reserved, "vpc").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! Typed resource IDs (`sg-0123456789abcdef0`), made from one list so that every kind
+//! parses, prints and generates the same way. "Malformed" comes from parsing here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+
+/// A kind of resource that has an EC2-style ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    KeyPair,
+    Vpc,
+    Subnet,
+    SecurityGroup,
+    SecurityGroupRule,
+    Instance,
+    Image,
+    Snapshot,
+    Volume,
+    Reservation,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 10] = [
+        Self::KeyPair,
+        Self::Vpc,
+        Self::Subnet,
+        Self::SecurityGroupRule,
+        Self::SecurityGroup,
+        Self::Instance,
+        Self::Image,
+        Self::Snapshot,
+        Self::Volume,
+        Self::Reservation,
+    ];
+
+    /// The ID prefix, without the dash.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::KeyPair => "key",
+            Self::Vpc => "vpc",
+            Self::Subnet => "subnet",
+            Self::SecurityGroup => "sg",
+            Self::SecurityGroupRule => "sgr",
+            Self::Instance => "i",
+            Self::Image => "ami",
+            Self::Snapshot => "snap",
+            Self::Volume => "vol",
+            Self::Reservation => "r",
+        }
+    }
+
+    /// The name DescribeTags and TagSpecification use for this kind.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Self::KeyPair => "key-pair",
+            Self::Vpc => "vpc",
+            Self::Subnet => "subnet",
+            Self::SecurityGroup => "security-group",
+            Self::SecurityGroupRule => "security-group-rule",
+            Self::Instance => "instance",
+            Self::Image => "image",
+            Self::Snapshot => "snapshot",
+            Self::Volume => "volume",
+            Self::Reservation => "reservation",
+        }
+    }
+
+    pub fn from_resource_type(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.resource_type() == s)
+    }
+
+    /// The kind an ID belongs to, judged by its prefix alone.
+    pub fn of_id(id: &str) -> Option<Self> {
+        let (prefix, _) = id.split_once('-')?;
+        Self::ALL.into_iter().find(|k| k.prefix() == prefix)
+    }
+
+    /// A fresh random ID of this kind: prefix + 17 lower-case hex digits.
+    pub fn generate(self) -> String {
+        let n: u128 = rand::thread_rng().gen();
+        format!("{}-{:017x}", self.prefix(), n & ((1u128 << 68) - 1))
+    }
+
+    /// Checks `id` is this kind's prefix followed by 8 or 17 lower-case hex digits.
+    pub fn parse(self, id: &str) -> Result<String, IdError> {
+        let ok = id
+            .strip_prefix(self.prefix())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hex| {
+                (hex.len() == 8 || hex.len() == 17)
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+        if ok {
+            Ok(id.to_owned())
+        } else {
+            Err(IdError {
+                kind: self,
+                value: id.to_owned(),
+            })
+        }
+    }
+}
+
+/// An ID that does not have its kind's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid id: \"{value}\" (expecting \"{}-...\")", kind.prefix())]
+pub struct IdError {
+    pub kind: ResourceKind,
+    pub value: String,
+}
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(String);
+
+impl AccountId {
+    pub fn generate() -> Self {
+        let mut rng = rand::thread_rng();
+        // Never start with 0, so the id survives tools that treat it as a number.
+        let n: u64 = rng.gen_range(100_000_000_000..1_000_000_000_000);
+        Self(n.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AccountId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(())
+        }
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_and_have_17_hex() {
+        for kind in ResourceKind::ALL {
+            let id = kind.generate();
+            assert_eq!(kind.parse(&id), Ok(id.clone()));
+            assert_eq!(id.len(), kind.prefix().len() + 1 + 17);
+            assert_eq!(ResourceKind::of_id(&id), Some(kind));
+        }
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        let sg = ResourceKind::SecurityGroup;
+        assert!(sg.parse("sg-12345678").is_ok());
+        for bad in [
+            "sg-1234",
+            "sg-0123456789ABCDEF0",
+            "vpc-12345678",
+            "sg12345678",
+            "",
+            "sg-",
+        ] {
+            assert!(sg.parse(bad).is_err(), "{bad}");
+        }
+        // "sgr-" must not be taken for "sg-".
+        assert_eq!(
+            ResourceKind::of_id("sgr-12345678"),
+            Some(ResourceKind::SecurityGroupRule)
+        );
+    }
+
+    #[test]
+    fn account_ids_are_12_digits() {
+        let a = AccountId::generate();
+        assert_eq!(a.as_str().len(), 12);
+        assert!("12345".parse::<AccountId>().is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! Kiln's vocabulary: typed resource IDs, architectures, regions and the instance-type
+//! catalog. Everything here is plain data; this crate must never do I/O.
+
+pub mod ids;
+pub mod instance_types;
+pub mod region;
+
+pub use ids::{AccountId, IdError, ResourceKind};
+pub use region::{RegionConfig, Zone};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A CPU architecture as EC2 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Architecture {
+    I386,
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    pub const ALL: [Architecture; 3] = [Self::I386, Self::X86_64, Self::Arm64];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::I386 => "i386",
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or(())
+    }
+}
