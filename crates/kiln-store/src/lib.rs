@@ -1,1 +1,109 @@
-//! placeholder
+//! Kiln's persistent state: an embedded SQLite database (WAL, foreign keys, versioned
+//! migrations) with one module per resource. This crate stores and loads; it does not
+//! decide what is allowed (that is `kiln-control`).
+
+pub mod accounts;
+pub mod key_pairs;
+mod migrations;
+pub mod security_groups;
+pub mod tags;
+pub mod vpcs;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+pub use rusqlite::{Connection, Transaction};
+
+/// A store error: the database failed or holds something it should not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this kiln understands ({known}); upgrade kiln")]
+    TooNew { found: i64, known: i64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Which account and region a query is for. Every resource lives in exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub account: String,
+    pub region: String,
+}
+
+/// The database. One connection behind a mutex: SQLite serialises writers anyway, and
+/// every query here is short.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll
+        // back on drop), so a poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a read-only view.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.lock();
+        f(&conn)
+    }
+
+    /// Runs `f` in a transaction, committed only if `f` succeeds.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// The schema version now in force.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// The current time as EC2 prints it: ISO-8601 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// True when an insert failed on a UNIQUE constraint.
+pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}

@@ -1,0 +1,49 @@
+//! The control plane's error: what went wrong, in terms of resources. `kiln-server`
+//! turns each variant into EC2's code and message.
+
+use kiln_store::StoreError;
+use kiln_types::ResourceKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind:?} not found: {ids:?}")]
+    NotFound {
+        kind: ResourceKind,
+        ids: Vec<String>,
+    },
+    #[error("{kind:?} '{name}' already exists")]
+    Duplicate { kind: ResourceKind, name: String },
+    #[error("{0}")]
+    InvalidParameterValue(String),
+    #[error("{0}")]
+    InvalidKeyFormat(String),
+    #[error("{0}")]
+    DependencyViolation(String),
+    #[error("{0}")]
+    CannotDelete(String),
+    #[error("{0}")]
+    PermissionDuplicate(String),
+    #[error("{0}")]
+    PermissionNotFound(String),
+    #[error("{0}")]
+    VpcRange(String),
+    #[error("{0}")]
+    SubnetRange(String),
+    #[error("{0}")]
+    SubnetConflict(String),
+    #[error("{0}")]
+    TagLimitExceeded(String),
+    #[error("{0}")]
+    Crypto(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    pub fn not_found(kind: ResourceKind, id: impl Into<String>) -> Self {
+        Self::NotFound {
+            kind,
+            ids: vec![id.into()],
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! VPCs and subnets as state: CIDR rules (sizes, containment, overlap), the default
+//! VPC of each region, and what blocks a deletion. The network itself is made by the
+//! host agent from this state.
+
+use ipnet::Ipv4Net;
+use kiln_store::vpcs::{self, Subnet, Vpc};
+use kiln_store::{security_groups, Connection, Scope, Transaction};
+use kiln_types::{RegionConfig, ResourceKind};
+
+use crate::{security_groups as sg, tags, Cloud, Error, Result};
+
+const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
+
+/// Parses a canonical IPv4 CIDR (no host bits set), with a netmask in `/16..=/28`.
+fn block(cidr: &str, what: &str) -> Result<Ipv4Net> {
+    let net: Ipv4Net = cidr.parse().map_err(|_| {
+        Error::InvalidParameterValue(format!(
+            "Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
+        ))
+    })?;
+    if net.trunc() != net {
+        return Err(Error::InvalidParameterValue(format!(
+            "Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block: host bits are set (did you mean {}?)",
+            net.trunc()
+        )));
+    }
+    if !(16..=28).contains(&net.prefix_len()) {
+        let msg =
+            format!("The CIDR '{cidr}' is invalid: a {what} netmask must be between /16 and /28.");
+        return Err(if what == "VPC" {
+            Error::VpcRange(msg)
+        } else {
+            Error::SubnetRange(msg)
+        });
+    }
+    Ok(net)
+}
+
+fn find_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<Vpc> {
+    vpcs::list_vpcs(conn, scope)?
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| Error::not_found(ResourceKind::Vpc, id))
+}
+
+/// Creates the default VPC, its subnets (one per zone) and its default security group,
+/// unless the scope has one already.
+pub(crate) fn ensure_default_vpc(
+    tx: &Transaction<'_>,
+    scope: &Scope,
+    region: &RegionConfig,
+) -> Result<()> {
+    if vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.is_default) {
+        return Ok(());
+    }
+    let vpc = Vpc {
+        id: ResourceKind::Vpc.generate(),
+        cidr: DEFAULT_VPC_CIDR.to_owned(),
+        is_default: true,
+        created_at: kiln_store::now(),
+    };
+    vpcs::insert_vpc(tx, scope, &vpc)?;
+    sg::insert_default_group(tx, scope, &vpc.id)?;
+    let net: Ipv4Net = DEFAULT_VPC_CIDR
+        .parse()
+        .map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
+    let subnets = net
+        .subnets(20)
+        .map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
+    for (zone, cidr) in region.zones.iter().zip(subnets) {
+        vpcs::insert_subnet(
+            tx,
+            scope,
+            &Subnet {
+                id: ResourceKind::Subnet.generate(),
+                vpc_id: vpc.id.clone(),
+                cidr: cidr.to_string(),
+                availability_zone: zone.name.clone(),
+                zone_id: zone.id.clone(),
+                default_for_az: true,
+                map_public_ip: true,
+                created_at: kiln_store::now(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+impl Cloud {
+    pub fn create_vpc(&self, scope: &Scope, cidr: &str, tags: &[(String, String)]) -> Result<Vpc> {
+        let net = block(cidr, "VPC")?;
+        let vpc = Vpc {
+            id: ResourceKind::Vpc.generate(),
+            cidr: net.to_string(),
+            is_default: false,
+            created_at: kiln_store::now(),
+        };
+        self.store.write(|tx| {
+            vpcs::insert_vpc(tx, scope, &vpc)?;
+            sg::insert_default_group(tx, scope, &vpc.id)?;
+            tags::put_all(tx, scope, ResourceKind::Vpc, &vpc.id, tags)?;
+            Ok(vpc)
+        })
+    }
+
+    /// VPCs, narrowed to `ids` (all must exist).
+    pub fn vpcs(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Vpc>> {
+        let all = self
+            .store
+            .read(|c| Ok::<_, Error>(vpcs::list_vpcs(c, scope)?))?;
+        narrow(all, ids, ResourceKind::Vpc, |v| &v.id)
+    }
+
+    /// Deletes a VPC with no subnets and no security groups but its default one.
+    pub fn delete_vpc(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.store.write(|tx| {
+            find_vpc(tx, scope, id)?;
+            if vpcs::list_subnets(tx, scope)?.iter().any(|s| s.vpc_id == id) {
+                return Err(Error::DependencyViolation(format!(
+                    "The vpc '{id}' has dependencies and cannot be deleted: delete its subnets first."
+                )));
+            }
+            let groups: Vec<_> = security_groups::list(tx, scope)?.into_iter().filter(|g| g.vpc_id == id).collect();
+            if groups.iter().any(|g| g.name != "default") {
+                return Err(Error::DependencyViolation(format!(
+                    "The vpc '{id}' has dependencies and cannot be deleted: delete its security groups first."
+                )));
+            }
+            for g in groups {
+                security_groups::delete(tx, scope, &g.id)?;
+                tags::delete_all(tx, scope, &g.id)?;
+            }
+            vpcs::delete_vpc(tx, scope, id)?;
+            tags::delete_all(tx, scope, id)?;
+            Ok(())
+        })
+    }
+
+    pub fn create_subnet(
+        &self,
+        scope: &Scope,
+        vpc_id: &str,
+        cidr: &str,
+        zone_name: Option<&str>,
+        zone_id: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<Subnet> {
+        let region = self.region(&scope.region).ok_or_else(|| {
+            Error::InvalidParameterValue(format!("Region {} is not served here", scope.region))
+        })?;
+        let zone = match (zone_name, zone_id) {
+            (Some(name), _) => region.zone(name),
+            (None, Some(id)) => region.zones.iter().find(|z| z.id == id),
+            // EC2 picks a zone when none is given.
+            (None, None) => region.zones.first(),
+        }
+        .ok_or_else(|| {
+            let names: Vec<_> = region.zones.iter().map(|z| z.name.as_str()).collect();
+            Error::InvalidParameterValue(format!(
+                "Value ({}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: {}.",
+                zone_name.or(zone_id).unwrap_or_default(),
+                names.join(", ")
+            ))
+        })?
+        .clone();
+        let net = block(cidr, "subnet")?;
+        self.store.write(|tx| {
+            let vpc = find_vpc(tx, scope, vpc_id)?;
+            let vpc_net: Ipv4Net = vpc
+                .cidr
+                .parse()
+                .map_err(|_| kiln_store::StoreError::Corrupt(format!("VPC CIDR {}", vpc.cidr)))?;
+            if !vpc_net.contains(&net) {
+                return Err(Error::SubnetRange(format!(
+                    "The CIDR '{cidr}' is invalid: it is not within the VPC's {}.",
+                    vpc.cidr
+                )));
+            }
+            for other in vpcs::list_subnets(tx, scope)?
+                .iter()
+                .filter(|s| s.vpc_id == vpc_id)
+            {
+                if let Ok(o) = other.cidr.parse::<Ipv4Net>() {
+                    if o.contains(&net) || net.contains(&o) {
+                        return Err(Error::SubnetConflict(format!(
+                            "The CIDR '{cidr}' conflicts with another subnet ({}, {}).",
+                            other.id, other.cidr
+                        )));
+                    }
+                }
+            }
+            let subnet = Subnet {
+                id: ResourceKind::Subnet.generate(),
+                vpc_id: vpc_id.to_owned(),
+                cidr: net.to_string(),
+                availability_zone: zone.name.clone(),
+                zone_id: zone.id.clone(),
+                default_for_az: false,
+                map_public_ip: false,
+                created_at: kiln_store::now(),
+            };
+            vpcs::insert_subnet(tx, scope, &subnet)?;
+            tags::put_all(tx, scope, ResourceKind::Subnet, &subnet.id, tags)?;
+            Ok(subnet)
+        })
+    }
+
+    pub fn subnets(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Subnet>> {
+        let all = self
+            .store
+            .read(|c| Ok::<_, Error>(vpcs::list_subnets(c, scope)?))?;
+        narrow(all, ids, ResourceKind::Subnet, |s| &s.id)
+    }
+
+    pub fn delete_subnet(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.store.write(|tx| {
+            // Nothing is placed in subnets yet; instances will make this a DependencyViolation.
+            if !vpcs::delete_subnet(tx, scope, id)? {
+                return Err(Error::not_found(ResourceKind::Subnet, id));
+            }
+            tags::delete_all(tx, scope, id)?;
+            Ok(())
+        })
+    }
+}
+
+/// Keeps the items whose id is in `ids` (all of `ids` must exist); all items when
+/// `ids` is empty.
+pub(crate) fn narrow<T>(
+    all: Vec<T>,
+    ids: &[String],
+    kind: ResourceKind,
+    id: impl Fn(&T) -> &String,
+) -> Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(all);
+    }
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|i| !all.iter().any(|x| id(x) == *i))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::NotFound { kind, ids: missing });
+    }
+    Ok(all.into_iter().filter(|x| ids.contains(id(x))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_rules() {
+        assert!(block("10.0.0.0/16", "VPC").is_ok());
+        assert!(matches!(
+            block("10.0.0.0/8", "VPC"),
+            Err(Error::VpcRange(_))
+        ));
+        assert!(matches!(
+            block("10.0.0.0/29", "subnet"),
+            Err(Error::SubnetRange(_))
+        ));
+        assert!(matches!(
+            block("10.0.0.1/16", "VPC"),
+            Err(Error::InvalidParameterValue(_))
+        ));
+        assert!(matches!(
+            block("10.0.0.0/33", "VPC"),
+            Err(Error::InvalidParameterValue(_))
+        ));
+        assert!(matches!(
+            block("banana", "VPC"),
+            Err(Error::InvalidParameterValue(_))
+        ));
+    }
+}

@@ -1,0 +1,134 @@
+//! Versioned schema migrations, applied in order inside one transaction each; the
+//! version lives in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a released one:
+/// add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, credentials, key pairs, VPCs, subnets, security groups, tags.
+    r#"
+    CREATE TABLE accounts (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        is_provider INTEGER NOT NULL DEFAULT 0,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL REFERENCES accounts(id),
+        secret        TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE key_pairs (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        region      TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        key_type    TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        public_key  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        UNIQUE (account_id, region, name)
+    );
+    CREATE TABLE vpcs (
+        id         TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        region     TEXT NOT NULL,
+        cidr       TEXT NOT NULL,
+        is_default INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX one_default_vpc ON vpcs (account_id, region) WHERE is_default = 1;
+    CREATE TABLE subnets (
+        id                TEXT PRIMARY KEY,
+        account_id        TEXT NOT NULL REFERENCES accounts(id),
+        region            TEXT NOT NULL,
+        vpc_id            TEXT NOT NULL REFERENCES vpcs(id),
+        cidr              TEXT NOT NULL,
+        availability_zone TEXT NOT NULL,
+        zone_id           TEXT NOT NULL,
+        default_for_az    INTEGER NOT NULL,
+        map_public_ip     INTEGER NOT NULL,
+        created_at        TEXT NOT NULL
+    );
+    CREATE INDEX subnets_by_vpc ON subnets (vpc_id);
+    CREATE TABLE security_groups (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        region      TEXT NOT NULL,
+        vpc_id      TEXT NOT NULL REFERENCES vpcs(id),
+        name        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        UNIQUE (vpc_id, name COLLATE NOCASE)
+    );
+    CREATE INDEX security_groups_by_scope ON security_groups (account_id, region);
+    CREATE TABLE security_group_rules (
+        id           TEXT PRIMARY KEY,
+        group_id     TEXT NOT NULL REFERENCES security_groups(id) ON DELETE CASCADE,
+        is_egress    INTEGER NOT NULL,
+        protocol     TEXT NOT NULL,
+        from_port    INTEGER,
+        to_port      INTEGER,
+        cidr_ipv4    TEXT,
+        cidr_ipv6    TEXT,
+        ref_group_id TEXT REFERENCES security_groups(id),
+        ref_user_id  TEXT,
+        description  TEXT
+    );
+    CREATE INDEX rules_by_group ON security_group_rules (group_id);
+    CREATE INDEX rules_by_ref ON security_group_rules (ref_group_id);
+    CREATE TABLE tags (
+        resource_id   TEXT NOT NULL,
+        account_id    TEXT NOT NULL,
+        region        TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        PRIMARY KEY (resource_id, key)
+    );
+    CREATE INDEX tags_by_scope ON tags (account_id, region);
+    "#,
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    #[test]
+    fn migrations_apply_once_and_reopen_cleanly() {
+        let dir = std::env::temp_dir().join(format!("kiln-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("kiln.db");
+        let s = Store::open(&path).expect("open");
+        assert_eq!(
+            s.schema_version().expect("v"),
+            super::MIGRATIONS.len() as i64
+        );
+        drop(s);
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(
+            s.schema_version().expect("v"),
+            super::MIGRATIONS.len() as i64
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

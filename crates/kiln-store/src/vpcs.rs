@@ -1,0 +1,110 @@
+//! VPCs and subnets.
+
+use rusqlite::{params, Connection};
+
+use crate::{Scope, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: String,
+    pub is_default: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub zone_id: String,
+    pub default_for_az: bool,
+    pub map_public_ip: bool,
+    pub created_at: String,
+}
+
+pub fn insert_vpc(conn: &Connection, scope: &Scope, v: &Vpc) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![v.id, scope.account, scope.region, v.cidr, v.is_default, v.created_at],
+    )?;
+    Ok(())
+}
+
+pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, cidr, is_default, created_at FROM vpcs WHERE account_id = ?1 AND region = ?2
+         ORDER BY is_default DESC, created_at, id",
+    )?;
+    let rows = st
+        .query_map(params![scope.account, scope.region], |r| {
+            Ok(Vpc {
+                id: r.get(0)?,
+                cidr: r.get(1)?,
+                is_default: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn delete_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "DELETE FROM vpcs WHERE id = ?1 AND account_id = ?2 AND region = ?3",
+        params![id, scope.account, scope.region],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn insert_subnet(conn: &Connection, scope: &Scope, s: &Subnet) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO subnets (id, account_id, region, vpc_id, cidr, availability_zone, zone_id, default_for_az,
+                              map_public_ip, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            s.id,
+            scope.account,
+            scope.region,
+            s.vpc_id,
+            s.cidr,
+            s.availability_zone,
+            s.zone_id,
+            s.default_for_az,
+            s.map_public_ip,
+            s.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn list_subnets(conn: &Connection, scope: &Scope) -> Result<Vec<Subnet>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, vpc_id, cidr, availability_zone, zone_id, default_for_az, map_public_ip, created_at
+         FROM subnets WHERE account_id = ?1 AND region = ?2 ORDER BY created_at, id",
+    )?;
+    let rows = st
+        .query_map(params![scope.account, scope.region], |r| {
+            Ok(Subnet {
+                id: r.get(0)?,
+                vpc_id: r.get(1)?,
+                cidr: r.get(2)?,
+                availability_zone: r.get(3)?,
+                zone_id: r.get(4)?,
+                default_for_az: r.get(5)?,
+                map_public_ip: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn delete_subnet(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "DELETE FROM subnets WHERE id = ?1 AND account_id = ?2 AND region = ?3",
+        params![id, scope.account, scope.region],
+    )?;
+    Ok(n > 0)
+}
