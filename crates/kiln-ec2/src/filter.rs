@@ -45,29 +45,25 @@ impl Filter {
     }
 }
 
-/// Keeps the items that match every filter. `field` answers a filter name for an item;
-/// the tag filters are answered from `tags`. An unknown filter name is an error, even
-/// when there are no items.
+/// Keeps the items that match every filter. `known` lists the filter names the
+/// resource supports (besides the tag forms); any other name is an error, even when
+/// there are no items. `field` answers a filter name for an item; the tag filters are
+/// answered from `tags`.
 pub fn apply<T>(
     items: Vec<T>,
     filters: &[Filter],
+    known: &[&str],
     field: impl Fn(&T, &str) -> Field,
     tags: impl Fn(&T) -> Vec<(String, String)>,
-    probe: Option<&T>,
 ) -> Result<Vec<T>, Ec2Error> {
+    for f in filters {
+        let is_tag = f.name.starts_with("tag:") || f.name == "tag-key" || f.name == "tag-value";
+        if !is_tag && !known.contains(&f.name.as_str()) {
+            return Err(unknown_filter(&f.name));
+        }
+    }
     if filters.is_empty() {
         return Ok(items);
-    }
-    // Check names once, so a bad name is reported even for an empty list.
-    for f in filters {
-        if f.name.starts_with("tag:") || f.name == "tag-key" || f.name == "tag-value" {
-            continue;
-        }
-        if let Some(p) = probe.or(items.first()) {
-            if matches!(field(p, &f.name), Field::Unknown) {
-                return Err(unknown_filter(&f.name));
-            }
-        }
     }
     Ok(items
         .into_iter()

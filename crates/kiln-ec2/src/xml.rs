@@ -97,6 +97,19 @@ impl XmlWriter {
         self.end()
     }
 
+    /// `<name><item>text</item>…</name>` for a list of strings.
+    pub fn strings<T: std::fmt::Display>(
+        &mut self,
+        name: &'static str,
+        items: impl IntoIterator<Item = T>,
+    ) -> &mut Self {
+        self.start(name);
+        for item in items {
+            self.elem("item", item);
+        }
+        self.end()
+    }
+
     /// `tagSet`, left out when there are no tags (as EC2 does).
     pub fn tags<'a>(&mut self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> &mut Self {
         let tags: Vec<_> = tags.into_iter().collect();

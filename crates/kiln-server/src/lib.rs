@@ -1,1 +1,178 @@
-//! placeholder
+//! Kiln's HTTP edge: reads a request off the socket, authenticates it with SigV4,
+//! decodes it into a typed EC2 request, runs it against the control plane and writes
+//! EC2's XML back. The one mapping from control-plane errors to EC2 errors lives here
+//! (`errors.rs`).
+
+mod actions;
+mod auth;
+mod errors;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use kiln_control::{Cloud, Scope};
+use kiln_ec2::requests::Request;
+use kiln_ec2::{Ec2Error, Params};
+
+pub use actions::ACTIONS;
+
+/// Settings of the API edge.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// How far a signed request's clock may be from the server's.
+    pub max_skew: chrono::TimeDelta,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 1024 * 1024,
+            max_skew: kiln_ec2::sigv4::DEFAULT_MAX_SKEW,
+        }
+    }
+}
+
+struct AppState {
+    cloud: Arc<Cloud>,
+    config: ApiConfig,
+}
+
+/// The API's routes: EC2's Query protocol at `/`.
+pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
+    let state = Arc::new(AppState { cloud, config });
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cloud: Arc<Cloud>,
+    config: ApiConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(cloud, config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = handle_inner(&state, &method, &uri, &headers, body, &request_id).await;
+    let (status, xml, action) = match result {
+        Ok((action, xml)) => (StatusCode::OK, xml, action),
+        Err((action, e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::info!(action, code = %e.code, "request refused");
+            (
+                status,
+                kiln_ec2::xml::error_document(&e.code, &e.message, &request_id),
+                action,
+            )
+        }
+    };
+    tracing::debug!(
+        action,
+        status = status.as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/xml;charset=UTF-8"),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                request_id.as_str(),
+            ),
+        ],
+        xml,
+    )
+        .into_response()
+}
+
+type Failure = (String, Ec2Error);
+
+async fn handle_inner(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Result<(String, String), Failure> {
+    let fail = |e: Ec2Error| (String::from("-"), e);
+    if method != Method::POST && method != Method::GET {
+        return Err(fail(Ec2Error::new(
+            "InvalidAction",
+            format!("The HTTP method {method} is not supported; use POST or GET"),
+        )));
+    }
+    let body = axum::body::to_bytes(body, state.config.max_body)
+        .await
+        .map_err(|_| {
+            fail(Ec2Error::new(
+                "RequestEntityTooLarge",
+                format!(
+                    "The request body exceeds the maximum of {} bytes",
+                    state.config.max_body
+                ),
+            ))
+        })?;
+    let query = uri.query().unwrap_or_default();
+    let params = Params::parse(query, &body);
+    let action = params.get("Action").unwrap_or("-").to_owned();
+    let fail = |e: Ec2Error| (action.clone(), e);
+
+    let caller = auth::authenticate(state, method, uri, headers, &body).map_err(fail)?;
+    let Some(action_name) = params.get("Action").filter(|a| !a.is_empty()) else {
+        return Err(fail(Ec2Error::new(
+            "MissingAction",
+            "The request must contain the parameter Action",
+        )));
+    };
+    let request = Request::decode(action_name, &params).map_err(fail)?;
+    if params.flag("DryRun").map_err(fail)? {
+        return Err(fail(Ec2Error::dry_run_ok()));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let cloud = state.cloud.clone();
+    let request_id = request_id.to_owned();
+    let params_for_task = params.clone();
+    let xml = tokio::task::spawn_blocking(move || {
+        let ctx = actions::Ctx {
+            cloud: &cloud,
+            scope: caller,
+            request_id: &request_id,
+            params: &params_for_task,
+            host: &host,
+        };
+        actions::dispatch(&ctx, request)
+    })
+    .await
+    .map_err(|_| fail(Ec2Error::internal()))?
+    .map_err(fail)?;
+    Ok((action, xml))
+}
+
+/// The caller of a request: their account and the region of their credential scope.
+pub type Caller = Scope;

@@ -1,0 +1,117 @@
+//! EC2 actions: each typed request run against the control plane and written as EC2's
+//! XML, one module per resource.
+
+mod instance_types;
+mod key_pairs;
+mod regions;
+mod security_groups;
+mod tags;
+mod vpcs;
+
+use kiln_control::{Cloud, Scope};
+use kiln_ec2::page::{self, Paging};
+use kiln_ec2::requests::{Request, Tag};
+use kiln_ec2::{Ec2Error, Params, XmlWriter};
+
+pub use kiln_ec2::requests::ACTIONS;
+
+use crate::errors::to_ec2;
+
+/// What an action runs with.
+pub(crate) struct Ctx<'a> {
+    pub cloud: &'a Cloud,
+    pub scope: Scope,
+    pub request_id: &'a str,
+    pub params: &'a Params,
+    pub host: &'a str,
+}
+
+impl Ctx<'_> {
+    pub fn xml(&self, action: &str) -> XmlWriter {
+        XmlWriter::response(action, self.request_id)
+    }
+
+    /// One page of `items`, scoped to this caller and query.
+    pub fn page<T>(
+        &self,
+        items: Vec<T>,
+        paging: &Paging,
+        range: (i64, i64),
+        default: Option<usize>,
+    ) -> Result<(Vec<T>, Option<String>), Ec2Error> {
+        let scope = page::scope_of(&self.scope.account, &self.scope.region, self.params);
+        page::paginate(items, paging, &scope, range, default)
+    }
+
+    pub fn arn(&self, kind: &str, id: &str) -> String {
+        format!(
+            "arn:aws:ec2:{}:{}:{kind}/{id}",
+            self.scope.region, self.scope.account
+        )
+    }
+}
+
+pub(crate) type ActionResult = Result<String, Ec2Error>;
+
+/// Control-plane results into EC2 errors.
+pub(crate) trait OrEc2<T> {
+    fn ec2(self) -> Result<T, Ec2Error>;
+}
+
+impl<T> OrEc2<T> for Result<T, kiln_control::Error> {
+    fn ec2(self) -> Result<T, Ec2Error> {
+        self.map_err(to_ec2)
+    }
+}
+
+pub(crate) fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
+/// Writes `nextToken` when there is one.
+pub(crate) fn next_token(w: &mut XmlWriter, token: Option<String>) {
+    w.opt("nextToken", token);
+}
+
+pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
+    let action = request.action();
+    match request {
+        Request::DescribeRegions(r) => regions::describe_regions(ctx, r),
+        Request::DescribeAvailabilityZones(r) => regions::describe_zones(ctx, r),
+        Request::DescribeAccountAttributes(r) => regions::describe_account_attributes(ctx, r),
+        Request::DescribeInstanceTypes(r) => instance_types::describe(ctx, r),
+        Request::DescribeInstanceTypeOfferings(r) => instance_types::offerings(ctx, r),
+        Request::CreateKeyPair(r) => key_pairs::create(ctx, r),
+        Request::ImportKeyPair(r) => key_pairs::import(ctx, r),
+        Request::DescribeKeyPairs(r) => key_pairs::describe(ctx, r),
+        Request::DeleteKeyPair(r) => key_pairs::delete(ctx, r),
+        Request::CreateVpc(r) => vpcs::create_vpc(ctx, r),
+        Request::DescribeVpcs(r) => vpcs::describe_vpcs(ctx, r),
+        Request::DeleteVpc(r) => vpcs::delete_vpc(ctx, r),
+        Request::CreateSubnet(r) => vpcs::create_subnet(ctx, r),
+        Request::DescribeSubnets(r) => vpcs::describe_subnets(ctx, r),
+        Request::DeleteSubnet(r) => vpcs::delete_subnet(ctx, r),
+        Request::CreateSecurityGroup(r) => security_groups::create(ctx, r),
+        Request::DescribeSecurityGroups(r) => security_groups::describe(ctx, r),
+        Request::DeleteSecurityGroup(r) => security_groups::delete(ctx, r),
+        Request::AuthorizeSecurityGroupIngress(r) | Request::AuthorizeSecurityGroupEgress(r) => {
+            security_groups::authorize(ctx, action, r)
+        }
+        Request::RevokeSecurityGroupIngress(r) | Request::RevokeSecurityGroupEgress(r) => {
+            security_groups::revoke(ctx, action, r)
+        }
+        Request::DescribeSecurityGroupRules(r) => security_groups::describe_rules(ctx, r),
+        Request::CreateTags(r) => tags::create(ctx, r),
+        Request::DeleteTags(r) => tags::delete(ctx, r),
+        Request::DescribeTags(r) => tags::describe(ctx, r),
+    }
+}
+
+/// `<return>true</return>` for acknowledgement-only actions.
+pub(crate) fn ack(ctx: &Ctx<'_>, action: &str) -> ActionResult {
+    let mut w = ctx.xml(action);
+    w.elem("return", "true");
+    Ok(w.finish(action))
+}

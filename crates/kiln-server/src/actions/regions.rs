@@ -1,0 +1,155 @@
+//! DescribeRegions, DescribeAvailabilityZones, DescribeAccountAttributes.
+
+use kiln_ec2::filter::{self, Field};
+use kiln_ec2::requests::account::{
+    DescribeAccountAttributes, DescribeAvailabilityZones, DescribeRegions,
+};
+use kiln_ec2::Ec2Error;
+use kiln_types::{RegionConfig, Zone};
+
+use super::{ActionResult, Ctx, OrEc2};
+
+pub(crate) fn describe_regions(ctx: &Ctx<'_>, r: DescribeRegions) -> ActionResult {
+    let mut regions: Vec<&RegionConfig> = ctx.cloud.regions.iter().collect();
+    if !r.region_names.is_empty() {
+        if let Some(bad) = r
+            .region_names
+            .iter()
+            .find(|n| ctx.cloud.region(n).is_none())
+        {
+            return Err(Ec2Error::invalid_value(format!("Invalid region: {bad}")));
+        }
+        regions.retain(|reg| r.region_names.contains(&reg.name));
+    }
+    let endpoint = |reg: &RegionConfig| format!("{}/{}", ctx.host, reg.name);
+    let regions = filter::apply(
+        regions,
+        &r.filters,
+        &["region-name", "endpoint", "opt-in-status"],
+        |reg, name| match name {
+            "region-name" => Field::one(reg.name.clone()),
+            "endpoint" => Field::one(endpoint(reg)),
+            "opt-in-status" => Field::one("opt-in-not-required"),
+            _ => Field::Unknown,
+        },
+        |_| Vec::new(),
+    )?;
+    let mut w = ctx.xml("DescribeRegions");
+    w.set("regionInfo", regions, |w, reg| {
+        w.elem("regionName", &reg.name)
+            .elem("regionEndpoint", ctx.host)
+            .elem("optInStatus", "opt-in-not-required");
+    });
+    Ok(w.finish("DescribeRegions"))
+}
+
+pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> ActionResult {
+    let region = ctx
+        .cloud
+        .region(&ctx.scope.region)
+        .ok_or_else(Ec2Error::internal)?;
+    let mut zones: Vec<&Zone> = region.zones.iter().collect();
+    for name in &r.zone_names {
+        if region.zone(name).is_none() {
+            return Err(Ec2Error::invalid_value(format!(
+                "The zone '{name}' does not exist in region {}",
+                region.name
+            )));
+        }
+    }
+    for id in &r.zone_ids {
+        if !region.zones.iter().any(|z| &z.id == id) {
+            return Err(Ec2Error::invalid_value(format!(
+                "The zone ID '{id}' does not exist in region {}",
+                region.name
+            )));
+        }
+    }
+    if !r.zone_names.is_empty() || !r.zone_ids.is_empty() {
+        zones.retain(|z| r.zone_names.contains(&z.name) || r.zone_ids.contains(&z.id));
+    }
+    let zones = filter::apply(
+        zones,
+        &r.filters,
+        &[
+            "zone-name",
+            "zone-id",
+            "state",
+            "region-name",
+            "zone-type",
+            "group-name",
+            "network-border-group",
+            "opt-in-status",
+            "message",
+        ],
+        |z, name| match name {
+            "zone-name" => Field::one(z.name.clone()),
+            "zone-id" => Field::one(z.id.clone()),
+            "state" => Field::one("available"),
+            "region-name" => Field::one(region.name.clone()),
+            "zone-type" => Field::one("availability-zone"),
+            "group-name" | "network-border-group" => Field::one(region.name.clone()),
+            "opt-in-status" => Field::one("opt-in-not-required"),
+            "message" => Field::Values(Vec::new()),
+            _ => Field::Unknown,
+        },
+        |_| Vec::new(),
+    )?;
+    let mut w = ctx.xml("DescribeAvailabilityZones");
+    w.set("availabilityZoneInfo", zones, |w, z| {
+        w.elem("zoneName", &z.name)
+            .elem("zoneId", &z.id)
+            .elem("zoneState", "available")
+            .elem("regionName", &region.name)
+            .elem("zoneType", "availability-zone")
+            .elem("groupName", &region.name)
+            .elem("networkBorderGroup", &region.name)
+            .elem("optInStatus", "opt-in-not-required")
+            .start("messageSet")
+            .end();
+    });
+    Ok(w.finish("DescribeAvailabilityZones"))
+}
+
+pub(crate) fn describe_account_attributes(
+    ctx: &Ctx<'_>,
+    r: DescribeAccountAttributes,
+) -> ActionResult {
+    let default_vpc = ctx
+        .cloud
+        .vpcs(&ctx.scope, &[])
+        .ec2()?
+        .into_iter()
+        .find(|v| v.is_default)
+        .map(|v| v.id);
+    let attrs: Vec<(&str, Vec<String>)> = vec![
+        ("supported-platforms", vec!["VPC".into()]),
+        (
+            "default-vpc",
+            vec![default_vpc.unwrap_or_else(|| "none".into())],
+        ),
+        ("max-instances", vec!["20".into()]),
+        ("vpc-max-security-groups-per-interface", vec!["5".into()]),
+        ("max-elastic-ips", vec!["5".into()]),
+        ("vpc-max-elastic-ips", vec!["5".into()]),
+    ];
+    if let Some(bad) = r.names.iter().find(|n| !attrs.iter().any(|(a, _)| a == n)) {
+        return Err(Ec2Error::invalid_value(format!(
+            "Value ({bad}) for parameter attributeName is invalid."
+        )));
+    }
+    let mut w = ctx.xml("DescribeAccountAttributes");
+    w.set(
+        "accountAttributeSet",
+        attrs
+            .into_iter()
+            .filter(|(a, _)| r.names.is_empty() || r.names.iter().any(|n| n == a)),
+        |w, (name, values)| {
+            w.elem("attributeName", name);
+            w.set("attributeValueSet", values, |w, v| {
+                w.elem("attributeValue", v);
+            });
+        },
+    );
+    Ok(w.finish("DescribeAccountAttributes"))
+}

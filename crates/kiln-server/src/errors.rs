@@ -1,0 +1,38 @@
+//! The one mapping from control-plane errors to EC2's codes and messages. Internal
+//! details (SQL, paths) are logged, never sent to the client.
+
+use kiln_control::Error;
+use kiln_ec2::Ec2Error;
+use kiln_types::ResourceKind;
+
+pub(crate) fn to_ec2(e: Error) -> Ec2Error {
+    match e {
+        Error::NotFound { kind, ids } => Ec2Error::not_found(kind, &ids),
+        Error::Duplicate { kind, name } => match kind {
+            ResourceKind::KeyPair => Ec2Error::new(
+                "InvalidKeyPair.Duplicate",
+                format!("The keypair '{name}' already exists."),
+            ),
+            ResourceKind::SecurityGroup => Ec2Error::new("InvalidGroup.Duplicate", name),
+            _ => Ec2Error::invalid_value(format!("'{name}' already exists")),
+        },
+        Error::InvalidParameterValue(m) => Ec2Error::invalid_value(m),
+        Error::InvalidKeyFormat(m) => Ec2Error::new("InvalidKey.Format", m),
+        Error::DependencyViolation(m) => Ec2Error::new("DependencyViolation", m),
+        Error::CannotDelete(m) => Ec2Error::new("CannotDelete", m),
+        Error::PermissionDuplicate(m) => Ec2Error::new("InvalidPermission.Duplicate", m),
+        Error::PermissionNotFound(m) => Ec2Error::new("InvalidPermission.NotFound", m),
+        Error::VpcRange(m) => Ec2Error::new("InvalidVpc.Range", m),
+        Error::SubnetRange(m) => Ec2Error::new("InvalidSubnet.Range", m),
+        Error::SubnetConflict(m) => Ec2Error::new("InvalidSubnet.Conflict", m),
+        Error::TagLimitExceeded(m) => Ec2Error::new("TagLimitExceeded", m),
+        Error::Crypto(m) => {
+            tracing::error!(error = %m, "key generation failed");
+            Ec2Error::internal()
+        }
+        Error::Store(s) => {
+            tracing::error!(error = %s, "store failure");
+            Ec2Error::internal()
+        }
+    }
+}
