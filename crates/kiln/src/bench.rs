@@ -1,8 +1,238 @@
-//! `kiln bench`: placeholder until the API benchmark lands.
+//! `kiln bench api`: the API path under load. Starts a fresh `kiln serve` and a
+//! baseline EC2 emulator (moto_server) side by side, fills both with the same
+//! resources, then times the same signed requests against each and prints
+//! requests per second, median and p99 latency, and the ratios.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 
 #[derive(clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+#[derive(clap::Subcommand)]
+enum BenchWhat {
+    /// DescribeSecurityGroups and DescribeKeyPairs with many entries, Kiln vs moto_server.
+    Api {
+        /// How many security groups and key pairs to create on each server.
+        #[arg(long, default_value_t = 1000)]
+        entries: usize,
+        /// Timed requests per case and server.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Concurrent client threads.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// The baseline server's command (moto's `moto_server`, from PyPI `moto[server]`).
+        #[arg(long, default_value = "moto_server")]
+        moto: String,
+    },
+}
+
+const REGION: &str = "us-east-1";
+/// A fixed ED25519 public key: both servers import it under many names.
+const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),
+    }
+}
+
+/// A child process that is killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    key: (String, String),
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited ({status}) before it answered on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not answer on {addr} within 60 s")
+}
+
+fn start_kiln(dir: &Path) -> Result<Server> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting kiln serve")?;
+    wait_for(addr, &mut child, "kiln serve")?;
+    let creds = std::fs::read_to_string(dir.join("credentials"))?;
+    let field = |name: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
+            .context("reading the bench server's credentials")
+    };
+    let key = (field("aws_access_key_id")?, field("aws_secret_access_key")?);
+    Ok(Server { name: "kiln", child, addr, key })
+}
+
+fn start_moto(cmd: &str) -> Result<Server> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let mut child = Command::new(cmd)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the baseline '{cmd}': install it with `pip install 'moto[server]'` or give --moto"))?;
+    wait_for(addr, &mut child, "moto_server")?;
+    Ok(Server { name: "moto", child, addr, key: ("AKIAIOSFODNN7EXAMPLE".into(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()) })
+}
+
+/// Sends one signed EC2 request; returns the HTTP status and body.
+fn call(client: &reqwest::blocking::Client, server: &Server, body: &str) -> Result<(u16, String)> {
+    let host = server.addr.to_string();
+    let headers = kiln_ec2::sigv4::sign_headers(&server.key.0, &server.key.1, REGION, &host, body.as_bytes(), chrono::Utc::now());
+    let mut req = client.post(format!("http://{host}/")).body(body.to_owned());
+    for (k, v) in headers {
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.send()?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text()?))
+}
+
+fn fill(client: &reqwest::blocking::Client, server: &Server, entries: usize) -> Result<()> {
+    let material = base64::engine::general_purpose::STANDARD.encode(PUBLIC_KEY);
+    let encoded: String = form_urlencoded::byte_serialize(material.as_bytes()).collect();
+    let started = Instant::now();
+    for i in 0..entries {
+        let sg = format!(
+            "Action=CreateSecurityGroup&Version=2016-11-15&GroupName=bench-{i}&GroupDescription=bench+group+{i}"
+        );
+        let kp = format!("Action=ImportKeyPair&Version=2016-11-15&KeyName=bench-{i}&PublicKeyMaterial={encoded}");
+        for body in [sg, kp] {
+            let (status, text) = call(client, server, &body)?;
+            if status != 200 {
+                bail!("{} refused a set-up request ({status}): {}", server.name, text.chars().take(300).collect::<String>());
+            }
+        }
+        if (i + 1) % 100 == 0 {
+            eprint!("\r  {}: {} of {entries} groups and key pairs created", server.name, i + 1);
+            let _ = std::io::stderr().flush();
+        }
+    }
+    eprintln!("\r  {}: {entries} groups and key pairs created in {:.1} s          ", server.name, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    bytes: usize,
+}
+
+fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, expect: &str) -> Result<Figures> {
+    let client = reqwest::blocking::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    // Warm up, and check the answer really holds the entries.
+    let (status, text) = call(&client, server, body)?;
+    if status != 200 || text.matches(expect).count() == 0 {
+        bail!("{} answered {status} without '{expect}'", server.name);
+    }
+    let bytes = text.len();
+    let per_thread = requests.div_ceil(concurrency);
+    let started = Instant::now();
+    let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let client = client.clone();
+                s.spawn(move || {
+                    let mut lat = Vec::with_capacity(per_thread);
+                    for _ in 0..per_thread {
+                        let t = Instant::now();
+                        let (status, _) = call(&client, server, body)?;
+                        if status != 200 {
+                            bail!("{} answered {status}", server.name);
+                        }
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))).collect()
+    });
+    let elapsed = started.elapsed();
+    let mut lat: Vec<Duration> = Vec::new();
+    for r in results {
+        lat.extend(r?);
+    }
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0;
+    Ok(Figures { rps: lat.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), bytes })
+}
+
+fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("kiln bench api: {entries} security groups and {entries} key pairs per server, {requests} timed requests per case, {concurrency} client threads");
+    let kiln = start_kiln(&dir)?;
+    let moto = start_moto(moto)?;
+    let client = reqwest::blocking::Client::new();
+    fill(&client, &kiln, entries)?;
+    fill(&client, &moto, entries)?;
+
+    let cases = [
+        ("DescribeSecurityGroups", "Action=DescribeSecurityGroups&Version=2016-11-15", "bench-"),
+        ("DescribeKeyPairs", "Action=DescribeKeyPairs&Version=2016-11-15", "bench-"),
+    ];
+    println!();
+    println!("{:<24} {:<6} {:>9} {:>9} {:>9} {:>10}", "case", "server", "req/s", "p50 ms", "p99 ms", "body KiB");
+    let mut ratios = Vec::new();
+    for (name, body, expect) in cases {
+        let k = measure(&kiln, body, requests, concurrency, expect)?;
+        let m = measure(&moto, body, requests, concurrency, expect)?;
+        for (server, f) in [("kiln", &k), ("moto", &m)] {
+            println!("{name:<24} {server:<6} {:>9.1} {:>9.2} {:>9.2} {:>10.0}", f.rps, f.p50_ms, f.p99_ms, f.bytes as f64 / 1024.0);
+        }
+        ratios.push((name, k.rps / m.rps, m.p50_ms / k.p50_ms, m.p99_ms / k.p99_ms));
+    }
+    println!();
+    for (name, rps, p50, p99) in ratios {
+        println!("{name}: kiln/moto throughput {rps:.1}x; moto/kiln median latency {p50:.1}x, p99 latency {p99:.1}x");
+    }
+    drop(kiln);
+    drop(moto);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

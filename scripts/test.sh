@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the Rust unit tests, then the integration
+# suite, which starts real `kiln serve` processes and drives them with boto3 and the
+# AWS CLI. Installs whatever is missing first.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_debs
+ensure_venv
+cd "$ROOT"
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --locked -q --all-targets -- -D warnings
+say "cargo test"
+cargo test --locked -q --workspace 2>&1 | grep -Ev '^(running 0 tests|test result: ok. 0 passed.*)$' | grep -v '^$'
+say "building kiln for the integration suite"
+cargo build --locked -q -p kiln
+say "integration suite (boto3 and the AWS CLI against kiln serve)"
+KILN_BIN="$ROOT/target/debug/kiln" python -m pytest -q tests/integration "$@"
