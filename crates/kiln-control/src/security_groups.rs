@@ -327,15 +327,30 @@ impl Cloud {
                 }
                 groups.retain(|g| wanted.contains(&g.id));
             }
-            let mut rules = security_groups::rules(c, scope)?;
+            let mut by_group: std::collections::HashMap<String, Vec<Rule>> =
+                std::collections::HashMap::new();
+            for r in security_groups::rules(c, scope)? {
+                by_group.entry(r.group_id.clone()).or_default().push(r);
+            }
             Ok(groups
                 .into_iter()
                 .map(|group| {
-                    let (mine, rest): (Vec<Rule>, Vec<Rule>) =
-                        rules.drain(..).partition(|r| r.group_id == group.id);
-                    rules = rest;
-                    GroupWithRules { group, rules: mine }
+                    let rules = by_group.remove(&group.id).unwrap_or_default();
+                    GroupWithRules { group, rules }
                 })
+                .collect())
+        })
+    }
+
+    /// Every group's name by id, for naming referenced groups.
+    pub fn security_group_names(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        self.store.read(|c| {
+            Ok(security_groups::list(c, scope)?
+                .into_iter()
+                .map(|g| (g.id, g.name))
                 .collect())
         })
     }

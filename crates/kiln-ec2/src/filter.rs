@@ -151,14 +151,16 @@ mod tests {
             Filter::new("kind", vec!["x".into()]),
             Filter::new("name", vec!["a".into(), "b".into()]),
         ];
-        let out = apply(items.clone(), &filters, field, |_| vec![], None).expect("apply");
+        let known = ["name", "kind"];
+        let out = apply(items, &filters, &known, field, |_| vec![]).expect("apply");
         assert_eq!(out, vec![("a", "x")]);
+        // An unknown name is refused even when there is nothing to filter.
         let bad = apply(
-            items,
+            Vec::new(),
             &[Filter::new("nope", vec![])],
+            &known,
             field,
             |_| vec![],
-            None,
         );
         assert_eq!(
             bad.map_err(|e| e.code),

@@ -39,11 +39,17 @@ enum BenchWhat {
 
 const REGION: &str = "us-east-1";
 /// A fixed ED25519 public key: both servers import it under many names.
-const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
+const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
-        BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),
+        BenchWhat::Api {
+            entries,
+            requests,
+            concurrency,
+            moto,
+        } => api(entries, requests, concurrency.max(1), &moto),
     }
 }
 
@@ -96,11 +102,20 @@ fn start_kiln(dir: &Path) -> Result<Server> {
     let field = |name: &str| {
         creds
             .lines()
-            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once('=')
+                    .filter(|(k, _)| k.trim() == name)
+                    .map(|(_, v)| v.trim().to_owned())
+            })
             .context("reading the bench server's credentials")
     };
     let key = (field("aws_access_key_id")?, field("aws_secret_access_key")?);
-    Ok(Server { name: "kiln", child, addr, key })
+    Ok(Server {
+        name: "kiln",
+        child,
+        addr,
+        key,
+    })
 }
 
 fn start_moto(cmd: &str) -> Result<Server> {
@@ -113,13 +128,28 @@ fn start_moto(cmd: &str) -> Result<Server> {
         .spawn()
         .with_context(|| format!("starting the baseline '{cmd}': install it with `pip install 'moto[server]'` or give --moto"))?;
     wait_for(addr, &mut child, "moto_server")?;
-    Ok(Server { name: "moto", child, addr, key: ("AKIAIOSFODNN7EXAMPLE".into(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()) })
+    Ok(Server {
+        name: "moto",
+        child,
+        addr,
+        key: (
+            "AKIAIOSFODNN7EXAMPLE".into(),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+        ),
+    })
 }
 
 /// Sends one signed EC2 request; returns the HTTP status and body.
 fn call(client: &reqwest::blocking::Client, server: &Server, body: &str) -> Result<(u16, String)> {
     let host = server.addr.to_string();
-    let headers = kiln_ec2::sigv4::sign_headers(&server.key.0, &server.key.1, REGION, &host, body.as_bytes(), chrono::Utc::now());
+    let headers = kiln_ec2::sigv4::sign_headers(
+        &server.key.0,
+        &server.key.1,
+        REGION,
+        &host,
+        body.as_bytes(),
+        chrono::Utc::now(),
+    );
     let mut req = client.post(format!("http://{host}/")).body(body.to_owned());
     for (k, v) in headers {
         if k != "host" {
@@ -139,19 +169,33 @@ fn fill(client: &reqwest::blocking::Client, server: &Server, entries: usize) -> 
         let sg = format!(
             "Action=CreateSecurityGroup&Version=2016-11-15&GroupName=bench-{i}&GroupDescription=bench+group+{i}"
         );
-        let kp = format!("Action=ImportKeyPair&Version=2016-11-15&KeyName=bench-{i}&PublicKeyMaterial={encoded}");
+        let kp = format!(
+            "Action=ImportKeyPair&Version=2016-11-15&KeyName=bench-{i}&PublicKeyMaterial={encoded}"
+        );
         for body in [sg, kp] {
             let (status, text) = call(client, server, &body)?;
             if status != 200 {
-                bail!("{} refused a set-up request ({status}): {}", server.name, text.chars().take(300).collect::<String>());
+                bail!(
+                    "{} refused a set-up request ({status}): {}",
+                    server.name,
+                    text.chars().take(300).collect::<String>()
+                );
             }
         }
         if (i + 1) % 100 == 0 {
-            eprint!("\r  {}: {} of {entries} groups and key pairs created", server.name, i + 1);
+            eprint!(
+                "\r  {}: {} of {entries} groups and key pairs created",
+                server.name,
+                i + 1
+            );
             let _ = std::io::stderr().flush();
         }
     }
-    eprintln!("\r  {}: {entries} groups and key pairs created in {:.1} s          ", server.name, started.elapsed().as_secs_f64());
+    eprintln!(
+        "\r  {}: {entries} groups and key pairs created in {:.1} s          ",
+        server.name,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -162,8 +206,16 @@ struct Figures {
     bytes: usize,
 }
 
-fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, expect: &str) -> Result<Figures> {
-    let client = reqwest::blocking::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+fn measure(
+    server: &Server,
+    body: &str,
+    requests: usize,
+    concurrency: usize,
+    expect: &str,
+) -> Result<Figures> {
+    let client = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     // Warm up, and check the answer really holds the entries.
     let (status, text) = call(&client, server, body)?;
     if status != 200 || text.matches(expect).count() == 0 {
@@ -190,7 +242,13 @@ fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, exp
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect()
     });
     let elapsed = started.elapsed();
     let mut lat: Vec<Duration> = Vec::new();
@@ -198,8 +256,15 @@ fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, exp
         lat.extend(r?);
     }
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0;
-    Ok(Figures { rps: lat.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), bytes })
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0
+    };
+    Ok(Figures {
+        rps: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        bytes,
+    })
 }
 
 fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Result<()> {
@@ -213,19 +278,41 @@ fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Resul
     fill(&client, &moto, entries)?;
 
     let cases = [
-        ("DescribeSecurityGroups", "Action=DescribeSecurityGroups&Version=2016-11-15", "bench-"),
-        ("DescribeKeyPairs", "Action=DescribeKeyPairs&Version=2016-11-15", "bench-"),
+        (
+            "DescribeSecurityGroups",
+            "Action=DescribeSecurityGroups&Version=2016-11-15",
+            "bench-",
+        ),
+        (
+            "DescribeKeyPairs",
+            "Action=DescribeKeyPairs&Version=2016-11-15",
+            "bench-",
+        ),
     ];
     println!();
-    println!("{:<24} {:<6} {:>9} {:>9} {:>9} {:>10}", "case", "server", "req/s", "p50 ms", "p99 ms", "body KiB");
+    println!(
+        "{:<24} {:<6} {:>9} {:>9} {:>9} {:>10}",
+        "case", "server", "req/s", "p50 ms", "p99 ms", "body KiB"
+    );
     let mut ratios = Vec::new();
     for (name, body, expect) in cases {
         let k = measure(&kiln, body, requests, concurrency, expect)?;
         let m = measure(&moto, body, requests, concurrency, expect)?;
         for (server, f) in [("kiln", &k), ("moto", &m)] {
-            println!("{name:<24} {server:<6} {:>9.1} {:>9.2} {:>9.2} {:>10.0}", f.rps, f.p50_ms, f.p99_ms, f.bytes as f64 / 1024.0);
+            println!(
+                "{name:<24} {server:<6} {:>9.1} {:>9.2} {:>9.2} {:>10.0}",
+                f.rps,
+                f.p50_ms,
+                f.p99_ms,
+                f.bytes as f64 / 1024.0
+            );
         }
-        ratios.push((name, k.rps / m.rps, m.p50_ms / k.p50_ms, m.p99_ms / k.p99_ms));
+        ratios.push((
+            name,
+            k.rps / m.rps,
+            m.p50_ms / k.p50_ms,
+            m.p99_ms / k.p99_ms,
+        ));
     }
     println!();
     for (name, rps, p50, p99) in ratios {

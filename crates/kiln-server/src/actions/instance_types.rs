@@ -161,7 +161,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstanceTypes) -> ActionResult 
     let types = filter::apply(types, &r.filters, FILTERS, field, |_| Vec::new())?;
     let (page, next) = ctx.page(types, &r.paging, (5, 100), Some(100))?;
     let mut w = ctx.xml("DescribeInstanceTypes");
-    w.set("instanceTypeSet", page, |w, t| write_type(w, t));
+    w.set("instanceTypeSet", page, write_type);
     next_token(&mut w, next);
     Ok(w.finish("DescribeInstanceTypes"))
 }

@@ -184,19 +184,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeSecurityGroups) -> ActionResult
         .ec2()?;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    let names: HashMap<String, String> = if groups
-        .iter()
-        .any(|g| g.rules.iter().any(|r| r.ref_group_id.is_some()))
-    {
-        ctx.cloud
-            .security_groups(&ctx.scope, &[], &[])
-            .ec2()?
-            .into_iter()
-            .map(|g| (g.group.id, g.group.name))
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let names = ctx.cloud.security_group_names(&ctx.scope).ec2()?;
     let groups = filter::apply(
         groups,
         &r.filters,

@@ -1,0 +1,291 @@
+"""Integration fixtures: one real `kiln serve` for the whole session, driven with boto3
+and the AWS CLI exactly as a user would drive it (shared credentials and config files
+written by Kiln, `--endpoint-url` pointing at the server).
+
+Environment:
+  KILN_BIN        the kiln binary (default: <repo>/target/debug/kiln)
+  KILN_KEEP_DATA  keep the temporary data directory after the session
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+REPO = Path(__file__).resolve().parents[2]
+KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
+START_TIMEOUT = 30.0
+
+# Variables that would make boto3 or the CLI ignore the files Kiln wrote.
+_AWS_OVERRIDES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_EC2",
+    "AWS_CA_BUNDLE",
+)
+
+# One attempt only: a server bug answering 5xx should fail fast, not be retried.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 1},
+    connect_timeout=5,
+    read_timeout=20,
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _read_profiles(path: Path) -> dict:
+    """The [profile] sections of an AWS shared-credentials file."""
+    import configparser
+
+    cp = configparser.ConfigParser()
+    cp.read(path)
+    return {
+        name: (cp[name]["aws_access_key_id"], cp[name]["aws_secret_access_key"])
+        for name in cp.sections()
+    }
+
+
+class Kiln:
+    """A running `kiln serve` and what is needed to talk to it."""
+
+    def __init__(self, proc, port, data_dir, log_path):
+        self.proc = proc
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.credentials_file = self.data_dir / "credentials"
+        self.config_file = self.data_dir / "config"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+
+    def profiles(self) -> dict:
+        return _read_profiles(self.credentials_file)
+
+    def credentials(self, profile="default") -> Credentials:
+        akid, secret = self.profiles()[profile]
+        return Credentials(akid, secret)
+
+    def client(self, profile="default", region="us-east-1", **kwargs):
+        session = boto3.session.Session(profile_name=profile)
+        return session.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=self.endpoint,
+            config=CLIENT_CONFIG,
+            **kwargs,
+        )
+
+    def signed(
+        self,
+        params,
+        profile="default",
+        region="us-east-1",
+        credentials=None,
+        method="POST",
+        timeout=15,
+    ):
+        """Sends `params` (a dict, list of pairs or an encoded string) signed with
+        botocore's SigV4Auth, the way boto3 signs; returns the `requests` response."""
+        body = params if isinstance(params, (str, bytes)) else urllib.parse.urlencode(params)
+        creds = credentials or self.credentials(profile)
+        if method == "POST":
+            req = AWSRequest(
+                method="POST",
+                url=self.endpoint + "/",
+                data=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            )
+        else:
+            req = AWSRequest(method=method, url=f"{self.endpoint}/?{body}")
+        SigV4Auth(creds, "ec2", region).add_auth(req)
+        prepared = req.prepare()
+        return requests.request(
+            prepared.method,
+            prepared.url,
+            data=prepared.body,
+            headers=dict(prepared.headers),
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="session")
+def kiln():
+    if not os.path.exists(KILN_BIN):
+        pytest.exit(f"kiln binary not found at {KILN_BIN} (set KILN_BIN)", returncode=2)
+    saved_env = {k: os.environ.pop(k) for k in _AWS_OVERRIDES if k in os.environ}
+    data_dir = tempfile.mkdtemp(prefix="kiln-it-")
+    log_dir = tempfile.mkdtemp(prefix="kiln-it-log-")
+    log_path = os.path.join(log_dir, "kiln.log")
+    port = _free_port()
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [KILN_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+    )
+    server = Kiln(proc, port, data_dir, log_path)
+
+    def fail(why):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        pytest.exit(f"{why}\n--- kiln log ---\n{server.log()}", returncode=3)
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _port_answers(port):
+        if proc.poll() is not None:
+            fail(f"kiln serve exited with {proc.returncode} before answering on port {port}")
+        if time.monotonic() > deadline:
+            fail(f"kiln serve did not answer on port {port} within {START_TIMEOUT:.0f} s")
+        time.sleep(0.05)
+    if not server.credentials_file.exists() or not server.config_file.exists():
+        fail("kiln serve did not write DIR/credentials and DIR/config on first start")
+
+    created = subprocess.run(
+        [KILN_BIN, "account", "create", "other", "--data-dir", data_dir],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if created.returncode != 0:
+        fail(f"`kiln account create other` failed:\n{created.stdout}\n{created.stderr}")
+
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(server.credentials_file)
+    os.environ["AWS_CONFIG_FILE"] = str(server.config_file)
+    server.account_create_output = created.stdout
+    try:
+        yield server
+    finally:
+        os.environ.pop("AWS_SHARED_CREDENTIALS_FILE", None)
+        os.environ.pop("AWS_CONFIG_FILE", None)
+        os.environ.update(saved_env)
+        exited = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                exited = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        else:
+            exited = ("already exited", proc.returncode)
+        log.close()
+        text = server.log()
+        if not os.environ.get("KILN_KEEP_DATA"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(log_dir, ignore_errors=True)
+        assert exited == 0, (
+            f"kiln serve did not shut down gracefully on SIGTERM (status {exited})\n"
+            f"--- kiln log ---\n{text}"
+        )
+
+
+@pytest.fixture(scope="session")
+def ec2(kiln):
+    return kiln.client("default", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def ec2_other(kiln):
+    return kiln.client("other", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def ec2_west(kiln):
+    return kiln.client("default", "eu-west-1")
+
+
+def _cli_base():
+    # Prefer the interpreter's own awscli, so the venv's version is the one tested.
+    try:
+        import awscli  # noqa: F401
+
+        return [sys.executable, "-m", "awscli"]
+    except ImportError:
+        aws = shutil.which("aws")
+        if not aws:
+            pytest.skip("neither the awscli package nor an `aws` executable is available")
+        return [aws]
+
+
+@pytest.fixture(scope="session")
+def aws(kiln):
+    """Runs the AWS CLI against Kiln: aws(*args, profile=, region=, output=) returns
+    (returncode, parsed JSON or None — or the raw text for other outputs, stderr)."""
+    base = _cli_base()
+    env = {k: v for k, v in os.environ.items() if k not in _AWS_OVERRIDES}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(kiln.credentials_file),
+        AWS_CONFIG_FILE=str(kiln.config_file),
+        AWS_PAGER="",
+        AWS_MAX_ATTEMPTS="1",
+        AWS_RETRY_MODE="standard",
+    )
+
+    def run(*args, profile="default", region="us-east-1", output="json", timeout=60):
+        cmd = [
+            *base,
+            *args,
+            "--endpoint-url",
+            kiln.endpoint,
+            "--region",
+            region,
+            "--profile",
+            profile,
+            "--output",
+            output,
+        ]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        if output != "json":
+            return p.returncode, p.stdout, p.stderr
+        data = None
+        if p.stdout.strip():
+            try:
+                data = json.loads(p.stdout)
+            except ValueError:
+                data = None
+        return p.returncode, data, p.stderr
+
+    return run

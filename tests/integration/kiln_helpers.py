@@ -1,0 +1,97 @@
+"""Small helpers shared by the integration tests."""
+
+import re
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+from botocore.exceptions import ClientError
+
+EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+
+def uid(prefix="it"):
+    """A name unique to this test run (the server is shared across the session)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def expect_error(code, call, *args, status=None, **kwargs):
+    """Calls `call(*args, **kwargs)`, which must fail with EC2 error `code` (and HTTP
+    `status` when given); returns the botocore error response."""
+    with pytest.raises(ClientError) as info:
+        call(*args, **kwargs)
+    resp = info.value.response
+    got = resp["Error"]["Code"]
+    assert got == code, f"expected {code}, got {got}: {resp['Error'].get('Message')}"
+    if status is not None:
+        got_status = resp["ResponseMetadata"]["HTTPStatusCode"]
+        assert got_status == status, f"{code}: expected HTTP {status}, got {got_status}"
+    return resp
+
+
+def xml_error(response):
+    """(Code, Message, RequestID, root tag) of an EC2 error document."""
+    root = ET.fromstring(response.content)
+    code = root.findtext("./Errors/Error/Code")
+    message = root.findtext("./Errors/Error/Message")
+    request_id = root.findtext("./RequestID")
+    return code, message, request_id, root.tag
+
+
+def strip_ns(tag):
+    return tag.split("}", 1)[1] if tag.startswith("{") else tag
+
+
+def ids_of(items, key):
+    return [i[key] for i in items]
+
+
+def assert_id(value, prefix):
+    assert re.fullmatch(rf"{prefix}-[0-9a-f]{{17}}", value), f"{value!r} is not a {prefix}- id"
+
+
+def tags_dict(obj):
+    return {t["Key"]: t["Value"] for t in obj.get("Tags", []) or []}
+
+
+def default_vpc(ec2):
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    assert len(vpcs) == 1, vpcs
+    return vpcs[0]
+
+
+def new_vpc(ec2, cidr=None, **kwargs):
+    """Creates a non-default VPC with a random 10.x.0.0/16 block."""
+    if cidr is None:
+        cidr = f"10.{uuid.uuid4().int % 250 + 1}.0.0/16"
+    return ec2.create_vpc(CidrBlock=cidr, **kwargs)["Vpc"]
+
+
+def new_group(ec2, vpc_id=None, name=None, description="integration test", **kwargs):
+    args = {"GroupName": name or uid("grp"), "Description": description, **kwargs}
+    if vpc_id:
+        args["VpcId"] = vpc_id
+    return ec2.create_security_group(**args)["GroupId"]
+
+
+def describe_group(ec2, group_id):
+    groups = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    assert len(groups) == 1
+    return groups[0]
+
+
+def flatten_permissions(perms):
+    """EC2's aggregated IpPermissions as a set of
+    (protocol, from, to, peer kind, peer, description) tuples."""
+    out = set()
+    for p in perms:
+        key = (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"))
+        for r in p.get("IpRanges", []):
+            out.add((*key, "cidr", r["CidrIp"], r.get("Description")))
+        for r in p.get("Ipv6Ranges", []):
+            out.add((*key, "cidr6", r["CidrIpv6"], r.get("Description")))
+        for g in p.get("UserIdGroupPairs", []):
+            out.add((*key, "group", g["GroupId"], g.get("Description")))
+        for pl in p.get("PrefixListIds", []):
+            out.add((*key, "prefix-list", pl["PrefixListId"], pl.get("Description")))
+    return out

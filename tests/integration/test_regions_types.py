@@ -1,0 +1,237 @@
+"""Regions, availability zones, instance types and their offerings."""
+
+from kiln_helpers import expect_error
+
+DEFAULT_REGIONS = {"us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"}
+FAMILIES = {"t2", "t3", "t3a", "t4g", "m5", "m6i", "m7g", "c5", "c6i", "c7g", "r5", "r6i", "a1"}
+ARM_FAMILIES = {"a1", "t4g", "m7g", "c7g"}
+
+
+def all_types(ec2, page_size=25, **kwargs):
+    paginator = ec2.get_paginator("describe_instance_types")
+    pages = list(paginator.paginate(PaginationConfig={"PageSize": page_size}, **kwargs))
+    return pages, [t for p in pages for t in p["InstanceTypes"]]
+
+
+# --- regions -------------------------------------------------------------------------
+
+
+def test_describe_regions_lists_the_default_regions(ec2):
+    regions = ec2.describe_regions()["Regions"]
+    assert {r["RegionName"] for r in regions} == DEFAULT_REGIONS
+    assert len(regions) == 4
+    for r in regions:
+        assert r["Endpoint"]
+        assert r["OptInStatus"] == "opt-in-not-required"
+
+
+def test_describe_regions_by_name(ec2):
+    regions = ec2.describe_regions(RegionNames=["eu-west-1", "ap-southeast-2"])["Regions"]
+    assert {r["RegionName"] for r in regions} == {"eu-west-1", "ap-southeast-2"}
+
+
+def test_region_name_filter_with_wildcard(ec2):
+    regions = ec2.describe_regions(Filters=[{"Name": "region-name", "Values": ["us-*"]}])["Regions"]
+    assert {r["RegionName"] for r in regions} == {"us-east-1", "us-west-2"}
+    none = ec2.describe_regions(Filters=[{"Name": "region-name", "Values": ["mars-*"]}])["Regions"]
+    assert none == []
+
+
+def test_endpoint_filter_matches_the_endpoint_returned(ec2):
+    for region in ec2.describe_regions()["Regions"]:
+        found = ec2.describe_regions(Filters=[{"Name": "endpoint", "Values": [region["Endpoint"]]}])["Regions"]
+        assert region["RegionName"] in {r["RegionName"] for r in found}, (
+            f"filtering on endpoint={region['Endpoint']!r} does not find {region['RegionName']}"
+        )
+
+
+def test_unknown_region_name_is_invalid(ec2):
+    expect_error("InvalidParameterValue", ec2.describe_regions, RegionNames=["mars-north-1"], status=400)
+
+
+def test_bad_region_filter_name_is_invalid(ec2):
+    expect_error("InvalidParameterValue", ec2.describe_regions, Filters=[{"Name": "colour", "Values": ["x"]}])
+
+
+def test_describe_regions_with_the_cli(aws):
+    rc, names, err = aws("ec2", "describe-regions", "--query", "Regions[].RegionName")
+    assert rc == 0, err
+    assert set(names) == DEFAULT_REGIONS
+
+
+# --- availability zones --------------------------------------------------------------
+
+
+def test_three_zones_per_region(ec2, ec2_west):
+    zones = ec2.describe_availability_zones()["AvailabilityZones"]
+    assert [z["ZoneName"] for z in zones] == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert [z["ZoneId"] for z in zones] == ["use1-az1", "use1-az2", "use1-az3"]
+    for z in zones:
+        assert z["State"] == "available"
+        assert z["RegionName"] == "us-east-1"
+        assert z["ZoneType"] == "availability-zone"
+    west = ec2_west.describe_availability_zones()["AvailabilityZones"]
+    assert [z["ZoneName"] for z in west] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    assert all(z["RegionName"] == "eu-west-1" for z in west)
+
+
+def test_zone_name_filter(ec2):
+    zones = ec2.describe_availability_zones(Filters=[{"Name": "zone-name", "Values": ["us-east-1b"]}])
+    assert [z["ZoneName"] for z in zones["AvailabilityZones"]] == ["us-east-1b"]
+
+
+def test_zone_names_and_ids(ec2):
+    by_name = ec2.describe_availability_zones(ZoneNames=["us-east-1c"])["AvailabilityZones"]
+    assert [(z["ZoneName"], z["ZoneId"]) for z in by_name] == [("us-east-1c", "use1-az3")]
+    by_id = ec2.describe_availability_zones(ZoneIds=["use1-az2"])["AvailabilityZones"]
+    assert [z["ZoneName"] for z in by_id] == ["us-east-1b"]
+
+
+def test_unknown_zone_name_is_invalid(ec2):
+    expect_error("InvalidParameterValue", ec2.describe_availability_zones, ZoneNames=["us-east-1z"])
+    # A zone of another region is not a zone of this one.
+    expect_error("InvalidParameterValue", ec2.describe_availability_zones, ZoneNames=["eu-west-1a"])
+
+
+def test_describe_zones_with_the_cli(aws):
+    rc, out, err = aws("ec2", "describe-availability-zones", region="ap-southeast-2")
+    assert rc == 0, err
+    assert [z["ZoneName"] for z in out["AvailabilityZones"]] == [
+        "ap-southeast-2a",
+        "ap-southeast-2b",
+        "ap-southeast-2c",
+    ]
+
+
+# --- instance types ------------------------------------------------------------------
+
+
+def test_t3_micro(ec2):
+    (t,) = ec2.describe_instance_types(InstanceTypes=["t3.micro"])["InstanceTypes"]
+    assert t["InstanceType"] == "t3.micro"
+    assert t["VCpuInfo"]["DefaultVCpus"] == 2
+    assert t["MemoryInfo"]["SizeInMiB"] == 1024
+    assert t["ProcessorInfo"]["SupportedArchitectures"] == ["x86_64"]
+    assert t["BurstablePerformanceSupported"] is True
+    # Terraform's aws_ec2_instance_type reads these nested blocks unconditionally.
+    for block in ("NetworkInfo", "EbsInfo", "PlacementGroupInfo"):
+        assert t[block], block
+    assert t["SupportedRootDeviceTypes"] == ["ebs"]
+    assert "hvm" in t["SupportedVirtualizationTypes"]
+
+
+def test_a1_medium_is_arm64(ec2):
+    (t,) = ec2.describe_instance_types(InstanceTypes=["a1.medium"])["InstanceTypes"]
+    assert t["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"]
+    assert t["BurstablePerformanceSupported"] is False
+
+
+def test_several_types_at_once(ec2):
+    types = ec2.describe_instance_types(InstanceTypes=["m5.large", "c6i.xlarge"])["InstanceTypes"]
+    assert {t["InstanceType"] for t in types} == {"m5.large", "c6i.xlarge"}
+    m5 = next(t for t in types if t["InstanceType"] == "m5.large")
+    assert (m5["VCpuInfo"]["DefaultVCpus"], m5["MemoryInfo"]["SizeInMiB"]) == (2, 8192)
+
+
+def test_arm64_filter_gives_only_arm_families(ec2):
+    _, types = all_types(
+        ec2, Filters=[{"Name": "processor-info.supported-architecture", "Values": ["arm64"]}]
+    )
+    families = {t["InstanceType"].split(".")[0] for t in types}
+    assert families == ARM_FAMILIES
+    assert all(t["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"] for t in types)
+
+
+def test_instance_type_filter_wildcards(ec2):
+    _, types = all_types(ec2, Filters=[{"Name": "instance-type", "Values": ["t3.*"]}])
+    names = {t["InstanceType"] for t in types}
+    assert "t3.micro" in names and "t3.2xlarge" in names
+    assert all(n.startswith("t3.") for n in names), "t3.* must not match t3a"
+
+
+def test_filters_are_anded(ec2):
+    _, types = all_types(
+        ec2,
+        Filters=[
+            {"Name": "vcpu-info.default-vcpus", "Values": ["2"]},
+            {"Name": "memory-info.size-in-mib", "Values": ["1024"]},
+        ],
+    )
+    names = {t["InstanceType"] for t in types}
+    assert {"t3.micro", "t3a.micro", "t4g.micro"} <= names
+    assert all(t["VCpuInfo"]["DefaultVCpus"] == 2 and t["MemoryInfo"]["SizeInMiB"] == 1024 for t in types)
+
+
+def test_unknown_instance_type(ec2):
+    resp = expect_error("InvalidInstanceType", ec2.describe_instance_types, InstanceTypes=["t3.colossal"])
+    assert "t3.colossal" in resp["Error"]["Message"]
+
+
+def test_bad_filter_name(ec2):
+    expect_error(
+        "InvalidParameterValue", ec2.describe_instance_types, Filters=[{"Name": "flavour", "Values": ["x"]}]
+    )
+
+
+def test_every_family_is_present_via_the_paginator(ec2):
+    pages, types = all_types(ec2, page_size=25)
+    assert len(pages) > 1, "25 per page must take several pages"
+    names = [t["InstanceType"] for t in types]
+    assert len(names) == len(set(names))
+    assert {n.split(".")[0] for n in names} == FAMILIES
+
+
+def test_describe_instance_types_with_the_cli(aws):
+    rc, out, err = aws(
+        "ec2",
+        "describe-instance-types",
+        "--instance-types",
+        "t3.micro",
+        "--query",
+        "InstanceTypes[0].[VCpuInfo.DefaultVCpus, MemoryInfo.SizeInMiB]",
+    )
+    assert rc == 0, err
+    assert out == [2, 1024]
+
+
+# --- offerings -----------------------------------------------------------------------
+
+
+def test_offerings_by_region(ec2):
+    _, types = all_types(ec2)
+    offers = ec2.describe_instance_type_offerings()["InstanceTypeOfferings"]
+    assert {o["InstanceType"] for o in offers} == {t["InstanceType"] for t in types}
+    assert len(offers) == len(types)
+    assert all(o["LocationType"] == "region" and o["Location"] == "us-east-1" for o in offers)
+
+
+def test_offerings_by_availability_zone(ec2):
+    offers = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": ["t3.micro"]}],
+    )["InstanceTypeOfferings"]
+    assert sorted(o["Location"] for o in offers) == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert all(o["LocationType"] == "availability-zone" for o in offers)
+    one = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone",
+        Filters=[
+            {"Name": "location", "Values": ["us-east-1b"]},
+            {"Name": "instance-type", "Values": ["m5.large"]},
+        ],
+    )["InstanceTypeOfferings"]
+    assert [(o["InstanceType"], o["Location"]) for o in one] == [("m5.large", "us-east-1b")]
+
+
+def test_offerings_follow_the_callers_region(ec2_west):
+    offers = ec2_west.describe_instance_type_offerings(
+        LocationType="availability-zone-id", Filters=[{"Name": "instance-type", "Values": ["c5.large"]}]
+    )["InstanceTypeOfferings"]
+    assert sorted(o["Location"] for o in offers) == ["euw1-az1", "euw1-az2", "euw1-az3"]
+
+
+def test_offerings_bad_filter(ec2):
+    expect_error(
+        "InvalidParameterValue",
+        ec2.describe_instance_type_offerings,
+        Filters=[{"Name": "region", "Values": ["us-east-1"]}],
+    )
