@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from kiln_helpers import assert_id, expect_error, tags_dict, uid
+from kiln_helpers import assert_id, expect_error, tags_dict, uid, xml_error
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -74,7 +74,7 @@ def keygen(tmp_path, kind, bits=None):
     path = tmp_path / f"id_{kind}"
     cmd = [SSH_KEYGEN, "-q", "-t", kind, "-N", "", "-C", "kiln-it", "-f", str(path)]
     if bits:
-        cmd[3:3] = ["-b", str(bits)]
+        cmd[2:2] = ["-b", str(bits)]
     subprocess.run(cmd, check=True, capture_output=True)
     return path, path.with_name(path.name + ".pub")
 
@@ -155,9 +155,13 @@ def test_create_key_pair_with_wrong_tag_resource_type(ec2):
     expect_error("InvalidKeyPair.NotFound", ec2.describe_key_pairs, KeyNames=[name])
 
 
-def test_unknown_key_type_is_invalid(ec2):
-    # botocore validates the enum, so check through the raw path too.
-    expect_error("InvalidParameterValue", ec2.create_key_pair, KeyName=uid("x"), KeyType="dsa") if False else None
+def test_unknown_key_type_is_invalid(kiln, ec2):
+    # boto3 does not check enums client-side, but send it raw to be sure of the wire.
+    name = uid("dsa")
+    r = kiln.signed({"Action": "CreateKeyPair", "Version": "2016-11-15", "KeyName": name, "KeyType": "dsa"})
+    assert r.status_code == 400
+    assert xml_error(r)[0] == "InvalidParameterValue"
+    expect_error("InvalidKeyPair.NotFound", ec2.describe_key_pairs, KeyNames=[name])
 
 
 def test_duplicate_name(ec2, tmp_path):
