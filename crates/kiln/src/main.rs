@@ -47,8 +47,23 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Build and manage machine images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Measure the API against a baseline server.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build an image from a recipe: a built-in name (kiln-tiny-x86_64, ...) or a .toml file.
+    Build {
+        recipe: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +139,20 @@ fn run(cli: Cli) -> Result<()> {
                 let role = if a.is_provider { "provider" } else { "user" };
                 println!("{:<14} {:<20} {:<9} {}", a.id, a.name, role, a.created_at);
             }
+            Ok(())
+        }
+        Command::Image {
+            command: ImageCommand::Build { recipe, dir },
+        } => {
+            let dir = dir.resolve()?;
+            data_dir::prepare(&dir)?;
+            let recipe = kiln_builder::Recipe::load(&recipe)?;
+            let progress = kiln_builder::StderrProgress {
+                label: recipe.id.clone(),
+            };
+            let built =
+                kiln_builder::build(&recipe, &dir.join("builds"), &dir.join("cache"), &progress)?;
+            println!("{}", built.root_disk.display());
             Ok(())
         }
         Command::Bench(args) => bench::run(args),

@@ -1,0 +1,101 @@
+//! Kiln's image builder: turns a recipe (base, architecture, Debian packages, files,
+//! build-time commands, default user, boot method) into a bootable root disk (qcow2),
+//! a kernel and an initramfs, from Debian's packages only. Builds are cached by the
+//! recipe's content hash. This crate makes files; registering them as an AMI is the
+//! control plane's job.
+
+mod debs;
+mod kmod;
+pub mod recipe;
+mod run;
+mod tiny;
+
+use std::path::{Path, PathBuf};
+
+pub use recipe::{Recipe, RecipeError, BUILTIN};
+
+/// What can go wrong in a build. Each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("{0}")]
+    Missing(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let context = context.into();
+    move |source| BuildError::Io { context, source }
+}
+
+/// The products of a build, all inside its build directory.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub hash: String,
+    pub root_disk: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub kernel_cmdline: String,
+    pub root_size_gib: u64,
+}
+
+/// Reports progress: one call per step, with a step number out of a total.
+pub trait Progress {
+    fn step(&self, n: usize, total: usize, what: &str);
+}
+
+/// Writes steps to standard error.
+pub struct StderrProgress {
+    pub label: String,
+}
+
+impl Progress for StderrProgress {
+    fn step(&self, n: usize, total: usize, what: &str) {
+        eprintln!("[{}] {n}/{total} {what}", self.label);
+    }
+}
+
+/// Builds `recipe` into `builds/<hash>/`, reusing a finished build with the same hash
+/// and downloaded packages in `cache`. A failed build leaves nothing behind.
+pub fn build(
+    recipe: &Recipe,
+    builds: &Path,
+    cache: &Path,
+    progress: &dyn Progress,
+) -> Result<Built, BuildError> {
+    let hash = recipe.content_hash();
+    let dir = builds.join(&hash);
+    let built = Built {
+        hash: hash.clone(),
+        root_disk: dir.join("root.qcow2"),
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+        kernel_cmdline: recipe.kernel_cmdline.clone(),
+        root_size_gib: recipe.root_size_gib,
+    };
+    if dir.join("done").exists() {
+        progress.step(1, 1, &format!("cached build {hash}"));
+        return Ok(built);
+    }
+    let work = builds.join(format!("{hash}.partial"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    let result = match recipe.kind {
+        recipe::Kind::Tiny => tiny::build(recipe, &work, cache, progress),
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
+    std::fs::write(work.join("done"), &hash).map_err(io("marking the build done"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&work, &dir).map_err(io(format!("moving the build into {}", dir.display())))?;
+    Ok(built)
+}

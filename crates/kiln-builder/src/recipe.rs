@@ -1,0 +1,353 @@
+//! Recipes: declarative image descriptions in TOML, with the files they add loaded at
+//! parse time so that a recipe's content hash covers everything the build reads.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use include_dir::{include_dir, Dir};
+use kiln_types::Architecture;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The recipes shipped with Kiln (the Quick Start catalog), compiled into the binary.
+pub static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../images");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("recipe {0}: {1}")]
+    Invalid(String, String),
+    #[error("no recipe named '{0}': give a path to a .toml file or one of: {1}")]
+    Unknown(String, String),
+}
+
+/// How the image is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Busybox and a few packages on an ext4 root, a Debian kernel booted directly.
+    Tiny,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeFile {
+    name: String,
+    description: String,
+    architecture: String,
+    kind: Kind,
+    kernel_package: String,
+    kernel_cmdline: String,
+    #[serde(default)]
+    packages: Vec<String>,
+    #[serde(default)]
+    boot_modules: Vec<String>,
+    #[serde(default)]
+    modules: Vec<String>,
+    initramfs_init: String,
+    overlay: String,
+    default_user: String,
+    root_size_gib: u64,
+    #[serde(default)]
+    commands: Vec<String>,
+}
+
+/// A file the recipe adds: contents and mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// A parsed, validated recipe with its files.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The file name it came from, without `.toml` (`kiln-tiny-x86_64`).
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub architecture: Architecture,
+    pub kind: Kind,
+    pub kernel_package: String,
+    pub kernel_cmdline: String,
+    pub packages: Vec<String>,
+    pub boot_modules: Vec<String>,
+    pub modules: Vec<String>,
+    pub default_user: String,
+    pub root_size_gib: u64,
+    pub commands: Vec<String>,
+    /// The initramfs `/init`.
+    pub init: FileSpec,
+    /// Files added to the root filesystem, by path relative to `/`.
+    pub overlay: BTreeMap<String, FileSpec>,
+    text: String,
+}
+
+/// A file's mode: scripts are executable, the shadow file private, the rest readable.
+fn mode_for(path: &str, contents: &[u8]) -> u32 {
+    if path.ends_with("etc/shadow") {
+        0o640
+    } else if contents.starts_with(b"#!") {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+fn safe_relative(id: &str, p: &str) -> Result<(), RecipeError> {
+    let path = Path::new(p);
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(RecipeError::Invalid(
+            id.into(),
+            format!("path '{p}' must be relative and stay inside the recipe's directory"),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a recipe's files come from.
+enum Source<'a> {
+    Builtin,
+    Disk(&'a Path),
+}
+
+impl Source<'_> {
+    fn read(&self, id: &str, rel: &str) -> Result<Vec<u8>, RecipeError> {
+        safe_relative(id, rel)?;
+        match self {
+            Source::Builtin => BUILTIN
+                .get_file(rel)
+                .map(|f| f.contents().to_vec())
+                .ok_or_else(|| RecipeError::Invalid(id.into(), format!("missing file {rel}"))),
+            Source::Disk(base) => std::fs::read(base.join(rel))
+                .map_err(|e| RecipeError::Invalid(id.into(), format!("reading {rel}: {e}"))),
+        }
+    }
+
+    fn tree(&self, id: &str, rel: &str) -> Result<BTreeMap<String, FileSpec>, RecipeError> {
+        safe_relative(id, rel)?;
+        let mut out = BTreeMap::new();
+        match self {
+            Source::Builtin => {
+                let dir = BUILTIN.get_dir(rel).ok_or_else(|| {
+                    RecipeError::Invalid(id.into(), format!("missing directory {rel}"))
+                })?;
+                fn walk(d: &Dir<'_>, root: &Path, out: &mut BTreeMap<String, FileSpec>) {
+                    for f in d.files() {
+                        if let Ok(p) = f.path().strip_prefix(root) {
+                            let path = p.to_string_lossy().into_owned();
+                            let mode = mode_for(&path, f.contents());
+                            out.insert(
+                                path,
+                                FileSpec {
+                                    contents: f.contents().to_vec(),
+                                    mode,
+                                },
+                            );
+                        }
+                    }
+                    for sub in d.dirs() {
+                        walk(sub, root, out);
+                    }
+                }
+                walk(dir, Path::new(rel), &mut out);
+            }
+            Source::Disk(base) => {
+                fn walk(
+                    dir: &Path,
+                    root: &Path,
+                    out: &mut BTreeMap<String, FileSpec>,
+                ) -> std::io::Result<()> {
+                    for entry in std::fs::read_dir(dir)? {
+                        let p = entry?.path();
+                        if p.is_dir() {
+                            walk(&p, root, out)?;
+                        } else if let Ok(rel) = p.strip_prefix(root) {
+                            let contents = std::fs::read(&p)?;
+                            let path = rel.to_string_lossy().into_owned();
+                            let mode = mode_for(&path, &contents);
+                            out.insert(path, FileSpec { contents, mode });
+                        }
+                    }
+                    Ok(())
+                }
+                let root = base.join(rel);
+                walk(&root, &root, &mut out)
+                    .map_err(|e| RecipeError::Invalid(id.into(), format!("reading {rel}: {e}")))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Recipe {
+    /// The names of the built-in recipes.
+    pub fn builtin_ids() -> Vec<String> {
+        let mut ids: Vec<String> = BUILTIN
+            .files()
+            .filter_map(|f| f.path().to_str()?.strip_suffix(".toml").map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A built-in recipe by id, or a recipe file on disk by path.
+    pub fn load(what: &str) -> Result<Recipe, RecipeError> {
+        let path = Path::new(what);
+        if path.extension().is_some_and(|e| e == "toml") && path.exists() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RecipeError::Invalid(what.into(), e.to_string()))?;
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let base = path.parent().unwrap_or(Path::new("."));
+            return Self::parse(&id, &text, &Source::Disk(base));
+        }
+        match BUILTIN.get_file(format!("{what}.toml")) {
+            Some(f) => {
+                let text = f
+                    .contents_utf8()
+                    .ok_or_else(|| RecipeError::Invalid(what.into(), "not UTF-8".into()))?;
+                Self::parse(what, text, &Source::Builtin)
+            }
+            None => Err(RecipeError::Unknown(
+                what.into(),
+                Self::builtin_ids().join(", "),
+            )),
+        }
+    }
+
+    fn parse(id: &str, text: &str, source: &Source<'_>) -> Result<Recipe, RecipeError> {
+        let bad = |m: String| RecipeError::Invalid(id.into(), m);
+        let f: RecipeFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let architecture: Architecture = f.architecture.parse().map_err(|_| {
+            bad(format!(
+                "unknown architecture '{}' (x86_64, i386, arm64)",
+                f.architecture
+            ))
+        })?;
+        if f.name.is_empty()
+            || !f
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            return Err(bad(format!(
+                "name '{}' must be letters, digits, '-', '.', '_'",
+                f.name
+            )));
+        }
+        if !(1..=64).contains(&f.root_size_gib) {
+            return Err(bad("root_size_gib must be 1 to 64".into()));
+        }
+        let valid_pkg = |p: &String| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        };
+        if let Some(p) = f
+            .packages
+            .iter()
+            .chain([&f.kernel_package])
+            .find(|p| !valid_pkg(p))
+        {
+            return Err(bad(format!("'{p}' is not a Debian package name")));
+        }
+        if f.default_user.is_empty()
+            || !f
+                .default_user
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(bad(format!(
+                "default_user '{}' is not a user name",
+                f.default_user
+            )));
+        }
+        let init_contents = source.read(id, &f.initramfs_init)?;
+        let init = FileSpec {
+            mode: 0o755,
+            contents: init_contents,
+        };
+        let overlay = source.tree(id, &f.overlay)?;
+        Ok(Recipe {
+            id: id.to_owned(),
+            name: f.name,
+            description: f.description,
+            architecture,
+            kind: f.kind,
+            kernel_package: f.kernel_package,
+            kernel_cmdline: f.kernel_cmdline,
+            packages: f.packages,
+            boot_modules: f.boot_modules,
+            modules: f.modules,
+            default_user: f.default_user,
+            root_size_gib: f.root_size_gib,
+            commands: f.commands,
+            init,
+            overlay,
+            text: text.to_owned(),
+        })
+    }
+
+    /// A hash of everything the build reads from the recipe: its text and its files.
+    pub fn content_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.text.as_bytes());
+        h.update(&self.init.contents);
+        for (path, f) in &self.overlay {
+            h.update(path.as_bytes());
+            h.update(f.mode.to_le_bytes());
+            h.update(&f.contents);
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// Debian's name for the architecture.
+    pub fn deb_arch(&self) -> &'static str {
+        match self.architecture {
+            Architecture::X86_64 => "amd64",
+            Architecture::I386 => "i386",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_recipes_parse_and_hash_stably() {
+        let ids = Recipe::builtin_ids();
+        assert!(ids.contains(&"kiln-tiny-x86_64".to_string()), "{ids:?}");
+        for id in ids {
+            let r = Recipe::load(&id).expect("parse");
+            assert_eq!(
+                r.content_hash(),
+                Recipe::load(&id).expect("parse").content_hash()
+            );
+            assert!(r.overlay.contains_key("etc/kiln/boot"));
+            assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
+        }
+        let x86 = Recipe::load("kiln-tiny-x86_64").expect("x86");
+        let arm = Recipe::load("kiln-tiny-arm64").expect("arm");
+        assert_ne!(x86.content_hash(), arm.content_hash());
+        assert_eq!(arm.deb_arch(), "arm64");
+    }
+
+    #[test]
+    fn unknown_and_escaping_recipes_are_refused() {
+        assert!(matches!(
+            Recipe::load("nope"),
+            Err(RecipeError::Unknown(..))
+        ));
+        assert!(safe_relative("r", "../etc/passwd").is_err());
+        assert!(safe_relative("r", "/etc/passwd").is_err());
+        assert!(safe_relative("r", "kiln-tiny/rootfs").is_ok());
+    }
+}
