@@ -21,11 +21,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
+
+from kiln_helpers import CLIENT_CONFIG, http
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -45,14 +45,6 @@ _AWS_OVERRIDES = (
     "AWS_ENDPOINT_URL_EC2",
     "AWS_CA_BUNDLE",
 )
-
-# One attempt only: a server bug answering 5xx should fail fast, not be retried.
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 1},
-    connect_timeout=5,
-    read_timeout=20,
-)
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -125,7 +117,7 @@ class Kiln:
         timeout=15,
     ):
         """Sends `params` (a dict, list of pairs or an encoded string) signed with
-        botocore's SigV4Auth, the way boto3 signs; returns the `requests` response."""
+        botocore's SigV4Auth, the way boto3 signs; returns an HttpResponse."""
         body = params if isinstance(params, (str, bytes)) else urllib.parse.urlencode(params)
         creds = credentials or self.credentials(profile)
         if method == "POST":
@@ -139,13 +131,7 @@ class Kiln:
             req = AWSRequest(method=method, url=f"{self.endpoint}/?{body}")
         SigV4Auth(creds, "ec2", region).add_auth(req)
         prepared = req.prepare()
-        return requests.request(
-            prepared.method,
-            prepared.url,
-            data=prepared.body,
-            headers=dict(prepared.headers),
-            timeout=timeout,
-        )
+        return http(prepared.method, prepared.url, prepared.body, dict(prepared.headers), timeout)
 
 
 @pytest.fixture(scope="session")
@@ -171,7 +157,11 @@ def kiln():
             proc.kill()
             proc.wait()
         log.close()
-        pytest.exit(f"{why}\n--- kiln log ---\n{server.log()}", returncode=3)
+        text = server.log()
+        if not os.environ.get("KILN_KEEP_DATA"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(log_dir, ignore_errors=True)
+        pytest.exit(f"{why}\n--- kiln log ---\n{text}", returncode=3)
 
     deadline = time.monotonic() + START_TIMEOUT
     while not _port_answers(port):
@@ -207,6 +197,7 @@ def kiln():
             try:
                 exited = proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                exited = "still running 15 s after SIGTERM"
                 proc.kill()
                 proc.wait()
         else:

@@ -5,9 +5,53 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
+import urllib3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+# One attempt only: a server bug answering 5xx should fail fast, not be retried.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 1},
+    connect_timeout=5,
+    read_timeout=20,
+    max_pool_connections=16,
+)
+
+
+_HTTP = urllib3.PoolManager(retries=False)
+
+
+class HttpResponse:
+    """The little of an HTTP response the tests look at (urllib3 underneath, which
+    botocore always brings along; `requests` may not be installed)."""
+
+    def __init__(self, r):
+        self.status_code = r.status
+        self.content = r.data
+        self.headers = r.headers  # case-insensitive
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", "replace")
+
+
+def http(method, url, body=None, headers=None, timeout=15):
+    """One plain HTTP request; raises urllib3's errors for connection problems."""
+    if isinstance(body, str):
+        body = body.encode()
+    # urllib3 sets Content-Length from the body actually sent.
+    headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-length"}
+    r = _HTTP.request(
+        method,
+        url,
+        body=body,
+        headers=headers,
+        timeout=urllib3.Timeout(connect=5, read=timeout),
+        redirect=False,
+    )
+    return HttpResponse(r)
 
 
 def uid(prefix="it"):

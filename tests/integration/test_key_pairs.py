@@ -192,6 +192,27 @@ def test_import_rsa_key_from_ssh_keygen(ec2, tmp_path):
 
 
 @needs_ssh_keygen
+def test_import_rfc4716_rsa_key(ec2, tmp_path):
+    # EC2 also accepts the SSH2 public key file format of RFC 4716; the fingerprint is
+    # that of the same key in OpenSSH form.
+    _, pub = keygen(tmp_path, "rsa", 2048)
+    expected = colon_hex(hashlib.md5(spki_der_of_openssh(pub)).digest())
+    ssh2 = subprocess.run([SSH_KEYGEN, "-e", "-f", str(pub)], capture_output=True, check=True).stdout
+    assert ssh2.startswith(b"---- BEGIN SSH2 PUBLIC KEY ----")
+    k = ec2.import_key_pair(KeyName=uid("imp-ssh2"), PublicKeyMaterial=ssh2)
+    assert k["KeyFingerprint"] == expected
+
+
+@needs_ssh_keygen
+def test_import_base64_der_rsa_key(ec2, tmp_path):
+    # ...and base64 DER (SubjectPublicKeyInfo).
+    _, pub = keygen(tmp_path, "rsa", 2048)
+    der = spki_der_of_openssh(pub)
+    k = ec2.import_key_pair(KeyName=uid("imp-der"), PublicKeyMaterial=base64.b64encode(der))
+    assert k["KeyFingerprint"] == colon_hex(hashlib.md5(der).digest())
+
+
+@needs_ssh_keygen
 def test_import_ed25519_key_from_ssh_keygen(ec2, tmp_path):
     _, pub = keygen(tmp_path, "ed25519")
     name = uid("imp-ed")

@@ -30,12 +30,17 @@ fn enable_arch(arch: &str) -> Result<bool, BuildError> {
             &format!("adding the {arch} architecture to dpkg (needs root)"),
             Command::new("dpkg").args(["--add-architecture", arch]),
         )?;
-        run(
-            "apt-get update",
-            Command::new("apt-get").args(["update", "-qq"]),
-        )?;
+        update();
     }
     Ok(true)
+}
+
+/// `apt-get update`. A mirror that is mid-sync fails some indexes while the rest are
+/// fine, so a failure is only reported; the download that follows says what is missing.
+fn update() {
+    if let Err(e) = run("apt-get update", Command::new("apt-get").args(["update", "-qq"])) {
+        tracing::warn!(error = %e, "apt-get update reported errors");
+    }
 }
 
 fn cached(dir: &Path, package: &str) -> Option<PathBuf> {
@@ -70,10 +75,7 @@ fn download(dir: &Path, package: &str, arch: &str, foreign: bool) -> Result<Path
     };
     if attempt().is_err() {
         // A fresh machine may have no package lists yet.
-        run(
-            "apt-get update",
-            Command::new("apt-get").args(["update", "-qq"]),
-        )?;
+        update();
         attempt()?;
     }
     cached(dir, package).ok_or_else(|| {
@@ -112,8 +114,7 @@ pub fn fetch_kernel(arch: &str, package: &str, cache: &Path) -> Result<PathBuf, 
     let real = depends
         .split(',')
         .map(|d| {
-            d.trim()
-                .split_whitespace()
+            d.split_whitespace()
                 .next()
                 .unwrap_or_default()
                 .to_owned()
@@ -124,7 +125,7 @@ pub fn fetch_kernel(arch: &str, package: &str, cache: &Path) -> Result<PathBuf, 
                 "{package} does not depend on a linux-image package"
             ))
         })?;
-    let deb = fetch(arch, &[real.clone()], cache)?.remove(0);
+    let deb = fetch(arch, std::slice::from_ref(&real), cache)?.remove(0);
     if !contains_vmlinuz(&deb)? {
         return Err(BuildError::Missing(format!("{real} holds no kernel image")));
     }

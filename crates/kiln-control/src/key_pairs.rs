@@ -8,7 +8,7 @@ use kiln_types::ResourceKind;
 use md5::{Digest as _, Md5};
 use rand::rngs::OsRng;
 use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use sha1::Sha1;
 use sha2::Sha256;
 
@@ -86,10 +86,46 @@ fn generate(kind: KeyType, name: &str) -> Result<(String, String, String)> {
     }
 }
 
-/// Parses an imported OpenSSH public key line: (kind, normalised line, fingerprint).
+/// Reads a public key in any form EC2 imports: an OpenSSH line, SSH2 (RFC 4716), or an
+/// RSA SubjectPublicKeyInfo as PEM or base64 DER.
+fn read_public_key(text: &str) -> Option<ssh_key::PublicKey> {
+    let text = text.trim();
+    if text.contains("BEGIN SSH2 PUBLIC KEY") {
+        // Header lines hold ':' and may continue with a trailing '\'; the rest is base64.
+        let mut body = String::new();
+        let mut continued = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("----") {
+                continue;
+            }
+            if continued || line.contains(':') {
+                continued = line.ends_with('\\');
+                continue;
+            }
+            body.push_str(line);
+        }
+        let blob = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+        return ssh_key::PublicKey::from_bytes(&blob).ok();
+    }
+    if let Ok(k) = ssh_key::PublicKey::from_openssh(text) {
+        return Some(k);
+    }
+    let der = if text.contains("BEGIN PUBLIC KEY") {
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).ok()?
+    } else {
+        let compact: String = text.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD.decode(compact).ok()?
+    };
+    let rsa_public = rsa::RsaPublicKey::from_public_key_der(&der).ok()?;
+    let data = ssh_key::public::RsaPublicKey::try_from(rsa_public).ok()?;
+    Some(ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(data), ""))
+}
+
+/// Parses an imported public key: (kind, OpenSSH line, fingerprint).
 pub fn parse_public_key(text: &str) -> Result<(KeyType, String, String)> {
     let bad = || Error::InvalidKeyFormat("Key is not in valid OpenSSH public key format".into());
-    let public = ssh_key::PublicKey::from_openssh(text.trim()).map_err(|_| bad())?;
+    let public = read_public_key(text).ok_or_else(bad)?;
     let line = public.to_openssh().map_err(|_| bad())?;
     match public.key_data() {
         ssh_key::public::KeyData::Rsa(k) => {
@@ -237,6 +273,20 @@ mod tests {
         let (kind, _, fp) = parse_public_key(line).expect("parse");
         assert_eq!(kind, KeyType::Ed25519);
         assert_eq!(fp, "HSnbwVGThMuHl6NxC25zbvq4aXqUG7VNhp/j8xRL5LI=");
+    }
+
+    #[test]
+    fn rfc4716_and_der_forms_import_with_the_same_fingerprint() {
+        let (line, _, _) = generate(KeyType::Rsa, "k").expect("generate");
+        let (_, _, fp) = parse_public_key(&line).expect("openssh");
+        let public = ssh_key::PublicKey::from_openssh(&line).expect("parse");
+        let blob = base64::engine::general_purpose::STANDARD.encode(public.to_bytes().expect("blob"));
+        let rfc4716 = format!("---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"k\"\n{blob}\n---- END SSH2 PUBLIC KEY ----\n");
+        assert_eq!(parse_public_key(&rfc4716).expect("rfc4716").2, fp);
+        let ssh_key::public::KeyData::Rsa(k) = public.key_data() else { panic!("rsa") };
+        let der = rsa::RsaPublicKey::try_from(k).expect("rsa").to_public_key_der().expect("der");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
+        assert_eq!(parse_public_key(&b64).expect("der").2, fp);
     }
 
     #[test]

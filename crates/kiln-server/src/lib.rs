@@ -147,9 +147,7 @@ async fn handle_inner(
         )));
     };
     let request = Request::decode(action_name, &params).map_err(fail)?;
-    if params.flag("DryRun").map_err(fail)? {
-        return Err(fail(Ec2Error::dry_run_ok()));
-    }
+    let dry_run = params.flag("DryRun").map_err(fail)?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -166,7 +164,12 @@ async fn handle_inner(
             params: &params_for_task,
             host: &host,
         };
-        actions::dispatch(&ctx, request)
+        if dry_run {
+            // Every check runs, in transactions that are rolled back.
+            kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
+        } else {
+            actions::dispatch(&ctx, request)
+        }
     })
     .await
     .map_err(|_| fail(Ec2Error::internal()))?

@@ -96,6 +96,25 @@ impl Store {
     }
 }
 
+thread_local! {
+    static DRY_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every `Store::write` on this thread rolled back instead of committed:
+/// EC2's DryRun, which checks everything a request would check and changes nothing.
+/// Work with effects outside the store must ask `is_dry_run` before acting.
+pub fn dry_run<T>(f: impl FnOnce() -> T) -> T {
+    let before = DRY_RUN.with(|d| d.replace(true));
+    let out = f();
+    DRY_RUN.with(|d| d.set(before));
+    out
+}
+
+/// Whether the current thread is inside `dry_run`.
+pub fn is_dry_run() -> bool {
+    DRY_RUN.with(|d| d.get())
+}
+
 /// The current time as EC2 prints it: ISO-8601 UTC with milliseconds.
 pub fn now() -> String {
     chrono::Utc::now()

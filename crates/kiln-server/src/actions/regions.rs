@@ -21,14 +21,13 @@ pub(crate) fn describe_regions(ctx: &Ctx<'_>, r: DescribeRegions) -> ActionResul
         }
         regions.retain(|reg| r.region_names.contains(&reg.name));
     }
-    let endpoint = |reg: &RegionConfig| format!("{}/{}", ctx.host, reg.name);
     let regions = filter::apply(
         regions,
         &r.filters,
         &["region-name", "endpoint", "opt-in-status"],
         |reg, name| match name {
             "region-name" => Field::one(reg.name.clone()),
-            "endpoint" => Field::one(endpoint(reg)),
+            "endpoint" => Field::one(ctx.host),
             "opt-in-status" => Field::one("opt-in-not-required"),
             _ => Field::Unknown,
         },
