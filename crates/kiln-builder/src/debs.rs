@@ -38,7 +38,10 @@ fn enable_arch(arch: &str) -> Result<bool, BuildError> {
 /// `apt-get update`. A mirror that is mid-sync fails some indexes while the rest are
 /// fine, so a failure is only reported; the download that follows says what is missing.
 fn update() {
-    if let Err(e) = run("apt-get update", Command::new("apt-get").args(["update", "-qq"])) {
+    if let Err(e) = run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    ) {
         tracing::warn!(error = %e, "apt-get update reported errors");
     }
 }
@@ -113,12 +116,7 @@ pub fn fetch_kernel(arch: &str, package: &str, cache: &Path) -> Result<PathBuf, 
     )?;
     let real = depends
         .split(',')
-        .map(|d| {
-            d.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        .map(|d| d.split_whitespace().next().unwrap_or_default().to_owned())
         .find(|d| d.starts_with("linux-image-"))
         .ok_or_else(|| {
             BuildError::Missing(format!(

@@ -104,7 +104,9 @@ fn read_public_key(text: &str) -> Option<ssh_key::PublicKey> {
             }
             body.push_str(line);
         }
-        let blob = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?;
         return ssh_key::PublicKey::from_bytes(&blob).ok();
     }
     if let Ok(k) = ssh_key::PublicKey::from_openssh(text) {
@@ -112,14 +114,21 @@ fn read_public_key(text: &str) -> Option<ssh_key::PublicKey> {
     }
     let der = if text.contains("BEGIN PUBLIC KEY") {
         let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD.decode(body).ok()?
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?
     } else {
         let compact: String = text.split_whitespace().collect();
-        base64::engine::general_purpose::STANDARD.decode(compact).ok()?
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()?
     };
     let rsa_public = rsa::RsaPublicKey::from_public_key_der(&der).ok()?;
     let data = ssh_key::public::RsaPublicKey::try_from(rsa_public).ok()?;
-    Some(ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(data), ""))
+    Some(ssh_key::PublicKey::new(
+        ssh_key::public::KeyData::Rsa(data),
+        "",
+    ))
 }
 
 /// Parses an imported public key: (kind, OpenSSH line, fingerprint).
@@ -280,11 +289,17 @@ mod tests {
         let (line, _, _) = generate(KeyType::Rsa, "k").expect("generate");
         let (_, _, fp) = parse_public_key(&line).expect("openssh");
         let public = ssh_key::PublicKey::from_openssh(&line).expect("parse");
-        let blob = base64::engine::general_purpose::STANDARD.encode(public.to_bytes().expect("blob"));
+        let blob =
+            base64::engine::general_purpose::STANDARD.encode(public.to_bytes().expect("blob"));
         let rfc4716 = format!("---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"k\"\n{blob}\n---- END SSH2 PUBLIC KEY ----\n");
         assert_eq!(parse_public_key(&rfc4716).expect("rfc4716").2, fp);
-        let ssh_key::public::KeyData::Rsa(k) = public.key_data() else { panic!("rsa") };
-        let der = rsa::RsaPublicKey::try_from(k).expect("rsa").to_public_key_der().expect("der");
+        let ssh_key::public::KeyData::Rsa(k) = public.key_data() else {
+            panic!("rsa")
+        };
+        let der = rsa::RsaPublicKey::try_from(k)
+            .expect("rsa")
+            .to_public_key_der()
+            .expect("der");
         let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
         assert_eq!(parse_public_key(&b64).expect("der").2, fp);
     }

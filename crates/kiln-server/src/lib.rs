@@ -166,7 +166,8 @@ async fn handle_inner(
         };
         if dry_run {
             // Every check runs, in transactions that are rolled back.
-            kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
+            kiln_store::dry_run(|| actions::dispatch(&ctx, request))
+                .and_then(|_| Err(Ec2Error::dry_run_ok()))
         } else {
             actions::dispatch(&ctx, request)
         }

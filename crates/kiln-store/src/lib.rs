@@ -76,7 +76,8 @@ impl Store {
         f(&conn)
     }
 
-    /// Runs `f` in a transaction, committed only if `f` succeeds.
+    /// Runs `f` in a transaction, committed only if `f` succeeds (and rolled back
+    /// anyway inside `dry_run`).
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
@@ -84,7 +85,11 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(StoreError::from)?;
         let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
+        if is_dry_run() {
+            tx.rollback().map_err(StoreError::from)?;
+        } else {
+            tx.commit().map_err(StoreError::from)?;
+        }
         Ok(out)
     }
 
@@ -125,4 +130,26 @@ pub fn now() -> String {
 /// True when an insert failed on a UNIQUE constraint.
 pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_rolls_writes_back() {
+        let s = Store::in_memory().expect("store");
+        let a = accounts::Account {
+            id: "123456789012".into(),
+            name: "a".into(),
+            is_provider: false,
+            created_at: now(),
+        };
+        let r: Result<(), StoreError> = dry_run(|| s.write(|tx| accounts::insert(tx, &a)));
+        r.expect("dry write");
+        assert!(!is_dry_run());
+        assert!(s.read(|c| accounts::list(c)).expect("list").is_empty());
+        s.write(|tx| accounts::insert(tx, &a)).expect("write");
+        assert_eq!(s.read(|c| accounts::list(c)).expect("list").len(), 1);
+    }
 }
