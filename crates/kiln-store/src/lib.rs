@@ -148,8 +148,8 @@ mod tests {
         let r: Result<(), StoreError> = dry_run(|| s.write(|tx| accounts::insert(tx, &a)));
         r.expect("dry write");
         assert!(!is_dry_run());
-        assert!(s.read(|c| accounts::list(c)).expect("list").is_empty());
+        assert!(s.read(accounts::list).expect("list").is_empty());
         s.write(|tx| accounts::insert(tx, &a)).expect("write");
-        assert_eq!(s.read(|c| accounts::list(c)).expect("list").len(), 1);
+        assert_eq!(s.read(accounts::list).expect("list").len(), 1);
     }
 }
