@@ -94,6 +94,7 @@ pub fn build(
         let _ = std::fs::remove_dir_all(&work);
         return Err(e);
     }
+    std::fs::write(work.join("recipe"), &recipe.id).map_err(io("naming the build"))?;
     std::fs::write(work.join("done"), &hash).map_err(io("marking the build done"))?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&work, &dir).map_err(io(format!("moving the build into {}", dir.display())))?;

@@ -35,6 +35,18 @@ pub enum Error {
     TagLimitExceeded(String),
     #[error("{0}")]
     Crypto(String),
+    /// A resource is in a state that does not allow the request.
+    #[error("{0}")]
+    IncorrectState(String),
+    #[error("{0}")]
+    SnapshotInUse(String),
+    #[error("{0}")]
+    ImageNameMalformed(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Files on the host failed (copy, link, qemu-img): an internal error.
+    #[error("{context}: {detail}")]
+    Host { context: String, detail: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,7 +1,7 @@
 //! Tags on any resource: existence checks by the ID's kind, the 50-tag limit.
 
 use kiln_store::tags::{self, TagRow};
-use kiln_store::{key_pairs, security_groups, vpcs, Connection, Scope};
+use kiln_store::{images, key_pairs, security_groups, snapshots, vpcs, Connection, Scope};
 use kiln_types::ResourceKind;
 
 use crate::{Cloud, Error, Result};
@@ -43,6 +43,12 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
         ResourceKind::SecurityGroupRule => security_groups::rules(conn, scope)?
             .iter()
             .any(|r| r.id == id),
+        ResourceKind::Image => images::list_region(conn, &scope.region)?
+            .iter()
+            .any(|i| i.id == id && i.account_id == scope.account),
+        ResourceKind::Snapshot => snapshots::list_owned(conn, scope)?
+            .iter()
+            .any(|s| s.id == id),
         _ => false,
     })
 }

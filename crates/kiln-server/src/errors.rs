@@ -14,6 +14,10 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
                 format!("The keypair '{name}' already exists."),
             ),
             ResourceKind::SecurityGroup => Ec2Error::new("InvalidGroup.Duplicate", name),
+            ResourceKind::Image => Ec2Error::new(
+                "InvalidAMIName.Duplicate",
+                format!("AMI name {name} is already in use by another AMI"),
+            ),
             _ => Ec2Error::invalid_value(format!("'{name}' already exists")),
         },
         Error::InvalidParameterValue(m) => Ec2Error::invalid_value(m),
@@ -26,6 +30,14 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::SubnetRange(m) => Ec2Error::new("InvalidSubnet.Range", m),
         Error::SubnetConflict(m) => Ec2Error::new("InvalidSubnet.Conflict", m),
         Error::TagLimitExceeded(m) => Ec2Error::new("TagLimitExceeded", m),
+        Error::IncorrectState(m) => Ec2Error::new("IncorrectState", m),
+        Error::SnapshotInUse(m) => Ec2Error::new("InvalidSnapshot.InUse", m),
+        Error::ImageNameMalformed(m) => Ec2Error::new("InvalidAMIName.Malformed", m),
+        Error::Unauthorized(m) => Ec2Error::new("AuthFailure", m),
+        Error::Host { context, detail } => {
+            tracing::error!(%context, %detail, "host operation failed");
+            Ec2Error::internal()
+        }
         Error::Crypto(m) => {
             tracing::error!(error = %m, "key generation failed");
             Ec2Error::internal()

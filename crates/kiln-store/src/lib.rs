@@ -3,9 +3,11 @@
 //! decide what is allowed (that is `kiln-control`).
 
 pub mod accounts;
+pub mod images;
 pub mod key_pairs;
 mod migrations;
 pub mod security_groups;
+pub mod snapshots;
 pub mod tags;
 pub mod vpcs;
 

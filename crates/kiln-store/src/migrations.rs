@@ -92,6 +92,65 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tags_by_scope ON tags (account_id, region);
     "#,
+    // 2: snapshots (immutable qcow2 layers) and machine images.
+    r#"
+    CREATE TABLE snapshots (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        region      TEXT NOT NULL,
+        parent_id   TEXT REFERENCES snapshots(id),
+        file        TEXT NOT NULL,
+        volume_size INTEGER NOT NULL,
+        state       TEXT NOT NULL,
+        progress    INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        volume_id   TEXT,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX snapshots_by_scope ON snapshots (account_id, region);
+    CREATE INDEX snapshots_by_parent ON snapshots (parent_id);
+    CREATE TABLE images (
+        id                 TEXT PRIMARY KEY,
+        account_id         TEXT NOT NULL REFERENCES accounts(id),
+        region             TEXT NOT NULL,
+        name               TEXT NOT NULL,
+        description        TEXT NOT NULL,
+        architecture       TEXT NOT NULL,
+        root_device_name   TEXT NOT NULL,
+        boot_mode          TEXT NOT NULL,
+        kernel_file        TEXT,
+        ramdisk_file       TEXT,
+        kernel_cmdline     TEXT,
+        default_user       TEXT,
+        state              TEXT NOT NULL,
+        state_reason       TEXT,
+        is_public          INTEGER NOT NULL DEFAULT 0,
+        product_codes      TEXT NOT NULL DEFAULT '',
+        deprecation_time   TEXT,
+        source_instance_id TEXT,
+        recipe             TEXT,
+        recipe_hash        TEXT,
+        created_at         TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX image_names ON images (account_id, region, name);
+    CREATE INDEX images_by_region ON images (region);
+    CREATE TABLE image_block_devices (
+        image_id              TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        device_name           TEXT NOT NULL,
+        snapshot_id           TEXT REFERENCES snapshots(id),
+        volume_size           INTEGER NOT NULL,
+        volume_type           TEXT NOT NULL,
+        delete_on_termination INTEGER NOT NULL,
+        PRIMARY KEY (image_id, device_name)
+    );
+    CREATE INDEX bdm_by_snapshot ON image_block_devices (snapshot_id);
+    CREATE TABLE launch_permissions (
+        image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL,
+        PRIMARY KEY (image_id, account_id)
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,9 +1,10 @@
 //! The `kiln` binary: `kiln serve` runs the cloud; `kiln account` manages accounts in a
-//! data directory; `kiln bench` measures the API.
+//! data directory; `kiln image` builds images; `kiln bench` measures.
 
 mod bench;
 mod credentials;
 mod data_dir;
+mod quickstart;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kiln_control::Cloud;
 use kiln_store::Store;
-use kiln_types::region::{is_valid_region_name, RegionConfig};
+use kiln_types::region::{is_valid_region_name, RegionConfig, DEFAULT_REGIONS};
 
 #[derive(Parser)]
 #[command(
@@ -36,18 +37,24 @@ enum Command {
         #[command(flatten)]
         dir: DataDirArg,
         /// Regions to serve, comma-separated (each gets zones a, b and c).
-        #[arg(long, value_delimiter = ',', default_values_t = kiln_types::region::DEFAULT_REGIONS.map(String::from))]
+        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.map(String::from))]
         regions: Vec<String>,
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1024 * 1024)]
         max_body: usize,
+        /// Do not build or register the Quick Start images.
+        #[arg(long)]
+        no_quickstart: bool,
+        /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Manage accounts (local administration of a data directory).
     Account {
         #[command(subcommand)]
         command: AccountCommand,
     },
-    /// Build and manage machine images.
+    /// Build machine images.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
@@ -58,9 +65,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Build an image from a recipe: a built-in name (kiln-tiny-x86_64, ...) or a .toml file.
+    /// Build an image from a recipe (a built-in name such as kiln-tiny-x86_64, or a
+    /// .toml file) and register it as an AMI.
     Build {
         recipe: String,
+        /// The account that will own the image.
+        #[arg(long, default_value = OPERATOR)]
+        account: String,
+        /// Regions to register it in, comma-separated [default: every region].
+        #[arg(long, value_delimiter = ',')]
+        region: Vec<String>,
+        /// Make the image public.
+        #[arg(long)]
+        public: bool,
+        /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -108,6 +128,10 @@ fn main() {
     }
 }
 
+fn default_regions() -> Vec<String> {
+    DEFAULT_REGIONS.map(String::from).to_vec()
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve {
@@ -115,25 +139,37 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             regions,
             max_body,
-        } => serve(listen, dir.resolve()?, &regions, max_body),
+            no_quickstart,
+            cache_dir,
+        } => {
+            let dir = dir.resolve()?;
+            let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
+            serve(
+                listen,
+                dir,
+                &regions,
+                max_body,
+                (!no_quickstart).then_some(cache),
+            )
+        }
         Command::Account {
             command: AccountCommand::Create { name, dir },
         } => {
             let dir = dir.resolve()?;
-            let cloud = open(&dir, &kiln_types::region::DEFAULT_REGIONS.map(String::from))?;
+            let cloud = open(&dir, &default_regions())?;
             let new = cloud.create_account(&name, false)?;
             credentials::add_profile(&dir, &name, &new.key.access_key_id, &new.key.secret)?;
-            println!("account   {}", new.account.id);
-            println!("name      {}", new.account.name);
+            println!("account    {}", new.account.id);
+            println!("name       {}", new.account.name);
             println!("access key {}", new.key.access_key_id);
-            println!("profile   {name} in {}", dir.join("credentials").display());
+            println!("profile    {name} in {}", dir.join("credentials").display());
             Ok(())
         }
         Command::Account {
             command: AccountCommand::List { dir },
         } => {
             let dir = dir.resolve()?;
-            let cloud = open(&dir, &kiln_types::region::DEFAULT_REGIONS.map(String::from))?;
+            let cloud = open(&dir, &default_regions())?;
             println!("{:<14} {:<20} {:<9} CREATED", "ACCOUNT", "NAME", "ROLE");
             for a in cloud.accounts()? {
                 let role = if a.is_provider { "provider" } else { "user" };
@@ -142,17 +178,41 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Image {
-            command: ImageCommand::Build { recipe, dir },
+            command:
+                ImageCommand::Build {
+                    recipe,
+                    account,
+                    region,
+                    public,
+                    cache_dir,
+                    dir,
+                },
         } => {
             let dir = dir.resolve()?;
-            data_dir::prepare(&dir)?;
+            let cloud = open(&dir, &default_regions())?;
             let recipe = kiln_builder::Recipe::load(&recipe)?;
-            let progress = kiln_builder::StderrProgress {
-                label: recipe.id.clone(),
+            let owner = cloud.account_by_name(&account)?.with_context(|| {
+                format!("no account named '{account}' (see `kiln account list`)")
+            })?;
+            let regions = if region.is_empty() {
+                default_regions()
+            } else {
+                region
             };
-            let built =
-                kiln_builder::build(&recipe, &dir.join("builds"), &dir.join("cache"), &progress)?;
-            println!("{}", built.root_disk.display());
+            let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
+            let made = quickstart::build_and_register(
+                &cloud, &recipe, &owner.id, &regions, public, &cache,
+            )?;
+            if made.is_empty() {
+                println!(
+                    "{} is already registered for {account} in {}",
+                    recipe.id,
+                    regions.join(", ")
+                );
+            }
+            for (region, image) in made {
+                println!("{region}\t{image}");
+            }
             Ok(())
         }
         Command::Bench(args) => bench::run(args),
@@ -181,13 +241,23 @@ fn open(dir: &std::path::Path, regions: &[String]) -> Result<Cloud> {
     let store = Store::open(&dir.join("kiln.db"))
         .with_context(|| format!("opening the database in {}", dir.display()))?;
     data_dir::restrict(&dir.join("kiln.db"))?;
-    Ok(Cloud::new(store, region_configs(regions)?))
+    Ok(Cloud::new(
+        store,
+        region_configs(regions)?,
+        dir.to_path_buf(),
+    ))
 }
 
 /// The account made on first start, whose key is the `[default]` profile.
 const OPERATOR: &str = "operator";
 
-fn serve(listen: SocketAddr, dir: PathBuf, regions: &[String], max_body: usize) -> Result<()> {
+fn serve(
+    listen: SocketAddr,
+    dir: PathBuf,
+    regions: &[String],
+    max_body: usize,
+    quickstart_cache: Option<PathBuf>,
+) -> Result<()> {
     let cloud = open(&dir, regions)?;
     let first_start = cloud.account_by_name(OPERATOR)?.is_none();
     if first_start {
@@ -201,6 +271,11 @@ fn serve(listen: SocketAddr, dir: PathBuf, regions: &[String], max_body: usize) 
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &regions[0])?;
     let cloud = Arc::new(cloud);
+    if let Some(cache) = quickstart_cache {
+        // The API answers at once; the images appear as they are built.
+        let cloud = cloud.clone();
+        std::thread::spawn(move || quickstart::ensure(&cloud, &cache));
+    }
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

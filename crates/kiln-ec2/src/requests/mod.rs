@@ -2,6 +2,7 @@
 //! that handlers never read raw form keys. `ACTIONS` is the code's own list of actions.
 
 pub mod account;
+pub mod images;
 pub mod instance_types;
 pub mod key_pairs;
 pub mod security_groups;
@@ -74,6 +75,15 @@ actions! {
     CreateTags => tags::CreateTags,
     DeleteTags => tags::DeleteTags,
     DescribeTags => tags::DescribeTags,
+    DescribeImages => images::DescribeImages,
+    RegisterImage => images::RegisterImage,
+    DeregisterImage => images::DeregisterImage,
+    CopyImage => images::CopyImage,
+    ModifyImageAttribute => images::ModifyImageAttribute,
+    DescribeImageAttribute => images::DescribeImageAttribute,
+    ResetImageAttribute => images::ResetImageAttribute,
+    DescribeSnapshots => images::DescribeSnapshots,
+    DeleteSnapshot => images::DeleteSnapshot,
 }
 
 /// A tag as given in a request.

@@ -1,6 +1,7 @@
 //! EC2 actions: each typed request run against the control plane and written as EC2's
 //! XML, one module per resource.
 
+mod images;
 mod instance_types;
 mod key_pairs;
 mod regions;
@@ -106,6 +107,15 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::CreateTags(r) => tags::create(ctx, r),
         Request::DeleteTags(r) => tags::delete(ctx, r),
         Request::DescribeTags(r) => tags::describe(ctx, r),
+        Request::DescribeImages(r) => images::describe(ctx, r),
+        Request::RegisterImage(r) => images::register(ctx, r),
+        Request::DeregisterImage(r) => images::deregister(ctx, r),
+        Request::CopyImage(r) => images::copy(ctx, r),
+        Request::ModifyImageAttribute(r) => images::modify_attribute(ctx, r),
+        Request::DescribeImageAttribute(r) => images::describe_attribute(ctx, r),
+        Request::ResetImageAttribute(r) => images::reset_attribute(ctx, r),
+        Request::DescribeSnapshots(r) => images::describe_snapshots(ctx, r),
+        Request::DeleteSnapshot(r) => images::delete_snapshot(ctx, r),
     }
 }
 

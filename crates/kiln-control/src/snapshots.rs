@@ -1,0 +1,155 @@
+//! Snapshots: immutable qcow2 layers under `DATA_DIR/snapshots`, adopted from files the
+//! builder or an import made, listed and deleted as EC2 does, and collected once
+//! nothing (image, child layer) needs them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kiln_store::snapshots::{self, Snapshot};
+use kiln_store::{accounts, Connection, Scope};
+use kiln_types::ResourceKind;
+
+use crate::{tags, Cloud, Error, Result};
+
+/// Where layer files live, relative to the data directory.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+fn host(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |e| Error::Host {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+/// Puts `source` into the store as `snapshots/<id>.qcow2`, read-only: a hard link when
+/// the file is on the same filesystem, else a copy. Returns the relative path.
+pub(crate) fn adopt_file(data_dir: &Path, id: &str, source: &Path) -> Result<String> {
+    let dir = data_dir.join(SNAPSHOT_DIR);
+    std::fs::create_dir_all(&dir).map_err(host("creating the snapshot directory"))?;
+    let rel = format!("{SNAPSHOT_DIR}/{id}.qcow2");
+    let dest = data_dir.join(&rel);
+    if std::fs::hard_link(source, &dest).is_err() {
+        let tmp = dest.with_extension("partial");
+        std::fs::copy(source, &tmp)
+            .map_err(host(format!("copying {} into the store", source.display())))?;
+        std::fs::rename(&tmp, &dest).map_err(host("moving a layer into place"))?;
+    }
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o444))
+        .map_err(host("making a layer read-only"))?;
+    Ok(rel)
+}
+
+/// Whether `viewer` may see a snapshot: its own, or the provider's (whose Quick Start
+/// images anyone may launch).
+fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
+    if s.account_id == viewer {
+        return Ok(true);
+    }
+    Ok(accounts::list(conn)?
+        .iter()
+        .any(|a| a.id == s.account_id && a.is_provider))
+}
+
+impl Cloud {
+    /// Snapshots the caller may see, narrowed by ids (all must exist) and owners
+    /// (`self`, `amazon` or account ids).
+    pub fn snapshots(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        owners: &[String],
+    ) -> Result<Vec<Snapshot>> {
+        self.store.read(|c| {
+            let accounts = accounts::list(c)?;
+            let provider: Vec<String> = accounts
+                .iter()
+                .filter(|a| a.is_provider)
+                .map(|a| a.id.clone())
+                .collect();
+            let mut all = snapshots::list_owned(c, scope)?;
+            for p in &provider {
+                if p != &scope.account {
+                    all.extend(snapshots::list_owned(
+                        c,
+                        &Scope {
+                            account: p.clone(),
+                            region: scope.region.clone(),
+                        },
+                    )?);
+                }
+            }
+            let mut out = crate::vpcs::narrow(all, ids, ResourceKind::Snapshot, |s| &s.id)?;
+            if !owners.is_empty() {
+                out.retain(|s| {
+                    owners.iter().any(|o| match o.as_str() {
+                        "self" => s.account_id == scope.account,
+                        "amazon" => provider.contains(&s.account_id),
+                        id => s.account_id == id,
+                    })
+                });
+            } else if ids.is_empty() {
+                // Unscoped, EC2 lists your own and public ones; only the provider's
+                // catalog is public here.
+                out.retain(|s| s.account_id == scope.account || provider.contains(&s.account_id));
+            }
+            Ok(out)
+        })
+    }
+
+    /// A snapshot the caller may use (its own or the provider's).
+    pub fn usable_snapshot(&self, scope: &Scope, id: &str) -> Result<Snapshot> {
+        self.store.read(|c| {
+            let s = snapshots::get(c, id)?.filter(|s| s.region == scope.region);
+            match s {
+                Some(s) if visible(c, &s, &scope.account)? => Ok(s),
+                _ => Err(Error::not_found(ResourceKind::Snapshot, id)),
+            }
+        })
+    }
+
+    /// Deletes a snapshot the caller owns, unless an image uses it.
+    pub fn delete_snapshot(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.store.write(|tx| {
+            let s = snapshots::get(tx, id)?
+                .filter(|s| s.account_id == scope.account && s.region == scope.region)
+                .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, id))?;
+            if let Some(image) = snapshots::used_by_image(tx, &s.id)? {
+                return Err(Error::SnapshotInUse(format!(
+                    "The snapshot {id} is currently in use by {image}"
+                )));
+            }
+            snapshots::mark_deleted(tx, &s.id)?;
+            tags::delete_all(tx, scope, &s.id)?;
+            Ok(())
+        })?;
+        self.collect_layers()
+    }
+
+    /// Removes deleted layers that nothing needs, and their files when no other
+    /// snapshot shares them. Returns how many files went.
+    pub fn collect_layers(&self) -> Result<()> {
+        loop {
+            let doomed = self.store.write(|tx| {
+                let doomed = snapshots::collectable(tx)?;
+                let mut files = Vec::new();
+                for s in &doomed {
+                    snapshots::remove(tx, &s.id)?;
+                    if snapshots::file_users(tx, &s.file)? == 0 {
+                        files.push(s.file.clone());
+                    }
+                }
+                Ok::<_, Error>((doomed.len(), files))
+            })?;
+            for f in &doomed.1 {
+                let path = self.data_dir().join(f);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a collected layer");
+                }
+            }
+            if doomed.0 == 0 {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Image (AMI) and snapshot actions.
+
+use kiln_control::images::{ImageView, LaunchPermission, NewImage};
+use kiln_ec2::filter::{self, Field};
+use kiln_ec2::requests::images::{
+    CopyImage, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages,
+    DescribeSnapshots, ImageAttribute, ModifyImageAttribute, Permission, RegisterImage,
+    ResetImageAttribute,
+};
+use kiln_ec2::{Ec2Error, XmlWriter};
+use kiln_store::images::BlockDevice;
+
+use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
+
+const IMAGE_FILTERS: &[&str] = &[
+    "image-id",
+    "name",
+    "architecture",
+    "state",
+    "is-public",
+    "owner-id",
+    "owner-alias",
+    "image-type",
+    "root-device-type",
+    "root-device-name",
+    "virtualization-type",
+    "hypervisor",
+    "platform",
+    "platform-details",
+    "product-code",
+    "product-code.type",
+    "description",
+    "creation-date",
+    "boot-mode",
+    "source-instance-id",
+    "block-device-mapping.snapshot-id",
+    "block-device-mapping.volume-size",
+    "block-device-mapping.volume-type",
+    "block-device-mapping.device-name",
+    "block-device-mapping.delete-on-termination",
+];
+
+fn image_field(v: &ImageView, name: &str) -> Field {
+    let i = &v.image;
+    let devices =
+        |f: fn(&BlockDevice) -> Option<String>| Field::many(v.devices.iter().filter_map(f));
+    match name {
+        "image-id" => Field::one(i.id.clone()),
+        "name" => Field::one(i.name.clone()),
+        "architecture" => Field::one(i.architecture.clone()),
+        "state" => Field::one(i.state.clone()),
+        "is-public" => Field::one(i.is_public.to_string()),
+        "owner-id" => Field::one(i.account_id.clone()),
+        "owner-alias" => Field::opt(v.owner_alias),
+        "image-type" => Field::one("machine"),
+        "root-device-type" => Field::one("ebs"),
+        "root-device-name" => Field::one(i.root_device_name.clone()),
+        "virtualization-type" => Field::one("hvm"),
+        "hypervisor" => Field::one("xen"),
+        "platform" => Field::Values(Vec::new()),
+        "platform-details" => Field::one("Linux/UNIX"),
+        "product-code" => Field::many(
+            i.product_codes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        ),
+        "product-code.type" => Field::many(
+            i.product_codes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|_| "marketplace"),
+        ),
+        "description" => Field::one(i.description.clone()),
+        "creation-date" => Field::one(i.created_at.clone()),
+        "boot-mode" => Field::one(i.boot_mode.clone()),
+        "source-instance-id" => Field::opt(i.source_instance_id.clone()),
+        "block-device-mapping.snapshot-id" => devices(|d| d.snapshot_id.clone()),
+        "block-device-mapping.volume-size" => devices(|d| Some(d.volume_size.to_string())),
+        "block-device-mapping.volume-type" => devices(|d| Some(d.volume_type.clone())),
+        "block-device-mapping.device-name" => devices(|d| Some(d.device_name.clone())),
+        "block-device-mapping.delete-on-termination" => {
+            devices(|d| Some(d.delete_on_termination.to_string()))
+        }
+        _ => Field::Unknown,
+    }
+}
+
+fn write_devices(w: &mut XmlWriter, devices: &[BlockDevice]) {
+    w.set("blockDeviceMapping", devices, |w, d| {
+        w.elem("deviceName", &d.device_name);
+        w.start("ebs")
+            .opt("snapshotId", d.snapshot_id.as_deref())
+            .elem("volumeSize", d.volume_size)
+            .elem("deleteOnTermination", d.delete_on_termination)
+            .elem("volumeType", &d.volume_type)
+            .elem("encrypted", "false")
+            .end();
+    });
+}
+
+fn write_image(w: &mut XmlWriter, v: &ImageView, tags: &[(String, String)]) {
+    let i = &v.image;
+    let owner = v
+        .owner_alias
+        .map(str::to_owned)
+        .unwrap_or_else(|| i.account_id.clone());
+    w.elem("imageId", &i.id)
+        .elem("imageLocation", format!("{owner}/{}", i.name))
+        .elem("imageState", &i.state)
+        .elem("imageOwnerId", &i.account_id)
+        .elem("creationDate", &i.created_at)
+        .elem("isPublic", i.is_public)
+        .set(
+            "productCodes",
+            i.product_codes.split(',').filter(|c| !c.is_empty()),
+            |w, c| {
+                w.elem("productCode", c).elem("type", "marketplace");
+            },
+        )
+        .elem("architecture", &i.architecture)
+        .elem("imageType", "machine")
+        .opt("imageOwnerAlias", v.owner_alias)
+        .elem("name", &i.name)
+        .elem("description", &i.description)
+        .elem("rootDeviceType", "ebs")
+        .elem("rootDeviceName", &i.root_device_name);
+    write_devices(w, &v.devices);
+    w.elem("virtualizationType", "hvm")
+        .elem("hypervisor", "xen")
+        .elem("enaSupport", "true")
+        .elem("bootMode", &i.boot_mode)
+        .elem("platformDetails", "Linux/UNIX")
+        .elem("usageOperation", "RunInstances")
+        .opt("sourceInstanceId", i.source_instance_id.as_deref())
+        .opt("deprecationTime", i.deprecation_time.as_deref());
+    if let Some(reason) = &i.state_reason {
+        w.start("stateReason")
+            .elem("code", "Client.ImageBuildFailed")
+            .elem("message", reason)
+            .end();
+    }
+    w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+}
+
+pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeImages) -> ActionResult {
+    let images = ctx
+        .cloud
+        .images(&ctx.scope, &r.image_ids, &r.owners, &r.executable_by)
+        .ec2()?;
+    // Tags are the owner's; others see the image without them, as on EC2.
+    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
+    let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
+    let images = filter::apply(images, &r.filters, IMAGE_FILTERS, image_field, |v| {
+        tags_of(&v.image.id)
+    })?;
+    let (page, next) = ctx.page(images, &r.paging, (5, 1000), None)?;
+    let mut w = ctx.xml("DescribeImages");
+    w.set("imagesSet", page, |w, v| {
+        write_image(w, &v, &tags_of(&v.image.id))
+    });
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeImages"))
+}
+
+pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
+    let devices: Vec<BlockDevice> = r
+        .block_devices
+        .iter()
+        .filter(|d| !d.no_device)
+        .map(|d| -> Result<BlockDevice, Ec2Error> {
+            let size = match (d.volume_size, &d.snapshot_id) {
+                (Some(s), _) => s,
+                (None, Some(snap)) => {
+                    ctx.cloud
+                        .usable_snapshot(&ctx.scope, snap)
+                        .ec2()?
+                        .volume_size
+                }
+                (None, None) => {
+                    return Err(Ec2Error::missing("BlockDeviceMapping.N.Ebs.VolumeSize"))
+                }
+            };
+            Ok(BlockDevice {
+                device_name: d.device_name.clone(),
+                snapshot_id: d.snapshot_id.clone(),
+                volume_size: size,
+                volume_type: d.volume_type.clone().unwrap_or_else(|| "gp2".into()),
+                delete_on_termination: d.delete_on_termination.unwrap_or(true),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let new = NewImage {
+        name: r.name,
+        description: r.description,
+        architecture: r.architecture,
+        root_device_name: r.root_device_name,
+        boot_mode: r.boot_mode.unwrap_or_else(|| "legacy-bios".into()),
+        devices,
+        kernel_file: None,
+        ramdisk_file: None,
+        kernel_cmdline: None,
+        default_user: None,
+        recipe: None,
+        recipe_hash: None,
+        source_instance_id: None,
+        is_public: false,
+        state: "available",
+    };
+    let image = ctx
+        .cloud
+        .register_image(&ctx.scope, new, &tag_pairs(&r.tags))
+        .ec2()?;
+    let mut w = ctx.xml("RegisterImage");
+    w.elem("imageId", &image.id);
+    Ok(w.finish("RegisterImage"))
+}
+
+pub(crate) fn deregister(ctx: &Ctx<'_>, r: DeregisterImage) -> ActionResult {
+    let deleted = ctx
+        .cloud
+        .deregister_image(&ctx.scope, &r.image_id, r.delete_associated_snapshots)
+        .ec2()?;
+    let mut w = ctx.xml("DeregisterImage");
+    w.elem("return", "true");
+    if r.delete_associated_snapshots {
+        w.set("deleteSnapshotResultSet", deleted, |w, s| {
+            w.elem("snapshotId", s).elem("returnCode", "success");
+        });
+    }
+    Ok(w.finish("DeregisterImage"))
+}
+
+pub(crate) fn copy(ctx: &Ctx<'_>, r: CopyImage) -> ActionResult {
+    let image = ctx
+        .cloud
+        .copy_image(
+            &ctx.scope,
+            &r.source_region,
+            &r.source_image_id,
+            &r.name,
+            r.description.as_deref(),
+        )
+        .ec2()?;
+    let mut tags = tag_pairs(&r.tags);
+    if r.copy_image_tags {
+        let source_scope = kiln_control::Scope {
+            account: ctx.scope.account.clone(),
+            region: r.source_region.clone(),
+        };
+        let mut source_tags = ctx
+            .cloud
+            .tags_by_resource(&source_scope)
+            .ec2()?
+            .remove(&r.source_image_id)
+            .unwrap_or_default();
+        source_tags.retain(|(k, _)| !tags.iter().any(|(t, _)| t == k));
+        tags.extend(source_tags);
+    }
+    if !tags.is_empty() {
+        ctx.cloud
+            .create_tags(&ctx.scope, std::slice::from_ref(&image.id), &tags)
+            .ec2()?;
+    }
+    let mut w = ctx.xml("CopyImage");
+    w.elem("imageId", &image.id);
+    Ok(w.finish("CopyImage"))
+}
+
+fn permissions(list: Vec<Permission>) -> Vec<LaunchPermission> {
+    list.into_iter()
+        .map(|p| match p {
+            Permission::User(u) => LaunchPermission::Account(u),
+            Permission::All => LaunchPermission::All,
+        })
+        .collect()
+}
+
+pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyImageAttribute) -> ActionResult {
+    if !r.add.is_empty() || !r.remove.is_empty() {
+        ctx.cloud
+            .modify_launch_permission(
+                &ctx.scope,
+                &r.image_id,
+                &permissions(r.add),
+                &permissions(r.remove),
+            )
+            .ec2()?;
+    }
+    if let Some(d) = &r.description {
+        ctx.cloud
+            .set_image_description(&ctx.scope, &r.image_id, d)
+            .ec2()?;
+    }
+    ack(ctx, "ModifyImageAttribute")
+}
+
+pub(crate) fn reset_attribute(ctx: &Ctx<'_>, r: ResetImageAttribute) -> ActionResult {
+    ctx.cloud
+        .reset_launch_permission(&ctx.scope, &r.image_id)
+        .ec2()?;
+    ack(ctx, "ResetImageAttribute")
+}
+
+pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeImageAttribute) -> ActionResult {
+    let v = match r.attribute {
+        // Anyone who may launch an image may read these; permissions are the owner's.
+        ImageAttribute::LaunchPermission => ctx.cloud.owned_image(&ctx.scope, &r.image_id).ec2()?,
+        _ => ctx.cloud.launchable_image(&ctx.scope, &r.image_id).ec2()?,
+    };
+    let mut w = ctx.xml("DescribeImageAttribute");
+    w.elem("imageId", &v.image.id);
+    match r.attribute {
+        ImageAttribute::LaunchPermission => {
+            let mut items: Vec<(&str, String)> = v
+                .permissions
+                .iter()
+                .map(|p| ("userId", p.clone()))
+                .collect();
+            if v.image.is_public {
+                items.push(("group", "all".into()));
+            }
+            w.set("launchPermission", items, |w, (k, val)| {
+                w.elem(k, val);
+            });
+        }
+        ImageAttribute::Description => {
+            w.start("description")
+                .elem("value", &v.image.description)
+                .end();
+        }
+        ImageAttribute::BlockDeviceMapping => write_devices(&mut w, &v.devices),
+        ImageAttribute::ProductCodes => {
+            w.set(
+                "productCodes",
+                v.image.product_codes.split(',').filter(|c| !c.is_empty()),
+                |w, c| {
+                    w.elem("productCode", c).elem("type", "marketplace");
+                },
+            );
+        }
+        ImageAttribute::BootMode => {
+            w.start("bootMode").elem("value", &v.image.boot_mode).end();
+        }
+    }
+    Ok(w.finish("DescribeImageAttribute"))
+}
+
+pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionResult {
+    let snaps = ctx
+        .cloud
+        .snapshots(&ctx.scope, &r.snapshot_ids, &r.owners)
+        .ec2()?;
+    let provider = ctx.cloud.provider().ec2()?.id;
+    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
+    let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
+    let snaps = filter::apply(
+        snaps,
+        &r.filters,
+        &[
+            "snapshot-id",
+            "volume-id",
+            "status",
+            "owner-id",
+            "owner-alias",
+            "description",
+            "volume-size",
+            "progress",
+            "start-time",
+        ],
+        |s, name| match name {
+            "snapshot-id" => Field::one(s.id.clone()),
+            "volume-id" => Field::opt(s.volume_id.clone()),
+            "status" => Field::one(s.state.clone()),
+            "owner-id" => Field::one(s.account_id.clone()),
+            "owner-alias" => Field::opt((s.account_id == provider).then_some("amazon")),
+            "description" => Field::one(s.description.clone()),
+            "volume-size" => Field::one(s.volume_size.to_string()),
+            "progress" => Field::one(format!("{}%", s.progress)),
+            "start-time" => Field::one(s.created_at.clone()),
+            _ => Field::Unknown,
+        },
+        |s| tags_of(&s.id),
+    )?;
+    let (page, next) = ctx.page(snaps, &r.paging, (5, 1000), None)?;
+    let mut w = ctx.xml("DescribeSnapshots");
+    w.set("snapshotSet", page, |w, s| {
+        w.elem("snapshotId", &s.id)
+            .elem("volumeId", s.volume_id.as_deref().unwrap_or("vol-ffffffff"))
+            .elem("status", &s.state)
+            .elem("startTime", &s.created_at)
+            .elem("progress", format!("{}%", s.progress))
+            .elem("ownerId", &s.account_id)
+            .opt("ownerAlias", (s.account_id == provider).then_some("amazon"))
+            .elem("volumeSize", s.volume_size)
+            .elem("description", &s.description)
+            .elem("encrypted", "false")
+            .elem("storageTier", "standard");
+        let t = tags_of(&s.id);
+        w.tags(t.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    });
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeSnapshots"))
+}
+
+pub(crate) fn delete_snapshot(ctx: &Ctx<'_>, r: DeleteSnapshot) -> ActionResult {
+    ctx.cloud
+        .delete_snapshot(&ctx.scope, &r.snapshot_id)
+        .ec2()?;
+    ack(ctx, "DeleteSnapshot")
+}

@@ -1,0 +1,252 @@
+//! Machine images (AMIs): the record, its block device mappings and its launch
+//! permissions. Images of every account in a region are listed together, since
+//! visibility (public, shared) crosses accounts; the control plane decides who sees what.
+
+use rusqlite::{params, Connection, Row};
+
+use crate::{Scope, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    pub account_id: String,
+    pub region: String,
+    pub name: String,
+    pub description: String,
+    pub architecture: String,
+    pub root_device_name: String,
+    pub boot_mode: String,
+    pub kernel_file: Option<String>,
+    pub ramdisk_file: Option<String>,
+    pub kernel_cmdline: Option<String>,
+    pub default_user: Option<String>,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub is_public: bool,
+    /// Comma-separated marketplace product codes.
+    pub product_codes: String,
+    pub deprecation_time: Option<String>,
+    pub source_instance_id: Option<String>,
+    pub recipe: Option<String>,
+    pub recipe_hash: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDevice {
+    pub device_name: String,
+    pub snapshot_id: Option<String>,
+    pub volume_size: i64,
+    pub volume_type: String,
+    pub delete_on_termination: bool,
+}
+
+const COLUMNS: &str = "id, account_id, region, name, description, architecture, root_device_name, boot_mode, kernel_file, \
+     ramdisk_file, kernel_cmdline, default_user, state, state_reason, is_public, product_codes, deprecation_time, \
+     source_instance_id, recipe, recipe_hash, created_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Image> {
+    Ok(Image {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        region: r.get(2)?,
+        name: r.get(3)?,
+        description: r.get(4)?,
+        architecture: r.get(5)?,
+        root_device_name: r.get(6)?,
+        boot_mode: r.get(7)?,
+        kernel_file: r.get(8)?,
+        ramdisk_file: r.get(9)?,
+        kernel_cmdline: r.get(10)?,
+        default_user: r.get(11)?,
+        state: r.get(12)?,
+        state_reason: r.get(13)?,
+        is_public: r.get(14)?,
+        product_codes: r.get(15)?,
+        deprecation_time: r.get(16)?,
+        source_instance_id: r.get(17)?,
+        recipe: r.get(18)?,
+        recipe_hash: r.get(19)?,
+        created_at: r.get(20)?,
+    })
+}
+
+/// Inserts; `Ok(false)` when the owner already has an image of that name here.
+pub fn insert(conn: &Connection, i: &Image, devices: &[BlockDevice]) -> Result<bool, StoreError> {
+    let res = conn.execute(
+        &format!(
+            "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+        ),
+        params![
+            i.id,
+            i.account_id,
+            i.region,
+            i.name,
+            i.description,
+            i.architecture,
+            i.root_device_name,
+            i.boot_mode,
+            i.kernel_file,
+            i.ramdisk_file,
+            i.kernel_cmdline,
+            i.default_user,
+            i.state,
+            i.state_reason,
+            i.is_public,
+            i.product_codes,
+            i.deprecation_time,
+            i.source_instance_id,
+            i.recipe,
+            i.recipe_hash,
+            i.created_at
+        ],
+    );
+    match res {
+        Ok(_) => {}
+        Err(e) if crate::is_unique_violation(&e) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    for d in devices {
+        conn.execute(
+            "INSERT INTO image_block_devices (image_id, device_name, snapshot_id, volume_size, volume_type, delete_on_termination)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![i.id, d.device_name, d.snapshot_id, d.volume_size, d.volume_type, d.delete_on_termination],
+        )?;
+    }
+    Ok(true)
+}
+
+/// Every image in a region, of every account.
+pub fn list_region(conn: &Connection, region: &str) -> Result<Vec<Image>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM images WHERE region = ?1 ORDER BY created_at, id"
+    ))?;
+    let rows = st.query_map([region], row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Block devices of every image in a region, by image id.
+pub fn devices_in_region(
+    conn: &Connection,
+    region: &str,
+) -> Result<Vec<(String, BlockDevice)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT b.image_id, b.device_name, b.snapshot_id, b.volume_size, b.volume_type, b.delete_on_termination
+         FROM image_block_devices b JOIN images i ON i.id = b.image_id WHERE i.region = ?1 ORDER BY b.device_name",
+    )?;
+    let rows = st
+        .query_map([region], |r| {
+            Ok((
+                r.get(0)?,
+                BlockDevice {
+                    device_name: r.get(1)?,
+                    snapshot_id: r.get(2)?,
+                    volume_size: r.get(3)?,
+                    volume_type: r.get(4)?,
+                    delete_on_termination: r.get(5)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Launch permissions (account ids) of every image in a region.
+pub fn permissions_in_region(
+    conn: &Connection,
+    region: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT p.image_id, p.account_id FROM launch_permissions p JOIN images i ON i.id = p.image_id
+         WHERE i.region = ?1 ORDER BY p.account_id",
+    )?;
+    let rows = st
+        .query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn add_permission(conn: &Connection, image_id: &str, account: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO launch_permissions (image_id, account_id) VALUES (?1, ?2)",
+        params![image_id, account],
+    )?;
+    Ok(())
+}
+
+pub fn remove_permission(
+    conn: &Connection,
+    image_id: &str,
+    account: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM launch_permissions WHERE image_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
+        params![image_id, account],
+    )?;
+    Ok(())
+}
+
+pub fn set_public(conn: &Connection, image_id: &str, public: bool) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE images SET is_public = ?2 WHERE id = ?1",
+        params![image_id, public],
+    )?;
+    Ok(())
+}
+
+pub fn set_description(
+    conn: &Connection,
+    image_id: &str,
+    description: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE images SET description = ?2 WHERE id = ?1",
+        params![image_id, description],
+    )?;
+    Ok(())
+}
+
+pub fn set_state(
+    conn: &Connection,
+    image_id: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE images SET state = ?2, state_reason = ?3 WHERE id = ?1",
+        params![image_id, state, reason],
+    )?;
+    Ok(())
+}
+
+pub fn set_product_codes(conn: &Connection, image_id: &str, codes: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE images SET product_codes = ?2 WHERE id = ?1",
+        params![image_id, codes],
+    )?;
+    Ok(())
+}
+
+/// Removes an image owned by the scope's account; returns whether it existed.
+pub fn delete(conn: &Connection, scope: &Scope, image_id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "DELETE FROM images WHERE id = ?1 AND account_id = ?2 AND region = ?3",
+        params![image_id, scope.account, scope.region],
+    )?;
+    Ok(n > 0)
+}
+
+/// Images built from a recipe hash in a region (the builder's cache).
+pub fn by_recipe_hash(
+    conn: &Connection,
+    region: &str,
+    hash: &str,
+) -> Result<Vec<Image>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM images WHERE region = ?1 AND recipe_hash = ?2 ORDER BY created_at"
+    ))?;
+    let rows = st
+        .query_map(params![region, hash], row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
