@@ -2,9 +2,14 @@
 and the AWS CLI exactly as a user would drive it (shared credentials and config files
 written by Kiln, `--endpoint-url` pointing at the server).
 
+The server builds its Quick Start catalog (kiln-tiny for x86_64, arm64, i386) in the
+background as it starts; tests that need those images ask for `quickstart_images`.
+
 Environment:
-  KILN_BIN        the kiln binary (default: <repo>/target/debug/kiln)
-  KILN_KEEP_DATA  keep the temporary data directory after the session
+  KILN_BIN         the kiln binary (default: <repo>/target/debug/kiln)
+  KILN_KEEP_DATA   keep the temporary data directory after the session
+  KILN_TEST_CACHE  the Debian package cache shared by test runs (default:
+                   <repo>/.kiln-test-cache, git-ignored); only the first run downloads
 """
 
 import json
@@ -30,6 +35,10 @@ from kiln_helpers import CLIENT_CONFIG, http
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
 START_TIMEOUT = 30.0
+TEST_CACHE = Path(os.environ.get("KILN_TEST_CACHE") or REPO / ".kiln-test-cache")
+# The Quick Start architectures and how long the first (downloading) build may take.
+QUICKSTART_ARCHES = ("x86_64", "arm64", "i386")
+QUICKSTART_TIMEOUT = 600.0
 
 # Variables that would make boto3 or the CLI ignore the files Kiln wrote.
 _AWS_OVERRIDES = (
@@ -90,6 +99,9 @@ class Kiln:
         except OSError:
             return "<no log>"
 
+    def log_tail(self, lines=60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
     def profiles(self) -> dict:
         return _read_profiles(self.credentials_file)
 
@@ -143,9 +155,19 @@ def kiln():
     log_dir = tempfile.mkdtemp(prefix="kiln-it-log-")
     log_path = os.path.join(log_dir, "kiln.log")
     port = _free_port()
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [KILN_BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir],
+        [
+            KILN_BIN,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            data_dir,
+            "--cache-dir",
+            str(TEST_CACHE),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
@@ -211,6 +233,72 @@ def kiln():
             f"kiln serve did not shut down gracefully on SIGTERM (status {exited})\n"
             f"--- kiln log ---\n{text}"
         )
+
+
+@pytest.fixture(scope="session")
+def data_dir(kiln) -> Path:
+    """The session server's data directory (builds/, snapshots/, kiln.db, ...)."""
+    return kiln.data_dir
+
+
+def _quickstart_ready(images):
+    """{arch: image} for the available Quick Start images, newest first per arch."""
+    ready = {}
+    for img in sorted(images, key=lambda i: i.get("CreationDate", ""), reverse=True):
+        if (
+            img.get("State") == "available"
+            and img.get("Name", "").startswith("kiln-tiny-")
+            and img.get("Architecture") in QUICKSTART_ARCHES
+        ):
+            ready.setdefault(img["Architecture"], img)
+    return ready
+
+
+@pytest.fixture(scope="session")
+def quickstart_images(kiln, ec2):
+    """Waits until the Quick Start catalog is registered in us-east-1 (the server
+    builds it in the background as it starts); returns {architecture: image}."""
+    start = time.monotonic()
+    deadline = start + QUICKSTART_TIMEOUT
+    last, last_print = None, 0.0
+    while True:
+        ready = _quickstart_ready(ec2.describe_images(Owners=["amazon"])["Images"])
+        missing = [a for a in QUICKSTART_ARCHES if a not in ready]
+        elapsed = time.monotonic() - start
+        if not missing:
+            print(
+                f"\n[quickstart] all {len(QUICKSTART_ARCHES)} images available after {elapsed:.0f} s: "
+                + ", ".join(f"{a}={ready[a]['ImageId']}" for a in QUICKSTART_ARCHES),
+                flush=True,
+            )
+            return ready
+        log = kiln.log()
+        if "Quick Start image not available" in log:
+            pytest.fail(
+                "the Quick Start build failed (the server gave up on a recipe)\n"
+                f"--- kiln log (tail) ---\n{kiln.log_tail(80)}"
+            )
+        if kiln.proc.poll() is not None:
+            pytest.fail(
+                f"kiln serve exited ({kiln.proc.returncode}) while building the Quick Start images\n"
+                f"--- kiln log (tail) ---\n{kiln.log_tail(80)}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"Quick Start images not available within {QUICKSTART_TIMEOUT:.0f} s "
+                f"(missing: {', '.join(missing)})\n--- kiln log (tail) ---\n{kiln.log_tail(80)}"
+            )
+        # Progress: the builder's last step line, e.g. "[kiln-tiny-arm64] 3/6 assembling ...".
+        steps = [l for l in log.splitlines() if l.startswith("[kiln-tiny-")]
+        status = (sorted(ready), steps[-1] if steps else "")
+        if status != last or elapsed - last_print >= 30:
+            print(
+                f"[quickstart] {elapsed:4.0f} s: ready {status[0] or '-'}, waiting for {missing}"
+                + (f"; {status[1]}" if status[1] else ""),
+                flush=True,
+            )
+            last, last_print = status, elapsed
+        time.sleep(2)
 
 
 @pytest.fixture(scope="session")

@@ -17,17 +17,12 @@ impl Modules {
         let mut by_name = HashMap::new();
         let mut stack = vec![modules_dir.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let entries =
-                std::fs::read_dir(&dir).map_err(crate::io(format!("reading {}", dir.display())))?;
+            let entries = std::fs::read_dir(&dir).map_err(crate::io(format!("reading {}", dir.display())))?;
             for e in entries.filter_map(Result::ok) {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if let Some(name) = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".ko"))
-                {
+                } else if let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
                     by_name.insert(name.replace('-', "_"), p.clone());
                 }
             }
@@ -36,8 +31,7 @@ impl Modules {
     }
 
     fn depends(&self, path: &Path) -> Result<Vec<String>, BuildError> {
-        let bytes =
-            std::fs::read(path).map_err(crate::io(format!("reading {}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(crate::io(format!("reading {}", path.display())))?;
         Ok(modinfo_depends(&bytes))
     }
 
@@ -65,10 +59,7 @@ impl Modules {
             return Ok(());
         }
         let Some(path) = self.by_name.get(name) else {
-            tracing::info!(
-                module = name,
-                "not a loadable module here (built into the kernel?)"
-            );
+            tracing::info!(module = name, "not a loadable module here (built into the kernel?)");
             return Ok(());
         };
         visiting.push(name.to_owned());
@@ -89,11 +80,7 @@ fn modinfo_depends(bytes: &[u8]) -> Vec<String> {
     };
     let rest = &bytes[start + needle.len()..];
     let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end])
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -112,25 +99,14 @@ mod tests {
     fn orders_dependencies_first() {
         let dir = std::env::temp_dir().join(format!("kiln-kmod-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("drivers")).expect("dir");
-        std::fs::write(
-            dir.join("drivers/virtio_net.ko"),
-            b"\0depends=net_failover,virtio\0",
-        )
-        .expect("w");
+        std::fs::write(dir.join("drivers/virtio_net.ko"), b"\0depends=net_failover,virtio\0").expect("w");
         std::fs::write(dir.join("drivers/net_failover.ko"), b"\0depends=failover\0").expect("w");
         std::fs::write(dir.join("drivers/failover.ko"), b"\0depends=\0").expect("w");
         std::fs::write(dir.join("drivers/virtio.ko"), b"\0depends=\0").expect("w");
         let m = Modules::index(&dir).expect("index");
-        let order: Vec<String> = m
-            .load_order(&["virtio_net".into()])
-            .expect("order")
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(
-            order,
-            vec!["failover", "net_failover", "virtio", "virtio_net"]
-        );
+        let order: Vec<String> =
+            m.load_order(&["virtio_net".into()]).expect("order").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(order, vec!["failover", "net_failover", "virtio", "virtio_net"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,10 +24,7 @@ pub enum BuildError {
     #[error("{0}")]
     Missing(String),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
@@ -64,12 +61,7 @@ impl Progress for StderrProgress {
 
 /// Builds `recipe` into `builds/<hash>/`, reusing a finished build with the same hash
 /// and downloaded packages in `cache`. A failed build leaves nothing behind.
-pub fn build(
-    recipe: &Recipe,
-    builds: &Path,
-    cache: &Path,
-    progress: &dyn Progress,
-) -> Result<Built, BuildError> {
+pub fn build(recipe: &Recipe, builds: &Path, cache: &Path, progress: &dyn Progress) -> Result<Built, BuildError> {
     let hash = recipe.content_hash();
     let dir = builds.join(&hash);
     let built = Built {

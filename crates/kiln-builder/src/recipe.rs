@@ -95,11 +95,7 @@ fn mode_for(path: &str, contents: &[u8]) -> u32 {
 
 fn safe_relative(id: &str, p: &str) -> Result<(), RecipeError> {
     let path = Path::new(p);
-    if path.is_absolute()
-        || path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if path.is_absolute() || path.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(RecipeError::Invalid(
             id.into(),
             format!("path '{p}' must be relative and stay inside the recipe's directory"),
@@ -132,21 +128,15 @@ impl Source<'_> {
         let mut out = BTreeMap::new();
         match self {
             Source::Builtin => {
-                let dir = BUILTIN.get_dir(rel).ok_or_else(|| {
-                    RecipeError::Invalid(id.into(), format!("missing directory {rel}"))
-                })?;
+                let dir = BUILTIN
+                    .get_dir(rel)
+                    .ok_or_else(|| RecipeError::Invalid(id.into(), format!("missing directory {rel}")))?;
                 fn walk(d: &Dir<'_>, root: &Path, out: &mut BTreeMap<String, FileSpec>) {
                     for f in d.files() {
                         if let Ok(p) = f.path().strip_prefix(root) {
                             let path = p.to_string_lossy().into_owned();
                             let mode = mode_for(&path, f.contents());
-                            out.insert(
-                                path,
-                                FileSpec {
-                                    contents: f.contents().to_vec(),
-                                    mode,
-                                },
-                            );
+                            out.insert(path, FileSpec { contents: f.contents().to_vec(), mode });
                         }
                     }
                     for sub in d.dirs() {
@@ -156,11 +146,7 @@ impl Source<'_> {
                 walk(dir, Path::new(rel), &mut out);
             }
             Source::Disk(base) => {
-                fn walk(
-                    dir: &Path,
-                    root: &Path,
-                    out: &mut BTreeMap<String, FileSpec>,
-                ) -> std::io::Result<()> {
+                fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, FileSpec>) -> std::io::Result<()> {
                     for entry in std::fs::read_dir(dir)? {
                         let p = entry?.path();
                         if p.is_dir() {
@@ -186,10 +172,8 @@ impl Source<'_> {
 impl Recipe {
     /// The names of the built-in recipes.
     pub fn builtin_ids() -> Vec<String> {
-        let mut ids: Vec<String> = BUILTIN
-            .files()
-            .filter_map(|f| f.path().to_str()?.strip_suffix(".toml").map(str::to_owned))
-            .collect();
+        let mut ids: Vec<String> =
+            BUILTIN.files().filter_map(|f| f.path().to_str()?.strip_suffix(".toml").map(str::to_owned)).collect();
         ids.sort();
         ids
     }
@@ -198,81 +182,44 @@ impl Recipe {
     pub fn load(what: &str) -> Result<Recipe, RecipeError> {
         let path = Path::new(what);
         if path.extension().is_some_and(|e| e == "toml") && path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| RecipeError::Invalid(what.into(), e.to_string()))?;
-            let id = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Invalid(what.into(), e.to_string()))?;
+            let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let base = path.parent().unwrap_or(Path::new("."));
             return Self::parse(&id, &text, &Source::Disk(base));
         }
         match BUILTIN.get_file(format!("{what}.toml")) {
             Some(f) => {
-                let text = f
-                    .contents_utf8()
-                    .ok_or_else(|| RecipeError::Invalid(what.into(), "not UTF-8".into()))?;
+                let text = f.contents_utf8().ok_or_else(|| RecipeError::Invalid(what.into(), "not UTF-8".into()))?;
                 Self::parse(what, text, &Source::Builtin)
             }
-            None => Err(RecipeError::Unknown(
-                what.into(),
-                Self::builtin_ids().join(", "),
-            )),
+            None => Err(RecipeError::Unknown(what.into(), Self::builtin_ids().join(", "))),
         }
     }
 
     fn parse(id: &str, text: &str, source: &Source<'_>) -> Result<Recipe, RecipeError> {
         let bad = |m: String| RecipeError::Invalid(id.into(), m);
         let f: RecipeFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let architecture: Architecture = f.architecture.parse().map_err(|_| {
-            bad(format!(
-                "unknown architecture '{}' (x86_64, i386, arm64)",
-                f.architecture
-            ))
-        })?;
-        if f.name.is_empty()
-            || !f
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        {
-            return Err(bad(format!(
-                "name '{}' must be letters, digits, '-', '.', '_'",
-                f.name
-            )));
+        let architecture: Architecture = f
+            .architecture
+            .parse()
+            .map_err(|_| bad(format!("unknown architecture '{}' (x86_64, i386, arm64)", f.architecture)))?;
+        if f.name.is_empty() || !f.name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+            return Err(bad(format!("name '{}' must be letters, digits, '-', '.', '_'", f.name)));
         }
         if !(1..=64).contains(&f.root_size_gib) {
             return Err(bad("root_size_gib must be 1 to 64".into()));
         }
-        let valid_pkg = |p: &String| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        };
-        if let Some(p) = f
-            .packages
-            .iter()
-            .chain([&f.kernel_package])
-            .find(|p| !valid_pkg(p))
-        {
+        let valid_pkg = |p: &String| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if let Some(p) = f.packages.iter().chain([&f.kernel_package]).find(|p| !valid_pkg(p)) {
             return Err(bad(format!("'{p}' is not a Debian package name")));
         }
         if f.default_user.is_empty()
-            || !f
-                .default_user
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !f.default_user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(bad(format!(
-                "default_user '{}' is not a user name",
-                f.default_user
-            )));
+            return Err(bad(format!("default_user '{}' is not a user name", f.default_user)));
         }
         let init_contents = source.read(id, &f.initramfs_init)?;
-        let init = FileSpec {
-            mode: 0o755,
-            contents: init_contents,
-        };
+        let init = FileSpec { mode: 0o755, contents: init_contents };
         let overlay = source.tree(id, &f.overlay)?;
         Ok(Recipe {
             id: id.to_owned(),
@@ -327,10 +274,7 @@ mod tests {
         assert!(ids.contains(&"kiln-tiny-x86_64".to_string()), "{ids:?}");
         for id in ids {
             let r = Recipe::load(&id).expect("parse");
-            assert_eq!(
-                r.content_hash(),
-                Recipe::load(&id).expect("parse").content_hash()
-            );
+            assert_eq!(r.content_hash(), Recipe::load(&id).expect("parse").content_hash());
             assert!(r.overlay.contains_key("etc/kiln/boot"));
             assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
         }
@@ -342,10 +286,7 @@ mod tests {
 
     #[test]
     fn unknown_and_escaping_recipes_are_refused() {
-        assert!(matches!(
-            Recipe::load("nope"),
-            Err(RecipeError::Unknown(..))
-        ));
+        assert!(matches!(Recipe::load("nope"), Err(RecipeError::Unknown(..))));
         assert!(safe_relative("r", "../etc/passwd").is_err());
         assert!(safe_relative("r", "/etc/passwd").is_err());
         assert!(safe_relative("r", "kiln-tiny/rootfs").is_ok());

@@ -40,21 +40,11 @@ fn mkdirs(root: &Path, dirs: &[(&str, u32)]) -> Result<(), BuildError> {
 fn applets(root: &Path, native: bool) -> Result<Vec<String>, BuildError> {
     let own = root.join("bin/busybox");
     let out = if native {
-        run(
-            "listing busybox applets",
-            Command::new(&own).arg("--list-full"),
-        )?
+        run("listing busybox applets", Command::new(&own).arg("--list-full"))?
     } else {
-        run(
-            "listing busybox applets (install busybox-static on the host)",
-            Command::new("busybox").arg("--list-full"),
-        )?
+        run("listing busybox applets (install busybox-static on the host)", Command::new("busybox").arg("--list-full"))?
     };
-    Ok(out
-        .lines()
-        .map(str::to_owned)
-        .filter(|l| !l.is_empty())
-        .collect())
+    Ok(out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect())
 }
 
 fn copy_modules(list: &[(String, PathBuf)], dest: &Path) -> Result<Vec<String>, BuildError> {
@@ -68,21 +58,9 @@ fn copy_modules(list: &[(String, PathBuf)], dest: &Path) -> Result<Vec<String>, 
     Ok(names)
 }
 
-pub fn build(
-    recipe: &Recipe,
-    work: &Path,
-    cache: &Path,
-    progress: &dyn Progress,
-) -> Result<(), BuildError> {
+pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress) -> Result<(), BuildError> {
     let arch = recipe.deb_arch();
-    progress.step(
-        1,
-        STEPS,
-        &format!(
-            "downloading {} Debian packages and the kernel ({arch})",
-            recipe.packages.len()
-        ),
-    );
+    progress.step(1, STEPS, &format!("downloading {} Debian packages and the kernel ({arch})", recipe.packages.len()));
     let kernel_deb = debs::fetch_kernel(arch, &recipe.kernel_package, cache)?;
     let debs = debs::fetch(arch, &recipe.packages, cache)?;
 
@@ -99,36 +77,20 @@ pub fn build(
         .iter()
         .map(|n| kdir.join(format!("boot/{n}-{version}")))
         .find(|p| p.exists())
-        .ok_or_else(|| {
-            BuildError::Missing(format!("no /boot/vmlinuz-{version} in the kernel package"))
-        })?;
+        .ok_or_else(|| BuildError::Missing(format!("no /boot/vmlinuz-{version} in the kernel package")))?;
     std::fs::copy(&vmlinuz, work.join("vmlinuz")).map_err(io("copying the kernel"))?;
     let modules = Modules::index(&kdir.join("lib/modules").join(&version))?;
     let boot = modules.load_order(&recipe.boot_modules)?;
-    let all: Vec<String> = recipe
-        .boot_modules
-        .iter()
-        .chain(&recipe.modules)
-        .cloned()
-        .collect();
-    let later: Vec<(String, PathBuf)> = modules
-        .load_order(&all)?
-        .into_iter()
-        .filter(|(n, _)| !boot.iter().any(|(b, _)| b == n))
-        .collect();
+    let all: Vec<String> = recipe.boot_modules.iter().chain(&recipe.modules).cloned().collect();
+    let later: Vec<(String, PathBuf)> =
+        modules.load_order(&all)?.into_iter().filter(|(n, _)| !boot.iter().any(|(b, _)| b == n)).collect();
 
     progress.step(3, STEPS, "assembling the root filesystem");
     let root = work.join("root");
     for deb in &debs {
         debs::extract(deb, &root)?;
     }
-    for junk in [
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/locale",
-        "usr/share/lintian",
-        "usr/share/info",
-    ] {
+    for junk in ["usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/lintian", "usr/share/info"] {
         let _ = std::fs::remove_dir_all(root.join(junk));
     }
     mkdirs(
@@ -149,12 +111,8 @@ pub fn build(
             ("usr/sbin", 0o755),
         ],
     )?;
-    let native = recipe.deb_arch()
-        == run(
-            "host architecture",
-            Command::new("dpkg").arg("--print-architecture"),
-        )?
-        .trim();
+    let native =
+        recipe.deb_arch() == run("host architecture", Command::new("dpkg").arg("--print-architecture"))?.trim();
     for applet in applets(&root, native)? {
         let link = root.join(&applet);
         if link.symlink_metadata().is_err() {
@@ -164,112 +122,60 @@ pub fn build(
             symlink("/bin/busybox", &link).map_err(io(format!("linking {applet}")))?;
         }
     }
-    if root.join("usr/sbin/dropbear").exists()
-        && root.join("sbin/dropbear").symlink_metadata().is_err()
-    {
-        symlink("/usr/sbin/dropbear", root.join("sbin/dropbear"))
-            .map_err(io("linking dropbear"))?;
+    if root.join("usr/sbin/dropbear").exists() && root.join("sbin/dropbear").symlink_metadata().is_err() {
+        symlink("/usr/sbin/dropbear", root.join("sbin/dropbear")).map_err(io("linking dropbear"))?;
     }
     for (path, f) in &recipe.overlay {
         write_file(&root, path, f)?;
     }
     let net = copy_modules(&later, &root.join("lib/modules"))?;
-    write_file(
-        &root,
-        "etc/kiln/modules-net",
-        &FileSpec {
-            contents: net.join("\n").into_bytes(),
-            mode: 0o644,
-        },
-    )?;
+    write_file(&root, "etc/kiln/modules-net", &FileSpec { contents: net.join("\n").into_bytes(), mode: 0o644 })?;
     let user = &recipe.default_user;
     let home = root.join("home").join(user);
     mkdirs(&root, &[(&format!("home/{user}"), 0o755)])?;
     // The default user owns its home, and /etc/rc.local and /var/www, so that it can
     // install a service that starts at boot (the tiny image has no sudo).
-    run(
-        "setting owners",
-        Command::new("chown")
-            .args(["-R", "1000:1000"])
-            .arg(&home)
-            .arg(root.join("var/www")),
-    )?;
+    run("setting owners", Command::new("chown").args(["-R", "1000:1000"]).arg(&home).arg(root.join("var/www")))?;
     let rc_local = root.join("etc/rc.local");
     if !rc_local.exists() {
         write_file(
             &root,
             "etc/rc.local",
-            &FileSpec {
-                contents: b"#!/bin/sh\n# Runs at every boot when executable.\nexit 0\n".to_vec(),
-                mode: 0o644,
-            },
+            &FileSpec { contents: b"#!/bin/sh\n# Runs at every boot when executable.\nexit 0\n".to_vec(), mode: 0o644 },
         )?;
     }
-    run(
-        "setting owners",
-        Command::new("chown").arg("1000:1000").arg(&rc_local),
-    )?;
+    run("setting owners", Command::new("chown").arg("1000:1000").arg(&rc_local))?;
 
     progress.step(4, STEPS, "making the initramfs");
     let initrd = work.join("initrd");
     mkdirs(
         &initrd,
-        &[
-            ("bin", 0o755),
-            ("etc", 0o755),
-            ("dev", 0o755),
-            ("proc", 0o755),
-            ("sys", 0o755),
-            ("newroot", 0o755),
-        ],
+        &[("bin", 0o755), ("etc", 0o755), ("dev", 0o755), ("proc", 0o755), ("sys", 0o755), ("newroot", 0o755)],
     )?;
-    std::fs::copy(root.join("bin/busybox"), initrd.join("bin/busybox"))
-        .map_err(io("copying busybox"))?;
+    std::fs::copy(root.join("bin/busybox"), initrd.join("bin/busybox")).map_err(io("copying busybox"))?;
     write_file(&initrd, "init", &recipe.init)?;
     let boot_files = copy_modules(&boot, &initrd.join("lib/modules"))?;
-    write_file(
-        &initrd,
-        "etc/modules-boot",
-        &FileSpec {
-            contents: boot_files.join("\n").into_bytes(),
-            mode: 0o644,
-        },
-    )?;
+    write_file(&initrd, "etc/modules-boot", &FileSpec { contents: boot_files.join("\n").into_bytes(), mode: 0o644 })?;
     shell(
         "packing the initramfs (cpio, gzip)",
         &initrd,
         "find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6 > ../initrd.img",
     )?;
 
-    progress.step(
-        5,
-        STEPS,
-        &format!("running {} build commands", recipe.commands.len()),
-    );
+    progress.step(5, STEPS, &format!("running {} build commands", recipe.commands.len()));
     for c in &recipe.commands {
         if !native {
             return Err(BuildError::Missing(format!(
                 "build commands for {arch} need to run on a {arch} host (this recipe has: {c})"
             )));
         }
-        run(
-            &format!("build command '{c}'"),
-            Command::new("chroot").arg(&root).args(["/bin/sh", "-c", c]),
-        )?;
+        run(&format!("build command '{c}'"), Command::new("chroot").arg(&root).args(["/bin/sh", "-c", c]))?;
     }
 
-    progress.step(
-        6,
-        STEPS,
-        &format!(
-            "writing the {} GiB root volume (ext4, qcow2)",
-            recipe.root_size_gib
-        ),
-    );
+    progress.step(6, STEPS, &format!("writing the {} GiB root volume (ext4, qcow2)", recipe.root_size_gib));
     let raw = work.join("root.raw");
     let f = std::fs::File::create(&raw).map_err(io("creating the raw disk"))?;
-    f.set_len(recipe.root_size_gib << 30)
-        .map_err(io("sizing the raw disk"))?;
+    f.set_len(recipe.root_size_gib << 30).map_err(io("sizing the raw disk"))?;
     drop(f);
     run(
         "mkfs.ext4 (install e2fsprogs)",

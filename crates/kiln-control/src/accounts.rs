@@ -18,30 +18,21 @@ pub struct NewAccount {
 fn access_key_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rng = rand::thread_rng();
-    let tail: String = (0..16)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
+    let tail: String = (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     format!("AKIA{tail}")
 }
 
 impl Cloud {
     /// Creates an account with one access key and its defaults in every region.
     pub fn create_account(&self, name: &str, is_provider: bool) -> Result<NewAccount> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(crate::Error::InvalidParameterValue(format!(
                 "Account name '{name}' is invalid: use 1 to 64 letters, digits, '-', '_' or '.'"
             )));
         }
         self.store.write(|tx| {
             if accounts::by_name(tx, name)?.is_some() {
-                return Err(crate::Error::InvalidParameterValue(format!(
-                    "An account named '{name}' already exists"
-                )));
+                return Err(crate::Error::InvalidParameterValue(format!("An account named '{name}' already exists")));
             }
             let account = Account {
                 id: AccountId::generate().to_string(),
@@ -87,10 +78,7 @@ impl Cloud {
 
     fn ensure_defaults_in(&self, tx: &Transaction<'_>, account: &str) -> Result<()> {
         for region in &self.regions {
-            let scope = Scope {
-                account: account.to_owned(),
-                region: region.name.clone(),
-            };
+            let scope = Scope { account: account.to_owned(), region: region.name.clone() };
             vpcs::ensure_default_vpc(tx, &scope, region)?;
         }
         Ok(())

@@ -7,10 +7,7 @@ use kiln_types::ResourceKind;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{kind:?} not found: {ids:?}")]
-    NotFound {
-        kind: ResourceKind,
-        ids: Vec<String>,
-    },
+    NotFound { kind: ResourceKind, ids: Vec<String> },
     #[error("{kind:?} '{name}' already exists")]
     Duplicate { kind: ResourceKind, name: String },
     #[error("{0}")]
@@ -53,9 +50,6 @@ pub enum Error {
 
 impl Error {
     pub fn not_found(kind: ResourceKind, id: impl Into<String>) -> Self {
-        Self::NotFound {
-            kind,
-            ids: vec![id.into()],
-        }
+        Self::NotFound { kind, ids: vec![id.into()] }
     }
 }

@@ -30,9 +30,7 @@ pub struct ImageView {
 impl ImageView {
     /// Whether `account` may see and launch this image.
     pub fn launchable_by(&self, account: &str) -> bool {
-        self.image.account_id == account
-            || self.image.is_public
-            || self.permissions.iter().any(|p| p == account)
+        self.image.account_id == account || self.image.is_public || self.permissions.iter().any(|p| p == account)
     }
 }
 
@@ -59,9 +57,7 @@ pub struct NewImage {
 /// EC2's AMI name rule: 3 to 128 characters of letters, digits and `()[]./-'@_ `.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = (3..=128).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " ()[]./-'@_".contains(c));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || " ()[]./-'@_".contains(c));
     if ok {
         Ok(())
     } else {
@@ -72,11 +68,7 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 fn views(conn: &Connection, region: &str) -> Result<Vec<ImageView>> {
-    let providers: Vec<String> = accounts::list(conn)?
-        .into_iter()
-        .filter(|a| a.is_provider)
-        .map(|a| a.id)
-        .collect();
+    let providers: Vec<String> = accounts::list(conn)?.into_iter().filter(|a| a.is_provider).map(|a| a.id).collect();
     let mut devices: HashMap<String, Vec<BlockDevice>> = HashMap::new();
     for (id, d) in images::devices_in_region(conn, region)? {
         devices.entry(id).or_default().push(d);
@@ -126,21 +118,12 @@ impl Cloud {
         executable_by: &[String],
     ) -> Result<Vec<ImageView>> {
         let all = self.store.read(|c| views(c, &scope.region))?;
-        let mut visible: Vec<ImageView> = all
-            .into_iter()
-            .filter(|v| v.launchable_by(&scope.account))
-            .collect();
+        let mut visible: Vec<ImageView> = all.into_iter().filter(|v| v.launchable_by(&scope.account)).collect();
         if !ids.is_empty() {
-            let missing: Vec<String> = ids
-                .iter()
-                .filter(|i| !visible.iter().any(|v| &v.image.id == *i))
-                .cloned()
-                .collect();
+            let missing: Vec<String> =
+                ids.iter().filter(|i| !visible.iter().any(|v| &v.image.id == *i)).cloned().collect();
             if !missing.is_empty() {
-                return Err(Error::NotFound {
-                    kind: ResourceKind::Image,
-                    ids: missing,
-                });
+                return Err(Error::NotFound { kind: ResourceKind::Image, ids: missing });
             }
             visible.retain(|v| ids.contains(&v.image.id));
         }
@@ -149,9 +132,7 @@ impl Cloud {
                 owners.iter().any(|o| match o.as_str() {
                     "self" => v.image.account_id == scope.account,
                     "amazon" => v.owner_alias == Some("amazon"),
-                    "aws-marketplace" => {
-                        !v.image.product_codes.is_empty() && v.owner_alias.is_none()
-                    }
+                    "aws-marketplace" => !v.image.product_codes.is_empty() && v.owner_alias.is_none(),
                     id => v.image.account_id == id,
                 })
             });
@@ -160,15 +141,8 @@ impl Cloud {
             visible.retain(|v| {
                 executable_by.iter().any(|e| match e.as_str() {
                     "all" => v.image.is_public,
-                    "self" => {
-                        v.image.account_id == scope.account
-                            || v.permissions.contains(&scope.account)
-                    }
-                    id => {
-                        v.image.is_public
-                            || v.image.account_id == id
-                            || v.permissions.iter().any(|p| p == id)
-                    }
+                    "self" => v.image.account_id == scope.account || v.permissions.contains(&scope.account),
+                    id => v.image.is_public || v.image.account_id == id || v.permissions.iter().any(|p| p == id),
                 })
             });
         }
@@ -178,30 +152,19 @@ impl Cloud {
     /// An image the caller may launch.
     pub fn launchable_image(&self, scope: &Scope, id: &str) -> Result<ImageView> {
         let mut found = self.images(scope, &[id.to_owned()], &[], &[])?;
-        found
-            .pop()
-            .ok_or_else(|| Error::not_found(ResourceKind::Image, id))
+        found.pop().ok_or_else(|| Error::not_found(ResourceKind::Image, id))
     }
 
     /// Registers an image in the caller's scope. Every snapshot in the mapping must be
     /// one the caller may use, in this region.
-    pub fn register_image(
-        &self,
-        scope: &Scope,
-        new: NewImage,
-        tags: &[(String, String)],
-    ) -> Result<Image> {
+    pub fn register_image(&self, scope: &Scope, new: NewImage, tags: &[(String, String)]) -> Result<Image> {
         check_name(&new.name)?;
-        let root = new
-            .devices
-            .iter()
-            .find(|d| d.device_name == new.root_device_name)
-            .ok_or_else(|| {
-                Error::InvalidParameterValue(format!(
-                    "The root device {} has no block device mapping",
-                    new.root_device_name
-                ))
-            })?;
+        let root = new.devices.iter().find(|d| d.device_name == new.root_device_name).ok_or_else(|| {
+            Error::InvalidParameterValue(format!(
+                "The root device {} has no block device mapping",
+                new.root_device_name
+            ))
+        })?;
         if root.snapshot_id.is_none() {
             return Err(Error::InvalidParameterValue(format!(
                 "The root device {} must map a snapshot",
@@ -244,10 +207,7 @@ impl Cloud {
         };
         self.store.write(|tx| {
             if !images::insert(tx, &image, &new.devices)? {
-                return Err(Error::Duplicate {
-                    kind: ResourceKind::Image,
-                    name: new.name.clone(),
-                });
+                return Err(Error::Duplicate { kind: ResourceKind::Image, name: new.name.clone() });
             }
             tags::put_all(tx, scope, ResourceKind::Image, &image.id, tags)?;
             Ok(image)
@@ -255,12 +215,7 @@ impl Cloud {
     }
 
     /// Deregisters an image the caller owns. Snapshots stay unless asked to go.
-    pub fn deregister_image(
-        &self,
-        scope: &Scope,
-        id: &str,
-        delete_snapshots: bool,
-    ) -> Result<Vec<String>> {
+    pub fn deregister_image(&self, scope: &Scope, id: &str, delete_snapshots: bool) -> Result<Vec<String>> {
         let all = self.store.read(|c| views(c, &scope.region))?;
         let view = owned(&all, scope, id)?.clone();
         self.store.write(|tx| {
@@ -291,14 +246,9 @@ impl Cloud {
     ) -> Result<Image> {
         check_name(name)?;
         if self.region(source_region).is_none() {
-            return Err(Error::InvalidParameterValue(format!(
-                "Invalid source region: {source_region}"
-            )));
+            return Err(Error::InvalidParameterValue(format!("Invalid source region: {source_region}")));
         }
-        let source_scope = Scope {
-            account: scope.account.clone(),
-            region: source_region.to_owned(),
-        };
+        let source_scope = Scope { account: scope.account.clone(), region: source_region.to_owned() };
         let src = self.launchable_image(&source_scope, source_id)?;
         let mut devices = Vec::new();
         let mut new_snaps: Vec<Snapshot> = Vec::new();
@@ -318,7 +268,9 @@ impl Cloud {
                     volume_size: s.volume_size,
                     state: "completed".into(),
                     progress: 100,
-                    description: format!("Copied for DestinationAmi from SourceAmi {source_id} for SourceSnapshot {sid}"),
+                    description: format!(
+                        "Copied for DestinationAmi from SourceAmi {source_id} for SourceSnapshot {sid}"
+                    ),
                     volume_id: None,
                     created_at: kiln_store::now(),
                 };
@@ -332,9 +284,7 @@ impl Cloud {
             account_id: scope.account.clone(),
             region: scope.region.clone(),
             name: name.to_owned(),
-            description: description
-                .map(str::to_owned)
-                .unwrap_or_else(|| src.image.description.clone()),
+            description: description.map(str::to_owned).unwrap_or_else(|| src.image.description.clone()),
             is_public: false,
             product_codes: String::new(),
             state: "available".into(),
@@ -347,10 +297,7 @@ impl Cloud {
                 snapshots::insert(tx, s)?;
             }
             if !images::insert(tx, &image, &devices)? {
-                return Err(Error::Duplicate {
-                    kind: ResourceKind::Image,
-                    name: name.to_owned(),
-                });
+                return Err(Error::Duplicate { kind: ResourceKind::Image, name: name.to_owned() });
             }
             Ok(image)
         })
@@ -405,8 +352,7 @@ impl Cloud {
     pub fn set_image_description(&self, scope: &Scope, id: &str, description: &str) -> Result<()> {
         let all = self.store.read(|c| views(c, &scope.region))?;
         owned(&all, scope, id)?;
-        self.store
-            .write(|tx| Ok(images::set_description(tx, id, description)?))
+        self.store.write(|tx| Ok(images::set_description(tx, id, description)?))
     }
 
     /// An image the caller owns, with permissions (for DescribeImageAttribute).
@@ -417,31 +363,21 @@ impl Cloud {
 
     /// Images the provider has for a recipe hash in a region (the Quick Start cache).
     pub fn images_for_recipe(&self, region: &str, hash: &str) -> Result<Vec<Image>> {
-        self.store
-            .read(|c| Ok(images::by_recipe_hash(c, region, hash)?))
+        self.store.read(|c| Ok(images::by_recipe_hash(c, region, hash)?))
     }
 
     /// Registers a finished build as an available image in `scope`: the root disk
     /// becomes a snapshot, kernel and initramfs are kept under `DATA_DIR/kernels`.
-    pub fn register_build(
-        &self,
-        scope: &Scope,
-        build: &BuildProducts,
-        tags: &[(String, String)],
-    ) -> Result<Image> {
+    pub fn register_build(&self, scope: &Scope, build: &BuildProducts, tags: &[(String, String)]) -> Result<Image> {
         let kernels = self.data_dir().join("kernels");
-        std::fs::create_dir_all(&kernels).map_err(|e| Error::Host {
-            context: "creating the kernel directory".into(),
-            detail: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&kernels)
+            .map_err(|e| Error::Host { context: "creating the kernel directory".into(), detail: e.to_string() })?;
         let keep = |src: &std::path::Path, name: &str| -> Result<String> {
             let rel = format!("kernels/{}-{name}", build.hash);
             let dest = self.data_dir().join(&rel);
             if !dest.exists() && std::fs::hard_link(src, &dest).is_err() {
-                std::fs::copy(src, &dest).map_err(|e| Error::Host {
-                    context: format!("keeping {name}"),
-                    detail: e.to_string(),
-                })?;
+                std::fs::copy(src, &dest)
+                    .map_err(|e| Error::Host { context: format!("keeping {name}"), detail: e.to_string() })?;
             }
             Ok(rel)
         };
@@ -465,10 +401,7 @@ impl Cloud {
         let cleanup = |this: &Self| {
             let _ = std::fs::remove_file(this.data_dir().join(&file));
         };
-        if let Err(e) = self
-            .store
-            .write(|tx| Ok::<_, Error>(snapshots::insert(tx, &snapshot)?))
-        {
+        if let Err(e) = self.store.write(|tx| Ok::<_, Error>(snapshots::insert(tx, &snapshot)?)) {
             cleanup(self);
             return Err(e);
         }
@@ -477,11 +410,7 @@ impl Cloud {
             description: build.description.clone(),
             architecture: build.architecture,
             root_device_name: "/dev/xvda".into(),
-            boot_mode: if build.architecture == Architecture::Arm64 {
-                "uefi".into()
-            } else {
-                "legacy-bios".into()
-            },
+            boot_mode: if build.architecture == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
             devices: vec![BlockDevice {
                 device_name: "/dev/xvda".into(),
                 snapshot_id: Some(snap_id.clone()),
@@ -503,9 +432,7 @@ impl Cloud {
             Ok(i) => Ok(i),
             Err(e) => {
                 // Nothing half-registered: the snapshot row and its file go too.
-                let _ = self
-                    .store
-                    .write(|tx| Ok::<_, Error>(snapshots::remove(tx, &snap_id)?));
+                let _ = self.store.write(|tx| Ok::<_, Error>(snapshots::remove(tx, &snap_id)?));
                 cleanup(self);
                 Err(e)
             }

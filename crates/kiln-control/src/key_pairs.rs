@@ -37,18 +37,12 @@ pub struct CreatedKeyPair {
 }
 
 fn colon_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// EC2's ED25519 fingerprint: base64 of the SHA-256 of the SSH wire blob, padded.
 fn ed25519_fingerprint(public: &ssh_key::PublicKey) -> Result<String> {
-    let blob = public
-        .to_bytes()
-        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let blob = public.to_bytes().map_err(|e| Error::Crypto(e.to_string()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(blob)))
 }
 
@@ -61,25 +55,19 @@ fn generate(kind: KeyType, name: &str) -> Result<(String, String, String)> {
             // Created RSA keys: SHA-1 of the DER PKCS#8 private key.
             let pkcs8 = private.to_pkcs8_der().map_err(|e| crypto(&e))?;
             let fingerprint = colon_hex(&Sha1::digest(pkcs8.as_bytes()));
-            let pem = private
-                .to_pkcs1_pem(LineEnding::LF)
-                .map_err(|e| crypto(&e))?
-                .to_string();
-            let ssh_public = ssh_key::public::RsaPublicKey::try_from(private.to_public_key())
-                .map_err(|e| crypto(&e))?;
+            let pem = private.to_pkcs1_pem(LineEnding::LF).map_err(|e| crypto(&e))?.to_string();
+            let ssh_public =
+                ssh_key::public::RsaPublicKey::try_from(private.to_public_key()).map_err(|e| crypto(&e))?;
             let public = ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(ssh_public), name);
             let line = public.to_openssh().map_err(|e| crypto(&e))?;
             Ok((line, pem, fingerprint))
         }
         KeyType::Ed25519 => {
-            let mut private = ssh_key::PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519)
-                .map_err(|e| crypto(&e))?;
+            let mut private =
+                ssh_key::PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519).map_err(|e| crypto(&e))?;
             private.set_comment(name);
             let fingerprint = ed25519_fingerprint(private.public_key())?;
-            let pem = private
-                .to_openssh(ssh_key::LineEnding::LF)
-                .map_err(|e| crypto(&e))?
-                .to_string();
+            let pem = private.to_openssh(ssh_key::LineEnding::LF).map_err(|e| crypto(&e))?.to_string();
             let line = private.public_key().to_openssh().map_err(|e| crypto(&e))?;
             Ok((line, pem, fingerprint))
         }
@@ -104,9 +92,7 @@ fn read_public_key(text: &str) -> Option<ssh_key::PublicKey> {
             }
             body.push_str(line);
         }
-        let blob = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .ok()?;
+        let blob = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
         return ssh_key::PublicKey::from_bytes(&blob).ok();
     }
     if let Ok(k) = ssh_key::PublicKey::from_openssh(text) {
@@ -114,21 +100,14 @@ fn read_public_key(text: &str) -> Option<ssh_key::PublicKey> {
     }
     let der = if text.contains("BEGIN PUBLIC KEY") {
         let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .ok()?
+        base64::engine::general_purpose::STANDARD.decode(body).ok()?
     } else {
         let compact: String = text.split_whitespace().collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .ok()?
+        base64::engine::general_purpose::STANDARD.decode(compact).ok()?
     };
     let rsa_public = rsa::RsaPublicKey::from_public_key_der(&der).ok()?;
     let data = ssh_key::public::RsaPublicKey::try_from(rsa_public).ok()?;
-    Some(ssh_key::PublicKey::new(
-        ssh_key::public::KeyData::Rsa(data),
-        "",
-    ))
+    Some(ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(data), ""))
 }
 
 /// Parses an imported public key: (kind, OpenSSH line, fingerprint).
@@ -172,10 +151,7 @@ impl Cloud {
             created_at: kiln_store::now(),
         };
         self.insert_key_pair(scope, &key_pair, tags)?;
-        Ok(CreatedKeyPair {
-            key_pair,
-            private_key_pem,
-        })
+        Ok(CreatedKeyPair { key_pair, private_key_pem })
     }
 
     pub fn import_key_pair(
@@ -201,25 +177,15 @@ impl Cloud {
     fn insert_key_pair(&self, scope: &Scope, k: &KeyPair, tags: &[(String, String)]) -> Result<()> {
         self.store.write(|tx| {
             if !key_pairs::insert(tx, scope, k)? {
-                return Err(Error::Duplicate {
-                    kind: ResourceKind::KeyPair,
-                    name: k.name.clone(),
-                });
+                return Err(Error::Duplicate { kind: ResourceKind::KeyPair, name: k.name.clone() });
             }
             tags::put_all(tx, scope, ResourceKind::KeyPair, &k.id, tags)
         })
     }
 
     /// Key pairs, narrowed to the given names and ids (all must exist).
-    pub fn key_pairs(
-        &self,
-        scope: &Scope,
-        names: &[String],
-        ids: &[String],
-    ) -> Result<Vec<KeyPair>> {
-        let all = self
-            .store
-            .read(|c| Ok::<_, Error>(key_pairs::list(c, scope)?))?;
+    pub fn key_pairs(&self, scope: &Scope, names: &[String], ids: &[String]) -> Result<Vec<KeyPair>> {
+        let all = self.store.read(|c| Ok::<_, Error>(key_pairs::list(c, scope)?))?;
         if let Some(missing) = names.iter().find(|n| !all.iter().any(|k| &k.name == *n)) {
             return Err(Error::not_found(ResourceKind::KeyPair, missing.clone()));
         }
@@ -228,27 +194,16 @@ impl Cloud {
         }
         Ok(all
             .into_iter()
-            .filter(|k| {
-                (names.is_empty() || names.contains(&k.name))
-                    && (ids.is_empty() || ids.contains(&k.id))
-            })
+            .filter(|k| (names.is_empty() || names.contains(&k.name)) && (ids.is_empty() || ids.contains(&k.id)))
             .collect())
     }
 
     /// Deletes a key pair by name or id. Like EC2, deleting a missing key succeeds;
     /// returns the id deleted, if any.
-    pub fn delete_key_pair(
-        &self,
-        scope: &Scope,
-        name: Option<&str>,
-        id: Option<&str>,
-    ) -> Result<Option<String>> {
+    pub fn delete_key_pair(&self, scope: &Scope, name: Option<&str>, id: Option<&str>) -> Result<Option<String>> {
         self.store.write(|tx| {
             let all = key_pairs::list(tx, scope)?;
-            let Some(k) = all
-                .iter()
-                .find(|k| Some(k.name.as_str()) == name || Some(k.id.as_str()) == id)
-            else {
+            let Some(k) = all.iter().find(|k| Some(k.name.as_str()) == name || Some(k.id.as_str()) == id) else {
                 return Ok(None);
             };
             key_pairs::delete(tx, scope, &k.id)?;
@@ -277,8 +232,7 @@ mod tests {
     #[test]
     fn ed25519_fingerprint_matches_ssh_keygen_with_padding() {
         // `ssh-keygen -lf` printed SHA256:HSnbwVGThMuHl6NxC25zbvq4aXqUG7VNhp/j8xRL5LI for this key.
-        let line =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V test";
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V test";
         let (kind, _, fp) = parse_public_key(line).expect("parse");
         assert_eq!(kind, KeyType::Ed25519);
         assert_eq!(fp, "HSnbwVGThMuHl6NxC25zbvq4aXqUG7VNhp/j8xRL5LI=");
@@ -289,17 +243,12 @@ mod tests {
         let (line, _, _) = generate(KeyType::Rsa, "k").expect("generate");
         let (_, _, fp) = parse_public_key(&line).expect("openssh");
         let public = ssh_key::PublicKey::from_openssh(&line).expect("parse");
-        let blob =
-            base64::engine::general_purpose::STANDARD.encode(public.to_bytes().expect("blob"));
-        let rfc4716 = format!("---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"k\"\n{blob}\n---- END SSH2 PUBLIC KEY ----\n");
+        let blob = base64::engine::general_purpose::STANDARD.encode(public.to_bytes().expect("blob"));
+        let rfc4716 =
+            format!("---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"k\"\n{blob}\n---- END SSH2 PUBLIC KEY ----\n");
         assert_eq!(parse_public_key(&rfc4716).expect("rfc4716").2, fp);
-        let ssh_key::public::KeyData::Rsa(k) = public.key_data() else {
-            panic!("rsa")
-        };
-        let der = rsa::RsaPublicKey::try_from(k)
-            .expect("rsa")
-            .to_public_key_der()
-            .expect("der");
+        let ssh_key::public::KeyData::Rsa(k) = public.key_data() else { panic!("rsa") };
+        let der = rsa::RsaPublicKey::try_from(k).expect("rsa").to_public_key_der().expect("der");
         let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
         assert_eq!(parse_public_key(&b64).expect("der").2, fp);
     }
@@ -307,13 +256,7 @@ mod tests {
     #[test]
     fn ecdsa_and_garbage_are_refused() {
         let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg= x";
-        assert!(matches!(
-            parse_public_key(ecdsa),
-            Err(Error::InvalidKeyFormat(_))
-        ));
-        assert!(matches!(
-            parse_public_key("not a key"),
-            Err(Error::InvalidKeyFormat(_))
-        ));
+        assert!(matches!(parse_public_key(ecdsa), Err(Error::InvalidKeyFormat(_))));
+        assert!(matches!(parse_public_key("not a key"), Err(Error::InvalidKeyFormat(_))));
     }
 }

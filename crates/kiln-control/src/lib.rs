@@ -30,11 +30,7 @@ pub struct Cloud {
 
 impl Cloud {
     pub fn new(store: Store, regions: Vec<RegionConfig>, data_dir: PathBuf) -> Self {
-        Self {
-            store,
-            regions,
-            data_dir,
-        }
+        Self { store, regions, data_dir }
     }
 
     pub fn data_dir(&self) -> &Path {

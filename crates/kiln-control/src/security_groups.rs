@@ -76,11 +76,7 @@ struct Peer {
 }
 
 /// Inserts a VPC's `default` group: all egress, and ingress from its own members.
-pub(crate) fn insert_default_group(
-    tx: &Transaction<'_>,
-    scope: &Scope,
-    vpc_id: &str,
-) -> Result<SecurityGroup> {
+pub(crate) fn insert_default_group(tx: &Transaction<'_>, scope: &Scope, vpc_id: &str) -> Result<SecurityGroup> {
     let group = SecurityGroup {
         id: ResourceKind::SecurityGroup.generate(),
         vpc_id: vpc_id.to_owned(),
@@ -89,16 +85,9 @@ pub(crate) fn insert_default_group(
         created_at: kiln_store::now(),
     };
     security_groups::insert(tx, scope, &group)?;
-    let self_ref = Peer {
-        group: Some(group.id.clone()),
-        user: Some(scope.account.clone()),
-        ..Peer::default()
-    };
+    let self_ref = Peer { group: Some(group.id.clone()), user: Some(scope.account.clone()), ..Peer::default() };
     security_groups::insert_rule(tx, &new_rule(&group.id, false, "-1", self_ref))?;
-    let anywhere = Peer {
-        ipv4: Some("0.0.0.0/0".into()),
-        ..Peer::default()
-    };
+    let anywhere = Peer { ipv4: Some("0.0.0.0/0".into()), ..Peer::default() };
     security_groups::insert_rule(tx, &new_rule(&group.id, true, "-1", anywhere))?;
     Ok(group)
 }
@@ -109,13 +98,8 @@ fn find_group(conn: &Connection, scope: &Scope, group: &GroupRef) -> Result<Secu
         GroupRef::Id(id) => all.into_iter().find(|g| &g.id == id),
         GroupRef::Name(name) => {
             // Names are looked up in the default VPC, as EC2 does.
-            let default_vpc = vpcs::list_vpcs(conn, scope)?
-                .into_iter()
-                .find(|v| v.is_default)
-                .map(|v| v.id);
-            all.into_iter().find(|g| {
-                Some(&g.vpc_id) == default_vpc.as_ref() && g.name.eq_ignore_ascii_case(name)
-            })
+            let default_vpc = vpcs::list_vpcs(conn, scope)?.into_iter().find(|v| v.is_default).map(|v| v.id);
+            all.into_iter().find(|g| Some(&g.vpc_id) == default_vpc.as_ref() && g.name.eq_ignore_ascii_case(name))
         }
     };
     found.ok_or_else(|| {
@@ -129,9 +113,8 @@ fn find_group(conn: &Connection, scope: &Scope, group: &GroupRef) -> Result<Secu
 }
 
 fn check_cidr4(cidr: &str) -> Result<String> {
-    let net: Ipv4Net = cidr
-        .parse()
-        .map_err(|_| Error::InvalidParameterValue(format!("CIDR block {cidr} is malformed")))?;
+    let net: Ipv4Net =
+        cidr.parse().map_err(|_| Error::InvalidParameterValue(format!("CIDR block {cidr} is malformed")))?;
     if net.trunc() != net {
         return Err(Error::InvalidParameterValue(format!(
             "CIDR block {cidr} is malformed: host bits are set (did you mean {}?)",
@@ -142,13 +125,10 @@ fn check_cidr4(cidr: &str) -> Result<String> {
 }
 
 fn check_cidr6(cidr: &str) -> Result<String> {
-    let net: Ipv6Net = cidr
-        .parse()
-        .map_err(|_| Error::InvalidParameterValue(format!("CIDR block {cidr} is malformed")))?;
+    let net: Ipv6Net =
+        cidr.parse().map_err(|_| Error::InvalidParameterValue(format!("CIDR block {cidr} is malformed")))?;
     if net.trunc() != net {
-        return Err(Error::InvalidParameterValue(format!(
-            "CIDR block {cidr} is malformed: host bits are set"
-        )));
+        return Err(Error::InvalidParameterValue(format!("CIDR block {cidr} is malformed: host bits are set")));
     }
     Ok(net.to_string())
 }
@@ -165,18 +145,10 @@ fn expand(
     for p in perms {
         let mut peers = Vec::new();
         for (cidr, d) in &p.ipv4_ranges {
-            peers.push(Peer {
-                ipv4: Some(check_cidr4(cidr)?),
-                description: d.clone(),
-                ..Peer::default()
-            });
+            peers.push(Peer { ipv4: Some(check_cidr4(cidr)?), description: d.clone(), ..Peer::default() });
         }
         for (cidr, d) in &p.ipv6_ranges {
-            peers.push(Peer {
-                ipv6: Some(check_cidr6(cidr)?),
-                description: d.clone(),
-                ..Peer::default()
-            });
+            peers.push(Peer { ipv6: Some(check_cidr6(cidr)?), description: d.clone(), ..Peer::default() });
         }
         for g in &p.groups {
             if let Some(user) = &g.user_id {
@@ -190,9 +162,7 @@ fn expand(
                 (Some(id), _) => GroupRef::Id(id.clone()),
                 (None, Some(name)) => GroupRef::Name(name.clone()),
                 (None, None) => {
-                    return Err(Error::InvalidParameterValue(
-                        "A referenced group needs GroupId or GroupName".into(),
-                    ))
+                    return Err(Error::InvalidParameterValue("A referenced group needs GroupId or GroupName".into()))
                 }
             };
             let peer = find_group(conn, scope, &peer_ref)?;
@@ -232,18 +202,8 @@ fn same_rule(a: &Rule, b: &Rule) -> bool {
 }
 
 fn describe_rule(r: &Rule) -> String {
-    let peer = r
-        .cidr_ipv4
-        .as_ref()
-        .or(r.cidr_ipv6.as_ref())
-        .or(r.ref_group_id.as_ref())
-        .cloned()
-        .unwrap_or_default();
-    let proto = if r.protocol == "-1" {
-        "ALL".to_owned()
-    } else {
-        r.protocol.to_uppercase()
-    };
+    let peer = r.cidr_ipv4.as_ref().or(r.cidr_ipv6.as_ref()).or(r.ref_group_id.as_ref()).cloned().unwrap_or_default();
+    let proto = if r.protocol == "-1" { "ALL".to_owned() } else { r.protocol.to_uppercase() };
     match (r.from_port, r.to_port) {
         (Some(f), Some(t)) => format!("peer: {peer}, {proto}, from port: {f}, to port: {t}, ALLOW"),
         _ => format!("peer: {peer}, {proto}, ALLOW"),
@@ -262,14 +222,9 @@ impl Cloud {
         self.store.write(|tx| {
             let vpcs = vpcs::list_vpcs(tx, scope)?;
             let vpc = match vpc_id {
-                Some(id) => vpcs
-                    .iter()
-                    .find(|v| v.id == id)
-                    .ok_or_else(|| Error::not_found(ResourceKind::Vpc, id))?,
+                Some(id) => vpcs.iter().find(|v| v.id == id).ok_or_else(|| Error::not_found(ResourceKind::Vpc, id))?,
                 None => vpcs.iter().find(|v| v.is_default).ok_or_else(|| {
-                    Error::InvalidParameterValue(
-                        "No default VPC for this account in this region; give VpcId".into(),
-                    )
+                    Error::InvalidParameterValue("No default VPC for this account in this region; give VpcId".into())
                 })?,
             };
             let group = SecurityGroup {
@@ -282,16 +237,10 @@ impl Cloud {
             if !security_groups::insert(tx, scope, &group)? {
                 return Err(Error::Duplicate {
                     kind: ResourceKind::SecurityGroup,
-                    name: format!(
-                        "The security group '{name}' already exists for VPC '{}'",
-                        vpc.id
-                    ),
+                    name: format!("The security group '{name}' already exists for VPC '{}'", vpc.id),
                 });
             }
-            let anywhere = Peer {
-                ipv4: Some("0.0.0.0/0".into()),
-                ..Peer::default()
-            };
+            let anywhere = Peer { ipv4: Some("0.0.0.0/0".into()), ..Peer::default() };
             security_groups::insert_rule(tx, &new_rule(&group.id, true, "-1", anywhere))?;
             tags::put_all(tx, scope, ResourceKind::SecurityGroup, &group.id, tags)?;
             Ok(group)
@@ -300,26 +249,15 @@ impl Cloud {
 
     /// Groups with their rules, narrowed to ids and names (all must exist; names are
     /// looked up in the default VPC).
-    pub fn security_groups(
-        &self,
-        scope: &Scope,
-        ids: &[String],
-        names: &[String],
-    ) -> Result<Vec<GroupWithRules>> {
+    pub fn security_groups(&self, scope: &Scope, ids: &[String], names: &[String]) -> Result<Vec<GroupWithRules>> {
         self.store.read(|c| {
             let mut groups = security_groups::list(c, scope)?;
             if !ids.is_empty() || !names.is_empty() {
                 let mut wanted = Vec::new();
-                let missing: Vec<String> = ids
-                    .iter()
-                    .filter(|i| !groups.iter().any(|g| &g.id == *i))
-                    .cloned()
-                    .collect();
+                let missing: Vec<String> =
+                    ids.iter().filter(|i| !groups.iter().any(|g| &g.id == *i)).cloned().collect();
                 if !missing.is_empty() {
-                    return Err(Error::NotFound {
-                        kind: ResourceKind::SecurityGroup,
-                        ids: missing,
-                    });
+                    return Err(Error::NotFound { kind: ResourceKind::SecurityGroup, ids: missing });
                 }
                 wanted.extend(ids.iter().cloned());
                 for n in names {
@@ -327,8 +265,7 @@ impl Cloud {
                 }
                 groups.retain(|g| wanted.contains(&g.id));
             }
-            let mut by_group: std::collections::HashMap<String, Vec<Rule>> =
-                std::collections::HashMap::new();
+            let mut by_group: std::collections::HashMap<String, Vec<Rule>> = std::collections::HashMap::new();
             for r in security_groups::rules(c, scope)? {
                 by_group.entry(r.group_id.clone()).or_default().push(r);
             }
@@ -343,16 +280,8 @@ impl Cloud {
     }
 
     /// Every group's name by id, for naming referenced groups.
-    pub fn security_group_names(
-        &self,
-        scope: &Scope,
-    ) -> Result<std::collections::HashMap<String, String>> {
-        self.store.read(|c| {
-            Ok(security_groups::list(c, scope)?
-                .into_iter()
-                .map(|g| (g.id, g.name))
-                .collect())
-        })
+    pub fn security_group_names(&self, scope: &Scope) -> Result<std::collections::HashMap<String, String>> {
+        self.store.read(|c| Ok(security_groups::list(c, scope)?.into_iter().map(|g| (g.id, g.name)).collect()))
     }
 
     pub fn delete_security_group(&self, scope: &Scope, group: &GroupRef) -> Result<String> {
@@ -371,10 +300,7 @@ impl Cloud {
                 )));
             }
             // Rules referencing the group from within itself go with it.
-            for r in security_groups::rules(tx, scope)?
-                .iter()
-                .filter(|r| r.group_id == g.id)
-            {
+            for r in security_groups::rules(tx, scope)?.iter().filter(|r| r.group_id == g.id) {
                 tags::delete_all(tx, scope, &r.id)?;
             }
             security_groups::delete(tx, scope, &g.id)?;
@@ -456,9 +382,7 @@ impl Cloud {
                 }
             }
             if !unknown.is_empty() {
-                let is_default_vpc = vpcs::list_vpcs(tx, scope)?
-                    .iter()
-                    .any(|v| v.id == g.vpc_id && v.is_default);
+                let is_default_vpc = vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == g.vpc_id && v.is_default);
                 if !is_default_vpc {
                     return Err(Error::PermissionNotFound(
                         "The specified rule does not exist in this security group.".into(),
@@ -469,18 +393,13 @@ impl Cloud {
                 security_groups::delete_rule(tx, &r.id)?;
                 tags::delete_all(tx, scope, &r.id)?;
             }
-            Ok(Revoked {
-                rules: doomed,
-                unknown,
-            })
+            Ok(Revoked { rules: doomed, unknown })
         })
     }
 
     /// Every rule in the scope, narrowed to `ids` (all must exist).
     pub fn security_group_rules(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Rule>> {
-        let all = self
-            .store
-            .read(|c| Ok::<_, Error>(security_groups::rules(c, scope)?))?;
+        let all = self.store.read(|c| Ok::<_, Error>(security_groups::rules(c, scope)?))?;
         crate::vpcs::narrow(all, ids, ResourceKind::SecurityGroupRule, |r| &r.id)
     }
 }

@@ -16,10 +16,7 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 
 fn host(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
-    move |e| Error::Host {
-        context,
-        detail: e.to_string(),
-    }
+    move |e| Error::Host { context, detail: e.to_string() }
 }
 
 /// Puts `source` into the store as `snapshots/<id>.qcow2`, read-only: a hard link when
@@ -31,8 +28,7 @@ pub(crate) fn adopt_file(data_dir: &Path, id: &str, source: &Path) -> Result<Str
     let dest = data_dir.join(&rel);
     if std::fs::hard_link(source, &dest).is_err() {
         let tmp = dest.with_extension("partial");
-        std::fs::copy(source, &tmp)
-            .map_err(host(format!("copying {} into the store", source.display())))?;
+        std::fs::copy(source, &tmp).map_err(host(format!("copying {} into the store", source.display())))?;
         std::fs::rename(&tmp, &dest).map_err(host("moving a layer into place"))?;
     }
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o444))
@@ -46,37 +42,20 @@ fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
     if s.account_id == viewer {
         return Ok(true);
     }
-    Ok(accounts::list(conn)?
-        .iter()
-        .any(|a| a.id == s.account_id && a.is_provider))
+    Ok(accounts::list(conn)?.iter().any(|a| a.id == s.account_id && a.is_provider))
 }
 
 impl Cloud {
     /// Snapshots the caller may see, narrowed by ids (all must exist) and owners
     /// (`self`, `amazon` or account ids).
-    pub fn snapshots(
-        &self,
-        scope: &Scope,
-        ids: &[String],
-        owners: &[String],
-    ) -> Result<Vec<Snapshot>> {
+    pub fn snapshots(&self, scope: &Scope, ids: &[String], owners: &[String]) -> Result<Vec<Snapshot>> {
         self.store.read(|c| {
             let accounts = accounts::list(c)?;
-            let provider: Vec<String> = accounts
-                .iter()
-                .filter(|a| a.is_provider)
-                .map(|a| a.id.clone())
-                .collect();
+            let provider: Vec<String> = accounts.iter().filter(|a| a.is_provider).map(|a| a.id.clone()).collect();
             let mut all = snapshots::list_owned(c, scope)?;
             for p in &provider {
                 if p != &scope.account {
-                    all.extend(snapshots::list_owned(
-                        c,
-                        &Scope {
-                            account: p.clone(),
-                            region: scope.region.clone(),
-                        },
-                    )?);
+                    all.extend(snapshots::list_owned(c, &Scope { account: p.clone(), region: scope.region.clone() })?);
                 }
             }
             let mut out = crate::vpcs::narrow(all, ids, ResourceKind::Snapshot, |s| &s.id)?;
@@ -115,9 +94,7 @@ impl Cloud {
                 .filter(|s| s.account_id == scope.account && s.region == scope.region)
                 .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, id))?;
             if let Some(image) = snapshots::used_by_image(tx, &s.id)? {
-                return Err(Error::SnapshotInUse(format!(
-                    "The snapshot {id} is currently in use by {image}"
-                )));
+                return Err(Error::SnapshotInUse(format!("The snapshot {id} is currently in use by {image}")));
             }
             snapshots::mark_deleted(tx, &s.id)?;
             tags::delete_all(tx, scope, &s.id)?;

@@ -19,9 +19,7 @@ pub(crate) fn put_all(
         tags::put(conn, scope, kind.resource_type(), id, k, v)?;
     }
     if tags::count(conn, id)? > MAX_TAGS {
-        return Err(Error::TagLimitExceeded(format!(
-            "The maximum number of tags for resource '{id}' is {MAX_TAGS}"
-        )));
+        return Err(Error::TagLimitExceeded(format!("The maximum number of tags for resource '{id}' is {MAX_TAGS}")));
     }
     Ok(())
 }
@@ -37,18 +35,12 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
         ResourceKind::KeyPair => key_pairs::list(conn, scope)?.iter().any(|k| k.id == id),
         ResourceKind::Vpc => vpcs::list_vpcs(conn, scope)?.iter().any(|v| v.id == id),
         ResourceKind::Subnet => vpcs::list_subnets(conn, scope)?.iter().any(|s| s.id == id),
-        ResourceKind::SecurityGroup => security_groups::list(conn, scope)?
-            .iter()
-            .any(|g| g.id == id),
-        ResourceKind::SecurityGroupRule => security_groups::rules(conn, scope)?
-            .iter()
-            .any(|r| r.id == id),
-        ResourceKind::Image => images::list_region(conn, &scope.region)?
-            .iter()
-            .any(|i| i.id == id && i.account_id == scope.account),
-        ResourceKind::Snapshot => snapshots::list_owned(conn, scope)?
-            .iter()
-            .any(|s| s.id == id),
+        ResourceKind::SecurityGroup => security_groups::list(conn, scope)?.iter().any(|g| g.id == id),
+        ResourceKind::SecurityGroupRule => security_groups::rules(conn, scope)?.iter().any(|r| r.id == id),
+        ResourceKind::Image => {
+            images::list_region(conn, &scope.region)?.iter().any(|i| i.id == id && i.account_id == scope.account)
+        }
+        ResourceKind::Snapshot => snapshots::list_owned(conn, scope)?.iter().any(|s| s.id == id),
         _ => false,
     })
 }
@@ -56,9 +48,8 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
 fn resolve(conn: &Connection, scope: &Scope, ids: &[String]) -> Result<Vec<ResourceKind>> {
     ids.iter()
         .map(|id| {
-            let kind = ResourceKind::of_id(id).ok_or_else(|| {
-                Error::InvalidParameterValue(format!("The ID '{id}' is not valid"))
-            })?;
+            let kind = ResourceKind::of_id(id)
+                .ok_or_else(|| Error::InvalidParameterValue(format!("The ID '{id}' is not valid")))?;
             if exists(conn, scope, kind, id)? {
                 Ok(kind)
             } else {
@@ -70,12 +61,7 @@ fn resolve(conn: &Connection, scope: &Scope, ids: &[String]) -> Result<Vec<Resou
 
 impl Cloud {
     /// Tags every resource, or none if any is missing.
-    pub fn create_tags(
-        &self,
-        scope: &Scope,
-        ids: &[String],
-        tags: &[(String, String)],
-    ) -> Result<()> {
+    pub fn create_tags(&self, scope: &Scope, ids: &[String], tags: &[(String, String)]) -> Result<()> {
         self.store.write(|tx| {
             let kinds = resolve(tx, scope, ids)?;
             for (id, kind) in ids.iter().zip(kinds) {
@@ -86,12 +72,7 @@ impl Cloud {
     }
 
     /// Deletes tags by key (any value) or key and value; no selectors deletes all.
-    pub fn delete_tags(
-        &self,
-        scope: &Scope,
-        ids: &[String],
-        selectors: &[(String, Option<String>)],
-    ) -> Result<()> {
+    pub fn delete_tags(&self, scope: &Scope, ids: &[String], selectors: &[(String, Option<String>)]) -> Result<()> {
         self.store.write(|tx| {
             resolve(tx, scope, ids)?;
             for id in ids {
@@ -110,10 +91,7 @@ impl Cloud {
         self.store.read(|c| Ok(tags::list(c, scope)?))
     }
 
-    pub fn tags_by_resource(
-        &self,
-        scope: &Scope,
-    ) -> Result<std::collections::HashMap<String, Vec<(String, String)>>> {
+    pub fn tags_by_resource(&self, scope: &Scope) -> Result<std::collections::HashMap<String, Vec<(String, String)>>> {
         self.store.read(|c| Ok(tags::by_resource(c, scope)?))
     }
 }

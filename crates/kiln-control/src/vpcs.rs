@@ -25,13 +25,8 @@ fn block(cidr: &str, what: &str) -> Result<Ipv4Net> {
         )));
     }
     if !(16..=28).contains(&net.prefix_len()) {
-        let msg =
-            format!("The CIDR '{cidr}' is invalid: a {what} netmask must be between /16 and /28.");
-        return Err(if what == "VPC" {
-            Error::VpcRange(msg)
-        } else {
-            Error::SubnetRange(msg)
-        });
+        let msg = format!("The CIDR '{cidr}' is invalid: a {what} netmask must be between /16 and /28.");
+        return Err(if what == "VPC" { Error::VpcRange(msg) } else { Error::SubnetRange(msg) });
     }
     Ok(net)
 }
@@ -45,11 +40,7 @@ fn find_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<Vpc> {
 
 /// Creates the default VPC, its subnets (one per zone) and its default security group,
 /// unless the scope has one already.
-pub(crate) fn ensure_default_vpc(
-    tx: &Transaction<'_>,
-    scope: &Scope,
-    region: &RegionConfig,
-) -> Result<()> {
+pub(crate) fn ensure_default_vpc(tx: &Transaction<'_>, scope: &Scope, region: &RegionConfig) -> Result<()> {
     if vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.is_default) {
         return Ok(());
     }
@@ -61,12 +52,8 @@ pub(crate) fn ensure_default_vpc(
     };
     vpcs::insert_vpc(tx, scope, &vpc)?;
     sg::insert_default_group(tx, scope, &vpc.id)?;
-    let net: Ipv4Net = DEFAULT_VPC_CIDR
-        .parse()
-        .map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
-    let subnets = net
-        .subnets(20)
-        .map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
+    let net: Ipv4Net = DEFAULT_VPC_CIDR.parse().map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
+    let subnets = net.subnets(20).map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
     for (zone, cidr) in region.zones.iter().zip(subnets) {
         vpcs::insert_subnet(
             tx,
@@ -105,9 +92,7 @@ impl Cloud {
 
     /// VPCs, narrowed to `ids` (all must exist).
     pub fn vpcs(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Vpc>> {
-        let all = self
-            .store
-            .read(|c| Ok::<_, Error>(vpcs::list_vpcs(c, scope)?))?;
+        let all = self.store.read(|c| Ok::<_, Error>(vpcs::list_vpcs(c, scope)?))?;
         narrow(all, ids, ResourceKind::Vpc, |v| &v.id)
     }
 
@@ -145,9 +130,9 @@ impl Cloud {
         zone_id: Option<&str>,
         tags: &[(String, String)],
     ) -> Result<Subnet> {
-        let region = self.region(&scope.region).ok_or_else(|| {
-            Error::InvalidParameterValue(format!("Region {} is not served here", scope.region))
-        })?;
+        let region = self
+            .region(&scope.region)
+            .ok_or_else(|| Error::InvalidParameterValue(format!("Region {} is not served here", scope.region)))?;
         let zone = match (zone_name, zone_id) {
             (Some(name), _) => region.zone(name),
             (None, Some(id)) => region.zones.iter().find(|z| z.id == id),
@@ -166,20 +151,15 @@ impl Cloud {
         let net = block(cidr, "subnet")?;
         self.store.write(|tx| {
             let vpc = find_vpc(tx, scope, vpc_id)?;
-            let vpc_net: Ipv4Net = vpc
-                .cidr
-                .parse()
-                .map_err(|_| kiln_store::StoreError::Corrupt(format!("VPC CIDR {}", vpc.cidr)))?;
+            let vpc_net: Ipv4Net =
+                vpc.cidr.parse().map_err(|_| kiln_store::StoreError::Corrupt(format!("VPC CIDR {}", vpc.cidr)))?;
             if !vpc_net.contains(&net) {
                 return Err(Error::SubnetRange(format!(
                     "The CIDR '{cidr}' is invalid: it is not within the VPC's {}.",
                     vpc.cidr
                 )));
             }
-            for other in vpcs::list_subnets(tx, scope)?
-                .iter()
-                .filter(|s| s.vpc_id == vpc_id)
-            {
+            for other in vpcs::list_subnets(tx, scope)?.iter().filter(|s| s.vpc_id == vpc_id) {
                 if let Ok(o) = other.cidr.parse::<Ipv4Net>() {
                     if o.contains(&net) || net.contains(&o) {
                         return Err(Error::SubnetConflict(format!(
@@ -206,9 +186,7 @@ impl Cloud {
     }
 
     pub fn subnets(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Subnet>> {
-        let all = self
-            .store
-            .read(|c| Ok::<_, Error>(vpcs::list_subnets(c, scope)?))?;
+        let all = self.store.read(|c| Ok::<_, Error>(vpcs::list_subnets(c, scope)?))?;
         narrow(all, ids, ResourceKind::Subnet, |s| &s.id)
     }
 
@@ -226,20 +204,11 @@ impl Cloud {
 
 /// Keeps the items whose id is in `ids` (all of `ids` must exist); all items when
 /// `ids` is empty.
-pub(crate) fn narrow<T>(
-    all: Vec<T>,
-    ids: &[String],
-    kind: ResourceKind,
-    id: impl Fn(&T) -> &String,
-) -> Result<Vec<T>> {
+pub(crate) fn narrow<T>(all: Vec<T>, ids: &[String], kind: ResourceKind, id: impl Fn(&T) -> &String) -> Result<Vec<T>> {
     if ids.is_empty() {
         return Ok(all);
     }
-    let missing: Vec<String> = ids
-        .iter()
-        .filter(|i| !all.iter().any(|x| id(x) == *i))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = ids.iter().filter(|i| !all.iter().any(|x| id(x) == *i)).cloned().collect();
     if !missing.is_empty() {
         return Err(Error::NotFound { kind, ids: missing });
     }
@@ -253,25 +222,10 @@ mod tests {
     #[test]
     fn cidr_rules() {
         assert!(block("10.0.0.0/16", "VPC").is_ok());
-        assert!(matches!(
-            block("10.0.0.0/8", "VPC"),
-            Err(Error::VpcRange(_))
-        ));
-        assert!(matches!(
-            block("10.0.0.0/29", "subnet"),
-            Err(Error::SubnetRange(_))
-        ));
-        assert!(matches!(
-            block("10.0.0.1/16", "VPC"),
-            Err(Error::InvalidParameterValue(_))
-        ));
-        assert!(matches!(
-            block("10.0.0.0/33", "VPC"),
-            Err(Error::InvalidParameterValue(_))
-        ));
-        assert!(matches!(
-            block("banana", "VPC"),
-            Err(Error::InvalidParameterValue(_))
-        ));
+        assert!(matches!(block("10.0.0.0/8", "VPC"), Err(Error::VpcRange(_))));
+        assert!(matches!(block("10.0.0.0/29", "subnet"), Err(Error::SubnetRange(_))));
+        assert!(matches!(block("10.0.0.1/16", "VPC"), Err(Error::InvalidParameterValue(_))));
+        assert!(matches!(block("10.0.0.0/33", "VPC"), Err(Error::InvalidParameterValue(_))));
+        assert!(matches!(block("banana", "VPC"), Err(Error::InvalidParameterValue(_))));
     }
 }

@@ -11,10 +11,7 @@ pub struct Ec2Error {
 
 impl Ec2Error {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { code: code.into(), message: message.into() }
     }
 
     /// The HTTP status EC2 uses for this code.
@@ -31,10 +28,7 @@ impl Ec2Error {
     }
 
     pub fn missing(name: &str) -> Self {
-        Self::new(
-            "MissingParameter",
-            format!("The request must contain the parameter {name}"),
-        )
+        Self::new("MissingParameter", format!("The request must contain the parameter {name}"))
     }
 
     pub fn invalid_value(message: impl Into<String>) -> Self {
@@ -46,10 +40,7 @@ impl Ec2Error {
     }
 
     pub fn dry_run_ok() -> Self {
-        Self::new(
-            "DryRunOperation",
-            "Request would have succeeded, but DryRun flag is set.",
-        )
+        Self::new("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     }
 
     pub fn internal() -> Self {
@@ -60,55 +51,28 @@ impl Ec2Error {
     pub fn not_found(kind: ResourceKind, what: &[String]) -> Self {
         let joined = what.join(", ");
         let (code, message) = match kind {
-            ResourceKind::KeyPair => (
-                "InvalidKeyPair.NotFound",
-                format!("The key pair '{joined}' does not exist"),
-            ),
-            ResourceKind::Vpc => (
-                "InvalidVpcID.NotFound",
-                format!("The vpc ID '{joined}' does not exist"),
-            ),
-            ResourceKind::Subnet => (
-                "InvalidSubnetID.NotFound",
-                format!("The subnet ID '{joined}' does not exist"),
-            ),
-            ResourceKind::SecurityGroup => (
-                "InvalidGroup.NotFound",
-                format!("The security group '{joined}' does not exist"),
-            ),
-            ResourceKind::SecurityGroupRule => (
-                "InvalidSecurityGroupRuleId.NotFound",
-                format!("The security group rule ID '{joined}' does not exist"),
-            ),
+            ResourceKind::KeyPair => ("InvalidKeyPair.NotFound", format!("The key pair '{joined}' does not exist")),
+            ResourceKind::Vpc => ("InvalidVpcID.NotFound", format!("The vpc ID '{joined}' does not exist")),
+            ResourceKind::Subnet => ("InvalidSubnetID.NotFound", format!("The subnet ID '{joined}' does not exist")),
+            ResourceKind::SecurityGroup => {
+                ("InvalidGroup.NotFound", format!("The security group '{joined}' does not exist"))
+            }
+            ResourceKind::SecurityGroupRule => {
+                ("InvalidSecurityGroupRuleId.NotFound", format!("The security group rule ID '{joined}' does not exist"))
+            }
             ResourceKind::Instance => {
                 if what.len() > 1 {
-                    (
-                        "InvalidInstanceID.NotFound",
-                        format!("The instance IDs '{joined}' do not exist"),
-                    )
+                    ("InvalidInstanceID.NotFound", format!("The instance IDs '{joined}' do not exist"))
                 } else {
-                    (
-                        "InvalidInstanceID.NotFound",
-                        format!("The instance ID '{joined}' does not exist"),
-                    )
+                    ("InvalidInstanceID.NotFound", format!("The instance ID '{joined}' does not exist"))
                 }
             }
-            ResourceKind::Image => (
-                "InvalidAMIID.NotFound",
-                format!("The image id '[{joined}]' does not exist"),
-            ),
-            ResourceKind::Snapshot => (
-                "InvalidSnapshot.NotFound",
-                format!("The snapshot '{joined}' does not exist"),
-            ),
-            ResourceKind::Volume => (
-                "InvalidVolume.NotFound",
-                format!("The volume '{joined}' does not exist"),
-            ),
-            ResourceKind::Reservation => (
-                "InvalidReservationID.NotFound",
-                format!("The reservation '{joined}' does not exist"),
-            ),
+            ResourceKind::Image => ("InvalidAMIID.NotFound", format!("The image id '[{joined}]' does not exist")),
+            ResourceKind::Snapshot => ("InvalidSnapshot.NotFound", format!("The snapshot '{joined}' does not exist")),
+            ResourceKind::Volume => ("InvalidVolume.NotFound", format!("The volume '{joined}' does not exist")),
+            ResourceKind::Reservation => {
+                ("InvalidReservationID.NotFound", format!("The reservation '{joined}' does not exist"))
+            }
         };
         Self::new(code, message)
     }

@@ -31,17 +31,12 @@ impl Field {
 
 impl Filter {
     pub fn new(name: &str, values: Vec<String>) -> Self {
-        Self {
-            name: name.to_owned(),
-            values,
-        }
+        Self { name: name.to_owned(), values }
     }
 
     /// Whether any of the resource's `candidates` matches any of the filter's values.
     pub fn matches_any(&self, candidates: &[String]) -> bool {
-        candidates
-            .iter()
-            .any(|c| self.values.iter().any(|pat| wildcard(pat, c)))
+        candidates.iter().any(|c| self.values.iter().any(|pat| wildcard(pat, c)))
     }
 }
 
@@ -70,11 +65,7 @@ pub fn apply<T>(
         .filter(|item| {
             filters.iter().all(|f| {
                 let values = if let Some(key) = f.name.strip_prefix("tag:") {
-                    tags(item)
-                        .into_iter()
-                        .filter(|(k, _)| k == key)
-                        .map(|(_, v)| v)
-                        .collect()
+                    tags(item).into_iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect()
                 } else if f.name == "tag-key" {
                     tags(item).into_iter().map(|(k, _)| k).collect()
                 } else if f.name == "tag-value" {
@@ -147,24 +138,12 @@ mod tests {
             "kind" => Field::one(i.1),
             _ => Field::Unknown,
         };
-        let filters = vec![
-            Filter::new("kind", vec!["x".into()]),
-            Filter::new("name", vec!["a".into(), "b".into()]),
-        ];
+        let filters = vec![Filter::new("kind", vec!["x".into()]), Filter::new("name", vec!["a".into(), "b".into()])];
         let known = ["name", "kind"];
         let out = apply(items, &filters, &known, field, |_| vec![]).expect("apply");
         assert_eq!(out, vec![("a", "x")]);
         // An unknown name is refused even when there is nothing to filter.
-        let bad = apply(
-            Vec::new(),
-            &[Filter::new("nope", vec![])],
-            &known,
-            field,
-            |_| vec![],
-        );
-        assert_eq!(
-            bad.map_err(|e| e.code),
-            Err("InvalidParameterValue".to_string())
-        );
+        let bad = apply(Vec::new(), &[Filter::new("nope", vec![])], &known, field, |_| vec![]);
+        assert_eq!(bad.map_err(|e| e.code), Err("InvalidParameterValue".to_string()));
     }
 }

@@ -14,10 +14,7 @@ pub struct Paging {
 
 impl Paging {
     pub fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            max_results: p.int("MaxResults")?,
-            next_token: p.string("NextToken"),
-        })
+        Ok(Self { max_results: p.int("MaxResults")?, next_token: p.string("NextToken") })
     }
 
     pub fn is_set(&self) -> bool {
@@ -67,15 +64,8 @@ fn encode_token(offset: usize, scope: &str) -> String {
 }
 
 fn decode_token(token: &str, scope: &str) -> Result<usize, Ec2Error> {
-    let bad = || {
-        Ec2Error::new(
-            "InvalidPaginationToken",
-            format!("Invalid pagination token: {token}"),
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
+    let bad = || Ec2Error::new("InvalidPaginationToken", format!("Invalid pagination token: {token}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (offset, hash) = raw.split_once(':').ok_or_else(bad)?;
     if hash != scope_hash(scope) {
@@ -106,13 +96,9 @@ mod tests {
     fn pages_through_everything_once() {
         let items: Vec<u32> = (0..12).collect();
         let mut seen = Vec::new();
-        let mut paging = Paging {
-            max_results: Some(5),
-            next_token: None,
-        };
+        let mut paging = Paging { max_results: Some(5), next_token: None };
         loop {
-            let (page, next) =
-                paginate(items.clone(), &paging, "q", (5, 1000), None).expect("page");
+            let (page, next) = paginate(items.clone(), &paging, "q", (5, 1000), None).expect("page");
             seen.extend(page);
             match next {
                 Some(t) => paging.next_token = Some(t),
@@ -124,25 +110,12 @@ mod tests {
 
     #[test]
     fn tokens_are_bound_to_their_query_and_range_is_checked() {
-        let paging = Paging {
-            max_results: Some(5),
-            next_token: None,
-        };
-        let (_, next) =
-            paginate((0..10).collect::<Vec<_>>(), &paging, "q1", (5, 1000), None).expect("page");
-        let other = Paging {
-            max_results: Some(5),
-            next_token: next,
-        };
+        let paging = Paging { max_results: Some(5), next_token: None };
+        let (_, next) = paginate((0..10).collect::<Vec<_>>(), &paging, "q1", (5, 1000), None).expect("page");
+        let other = Paging { max_results: Some(5), next_token: next };
         let err = paginate((0..10).collect::<Vec<_>>(), &other, "q2", (5, 1000), None);
-        assert_eq!(
-            err.map_err(|e| e.code),
-            Err("InvalidPaginationToken".to_string())
-        );
-        let small = Paging {
-            max_results: Some(4),
-            next_token: None,
-        };
+        assert_eq!(err.map_err(|e| e.code), Err("InvalidPaginationToken".to_string()));
+        let small = Paging { max_results: Some(4), next_token: None };
         assert!(paginate(vec![1], &small, "q", (5, 1000), None).is_err());
     }
 }

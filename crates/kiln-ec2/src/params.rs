@@ -24,12 +24,7 @@ impl Params {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self {
-            map: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        }
+        Self { map: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -77,9 +72,7 @@ impl Params {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
-                Ec2Error::invalid_value(format!(
-                    "Value ({v}) for parameter {key} is invalid. Expected an integer."
-                ))
+                Ec2Error::invalid_value(format!("Value ({v}) for parameter {key} is invalid. Expected an integer."))
             }),
         }
     }
@@ -109,11 +102,7 @@ impl Params {
                 continue;
             };
             let Ok(n) = idx.parse::<u32>() else { continue };
-            groups
-                .entry(n)
-                .or_default()
-                .map
-                .insert(member.to_owned(), v.clone());
+            groups.entry(n).or_default().map.insert(member.to_owned(), v.clone());
         }
         groups.into_values().collect()
     }
@@ -136,10 +125,7 @@ impl Params {
         self.members("Filter")
             .into_iter()
             .map(|f| {
-                let name = f
-                    .get("Name")
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| Ec2Error::missing("Filter.N.Name"))?;
+                let name = f.get("Name").filter(|n| !n.is_empty()).ok_or_else(|| Ec2Error::missing("Filter.N.Name"))?;
                 Ok(Filter::new(name, f.list("Value")))
             })
             .collect()
@@ -169,18 +155,12 @@ IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8&IpPermissions.1.IpProtocol=tcp";
         assert_eq!(tags[0].get("Key"), Some("Name"));
         assert_eq!(tags[1].get("Value"), Some(""));
         let perms = p.members("IpPermissions");
-        assert_eq!(
-            perms[0].members("IpRanges")[0].get("CidrIp"),
-            Some("10.0.0.0/8")
-        );
+        assert_eq!(perms[0].members("IpRanges")[0].get("CidrIp"), Some("10.0.0.0/8"));
     }
 
     #[test]
     fn filters_decode_with_values() {
-        let p = Params::parse(
-            "Filter.1.Name=tag%3AName&Filter.1.Value.2=b&Filter.1.Value.1=a",
-            b"",
-        );
+        let p = Params::parse("Filter.1.Name=tag%3AName&Filter.1.Value.2=b&Filter.1.Value.1=a", b"");
         let f = p.filters().expect("filters");
         assert_eq!(f[0].name, "tag:Name");
         assert_eq!(f[0].values, vec!["a", "b"]);
@@ -194,10 +174,7 @@ IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8&IpPermissions.1.IpProtocol=tcp";
         assert!(p.bool("B").is_err());
         assert_eq!(p.int("C"), Ok(Some(12)));
         assert!(p.int("D").is_err());
-        assert_eq!(
-            p.required("Z").map_err(|e| e.code),
-            Err("MissingParameter".into())
-        );
+        assert_eq!(p.required("Z").map_err(|e| e.code), Err("MissingParameter".into()));
     }
 
     #[test]

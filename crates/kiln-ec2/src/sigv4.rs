@@ -20,11 +20,7 @@ const SERVICE: &str = "ec2";
 pub const DEFAULT_MAX_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// RFC 3986 unreserved characters stay as they are; everything else is encoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The parts of an HTTP request that a signature covers.
 pub struct HttpRequest<'a> {
@@ -39,10 +35,7 @@ pub struct HttpRequest<'a> {
 
 impl HttpRequest<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -63,10 +56,7 @@ pub struct Claim {
 
 impl Claim {
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
-        )
+        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
     }
 }
 
@@ -76,10 +66,7 @@ fn incomplete(msg: impl Into<String>) -> Ec2Error {
 
 /// The error for an unknown access key.
 pub fn auth_failure() -> Ec2Error {
-    Ec2Error::new(
-        "AuthFailure",
-        "AWS was not able to validate the provided access credentials",
-    )
+    Ec2Error::new("AuthFailure", "AWS was not able to validate the provided access credentials")
 }
 
 fn signature_mismatch() -> Ec2Error {
@@ -95,29 +82,22 @@ pub fn parse_claim(req: &HttpRequest<'_>) -> Result<Claim, Ec2Error> {
     if let Some(auth) = req.header("authorization") {
         return parse_header_claim(req, auth);
     }
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
-        .into_owned()
-        .collect();
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes()).into_owned().collect();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     if let Some(alg) = q("X-Amz-Algorithm") {
         if alg != ALGORITHM {
             return Err(incomplete(format!("Unsupported signing algorithm {alg}")));
         }
-        let credential =
-            q("X-Amz-Credential").ok_or_else(|| incomplete("X-Amz-Credential is missing"))?;
+        let credential = q("X-Amz-Credential").ok_or_else(|| incomplete("X-Amz-Credential is missing"))?;
         let amz_date = q("X-Amz-Date").ok_or_else(|| incomplete("X-Amz-Date is missing"))?;
-        let signed =
-            q("X-Amz-SignedHeaders").ok_or_else(|| incomplete("X-Amz-SignedHeaders is missing"))?;
-        let signature =
-            q("X-Amz-Signature").ok_or_else(|| incomplete("X-Amz-Signature is missing"))?;
+        let signed = q("X-Amz-SignedHeaders").ok_or_else(|| incomplete("X-Amz-SignedHeaders is missing"))?;
+        let signature = q("X-Amz-Signature").ok_or_else(|| incomplete("X-Amz-Signature is missing"))?;
         let expires = q("X-Amz-Expires")
             .ok_or_else(|| incomplete("X-Amz-Expires is missing"))?
             .parse::<i64>()
             .ok()
             .filter(|e| (1..=604_800).contains(e))
-            .ok_or_else(|| {
-                Ec2Error::invalid_value("X-Amz-Expires must be between 1 and 604800 seconds")
-            })?;
+            .ok_or_else(|| Ec2Error::invalid_value("X-Amz-Expires must be between 1 and 604800 seconds"))?;
         return build_claim(&credential, amz_date, &signed, signature, Some(expires));
     }
     Err(Ec2Error::new(
@@ -127,9 +107,8 @@ pub fn parse_claim(req: &HttpRequest<'_>) -> Result<Claim, Ec2Error> {
 }
 
 fn parse_header_claim(req: &HttpRequest<'_>, auth: &str) -> Result<Claim, Ec2Error> {
-    let rest = auth
-        .strip_prefix(ALGORITHM)
-        .ok_or_else(|| incomplete("Only AWS4-HMAC-SHA256 signatures are supported"))?;
+    let rest =
+        auth.strip_prefix(ALGORITHM).ok_or_else(|| incomplete("Only AWS4-HMAC-SHA256 signatures are supported"))?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let part = part.trim();
@@ -141,23 +120,13 @@ fn parse_header_claim(req: &HttpRequest<'_>, auth: &str) -> Result<Claim, Ec2Err
             signature = Some(v);
         }
     }
-    let credential = credential
-        .ok_or_else(|| incomplete("Authorization header requires 'Credential' parameter"))?;
-    let signed = signed
-        .ok_or_else(|| incomplete("Authorization header requires 'SignedHeaders' parameter"))?;
-    let signature = signature
-        .ok_or_else(|| incomplete("Authorization header requires 'Signature' parameter"))?;
-    let amz_date = req
-        .header("x-amz-date")
-        .or_else(|| req.header("date"))
-        .ok_or_else(|| incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header"))?;
-    build_claim(
-        credential,
-        amz_date.to_owned(),
-        signed,
-        signature.to_owned(),
-        None,
-    )
+    let credential = credential.ok_or_else(|| incomplete("Authorization header requires 'Credential' parameter"))?;
+    let signed = signed.ok_or_else(|| incomplete("Authorization header requires 'SignedHeaders' parameter"))?;
+    let signature = signature.ok_or_else(|| incomplete("Authorization header requires 'Signature' parameter"))?;
+    let amz_date = req.header("x-amz-date").or_else(|| req.header("date")).ok_or_else(|| {
+        incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header")
+    })?;
+    build_claim(credential, amz_date.to_owned(), signed, signature.to_owned(), None)
 }
 
 fn build_claim(
@@ -169,19 +138,13 @@ fn build_claim(
 ) -> Result<Claim, Ec2Error> {
     let parts: Vec<&str> = credential.split('/').collect();
     let [akid, date, region, service, terminator] = parts[..] else {
-        return Err(incomplete(format!(
-            "Credential scope is malformed: {credential}"
-        )));
+        return Err(incomplete(format!("Credential scope is malformed: {credential}")));
     };
     if terminator != "aws4_request" || akid.is_empty() {
-        return Err(incomplete(format!(
-            "Credential scope is malformed: {credential}"
-        )));
+        return Err(incomplete(format!("Credential scope is malformed: {credential}")));
     }
     if service != SERVICE {
-        return Err(incomplete(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'"
-        )));
+        return Err(incomplete(format!("Credential should be scoped to correct service: '{SERVICE}'")));
     }
     if !amz_date.starts_with(date) {
         return Err(incomplete(format!(
@@ -205,22 +168,14 @@ fn parse_amz_date(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
         .ok()
         .map(|t| t.and_utc())
-        .or_else(|| {
-            DateTime::parse_from_rfc2822(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        })
+        .or_else(|| DateTime::parse_from_rfc2822(s).ok().map(|t| t.with_timezone(&Utc)))
 }
 
 /// Checks the claim's time against `now`: EC2 answers `RequestExpired` for a request
 /// too old or too far in the future.
 pub fn check_time(claim: &Claim, now: DateTime<Utc>, max_skew: TimeDelta) -> Result<(), Ec2Error> {
-    let t = parse_amz_date(&claim.amz_date).ok_or_else(|| {
-        incomplete(format!(
-            "X-Amz-Date '{}' is not a valid date",
-            claim.amz_date
-        ))
-    })?;
+    let t = parse_amz_date(&claim.amz_date)
+        .ok_or_else(|| incomplete(format!("X-Amz-Date '{}' is not a valid date", claim.amz_date)))?;
     let expired = || {
         Ec2Error::new(
             "RequestExpired",
@@ -297,9 +252,7 @@ pub fn canonical_request(req: &HttpRequest<'_>, claim: &Claim) -> Result<String,
             .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         if values.is_empty() {
-            return Err(incomplete(format!(
-                "Signed header '{name}' is missing from the request"
-            )));
+            return Err(incomplete(format!("Signed header '{name}' is missing from the request")));
         }
         out.push_str(name);
         out.push(':');
@@ -335,18 +288,11 @@ fn canonical_query(query: &str, presigned: bool) -> String {
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
         .map(|(k, v)| {
-            (
-                utf8_percent_encode(&k, UNRESERVED).to_string(),
-                utf8_percent_encode(&v, UNRESERVED).to_string(),
-            )
+            (utf8_percent_encode(&k, UNRESERVED).to_string(), utf8_percent_encode(&v, UNRESERVED).to_string())
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -378,10 +324,7 @@ pub fn sign_headers(
 ) -> Vec<(String, String)> {
     let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
     let headers = vec![
-        (
-            "content-type".to_owned(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-        ),
+        ("content-type".to_owned(), "application/x-www-form-urlencoded; charset=utf-8".to_owned()),
         ("host".to_owned(), host.to_owned()),
         ("x-amz-date".to_owned(), amz_date.clone()),
     ];
@@ -396,13 +339,7 @@ pub fn sign_headers(
         expires: None,
         presigned: false,
     };
-    let req = HttpRequest {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body,
-    };
+    let req = HttpRequest { method: "POST", path: "/", query: "", headers: &headers, body };
     // Signing our own well-formed request cannot fail: every signed header is present.
     let sig = signature(&req, &claim, secret).unwrap_or_default();
     let mut out = headers;
@@ -431,32 +368,10 @@ mod tests {
     #[test]
     fn botocore_post_vector() {
         let body = b"Action=DescribeInstances&Version=2016-11-15&InstanceId.1=i-0123456789abcdef0";
-        let headers = sign_headers(
-            AKID,
-            SECRET,
-            "us-east-1",
-            "127.0.0.1:8773",
-            body,
-            at("20161115T120000Z"),
-        );
-        let auth = &headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .expect("auth")
-            .1;
-        assert!(
-            auth.ends_with(
-                "Signature=37d907cfee141c913fa057be5186e51db96262a4fafbcbed8f619d1e923cfc71"
-            ),
-            "{auth}"
-        );
-        let req = HttpRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body,
-        };
+        let headers = sign_headers(AKID, SECRET, "us-east-1", "127.0.0.1:8773", body, at("20161115T120000Z"));
+        let auth = &headers.iter().find(|(k, _)| k == "authorization").expect("auth").1;
+        assert!(auth.ends_with("Signature=37d907cfee141c913fa057be5186e51db96262a4fafbcbed8f619d1e923cfc71"), "{auth}");
+        let req = HttpRequest { method: "POST", path: "/", query: "", headers: &headers, body };
         let claim = parse_claim(&req).expect("claim");
         assert_eq!(claim.access_key_id, AKID);
         assert_eq!(claim.region, "us-east-1");
@@ -466,41 +381,22 @@ mod tests {
             "ce883c3e09bc0787ffbe27daba9ec9610bfa3c3887552c90190a94fd432684ae"
         );
         verify(&req, &claim, SECRET).expect("valid");
-        assert_eq!(
-            verify(&req, &claim, "wrong").map_err(|e| e.code),
-            Err("SignatureDoesNotMatch".into())
-        );
+        assert_eq!(verify(&req, &claim, "wrong").map_err(|e| e.code), Err("SignatureDoesNotMatch".into()));
         check_time(&claim, at("20161115T120400Z"), DEFAULT_MAX_SKEW).expect("in window");
         assert_eq!(
             check_time(&claim, at("20161115T121000Z"), DEFAULT_MAX_SKEW).map_err(|e| e.code),
             Err("RequestExpired".into())
         );
-        assert!(
-            check_time(&claim, at("20161115T115000Z"), DEFAULT_MAX_SKEW).is_err(),
-            "future"
-        );
+        assert!(check_time(&claim, at("20161115T115000Z"), DEFAULT_MAX_SKEW).is_err(), "future");
     }
 
     /// A tampered body no longer matches.
     #[test]
     fn tampering_is_detected() {
         let body = b"Action=DescribeVpcs&Version=2016-11-15";
-        let headers = sign_headers(
-            AKID,
-            SECRET,
-            "eu-west-1",
-            "localhost:8787",
-            body,
-            at("20240101T000000Z"),
-        );
+        let headers = sign_headers(AKID, SECRET, "eu-west-1", "localhost:8787", body, at("20240101T000000Z"));
         let tampered = b"Action=DeleteVpc&Version=2016-11-15";
-        let req = HttpRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: tampered,
-        };
+        let req = HttpRequest { method: "POST", path: "/", query: "", headers: &headers, body: tampered };
         let claim = parse_claim(&req).expect("claim");
         assert!(verify(&req, &claim, SECRET).is_err());
     }
@@ -513,21 +409,12 @@ mod tests {
 &X-Amz-Expires=300&X-Amz-SignedHeaders=host\
 &X-Amz-Signature=7de78ac9c59a3bcedf3df86e2caed42d69a5a7eeefa5235cbcb64ad82ab8ff90";
         let headers = vec![("Host".to_owned(), "127.0.0.1:8773".to_owned())];
-        let req = HttpRequest {
-            method: "GET",
-            path: "/",
-            query,
-            headers: &headers,
-            body: b"",
-        };
+        let req = HttpRequest { method: "GET", path: "/", query, headers: &headers, body: b"" };
         let claim = parse_claim(&req).expect("claim");
         assert!(claim.presigned);
         verify(&req, &claim, SECRET).expect("valid presigned");
         check_time(&claim, at("20161115T120400Z"), DEFAULT_MAX_SKEW).expect("fresh");
-        assert!(
-            check_time(&claim, at("20161115T120600Z"), DEFAULT_MAX_SKEW).is_err(),
-            "expired"
-        );
+        assert!(check_time(&claim, at("20161115T120600Z"), DEFAULT_MAX_SKEW).is_err(), "expired");
     }
 
     /// AWS's published test-suite case `get-vanilla-query-order-key-case`
@@ -561,28 +448,17 @@ mod tests {
 
     #[test]
     fn unsigned_and_malformed_claims() {
-        let req = HttpRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &[],
-            body: b"Action=X",
-        };
-        assert_eq!(
-            parse_claim(&req).map_err(|e| e.code),
-            Err("MissingParameter".into())
-        );
-        let headers = vec![("authorization".to_owned(), "AWS4-HMAC-SHA256 Credential=AK/2020/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00".to_owned()), ("x-amz-date".into(), "20200101T000000Z".into())];
-        let req = HttpRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: b"",
-        };
-        assert_eq!(
-            parse_claim(&req).map_err(|e| e.code),
-            Err("IncompleteSignature".into())
-        );
+        let req = HttpRequest { method: "POST", path: "/", query: "", headers: &[], body: b"Action=X" };
+        assert_eq!(parse_claim(&req).map_err(|e| e.code), Err("MissingParameter".into()));
+        let headers = vec![
+            (
+                "authorization".to_owned(),
+                "AWS4-HMAC-SHA256 Credential=AK/2020/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00"
+                    .to_owned(),
+            ),
+            ("x-amz-date".into(), "20200101T000000Z".into()),
+        ];
+        let req = HttpRequest { method: "POST", path: "/", query: "", headers: &headers, body: b"" };
+        assert_eq!(parse_claim(&req).map_err(|e| e.code), Err("IncompleteSignature".into()));
     }
 }

@@ -15,12 +15,8 @@ pub struct XmlWriter {
 impl XmlWriter {
     /// Starts `<{action}Response xmlns=...><requestId>..</requestId>`.
     pub fn response(action: &str, request_id: &str) -> Self {
-        let mut w = Self {
-            buf: String::with_capacity(1024),
-            open: Vec::new(),
-        };
-        w.buf
-            .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<");
+        let mut w = Self { buf: String::with_capacity(1024), open: Vec::new() };
+        w.buf.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<");
         w.buf.push_str(action);
         w.buf.push_str("Response xmlns=\"");
         w.buf.push_str(XMLNS);
@@ -163,9 +159,7 @@ mod tests {
             w.elem("keyName", name);
         });
         let xml = w.finish("DescribeKeyPairs");
-        assert!(xml.contains(
-            "<DescribeKeyPairsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"
-        ));
+        assert!(xml.contains("<DescribeKeyPairsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"));
         assert!(xml.contains("<requestId>req-1</requestId>"));
         assert!(xml.contains("<keySet><item><keyName>a&lt;b</keyName></item></keySet>"));
         assert!(xml.ends_with("</DescribeKeyPairsResponse>"));

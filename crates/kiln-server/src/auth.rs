@@ -13,14 +13,8 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Caller, Ec2Error> {
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_owned(), v.to_owned()))
-        })
-        .collect();
+    let header_list: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned()))).collect();
     let mut header_list = header_list;
     // HTTP/2 and some clients carry the host only in the URI authority.
     if !headers.contains_key(header::HOST) {
@@ -37,26 +31,18 @@ pub(crate) fn authenticate(
     };
     let claim = sigv4::parse_claim(&req)?;
     sigv4::check_time(&claim, chrono::Utc::now(), state.config.max_skew)?;
-    let key = state
-        .cloud
-        .access_key(&claim.access_key_id)
-        .map_err(errors::to_ec2)?
-        .ok_or_else(sigv4::auth_failure)?;
+    let key = state.cloud.access_key(&claim.access_key_id).map_err(errors::to_ec2)?.ok_or_else(sigv4::auth_failure)?;
     sigv4::verify(&req, &claim, &key.secret)?;
     if state.cloud.region(&claim.region).is_none() {
-        let served: Vec<&str> = state
-            .cloud
-            .regions
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
+        let served: Vec<&str> = state.cloud.regions.iter().map(|r| r.name.as_str()).collect();
         return Err(Ec2Error::new(
             "AuthFailure",
-            format!("Credential should be scoped to a valid region: '{}' is not served here (served: {})", claim.region, served.join(", ")),
+            format!(
+                "Credential should be scoped to a valid region: '{}' is not served here (served: {})",
+                claim.region,
+                served.join(", ")
+            ),
         ));
     }
-    Ok(Caller {
-        account: key.account_id,
-        region: claim.region,
-    })
+    Ok(Caller { account: key.account_id, region: claim.region })
 }

@@ -9,15 +9,13 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
     match e {
         Error::NotFound { kind, ids } => Ec2Error::not_found(kind, &ids),
         Error::Duplicate { kind, name } => match kind {
-            ResourceKind::KeyPair => Ec2Error::new(
-                "InvalidKeyPair.Duplicate",
-                format!("The keypair '{name}' already exists."),
-            ),
+            ResourceKind::KeyPair => {
+                Ec2Error::new("InvalidKeyPair.Duplicate", format!("The keypair '{name}' already exists."))
+            }
             ResourceKind::SecurityGroup => Ec2Error::new("InvalidGroup.Duplicate", name),
-            ResourceKind::Image => Ec2Error::new(
-                "InvalidAMIName.Duplicate",
-                format!("AMI name {name} is already in use by another AMI"),
-            ),
+            ResourceKind::Image => {
+                Ec2Error::new("InvalidAMIName.Duplicate", format!("AMI name {name} is already in use by another AMI"))
+            }
             _ => Ec2Error::invalid_value(format!("'{name}' already exists")),
         },
         Error::InvalidParameterValue(m) => Ec2Error::invalid_value(m),

@@ -33,10 +33,7 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self {
-            max_body: 1024 * 1024,
-            max_skew: kiln_ec2::sigv4::DEFAULT_MAX_SKEW,
-        }
+        Self { max_body: 1024 * 1024, max_skew: kiln_ec2::sigv4::DEFAULT_MAX_SKEW }
     }
 }
 
@@ -59,9 +56,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(cloud, config).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn handle(
@@ -79,27 +74,15 @@ async fn handle(
         Err((action, e)) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::info!(action, code = %e.code, "request refused");
-            (
-                status,
-                kiln_ec2::xml::error_document(&e.code, &e.message, &request_id),
-                action,
-            )
+            (status, kiln_ec2::xml::error_document(&e.code, &e.message, &request_id), action)
         }
     };
-    tracing::debug!(
-        action,
-        status = status.as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    tracing::debug!(action, status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     (
         status,
         [
             (header::CONTENT_TYPE, "text/xml;charset=UTF-8"),
-            (
-                header::HeaderName::from_static("x-amzn-requestid"),
-                request_id.as_str(),
-            ),
+            (header::HeaderName::from_static("x-amzn-requestid"), request_id.as_str()),
         ],
         xml,
     )
@@ -123,17 +106,12 @@ async fn handle_inner(
             format!("The HTTP method {method} is not supported; use POST or GET"),
         )));
     }
-    let body = axum::body::to_bytes(body, state.config.max_body)
-        .await
-        .map_err(|_| {
-            fail(Ec2Error::new(
-                "RequestEntityTooLarge",
-                format!(
-                    "The request body exceeds the maximum of {} bytes",
-                    state.config.max_body
-                ),
-            ))
-        })?;
+    let body = axum::body::to_bytes(body, state.config.max_body).await.map_err(|_| {
+        fail(Ec2Error::new(
+            "RequestEntityTooLarge",
+            format!("The request body exceeds the maximum of {} bytes", state.config.max_body),
+        ))
+    })?;
     let query = uri.query().unwrap_or_default();
     let params = Params::parse(query, &body);
     let action = params.get("Action").unwrap_or("-").to_owned();
@@ -141,18 +119,11 @@ async fn handle_inner(
 
     let caller = auth::authenticate(state, method, uri, headers, &body).map_err(fail)?;
     let Some(action_name) = params.get("Action").filter(|a| !a.is_empty()) else {
-        return Err(fail(Ec2Error::new(
-            "MissingAction",
-            "The request must contain the parameter Action",
-        )));
+        return Err(fail(Ec2Error::new("MissingAction", "The request must contain the parameter Action")));
     };
     let request = Request::decode(action_name, &params).map_err(fail)?;
     let dry_run = params.flag("DryRun").map_err(fail)?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
     let cloud = state.cloud.clone();
     let request_id = request_id.to_owned();
     let params_for_task = params.clone();
@@ -166,8 +137,7 @@ async fn handle_inner(
         };
         if dry_run {
             // Every check runs, in transactions that are rolled back.
-            kiln_store::dry_run(|| actions::dispatch(&ctx, request))
-                .and_then(|_| Err(Ec2Error::dry_run_ok()))
+            kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
         } else {
             actions::dispatch(&ctx, request)
         }

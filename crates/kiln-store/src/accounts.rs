@@ -36,29 +36,18 @@ pub fn insert_key(conn: &Connection, k: &AccessKey) -> Result<(), StoreError> {
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        is_provider: r.get(2)?,
-        created_at: r.get(3)?,
-    })
+    Ok(Account { id: r.get(0)?, name: r.get(1)?, is_provider: r.get(2)?, created_at: r.get(3)? })
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Account>, StoreError> {
-    let mut st = conn.prepare(
-        "SELECT id, name, is_provider, created_at FROM accounts ORDER BY created_at, name",
-    )?;
+    let mut st = conn.prepare("SELECT id, name, is_provider, created_at FROM accounts ORDER BY created_at, name")?;
     let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Account>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT id, name, is_provider, created_at FROM accounts WHERE name = ?1",
-            [name],
-            row,
-        )
+        .query_row("SELECT id, name, is_provider, created_at FROM accounts WHERE name = ?1", [name], row)
         .optional()?)
 }
 
@@ -67,13 +56,7 @@ pub fn key(conn: &Connection, access_key_id: &str) -> Result<Option<AccessKey>, 
         .query_row(
             "SELECT access_key_id, account_id, secret FROM access_keys WHERE access_key_id = ?1",
             [access_key_id],
-            |r| {
-                Ok(AccessKey {
-                    access_key_id: r.get(0)?,
-                    account_id: r.get(1)?,
-                    secret: r.get(2)?,
-                })
-            },
+            |r| Ok(AccessKey { access_key_id: r.get(0)?, account_id: r.get(1)?, secret: r.get(2)? }),
         )
         .optional()?)
 }

@@ -41,7 +41,8 @@ pub struct BlockDevice {
     pub delete_on_termination: bool,
 }
 
-const COLUMNS: &str = "id, account_id, region, name, description, architecture, root_device_name, boot_mode, kernel_file, \
+const COLUMNS: &str =
+    "id, account_id, region, name, description, architecture, root_device_name, boot_mode, kernel_file, \
      ramdisk_file, kernel_cmdline, default_user, state, state_reason, is_public, product_codes, deprecation_time, \
      source_instance_id, recipe, recipe_hash, created_at";
 
@@ -118,18 +119,14 @@ pub fn insert(conn: &Connection, i: &Image, devices: &[BlockDevice]) -> Result<b
 
 /// Every image in a region, of every account.
 pub fn list_region(conn: &Connection, region: &str) -> Result<Vec<Image>, StoreError> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM images WHERE region = ?1 ORDER BY created_at, id"
-    ))?;
+    let mut st =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM images WHERE region = ?1 ORDER BY created_at, id"))?;
     let rows = st.query_map([region], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Block devices of every image in a region, by image id.
-pub fn devices_in_region(
-    conn: &Connection,
-    region: &str,
-) -> Result<Vec<(String, BlockDevice)>, StoreError> {
+pub fn devices_in_region(conn: &Connection, region: &str) -> Result<Vec<(String, BlockDevice)>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT b.image_id, b.device_name, b.snapshot_id, b.volume_size, b.volume_type, b.delete_on_termination
          FROM image_block_devices b JOIN images i ON i.id = b.image_id WHERE i.region = ?1 ORDER BY b.device_name",
@@ -152,17 +149,12 @@ pub fn devices_in_region(
 }
 
 /// Launch permissions (account ids) of every image in a region.
-pub fn permissions_in_region(
-    conn: &Connection,
-    region: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+pub fn permissions_in_region(conn: &Connection, region: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT p.image_id, p.account_id FROM launch_permissions p JOIN images i ON i.id = p.image_id
          WHERE i.region = ?1 ORDER BY p.account_id",
     )?;
-    let rows = st
-        .query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -174,11 +166,7 @@ pub fn add_permission(conn: &Connection, image_id: &str, account: &str) -> Resul
     Ok(())
 }
 
-pub fn remove_permission(
-    conn: &Connection,
-    image_id: &str,
-    account: Option<&str>,
-) -> Result<(), StoreError> {
+pub fn remove_permission(conn: &Connection, image_id: &str, account: Option<&str>) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM launch_permissions WHERE image_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
         params![image_id, account],
@@ -187,43 +175,22 @@ pub fn remove_permission(
 }
 
 pub fn set_public(conn: &Connection, image_id: &str, public: bool) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE images SET is_public = ?2 WHERE id = ?1",
-        params![image_id, public],
-    )?;
+    conn.execute("UPDATE images SET is_public = ?2 WHERE id = ?1", params![image_id, public])?;
     Ok(())
 }
 
-pub fn set_description(
-    conn: &Connection,
-    image_id: &str,
-    description: &str,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE images SET description = ?2 WHERE id = ?1",
-        params![image_id, description],
-    )?;
+pub fn set_description(conn: &Connection, image_id: &str, description: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE images SET description = ?2 WHERE id = ?1", params![image_id, description])?;
     Ok(())
 }
 
-pub fn set_state(
-    conn: &Connection,
-    image_id: &str,
-    state: &str,
-    reason: Option<&str>,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE images SET state = ?2, state_reason = ?3 WHERE id = ?1",
-        params![image_id, state, reason],
-    )?;
+pub fn set_state(conn: &Connection, image_id: &str, state: &str, reason: Option<&str>) -> Result<(), StoreError> {
+    conn.execute("UPDATE images SET state = ?2, state_reason = ?3 WHERE id = ?1", params![image_id, state, reason])?;
     Ok(())
 }
 
 pub fn set_product_codes(conn: &Connection, image_id: &str, codes: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE images SET product_codes = ?2 WHERE id = ?1",
-        params![image_id, codes],
-    )?;
+    conn.execute("UPDATE images SET product_codes = ?2 WHERE id = ?1", params![image_id, codes])?;
     Ok(())
 }
 
@@ -237,16 +204,10 @@ pub fn delete(conn: &Connection, scope: &Scope, image_id: &str) -> Result<bool, 
 }
 
 /// Images built from a recipe hash in a region (the builder's cache).
-pub fn by_recipe_hash(
-    conn: &Connection,
-    region: &str,
-    hash: &str,
-) -> Result<Vec<Image>, StoreError> {
+pub fn by_recipe_hash(conn: &Connection, region: &str, hash: &str) -> Result<Vec<Image>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM images WHERE region = ?1 AND recipe_hash = ?2 ORDER BY created_at"
     ))?;
-    let rows = st
-        .query_map(params![region, hash], row)?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map(params![region, hash], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -58,9 +58,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -70,20 +68,14 @@ impl Store {
     }
 
     /// Runs `f` on a read-only view.
-    pub fn read<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
-    ) -> Result<T, E> {
+    pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
         let conn = self.lock();
         f(&conn)
     }
 
     /// Runs `f` in a transaction, committed only if `f` succeeds (and rolled back
     /// anyway inside `dry_run`).
-    pub fn write<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
+    pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(StoreError::from)?;
         let out = f(&tx)?;
@@ -97,9 +89,7 @@ impl Store {
 
     /// The schema version now in force.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .lock()
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self.lock().pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 }
 
@@ -124,9 +114,7 @@ pub fn is_dry_run() -> bool {
 
 /// The current time as EC2 prints it: ISO-8601 UTC with milliseconds.
 pub fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// True when an insert failed on a UNIQUE constraint.
@@ -141,12 +129,8 @@ mod tests {
     #[test]
     fn dry_run_rolls_writes_back() {
         let s = Store::in_memory().expect("store");
-        let a = accounts::Account {
-            id: "123456789012".into(),
-            name: "a".into(),
-            is_provider: false,
-            created_at: now(),
-        };
+        let a =
+            accounts::Account { id: "123456789012".into(), name: "a".into(), is_provider: false, created_at: now() };
         let r: Result<(), StoreError> = dry_run(|| s.write(|tx| accounts::insert(tx, &a)));
         r.expect("dry write");
         assert!(!is_dry_run());

@@ -178,16 +178,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("kiln.db");
         let s = Store::open(&path).expect("open");
-        assert_eq!(
-            s.schema_version().expect("v"),
-            super::MIGRATIONS.len() as i64
-        );
+        assert_eq!(s.schema_version().expect("v"), super::MIGRATIONS.len() as i64);
         drop(s);
         let s = Store::open(&path).expect("reopen");
-        assert_eq!(
-            s.schema_version().expect("v"),
-            super::MIGRATIONS.len() as i64
-        );
+        assert_eq!(s.schema_version().expect("v"), super::MIGRATIONS.len() as i64);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -130,8 +130,6 @@ pub fn referencing_groups(conn: &Connection, group_id: &str) -> Result<Vec<Strin
     let mut st = conn.prepare_cached(
         "SELECT DISTINCT group_id FROM security_group_rules WHERE ref_group_id = ?1 AND group_id != ?1",
     )?;
-    let rows = st
-        .query_map([group_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map([group_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -21,7 +21,8 @@ pub struct Snapshot {
     pub created_at: String,
 }
 
-const COLUMNS: &str = "id, account_id, region, parent_id, file, volume_size, state, progress, description, volume_id, created_at";
+const COLUMNS: &str =
+    "id, account_id, region, parent_id, file, volume_size, state, progress, description, volume_id, created_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
     Ok(Snapshot {
@@ -64,33 +65,19 @@ pub fn list_owned(conn: &Connection, scope: &Scope) -> Result<Vec<Snapshot>, Sto
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM snapshots WHERE account_id = ?1 AND region = ?2 AND deleted = 0 ORDER BY created_at, id"
     ))?;
-    let rows = st
-        .query_map(params![scope.account, scope.region], row)?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Any snapshot by id, whoever owns it (for images shared across accounts).
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Snapshot>, StoreError> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM snapshots WHERE id = ?1 AND deleted = 0"),
-            [id],
-            row,
-        )
+        .query_row(&format!("SELECT {COLUMNS} FROM snapshots WHERE id = ?1 AND deleted = 0"), [id], row)
         .optional()?)
 }
 
-pub fn set_state(
-    conn: &Connection,
-    id: &str,
-    state: &str,
-    progress: i64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE snapshots SET state = ?2, progress = ?3 WHERE id = ?1",
-        params![id, state, progress],
-    )?;
+pub fn set_state(conn: &Connection, id: &str, state: &str, progress: i64) -> Result<(), StoreError> {
+    conn.execute("UPDATE snapshots SET state = ?2, progress = ?3 WHERE id = ?1", params![id, state, progress])?;
     Ok(())
 }
 
@@ -103,11 +90,7 @@ pub fn mark_deleted(conn: &Connection, id: &str) -> Result<(), StoreError> {
 /// Whether an image's block device mapping uses the snapshot.
 pub fn used_by_image(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT image_id FROM image_block_devices WHERE snapshot_id = ?1 LIMIT 1",
-            [id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT image_id FROM image_block_devices WHERE snapshot_id = ?1 LIMIT 1", [id], |r| r.get(0))
         .optional()?)
 }
 
@@ -130,11 +113,7 @@ pub fn remove(conn: &Connection, id: &str) -> Result<(), StoreError> {
 
 /// How many rows (deleted or not) still point at a layer file.
 pub fn file_users(conn: &Connection, file: &str) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM snapshots WHERE file = ?1",
-        [file],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT count(*) FROM snapshots WHERE file = ?1", [file], |r| r.get(0))?)
 }
 
 /// Every layer file the store knows, for finding strays on disk.

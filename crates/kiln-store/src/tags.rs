@@ -48,11 +48,7 @@ pub fn delete(
 }
 
 pub fn count(conn: &Connection, resource_id: &str) -> Result<usize, StoreError> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM tags WHERE resource_id = ?1",
-        [resource_id],
-        |r| r.get(0),
-    )?;
+    let n: i64 = conn.query_row("SELECT count(*) FROM tags WHERE resource_id = ?1", [resource_id], |r| r.get(0))?;
     Ok(n as usize)
 }
 
@@ -64,22 +60,14 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<TagRow>, StoreError>
     )?;
     let rows = st
         .query_map(params![scope.account, scope.region], |r| {
-            Ok(TagRow {
-                resource_id: r.get(0)?,
-                resource_type: r.get(1)?,
-                key: r.get(2)?,
-                value: r.get(3)?,
-            })
+            Ok(TagRow { resource_id: r.get(0)?, resource_type: r.get(1)?, key: r.get(2)?, value: r.get(3)? })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Tags by resource id, for rendering many resources at once.
-pub fn by_resource(
-    conn: &Connection,
-    scope: &Scope,
-) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
+pub fn by_resource(conn: &Connection, scope: &Scope) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
     let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for t in list(conn, scope)? {
         out.entry(t.resource_id).or_default().push((t.key, t.value));

@@ -39,12 +39,7 @@ pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreErro
     )?;
     let rows = st
         .query_map(params![scope.account, scope.region], |r| {
-            Ok(Vpc {
-                id: r.get(0)?,
-                cidr: r.get(1)?,
-                is_default: r.get(2)?,
-                created_at: r.get(3)?,
-            })
+            Ok(Vpc { id: r.get(0)?, cidr: r.get(1)?, is_default: r.get(2)?, created_at: r.get(3)? })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)

@@ -85,22 +85,13 @@ impl ResourceKind {
 
     /// Checks `id` is this kind's prefix followed by 8 or 17 lower-case hex digits.
     pub fn parse(self, id: &str) -> Result<String, IdError> {
-        let ok = id
-            .strip_prefix(self.prefix())
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|hex| {
-                (hex.len() == 8 || hex.len() == 17)
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            });
+        let ok = id.strip_prefix(self.prefix()).and_then(|rest| rest.strip_prefix('-')).is_some_and(|hex| {
+            (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
         if ok {
             Ok(id.to_owned())
         } else {
-            Err(IdError {
-                kind: self,
-                value: id.to_owned(),
-            })
+            Err(IdError { kind: self, value: id.to_owned() })
         }
     }
 }
@@ -165,21 +156,11 @@ mod tests {
     fn malformed_ids_are_refused() {
         let sg = ResourceKind::SecurityGroup;
         assert!(sg.parse("sg-12345678").is_ok());
-        for bad in [
-            "sg-1234",
-            "sg-0123456789ABCDEF0",
-            "vpc-12345678",
-            "sg12345678",
-            "",
-            "sg-",
-        ] {
+        for bad in ["sg-1234", "sg-0123456789ABCDEF0", "vpc-12345678", "sg12345678", "", "sg-"] {
             assert!(sg.parse(bad).is_err(), "{bad}");
         }
         // "sgr-" must not be taken for "sg-".
-        assert_eq!(
-            ResourceKind::of_id("sgr-12345678"),
-            Some(ResourceKind::SecurityGroupRule)
-        );
+        assert_eq!(ResourceKind::of_id("sgr-12345678"), Some(ResourceKind::SecurityGroupRule));
     }
 
     #[test]

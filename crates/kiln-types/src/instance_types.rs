@@ -153,14 +153,7 @@ const fn profile(
     burstable: bool,
     boot_modes: &'static [BootMode],
 ) -> Profile {
-    Profile {
-        architectures,
-        threads_per_core,
-        ebs_optimized,
-        hypervisor,
-        burstable,
-        boot_modes,
-    }
+    Profile { architectures, threads_per_core, ebs_optimized, hypervisor, burstable, boot_modes }
 }
 
 use self::EbsOptimizedSupport as Ebs;
@@ -482,17 +475,9 @@ mod tests {
             assert_eq!(t.vcpus, t.cores * t.threads_per_core, "{}", t.name);
             assert_eq!(t.ipv4_per_interface, t.ipv6_per_interface, "{}", t.name);
             assert_eq!(t.burstable, t.family().starts_with('t'), "{}", t.name);
-            let hv = if t2 {
-                Hypervisor::Xen
-            } else {
-                Hypervisor::Nitro
-            };
+            let hv = if t2 { Hypervisor::Xen } else { Hypervisor::Nitro };
             assert_eq!(t.hypervisor, hv, "{}", t.name);
-            let ebs = if t2 {
-                EbsOptimizedSupport::Unsupported
-            } else {
-                EbsOptimizedSupport::Default
-            };
+            let ebs = if t2 { EbsOptimizedSupport::Unsupported } else { EbsOptimizedSupport::Default };
             assert_eq!(t.ebs_optimized, ebs, "{}", t.name);
             assert!(t.clock_ghz > 2.0 && t.clock_ghz < 4.0, "{}", t.name);
         }
@@ -500,11 +485,7 @@ mod tests {
 
     #[test]
     fn only_t2_and_t3_micro_are_free_tier() {
-        let free: Vec<&str> = INSTANCE_TYPES
-            .iter()
-            .filter(|t| t.free_tier_eligible)
-            .map(|t| t.name)
-            .collect();
+        let free: Vec<&str> = INSTANCE_TYPES.iter().filter(|t| t.free_tier_eligible).map(|t| t.name).collect();
         assert_eq!(free, ["t2.micro", "t3.micro"]);
     }
 
@@ -512,10 +493,7 @@ mod tests {
     fn sorted_by_family_then_size() {
         let mut prev: Option<(&str, u32)> = None;
         for t in INSTANCE_TYPES {
-            let (family, size) = t
-                .name
-                .split_once('.')
-                .unwrap_or_else(|| panic!("{} has no size", t.name));
+            let (family, size) = t.name.split_once('.').unwrap_or_else(|| panic!("{} has no size", t.name));
             assert_eq!(family, t.family());
             let rank = size_rank(size);
             if let Some((prev_family, prev_rank)) = prev {

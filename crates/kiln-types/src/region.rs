@@ -25,22 +25,13 @@ impl RegionConfig {
         let zones = ["a", "b", "c"]
             .iter()
             .enumerate()
-            .map(|(i, letter)| Zone {
-                name: format!("{name}{letter}"),
-                id: format!("{short}-az{}", i + 1),
-            })
+            .map(|(i, letter)| Zone { name: format!("{name}{letter}"), id: format!("{short}-az{}", i + 1) })
             .collect();
-        Self {
-            name: name.to_owned(),
-            zones,
-        }
+        Self { name: name.to_owned(), zones }
     }
 
     pub fn defaults() -> Vec<RegionConfig> {
-        DEFAULT_REGIONS
-            .iter()
-            .map(|r| Self::with_three_zones(r))
-            .collect()
+        DEFAULT_REGIONS.iter().map(|r| Self::with_three_zones(r)).collect()
     }
 
     pub fn zone(&self, name: &str) -> Option<&Zone> {
@@ -72,14 +63,8 @@ fn short_name(region: &str) -> String {
 pub fn is_valid_region_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -91,10 +76,7 @@ mod tests {
         let r = RegionConfig::with_three_zones("us-east-1");
         assert_eq!(r.zones[0].name, "us-east-1a");
         assert_eq!(r.zones[0].id, "use1-az1");
-        assert_eq!(
-            RegionConfig::with_three_zones("ap-southeast-2").zones[2].id,
-            "apse2-az3"
-        );
+        assert_eq!(RegionConfig::with_three_zones("ap-southeast-2").zones[2].id, "apse2-az3");
         assert!(is_valid_region_name("eu-west-1"));
         assert!(!is_valid_region_name("../etc"));
     }

@@ -1,7 +1,11 @@
-//! `kiln bench api`: the API path under load. Starts a fresh `kiln serve` and a
-//! baseline EC2 emulator (moto_server) side by side, fills both with the same
-//! resources, then times the same signed requests against each and prints
-//! requests per second, median and p99 latency, and the ratios.
+//! `kiln bench`: measurements that print figures.
+//!
+//! - `api`: the API path under load. Starts a fresh `kiln serve` and a baseline EC2
+//!   emulator (moto_server) side by side, fills both with the same resources, then
+//!   times the same signed requests against each and prints requests per second,
+//!   median and p99 latency, and the ratios.
+//! - `volumes`: the cost of making a root volume from a small and a large image as a
+//!   copy-on-write overlay (what Kiln does), beside a full copy of the same images.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,21 +39,31 @@ enum BenchWhat {
         #[arg(long, default_value = "moto_server")]
         moto: String,
     },
+    /// Root volume creation from a 1 GiB and a large image: overlay vs full copy.
+    Volumes {
+        /// Virtual size of the large image, GiB.
+        #[arg(long, default_value_t = 50)]
+        large_gib: u64,
+        /// Data actually written into the large image, GiB.
+        #[arg(long, default_value_t = 4)]
+        large_data_gib: u64,
+        /// Timed repetitions per case (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Scratch directory (needs room for twice the data) [default: the system temp dir].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 const REGION: &str = "us-east-1";
 /// A fixed ED25519 public key: both servers import it under many names.
-const PUBLIC_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
+const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
-        BenchWhat::Api {
-            entries,
-            requests,
-            concurrency,
-            moto,
-        } => api(entries, requests, concurrency.max(1), &moto),
+        BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),
+        BenchWhat::Volumes { large_gib, large_data_gib, runs, dir } => volumes(large_gib, large_data_gib, runs.max(1), dir),
     }
 }
 
@@ -102,20 +116,11 @@ fn start_kiln(dir: &Path) -> Result<Server> {
     let field = |name: &str| {
         creds
             .lines()
-            .find_map(|l| {
-                l.split_once('=')
-                    .filter(|(k, _)| k.trim() == name)
-                    .map(|(_, v)| v.trim().to_owned())
-            })
+            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_owned()))
             .context("reading the bench server's credentials")
     };
     let key = (field("aws_access_key_id")?, field("aws_secret_access_key")?);
-    Ok(Server {
-        name: "kiln",
-        child,
-        addr,
-        key,
-    })
+    Ok(Server { name: "kiln", child, addr, key })
 }
 
 fn start_moto(cmd: &str) -> Result<Server> {
@@ -126,30 +131,23 @@ fn start_moto(cmd: &str) -> Result<Server> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting the baseline '{cmd}': install it with `pip install 'moto[server]'` or give --moto"))?;
+        .with_context(|| {
+            format!("starting the baseline '{cmd}': install it with `pip install 'moto[server]'` or give --moto")
+        })?;
     wait_for(addr, &mut child, "moto_server")?;
     Ok(Server {
         name: "moto",
         child,
         addr,
-        key: (
-            "AKIAIOSFODNN7EXAMPLE".into(),
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-        ),
+        key: ("AKIAIOSFODNN7EXAMPLE".into(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
     })
 }
 
 /// Sends one signed EC2 request; returns the HTTP status and body.
 fn call(client: &reqwest::blocking::Client, server: &Server, body: &str) -> Result<(u16, String)> {
     let host = server.addr.to_string();
-    let headers = kiln_ec2::sigv4::sign_headers(
-        &server.key.0,
-        &server.key.1,
-        REGION,
-        &host,
-        body.as_bytes(),
-        chrono::Utc::now(),
-    );
+    let headers =
+        kiln_ec2::sigv4::sign_headers(&server.key.0, &server.key.1, REGION, &host, body.as_bytes(), chrono::Utc::now());
     let mut req = client.post(format!("http://{host}/")).body(body.to_owned());
     for (k, v) in headers {
         if k != "host" {
@@ -169,9 +167,7 @@ fn fill(client: &reqwest::blocking::Client, server: &Server, entries: usize) -> 
         let sg = format!(
             "Action=CreateSecurityGroup&Version=2016-11-15&GroupName=bench-{i}&GroupDescription=bench+group+{i}"
         );
-        let kp = format!(
-            "Action=ImportKeyPair&Version=2016-11-15&KeyName=bench-{i}&PublicKeyMaterial={encoded}"
-        );
+        let kp = format!("Action=ImportKeyPair&Version=2016-11-15&KeyName=bench-{i}&PublicKeyMaterial={encoded}");
         for body in [sg, kp] {
             let (status, text) = call(client, server, &body)?;
             if status != 200 {
@@ -183,11 +179,7 @@ fn fill(client: &reqwest::blocking::Client, server: &Server, entries: usize) -> 
             }
         }
         if (i + 1) % 100 == 0 {
-            eprint!(
-                "\r  {}: {} of {entries} groups and key pairs created",
-                server.name,
-                i + 1
-            );
+            eprint!("\r  {}: {} of {entries} groups and key pairs created", server.name, i + 1);
             let _ = std::io::stderr().flush();
         }
     }
@@ -206,16 +198,8 @@ struct Figures {
     bytes: usize,
 }
 
-fn measure(
-    server: &Server,
-    body: &str,
-    requests: usize,
-    concurrency: usize,
-    expect: &str,
-) -> Result<Figures> {
-    let client = reqwest::blocking::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, expect: &str) -> Result<Figures> {
+    let client = reqwest::blocking::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     // Warm up, and check the answer really holds the entries.
     let (status, text) = call(&client, server, body)?;
     if status != 200 || text.matches(expect).count() == 0 {
@@ -244,10 +228,7 @@ fn measure(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked"))))
             .collect()
     });
     let elapsed = started.elapsed();
@@ -256,15 +237,8 @@ fn measure(
         lat.extend(r?);
     }
     lat.sort();
-    let pct = |p: f64| {
-        lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0
-    };
-    Ok(Figures {
-        rps: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        bytes,
-    })
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0;
+    Ok(Figures { rps: lat.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), bytes })
 }
 
 fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Result<()> {
@@ -278,22 +252,11 @@ fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Resul
     fill(&client, &moto, entries)?;
 
     let cases = [
-        (
-            "DescribeSecurityGroups",
-            "Action=DescribeSecurityGroups&Version=2016-11-15",
-            "bench-",
-        ),
-        (
-            "DescribeKeyPairs",
-            "Action=DescribeKeyPairs&Version=2016-11-15",
-            "bench-",
-        ),
+        ("DescribeSecurityGroups", "Action=DescribeSecurityGroups&Version=2016-11-15", "bench-"),
+        ("DescribeKeyPairs", "Action=DescribeKeyPairs&Version=2016-11-15", "bench-"),
     ];
     println!();
-    println!(
-        "{:<24} {:<6} {:>9} {:>9} {:>9} {:>10}",
-        "case", "server", "req/s", "p50 ms", "p99 ms", "body KiB"
-    );
+    println!("{:<24} {:<6} {:>9} {:>9} {:>9} {:>10}", "case", "server", "req/s", "p50 ms", "p99 ms", "body KiB");
     let mut ratios = Vec::new();
     for (name, body, expect) in cases {
         let k = measure(&kiln, body, requests, concurrency, expect)?;
@@ -307,12 +270,7 @@ fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Resul
                 f.bytes as f64 / 1024.0
             );
         }
-        ratios.push((
-            name,
-            k.rps / m.rps,
-            m.p50_ms / k.p50_ms,
-            m.p99_ms / k.p99_ms,
-        ));
+        ratios.push((name, k.rps / m.rps, m.p50_ms / k.p50_ms, m.p99_ms / k.p99_ms));
     }
     println!();
     for (name, rps, p50, p99) in ratios {
@@ -322,4 +280,98 @@ fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Resul
     drop(moto);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+fn qemu_img(args: &[&str]) -> Result<()> {
+    let out = Command::new("qemu-img").args(args).output().context("running qemu-img (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!("qemu-img {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Bytes a file really takes on disk.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Makes a qcow2 image of `size_gib` with `data_gib` of non-zero data written.
+fn make_image(path: &Path, size_gib: u64, data_gib: u64) -> Result<()> {
+    qemu_img(&["create", "-q", "-f", "qcow2", &path.to_string_lossy(), &format!("{size_gib}G")])?;
+    // qemu-io takes requests up to 2 GiB: write the data a GiB at a time.
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "qcow2"]);
+    for g in 0..data_gib {
+        cmd.args(["-c", &format!("write -P 0x5a {g}G 1G")]);
+    }
+    let out = cmd.arg(path).output().context("running qemu-io (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!("qemu-io: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn volumes(large_gib: u64, large_data_gib: u64, runs: usize, dir: Option<std::path::PathBuf>) -> Result<()> {
+    let base = dir.unwrap_or_else(std::env::temp_dir).join(format!("kiln-bench-volumes-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    let result = (|| -> Result<()> {
+        println!("kiln bench volumes: root volume from an image, copy-on-write overlay (Kiln) vs full copy; median of {runs} runs");
+        let images = [("1 GiB image (1 GiB data)", 1, 1), ("large image", large_gib, large_data_gib)];
+        println!();
+        println!(
+            "{:<34} {:>14} {:>14} {:>14} {:>16} {:>9}",
+            "image", "overlay ms", "overlay bytes", "full copy ms", "full copy bytes", "speed-up"
+        );
+        for (label, size, data) in images {
+            let label = if size == 1 { label.to_owned() } else { format!("{size} GiB image ({data} GiB data)") };
+            let image = base.join(format!("image-{size}.qcow2"));
+            eprint!("  preparing {label}...");
+            make_image(&image, size, data)?;
+            eprintln!(" done");
+            let image_s = image.to_string_lossy().into_owned();
+            let mut overlay_ms = Vec::new();
+            let mut overlay_bytes = 0;
+            for i in 0..runs {
+                let ov = base.join(format!("overlay-{size}-{i}.qcow2"));
+                let t = Instant::now();
+                qemu_img(&[
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-F",
+                    "qcow2",
+                    "-b",
+                    &image_s,
+                    &ov.to_string_lossy(),
+                    &format!("{size}G"),
+                ])?;
+                overlay_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                overlay_bytes = allocated(&ov);
+                let _ = std::fs::remove_file(&ov);
+            }
+            let mut copy_ms = Vec::new();
+            let mut copy_bytes = 0;
+            for i in 0..runs.min(3) {
+                let cp = base.join(format!("copy-{size}-{i}.qcow2"));
+                let t = Instant::now();
+                qemu_img(&["convert", "-q", "-f", "qcow2", "-O", "qcow2", &image_s, &cp.to_string_lossy()])?;
+                copy_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                copy_bytes = allocated(&cp);
+                let _ = std::fs::remove_file(&cp);
+            }
+            let (o, c) = (median(overlay_ms), median(copy_ms));
+            println!("{label:<34} {o:>14.1} {overlay_bytes:>14} {c:>14.1} {copy_bytes:>16} {:>8.0}x", c / o);
+            let _ = std::fs::remove_file(&image);
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&base);
+    result
 }

@@ -19,10 +19,7 @@ pub fn add_profile(dir: &Path, profile: &str, access_key_id: &str, secret: &str)
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    let _ = write!(
-        text,
-        "[{profile}]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n"
-    );
+    let _ = write!(text, "[{profile}]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n");
     write_private(&path, &text)
 }
 
@@ -32,10 +29,7 @@ pub fn write_config(dir: &Path, region: &str) -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    write_private(
-        &path,
-        &format!("[default]\nregion = {region}\noutput = json\n"),
-    )
+    write_private(&path, &format!("[default]\nregion = {region}\noutput = json\n"))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

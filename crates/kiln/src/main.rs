@@ -17,11 +17,7 @@ use kiln_store::Store;
 use kiln_types::region::{is_valid_region_name, RegionConfig, DEFAULT_REGIONS};
 
 #[derive(Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "An EC2-compatible private cloud that runs real virtual machines"
-)]
+#[command(name = "kiln", version, about = "An EC2-compatible private cloud that runs real virtual machines")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,27 +130,12 @@ fn default_regions() -> Vec<String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            dir,
-            regions,
-            max_body,
-            no_quickstart,
-            cache_dir,
-        } => {
+        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir } => {
             let dir = dir.resolve()?;
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-            serve(
-                listen,
-                dir,
-                &regions,
-                max_body,
-                (!no_quickstart).then_some(cache),
-            )
+            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache))
         }
-        Command::Account {
-            command: AccountCommand::Create { name, dir },
-        } => {
+        Command::Account { command: AccountCommand::Create { name, dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
             let new = cloud.create_account(&name, false)?;
@@ -165,9 +146,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("profile    {name} in {}", dir.join("credentials").display());
             Ok(())
         }
-        Command::Account {
-            command: AccountCommand::List { dir },
-        } => {
+        Command::Account { command: AccountCommand::List { dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
             println!("{:<14} {:<20} {:<9} CREATED", "ACCOUNT", "NAME", "ROLE");
@@ -177,38 +156,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Image {
-            command:
-                ImageCommand::Build {
-                    recipe,
-                    account,
-                    region,
-                    public,
-                    cache_dir,
-                    dir,
-                },
-        } => {
+        Command::Image { command: ImageCommand::Build { recipe, account, region, public, cache_dir, dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
             let recipe = kiln_builder::Recipe::load(&recipe)?;
-            let owner = cloud.account_by_name(&account)?.with_context(|| {
-                format!("no account named '{account}' (see `kiln account list`)")
-            })?;
-            let regions = if region.is_empty() {
-                default_regions()
-            } else {
-                region
-            };
+            let owner = cloud
+                .account_by_name(&account)?
+                .with_context(|| format!("no account named '{account}' (see `kiln account list`)"))?;
+            let regions = if region.is_empty() { default_regions() } else { region };
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-            let made = quickstart::build_and_register(
-                &cloud, &recipe, &owner.id, &regions, public, &cache,
-            )?;
+            let made = quickstart::build_and_register(&cloud, &recipe, &owner.id, &regions, public, &cache)?;
             if made.is_empty() {
-                println!(
-                    "{} is already registered for {account} in {}",
-                    recipe.id,
-                    regions.join(", ")
-                );
+                println!("{} is already registered for {account} in {}", recipe.id, regions.join(", "));
             }
             for (region, image) in made {
                 println!("{region}\t{image}");
@@ -238,14 +197,10 @@ fn region_configs(names: &[String]) -> Result<Vec<RegionConfig>> {
 /// Opens the data directory's store as a control plane.
 fn open(dir: &std::path::Path, regions: &[String]) -> Result<Cloud> {
     data_dir::prepare(dir)?;
-    let store = Store::open(&dir.join("kiln.db"))
-        .with_context(|| format!("opening the database in {}", dir.display()))?;
+    let store =
+        Store::open(&dir.join("kiln.db")).with_context(|| format!("opening the database in {}", dir.display()))?;
     data_dir::restrict(&dir.join("kiln.db"))?;
-    Ok(Cloud::new(
-        store,
-        region_configs(regions)?,
-        dir.to_path_buf(),
-    ))
+    Ok(Cloud::new(store, region_configs(regions)?, dir.to_path_buf()))
 }
 
 /// The account made on first start, whose key is the `[default]` profile.
@@ -263,10 +218,7 @@ fn serve(
     if first_start {
         let new = cloud.create_account(OPERATOR, false)?;
         credentials::add_profile(&dir, "default", &new.key.access_key_id, &new.key.secret)?;
-        println!(
-            "Created the operator account {} and its access key.",
-            new.account.id
-        );
+        println!("Created the operator account {} and its access key.", new.account.id);
     }
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &regions[0])?;
@@ -281,14 +233,9 @@ fn serve(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| {
-                format!("binding {listen}: is another kiln running? try --listen 127.0.0.1:PORT")
-            })?;
+            .with_context(|| format!("binding {listen}: is another kiln running? try --listen 127.0.0.1:PORT"))?;
         let addr = listener.local_addr()?;
-        println!(
-            "Kiln is serving the EC2 API on http://{addr} (data in {})",
-            dir.display()
-        );
+        println!("Kiln is serving the EC2 API on http://{addr} (data in {})", dir.display());
         println!("Use it with:");
         println!(
             "  export AWS_SHARED_CREDENTIALS_FILE={creds} AWS_CONFIG_FILE={config}",
@@ -300,10 +247,7 @@ fn serve(
         kiln_server::serve(
             listener,
             cloud,
-            kiln_server::ApiConfig {
-                max_body,
-                ..Default::default()
-            },
+            kiln_server::ApiConfig { max_body, ..Default::default() },
             shutdown_signal(),
         )
         .await?;

@@ -22,34 +22,22 @@ pub fn build_and_register(
     let hash = recipe.content_hash();
     let mut missing = Vec::new();
     for r in regions {
-        if cloud
-            .images_for_recipe(r, &hash)?
-            .iter()
-            .all(|i| i.account_id != account)
-        {
+        if cloud.images_for_recipe(r, &hash)?.iter().all(|i| i.account_id != account) {
             missing.push(r.clone());
         }
     }
     if missing.is_empty() {
         return Ok(Vec::new());
     }
-    let progress = StderrProgress {
-        label: recipe.id.clone(),
-    };
+    let progress = StderrProgress { label: recipe.id.clone() };
     let built = kiln_builder::build(recipe, &cloud.data_dir().join("builds"), cache, &progress)
         .with_context(|| format!("building {}", recipe.id))?;
     let date = chrono::Utc::now().format("%Y%m%d");
     let mut made = Vec::new();
     for region in missing {
-        let scope = Scope {
-            account: account.to_owned(),
-            region: region.clone(),
-        };
-        let taken: Vec<String> = cloud
-            .images(&scope, &[], &["self".into()], &[])?
-            .into_iter()
-            .map(|v| v.image.name)
-            .collect();
+        let scope = Scope { account: account.to_owned(), region: region.clone() };
+        let taken: Vec<String> =
+            cloud.images(&scope, &[], &["self".into()], &[])?.into_iter().map(|v| v.image.name).collect();
         let base = format!("{}-{}-{date}", recipe.name, recipe.architecture);
         let name = std::iter::once(base.clone())
             .chain((2..).map(|n| format!("{base}-{n}")))

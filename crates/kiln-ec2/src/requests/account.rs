@@ -12,11 +12,7 @@ pub struct DescribeRegions {
 
 impl Decode for DescribeRegions {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            region_names: p.list("RegionName"),
-            all_regions: p.flag("AllRegions")?,
-            filters: p.filters()?,
-        })
+        Ok(Self { region_names: p.list("RegionName"), all_regions: p.flag("AllRegions")?, filters: p.filters()? })
     }
 }
 
@@ -46,8 +42,6 @@ pub struct DescribeAccountAttributes {
 
 impl Decode for DescribeAccountAttributes {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            names: p.list("AttributeName"),
-        })
+        Ok(Self { names: p.list("AttributeName") })
     }
 }

@@ -24,27 +24,17 @@ pub fn valid_device_name(name: &str) -> bool {
     let bare = name.strip_prefix("/dev/").unwrap_or(name);
     !bare.is_empty()
         && name.len() <= 32
-        && bare
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && (bare.starts_with("xvd")
-            || bare.starts_with("sd")
-            || bare.starts_with("hd")
-            || bare.starts_with("nvme"))
+        && bare.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && (bare.starts_with("xvd") || bare.starts_with("sd") || bare.starts_with("hd") || bare.starts_with("nvme"))
 }
 
 /// Decodes `BlockDeviceMapping.N.*`.
 pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2Error> {
     let mut out: Vec<BlockDeviceMapping> = Vec::new();
     for m in p.members("BlockDeviceMapping") {
-        let device_name = m
-            .required("DeviceName")
-            .map_err(|_| Ec2Error::missing("BlockDeviceMapping.N.DeviceName"))?;
+        let device_name = m.required("DeviceName").map_err(|_| Ec2Error::missing("BlockDeviceMapping.N.DeviceName"))?;
         if !valid_device_name(&device_name) {
-            return Err(Ec2Error::new(
-                "InvalidBlockDeviceMapping",
-                format!("Invalid device name {device_name}"),
-            ));
+            return Err(Ec2Error::new("InvalidBlockDeviceMapping", format!("Invalid device name {device_name}")));
         }
         if out.iter().any(|d| d.device_name == device_name) {
             return Err(Ec2Error::new(
@@ -60,9 +50,7 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
         let volume_size = ebs.int("VolumeSize")?;
         if let Some(size) = volume_size {
             if !(1..=16384).contains(&size) {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Volume size {size} GiB is out of range (1 to 16384)"
-                )));
+                return Err(Ec2Error::invalid_value(format!("Volume size {size} GiB is out of range (1 to 16384)")));
             }
         }
         let volume_type = ebs.string("VolumeType");
@@ -100,12 +88,12 @@ impl Decode for DescribeImages {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let owners = p.list("Owner");
         for o in &owners {
-            let ok = matches!(
-                o.as_str(),
-                "self" | "amazon" | "aws-marketplace" | "aws-backup-vault"
-            ) || (o.len() == 12 && o.bytes().all(|b| b.is_ascii_digit()));
+            let ok = matches!(o.as_str(), "self" | "amazon" | "aws-marketplace" | "aws-backup-vault")
+                || (o.len() == 12 && o.bytes().all(|b| b.is_ascii_digit()));
             if !ok {
-                return Err(Ec2Error::invalid_value(format!("Invalid value for owner: {o}: use self, amazon, aws-marketplace or a 12-digit account id")));
+                return Err(Ec2Error::invalid_value(format!(
+                    "Invalid value for owner: {o}: use self, amazon, aws-marketplace or a 12-digit account id"
+                )));
             }
         }
         Ok(Self {
@@ -133,7 +121,9 @@ pub struct RegisterImage {
 impl Decode for RegisterImage {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         if p.get("ImageLocation").is_some() {
-            return Err(Ec2Error::invalid_value("Instance-store (S3) images are not supported: register from snapshots with BlockDeviceMapping"));
+            return Err(Ec2Error::invalid_value(
+                "Instance-store (S3) images are not supported: register from snapshots with BlockDeviceMapping",
+            ));
         }
         if p.get("KernelId").is_some() || p.get("RamdiskId").is_some() {
             return Err(Ec2Error::invalid_value(
@@ -143,7 +133,11 @@ impl Decode for RegisterImage {
         let architecture = match p.get("Architecture") {
             // EC2's default for EBS-backed images.
             None => Architecture::I386,
-            Some(a) => a.parse().map_err(|_| Ec2Error::invalid_value(format!("Value ({a}) for parameter architecture is invalid. Valid values: i386, x86_64, arm64")))?,
+            Some(a) => a.parse().map_err(|_| {
+                Ec2Error::invalid_value(format!(
+                    "Value ({a}) for parameter architecture is invalid. Valid values: i386, x86_64, arm64"
+                ))
+            })?,
         };
         let block_devices = block_device_mappings(p)?;
         if block_devices.is_empty() {
@@ -153,14 +147,14 @@ impl Decode for RegisterImage {
         let boot_mode = p.string("BootMode");
         if let Some(m) = &boot_mode {
             if !matches!(m.as_str(), "legacy-bios" | "uefi" | "uefi-preferred") {
-                return Err(Ec2Error::invalid_value(format!("Value ({m}) for parameter bootMode is invalid. Valid values: legacy-bios, uefi, uefi-preferred")));
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({m}) for parameter bootMode is invalid. Valid values: legacy-bios, uefi, uefi-preferred"
+                )));
             }
         }
         if let Some(v) = p.get("VirtualizationType") {
             if v != "hvm" {
-                return Err(Ec2Error::invalid_value(
-                    "Only hvm virtualization is supported",
-                ));
+                return Err(Ec2Error::invalid_value("Only hvm virtualization is supported"));
             }
         }
         Ok(Self {
@@ -203,9 +197,7 @@ pub struct CopyImage {
 impl Decode for CopyImage {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         if p.flag("Encrypted")? {
-            return Err(Ec2Error::invalid_value(
-                "Encrypted copies are not supported",
-            ));
+            return Err(Ec2Error::invalid_value("Encrypted copies are not supported"));
         }
         Ok(Self {
             source_image_id: ResourceKind::Image.parse(&p.required("SourceImageId")?)?,
@@ -231,8 +223,12 @@ fn permissions(members: Vec<Params>) -> Result<Vec<Permission>, Ec2Error> {
         .map(|m| match (m.get("UserId"), m.get("Group")) {
             (Some(u), _) => Ok(Permission::User(u.to_owned())),
             (None, Some("all")) => Ok(Permission::All),
-            (None, Some(g)) => Err(Ec2Error::invalid_value(format!("Invalid launch permission group '{g}': only 'all' exists"))),
-            _ => Err(Ec2Error::invalid_value("Organization and OU launch permissions are not supported: give UserId or Group=all")),
+            (None, Some(g)) => {
+                Err(Ec2Error::invalid_value(format!("Invalid launch permission group '{g}': only 'all' exists")))
+            }
+            _ => Err(Ec2Error::invalid_value(
+                "Organization and OU launch permissions are not supported: give UserId or Group=all",
+            )),
         })
         .collect()
 }
@@ -269,19 +265,14 @@ impl Decode for ModifyImageAttribute {
                 }
             }
             Some("description") => description = Some(p.required("Value")?),
-            Some(other) => {
-                return Err(Ec2Error::invalid_value(format!("Value ({other}) for parameter attribute is invalid. Kiln modifies launchPermission and description.")))
-            }
+            Some(other) => return Err(Ec2Error::invalid_value(format!(
+                "Value ({other}) for parameter attribute is invalid. Kiln modifies launchPermission and description."
+            ))),
         }
         if add.is_empty() && remove.is_empty() && description.is_none() {
             return Err(Ec2Error::missing("LaunchPermission or Description"));
         }
-        Ok(Self {
-            image_id,
-            add,
-            remove,
-            description,
-        })
+        Ok(Self { image_id, add, remove, description })
     }
 }
 
@@ -318,10 +309,7 @@ pub struct DescribeImageAttribute {
 
 impl Decode for DescribeImageAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            image_id: ResourceKind::Image.parse(&p.required("ImageId")?)?,
-            attribute: attribute(p)?,
-        })
+        Ok(Self { image_id: ResourceKind::Image.parse(&p.required("ImageId")?)?, attribute: attribute(p)? })
     }
 }
 
@@ -334,9 +322,7 @@ impl Decode for ResetImageAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let image_id = ResourceKind::Image.parse(&p.required("ImageId")?)?;
         if attribute(p)? != ImageAttribute::LaunchPermission {
-            return Err(Ec2Error::invalid_value(
-                "Only launchPermission can be reset",
-            ));
+            return Err(Ec2Error::invalid_value("Only launchPermission can be reset"));
         }
         Ok(Self { image_id })
     }
@@ -368,9 +354,7 @@ pub struct DeleteSnapshot {
 
 impl Decode for DeleteSnapshot {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            snapshot_id: ResourceKind::Snapshot.parse(&p.required("SnapshotId")?)?,
-        })
+        Ok(Self { snapshot_id: ResourceKind::Snapshot.parse(&p.required("SnapshotId")?)? })
     }
 }
 
@@ -401,17 +385,15 @@ mod tests {
 
     #[test]
     fn launch_permissions_decode_in_both_forms() {
-        let modern = Params::parse("ImageId=ami-12345678&LaunchPermission.Add.1.UserId=123456789012&LaunchPermission.Remove.1.Group=all", b"");
+        let modern = Params::parse(
+            "ImageId=ami-12345678&LaunchPermission.Add.1.UserId=123456789012&LaunchPermission.Remove.1.Group=all",
+            b"",
+        );
         let m = ModifyImageAttribute::decode(&modern).expect("modern");
         assert_eq!(m.add, vec![Permission::User("123456789012".into())]);
         assert_eq!(m.remove, vec![Permission::All]);
-        let legacy = Params::parse(
-            "ImageId=ami-12345678&Attribute=launchPermission&OperationType=add&UserGroup.1=all",
-            b"",
-        );
-        assert_eq!(
-            ModifyImageAttribute::decode(&legacy).expect("legacy").add,
-            vec![Permission::All]
-        );
+        let legacy =
+            Params::parse("ImageId=ami-12345678&Attribute=launchPermission&OperationType=add&UserGroup.1=all", b"");
+        assert_eq!(ModifyImageAttribute::decode(&legacy).expect("legacy").add, vec![Permission::All]);
     }
 }

@@ -20,11 +20,7 @@ impl Decode for DescribeInstanceTypes {
                 "The parameter instanceTypes cannot be used with the parameter maxResults",
             ));
         }
-        Ok(Self {
-            instance_types,
-            filters: p.filters()?,
-            paging,
-        })
+        Ok(Self { instance_types, filters: p.filters()?, paging })
     }
 }
 
@@ -65,10 +61,6 @@ impl Decode for DescribeInstanceTypeOfferings {
                 )))
             }
         };
-        Ok(Self {
-            location_type,
-            filters: p.filters()?,
-            paging: Paging::decode(p)?,
-        })
+        Ok(Self { location_type, filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }

@@ -51,22 +51,14 @@ impl Decode for CreateKeyPair {
         };
         match p.get("KeyFormat") {
             None | Some("pem") => {}
-            Some("ppk") => {
-                return Err(Ec2Error::invalid_value(
-                    "KeyFormat ppk is not supported by Kiln; use pem",
-                ))
-            }
+            Some("ppk") => return Err(Ec2Error::invalid_value("KeyFormat ppk is not supported by Kiln; use pem")),
             Some(other) => {
                 return Err(Ec2Error::invalid_value(format!(
                     "Value ({other}) for parameter KeyFormat is invalid. Valid values: pem, ppk"
                 )))
             }
         }
-        Ok(Self {
-            key_name: key_name(p)?,
-            key_type,
-            tags: tag_specifications(p, "key-pair")?,
-        })
+        Ok(Self { key_name: key_name(p)?, key_type, tags: tag_specifications(p, "key-pair")? })
     }
 }
 
@@ -82,26 +74,15 @@ impl Decode for ImportKeyPair {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let key_name = key_name(p)?;
         let raw = p.required("PublicKeyMaterial")?;
-        let bad = || {
-            Ec2Error::new(
-                "InvalidKey.Format",
-                "Key is not in valid OpenSSH public key format",
-            )
-        };
+        let bad = || Ec2Error::new("InvalidKey.Format", "Key is not in valid OpenSSH public key format");
         // The SDKs base64 the blob; a hand-written client may send the key line as is.
         let public_key = if raw.starts_with("ssh-") {
             raw
         } else {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(raw.trim())
-                .map_err(|_| bad())?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(raw.trim()).map_err(|_| bad())?;
             String::from_utf8(bytes).map_err(|_| bad())?
         };
-        Ok(Self {
-            key_name,
-            public_key,
-            tags: tag_specifications(p, "key-pair")?,
-        })
+        Ok(Self { key_name, public_key, tags: tag_specifications(p, "key-pair")? })
     }
 }
 

@@ -104,10 +104,7 @@ pub fn decode_tags(members: Vec<Params>) -> Result<Vec<Tag>, Ec2Error> {
         tags.push(Tag { key, value });
     }
     if tags.len() > 50 {
-        return Err(Ec2Error::new(
-            "TagLimitExceeded",
-            "The maximum number of tags for a resource is 50",
-        ));
+        return Err(Ec2Error::new("TagLimitExceeded", "The maximum number of tags for a resource is 50"));
     }
     Ok(tags)
 }
@@ -117,9 +114,7 @@ fn validate_tag(key: &str, value: &str) -> Result<(), Ec2Error> {
         return Err(Ec2Error::invalid_value("Tag keys must not be empty"));
     }
     if key.chars().count() > 128 {
-        return Err(Ec2Error::invalid_value(format!(
-            "Tag key exceeds the maximum length of 128 characters: {key}"
-        )));
+        return Err(Ec2Error::invalid_value(format!("Tag key exceeds the maximum length of 128 characters: {key}")));
     }
     if value.chars().count() > 256 {
         return Err(Ec2Error::invalid_value(format!(
@@ -147,9 +142,7 @@ pub fn tag_specifications(p: &Params, resource_type: &str) -> Result<Vec<Tag>, E
         }
         let tags = decode_tags(spec.members("Tag"))?;
         if tags.is_empty() {
-            return Err(Ec2Error::invalid_value(
-                "Tag specifications must contain at least one tag",
-            ));
+            return Err(Ec2Error::invalid_value("Tag specifications must contain at least one tag"));
         }
         out.extend(tags);
     }
@@ -157,15 +150,8 @@ pub fn tag_specifications(p: &Params, resource_type: &str) -> Result<Vec<Tag>, E
 }
 
 /// Validated IDs of `kind` from `prefix.N`.
-pub fn ids(
-    p: &Params,
-    prefix: &str,
-    kind: kiln_types::ResourceKind,
-) -> Result<Vec<String>, Ec2Error> {
-    p.list(prefix)
-        .iter()
-        .map(|id| kind.parse(id).map_err(Ec2Error::from))
-        .collect()
+pub fn ids(p: &Params, prefix: &str, kind: kiln_types::ResourceKind) -> Result<Vec<String>, Ec2Error> {
+    p.list(prefix).iter().map(|id| kind.parse(id).map_err(Ec2Error::from)).collect()
 }
 
 #[cfg(test)]
@@ -180,13 +166,13 @@ mod tests {
 
     #[test]
     fn tag_specs_check_type_and_limits() {
-        let p = Params::parse("TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=x", b"");
-        assert_eq!(tag_specifications(&p, "vpc").expect("tags")[0].key, "Name");
-        assert!(tag_specifications(&p, "subnet").is_err());
-        let reserved = Params::parse(
-            "TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=aws:x",
+        let p = Params::parse(
+            "TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=x",
             b"",
         );
+        assert_eq!(tag_specifications(&p, "vpc").expect("tags")[0].key, "Name");
+        assert!(tag_specifications(&p, "subnet").is_err());
+        let reserved = Params::parse("TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=aws:x", b"");
         assert!(tag_specifications(&reserved, "vpc").is_err());
     }
 }

@@ -79,25 +79,19 @@ fn port(p: &Params, key: &str) -> Result<Option<i32>, Ec2Error> {
     match p.int(key)? {
         None => Ok(None),
         Some(n) if (-1..=65535).contains(&n) => Ok(Some(n as i32)),
-        Some(n) => Err(Ec2Error::invalid_value(format!(
-            "Invalid value '{n}' for {key}: ports are -1 to 65535"
-        ))),
+        Some(n) => Err(Ec2Error::invalid_value(format!("Invalid value '{n}' for {key}: ports are -1 to 65535"))),
     }
 }
 
 impl IpPermission {
     fn decode_nested(m: &Params) -> Result<Self, Ec2Error> {
-        let protocol = Protocol::parse(
-            &m.required("IpProtocol")
-                .map_err(|_| Ec2Error::missing("IpPermissions.N.IpProtocol"))?,
-        )?;
+        let protocol =
+            Protocol::parse(&m.required("IpProtocol").map_err(|_| Ec2Error::missing("IpPermissions.N.IpProtocol"))?)?;
         let ranges = |name: &str, field: &str| -> Result<Vec<(String, Option<String>)>, Ec2Error> {
             m.members(name)
                 .into_iter()
                 .map(|r| {
-                    let cidr = r
-                        .required(field)
-                        .map_err(|_| Ec2Error::missing(&format!("{name}.N.{field}")))?;
+                    let cidr = r.required(field).map_err(|_| Ec2Error::missing(&format!("{name}.N.{field}")))?;
                     Ok((cidr, r.string("Description")))
                 })
                 .collect()
@@ -199,31 +193,20 @@ impl Decode for CreateSecurityGroup {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let group_name = p.required("GroupName")?;
         if group_name.len() > 255 {
-            return Err(Ec2Error::invalid_value(
-                "Group names are at most 255 characters",
-            ));
+            return Err(Ec2Error::invalid_value("Group names are at most 255 characters"));
         }
         if group_name.starts_with("sg-") {
-            return Err(Ec2Error::invalid_value(
-                "Group names may not be in the format sg-*",
-            ));
+            return Err(Ec2Error::invalid_value("Group names may not be in the format sg-*"));
         }
         let description = p.required("GroupDescription")?;
         if description.len() > 255 {
-            return Err(Ec2Error::invalid_value(
-                "Group descriptions are at most 255 characters",
-            ));
+            return Err(Ec2Error::invalid_value("Group descriptions are at most 255 characters"));
         }
         let vpc_id = match p.get("VpcId") {
             Some(v) => Some(ResourceKind::Vpc.parse(v)?),
             None => None,
         };
-        Ok(Self {
-            group_name,
-            description,
-            vpc_id,
-            tags: tag_specifications(p, "security-group")?,
-        })
+        Ok(Self { group_name, description, vpc_id, tags: tag_specifications(p, "security-group")? })
     }
 }
 
@@ -245,12 +228,7 @@ impl Decode for DescribeSecurityGroups {
                 "The parameter groupIds or groupNames cannot be used with the parameter maxResults",
             ));
         }
-        Ok(Self {
-            group_ids,
-            group_names,
-            filters: p.filters()?,
-            paging,
-        })
+        Ok(Self { group_ids, group_names, filters: p.filters()?, paging })
     }
 }
 
@@ -261,9 +239,7 @@ pub struct DeleteSecurityGroup {
 
 impl Decode for DeleteSecurityGroup {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            group: group_ref(p, true)?,
-        })
+        Ok(Self { group: group_ref(p, true)? })
     }
 }
 
@@ -280,11 +256,8 @@ pub struct ChangeRules {
 impl Decode for ChangeRules {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let group = group_ref(p, true)?;
-        let mut permissions = p
-            .members("IpPermissions")
-            .iter()
-            .map(IpPermission::decode_nested)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut permissions =
+            p.members("IpPermissions").iter().map(IpPermission::decode_nested).collect::<Result<Vec<_>, _>>()?;
         if let Some(proto) = p.get("IpProtocol") {
             // The legacy flat form: one permission at the top level.
             let groups = match p.string("SourceSecurityGroupName") {
@@ -310,9 +283,7 @@ impl Decode for ChangeRules {
             permissions.push(perm.validate()?);
         } else if let Some(cidr) = p.string("CidrIp") {
             // `--cidr` without `--protocol` is an error in EC2 too.
-            return Err(Ec2Error::missing(&format!(
-                "IpProtocol (for CidrIp {cidr})"
-            )));
+            return Err(Ec2Error::missing(&format!("IpProtocol (for CidrIp {cidr})")));
         } else if let Some(name) = p.string("SourceSecurityGroupName") {
             // `SourceSecurityGroupName` alone grants everything from that group.
             permissions.push(IpPermission {
@@ -330,23 +301,15 @@ impl Decode for ChangeRules {
             });
         }
         for perm in &permissions {
-            if perm.ipv4_ranges.is_empty() && perm.ipv6_ranges.is_empty() && perm.groups.is_empty()
-            {
-                return Err(Ec2Error::missing(
-                    "IpPermissions.N.IpRanges, Ipv6Ranges or Groups",
-                ));
+            if perm.ipv4_ranges.is_empty() && perm.ipv6_ranges.is_empty() && perm.groups.is_empty() {
+                return Err(Ec2Error::missing("IpPermissions.N.IpRanges, Ipv6Ranges or Groups"));
             }
         }
         let rule_ids = ids(p, "SecurityGroupRuleId", ResourceKind::SecurityGroupRule)?;
         if permissions.is_empty() && rule_ids.is_empty() {
             return Err(Ec2Error::missing("IpPermissions"));
         }
-        Ok(Self {
-            group,
-            permissions,
-            rule_ids,
-            tags: tag_specifications(p, "security-group-rule")?,
-        })
+        Ok(Self { group, permissions, rule_ids, tags: tag_specifications(p, "security-group-rule")? })
     }
 }
 
@@ -382,22 +345,13 @@ mod tests {
         let r = ChangeRules::decode(&p).expect("decode");
         assert_eq!(r.group, GroupRef::Id("sg-12345678".into()));
         assert_eq!(r.permissions[0].protocol, Protocol::Tcp);
-        assert_eq!(
-            r.permissions[0].ipv4_ranges,
-            vec![("10.0.0.0/8".into(), Some("ssh".into()))]
-        );
-        assert_eq!(
-            r.permissions[1].groups[0].group_id.as_deref(),
-            Some("sg-87654321")
-        );
+        assert_eq!(r.permissions[0].ipv4_ranges, vec![("10.0.0.0/8".into(), Some("ssh".into()))]);
+        assert_eq!(r.permissions[1].groups[0].group_id.as_deref(), Some("sg-87654321"));
     }
 
     #[test]
     fn legacy_flat_form_decodes() {
-        let p = Params::parse(
-            "GroupName=web&IpProtocol=6&FromPort=80&ToPort=80&CidrIp=0.0.0.0%2F0",
-            b"",
-        );
+        let p = Params::parse("GroupName=web&IpProtocol=6&FromPort=80&ToPort=80&CidrIp=0.0.0.0%2F0", b"");
         let r = ChangeRules::decode(&p).expect("decode");
         assert_eq!(r.group, GroupRef::Name("web".into()));
         assert_eq!(r.permissions[0].protocol, Protocol::Tcp);

@@ -12,10 +12,9 @@ fn resource_ids(p: &Params) -> Result<Vec<String>, Ec2Error> {
         return Err(Ec2Error::missing("ResourceId"));
     }
     for id in &ids {
-        let kind = ResourceKind::of_id(id)
-            .ok_or_else(|| Ec2Error::new("InvalidID", format!("The ID '{id}' is not valid")))?;
-        kind.parse(id)
-            .map_err(|_| Ec2Error::new("InvalidID", format!("The ID '{id}' is not valid")))?;
+        let kind =
+            ResourceKind::of_id(id).ok_or_else(|| Ec2Error::new("InvalidID", format!("The ID '{id}' is not valid")))?;
+        kind.parse(id).map_err(|_| Ec2Error::new("InvalidID", format!("The ID '{id}' is not valid")))?;
     }
     Ok(ids)
 }
@@ -58,13 +57,8 @@ impl Decode for DeleteTags {
             .members("Tag")
             .into_iter()
             .map(|m| {
-                let key = m
-                    .required("Key")
-                    .map_err(|_| Ec2Error::missing("Tag.N.Key"))?;
-                Ok(TagSelector {
-                    key,
-                    value: m.string("Value"),
-                })
+                let key = m.required("Key").map_err(|_| Ec2Error::missing("Tag.N.Key"))?;
+                Ok(TagSelector { key, value: m.string("Value") })
             })
             .collect::<Result<_, Ec2Error>>()?;
         Ok(Self { resource_ids, tags })
@@ -79,9 +73,6 @@ pub struct DescribeTags {
 
 impl Decode for DescribeTags {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            filters: p.filters()?,
-            paging: Paging::decode(p)?,
-        })
+        Ok(Self { filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }

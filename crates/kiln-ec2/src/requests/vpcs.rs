@@ -14,10 +14,7 @@ pub struct CreateVpc {
 
 impl Decode for CreateVpc {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            cidr_block: p.required("CidrBlock")?,
-            tags: tag_specifications(p, "vpc")?,
-        })
+        Ok(Self { cidr_block: p.required("CidrBlock")?, tags: tag_specifications(p, "vpc")? })
     }
 }
 
@@ -30,11 +27,7 @@ pub struct DescribeVpcs {
 
 impl Decode for DescribeVpcs {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            vpc_ids: ids(p, "VpcId", ResourceKind::Vpc)?,
-            filters: p.filters()?,
-            paging: Paging::decode(p)?,
-        })
+        Ok(Self { vpc_ids: ids(p, "VpcId", ResourceKind::Vpc)?, filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }
 
@@ -45,9 +38,7 @@ pub struct DeleteVpc {
 
 impl Decode for DeleteVpc {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            vpc_id: ResourceKind::Vpc.parse(&p.required("VpcId")?)?,
-        })
+        Ok(Self { vpc_id: ResourceKind::Vpc.parse(&p.required("VpcId")?)? })
     }
 }
 
@@ -103,8 +94,6 @@ pub struct DeleteSubnet {
 
 impl Decode for DeleteSubnet {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            subnet_id: ResourceKind::Subnet.parse(&p.required("SubnetId")?)?,
-        })
+        Ok(Self { subnet_id: ResourceKind::Subnet.parse(&p.required("SubnetId")?)? })
     }
 }

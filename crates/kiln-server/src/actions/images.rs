@@ -3,9 +3,8 @@
 use kiln_control::images::{ImageView, LaunchPermission, NewImage};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::images::{
-    CopyImage, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages,
-    DescribeSnapshots, ImageAttribute, ModifyImageAttribute, Permission, RegisterImage,
-    ResetImageAttribute,
+    CopyImage, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages, DescribeSnapshots,
+    ImageAttribute, ModifyImageAttribute, Permission, RegisterImage, ResetImageAttribute,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::images::BlockDevice;
@@ -42,8 +41,7 @@ const IMAGE_FILTERS: &[&str] = &[
 
 fn image_field(v: &ImageView, name: &str) -> Field {
     let i = &v.image;
-    let devices =
-        |f: fn(&BlockDevice) -> Option<String>| Field::many(v.devices.iter().filter_map(f));
+    let devices = |f: fn(&BlockDevice) -> Option<String>| Field::many(v.devices.iter().filter_map(f));
     match name {
         "image-id" => Field::one(i.id.clone()),
         "name" => Field::one(i.name.clone()),
@@ -59,18 +57,8 @@ fn image_field(v: &ImageView, name: &str) -> Field {
         "hypervisor" => Field::one("xen"),
         "platform" => Field::Values(Vec::new()),
         "platform-details" => Field::one("Linux/UNIX"),
-        "product-code" => Field::many(
-            i.product_codes
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned),
-        ),
-        "product-code.type" => Field::many(
-            i.product_codes
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(|_| "marketplace"),
-        ),
+        "product-code" => Field::many(i.product_codes.split(',').filter(|c| !c.is_empty()).map(str::to_owned)),
+        "product-code.type" => Field::many(i.product_codes.split(',').filter(|c| !c.is_empty()).map(|_| "marketplace")),
         "description" => Field::one(i.description.clone()),
         "creation-date" => Field::one(i.created_at.clone()),
         "boot-mode" => Field::one(i.boot_mode.clone()),
@@ -79,9 +67,7 @@ fn image_field(v: &ImageView, name: &str) -> Field {
         "block-device-mapping.volume-size" => devices(|d| Some(d.volume_size.to_string())),
         "block-device-mapping.volume-type" => devices(|d| Some(d.volume_type.clone())),
         "block-device-mapping.device-name" => devices(|d| Some(d.device_name.clone())),
-        "block-device-mapping.delete-on-termination" => {
-            devices(|d| Some(d.delete_on_termination.to_string()))
-        }
+        "block-device-mapping.delete-on-termination" => devices(|d| Some(d.delete_on_termination.to_string())),
         _ => Field::Unknown,
     }
 }
@@ -101,23 +87,16 @@ fn write_devices(w: &mut XmlWriter, devices: &[BlockDevice]) {
 
 fn write_image(w: &mut XmlWriter, v: &ImageView, tags: &[(String, String)]) {
     let i = &v.image;
-    let owner = v
-        .owner_alias
-        .map(str::to_owned)
-        .unwrap_or_else(|| i.account_id.clone());
+    let owner = v.owner_alias.map(str::to_owned).unwrap_or_else(|| i.account_id.clone());
     w.elem("imageId", &i.id)
         .elem("imageLocation", format!("{owner}/{}", i.name))
         .elem("imageState", &i.state)
         .elem("imageOwnerId", &i.account_id)
         .elem("creationDate", &i.created_at)
         .elem("isPublic", i.is_public)
-        .set(
-            "productCodes",
-            i.product_codes.split(',').filter(|c| !c.is_empty()),
-            |w, c| {
-                w.elem("productCode", c).elem("type", "marketplace");
-            },
-        )
+        .set("productCodes", i.product_codes.split(',').filter(|c| !c.is_empty()), |w, c| {
+            w.elem("productCode", c).elem("type", "marketplace");
+        })
         .elem("architecture", &i.architecture)
         .elem("imageType", "machine")
         .opt("imageOwnerAlias", v.owner_alias)
@@ -135,30 +114,20 @@ fn write_image(w: &mut XmlWriter, v: &ImageView, tags: &[(String, String)]) {
         .opt("sourceInstanceId", i.source_instance_id.as_deref())
         .opt("deprecationTime", i.deprecation_time.as_deref());
     if let Some(reason) = &i.state_reason {
-        w.start("stateReason")
-            .elem("code", "Client.ImageBuildFailed")
-            .elem("message", reason)
-            .end();
+        w.start("stateReason").elem("code", "Client.ImageBuildFailed").elem("message", reason).end();
     }
     w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
 }
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeImages) -> ActionResult {
-    let images = ctx
-        .cloud
-        .images(&ctx.scope, &r.image_ids, &r.owners, &r.executable_by)
-        .ec2()?;
+    let images = ctx.cloud.images(&ctx.scope, &r.image_ids, &r.owners, &r.executable_by).ec2()?;
     // Tags are the owner's; others see the image without them, as on EC2.
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    let images = filter::apply(images, &r.filters, IMAGE_FILTERS, image_field, |v| {
-        tags_of(&v.image.id)
-    })?;
+    let images = filter::apply(images, &r.filters, IMAGE_FILTERS, image_field, |v| tags_of(&v.image.id))?;
     let (page, next) = ctx.page(images, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeImages");
-    w.set("imagesSet", page, |w, v| {
-        write_image(w, &v, &tags_of(&v.image.id))
-    });
+    w.set("imagesSet", page, |w, v| write_image(w, &v, &tags_of(&v.image.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeImages"))
 }
@@ -171,15 +140,8 @@ pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
         .map(|d| -> Result<BlockDevice, Ec2Error> {
             let size = match (d.volume_size, &d.snapshot_id) {
                 (Some(s), _) => s,
-                (None, Some(snap)) => {
-                    ctx.cloud
-                        .usable_snapshot(&ctx.scope, snap)
-                        .ec2()?
-                        .volume_size
-                }
-                (None, None) => {
-                    return Err(Ec2Error::missing("BlockDeviceMapping.N.Ebs.VolumeSize"))
-                }
+                (None, Some(snap)) => ctx.cloud.usable_snapshot(&ctx.scope, snap).ec2()?.volume_size,
+                (None, None) => return Err(Ec2Error::missing("BlockDeviceMapping.N.Ebs.VolumeSize")),
             };
             Ok(BlockDevice {
                 device_name: d.device_name.clone(),
@@ -207,20 +169,14 @@ pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
         is_public: false,
         state: "available",
     };
-    let image = ctx
-        .cloud
-        .register_image(&ctx.scope, new, &tag_pairs(&r.tags))
-        .ec2()?;
+    let image = ctx.cloud.register_image(&ctx.scope, new, &tag_pairs(&r.tags)).ec2()?;
     let mut w = ctx.xml("RegisterImage");
     w.elem("imageId", &image.id);
     Ok(w.finish("RegisterImage"))
 }
 
 pub(crate) fn deregister(ctx: &Ctx<'_>, r: DeregisterImage) -> ActionResult {
-    let deleted = ctx
-        .cloud
-        .deregister_image(&ctx.scope, &r.image_id, r.delete_associated_snapshots)
-        .ec2()?;
+    let deleted = ctx.cloud.deregister_image(&ctx.scope, &r.image_id, r.delete_associated_snapshots).ec2()?;
     let mut w = ctx.xml("DeregisterImage");
     w.elem("return", "true");
     if r.delete_associated_snapshots {
@@ -234,33 +190,18 @@ pub(crate) fn deregister(ctx: &Ctx<'_>, r: DeregisterImage) -> ActionResult {
 pub(crate) fn copy(ctx: &Ctx<'_>, r: CopyImage) -> ActionResult {
     let image = ctx
         .cloud
-        .copy_image(
-            &ctx.scope,
-            &r.source_region,
-            &r.source_image_id,
-            &r.name,
-            r.description.as_deref(),
-        )
+        .copy_image(&ctx.scope, &r.source_region, &r.source_image_id, &r.name, r.description.as_deref())
         .ec2()?;
     let mut tags = tag_pairs(&r.tags);
     if r.copy_image_tags {
-        let source_scope = kiln_control::Scope {
-            account: ctx.scope.account.clone(),
-            region: r.source_region.clone(),
-        };
-        let mut source_tags = ctx
-            .cloud
-            .tags_by_resource(&source_scope)
-            .ec2()?
-            .remove(&r.source_image_id)
-            .unwrap_or_default();
+        let source_scope = kiln_control::Scope { account: ctx.scope.account.clone(), region: r.source_region.clone() };
+        let mut source_tags =
+            ctx.cloud.tags_by_resource(&source_scope).ec2()?.remove(&r.source_image_id).unwrap_or_default();
         source_tags.retain(|(k, _)| !tags.iter().any(|(t, _)| t == k));
         tags.extend(source_tags);
     }
     if !tags.is_empty() {
-        ctx.cloud
-            .create_tags(&ctx.scope, std::slice::from_ref(&image.id), &tags)
-            .ec2()?;
+        ctx.cloud.create_tags(&ctx.scope, std::slice::from_ref(&image.id), &tags).ec2()?;
     }
     let mut w = ctx.xml("CopyImage");
     w.elem("imageId", &image.id);
@@ -279,26 +220,17 @@ fn permissions(list: Vec<Permission>) -> Vec<LaunchPermission> {
 pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyImageAttribute) -> ActionResult {
     if !r.add.is_empty() || !r.remove.is_empty() {
         ctx.cloud
-            .modify_launch_permission(
-                &ctx.scope,
-                &r.image_id,
-                &permissions(r.add),
-                &permissions(r.remove),
-            )
+            .modify_launch_permission(&ctx.scope, &r.image_id, &permissions(r.add), &permissions(r.remove))
             .ec2()?;
     }
     if let Some(d) = &r.description {
-        ctx.cloud
-            .set_image_description(&ctx.scope, &r.image_id, d)
-            .ec2()?;
+        ctx.cloud.set_image_description(&ctx.scope, &r.image_id, d).ec2()?;
     }
     ack(ctx, "ModifyImageAttribute")
 }
 
 pub(crate) fn reset_attribute(ctx: &Ctx<'_>, r: ResetImageAttribute) -> ActionResult {
-    ctx.cloud
-        .reset_launch_permission(&ctx.scope, &r.image_id)
-        .ec2()?;
+    ctx.cloud.reset_launch_permission(&ctx.scope, &r.image_id).ec2()?;
     ack(ctx, "ResetImageAttribute")
 }
 
@@ -312,11 +244,7 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeImageAttribute) -> Ac
     w.elem("imageId", &v.image.id);
     match r.attribute {
         ImageAttribute::LaunchPermission => {
-            let mut items: Vec<(&str, String)> = v
-                .permissions
-                .iter()
-                .map(|p| ("userId", p.clone()))
-                .collect();
+            let mut items: Vec<(&str, String)> = v.permissions.iter().map(|p| ("userId", p.clone())).collect();
             if v.image.is_public {
                 items.push(("group", "all".into()));
             }
@@ -325,19 +253,13 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeImageAttribute) -> Ac
             });
         }
         ImageAttribute::Description => {
-            w.start("description")
-                .elem("value", &v.image.description)
-                .end();
+            w.start("description").elem("value", &v.image.description).end();
         }
         ImageAttribute::BlockDeviceMapping => write_devices(&mut w, &v.devices),
         ImageAttribute::ProductCodes => {
-            w.set(
-                "productCodes",
-                v.image.product_codes.split(',').filter(|c| !c.is_empty()),
-                |w, c| {
-                    w.elem("productCode", c).elem("type", "marketplace");
-                },
-            );
+            w.set("productCodes", v.image.product_codes.split(',').filter(|c| !c.is_empty()), |w, c| {
+                w.elem("productCode", c).elem("type", "marketplace");
+            });
         }
         ImageAttribute::BootMode => {
             w.start("bootMode").elem("value", &v.image.boot_mode).end();
@@ -347,10 +269,7 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeImageAttribute) -> Ac
 }
 
 pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionResult {
-    let snaps = ctx
-        .cloud
-        .snapshots(&ctx.scope, &r.snapshot_ids, &r.owners)
-        .ec2()?;
+    let snaps = ctx.cloud.snapshots(&ctx.scope, &r.snapshot_ids, &r.owners).ec2()?;
     let provider = ctx.cloud.provider().ec2()?.id;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
@@ -404,8 +323,6 @@ pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionR
 }
 
 pub(crate) fn delete_snapshot(ctx: &Ctx<'_>, r: DeleteSnapshot) -> ActionResult {
-    ctx.cloud
-        .delete_snapshot(&ctx.scope, &r.snapshot_id)
-        .ec2()?;
+    ctx.cloud.delete_snapshot(&ctx.scope, &r.snapshot_id).ec2()?;
     ack(ctx, "DeleteSnapshot")
 }

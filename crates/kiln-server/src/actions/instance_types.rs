@@ -1,9 +1,7 @@
 //! DescribeInstanceTypes and DescribeInstanceTypeOfferings, from the catalog.
 
 use kiln_ec2::filter::{self, Field};
-use kiln_ec2::requests::instance_types::{
-    DescribeInstanceTypeOfferings, DescribeInstanceTypes, LocationType,
-};
+use kiln_ec2::requests::instance_types::{DescribeInstanceTypeOfferings, DescribeInstanceTypes, LocationType};
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_types::instance_types::{InstanceTypeInfo, INSTANCE_TYPES};
 
@@ -41,9 +39,7 @@ fn field(t: &&InstanceTypeInfo, name: &str) -> Field {
         "vcpu-info.default-cores" => Field::one(t.cores.to_string()),
         "vcpu-info.default-threads-per-core" => Field::one(t.threads_per_core.to_string()),
         "memory-info.size-in-mib" => Field::one(t.memory_mib.to_string()),
-        "processor-info.supported-architecture" => {
-            Field::many(t.architectures.iter().map(|a| a.as_str()))
-        }
+        "processor-info.supported-architecture" => Field::many(t.architectures.iter().map(|a| a.as_str())),
         "processor-info.sustained-clock-speed-in-ghz" => Field::one(t.clock_ghz.to_string()),
         "current-generation" => b(true),
         "free-tier-eligible" => b(t.free_tier_eligible),
@@ -53,9 +49,7 @@ fn field(t: &&InstanceTypeInfo, name: &str) -> Field {
         "instance-storage-supported" => b(false),
         "hypervisor" => Field::one(t.hypervisor.as_str()),
         "network-info.network-performance" => Field::one(t.network_performance),
-        "network-info.maximum-network-interfaces" => {
-            Field::one(t.max_network_interfaces.to_string())
-        }
+        "network-info.maximum-network-interfaces" => Field::one(t.max_network_interfaces.to_string()),
         "network-info.ipv4-addresses-per-interface" => Field::one(t.ipv4_per_interface.to_string()),
         "ebs-info.ebs-optimized-support" => Field::one(t.ebs_optimized.as_str()),
         "supported-boot-mode" => Field::many(t.boot_modes.iter().map(|m| m.as_str())),
@@ -76,10 +70,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .elem("bareMetal", "false")
         .elem("hypervisor", t.hypervisor.as_str());
     w.start("processorInfo")
-        .strings(
-            "supportedArchitectures",
-            t.architectures.iter().map(|x| x.as_str()),
-        )
+        .strings("supportedArchitectures", t.architectures.iter().map(|x| x.as_str()))
         .elem("sustainedClockSpeedInGhz", t.clock_ghz)
         .end();
     w.start("vCpuInfo")
@@ -92,14 +83,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
     w.start("ebsInfo")
         .elem("ebsOptimizedSupport", t.ebs_optimized.as_str())
         .elem("encryptionSupport", "supported")
-        .elem(
-            "nvmeSupport",
-            if t.hypervisor.as_str() == "nitro" {
-                "required"
-            } else {
-                "unsupported"
-            },
-        )
+        .elem("nvmeSupport", if t.hypervisor.as_str() == "nitro" { "required" } else { "unsupported" })
         .end();
     w.start("networkInfo")
         .elem("networkPerformance", t.network_performance)
@@ -114,28 +98,16 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .elem("ipv4AddressesPerInterface", t.ipv4_per_interface)
         .elem("ipv6AddressesPerInterface", t.ipv6_per_interface)
         .elem("ipv6Supported", "true")
-        .elem(
-            "enaSupport",
-            if t.hypervisor.as_str() == "nitro" {
-                "required"
-            } else {
-                "unsupported"
-            },
-        )
+        .elem("enaSupport", if t.hypervisor.as_str() == "nitro" { "required" } else { "unsupported" })
         .elem("efaSupported", "false")
         .elem("encryptionInTransitSupported", "false")
         .end();
-    w.start("placementGroupInfo")
-        .strings("supportedStrategies", ["cluster", "partition", "spread"])
-        .end();
+    w.start("placementGroupInfo").strings("supportedStrategies", ["cluster", "partition", "spread"]).end();
     w.elem("hibernationSupported", "false")
         .elem("burstablePerformanceSupported", t.burstable)
         .elem("dedicatedHostsSupported", "false")
         .elem("autoRecoverySupported", "true")
-        .strings(
-            "supportedBootModes",
-            t.boot_modes.iter().map(|x| x.as_str()),
-        );
+        .strings("supportedBootModes", t.boot_modes.iter().map(|x| x.as_str()));
 }
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstanceTypes) -> ActionResult {
@@ -150,10 +122,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstanceTypes) -> ActionResult 
         if !missing.is_empty() {
             return Err(Ec2Error::new(
                 "InvalidInstanceType",
-                format!(
-                    "The following supplied instance types do not exist: [{}]",
-                    missing.join(", ")
-                ),
+                format!("The following supplied instance types do not exist: [{}]", missing.join(", ")),
             ));
         }
         types.retain(|t| r.instance_types.iter().any(|n| n == t.name));
@@ -167,19 +136,14 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstanceTypes) -> ActionResult 
 }
 
 pub(crate) fn offerings(ctx: &Ctx<'_>, r: DescribeInstanceTypeOfferings) -> ActionResult {
-    let region = ctx
-        .cloud
-        .region(&ctx.scope.region)
-        .ok_or_else(Ec2Error::internal)?;
+    let region = ctx.cloud.region(&ctx.scope.region).ok_or_else(Ec2Error::internal)?;
     let locations: Vec<String> = match r.location_type {
         LocationType::Region => vec![region.name.clone()],
         LocationType::AvailabilityZone => region.zones.iter().map(|z| z.name.clone()).collect(),
         LocationType::AvailabilityZoneId => region.zones.iter().map(|z| z.id.clone()).collect(),
     };
-    let items: Vec<(&'static str, String)> = INSTANCE_TYPES
-        .iter()
-        .flat_map(|t| locations.iter().map(move |l| (t.name, l.clone())))
-        .collect();
+    let items: Vec<(&'static str, String)> =
+        INSTANCE_TYPES.iter().flat_map(|t| locations.iter().map(move |l| (t.name, l.clone()))).collect();
     let items = filter::apply(
         items,
         &r.filters,
@@ -194,9 +158,7 @@ pub(crate) fn offerings(ctx: &Ctx<'_>, r: DescribeInstanceTypeOfferings) -> Acti
     let (page, next) = ctx.page(items, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeInstanceTypeOfferings");
     w.set("instanceTypeOfferingSet", page, |w, (t, l)| {
-        w.elem("instanceType", t)
-            .elem("locationType", r.location_type.as_str())
-            .elem("location", l);
+        w.elem("instanceType", t).elem("locationType", r.location_type.as_str()).elem("location", l);
     });
     next_token(&mut w, next);
     Ok(w.finish("DescribeInstanceTypeOfferings"))

@@ -14,10 +14,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: CreateKeyPair) -> ActionResult {
         req::KeyType::Ed25519 => KeyType::Ed25519,
     };
     let tags = tag_pairs(&r.tags);
-    let created = ctx
-        .cloud
-        .create_key_pair(&ctx.scope, &r.key_name, kind, &tags)
-        .ec2()?;
+    let created = ctx.cloud.create_key_pair(&ctx.scope, &r.key_name, kind, &tags).ec2()?;
     let k = &created.key_pair;
     let mut w = ctx.xml("CreateKeyPair");
     w.elem("keyName", &k.name)
@@ -30,10 +27,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: CreateKeyPair) -> ActionResult {
 
 pub(crate) fn import(ctx: &Ctx<'_>, r: ImportKeyPair) -> ActionResult {
     let tags = tag_pairs(&r.tags);
-    let k = ctx
-        .cloud
-        .import_key_pair(&ctx.scope, &r.key_name, &r.public_key, &tags)
-        .ec2()?;
+    let k = ctx.cloud.import_key_pair(&ctx.scope, &r.key_name, &r.public_key, &tags).ec2()?;
     let mut w = ctx.xml("ImportKeyPair");
     w.elem("keyFingerprint", &k.fingerprint)
         .elem("keyName", &k.name)
@@ -43,10 +37,7 @@ pub(crate) fn import(ctx: &Ctx<'_>, r: ImportKeyPair) -> ActionResult {
 }
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeKeyPairs) -> ActionResult {
-    let keys = ctx
-        .cloud
-        .key_pairs(&ctx.scope, &r.key_names, &r.key_pair_ids)
-        .ec2()?;
+    let keys = ctx.cloud.key_pairs(&ctx.scope, &r.key_names, &r.key_pair_ids).ec2()?;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
     let keys = filter::apply(
@@ -68,9 +59,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeKeyPairs) -> ActionResult {
         w.elem("keyType", &k.key_type);
         let t = tags_of(&k.id);
         w.tags(t.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-        w.elem("keyName", &k.name)
-            .elem("keyFingerprint", &k.fingerprint)
-            .elem("createTime", &k.created_at);
+        w.elem("keyName", &k.name).elem("keyFingerprint", &k.fingerprint).elem("createTime", &k.created_at);
         if r.include_public_key {
             w.elem("publicKey", &k.public_key);
         }

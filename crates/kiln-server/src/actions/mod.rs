@@ -45,10 +45,7 @@ impl Ctx<'_> {
     }
 
     pub fn arn(&self, kind: &str, id: &str) -> String {
-        format!(
-            "arn:aws:ec2:{}:{}:{kind}/{id}",
-            self.scope.region, self.scope.account
-        )
+        format!("arn:aws:ec2:{}:{}:{kind}/{id}", self.scope.region, self.scope.account)
     }
 }
 
@@ -66,9 +63,7 @@ impl<T> OrEc2<T> for Result<T, kiln_control::Error> {
 }
 
 pub(crate) fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
-    tags.iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
-        .collect()
+    tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect()
 }
 
 /// Writes `nextToken` when there is one.

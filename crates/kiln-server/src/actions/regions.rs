@@ -1,9 +1,7 @@
 //! DescribeRegions, DescribeAvailabilityZones, DescribeAccountAttributes.
 
 use kiln_ec2::filter::{self, Field};
-use kiln_ec2::requests::account::{
-    DescribeAccountAttributes, DescribeAvailabilityZones, DescribeRegions,
-};
+use kiln_ec2::requests::account::{DescribeAccountAttributes, DescribeAvailabilityZones, DescribeRegions};
 use kiln_ec2::Ec2Error;
 use kiln_types::{RegionConfig, Zone};
 
@@ -12,11 +10,7 @@ use super::{ActionResult, Ctx, OrEc2};
 pub(crate) fn describe_regions(ctx: &Ctx<'_>, r: DescribeRegions) -> ActionResult {
     let mut regions: Vec<&RegionConfig> = ctx.cloud.regions.iter().collect();
     if !r.region_names.is_empty() {
-        if let Some(bad) = r
-            .region_names
-            .iter()
-            .find(|n| ctx.cloud.region(n).is_none())
-        {
+        if let Some(bad) = r.region_names.iter().find(|n| ctx.cloud.region(n).is_none()) {
             return Err(Ec2Error::invalid_value(format!("Invalid region: {bad}")));
         }
         regions.retain(|reg| r.region_names.contains(&reg.name));
@@ -35,25 +29,17 @@ pub(crate) fn describe_regions(ctx: &Ctx<'_>, r: DescribeRegions) -> ActionResul
     )?;
     let mut w = ctx.xml("DescribeRegions");
     w.set("regionInfo", regions, |w, reg| {
-        w.elem("regionName", &reg.name)
-            .elem("regionEndpoint", ctx.host)
-            .elem("optInStatus", "opt-in-not-required");
+        w.elem("regionName", &reg.name).elem("regionEndpoint", ctx.host).elem("optInStatus", "opt-in-not-required");
     });
     Ok(w.finish("DescribeRegions"))
 }
 
 pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> ActionResult {
-    let region = ctx
-        .cloud
-        .region(&ctx.scope.region)
-        .ok_or_else(Ec2Error::internal)?;
+    let region = ctx.cloud.region(&ctx.scope.region).ok_or_else(Ec2Error::internal)?;
     let mut zones: Vec<&Zone> = region.zones.iter().collect();
     for name in &r.zone_names {
         if region.zone(name).is_none() {
-            return Err(Ec2Error::invalid_value(format!(
-                "The zone '{name}' does not exist in region {}",
-                region.name
-            )));
+            return Err(Ec2Error::invalid_value(format!("The zone '{name}' does not exist in region {}", region.name)));
         }
     }
     for id in &r.zone_ids {
@@ -110,39 +96,23 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
     Ok(w.finish("DescribeAvailabilityZones"))
 }
 
-pub(crate) fn describe_account_attributes(
-    ctx: &Ctx<'_>,
-    r: DescribeAccountAttributes,
-) -> ActionResult {
-    let default_vpc = ctx
-        .cloud
-        .vpcs(&ctx.scope, &[])
-        .ec2()?
-        .into_iter()
-        .find(|v| v.is_default)
-        .map(|v| v.id);
+pub(crate) fn describe_account_attributes(ctx: &Ctx<'_>, r: DescribeAccountAttributes) -> ActionResult {
+    let default_vpc = ctx.cloud.vpcs(&ctx.scope, &[]).ec2()?.into_iter().find(|v| v.is_default).map(|v| v.id);
     let attrs: Vec<(&str, Vec<String>)> = vec![
         ("supported-platforms", vec!["VPC".into()]),
-        (
-            "default-vpc",
-            vec![default_vpc.unwrap_or_else(|| "none".into())],
-        ),
+        ("default-vpc", vec![default_vpc.unwrap_or_else(|| "none".into())]),
         ("max-instances", vec!["20".into()]),
         ("vpc-max-security-groups-per-interface", vec!["5".into()]),
         ("max-elastic-ips", vec!["5".into()]),
         ("vpc-max-elastic-ips", vec!["5".into()]),
     ];
     if let Some(bad) = r.names.iter().find(|n| !attrs.iter().any(|(a, _)| a == n)) {
-        return Err(Ec2Error::invalid_value(format!(
-            "Value ({bad}) for parameter attributeName is invalid."
-        )));
+        return Err(Ec2Error::invalid_value(format!("Value ({bad}) for parameter attributeName is invalid.")));
     }
     let mut w = ctx.xml("DescribeAccountAttributes");
     w.set(
         "accountAttributeSet",
-        attrs
-            .into_iter()
-            .filter(|(a, _)| r.names.is_empty() || r.names.iter().any(|n| n == a)),
+        attrs.into_iter().filter(|(a, _)| r.names.is_empty() || r.names.iter().any(|n| n == a)),
         |w, (name, values)| {
             w.elem("attributeName", name);
             w.set("attributeValueSet", values, |w, v| {

@@ -43,16 +43,8 @@ fn permission(p: req::IpPermission) -> Permission {
 
 pub(crate) fn create(ctx: &Ctx<'_>, r: CreateSecurityGroup) -> ActionResult {
     let tags = tag_pairs(&r.tags);
-    let g = ctx
-        .cloud
-        .create_security_group(
-            &ctx.scope,
-            &r.group_name,
-            &r.description,
-            r.vpc_id.as_deref(),
-            &tags,
-        )
-        .ec2()?;
+    let g =
+        ctx.cloud.create_security_group(&ctx.scope, &r.group_name, &r.description, r.vpc_id.as_deref(), &tags).ec2()?;
     let mut w = ctx.xml("CreateSecurityGroup");
     w.elem("return", "true")
         .elem("groupId", &g.id)
@@ -62,12 +54,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: CreateSecurityGroup) -> ActionResult {
 }
 
 /// Writes rules as EC2's aggregated `ipPermissions` items.
-fn write_permissions(
-    w: &mut XmlWriter,
-    name: &'static str,
-    rules: &[&Rule],
-    names: &HashMap<String, String>,
-) {
+fn write_permissions(w: &mut XmlWriter, name: &'static str, rules: &[&Rule], names: &HashMap<String, String>) {
     let mut keys: Vec<(&str, Option<i32>, Option<i32>)> = Vec::new();
     for r in rules {
         let k = (r.protocol.as_str(), r.from_port, r.to_port);
@@ -76,42 +63,21 @@ fn write_permissions(
         }
     }
     w.set(name, keys, |w, (proto, from, to)| {
-        let mine: Vec<&&Rule> = rules
-            .iter()
-            .filter(|r| r.protocol == proto && r.from_port == from && r.to_port == to)
-            .collect();
-        w.elem("ipProtocol", proto)
-            .opt("fromPort", from)
-            .opt("toPort", to);
-        w.set(
-            "groups",
-            mine.iter().filter(|r| r.ref_group_id.is_some()),
-            |w, r| {
-                w.opt("description", r.description.as_deref())
-                    .opt("groupId", r.ref_group_id.as_deref())
-                    .opt(
-                        "groupName",
-                        r.ref_group_id.as_ref().and_then(|g| names.get(g)),
-                    )
-                    .opt("userId", r.ref_user_id.as_deref());
-            },
-        );
-        w.set(
-            "ipRanges",
-            mine.iter().filter(|r| r.cidr_ipv4.is_some()),
-            |w, r| {
-                w.opt("cidrIp", r.cidr_ipv4.as_deref())
-                    .opt("description", r.description.as_deref());
-            },
-        );
-        w.set(
-            "ipv6Ranges",
-            mine.iter().filter(|r| r.cidr_ipv6.is_some()),
-            |w, r| {
-                w.opt("cidrIpv6", r.cidr_ipv6.as_deref())
-                    .opt("description", r.description.as_deref());
-            },
-        );
+        let mine: Vec<&&Rule> =
+            rules.iter().filter(|r| r.protocol == proto && r.from_port == from && r.to_port == to).collect();
+        w.elem("ipProtocol", proto).opt("fromPort", from).opt("toPort", to);
+        w.set("groups", mine.iter().filter(|r| r.ref_group_id.is_some()), |w, r| {
+            w.opt("description", r.description.as_deref())
+                .opt("groupId", r.ref_group_id.as_deref())
+                .opt("groupName", r.ref_group_id.as_ref().and_then(|g| names.get(g)))
+                .opt("userId", r.ref_user_id.as_deref());
+        });
+        w.set("ipRanges", mine.iter().filter(|r| r.cidr_ipv4.is_some()), |w, r| {
+            w.opt("cidrIp", r.cidr_ipv4.as_deref()).opt("description", r.description.as_deref());
+        });
+        w.set("ipv6Ranges", mine.iter().filter(|r| r.cidr_ipv6.is_some()), |w, r| {
+            w.opt("cidrIpv6", r.cidr_ipv6.as_deref()).opt("description", r.description.as_deref());
+        });
         w.start("prefixListIds").end();
     });
 }
@@ -138,12 +104,7 @@ const GROUP_FILTERS: &[&str] = &[
     "egress.ip-permission.group-name",
 ];
 
-fn group_field(
-    g: &GroupWithRules,
-    name: &str,
-    account: &str,
-    names: &HashMap<String, String>,
-) -> Field {
+fn group_field(g: &GroupWithRules, name: &str, account: &str, names: &HashMap<String, String>) -> Field {
     let (egress, rule_field) = match name.strip_prefix("egress.ip-permission.") {
         Some(f) => (true, Some(f)),
         None => (false, name.strip_prefix("ip-permission.")),
@@ -151,20 +112,15 @@ fn group_field(
     if let Some(f) = rule_field {
         let rules = g.rules.iter().filter(|r| r.is_egress == egress);
         let port = |p: Option<i32>| p.map(|p| p.to_string());
-        return Field::many(rules.filter_map(|r| {
-            match f {
-                "cidr" => r.cidr_ipv4.clone(),
-                "ipv6-cidr" => r.cidr_ipv6.clone(),
-                "protocol" => Some(r.protocol.clone()),
-                "from-port" => port(r.from_port),
-                "to-port" => port(r.to_port),
-                "group-id" => r.ref_group_id.clone(),
-                "group-name" => r
-                    .ref_group_id
-                    .as_ref()
-                    .and_then(|id| names.get(id).cloned()),
-                _ => None,
-            }
+        return Field::many(rules.filter_map(|r| match f {
+            "cidr" => r.cidr_ipv4.clone(),
+            "ipv6-cidr" => r.cidr_ipv6.clone(),
+            "protocol" => Some(r.protocol.clone()),
+            "from-port" => port(r.from_port),
+            "to-port" => port(r.to_port),
+            "group-id" => r.ref_group_id.clone(),
+            "group-name" => r.ref_group_id.as_ref().and_then(|id| names.get(id).cloned()),
+            _ => None,
         }));
     }
     match name {
@@ -178,10 +134,7 @@ fn group_field(
 }
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeSecurityGroups) -> ActionResult {
-    let groups = ctx
-        .cloud
-        .security_groups(&ctx.scope, &r.group_ids, &r.group_names)
-        .ec2()?;
+    let groups = ctx.cloud.security_groups(&ctx.scope, &r.group_ids, &r.group_names).ec2()?;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
     let names = ctx.cloud.security_group_names(&ctx.scope).ec2()?;
@@ -213,10 +166,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeSecurityGroups) -> ActionResult
 }
 
 pub(crate) fn delete(ctx: &Ctx<'_>, r: DeleteSecurityGroup) -> ActionResult {
-    let id = ctx
-        .cloud
-        .delete_security_group(&ctx.scope, &group_ref(r.group))
-        .ec2()?;
+    let id = ctx.cloud.delete_security_group(&ctx.scope, &group_ref(r.group)).ec2()?;
     let mut w = ctx.xml("DeleteSecurityGroup");
     w.elem("return", "true").elem("groupId", id);
     Ok(w.finish("DeleteSecurityGroup"))
@@ -234,16 +184,10 @@ fn write_rule(ctx: &Ctx<'_>, w: &mut XmlWriter, r: &Rule, tags: &[(String, Strin
         .opt("cidrIpv4", r.cidr_ipv4.as_deref())
         .opt("cidrIpv6", r.cidr_ipv6.as_deref());
     if let Some(g) = &r.ref_group_id {
-        w.start("referencedGroupInfo")
-            .elem("groupId", g)
-            .opt("userId", r.ref_user_id.as_deref())
-            .end();
+        w.start("referencedGroupInfo").elem("groupId", g).opt("userId", r.ref_user_id.as_deref()).end();
     }
     w.opt("description", r.description.as_deref())
-        .elem(
-            "securityGroupRuleArn",
-            ctx.arn("security-group-rule", &r.id),
-        )
+        .elem("securityGroupRuleArn", ctx.arn("security-group-rule", &r.id))
         .tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
 }
 
@@ -254,15 +198,10 @@ pub(crate) fn authorize(ctx: &Ctx<'_>, action: &str, r: ChangeRules) -> ActionRe
     }
     let tags = tag_pairs(&r.tags);
     let perms: Vec<Permission> = r.permissions.into_iter().map(permission).collect();
-    let (_, rules) = ctx
-        .cloud
-        .authorize(&ctx.scope, &group_ref(r.group), egress, &perms, &tags)
-        .ec2()?;
+    let (_, rules) = ctx.cloud.authorize(&ctx.scope, &group_ref(r.group), egress, &perms, &tags).ec2()?;
     let mut w = ctx.xml(action);
     w.elem("return", "true");
-    w.set("securityGroupRuleSet", rules, |w, rule| {
-        write_rule(ctx, w, &rule, &tags)
-    });
+    w.set("securityGroupRuleSet", rules, |w, rule| write_rule(ctx, w, &rule, &tags));
     Ok(w.finish(action))
 }
 
@@ -272,21 +211,14 @@ pub(crate) fn revoke(ctx: &Ctx<'_>, action: &str, r: ChangeRules) -> ActionResul
         return Err(kiln_ec2::Ec2Error::missing("GroupId"));
     }
     let perms: Vec<Permission> = r.permissions.into_iter().map(permission).collect();
-    let revoked = ctx
-        .cloud
-        .revoke(&ctx.scope, &group_ref(r.group), egress, &perms, &r.rule_ids)
-        .ec2()?;
+    let revoked = ctx.cloud.revoke(&ctx.scope, &group_ref(r.group), egress, &perms, &r.rule_ids).ec2()?;
     let mut w = ctx.xml(action);
     w.elem("return", "true");
     if !revoked.unknown.is_empty() {
         w.set("unknownIpPermissionSet", revoked.unknown, |w, p| {
-            w.elem("ipProtocol", &p.protocol)
-                .opt("fromPort", p.from_port)
-                .opt("toPort", p.to_port);
+            w.elem("ipProtocol", &p.protocol).opt("fromPort", p.from_port).opt("toPort", p.to_port);
             w.set("groups", p.groups, |w, g| {
-                w.opt("groupId", g.group_id)
-                    .opt("groupName", g.group_name)
-                    .opt("userId", g.user_id);
+                w.opt("groupId", g.group_id).opt("groupName", g.group_name).opt("userId", g.user_id);
             });
             w.set("ipRanges", p.ipv4_ranges, |w, (c, _)| {
                 w.elem("cidrIp", c);
@@ -296,17 +228,12 @@ pub(crate) fn revoke(ctx: &Ctx<'_>, action: &str, r: ChangeRules) -> ActionResul
             });
         });
     }
-    w.set("revokedSecurityGroupRuleSet", revoked.rules, |w, rule| {
-        write_rule(ctx, w, &rule, &[])
-    });
+    w.set("revokedSecurityGroupRuleSet", revoked.rules, |w, rule| write_rule(ctx, w, &rule, &[]));
     Ok(w.finish(action))
 }
 
 pub(crate) fn describe_rules(ctx: &Ctx<'_>, r: DescribeSecurityGroupRules) -> ActionResult {
-    let rules = ctx
-        .cloud
-        .security_group_rules(&ctx.scope, &r.rule_ids)
-        .ec2()?;
+    let rules = ctx.cloud.security_group_rules(&ctx.scope, &r.rule_ids).ec2()?;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
     let rules = filter::apply(
@@ -322,9 +249,7 @@ pub(crate) fn describe_rules(ctx: &Ctx<'_>, r: DescribeSecurityGroupRules) -> Ac
     )?;
     let (page, next) = ctx.page(rules, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeSecurityGroupRules");
-    w.set("securityGroupRuleSet", page, |w, rule| {
-        write_rule(ctx, w, &rule, &tags_of(&rule.id))
-    });
+    w.set("securityGroupRuleSet", page, |w, rule| write_rule(ctx, w, &rule, &tags_of(&rule.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeSecurityGroupRules"))
 }

@@ -6,18 +6,13 @@ use kiln_ec2::requests::tags::{CreateTags, DeleteTags, DescribeTags};
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
 pub(crate) fn create(ctx: &Ctx<'_>, r: CreateTags) -> ActionResult {
-    ctx.cloud
-        .create_tags(&ctx.scope, &r.resource_ids, &tag_pairs(&r.tags))
-        .ec2()?;
+    ctx.cloud.create_tags(&ctx.scope, &r.resource_ids, &tag_pairs(&r.tags)).ec2()?;
     ack(ctx, "CreateTags")
 }
 
 pub(crate) fn delete(ctx: &Ctx<'_>, r: DeleteTags) -> ActionResult {
-    let selectors: Vec<(String, Option<String>)> =
-        r.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    ctx.cloud
-        .delete_tags(&ctx.scope, &r.resource_ids, &selectors)
-        .ec2()?;
+    let selectors: Vec<(String, Option<String>)> = r.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    ctx.cloud.delete_tags(&ctx.scope, &r.resource_ids, &selectors).ec2()?;
     ack(ctx, "DeleteTags")
 }
 

@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 
 use kiln_ec2::filter::{self, Field};
-use kiln_ec2::requests::vpcs::{
-    CreateSubnet, CreateVpc, DeleteSubnet, DeleteVpc, DescribeSubnets, DescribeVpcs,
-};
+use kiln_ec2::requests::vpcs::{CreateSubnet, CreateVpc, DeleteSubnet, DeleteVpc, DescribeSubnets, DescribeVpcs};
 use kiln_ec2::XmlWriter;
 use kiln_store::vpcs::{Subnet, Vpc};
 
@@ -35,10 +33,7 @@ fn write_vpc(ctx: &Ctx<'_>, w: &mut XmlWriter, v: &Vpc, tags: &[(String, String)
 
 pub(crate) fn create_vpc(ctx: &Ctx<'_>, r: CreateVpc) -> ActionResult {
     let tags = tag_pairs(&r.tags);
-    let vpc = ctx
-        .cloud
-        .create_vpc(&ctx.scope, &r.cidr_block, &tags)
-        .ec2()?;
+    let vpc = ctx.cloud.create_vpc(&ctx.scope, &r.cidr_block, &tags).ec2()?;
     let mut w = ctx.xml("CreateVpc");
     w.start("vpc");
     write_vpc(ctx, &mut w, &vpc, &tags);
@@ -52,15 +47,7 @@ pub(crate) fn describe_vpcs(ctx: &Ctx<'_>, r: DescribeVpcs) -> ActionResult {
     let vpcs = filter::apply(
         vpcs,
         &r.filters,
-        &[
-            "vpc-id",
-            "cidr",
-            "cidr-block-association.cidr-block",
-            "is-default",
-            "state",
-            "owner-id",
-            "dhcp-options-id",
-        ],
+        &["vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state", "owner-id", "dhcp-options-id"],
         |v, name| match name {
             "vpc-id" => Field::one(v.id.clone()),
             "cidr" | "cidr-block-association.cidr-block" => Field::one(v.cidr.clone()),
@@ -74,9 +61,7 @@ pub(crate) fn describe_vpcs(ctx: &Ctx<'_>, r: DescribeVpcs) -> ActionResult {
     )?;
     let (page, next) = ctx.page(vpcs, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeVpcs");
-    w.set("vpcSet", page, |w, v| {
-        write_vpc(ctx, w, &v, &tags_of(&tags, &v.id))
-    });
+    w.set("vpcSet", page, |w, v| write_vpc(ctx, w, &v, &tags_of(&tags, &v.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeVpcs"))
 }
@@ -89,11 +74,7 @@ pub(crate) fn delete_vpc(ctx: &Ctx<'_>, r: DeleteVpc) -> ActionResult {
 /// Addresses EC2 leaves free in a subnet: all but the network, broadcast and three
 /// reserved addresses.
 fn available_ips(cidr: &str) -> u64 {
-    let bits = cidr
-        .rsplit_once('/')
-        .and_then(|(_, p)| p.parse::<u32>().ok())
-        .unwrap_or(32)
-        .min(32);
+    let bits = cidr.rsplit_once('/').and_then(|(_, p)| p.parse::<u32>().ok()).unwrap_or(32).min(32);
     (1u64 << (32 - bits)).saturating_sub(5)
 }
 
@@ -173,9 +154,7 @@ pub(crate) fn describe_subnets(ctx: &Ctx<'_>, r: DescribeSubnets) -> ActionResul
     )?;
     let (page, next) = ctx.page(subnets, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeSubnets");
-    w.set("subnetSet", page, |w, s| {
-        write_subnet(ctx, w, &s, &tags_of(&tags, &s.id))
-    });
+    w.set("subnetSet", page, |w, s| write_subnet(ctx, w, &s, &tags_of(&tags, &s.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeSubnets"))
 }
