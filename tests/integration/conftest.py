@@ -30,7 +30,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from kiln_helpers import CLIENT_CONFIG, http
+from kiln_helpers import BOOT_TIMES, CLIENT_CONFIG, http
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -368,3 +368,12 @@ def aws(kiln):
         return p.returncode, data, p.stderr
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    if BOOT_TIMES:
+        terminalreporter.section("kiln-tiny boot times (QEMU TCG, to the ready line)")
+        for arch, info in BOOT_TIMES.items():
+            secs = info.get("ready_seconds")
+            took = f"{secs:6.1f} s" if secs is not None else f"  failed: {info.get('error', '?')}"
+            terminalreporter.write_line(f"{arch:8} {took}  image {info['image']}  build {info['build']}")

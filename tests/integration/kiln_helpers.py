@@ -22,6 +22,10 @@ CLIENT_CONFIG = Config(
 
 _HTTP = urllib3.PoolManager(retries=False)
 
+# Seconds from QEMU start to the guest's ready line, by architecture (test_tiny_boot.py
+# fills it; conftest prints it in the terminal summary).
+BOOT_TIMES: dict = {}
+
 
 class HttpResponse:
     """The little of an HTTP response the tests look at (urllib3 underneath, which

@@ -41,6 +41,24 @@ pub enum Error {
     ImageNameMalformed(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    IncorrectInstanceState(String),
+    #[error("{0}")]
+    OperationNotPermitted(String),
+    #[error("{0}")]
+    InsufficientCapacity(String),
+    #[error("{0}")]
+    VcpuLimitExceeded(String),
+    #[error("{0}")]
+    IdempotentMismatch(String),
+    #[error("{0}")]
+    AddressInUse(String),
+    #[error("{0}")]
+    InvalidBlockDeviceMapping(String),
+    #[error("{0}")]
+    ParameterCombination(String),
+    #[error("{0}")]
+    ImageUnavailable(String),
     /// Files on the host failed (copy, link, qemu-img): an internal error.
     #[error("{context}: {detail}")]
     Host { context: String, detail: String },

@@ -5,7 +5,9 @@
 pub mod accounts;
 pub mod error;
 pub mod images;
+pub mod instances;
 pub mod key_pairs;
+pub mod reconcile;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
@@ -15,9 +17,28 @@ pub use error::Error;
 pub use kiln_store::Scope;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use kiln_agent_api::HostAgent;
 use kiln_store::Store;
 use kiln_types::RegionConfig;
+
+/// Limits on what instances may use.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// vCPUs the host offers per real CPU.
+    pub cpu_overcommit: f64,
+    /// Memory the host offers per MiB it has.
+    pub memory_overcommit: f64,
+    /// vCPUs one account may run at once in a region.
+    pub vcpu_quota: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { cpu_overcommit: 8.0, memory_overcommit: 1.0, vcpu_quota: 64 }
+    }
+}
 
 /// The control plane of one installation.
 pub struct Cloud {
@@ -26,11 +47,29 @@ pub struct Cloud {
     /// The data directory: layer files and kernels live under it, and no path taken
     /// from a request may leave it.
     data_dir: PathBuf,
+    agent: Option<Arc<dyn HostAgent>>,
+    pub limits: Limits,
+    /// The program QEMU runs to bridge a guest's metadata requests (`kiln pipe`).
+    pub pipe_program: PathBuf,
 }
 
 impl Cloud {
     pub fn new(store: Store, regions: Vec<RegionConfig>, data_dir: PathBuf) -> Self {
-        Self { store, regions, data_dir }
+        Self { store, regions, data_dir, agent: None, limits: Limits::default(), pipe_program: PathBuf::from("kiln") }
+    }
+
+    /// Gives the control plane a host to run instances on.
+    pub fn with_agent(mut self, agent: Arc<dyn HostAgent>, limits: Limits, pipe_program: PathBuf) -> Self {
+        self.agent = Some(agent);
+        self.limits = limits;
+        self.pipe_program = pipe_program;
+        self
+    }
+
+    pub fn agent(&self) -> Result<&Arc<dyn HostAgent>> {
+        self.agent.as_ref().ok_or_else(|| {
+            Error::InvalidParameterValue("This Kiln runs no host agent, so it cannot run instances".into())
+        })
     }
 
     pub fn data_dir(&self) -> &Path {

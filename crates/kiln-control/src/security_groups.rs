@@ -293,6 +293,12 @@ impl Cloud {
                     g.id
                 )));
             }
+            if kiln_store::instances::uses_group(tx, &g.id)? {
+                return Err(Error::DependencyViolation(format!(
+                    "resource {} has a dependent object: instances use it",
+                    g.id
+                )));
+            }
             if let Some(other) = security_groups::referencing_groups(tx, &g.id)?.first() {
                 return Err(Error::DependencyViolation(format!(
                     "resource {} has a dependent object: it is referenced by a rule of {other}",

@@ -192,7 +192,11 @@ impl Cloud {
 
     pub fn delete_subnet(&self, scope: &Scope, id: &str) -> Result<()> {
         self.store.write(|tx| {
-            // Nothing is placed in subnets yet; instances will make this a DependencyViolation.
+            if kiln_store::instances::uses_subnet(tx, id)? {
+                return Err(Error::DependencyViolation(format!(
+                    "The subnet '{id}' has dependencies and cannot be deleted: terminate its instances first."
+                )));
+            }
             if !vpcs::delete_subnet(tx, scope, id)? {
                 return Err(Error::not_found(ResourceKind::Subnet, id));
             }

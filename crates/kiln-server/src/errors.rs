@@ -32,6 +32,15 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::SnapshotInUse(m) => Ec2Error::new("InvalidSnapshot.InUse", m),
         Error::ImageNameMalformed(m) => Ec2Error::new("InvalidAMIName.Malformed", m),
         Error::Unauthorized(m) => Ec2Error::new("AuthFailure", m),
+        Error::IncorrectInstanceState(m) => Ec2Error::new("IncorrectInstanceState", m),
+        Error::OperationNotPermitted(m) => Ec2Error::new("OperationNotPermitted", m),
+        Error::InsufficientCapacity(m) => Ec2Error::new("InsufficientInstanceCapacity", m),
+        Error::VcpuLimitExceeded(m) => Ec2Error::new("VcpuLimitExceeded", m),
+        Error::IdempotentMismatch(m) => Ec2Error::new("IdempotentParameterMismatch", m),
+        Error::AddressInUse(m) => Ec2Error::new("InvalidIPAddress.InUse", m),
+        Error::InvalidBlockDeviceMapping(m) => Ec2Error::new("InvalidBlockDeviceMapping", m),
+        Error::ParameterCombination(m) => Ec2Error::combination(m),
+        Error::ImageUnavailable(m) => Ec2Error::new("InvalidAMIID.Unavailable", m),
         Error::Host { context, detail } => {
             tracing::error!(%context, %detail, "host operation failed");
             Ec2Error::internal()

@@ -6,6 +6,7 @@
 mod actions;
 mod auth;
 mod errors;
+pub mod imds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

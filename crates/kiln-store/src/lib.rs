@@ -4,16 +4,19 @@
 
 pub mod accounts;
 pub mod images;
+pub mod instances;
 pub mod key_pairs;
 mod migrations;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
+pub mod volumes;
 pub mod vpcs;
 
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use rusqlite::types::Value;
 pub use rusqlite::{Connection, Transaction};
 
 /// A store error: the database failed or holds something it should not.

@@ -151,6 +151,72 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, account_id)
     );
     "#,
+    // 3: instances and their volumes.
+    r#"
+    CREATE TABLE instances (
+        id                      TEXT PRIMARY KEY,
+        account_id              TEXT NOT NULL REFERENCES accounts(id),
+        region                  TEXT NOT NULL,
+        reservation_id          TEXT NOT NULL,
+        image_id                TEXT NOT NULL,
+        instance_type           TEXT NOT NULL,
+        architecture            TEXT NOT NULL,
+        vcpus                   INTEGER NOT NULL,
+        memory_mib              INTEGER NOT NULL,
+        state                   TEXT NOT NULL,
+        transition_reason       TEXT NOT NULL DEFAULT '',
+        state_reason_code       TEXT,
+        state_reason_message    TEXT,
+        key_name                TEXT,
+        public_key              TEXT,
+        subnet_id               TEXT NOT NULL,
+        vpc_id                  TEXT NOT NULL,
+        availability_zone       TEXT NOT NULL,
+        private_ip              TEXT NOT NULL,
+        user_data               BLOB,
+        client_token            TEXT,
+        launch_index            INTEGER NOT NULL,
+        http_tokens             TEXT NOT NULL,
+        http_endpoint           TEXT NOT NULL,
+        hop_limit               INTEGER NOT NULL,
+        disable_api_termination INTEGER NOT NULL,
+        shutdown_behavior       TEXT NOT NULL,
+        root_device_name        TEXT NOT NULL,
+        kernel_file             TEXT,
+        ramdisk_file            TEXT,
+        kernel_cmdline          TEXT,
+        launch_time             TEXT NOT NULL,
+        ready_at                TEXT,
+        terminated_at           TEXT,
+        request_hash            TEXT
+    );
+    CREATE INDEX instances_by_scope ON instances (account_id, region);
+    CREATE INDEX instances_by_token ON instances (account_id, region, client_token);
+    CREATE TABLE instance_groups (
+        instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+        group_id    TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, group_id)
+    );
+    CREATE INDEX instance_groups_by_group ON instance_groups (group_id);
+    CREATE TABLE volumes (
+        id                    TEXT PRIMARY KEY,
+        account_id            TEXT NOT NULL REFERENCES accounts(id),
+        region                TEXT NOT NULL,
+        availability_zone     TEXT NOT NULL,
+        size_gib              INTEGER NOT NULL,
+        volume_type           TEXT NOT NULL,
+        snapshot_id           TEXT REFERENCES snapshots(id),
+        file                  TEXT NOT NULL,
+        state                 TEXT NOT NULL,
+        instance_id           TEXT REFERENCES instances(id) ON DELETE SET NULL,
+        device_name           TEXT,
+        delete_on_termination INTEGER NOT NULL,
+        created_at            TEXT NOT NULL
+    );
+    CREATE INDEX volumes_by_instance ON volumes (instance_id);
+    CREATE INDEX volumes_by_snapshot ON volumes (snapshot_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -100,7 +100,8 @@ pub fn collectable(conn: &Connection) -> Result<Vec<Snapshot>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM snapshots s WHERE deleted = 1
            AND NOT EXISTS (SELECT 1 FROM snapshots c WHERE c.parent_id = s.id)
-           AND NOT EXISTS (SELECT 1 FROM image_block_devices b WHERE b.snapshot_id = s.id)"
+           AND NOT EXISTS (SELECT 1 FROM image_block_devices b WHERE b.snapshot_id = s.id)
+           AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.snapshot_id = s.id)"
     ))?;
     let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
     Ok(rows)

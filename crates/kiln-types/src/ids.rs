@@ -104,6 +104,15 @@ pub struct IdError {
     pub value: String,
 }
 
+/// A stable, locally administered MAC address (`02:…`) for an instance's interface,
+/// from its id.
+pub fn instance_mac(instance_id: &str) -> String {
+    let hex: Vec<u8> = instance_id.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let tail: String = hex.iter().rev().take(10).rev().map(|b| *b as char).collect();
+    let tail = format!("{tail:0>10}");
+    format!("02:{}:{}:{}:{}:{}", &tail[0..2], &tail[2..4], &tail[4..6], &tail[6..8], &tail[8..10])
+}
+
 /// A 12-digit AWS account id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(String);

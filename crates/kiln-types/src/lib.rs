@@ -12,7 +12,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A CPU architecture as EC2 names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Architecture {
     I386,
     X86_64,

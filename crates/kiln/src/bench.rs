@@ -63,7 +63,9 @@ const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),
-        BenchWhat::Volumes { large_gib, large_data_gib, runs, dir } => volumes(large_gib, large_data_gib, runs.max(1), dir),
+        BenchWhat::Volumes { large_gib, large_data_gib, runs, dir } => {
+            volumes(large_gib, large_data_gib, runs.max(1), dir)
+        }
     }
 }
 

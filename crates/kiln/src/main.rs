@@ -44,6 +44,17 @@ enum Command {
         /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Bridge standard input and output to a Unix socket (QEMU runs this to carry a
+    /// guest's metadata requests to Kiln).
+    #[command(hide = true)]
+    Pipe { socket: PathBuf },
+    /// This host: its accelerator, capacity and what is in use.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
     },
     /// Manage accounts (local administration of a data directory).
     Account {
@@ -80,6 +91,53 @@ enum ImageCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Show the accelerator (KVM or TCG, as probed), capacity and use.
+    Info {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+/// How this host runs instances.
+#[derive(clap::Args, Clone)]
+struct HostArgs {
+    /// The accelerator: probe (auto), or force kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    accel: String,
+    /// vCPUs offered per host CPU.
+    #[arg(long, default_value_t = 8.0)]
+    cpu_overcommit: f64,
+    /// Memory offered per MiB of host memory.
+    #[arg(long, default_value_t = 1.0)]
+    memory_overcommit: f64,
+    /// vCPUs one account may run at once in a region.
+    #[arg(long, default_value_t = 64)]
+    vcpu_quota: u32,
+}
+
+impl HostArgs {
+    fn agent(&self, dir: &std::path::Path) -> Arc<kiln_agent::LocalAgent> {
+        let forced = match self.accel.as_str() {
+            "kvm" => Some(kiln_agent_api::Accel::Kvm),
+            "tcg" => Some(kiln_agent_api::Accel::Tcg),
+            _ => None,
+        };
+        Arc::new(kiln_agent::LocalAgent::new(dir.join("instances"), forced))
+    }
+
+    fn limits(&self) -> kiln_control::Limits {
+        kiln_control::Limits {
+            cpu_overcommit: self.cpu_overcommit,
+            memory_overcommit: self.memory_overcommit,
+            vcpu_quota: self.vcpu_quota,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -130,11 +188,13 @@ fn default_regions() -> Vec<String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir } => {
+        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir, host } => {
             let dir = dir.resolve()?;
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache))
+            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache), &host)
         }
+        Command::Pipe { socket } => pipe(&socket),
+        Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
         Command::Account { command: AccountCommand::Create { name, dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
@@ -212,8 +272,10 @@ fn serve(
     regions: &[String],
     max_body: usize,
     quickstart_cache: Option<PathBuf>,
+    host: &HostArgs,
 ) -> Result<()> {
-    let cloud = open(&dir, regions)?;
+    let exe = std::env::current_exe().context("finding the kiln binary")?;
+    let cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
     let first_start = cloud.account_by_name(OPERATOR)?.is_none();
     if first_start {
         let new = cloud.create_account(OPERATOR, false)?;
@@ -222,7 +284,22 @@ fn serve(
     }
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &regions[0])?;
+    cloud.remove_stray_volumes()?;
+    cloud.collect_layers()?;
     let cloud = Arc::new(cloud);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconciler = {
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let r = kiln_control::reconcile::Reconciler::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = cloud.reconcile(&r) {
+                    tracing::warn!(error = %e, "reconcile pass failed");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
     if let Some(cache) = quickstart_cache {
         // The API answers at once; the images appear as they are built.
         let cloud = cloud.clone();
@@ -244,16 +321,102 @@ fn serve(
         );
         println!("  aws --endpoint-url http://{addr} ec2 describe-regions");
         tracing::info!(%addr, "listening");
-        kiln_server::serve(
-            listener,
-            cloud,
-            kiln_server::ApiConfig { max_body, ..Default::default() },
-            shutdown_signal(),
-        )
-        .await?;
-        println!("Kiln stopped.");
-        Ok(())
-    })
+        let (imds_stop, imds_rx) = tokio::sync::watch::channel(false);
+        let imds = tokio::spawn(kiln_server::imds::run(cloud.clone(), imds_rx));
+        let config = kiln_server::ApiConfig { max_body, ..Default::default() };
+        kiln_server::serve(listener, cloud, config, shutdown_signal()).await?;
+        let _ = imds_stop.send(true);
+        let _ = imds.await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reconciler.join();
+    println!("Kiln stopped (instances keep running and are adopted at the next start).");
+    Ok(())
+}
+
+/// Copies stdin to the socket and the socket to stdout. The write side is not
+/// half-closed when stdin ends (the HTTP server would drop its answer); instead the
+/// pipe ends when the server closes, or two seconds after stdin ended with nothing
+/// more coming back (a kept-alive connection the guest has left).
+fn pipe(socket: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+    let mut to_socket = stream.try_clone()?;
+    let mut from_socket = stream;
+    let input_done = Arc::new(AtomicBool::new(false));
+    let done = input_done.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || to_socket.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let mut stdout = std::io::stdout();
+    let mut buf = [0u8; 16 * 1024];
+    let mut idle_since: Option<std::time::Instant> = None;
+    loop {
+        match from_socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if stdout.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = stdout.flush();
+                idle_since = None;
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if input_done.load(Ordering::SeqCst) {
+                    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > std::time::Duration::from_secs(2) {
+                        break;
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
+    use kiln_agent_api::HostAgent;
+    let agent = host.agent(dir);
+    // Probe with a built x86 kernel when there is one.
+    let kernel = std::fs::read_dir(dir.join("kernels")).ok().and_then(|d| {
+        d.filter_map(std::result::Result::ok).map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("vmlinuz"))
+    });
+    let accel = match (host.accel.as_str(), kernel) {
+        ("kvm", _) => kiln_agent_api::Accel::Kvm,
+        ("tcg", _) => kiln_agent_api::Accel::Tcg,
+        (_, Some(k)) => kiln_agent::probe_kvm(&k, &dir.join("instances")),
+        (_, None) => kiln_agent_api::Accel::Tcg,
+    };
+    let info = agent.info();
+    let cloud = open(dir, &default_regions())?;
+    let (mut vcpus, mut mem, mut n) = (0i64, 0i64, 0);
+    for i in cloud.store.read(kiln_store::instances::all)? {
+        if !matches!(i.state.as_str(), "stopped" | "terminated") {
+            vcpus += i.vcpus;
+            mem += i.memory_mib;
+            n += 1;
+        }
+    }
+    let offered_cpu = info.cpus as f64 * host.cpu_overcommit;
+    let offered_mem = info.memory_mib as f64 * host.memory_overcommit;
+    println!("accelerator   {}", accel.as_str());
+    println!("qemu          {}", info.qemu_version);
+    println!("cpus          {} (offering {offered_cpu:.0} vCPUs at {}x)", info.cpus, host.cpu_overcommit);
+    println!("memory        {} MiB (offering {offered_mem:.0} MiB at {}x)", info.memory_mib, host.memory_overcommit);
+    println!("in use        {n} instances, {vcpus} vCPUs, {mem} MiB");
+    Ok(())
 }
 
 async fn shutdown_signal() {

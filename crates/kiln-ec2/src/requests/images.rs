@@ -265,9 +265,11 @@ impl Decode for ModifyImageAttribute {
                 }
             }
             Some("description") => description = Some(p.required("Value")?),
-            Some(other) => return Err(Ec2Error::invalid_value(format!(
+            Some(other) => {
+                return Err(Ec2Error::invalid_value(format!(
                 "Value ({other}) for parameter attribute is invalid. Kiln modifies launchPermission and description."
-            ))),
+            )))
+            }
         }
         if add.is_empty() && remove.is_empty() && description.is_none() {
             return Err(Ec2Error::missing("LaunchPermission or Description"));

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod images;
 pub mod instance_types;
+pub mod instances;
 pub mod key_pairs;
 pub mod security_groups;
 pub mod tags;
@@ -18,8 +19,10 @@ pub trait Decode: Sized {
 
 macro_rules! actions {
     ($($name:ident => $ty:ty,)*) => {
-        /// One decoded request.
+        /// One decoded request. Requests are decoded once and moved, so their differing
+        /// sizes do not matter.
         #[derive(Debug, Clone, PartialEq)]
+        #[allow(clippy::large_enum_variant)]
         pub enum Request {
             $($name($ty),)*
         }
@@ -84,6 +87,16 @@ actions! {
     ResetImageAttribute => images::ResetImageAttribute,
     DescribeSnapshots => images::DescribeSnapshots,
     DeleteSnapshot => images::DeleteSnapshot,
+    RunInstances => instances::RunInstances,
+    DescribeInstances => instances::DescribeInstances,
+    DescribeInstanceStatus => instances::DescribeInstanceStatus,
+    StartInstances => instances::InstanceList,
+    StopInstances => instances::InstanceList,
+    RebootInstances => instances::InstanceList,
+    TerminateInstances => instances::InstanceList,
+    GetConsoleOutput => instances::GetConsoleOutput,
+    ModifyInstanceAttribute => instances::ModifyInstanceAttribute,
+    DescribeInstanceAttribute => instances::DescribeInstanceAttribute,
 }
 
 /// A tag as given in a request.

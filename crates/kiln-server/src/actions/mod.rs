@@ -3,6 +3,7 @@
 
 mod images;
 mod instance_types;
+mod instances;
 mod key_pairs;
 mod regions;
 mod security_groups;
@@ -111,6 +112,16 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::ResetImageAttribute(r) => images::reset_attribute(ctx, r),
         Request::DescribeSnapshots(r) => images::describe_snapshots(ctx, r),
         Request::DeleteSnapshot(r) => images::delete_snapshot(ctx, r),
+        Request::RunInstances(r) => instances::run(ctx, r),
+        Request::DescribeInstances(r) => instances::describe(ctx, r),
+        Request::DescribeInstanceStatus(r) => instances::status(ctx, r),
+        Request::StartInstances(r) => instances::start(ctx, r),
+        Request::StopInstances(r) => instances::stop(ctx, r),
+        Request::RebootInstances(r) => instances::reboot(ctx, r),
+        Request::TerminateInstances(r) => instances::terminate(ctx, r),
+        Request::GetConsoleOutput(r) => instances::console(ctx, r),
+        Request::ModifyInstanceAttribute(r) => instances::modify_attribute(ctx, r),
+        Request::DescribeInstanceAttribute(r) => instances::describe_attribute(ctx, r),
     }
 }
 

@@ -1,0 +1,211 @@
+//! Kiln's host agent: runs each instance as a QEMU process controlled over QMP, makes
+//! qcow2 volumes, and probes whether KVM can really run a guest. VMs are daemonized
+//! and supervised, not owned: each has a directory (`spec.json`, `qemu.pid`,
+//! `qmp.sock`, `serial.log`) that a restarted agent finds again.
+
+mod probe;
+pub mod qemu;
+mod qmp;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kiln_agent_api::{Accel, AgentError, HostAgent, HostInfo, VmSpec};
+use kiln_types::Architecture;
+
+pub use probe::probe_kvm;
+
+/// The agent for the machine it runs on.
+pub struct LocalAgent {
+    root: PathBuf,
+    accel: OnceLock<Accel>,
+    forced: Option<Accel>,
+    cpus: u32,
+    memory_mib: u64,
+}
+
+fn fail(msg: impl Into<String>) -> AgentError {
+    AgentError::Failed(msg.into())
+}
+
+fn host_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024)
+        .unwrap_or(0)
+}
+
+impl LocalAgent {
+    /// An agent keeping VM directories under `root`. `accel` forces an accelerator;
+    /// otherwise the first x86 launch probes KVM with that guest's kernel.
+    pub fn new(root: PathBuf, accel: Option<Accel>) -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        Self { root, accel: OnceLock::new(), forced: accel, cpus, memory_mib: host_memory_mib() }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn accel_for(&self, spec: &VmSpec) -> Accel {
+        if let Some(a) = self.forced {
+            return a;
+        }
+        // KVM only runs guests of the host's own architecture.
+        if spec.architecture == Architecture::Arm64 {
+            return Accel::Tcg;
+        }
+        *self.accel.get_or_init(|| match &spec.kernel {
+            Some(k) => probe_kvm(k, &self.root),
+            None => Accel::Tcg,
+        })
+    }
+
+    fn pid(&self, id: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.dir(id).join("qemu.pid")).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        // The pid must still be this VM's QEMU, not a reused number.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let marker = format!("kiln-{id}");
+        cmdline.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()).then_some(pid)
+    }
+
+    fn qmp(&self, id: &str) -> Result<qmp::Qmp, AgentError> {
+        qmp::Qmp::connect(&self.dir(id).join("qmp.sock")).map_err(|e| fail(e.to_string()))
+    }
+}
+
+impl HostAgent for LocalAgent {
+    fn info(&self) -> HostInfo {
+        let qemu_version = Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .unwrap_or_else(|| "not installed".into());
+        HostInfo {
+            accel: self.forced.or_else(|| self.accel.get().copied()).unwrap_or(Accel::Tcg),
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            qemu_version,
+        }
+    }
+
+    fn create_volume(&self, path: &Path, backing: Option<&Path>, size_gib: u64) -> Result<(), AgentError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
+        }
+        let mut cmd = Command::new("qemu-img");
+        cmd.args(["create", "-q", "-f", "qcow2"]);
+        if let Some(b) = backing {
+            cmd.args(["-F", "qcow2", "-b"]).arg(b);
+        }
+        let out = cmd
+            .arg(path)
+            .arg(format!("{size_gib}G"))
+            .output()
+            .map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "qemu-img create {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn delete_volume(&self, path: &Path) -> Result<(), AgentError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
+        }
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
+        if self.pid(&spec.instance_id).is_some() {
+            return Ok(());
+        }
+        let dir = self.dir(&spec.instance_id);
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+        let spec_json = serde_json::to_vec_pretty(spec).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(dir.join("spec.json"), spec_json).map_err(|e| fail(format!("writing the launch spec: {e}")))?;
+        for stale in ["qmp.sock", "qemu.pid"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        let accel = self.accel_for(spec);
+        let program = qemu::program(spec.architecture);
+        let args = qemu::arguments(spec, accel, &dir);
+        tracing::info!(instance = %spec.instance_id, %program, accel = accel.as_str(), "starting QEMU");
+        // With -daemonize, QEMU returns once the VM is set up, or fails with its reason.
+        let out = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| fail(format!("cannot run {program} (install qemu-system): {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(format!("QEMU failed to start: {}", stderr.trim())));
+        }
+        Ok(())
+    }
+
+    fn is_running(&self, instance_id: &str) -> bool {
+        self.pid(instance_id).is_some()
+    }
+
+    fn powerdown(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.qmp(instance_id)?.execute("system_powerdown", None).map(|_| ()).map_err(|e| fail(e.to_string()))
+    }
+
+    fn reset(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.qmp(instance_id)?.execute("system_reset", None).map(|_| ()).map_err(|e| fail(e.to_string()))
+    }
+
+    fn kill(&self, instance_id: &str) -> Result<(), AgentError> {
+        let Some(pid) = self.pid(instance_id) else { return Ok(()) };
+        if let Ok(mut q) = self.qmp(instance_id) {
+            let _ = q.execute("quit", None);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.pid(instance_id).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.pid(instance_id).is_some() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if self.pid(instance_id).is_some() {
+            return Err(fail(format!("QEMU of {instance_id} (pid {pid}) would not stop")));
+        }
+        Ok(())
+    }
+
+    fn console(&self, instance_id: &str, max: usize) -> Vec<u8> {
+        let bytes = std::fs::read(self.dir(instance_id).join("serial.log")).unwrap_or_default();
+        let start = bytes.len().saturating_sub(max);
+        bytes[start..].to_vec()
+    }
+
+    fn forget(&self, instance_id: &str) {
+        let _ = std::fs::remove_dir_all(self.dir(instance_id));
+    }
+
+    fn running(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|id| id.starts_with("i-") && self.pid(id).is_some())
+            .collect()
+    }
+}

@@ -1,0 +1,147 @@
+//! The QEMU command line for a VM spec: a pure function, tested against expected
+//! arguments without starting QEMU.
+
+use std::path::Path;
+
+use kiln_agent_api::{Accel, Network, VmSpec};
+use kiln_types::Architecture;
+
+/// The emulator for an architecture.
+pub fn program(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::X86_64 | Architecture::I386 => "qemu-system-x86_64",
+        Architecture::Arm64 => "qemu-system-aarch64",
+    }
+}
+
+/// An EC2-looking SMBIOS UUID (`ec2` first), derived from the instance id, so that
+/// cloud-init recognises the platform.
+pub fn smbios_uuid(instance_id: &str) -> String {
+    let hex: String = instance_id.trim_start_matches("i-").chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let padded = format!("{hex:0<29}");
+    let h = &padded[..29];
+    format!("ec2{}-{}-{}-{}-{}", &h[0..5], &h[5..9], &h[9..13], &h[13..17], &h[17..29])
+}
+
+/// The arguments (after the program) that start `spec` daemonized, with its QMP
+/// socket, serial log and pid file in `dir`.
+pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
+    let d = |name: &str| dir.join(name).display().to_string();
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    let machine = match spec.architecture {
+        Architecture::X86_64 | Architecture::I386 => "pc",
+        Architecture::Arm64 => "virt",
+    };
+    push(&["-name", &format!("kiln-{}", spec.instance_id)]);
+    push(&["-machine", &format!("{machine},accel={}", accel.as_str())]);
+    let cpu = match (spec.architecture, accel) {
+        (_, Accel::Kvm) => "host",
+        (Architecture::Arm64, Accel::Tcg) => "cortex-a57",
+        (Architecture::I386, Accel::Tcg) => "qemu32",
+        (Architecture::X86_64, Accel::Tcg) => "qemu64",
+    };
+    push(&["-cpu", cpu]);
+    push(&["-smp", &spec.vcpus.to_string(), "-m", &format!("{}M", spec.memory_mib)]);
+    let uuid = smbios_uuid(&spec.instance_id);
+    push(&["-uuid", &uuid]);
+    if spec.architecture != Architecture::Arm64 {
+        push(&["-smbios", &format!("type=1,manufacturer=Amazon EC2,product=Kiln,serial={uuid},uuid={uuid}")]);
+    }
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    push(&["-serial", &format!("file:{}", d("serial.log"))]);
+    push(&["-qmp", &format!("unix:{},server=on,wait=off", d("qmp.sock"))]);
+    push(&["-pidfile", &d("qemu.pid"), "-daemonize"]);
+    if let Some(k) = &spec.kernel {
+        push(&["-kernel", &k.display().to_string()]);
+    }
+    if let Some(i) = &spec.initrd {
+        push(&["-initrd", &i.display().to_string()]);
+    }
+    if let Some(c) = &spec.cmdline {
+        push(&["-append", c]);
+    }
+    for (n, disk) in spec.disks.iter().enumerate() {
+        let id = format!("disk{n}");
+        push(&[
+            "-drive",
+            &format!("file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap", disk.path.display()),
+        ]);
+        push(&["-device", &format!("virtio-blk-pci,drive={id},serial={}", disk.volume_id.replace('-', ""))]);
+    }
+    match &spec.network {
+        Network::None => {}
+        Network::User { imds_socket } => {
+            let pipe = format!("{} pipe {}", spec.pipe_program.display(), imds_socket.display());
+            push(&[
+                "-netdev",
+                &format!(
+                    "user,id=net0,net=169.254.0.0/16,host=169.254.0.1,dhcpstart=169.254.0.15,guestfwd=tcp:169.254.169.254:80-cmd:{pipe}"
+                ),
+            ]);
+            push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={}", mac(&spec.instance_id))]);
+        }
+    }
+    push(&["-device", "virtio-rng-pci"]);
+    a
+}
+
+/// The instance's MAC address.
+pub fn mac(instance_id: &str) -> String {
+    kiln_types::ids::instance_mac(instance_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_agent_api::Disk;
+    use std::path::PathBuf;
+
+    fn spec(arch: Architecture) -> VmSpec {
+        VmSpec {
+            instance_id: "i-0123456789abcdef0".into(),
+            architecture: arch,
+            vcpus: 2,
+            memory_mib: 1024,
+            kernel: Some(PathBuf::from("/k/vmlinuz")),
+            initrd: Some(PathBuf::from("/k/initrd.img")),
+            cmdline: Some("console=ttyS0 root=/dev/vda quiet".into()),
+            disks: vec![Disk { volume_id: "vol-0123456789abcdef0".into(), path: PathBuf::from("/d/root.qcow2") }],
+            network: Network::User { imds_socket: PathBuf::from("/d/imds.sock") },
+            pipe_program: PathBuf::from("/usr/bin/kiln"),
+        }
+    }
+
+    #[test]
+    fn x86_command_line_has_the_types_hardware() {
+        let a = arguments(&spec(Architecture::X86_64), Accel::Tcg, Path::new("/d"));
+        let joined = a.join(" ");
+        assert!(joined.contains("-machine pc,accel=tcg"));
+        assert!(joined.contains("-smp 2 -m 1024M"));
+        assert!(joined.contains("-kernel /k/vmlinuz -initrd /k/initrd.img -append console=ttyS0 root=/dev/vda quiet"));
+        assert!(joined.contains("-drive file=/d/root.qcow2,format=qcow2,if=none,id=disk0"));
+        assert!(joined.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
+        assert!(joined.contains("-pidfile /d/qemu.pid -daemonize"));
+        assert!(joined.contains("guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/kiln pipe /d/imds.sock"));
+        assert!(joined.contains("serial=ec2"), "{joined}");
+        assert_eq!(program(Architecture::X86_64), "qemu-system-x86_64");
+    }
+
+    #[test]
+    fn arm64_uses_virt_and_cortex() {
+        let a = arguments(&spec(Architecture::Arm64), Accel::Tcg, Path::new("/d")).join(" ");
+        assert!(a.contains("-machine virt,accel=tcg -cpu cortex-a57"));
+        assert_eq!(program(Architecture::Arm64), "qemu-system-aarch64");
+    }
+
+    #[test]
+    fn identity_looks_like_ec2() {
+        let u = smbios_uuid("i-0123456789abcdef0");
+        assert!(u.starts_with("ec2"));
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+        let m = mac("i-0123456789abcdef0");
+        assert!(m.starts_with("02:"));
+        assert_eq!(m.len(), 17);
+    }
+}

@@ -1,0 +1,659 @@
+//! Instances: launch (validation, placement, addresses, capacity and quota,
+//! idempotency) and EC2's lifecycle requests. Requests only record what should be;
+//! the reconciler (`reconcile.rs`) makes the VMs so.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use kiln_store::instances::{self, Instance};
+use kiln_store::volumes::{self, Volume};
+use kiln_store::{key_pairs, security_groups, vpcs, Connection, Scope};
+use kiln_types::instance_types::{self, InstanceTypeInfo};
+use kiln_types::{Architecture, ResourceKind};
+use sha2::{Digest, Sha256};
+
+use crate::{tags, Cloud, Error, Result};
+
+/// An extra or resized volume asked for at launch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeRequest {
+    pub device_name: String,
+    pub snapshot_id: Option<String>,
+    pub size_gib: Option<i64>,
+    pub volume_type: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub no_device: bool,
+}
+
+/// What RunInstances asks for.
+#[derive(Debug, Clone, Default, Hash)]
+pub struct RunRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub min_count: i64,
+    pub max_count: i64,
+    pub key_name: Option<String>,
+    pub group_ids: Vec<String>,
+    pub group_names: Vec<String>,
+    pub subnet_id: Option<String>,
+    pub private_ip: Option<String>,
+    pub user_data: Option<Vec<u8>>,
+    pub volumes: Vec<VolumeRequest>,
+    pub availability_zone: Option<String>,
+    pub instance_tags: Vec<(String, String)>,
+    pub volume_tags: Vec<(String, String)>,
+    pub client_token: Option<String>,
+    pub http_tokens: Option<String>,
+    pub http_endpoint: Option<String>,
+    pub hop_limit: Option<i64>,
+    pub disable_api_termination: bool,
+    pub shutdown_behavior: Option<String>,
+}
+
+/// A state change as the Start/Stop/Terminate responses show it.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: String,
+    pub current: String,
+}
+
+/// EC2's state codes.
+pub fn state_code(state: &str) -> i64 {
+    match state {
+        "pending" => 0,
+        "running" => 16,
+        "shutting-down" => 32,
+        "terminated" => 48,
+        "stopping" => 64,
+        "stopped" => 80,
+        _ => 0,
+    }
+}
+
+/// EC2's transition reason for a user's request.
+fn user_reason() -> String {
+    format!("User initiated ({} GMT)", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// The request's identity for ClientToken idempotency.
+fn request_hash(r: &RunRequest) -> String {
+    let mut clone = r.clone();
+    clone.client_token = None;
+    let text = format!("{clone:?}");
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
+}
+
+/// The addresses EC2 reserves in a subnet: network, +1 router, +2 DNS, +3, broadcast.
+fn reserved(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    let base = u32::from(net.network());
+    let n = u32::from(ip);
+    n < base + 4 || ip == net.broadcast()
+}
+
+fn check_address(net: &Ipv4Net, ip: &str, taken: &[String]) -> Result<Ipv4Addr> {
+    let addr: Ipv4Addr = ip.parse().map_err(|_| Error::InvalidParameterValue(format!("Invalid IPv4 address: {ip}")))?;
+    if !net.contains(&addr) {
+        return Err(Error::InvalidParameterValue(format!(
+            "Address {ip} does not fall within the subnet's address range {net}"
+        )));
+    }
+    if reserved(net, addr) {
+        return Err(Error::InvalidParameterValue(format!("Address {ip} is reserved in subnet {net}")));
+    }
+    if taken.iter().any(|t| t == ip) {
+        return Err(Error::AddressInUse(format!("Address {ip} is in use.")));
+    }
+    Ok(addr)
+}
+
+fn next_address(net: &Ipv4Net, taken: &[String]) -> Option<String> {
+    net.hosts().filter(|a| !reserved(net, *a)).map(|a| a.to_string()).find(|a| !taken.contains(a))
+}
+
+impl Cloud {
+    fn find_instance(&self, conn: &Connection, scope: &Scope, id: &str) -> Result<Instance> {
+        instances::get(conn, id)?
+            .filter(|i| i.account_id == scope.account && i.region == scope.region)
+            .ok_or_else(|| Error::not_found(ResourceKind::Instance, id))
+    }
+
+    /// Instances by id (all must exist), or all of the scope's.
+    pub fn instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Instance>> {
+        let all = self.store.read(|c| Ok::<_, Error>(instances::list(c, scope)?))?;
+        crate::vpcs::narrow(all, ids, ResourceKind::Instance, |i| &i.id)
+    }
+
+    pub fn instance_volumes(&self, instance_id: &str) -> Result<Vec<Volume>> {
+        self.store.read(|c| Ok(volumes::of_instance(c, instance_id)?))
+    }
+
+    /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
+    fn in_use(conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
+        let live: Vec<Instance> = instances::all(conn)?
+            .into_iter()
+            .filter(|i| !matches!(i.state.as_str(), "stopped" | "terminated"))
+            .collect();
+        let vcpus = live.iter().map(|i| i.vcpus).sum();
+        let mem = live.iter().map(|i| i.memory_mib).sum();
+        Ok((live, vcpus, mem))
+    }
+
+    /// How many instances of `t` fit, on the host and in the account's quota.
+    fn fit(&self, conn: &Connection, scope: &Scope, t: &InstanceTypeInfo, want: i64) -> Result<(i64, i64)> {
+        let agent = self.agent()?;
+        let info = agent.info();
+        let (live, vcpus, mem) = Self::in_use(conn)?;
+        let cap_cpu = (info.cpus as f64 * self.limits.cpu_overcommit) as i64 - vcpus;
+        let cap_mem = (info.memory_mib as f64 * self.limits.memory_overcommit) as i64 - mem;
+        let host_fit = (cap_cpu / t.vcpus as i64).min(cap_mem / t.memory_mib as i64).max(0);
+        let mine: i64 =
+            live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region).map(|i| i.vcpus).sum();
+        let quota_fit = ((self.limits.vcpu_quota as i64 - mine) / t.vcpus as i64).max(0);
+        Ok((host_fit.min(want), quota_fit.min(want)))
+    }
+
+    /// Launches between `min_count` and `max_count` instances, or none.
+    pub fn run_instances(&self, scope: &Scope, r: RunRequest) -> Result<Vec<Instance>> {
+        if r.min_count < 1 || r.max_count < 1 {
+            return Err(Error::InvalidParameterValue("MinCount and MaxCount must be at least 1".into()));
+        }
+        if r.min_count > r.max_count {
+            return Err(Error::InvalidParameterValue("MinCount must not exceed MaxCount".into()));
+        }
+        if r.private_ip.is_some() && r.max_count > 1 {
+            return Err(Error::ParameterCombination(
+                "PrivateIpAddress can only be given when launching one instance".into(),
+            ));
+        }
+        let hash = request_hash(&r);
+        if let Some(token) = &r.client_token {
+            let existing: Vec<Instance> = self
+                .instances(scope, &[])?
+                .into_iter()
+                .filter(|i| i.client_token.as_deref() == Some(token.as_str()))
+                .collect();
+            if let Some(first) = existing.first() {
+                if first.request_hash.as_deref() != Some(hash.as_str()) {
+                    return Err(Error::IdempotentMismatch(format!(
+                        "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with ClientToken {token}"
+                    )));
+                }
+                return Ok(existing);
+            }
+        }
+        let t = instance_types::lookup(&r.instance_type).ok_or_else(|| {
+            Error::InvalidParameterValue(format!("Invalid value '{}' for InstanceType.", r.instance_type))
+        })?;
+        let image = self.launchable_image(scope, &r.image_id)?;
+        if image.image.state != "available" {
+            return Err(Error::ImageUnavailable(format!(
+                "Image {} is not available (it is {})",
+                r.image_id, image.image.state
+            )));
+        }
+        let arch: Architecture =
+            image.image.architecture.parse().map_err(|_| {
+                Error::InvalidParameterValue(format!("Image {} has an unknown architecture", r.image_id))
+            })?;
+        if !t.supports(arch) {
+            let supported: Vec<&str> = t.architectures.iter().map(|a| a.as_str()).collect();
+            return Err(Error::InvalidParameterValue(format!(
+                "The architecture '{}' of the specified instance type does not match the architecture '{arch}' of the specified AMI. Specify an instance type and an AMI that have matching architectures, and try again. You can use 'describe-instance-types' or 'describe-images' to discover the architecture of the instance type or AMI.",
+                supported.join(", ")
+            )));
+        }
+        if image.image.kernel_file.is_none() {
+            return Err(Error::InvalidParameterValue(format!(
+                "Image {} carries no kernel Kiln can boot directly; build images with `kiln image build`",
+                r.image_id
+            )));
+        }
+        let http_tokens = r.http_tokens.clone().unwrap_or_else(|| "optional".into());
+        if !matches!(http_tokens.as_str(), "optional" | "required") {
+            return Err(Error::InvalidParameterValue(format!(
+                "Invalid HttpTokens '{http_tokens}': optional or required"
+            )));
+        }
+        let http_endpoint = r.http_endpoint.clone().unwrap_or_else(|| "enabled".into());
+        if !matches!(http_endpoint.as_str(), "enabled" | "disabled") {
+            return Err(Error::InvalidParameterValue(format!(
+                "Invalid HttpEndpoint '{http_endpoint}': enabled or disabled"
+            )));
+        }
+        let hop_limit = r.hop_limit.unwrap_or(1);
+        if !(1..=64).contains(&hop_limit) {
+            return Err(Error::InvalidParameterValue("HttpPutResponseHopLimit must be 1 to 64".into()));
+        }
+        let shutdown_behavior = r.shutdown_behavior.clone().unwrap_or_else(|| "stop".into());
+        if !matches!(shutdown_behavior.as_str(), "stop" | "terminate") {
+            return Err(Error::InvalidParameterValue(format!(
+                "Invalid InstanceInitiatedShutdownBehavior '{shutdown_behavior}': stop or terminate"
+            )));
+        }
+        if r.user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
+            return Err(Error::InvalidParameterValue("User data is limited to 16384 bytes".into()));
+        }
+        // The root volume: the image's root mapping, resized if asked.
+        let root = image
+            .devices
+            .iter()
+            .find(|d| d.device_name == image.image.root_device_name)
+            .ok_or_else(|| Error::InvalidParameterValue(format!("Image {} has no root volume", r.image_id)))?
+            .clone();
+        let mut plan: Vec<(String, Option<String>, i64, String, bool)> = Vec::new();
+        let root_req = r.volumes.iter().find(|v| v.device_name == image.image.root_device_name);
+        let root_size = root_req.and_then(|v| v.size_gib).unwrap_or(root.volume_size);
+        if root_size < root.volume_size {
+            return Err(Error::InvalidBlockDeviceMapping(format!(
+                "Volume of size {root_size}GB is smaller than snapshot '{}', expect size >= {}GB",
+                root.snapshot_id.clone().unwrap_or_default(),
+                root.volume_size
+            )));
+        }
+        plan.push((
+            root.device_name.clone(),
+            root.snapshot_id.clone(),
+            root_size,
+            root_req.and_then(|v| v.volume_type.clone()).unwrap_or(root.volume_type.clone()),
+            root_req.and_then(|v| v.delete_on_termination).unwrap_or(root.delete_on_termination),
+        ));
+        for v in r.volumes.iter().filter(|v| v.device_name != image.image.root_device_name && !v.no_device) {
+            let (snap, size) = match &v.snapshot_id {
+                Some(s) => {
+                    let snap = self.usable_snapshot(scope, s)?;
+                    let size = v.size_gib.unwrap_or(snap.volume_size);
+                    if size < snap.volume_size {
+                        return Err(Error::InvalidBlockDeviceMapping(format!(
+                            "Volume of size {size}GB is smaller than snapshot '{s}', expect size >= {}GB",
+                            snap.volume_size
+                        )));
+                    }
+                    (Some(s.clone()), size)
+                }
+                None => (
+                    None,
+                    v.size_gib.ok_or_else(|| {
+                        Error::InvalidBlockDeviceMapping(format!(
+                            "{} needs a VolumeSize or a SnapshotId",
+                            v.device_name
+                        ))
+                    })?,
+                ),
+            };
+            plan.push((
+                v.device_name.clone(),
+                snap,
+                size,
+                v.volume_type.clone().unwrap_or_else(|| "gp2".into()),
+                v.delete_on_termination.unwrap_or(true),
+            ));
+        }
+
+        let now = kiln_store::now();
+        let reservation_id = ResourceKind::Reservation.generate();
+        self.store.write(|tx| {
+            // Placement: the subnet given, else the default subnet of the zone asked (or the first).
+            let subnets = vpcs::list_subnets(tx, scope)?;
+            let subnet = match &r.subnet_id {
+                Some(id) => subnets.iter().find(|s| &s.id == id).ok_or_else(|| Error::not_found(ResourceKind::Subnet, id.clone()))?,
+                None => subnets
+                    .iter()
+                    .filter(|s| s.default_for_az)
+                    .find(|s| r.availability_zone.as_ref().is_none_or(|z| &s.availability_zone == z))
+                    .ok_or_else(|| match &r.availability_zone {
+                        Some(z) => Error::InvalidParameterValue(format!("Invalid availability zone: [{z}]")),
+                        None => Error::InvalidParameterValue("No default subnet: give SubnetId".into()),
+                    })?,
+            };
+            if let Some(z) = &r.availability_zone {
+                if z != &subnet.availability_zone {
+                    return Err(Error::ParameterCombination(format!(
+                        "The subnet {} is in {}, not in the requested zone {z}",
+                        subnet.id, subnet.availability_zone
+                    )));
+                }
+            }
+            // Security groups: of the subnet's VPC; its default group when none is named.
+            let groups_here: Vec<_> = security_groups::list(tx, scope)?.into_iter().filter(|g| g.vpc_id == subnet.vpc_id).collect();
+            let mut groups = Vec::new();
+            for id in &r.group_ids {
+                let all = security_groups::list(tx, scope)?;
+                let g = all.iter().find(|g| &g.id == id).ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, id.clone()))?;
+                if g.vpc_id != subnet.vpc_id {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "Security group {id} and subnet {} belong to different networks.",
+                        subnet.id
+                    )));
+                }
+                groups.push(g.id.clone());
+            }
+            for name in &r.group_names {
+                let g = groups_here
+                    .iter()
+                    .find(|g| g.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, name.clone()))?;
+                groups.push(g.id.clone());
+            }
+            if groups.is_empty() {
+                let d = groups_here.iter().find(|g| g.name == "default").ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, "default"))?;
+                groups.push(d.id.clone());
+            }
+            groups.dedup();
+            let public_key = match &r.key_name {
+                Some(name) => Some(
+                    key_pairs::list(tx, scope)?
+                        .into_iter()
+                        .find(|k| &k.name == name)
+                        .ok_or_else(|| Error::not_found(ResourceKind::KeyPair, name.clone()))?
+                        .public_key,
+                ),
+                None => None,
+            };
+            let (host_fit, quota_fit) = self.fit(tx, scope, t, r.max_count)?;
+            if quota_fit < r.min_count {
+                return Err(Error::VcpuLimitExceeded(format!(
+                    "You have requested more vCPU capacity than your current vCPU limit of {} allows for the instance bucket that the specified instance type belongs to.",
+                    self.limits.vcpu_quota
+                )));
+            }
+            if host_fit < r.min_count {
+                return Err(Error::InsufficientCapacity(format!(
+                    "We currently do not have sufficient {} capacity in the Availability Zone you requested ({}). Our system will be working on provisioning additional capacity. You can currently get {} capacity by not specifying an Availability Zone in your request or choosing a different instance type.",
+                    t.name, subnet.availability_zone, t.name
+                )));
+            }
+            let count = host_fit.min(quota_fit);
+            let net: Ipv4Net = subnet.cidr.parse().map_err(|_| kiln_store::StoreError::Corrupt(format!("subnet CIDR {}", subnet.cidr)))?;
+            let mut taken = instances::addresses_in_subnet(tx, &subnet.id)?;
+            let mut made = Vec::new();
+            for n in 0..count {
+                let ip = match &r.private_ip {
+                    Some(ip) => check_address(&net, ip, &taken)?.to_string(),
+                    None => next_address(&net, &taken).ok_or_else(|| {
+                        Error::InsufficientCapacity(format!("Subnet {} has no free addresses", subnet.id))
+                    })?,
+                };
+                taken.push(ip.clone());
+                let id = ResourceKind::Instance.generate();
+                let inst = Instance {
+                    id: id.clone(),
+                    account_id: scope.account.clone(),
+                    region: scope.region.clone(),
+                    reservation_id: reservation_id.clone(),
+                    image_id: r.image_id.clone(),
+                    instance_type: t.name.to_owned(),
+                    architecture: arch.as_str().to_owned(),
+                    vcpus: t.vcpus as i64,
+                    memory_mib: t.memory_mib as i64,
+                    state: "pending".into(),
+                    transition_reason: String::new(),
+                    state_reason_code: Some("pending".into()),
+                    state_reason_message: Some("pending".into()),
+                    key_name: r.key_name.clone(),
+                    public_key: public_key.clone(),
+                    subnet_id: subnet.id.clone(),
+                    vpc_id: subnet.vpc_id.clone(),
+                    availability_zone: subnet.availability_zone.clone(),
+                    private_ip: ip,
+                    user_data: r.user_data.clone(),
+                    client_token: r.client_token.clone(),
+                    launch_index: n,
+                    http_tokens: http_tokens.clone(),
+                    http_endpoint: http_endpoint.clone(),
+                    hop_limit,
+                    disable_api_termination: r.disable_api_termination,
+                    shutdown_behavior: shutdown_behavior.clone(),
+                    root_device_name: image.image.root_device_name.clone(),
+                    kernel_file: image.image.kernel_file.clone(),
+                    ramdisk_file: image.image.ramdisk_file.clone(),
+                    kernel_cmdline: image.image.kernel_cmdline.clone(),
+                    launch_time: now.clone(),
+                    ready_at: None,
+                    terminated_at: None,
+                    request_hash: Some(hash.clone()),
+                    groups: groups.clone(),
+                };
+                instances::insert(tx, &inst)?;
+                tags::put_all(tx, scope, ResourceKind::Instance, &id, &r.instance_tags)?;
+                for (device, snap, size, vtype, dot) in &plan {
+                    let vid = ResourceKind::Volume.generate();
+                    volumes::insert(
+                        tx,
+                        &Volume {
+                            id: vid.clone(),
+                            account_id: scope.account.clone(),
+                            region: scope.region.clone(),
+                            availability_zone: subnet.availability_zone.clone(),
+                            size_gib: *size,
+                            volume_type: vtype.clone(),
+                            snapshot_id: snap.clone(),
+                            file: format!("volumes/{vid}.qcow2"),
+                            state: "creating".into(),
+                            instance_id: Some(id.clone()),
+                            device_name: Some(device.clone()),
+                            delete_on_termination: *dot,
+                            created_at: now.clone(),
+                        },
+                    )?;
+                    tags::put_all(tx, scope, ResourceKind::Volume, &vid, &r.volume_tags)?;
+                }
+                made.push(inst);
+            }
+            Ok(made)
+        })
+    }
+
+    fn transition(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        f: impl Fn(&Connection, &Instance) -> Result<Option<(&'static str, String, Option<(&'static str, &'static str)>)>>,
+    ) -> Result<Vec<StateChange>> {
+        self.store.write(|tx| {
+            let mut out = Vec::new();
+            let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
+            for i in &all {
+                let next = f(tx, i)?;
+                let current = match next {
+                    Some((state, reason, sr)) => {
+                        instances::set_state(tx, &i.id, state, &reason, sr)?;
+                        state.to_owned()
+                    }
+                    None => i.state.clone(),
+                };
+                out.push(StateChange { instance_id: i.id.clone(), previous: i.state.clone(), current });
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn stop_instances(&self, scope: &Scope, ids: &[String], force: bool) -> Result<Vec<StateChange>> {
+        let changes = self.transition(scope, ids, |_, i| match i.state.as_str() {
+            "running" | "pending" => Ok(Some((
+                "stopping",
+                user_reason(),
+                Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown")),
+            ))),
+            "stopping" | "stopped" => Ok(None),
+            other => Err(Error::IncorrectInstanceState(format!(
+                "This instance '{}' is not in a state from which it can be stopped: it is {other}.",
+                i.id
+            ))),
+        })?;
+        if force && !kiln_store::is_dry_run() {
+            let agent = self.agent()?;
+            for c in &changes {
+                let _ = agent.kill(&c.instance_id);
+            }
+        }
+        Ok(changes)
+    }
+
+    pub fn start_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
+        self.transition(scope, ids, |tx, i| match i.state.as_str() {
+            "stopped" => {
+                let t = instance_types::lookup(&i.instance_type)
+                    .ok_or_else(|| Error::InvalidParameterValue("unknown type".into()))?;
+                let (host_fit, quota_fit) =
+                    self.fit(tx, &Scope { account: i.account_id.clone(), region: i.region.clone() }, t, 1)?;
+                if quota_fit < 1 {
+                    return Err(Error::VcpuLimitExceeded(format!(
+                        "Starting {} would exceed your vCPU limit of {}",
+                        i.id, self.limits.vcpu_quota
+                    )));
+                }
+                if host_fit < 1 {
+                    return Err(Error::InsufficientCapacity(format!(
+                        "Insufficient capacity to start {} ({})",
+                        i.id, t.name
+                    )));
+                }
+                Ok(Some(("pending", String::new(), None)))
+            }
+            "pending" | "running" => Ok(None),
+            other => Err(Error::IncorrectInstanceState(format!(
+                "The instance '{}' is not in a state from which it can be started: it is {other}.",
+                i.id
+            ))),
+        })
+    }
+
+    pub fn terminate_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
+        self.transition(scope, ids, |_, i| {
+            if i.disable_api_termination {
+                return Err(Error::OperationNotPermitted(format!(
+                    "The instance '{}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.",
+                    i.id
+                )));
+            }
+            match i.state.as_str() {
+                "shutting-down" | "terminated" => Ok(None),
+                _ => Ok(Some(("shutting-down", user_reason(), Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"))))),
+            }
+        })
+    }
+
+    /// Reboots running instances (a reset); terminated ones are ignored, as on EC2.
+    pub fn reboot_instances(&self, scope: &Scope, ids: &[String]) -> Result<()> {
+        let all = self.instances(scope, ids)?;
+        if let Some(i) = all.iter().find(|i| matches!(i.state.as_str(), "stopped" | "stopping")) {
+            return Err(Error::IncorrectInstanceState(format!(
+                "The instance '{}' is not in a state from which it can be rebooted: it is {}.",
+                i.id, i.state
+            )));
+        }
+        if kiln_store::is_dry_run() {
+            return Ok(());
+        }
+        let agent = self.agent()?;
+        for i in all.iter().filter(|i| i.state == "running") {
+            agent
+                .reset(&i.id)
+                .map_err(|e| Error::Host { context: format!("rebooting {}", i.id), detail: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    /// The serial console, for GetConsoleOutput.
+    pub fn console_output(&self, scope: &Scope, id: &str, max: usize) -> Result<Vec<u8>> {
+        self.store.read(|c| self.find_instance(c, scope, id))?;
+        Ok(self.agent()?.console(id, max))
+    }
+
+    pub fn modify_instance(&self, scope: &Scope, id: &str, change: InstanceChange) -> Result<()> {
+        use kiln_store::instances::Attribute as A;
+        use rusqlite_value::Value;
+        self.store.write(|tx| {
+            let i = self.find_instance(tx, scope, id)?;
+            let must_be_stopped = |what: &str| -> Result<()> {
+                if i.state != "stopped" {
+                    return Err(Error::IncorrectInstanceState(format!(
+                        "The instance '{id}' is not in the 'stopped' state, so its {what} cannot be changed."
+                    )));
+                }
+                Ok(())
+            };
+            match change {
+                InstanceChange::InstanceType(name) => {
+                    must_be_stopped("instance type")?;
+                    let t = instance_types::lookup(&name).ok_or_else(|| {
+                        Error::InvalidParameterValue(format!("Invalid value '{name}' for InstanceType."))
+                    })?;
+                    let arch: Architecture =
+                        i.architecture.parse().map_err(|_| Error::InvalidParameterValue("architecture".into()))?;
+                    if !t.supports(arch) {
+                        return Err(Error::InvalidParameterValue(format!(
+                            "The instance type {name} does not support the instance's architecture {arch}"
+                        )));
+                    }
+                    instances::set_attribute(tx, id, A::InstanceType, &Value::Text(name.clone()))?;
+                    instances::set_attribute(tx, id, A::Vcpus, &Value::Integer(t.vcpus as i64))?;
+                    instances::set_attribute(tx, id, A::MemoryMib, &Value::Integer(t.memory_mib as i64))?;
+                }
+                InstanceChange::UserData(data) => {
+                    must_be_stopped("user data")?;
+                    if data.len() > 16 * 1024 {
+                        return Err(Error::InvalidParameterValue("User data is limited to 16384 bytes".into()));
+                    }
+                    instances::set_attribute(tx, id, A::UserData, &Value::Blob(data))?;
+                }
+                InstanceChange::DisableApiTermination(v) => {
+                    instances::set_attribute(tx, id, A::DisableApiTermination, &Value::Integer(v as i64))?;
+                }
+                InstanceChange::ShutdownBehavior(v) => {
+                    if !matches!(v.as_str(), "stop" | "terminate") {
+                        return Err(Error::InvalidParameterValue(format!(
+                            "Invalid InstanceInitiatedShutdownBehavior '{v}'"
+                        )));
+                    }
+                    instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v))?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One attribute change.
+#[derive(Debug, Clone)]
+pub enum InstanceChange {
+    InstanceType(String),
+    UserData(Vec<u8>),
+    DisableApiTermination(bool),
+    ShutdownBehavior(String),
+}
+
+/// Re-exported so callers need not depend on rusqlite.
+mod rusqlite_value {
+    pub use kiln_store::Value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_skip_reserved_and_taken() {
+        let net: Ipv4Net = "10.0.1.0/28".parse().expect("net");
+        assert_eq!(next_address(&net, &[]).as_deref(), Some("10.0.1.4"));
+        assert_eq!(next_address(&net, &["10.0.1.4".into()]).as_deref(), Some("10.0.1.5"));
+        assert!(check_address(&net, "10.0.1.1", &[]).is_err());
+        assert!(check_address(&net, "10.0.1.15", &[]).is_err());
+        assert!(check_address(&net, "10.0.2.5", &[]).is_err());
+        assert!(matches!(check_address(&net, "10.0.1.9", &["10.0.1.9".into()]), Err(Error::AddressInUse(_))));
+        assert!(check_address(&net, "10.0.1.9", &[]).is_ok());
+        let full: Vec<String> = (4..15).map(|n| format!("10.0.1.{n}")).collect();
+        assert_eq!(next_address(&net, &full), None);
+    }
+
+    #[test]
+    fn state_codes_are_ec2s() {
+        assert_eq!(state_code("pending"), 0);
+        assert_eq!(state_code("running"), 16);
+        assert_eq!(state_code("shutting-down"), 32);
+        assert_eq!(state_code("terminated"), 48);
+        assert_eq!(state_code("stopping"), 64);
+        assert_eq!(state_code("stopped"), 80);
+    }
+}

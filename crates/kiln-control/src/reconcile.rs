@@ -1,0 +1,281 @@
+//! The reconciler: the store says what each instance should be; this drives the host
+//! agent there and records what is. It runs every half second, and after a restart it
+//! simply carries on: interrupted launches finish, stops and terminations complete,
+//! running VMs are adopted, and VMs or files nobody owns are removed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kiln_agent_api::{Disk, Network, VmSpec};
+use kiln_store::instances::{self, Instance};
+use kiln_store::snapshots;
+use kiln_store::volumes::{self, Volume};
+use kiln_types::Architecture;
+
+use crate::{Cloud, Error, Result};
+
+/// How long a guest gets to power off before it is ended.
+const STOP_GRACE: Duration = Duration::from_secs(45);
+/// How long terminated instances stay visible.
+const TERMINATED_VISIBLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Markers on the serial console that mean the guest is up.
+const READY_MARKERS: &[&[u8]] = &[b"kiln-tiny: ready", b"Cloud-init v.", b"login:"];
+
+/// Remembers when a stop was asked of each VM (not worth persisting: after a restart
+/// the power-off is simply asked again).
+#[derive(Default)]
+pub struct Reconciler {
+    stopping_since: Mutex<HashMap<String, Instant>>,
+}
+
+impl Reconciler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn host(context: String) -> impl FnOnce(kiln_agent_api::AgentError) -> Error {
+    move |e| Error::Host { context, detail: e.to_string() }
+}
+
+impl Cloud {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.data_dir().join(rel)
+    }
+
+    /// The directory where the agent keeps a VM (and its metadata socket).
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.data_dir().join("instances").join(id)
+    }
+
+    fn spec(&self, i: &Instance, vols: &[Volume]) -> Result<VmSpec> {
+        let architecture: Architecture = i
+            .architecture
+            .parse()
+            .map_err(|_| Error::InvalidParameterValue(format!("architecture {}", i.architecture)))?;
+        Ok(VmSpec {
+            instance_id: i.id.clone(),
+            architecture,
+            vcpus: i.vcpus as u32,
+            memory_mib: i.memory_mib as u64,
+            kernel: i.kernel_file.as_deref().map(|f| self.path(f)),
+            initrd: i.ramdisk_file.as_deref().map(|f| self.path(f)),
+            cmdline: i.kernel_cmdline.clone(),
+            disks: vols.iter().map(|v| Disk { volume_id: v.id.clone(), path: self.path(&v.file) }).collect(),
+            network: Network::User { imds_socket: self.instance_dir(&i.id).join("imds.sock") },
+            pipe_program: self.pipe_program.clone(),
+        })
+    }
+
+    /// Makes the volume files an instance needs (idempotent).
+    fn ensure_volumes(&self, i: &Instance) -> Result<Vec<Volume>> {
+        let agent = self.agent()?;
+        let vols = self.instance_volumes(&i.id)?;
+        for v in &vols {
+            let path = self.path(&v.file);
+            if v.state == "creating" || !path.exists() {
+                let backing = match &v.snapshot_id {
+                    Some(s) => {
+                        let snap = self
+                            .store
+                            .read(|c| Ok::<_, Error>(snapshots::get(c, s)?))?
+                            .ok_or_else(|| Error::not_found(kiln_types::ResourceKind::Snapshot, s.clone()))?;
+                        Some(self.path(&snap.file))
+                    }
+                    None => None,
+                };
+                if !path.exists() {
+                    agent
+                        .create_volume(&path, backing.as_deref(), v.size_gib as u64)
+                        .map_err(host(format!("creating {}", v.id)))?;
+                }
+                self.store.write(|tx| Ok::<_, Error>(volumes::set_state(tx, &v.id, "in-use")?))?;
+            }
+        }
+        self.instance_volumes(&i.id)
+    }
+
+    fn set_state(&self, id: &str, state: &str, reason: &str, sr: Option<(&str, &str)>) -> Result<()> {
+        self.store.write(|tx| Ok::<_, Error>(instances::set_state(tx, id, state, reason, sr)?))
+    }
+
+    /// Ends a VM and disposes of its volumes: those marked DeleteOnTermination go,
+    /// the others are detached and stay.
+    fn finish_termination(&self, i: &Instance) -> Result<()> {
+        let agent = self.agent()?;
+        agent.kill(&i.id).map_err(host(format!("ending {}", i.id)))?;
+        for v in self.instance_volumes(&i.id)? {
+            if v.delete_on_termination {
+                agent.delete_volume(&self.path(&v.file)).map_err(host(format!("deleting {}", v.id)))?;
+                self.store.write(|tx| Ok::<_, Error>(volumes::delete(tx, &v.id)?))?;
+            } else {
+                self.store.write(|tx| Ok::<_, Error>(volumes::detach(tx, &v.id)?))?;
+            }
+        }
+        agent.forget(&i.id);
+        self.set_state(
+            &i.id,
+            "terminated",
+            &i.transition_reason,
+            i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref()),
+        )?;
+        self.collect_layers()
+    }
+
+    fn step(&self, r: &Reconciler, i: &Instance) -> Result<()> {
+        let agent = self.agent()?;
+        let alive = agent.is_running(&i.id);
+        match i.state.as_str() {
+            "pending" => {
+                if alive {
+                    return self.set_state(&i.id, "running", "", None);
+                }
+                let started = self.ensure_volumes(i).and_then(|vols| {
+                    let spec = self.spec(i, &vols)?;
+                    std::fs::create_dir_all(self.instance_dir(&i.id))
+                        .map_err(|e| Error::Host { context: "instance dir".into(), detail: e.to_string() })?;
+                    agent.start(&spec).map_err(host(format!("starting {}", i.id)))
+                });
+                match started {
+                    Ok(()) => self.set_state(&i.id, "running", "", None),
+                    Err(e) => {
+                        tracing::error!(instance = %i.id, error = %e, "launch failed");
+                        let msg = format!("Server.InternalError: {e}");
+                        self.store.write(|tx| {
+                            Ok::<_, Error>(instances::set_state(
+                                tx,
+                                &i.id,
+                                "shutting-down",
+                                "",
+                                Some(("Server.InternalError", &msg)),
+                            )?)
+                        })?;
+                        let failed = Instance {
+                            state_reason_code: Some("Server.InternalError".into()),
+                            state_reason_message: Some(msg),
+                            ..i.clone()
+                        };
+                        self.finish_termination(&failed)
+                    }
+                }
+            }
+            "running" => {
+                if !alive {
+                    // The guest powered itself off (or QEMU died).
+                    let reason = format!(
+                        "Client.InstanceInitiatedShutdown ({} GMT)",
+                        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+                    );
+                    let sr = Some((
+                        "Client.InstanceInitiatedShutdown",
+                        "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                    ));
+                    if i.shutdown_behavior == "terminate" {
+                        self.set_state(&i.id, "shutting-down", &reason, sr)?;
+                        let next = Instance { transition_reason: reason, ..i.clone() };
+                        return self.finish_termination(&next);
+                    }
+                    return self.set_state(&i.id, "stopped", &reason, sr);
+                }
+                if i.ready_at.is_none() {
+                    let console = agent.console(&i.id, 256 * 1024);
+                    if READY_MARKERS.iter().any(|m| console.windows(m.len()).any(|w| w == *m)) {
+                        self.mark_ready(&i.id)?;
+                    }
+                }
+                Ok(())
+            }
+            "stopping" => {
+                if !alive {
+                    r.stopping_since.lock().unwrap_or_else(|p| p.into_inner()).remove(&i.id);
+                    return self.set_state(
+                        &i.id,
+                        "stopped",
+                        &i.transition_reason,
+                        i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref()),
+                    );
+                }
+                let mut since = r.stopping_since.lock().unwrap_or_else(|p| p.into_inner());
+                match since.get(&i.id) {
+                    None => {
+                        since.insert(i.id.clone(), Instant::now());
+                        drop(since);
+                        if agent.powerdown(&i.id).is_err() {
+                            agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
+                        }
+                    }
+                    Some(t) if t.elapsed() > STOP_GRACE => {
+                        drop(since);
+                        tracing::warn!(instance = %i.id, "the guest did not power off in time; ending it");
+                        agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
+                    }
+                    Some(_) => {}
+                }
+                Ok(())
+            }
+            "shutting-down" => self.finish_termination(i),
+            "stopped" => {
+                if alive {
+                    agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
+                }
+                Ok(())
+            }
+            "terminated" => {
+                let gone = i
+                    .terminated_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| chrono::Utc::now() - t.with_timezone(&chrono::Utc) > TERMINATED_VISIBLE);
+                if gone {
+                    self.store.write(|tx| Ok::<_, Error>(instances::delete(tx, &i.id)?))?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that the guest is up (its ready line, or its first metadata request).
+    pub fn mark_ready(&self, id: &str) -> Result<()> {
+        self.store.write(|tx| Ok::<_, Error>(instances::set_ready(tx, id, &kiln_store::now())?))
+    }
+
+    /// One pass over every instance, then over what the host runs that nobody owns.
+    pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
+        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
+        for i in &all {
+            if let Err(e) = self.step(r, i) {
+                tracing::warn!(instance = %i.id, error = %e, "reconcile step failed; retrying");
+            }
+        }
+        let agent = self.agent()?;
+        for id in agent.running() {
+            let owned = all.iter().any(|i| i.id == id && !matches!(i.state.as_str(), "terminated" | "stopped"));
+            if !owned {
+                tracing::warn!(instance = %id, "ending a VM no instance owns");
+                let _ = agent.kill(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes volume files that no volume record names (left by a crash between
+    /// creating a file and recording it).
+    pub fn remove_stray_volumes(&self) -> Result<()> {
+        let known: Vec<String> =
+            self.store.read(|c| Ok::<_, Error>(volumes::all(c)?))?.into_iter().map(|v| v.file).collect();
+        let dir = self.data_dir().join("volumes");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for e in entries.filter_map(std::result::Result::ok) {
+            let rel = format!("volumes/{}", e.file_name().to_string_lossy());
+            if !known.contains(&rel) {
+                tracing::warn!(file = %rel, "removing a volume file nothing owns");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+}

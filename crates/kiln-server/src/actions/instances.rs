@@ -1,0 +1,429 @@
+//! Instance actions: RunInstances, DescribeInstances, DescribeInstanceStatus, the
+//! lifecycle requests, console output and attributes.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use kiln_control::instances::{state_code, InstanceChange, RunRequest, StateChange, VolumeRequest};
+use kiln_ec2::filter::{self, Field};
+use kiln_ec2::requests::instances::{
+    DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
+    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, RunInstances,
+};
+use kiln_ec2::{Ec2Error, XmlWriter};
+use kiln_store::instances::Instance;
+use kiln_store::volumes::Volume;
+use kiln_types::ids::instance_mac;
+use kiln_types::instance_types;
+
+use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
+
+/// What rendering instances needs besides the rows.
+struct Extras {
+    tags: HashMap<String, Vec<(String, String)>>,
+    group_names: HashMap<String, String>,
+    volumes: HashMap<String, Vec<Volume>>,
+}
+
+fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
+    let mut volumes = HashMap::new();
+    for i in list {
+        volumes.insert(i.id.clone(), ctx.cloud.instance_volumes(&i.id).ec2()?);
+    }
+    Ok(Extras {
+        tags: ctx.cloud.tags_by_resource(&ctx.scope).ec2()?,
+        group_names: ctx.cloud.security_group_names(&ctx.scope).ec2()?,
+        volumes,
+    })
+}
+
+/// EC2's private DNS name for an address.
+fn private_dns(region: &str, ip: &str) -> String {
+    let host = format!("ip-{}", ip.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
+}
+
+fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
+    w.set("groupSet", groups, |w, g| {
+        w.elem("groupId", g).opt("groupName", names.get(g));
+    });
+}
+
+fn write_state(w: &mut XmlWriter, name: &'static str, state: &str) {
+    w.start(name).elem("code", state_code(state)).elem("name", state).end();
+}
+
+fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
+    let dns = private_dns(&i.region, &i.private_ip);
+    let t = instance_types::lookup(&i.instance_type);
+    let eni = format!("eni-{}", &i.id[2..]);
+    w.elem("instanceId", &i.id).elem("imageId", &i.image_id);
+    write_state(w, "instanceState", &i.state);
+    let terminated = i.state == "terminated";
+    w.elem("privateDnsName", if terminated { "" } else { dns.as_str() })
+        .elem("dnsName", "")
+        .elem("reason", &i.transition_reason)
+        .opt("keyName", i.key_name.as_deref())
+        .elem("amiLaunchIndex", i.launch_index)
+        .start("productCodes")
+        .end()
+        .elem("instanceType", &i.instance_type)
+        .elem("launchTime", &i.launch_time);
+    w.start("placement")
+        .elem("availabilityZone", &i.availability_zone)
+        .elem("groupName", "")
+        .elem("tenancy", "default")
+        .end();
+    w.start("monitoring").elem("state", "disabled").end();
+    if !terminated {
+        w.elem("subnetId", &i.subnet_id).elem("vpcId", &i.vpc_id).elem("privateIpAddress", &i.private_ip);
+    }
+    w.elem("sourceDestCheck", "true");
+    write_groups(w, &i.groups, &x.group_names);
+    if let (Some(code), Some(msg)) = (&i.state_reason_code, &i.state_reason_message) {
+        w.start("stateReason").elem("code", code).elem("message", msg).end();
+    }
+    w.elem("architecture", &i.architecture).elem("rootDeviceType", "ebs").elem("rootDeviceName", &i.root_device_name);
+    let vols = x.volumes.get(&i.id).cloned().unwrap_or_default();
+    w.set("blockDeviceMapping", vols, |w, v| {
+        w.elem("deviceName", v.device_name.as_deref().unwrap_or_default());
+        w.start("ebs")
+            .elem("volumeId", &v.id)
+            .elem("status", if v.state == "creating" { "attaching" } else { "attached" })
+            .elem("attachTime", &v.created_at)
+            .elem("deleteOnTermination", v.delete_on_termination)
+            .end();
+    });
+    w.elem("virtualizationType", "hvm").opt("clientToken", i.client_token.as_deref());
+    let tags = x.tags.get(&i.id).cloned().unwrap_or_default();
+    w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    w.elem("hypervisor", "xen");
+    if !terminated {
+        w.set("networkInterfaceSet", [()], |w, _| {
+            w.elem("networkInterfaceId", &eni)
+                .elem("subnetId", &i.subnet_id)
+                .elem("vpcId", &i.vpc_id)
+                .elem("description", "")
+                .elem("ownerId", &ctx.scope.account)
+                .elem("status", "in-use")
+                .elem("macAddress", instance_mac(&i.id))
+                .elem("privateIpAddress", &i.private_ip)
+                .elem("privateDnsName", &dns)
+                .elem("sourceDestCheck", "true");
+            write_groups(w, &i.groups, &x.group_names);
+            w.start("attachment")
+                .elem("attachmentId", format!("eni-attach-{}", &i.id[2..]))
+                .elem("deviceIndex", 0)
+                .elem("status", "attached")
+                .elem("attachTime", &i.launch_time)
+                .elem("deleteOnTermination", "true")
+                .elem("networkCardIndex", 0)
+                .end();
+            w.set("privateIpAddressesSet", [()], |w, _| {
+                w.elem("privateIpAddress", &i.private_ip).elem("privateDnsName", &dns).elem("primary", "true");
+            });
+            w.start("ipv6AddressesSet").end().elem("interfaceType", "interface");
+        });
+    }
+    w.elem("ebsOptimized", "false").elem("enaSupport", "true");
+    if let Some(t) = t {
+        w.start("cpuOptions").elem("coreCount", t.cores).elem("threadsPerCore", t.threads_per_core).end();
+    }
+    w.start("metadataOptions")
+        .elem("state", "applied")
+        .elem("httpTokens", &i.http_tokens)
+        .elem("httpPutResponseHopLimit", i.hop_limit)
+        .elem("httpEndpoint", &i.http_endpoint)
+        .elem("httpProtocolIpv6", "disabled")
+        .elem("instanceMetadataTags", "disabled")
+        .end();
+    w.elem("platformDetails", "Linux/UNIX").elem("usageOperation", "RunInstances");
+}
+
+fn write_reservation(ctx: &Ctx<'_>, w: &mut XmlWriter, list: &[&Instance], x: &Extras) {
+    let Some(first) = list.first() else { return };
+    w.elem("reservationId", &first.reservation_id).elem("ownerId", &ctx.scope.account);
+    write_groups(w, &first.groups, &x.group_names);
+    w.set("instancesSet", list, |w, i| write_instance(ctx, w, i, x));
+}
+
+pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
+    let req = RunRequest {
+        image_id: r.image_id,
+        instance_type: r.instance_type,
+        min_count: r.min_count,
+        max_count: r.max_count,
+        key_name: r.key_name,
+        group_ids: r.group_ids,
+        group_names: r.group_names,
+        subnet_id: r.subnet_id,
+        private_ip: r.private_ip,
+        user_data: r.user_data,
+        volumes: r
+            .block_devices
+            .into_iter()
+            .map(|b| VolumeRequest {
+                device_name: b.device_name,
+                snapshot_id: b.snapshot_id,
+                size_gib: b.volume_size,
+                volume_type: b.volume_type,
+                delete_on_termination: b.delete_on_termination,
+                no_device: b.no_device,
+            })
+            .collect(),
+        availability_zone: r.availability_zone,
+        instance_tags: tag_pairs(&r.instance_tags),
+        volume_tags: tag_pairs(&r.volume_tags),
+        client_token: r.client_token,
+        http_tokens: r.http_tokens,
+        http_endpoint: r.http_endpoint,
+        hop_limit: r.hop_limit,
+        disable_api_termination: r.disable_api_termination,
+        shutdown_behavior: r.shutdown_behavior,
+    };
+    let made = ctx.cloud.run_instances(&ctx.scope, req).ec2()?;
+    let x = extras(ctx, &made)?;
+    let mut w = ctx.xml("RunInstances");
+    let refs: Vec<&Instance> = made.iter().collect();
+    write_reservation(ctx, &mut w, &refs, &x);
+    Ok(w.finish("RunInstances"))
+}
+
+const INSTANCE_FILTERS: &[&str] = &[
+    "instance-state-name",
+    "instance-state-code",
+    "instance-id",
+    "image-id",
+    "instance-type",
+    "key-name",
+    "availability-zone",
+    "vpc-id",
+    "subnet-id",
+    "private-ip-address",
+    "private-dns-name",
+    "architecture",
+    "launch-time",
+    "reservation-id",
+    "owner-id",
+    "client-token",
+    "instance.group-id",
+    "instance.group-name",
+    "root-device-name",
+    "root-device-type",
+    "network-interface.mac-address",
+    "block-device-mapping.volume-id",
+];
+
+fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field {
+    match name {
+        "instance-state-name" => Field::one(i.state.clone()),
+        "instance-state-code" => Field::one(state_code(&i.state).to_string()),
+        "instance-id" => Field::one(i.id.clone()),
+        "image-id" => Field::one(i.image_id.clone()),
+        "instance-type" => Field::one(i.instance_type.clone()),
+        "key-name" => Field::opt(i.key_name.clone()),
+        "availability-zone" => Field::one(i.availability_zone.clone()),
+        "vpc-id" => Field::one(i.vpc_id.clone()),
+        "subnet-id" => Field::one(i.subnet_id.clone()),
+        "private-ip-address" => Field::one(i.private_ip.clone()),
+        "private-dns-name" => Field::one(private_dns(&i.region, &i.private_ip)),
+        "architecture" => Field::one(i.architecture.clone()),
+        "launch-time" => Field::one(i.launch_time.clone()),
+        "reservation-id" => Field::one(i.reservation_id.clone()),
+        "owner-id" => Field::one(account),
+        "client-token" => Field::opt(i.client_token.clone()),
+        "instance.group-id" => Field::many(i.groups.clone()),
+        "instance.group-name" => Field::many(i.groups.iter().filter_map(|g| x.group_names.get(g).cloned())),
+        "root-device-name" => Field::one(i.root_device_name.clone()),
+        "root-device-type" => Field::one("ebs"),
+        "network-interface.mac-address" => Field::one(instance_mac(&i.id)),
+        "block-device-mapping.volume-id" => {
+            Field::many(x.volumes.get(&i.id).into_iter().flatten().map(|v| v.id.clone()))
+        }
+        _ => Field::Unknown,
+    }
+}
+
+pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstances) -> ActionResult {
+    let list = ctx.cloud.instances(&ctx.scope, &r.instance_ids).ec2()?;
+    let x = extras(ctx, &list)?;
+    let list = filter::apply(
+        list,
+        &r.filters,
+        INSTANCE_FILTERS,
+        |i, name| instance_field(i, name, &x, &ctx.scope.account),
+        |i| x.tags.get(&i.id).cloned().unwrap_or_default(),
+    )?;
+    let (page, next) = ctx.page(list, &r.paging, (5, 1000), None)?;
+    // Group by reservation, keeping launch order.
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<&Instance>> = HashMap::new();
+    for i in &page {
+        if !groups.contains_key(&i.reservation_id) {
+            order.push(i.reservation_id.clone());
+        }
+        groups.entry(i.reservation_id.clone()).or_default().push(i);
+    }
+    let mut w = ctx.xml("DescribeInstances");
+    w.set("reservationSet", order, |w, rid| write_reservation(ctx, w, &groups[&rid], &x));
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeInstances"))
+}
+
+pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
+    let mut list = ctx.cloud.instances(&ctx.scope, &r.instance_ids).ec2()?;
+    if !r.include_all {
+        list.retain(|i| i.state == "running");
+    } else {
+        list.retain(|i| i.state != "terminated" || !r.instance_ids.is_empty());
+    }
+    let status_of = |i: &Instance| -> (&'static str, &'static str) {
+        match (i.state.as_str(), i.ready_at.is_some()) {
+            ("running", true) => ("ok", "ok"),
+            ("running", false) => ("ok", "initializing"),
+            _ => ("not-applicable", "not-applicable"),
+        }
+    };
+    let list = filter::apply(
+        list,
+        &r.filters,
+        &[
+            "instance-state-name",
+            "instance-state-code",
+            "availability-zone",
+            "instance-status.status",
+            "system-status.status",
+        ],
+        |i, name| match name {
+            "instance-state-name" => Field::one(i.state.clone()),
+            "instance-state-code" => Field::one(state_code(&i.state).to_string()),
+            "availability-zone" => Field::one(i.availability_zone.clone()),
+            "instance-status.status" => Field::one(status_of(i).1),
+            "system-status.status" => Field::one(status_of(i).0),
+            _ => Field::Unknown,
+        },
+        |_| Vec::new(),
+    )?;
+    let (page, next) = ctx.page(list, &r.paging, (5, 1000), None)?;
+    let mut w = ctx.xml("DescribeInstanceStatus");
+    w.set("instanceStatusSet", page, |w, i| {
+        let (system, instance) = status_of(&i);
+        w.elem("instanceId", &i.id).elem("availabilityZone", &i.availability_zone);
+        write_state(w, "instanceState", &i.state);
+        for (name, value) in [("systemStatus", system), ("instanceStatus", instance)] {
+            w.start(name).elem("status", value);
+            w.set("details", [()], |w, _| {
+                let detail = match value {
+                    "ok" => "passed",
+                    "initializing" => "initializing",
+                    _ => "insufficient-data",
+                };
+                w.elem("name", "reachability").elem("status", detail);
+            });
+            w.end();
+        }
+        w.start("eventsSet").end();
+    });
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeInstanceStatus"))
+}
+
+fn changes(ctx: &Ctx<'_>, action: &str, list: Vec<StateChange>) -> ActionResult {
+    let mut w = ctx.xml(action);
+    w.set("instancesSet", list, |w, c| {
+        w.elem("instanceId", &c.instance_id);
+        write_state(w, "currentState", &c.current);
+        write_state(w, "previousState", &c.previous);
+    });
+    Ok(w.finish(action))
+}
+
+pub(crate) fn start(ctx: &Ctx<'_>, r: InstanceList) -> ActionResult {
+    changes(ctx, "StartInstances", ctx.cloud.start_instances(&ctx.scope, &r.instance_ids).ec2()?)
+}
+
+pub(crate) fn stop(ctx: &Ctx<'_>, r: InstanceList) -> ActionResult {
+    changes(ctx, "StopInstances", ctx.cloud.stop_instances(&ctx.scope, &r.instance_ids, r.force).ec2()?)
+}
+
+pub(crate) fn terminate(ctx: &Ctx<'_>, r: InstanceList) -> ActionResult {
+    changes(ctx, "TerminateInstances", ctx.cloud.terminate_instances(&ctx.scope, &r.instance_ids).ec2()?)
+}
+
+pub(crate) fn reboot(ctx: &Ctx<'_>, r: InstanceList) -> ActionResult {
+    ctx.cloud.reboot_instances(&ctx.scope, &r.instance_ids).ec2()?;
+    ack(ctx, "RebootInstances")
+}
+
+pub(crate) fn console(ctx: &Ctx<'_>, r: GetConsoleOutput) -> ActionResult {
+    let bytes = ctx.cloud.console_output(&ctx.scope, &r.instance_id, 64 * 1024).ec2()?;
+    let mut w = ctx.xml("GetConsoleOutput");
+    w.elem("instanceId", &r.instance_id).elem("timestamp", kiln_store::now());
+    if !bytes.is_empty() {
+        w.elem("output", base64::engine::general_purpose::STANDARD.encode(&bytes));
+    }
+    Ok(w.finish("GetConsoleOutput"))
+}
+
+pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyInstanceAttribute) -> ActionResult {
+    let change = match r.change {
+        InstanceAttributeChange::InstanceType(t) => InstanceChange::InstanceType(t),
+        InstanceAttributeChange::UserData(d) => InstanceChange::UserData(d),
+        InstanceAttributeChange::DisableApiTermination(b) => InstanceChange::DisableApiTermination(b),
+        InstanceAttributeChange::ShutdownBehavior(s) => InstanceChange::ShutdownBehavior(s),
+    };
+    ctx.cloud.modify_instance(&ctx.scope, &r.instance_id, change).ec2()?;
+    ack(ctx, "ModifyInstanceAttribute")
+}
+
+pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeInstanceAttribute) -> ActionResult {
+    let i = ctx.cloud.instances(&ctx.scope, std::slice::from_ref(&r.instance_id)).ec2()?.remove(0);
+    let mut w = ctx.xml("DescribeInstanceAttribute");
+    w.elem("instanceId", &i.id);
+    let value = |w: &mut XmlWriter, name: &'static str, v: String| {
+        w.start(name).elem("value", v).end();
+    };
+    match r.attribute {
+        InstanceAttribute::InstanceType => value(&mut w, "instanceType", i.instance_type.clone()),
+        InstanceAttribute::UserData => {
+            w.start("userData");
+            if let Some(d) = &i.user_data {
+                w.elem("value", base64::engine::general_purpose::STANDARD.encode(d));
+            }
+            w.end();
+        }
+        InstanceAttribute::DisableApiTermination => {
+            value(&mut w, "disableApiTermination", i.disable_api_termination.to_string())
+        }
+        InstanceAttribute::DisableApiStop => value(&mut w, "disableApiStop", "false".into()),
+        InstanceAttribute::ShutdownBehavior => {
+            value(&mut w, "instanceInitiatedShutdownBehavior", i.shutdown_behavior.clone())
+        }
+        InstanceAttribute::RootDeviceName => value(&mut w, "rootDeviceName", i.root_device_name.clone()),
+        InstanceAttribute::BlockDeviceMapping => {
+            let x = extras(ctx, std::slice::from_ref(&i))?;
+            let vols = x.volumes.get(&i.id).cloned().unwrap_or_default();
+            w.set("blockDeviceMapping", vols, |w, v| {
+                w.elem("deviceName", v.device_name.as_deref().unwrap_or_default());
+                w.start("ebs")
+                    .elem("volumeId", &v.id)
+                    .elem("status", "attached")
+                    .elem("attachTime", &v.created_at)
+                    .elem("deleteOnTermination", v.delete_on_termination)
+                    .end();
+            });
+        }
+        InstanceAttribute::GroupSet => {
+            let names = ctx.cloud.security_group_names(&ctx.scope).ec2()?;
+            w.set("groupSet", &i.groups, |w, g| {
+                w.elem("groupId", g).opt("groupName", names.get(g));
+            });
+        }
+    }
+    let _ = r.name;
+    Ok(w.finish("DescribeInstanceAttribute"))
+}

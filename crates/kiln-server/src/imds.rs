@@ -1,0 +1,366 @@
+//! The Instance Metadata Service. Each live instance gets its own Unix socket in its
+//! directory; QEMU bridges the guest's connections to 169.254.169.254:80 onto it, so
+//! the socket a request arrives on *is* the caller's identity and a guest can only
+//! ever read its own data. IMDSv2 session tokens (PUT /latest/api/token) and v1, with
+//! the instance's HttpTokens and HttpEndpoint options.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine;
+use kiln_control::{Cloud, Scope};
+use kiln_store::instances::Instance;
+use kiln_types::ids::instance_mac;
+use rand::RngCore;
+
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// The dated versions answered as aliases of `latest`.
+const VERSIONS: &[&str] = &["1.0", "2009-04-04", "2011-01-01", "2016-09-02", "2018-09-24", "2021-03-23", "latest"];
+
+/// Tokens by value: the instance they belong to and when they expire.
+#[derive(Default)]
+pub struct Tokens(Mutex<HashMap<String, (String, Instant)>>);
+
+impl Tokens {
+    fn issue(&self, instance: &str, ttl: u64) -> String {
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, exp)| *exp > Instant::now());
+        map.insert(token.clone(), (instance.to_owned(), Instant::now() + Duration::from_secs(ttl)));
+        token
+    }
+
+    fn valid(&self, token: &str, instance: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(token).is_some_and(|(i, exp)| i == instance && *exp > Instant::now())
+    }
+}
+
+#[derive(Clone)]
+struct Guest {
+    cloud: Arc<Cloud>,
+    tokens: Arc<Tokens>,
+    instance_id: String,
+}
+
+fn text(status: StatusCode, body: impl Into<Body>) -> Response {
+    (status, [("content-type", "text/plain")], body.into()).into_response()
+}
+
+fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Keeps one listening socket per live instance, until `shutdown`.
+pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let tokens = Arc::new(Tokens::default());
+    let mut serving: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let c = cloud.clone();
+        let live: Vec<String> = tokio::task::spawn_blocking(move || {
+            c.store
+                .read(kiln_store::instances::all)
+                .map(|all| {
+                    all.into_iter()
+                        .filter(|i| matches!(i.state.as_str(), "pending" | "running" | "stopping"))
+                        .map(|i| i.id)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        serving.retain(|id, task| {
+            let keep = live.contains(id) && !task.is_finished() && cloud.instance_dir(id).join("imds.sock").exists();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for id in live {
+            if serving.contains_key(&id) {
+                continue;
+            }
+            let dir = cloud.instance_dir(&id);
+            if std::fs::create_dir_all(&dir).is_err() {
+                continue;
+            }
+            let path = dir.join("imds.sock");
+            let _ = std::fs::remove_file(&path);
+            let listener = match tokio::net::UnixListener::bind(&path) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "cannot serve metadata");
+                    continue;
+                }
+            };
+            let guest = Guest { cloud: cloud.clone(), tokens: tokens.clone(), instance_id: id.clone() };
+            let app = Router::new().fallback(handle).with_state(guest);
+            serving.insert(
+                id,
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                }),
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, t) in serving {
+        t.abort();
+    }
+}
+
+async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let g2 = g.clone();
+    let instance = tokio::task::spawn_blocking(move || {
+        g2.cloud
+            .store
+            .read(|c| kiln_store::instances::get(c, &g2.instance_id))
+            .ok()
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(instance) = instance else { return not_found() };
+    if instance.http_endpoint == "disabled" {
+        return text(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let path = uri.path().to_owned();
+    if method == Method::PUT {
+        if path.trim_end_matches('/') != "/latest/api/token" {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        }
+        if headers.contains_key("x-forwarded-for") {
+            return text(StatusCode::FORBIDDEN, "Forbidden");
+        }
+        let ttl = headers.get(TTL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let Some(ttl) = ttl.filter(|t| (1..=21600).contains(t)) else {
+            return text(StatusCode::BAD_REQUEST, "Bad Request");
+        };
+        let token = g.tokens.issue(&instance.id, ttl);
+        return (StatusCode::OK, [("content-type", "text/plain"), (TTL_HEADER, ttl.to_string().as_str())], token)
+            .into_response();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    }
+    match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(t) if !g.tokens.valid(t, &instance.id) => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        None if instance.http_tokens == "required" => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        _ => {}
+    }
+    let cloud = g.cloud.clone();
+    tokio::task::spawn_blocking(move || {
+        if instance.ready_at.is_none() {
+            let _ = cloud.mark_ready(&instance.id);
+        }
+        answer(&cloud, &instance, &path)
+    })
+    .await
+    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
+}
+
+/// The metadata leaves of one instance, by path under `meta-data/`.
+fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
+    let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
+    let names = cloud.security_group_names(&scope).unwrap_or_default();
+    let subnet_cidr = cloud
+        .subnets(&scope, std::slice::from_ref(&i.subnet_id))
+        .ok()
+        .and_then(|s| s.first().map(|s| s.cidr.clone()))
+        .unwrap_or_default();
+    let vpc_cidr = cloud
+        .vpcs(&scope, std::slice::from_ref(&i.vpc_id))
+        .ok()
+        .and_then(|v| v.first().map(|v| v.cidr.clone()))
+        .unwrap_or_default();
+    let host = format!("ip-{}", i.private_ip.replace('.', "-"));
+    let hostname = if i.region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{}.compute.internal", i.region)
+    };
+    let mac = instance_mac(&i.id);
+    let zone_id =
+        cloud.region(&i.region).and_then(|r| r.zone(&i.availability_zone).map(|z| z.id.clone())).unwrap_or_default();
+    let group_names: Vec<String> = i.groups.iter().filter_map(|g| names.get(g).cloned()).collect();
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_owned(), v);
+    };
+    put("ami-id", i.image_id.clone());
+    put("ami-launch-index", i.launch_index.to_string());
+    put("ami-manifest-path", "(unknown)".into());
+    put("hostname", hostname.clone());
+    put("local-hostname", hostname.clone());
+    put("local-ipv4", i.private_ip.clone());
+    put("instance-id", i.id.clone());
+    put("instance-type", i.instance_type.clone());
+    put("instance-life-cycle", "on-demand".into());
+    put("mac", mac.clone());
+    put("reservation-id", i.reservation_id.clone());
+    put("security-groups", group_names.join("\n"));
+    put("placement/availability-zone", i.availability_zone.clone());
+    put("placement/availability-zone-id", zone_id);
+    put("placement/region", i.region.clone());
+    let root_short = i.root_device_name.trim_start_matches("/dev/").to_owned();
+    put("block-device-mapping/ami", root_short.clone());
+    put("block-device-mapping/root", i.root_device_name.clone());
+    if let Ok(vols) = cloud.instance_volumes(&i.id) {
+        for (n, v) in vols.iter().filter(|v| v.device_name.as_deref() != Some(i.root_device_name.as_str())).enumerate()
+        {
+            put(
+                &format!("block-device-mapping/ebs{}", n + 1),
+                v.device_name.clone().unwrap_or_default().trim_start_matches("/dev/").to_owned(),
+            );
+        }
+    }
+    if let Some(k) = &i.public_key {
+        put("public-keys/0/openssh-key", format!("{k}\n"));
+    }
+    let nic = format!("network/interfaces/macs/{mac}");
+    put(&format!("{nic}/device-number"), "0".into());
+    put(&format!("{nic}/interface-id"), format!("eni-{}", &i.id[2..]));
+    put(&format!("{nic}/local-hostname"), hostname);
+    put(&format!("{nic}/local-ipv4s"), i.private_ip.clone());
+    put(&format!("{nic}/mac"), mac.clone());
+    put(&format!("{nic}/owner-id"), i.account_id.clone());
+    put(&format!("{nic}/security-group-ids"), i.groups.join("\n"));
+    put(&format!("{nic}/security-groups"), group_names.join("\n"));
+    put(&format!("{nic}/subnet-id"), i.subnet_id.clone());
+    put(&format!("{nic}/subnet-ipv4-cidr-block"), subnet_cidr);
+    put(&format!("{nic}/vpc-id"), i.vpc_id.clone());
+    put(&format!("{nic}/vpc-ipv4-cidr-block"), vpc_cidr.clone());
+    put(&format!("{nic}/vpc-ipv4-cidr-blocks"), vpc_cidr);
+    put("services/domain", "amazonaws.com".into());
+    put("services/partition", "aws".into());
+    m
+}
+
+/// The children of `dir` (with a trailing `/` on directories), or None if empty.
+fn listing(leaves: &BTreeMap<String, String>, dir: &str) -> Option<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in leaves.keys() {
+        let rest =
+            if dir.is_empty() { Some(k.as_str()) } else { k.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) };
+        if let Some(rest) = rest {
+            let entry = match rest.split_once('/') {
+                Some((d, _)) => format!("{d}/"),
+                None => rest.to_owned(),
+            };
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    (!out.is_empty()).then(|| out.join("\n"))
+}
+
+fn identity_document(i: &Instance) -> String {
+    serde_json::json!({
+        "accountId": i.account_id,
+        "architecture": i.architecture,
+        "availabilityZone": i.availability_zone,
+        "billingProducts": null,
+        "devpayProductCodes": null,
+        "marketplaceProductCodes": null,
+        "imageId": i.image_id,
+        "instanceId": i.id,
+        "instanceType": i.instance_type,
+        "kernelId": null,
+        "pendingTime": i.launch_time,
+        "privateIp": i.private_ip,
+        "ramdiskId": null,
+        "region": i.region,
+        "version": "2017-09-30"
+    })
+    .to_string()
+}
+
+fn answer(cloud: &Cloud, i: &Instance, path: &str) -> Response {
+    let trimmed = path.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return text(StatusCode::OK, VERSIONS.join("\n"));
+    }
+    let (version, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if !VERSIONS.contains(&version) {
+        return not_found();
+    }
+    let rest = rest.trim_end_matches('/');
+    match rest {
+        "" => text(StatusCode::OK, "dynamic\nmeta-data\nuser-data"),
+        "user-data" => match &i.user_data {
+            Some(d) if !d.is_empty() => {
+                (StatusCode::OK, [("content-type", "application/octet-stream")], d.clone()).into_response()
+            }
+            _ => not_found(),
+        },
+        "dynamic" => text(StatusCode::OK, "instance-identity/"),
+        "dynamic/instance-identity" => text(StatusCode::OK, "document"),
+        "dynamic/instance-identity/document" => {
+            (StatusCode::OK, [("content-type", "application/json")], identity_document(i)).into_response()
+        }
+        _ => {
+            let Some(meta) = rest.strip_prefix("meta-data").map(|m| m.trim_start_matches('/')) else {
+                return not_found();
+            };
+            let leaves = meta_data(cloud, i);
+            if meta == "public-keys" {
+                return match (&i.key_name, &i.public_key) {
+                    (Some(name), Some(_)) => text(StatusCode::OK, format!("0={name}")),
+                    _ => not_found(),
+                };
+            }
+            if meta == "public-keys/0" && i.public_key.is_some() {
+                return text(StatusCode::OK, "openssh-key");
+            }
+            if let Some(v) = leaves.get(meta) {
+                return text(StatusCode::OK, v.clone());
+            }
+            match listing(&leaves, meta) {
+                Some(l) => text(StatusCode::OK, l),
+                None => not_found(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_show_children_once_with_slashes() {
+        let mut m = BTreeMap::new();
+        m.insert("instance-id".to_owned(), "i-1".to_owned());
+        m.insert("placement/region".to_owned(), "us-east-1".to_owned());
+        m.insert("placement/availability-zone".to_owned(), "us-east-1a".to_owned());
+        assert_eq!(listing(&m, "").as_deref(), Some("instance-id\nplacement/"));
+        assert_eq!(listing(&m, "placement").as_deref(), Some("availability-zone\nregion"));
+        assert_eq!(listing(&m, "nope"), None);
+    }
+
+    #[test]
+    fn tokens_belong_to_one_instance_and_expire() {
+        let t = Tokens::default();
+        let tok = t.issue("i-1", 60);
+        assert!(t.valid(&tok, "i-1"));
+        assert!(!t.valid(&tok, "i-2"), "another guest's token is refused");
+        assert!(!t.valid("forged", "i-1"));
+        let short = t.issue("i-1", 0);
+        assert!(!t.valid(&short, "i-1"), "an expired token is refused");
+    }
+}

@@ -1,0 +1,268 @@
+//! Instances: what each should be (its state, as EC2 names it) and what it was
+//! launched with. The reconciler in `kiln-control` moves real VMs toward `state`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{Scope, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub account_id: String,
+    pub region: String,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub architecture: String,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub state: String,
+    pub transition_reason: String,
+    pub state_reason_code: Option<String>,
+    pub state_reason_message: Option<String>,
+    pub key_name: Option<String>,
+    pub public_key: Option<String>,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub private_ip: String,
+    pub user_data: Option<Vec<u8>>,
+    pub client_token: Option<String>,
+    pub launch_index: i64,
+    pub http_tokens: String,
+    pub http_endpoint: String,
+    pub hop_limit: i64,
+    pub disable_api_termination: bool,
+    pub shutdown_behavior: String,
+    pub root_device_name: String,
+    pub kernel_file: Option<String>,
+    pub ramdisk_file: Option<String>,
+    pub kernel_cmdline: Option<String>,
+    pub launch_time: String,
+    pub ready_at: Option<String>,
+    pub terminated_at: Option<String>,
+    pub request_hash: Option<String>,
+    /// Security group ids, in the order given.
+    pub groups: Vec<String>,
+}
+
+const COLUMNS: &str =
+    "id, account_id, region, reservation_id, image_id, instance_type, architecture, vcpus, memory_mib, \
+     state, transition_reason, state_reason_code, state_reason_message, key_name, public_key, subnet_id, vpc_id, \
+     availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
+     disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
+     launch_time, ready_at, terminated_at, request_hash";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
+    Ok(Instance {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        region: r.get(2)?,
+        reservation_id: r.get(3)?,
+        image_id: r.get(4)?,
+        instance_type: r.get(5)?,
+        architecture: r.get(6)?,
+        vcpus: r.get(7)?,
+        memory_mib: r.get(8)?,
+        state: r.get(9)?,
+        transition_reason: r.get(10)?,
+        state_reason_code: r.get(11)?,
+        state_reason_message: r.get(12)?,
+        key_name: r.get(13)?,
+        public_key: r.get(14)?,
+        subnet_id: r.get(15)?,
+        vpc_id: r.get(16)?,
+        availability_zone: r.get(17)?,
+        private_ip: r.get(18)?,
+        user_data: r.get(19)?,
+        client_token: r.get(20)?,
+        launch_index: r.get(21)?,
+        http_tokens: r.get(22)?,
+        http_endpoint: r.get(23)?,
+        hop_limit: r.get(24)?,
+        disable_api_termination: r.get(25)?,
+        shutdown_behavior: r.get(26)?,
+        root_device_name: r.get(27)?,
+        kernel_file: r.get(28)?,
+        ramdisk_file: r.get(29)?,
+        kernel_cmdline: r.get(30)?,
+        launch_time: r.get(31)?,
+        ready_at: r.get(32)?,
+        terminated_at: r.get(33)?,
+        request_hash: r.get(34)?,
+        groups: Vec::new(),
+    })
+}
+
+pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO instances ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)"
+        ),
+        params![
+            i.id,
+            i.account_id,
+            i.region,
+            i.reservation_id,
+            i.image_id,
+            i.instance_type,
+            i.architecture,
+            i.vcpus,
+            i.memory_mib,
+            i.state,
+            i.transition_reason,
+            i.state_reason_code,
+            i.state_reason_message,
+            i.key_name,
+            i.public_key,
+            i.subnet_id,
+            i.vpc_id,
+            i.availability_zone,
+            i.private_ip,
+            i.user_data,
+            i.client_token,
+            i.launch_index,
+            i.http_tokens,
+            i.http_endpoint,
+            i.hop_limit,
+            i.disable_api_termination,
+            i.shutdown_behavior,
+            i.root_device_name,
+            i.kernel_file,
+            i.ramdisk_file,
+            i.kernel_cmdline,
+            i.launch_time,
+            i.ready_at,
+            i.terminated_at,
+            i.request_hash
+        ],
+    )?;
+    for (n, g) in i.groups.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO instance_groups (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
+            params![i.id, g, n as i64],
+        )?;
+    }
+    Ok(())
+}
+
+fn with_groups(conn: &Connection, mut list: Vec<Instance>) -> Result<Vec<Instance>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT group_id FROM instance_groups WHERE instance_id = ?1 ORDER BY position")?;
+    for i in &mut list {
+        i.groups = st.query_map([&i.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    }
+    Ok(list)
+}
+
+/// The scope's instances, oldest first.
+pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM instances WHERE account_id = ?1 AND region = ?2 ORDER BY launch_time, launch_index, id"
+    ))?;
+    let rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<Vec<_>, _>>()?;
+    with_groups(conn, rows)
+}
+
+/// Every instance of every account (for the reconciler and capacity).
+pub fn all(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
+    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM instances ORDER BY launch_time, id"))?;
+    let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    with_groups(conn, rows)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Instance>, StoreError> {
+    let found = conn.query_row(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"), [id], row).optional()?;
+    Ok(with_groups(conn, found.into_iter().collect())?.pop())
+}
+
+/// Moves an instance to `state`, with EC2's reasons.
+pub fn set_state(
+    conn: &Connection,
+    id: &str,
+    state: &str,
+    transition_reason: &str,
+    reason: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE instances SET state = ?2, transition_reason = ?3, state_reason_code = ?4, state_reason_message = ?5,
+           terminated_at = CASE WHEN ?2 = 'terminated' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE terminated_at END,
+           ready_at = CASE WHEN ?2 = 'running' THEN ready_at ELSE NULL END
+         WHERE id = ?1",
+        params![id, state, transition_reason, reason.map(|r| r.0), reason.map(|r| r.1)],
+    )?;
+    Ok(())
+}
+
+pub fn set_ready(conn: &Connection, id: &str, at: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE instances SET ready_at = ?2 WHERE id = ?1 AND ready_at IS NULL", params![id, at])?;
+    Ok(())
+}
+
+/// Updates the attributes ModifyInstanceAttribute changes.
+pub fn set_attribute(
+    conn: &Connection,
+    id: &str,
+    column: Attribute,
+    value: &rusqlite::types::Value,
+) -> Result<(), StoreError> {
+    let col = match column {
+        Attribute::InstanceType => "instance_type",
+        Attribute::Vcpus => "vcpus",
+        Attribute::MemoryMib => "memory_mib",
+        Attribute::UserData => "user_data",
+        Attribute::DisableApiTermination => "disable_api_termination",
+        Attribute::ShutdownBehavior => "shutdown_behavior",
+        Attribute::HttpTokens => "http_tokens",
+        Attribute::HttpEndpoint => "http_endpoint",
+        Attribute::HopLimit => "hop_limit",
+    };
+    conn.execute(&format!("UPDATE instances SET {col} = ?2 WHERE id = ?1"), params![id, value])?;
+    Ok(())
+}
+
+/// Columns that change after launch.
+#[derive(Debug, Clone, Copy)]
+pub enum Attribute {
+    InstanceType,
+    Vcpus,
+    MemoryMib,
+    UserData,
+    DisableApiTermination,
+    ShutdownBehavior,
+    HttpTokens,
+    HttpEndpoint,
+    HopLimit,
+}
+
+pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Private addresses in use in a subnet (by instances that are not terminated).
+pub fn addresses_in_subnet(conn: &Connection, subnet_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT private_ip FROM instances WHERE subnet_id = ?1 AND state != 'terminated'")?;
+    let rows = st.query_map([subnet_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Whether any live instance uses a subnet or a security group.
+pub fn uses_subnet(conn: &Connection, subnet_id: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM instances WHERE subnet_id = ?1 AND state != 'terminated')",
+        [subnet_id],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn uses_group(conn: &Connection, group_id: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM instance_groups g JOIN instances i ON i.id = g.instance_id
+                        WHERE g.group_id = ?1 AND i.state != 'terminated')",
+        [group_id],
+        |r| r.get(0),
+    )?)
+}
