@@ -125,11 +125,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
 async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let g2 = g.clone();
     let instance = tokio::task::spawn_blocking(move || {
-        g2.cloud
-            .store
-            .read(|c| kiln_store::instances::get(c, &g2.instance_id))
-            .ok()
-            .flatten()
+        g2.cloud.store.read(|c| kiln_store::instances::get(c, &g2.instance_id)).ok().flatten()
     })
     .await
     .ok()

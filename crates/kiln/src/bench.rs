@@ -39,6 +39,19 @@ enum BenchWhat {
         #[arg(long, default_value = "moto_server")]
         moto: String,
     },
+    /// RunInstances to running and to status ok, beside a bare QEMU boot of the same
+    /// image; and the API latency of RunInstances with MaxCount=20.
+    Instances {
+        /// Launches timed per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where downloaded Debian packages are kept (shared with other data dirs).
+        #[arg(long)]
+        cache_dir: Option<std::path::PathBuf>,
+        /// How many instances the batch launch asks for.
+        #[arg(long, default_value_t = 20)]
+        batch: usize,
+    },
     /// Root volume creation from a 1 GiB and a large image: overlay vs full copy.
     Volumes {
         /// Virtual size of the large image, GiB.
@@ -66,6 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Volumes { large_gib, large_data_gib, runs, dir } => {
             volumes(large_gib, large_data_gib, runs.max(1), dir)
         }
+        BenchWhat::Instances { runs, cache_dir, batch } => instances(runs.max(1), cache_dir, batch.max(1)),
     }
 }
 
@@ -102,12 +116,13 @@ fn wait_for(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
     bail!("{what} did not answer on {addr} within 60 s")
 }
 
-fn start_kiln(dir: &Path) -> Result<Server> {
+fn start_kiln(dir: &Path, extra: &[&str]) -> Result<Server> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -247,7 +262,7 @@ fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Resul
     let dir = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     println!("kiln bench api: {entries} security groups and {entries} key pairs per server, {requests} timed requests per case, {concurrency} client threads");
-    let kiln = start_kiln(&dir)?;
+    let kiln = start_kiln(&dir, &["--no-quickstart"])?;
     let moto = start_moto(moto)?;
     let client = reqwest::blocking::Client::new();
     fill(&client, &kiln, entries)?;
@@ -376,4 +391,192 @@ fn volumes(large_gib: u64, large_data_gib: u64, runs: usize, dir: Option<std::pa
     })();
     let _ = std::fs::remove_dir_all(&base);
     result
+}
+
+/// The text of the first `<tag>` in `xml`.
+fn xml_first<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+fn all_ids(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(v) = xml_first(rest, "instanceId") {
+        if !out.iter().any(|o| o == v) {
+            out.push(v.to_owned());
+        }
+        let pos = rest.find("</instanceId>").map(|p| p + 13).unwrap_or(rest.len());
+        rest = &rest[pos..];
+    }
+    out
+}
+
+fn ok(client: &reqwest::blocking::Client, server: &Server, body: &str) -> Result<String> {
+    let (status, text) = call(client, server, body)?;
+    if status != 200 {
+        bail!("{} answered {status}: {}", server.name, text.chars().take(400).collect::<String>());
+    }
+    Ok(text)
+}
+
+/// Polls until `check` says yes, returning the time since `t0`.
+fn until(t0: Instant, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<Duration> {
+    while t0.elapsed() < limit {
+        if check()? {
+            return Ok(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("timed out after {limit:?}")
+}
+
+fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kiln-bench-instances-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
+    let cache_s = cache.to_string_lossy().into_owned();
+    // Room for the batch: it measures the API, the guests are terminated at once.
+    let kiln = start_kiln(&dir, &["--cache-dir", &cache_s, "--cpu-overcommit", "64", "--vcpu-quota", "256"])?;
+    let client = reqwest::blocking::Client::new();
+    let result = (|| -> Result<()> {
+        eprintln!("  waiting for the Quick Start image (built on first start)...");
+        let mut ami = String::new();
+        until(Instant::now(), Duration::from_secs(900), || {
+            let xml = ok(&client, &kiln, "Action=DescribeImages&Version=2016-11-15&Owner.1=amazon&Filter.1.Name=architecture&Filter.1.Value.1=x86_64&Filter.2.Name=state&Filter.2.Value.1=available")?;
+            if let Some(id) = xml_first(&xml, "imageId") {
+                ami = id.to_owned();
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        println!("kiln bench instances: kiln-tiny x86_64 ({ami}) on t3.micro; median of {runs} launches");
+        let (mut to_running, mut to_ok, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let xml = ok(
+                &client,
+                &kiln,
+                &format!(
+                    "Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.micro&MinCount=1&MaxCount=1"
+                ),
+            )?;
+            let id = xml_first(&xml, "instanceId").context("RunInstances returned no instance")?.to_owned();
+            let describe = format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={id}");
+            to_running.push(
+                until(t0, Duration::from_secs(300), || {
+                    Ok(ok(&client, &kiln, &describe)?.contains("<name>running</name>"))
+                })?
+                .as_secs_f64(),
+            );
+            let status = format!("Action=DescribeInstanceStatus&Version=2016-11-15&InstanceId.1={id}");
+            to_ok.push(
+                until(t0, Duration::from_secs(300), || {
+                    let x = ok(&client, &kiln, &status)?;
+                    Ok(x.contains("<instanceStatus><status>ok</status>"))
+                })?
+                .as_secs_f64(),
+            );
+            ok(&client, &kiln, &format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}"))?;
+            bare.push(bare_boot(&dir)?.as_secs_f64());
+        }
+        println!();
+        println!("{:<44} {:>10}", "case", "median s");
+        println!("{:<44} {:>10.2}", "RunInstances -> running", median(to_running.clone()));
+        println!("{:<44} {:>10.2}", "RunInstances -> status ok (guest ready)", median(to_ok.clone()));
+        println!("{:<44} {:>10.2}", "bare QEMU boot of the same image -> ready", median(bare.clone()));
+        println!(
+            "overhead of Kiln to status ok over a bare boot: {:.2} s ({:.2}x)",
+            median(to_ok.clone()) - median(bare.clone()),
+            median(to_ok) / median(bare)
+        );
+
+        let t0 = Instant::now();
+        let xml = ok(&client, &kiln, &format!("Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.nano&MinCount={batch}&MaxCount={batch}"))?;
+        let latency = t0.elapsed().as_secs_f64() * 1000.0;
+        let ids = all_ids(&xml);
+        println!(
+            "RunInstances MaxCount={batch}: {} instances accepted in {latency:.1} ms ({:.2} ms per instance)",
+            ids.len(),
+            latency / ids.len().max(1) as f64
+        );
+        let mut body = String::from("Action=TerminateInstances&Version=2016-11-15");
+        for (n, id) in ids.iter().enumerate() {
+            body.push_str(&format!("&InstanceId.{}={id}", n + 1));
+        }
+        ok(&client, &kiln, &body)?;
+        eprintln!("  waiting for the batch to terminate...");
+        let mut describe = String::from("Action=DescribeInstances&Version=2016-11-15");
+        for (n, id) in ids.iter().enumerate() {
+            describe.push_str(&format!("&InstanceId.{}={id}", n + 1));
+        }
+        until(Instant::now(), Duration::from_secs(300), || {
+            let x = ok(&client, &kiln, &describe)?;
+            Ok(x.matches("<name>terminated</name>").count() >= ids.len())
+        })?;
+        Ok(())
+    })();
+    drop(kiln);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory and
+/// user-mode network, no Kiln) and times it to the guest's ready line.
+fn bare_boot(dir: &Path) -> Result<Duration> {
+    let build = std::fs::read_dir(dir.join("builds"))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p.join("recipe")).is_ok_and(|r| r.trim() == "kiln-tiny-x86_64"))
+        .context("no kiln-tiny-x86_64 build")?;
+    let scratch = dir.join("bare");
+    std::fs::create_dir_all(&scratch)?;
+    let overlay = scratch.join("root.qcow2");
+    let serial = scratch.join("serial.log");
+    let _ = std::fs::remove_file(&overlay);
+    let _ = std::fs::remove_file(&serial);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "qcow2",
+        "-b",
+        &build.join("root.qcow2").to_string_lossy(),
+        &overlay.to_string_lossy(),
+    ])?;
+    let t0 = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-machine", "pc,accel=tcg", "-cpu", "qemu64", "-smp", "2", "-m", "1024M", "-nodefaults", "-display", "none"])
+        .arg("-kernel")
+        .arg(build.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(build.join("initrd.img"))
+        .args(["-append", "console=ttyS0 root=/dev/vda quiet"])
+        .arg("-drive")
+        .arg(format!("file={},format=qcow2,if=none,id=d0", overlay.display()))
+        .args(["-device", "virtio-blk-pci,drive=d0"])
+        // A metadata address that closes at once, so the guest does not wait on it.
+        .args([
+            "-netdev",
+            "user,id=n0,net=169.254.0.0/16,host=169.254.0.1,dhcpstart=169.254.0.15,guestfwd=tcp:169.254.169.254:80-cmd:/bin/true",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running qemu-system-x86_64")?;
+    let took = until(t0, Duration::from_secs(300), || {
+        Ok(std::fs::read(&serial).is_ok_and(|b| b.windows(16).any(|w| w == b"kiln-tiny: ready")))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    took
 }
