@@ -5,18 +5,25 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Debian packages the tests and the cloud need, installed when a command is missing.
+# Debian packages the cloud and the tests need, each installed when its command is
+# missing. One apt-get call per package: Debian's QEMU packages can disagree with a
+# backported qemu-utils, and one refusal must not stop the others.
 ensure_debs() {
-  local missing=()
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-  command -v python3 >/dev/null || missing+=(python3)
-  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  local updated=""
+  local pair cmd pkg
+  for pair in openssl:openssl ssh-keygen:openssh-client ssh:openssh-client python3:python3 \
+              qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils \
+              busybox:busybox-static cpio:cpio mkfs.ext4:e2fsprogs dpkg-deb:dpkg; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    command -v "$cmd" >/dev/null && continue
+    if [ -z "$updated" ]; then say "updating the package lists"; $sudo apt-get update -qq || true; updated=1; fi
+    say "installing $pkg (for $cmd)"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+  done
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    [ -n "$updated" ] || $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
   fi
   if ! command -v cargo >/dev/null; then
     say "cargo is missing: install Rust with rustup (https://rustup.rs) and run this again"
