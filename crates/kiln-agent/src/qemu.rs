@@ -6,6 +6,9 @@ use std::path::Path;
 use kiln_agent_api::{Accel, Network, VmSpec};
 use kiln_types::Architecture;
 
+/// Debian's UEFI firmware for arm64 guests (package qemu-efi-aarch64).
+pub const AARCH64_FIRMWARE: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
+
 /// The emulator for an architecture.
 pub fn program(arch: Architecture) -> &'static str {
     match arch {
@@ -61,13 +64,19 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
     if let Some(c) = &spec.cmdline {
         push(&["-append", c]);
     }
+    if spec.kernel.is_none() && spec.architecture == Architecture::Arm64 {
+        // No kernel to boot directly: UEFI firmware boots the disk.
+        push(&["-bios", AARCH64_FIRMWARE]);
+    }
     for (n, disk) in spec.disks.iter().enumerate() {
         let id = format!("disk{n}");
         push(&[
             "-drive",
             &format!("file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap", disk.path.display()),
         ]);
-        push(&["-device", &format!("virtio-blk-pci,drive={id},serial={}", disk.volume_id.replace('-', ""))]);
+        // The root disk boots first when the firmware boots the disk (no kernel given).
+        let boot = if n == 0 { ",bootindex=0" } else { "" };
+        push(&["-device", &format!("virtio-blk-pci,drive={id},serial={}{boot}", disk.volume_id.replace('-', ""))]);
     }
     match &spec.network {
         Network::None => {}

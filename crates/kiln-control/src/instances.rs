@@ -203,12 +203,6 @@ impl Cloud {
                 supported.join(", ")
             )));
         }
-        if image.image.kernel_file.is_none() {
-            return Err(Error::InvalidParameterValue(format!(
-                "Image {} carries no kernel Kiln can boot directly; build images with `kiln image build`",
-                r.image_id
-            )));
-        }
         let http_tokens = r.http_tokens.clone().unwrap_or_else(|| "optional".into());
         if !matches!(http_tokens.as_str(), "optional" | "required") {
             return Err(Error::InvalidParameterValue(format!(

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod error;
 pub mod images;
+pub mod imports;
 pub mod instances;
 pub mod key_pairs;
 pub mod reconcile;
@@ -51,11 +52,22 @@ pub struct Cloud {
     pub limits: Limits,
     /// The program QEMU runs to bridge a guest's metadata requests (`kiln pipe`).
     pub pipe_program: PathBuf,
+    /// Directories ImportImage and ImportSnapshot may read from, besides
+    /// `DATA_DIR/imports`.
+    pub import_dirs: Vec<PathBuf>,
 }
 
 impl Cloud {
     pub fn new(store: Store, regions: Vec<RegionConfig>, data_dir: PathBuf) -> Self {
-        Self { store, regions, data_dir, agent: None, limits: Limits::default(), pipe_program: PathBuf::from("kiln") }
+        Self {
+            store,
+            regions,
+            data_dir,
+            agent: None,
+            limits: Limits::default(),
+            pipe_program: PathBuf::from("kiln"),
+            import_dirs: Vec::new(),
+        }
     }
 
     /// Gives the control plane a host to run instances on.

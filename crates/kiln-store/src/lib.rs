@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod images;
+pub mod imports;
 pub mod instances;
 pub mod key_pairs;
 mod migrations;

@@ -217,6 +217,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX volumes_by_instance ON volumes (instance_id);
     CREATE INDEX volumes_by_snapshot ON volumes (snapshot_id);
     "#,
+    // 4: disk image imports (ImportSnapshot, ImportImage).
+    r#"
+    CREATE TABLE import_tasks (
+        id             TEXT PRIMARY KEY,
+        account_id     TEXT NOT NULL REFERENCES accounts(id),
+        region         TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        url            TEXT NOT NULL,
+        format         TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        architecture   TEXT,
+        status         TEXT NOT NULL,
+        status_message TEXT NOT NULL,
+        progress       INTEGER NOT NULL,
+        snapshot_id    TEXT,
+        image_id       TEXT,
+        disk_size      INTEGER,
+        created_at     TEXT NOT NULL
+    );
+    CREATE INDEX import_tasks_by_scope ON import_tasks (account_id, region);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

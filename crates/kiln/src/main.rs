@@ -46,6 +46,10 @@ enum Command {
         cache_dir: Option<PathBuf>,
         #[command(flatten)]
         host: HostArgs,
+        /// A directory ImportImage and ImportSnapshot may read disk images from (besides
+        /// DATA_DIR/imports); repeat for more.
+        #[arg(long)]
+        import_dir: Vec<PathBuf>,
     },
     /// Bridge standard input and output to a Unix socket (QEMU runs this to carry a
     /// guest's metadata requests to Kiln).
@@ -72,6 +76,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Import a disk image file (raw, qcow2, vmdk, vhd, vhdx) as an AMI.
+    Import {
+        file: PathBuf,
+        /// The account that will own the image.
+        #[arg(long, default_value = OPERATOR)]
+        account: String,
+        /// The region to register it in.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// The image's architecture.
+        #[arg(long, default_value = "x86_64")]
+        architecture: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
     /// Build an image from a recipe (a built-in name such as kiln-tiny-x86_64, or a
     /// .toml file) and register it as an AMI.
     Build {
@@ -188,10 +207,10 @@ fn default_regions() -> Vec<String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir, host } => {
+        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir, host, import_dir } => {
             let dir = dir.resolve()?;
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache), &host)
+            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache), &host, import_dir)
         }
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
@@ -234,6 +253,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Image { command: ImageCommand::Import { file, account, region, architecture, dir } } => {
+            import_file(&dir.resolve()?, &file, &account, &region, &architecture)
+        }
         Command::Bench(args) => bench::run(args),
     }
 }
@@ -273,9 +295,12 @@ fn serve(
     max_body: usize,
     quickstart_cache: Option<PathBuf>,
     host: &HostArgs,
+    import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
     let exe = std::env::current_exe().context("finding the kiln binary")?;
-    let cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
+    let mut cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
+    cloud.import_dirs = import_dirs;
+    std::fs::create_dir_all(dir.join("imports")).context("creating DATA_DIR/imports")?;
     let first_start = cloud.account_by_name(OPERATOR)?.is_none();
     if first_start {
         let new = cloud.create_account(OPERATOR, false)?;
@@ -295,6 +320,17 @@ fn serve(
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Err(e) = cloud.reconcile(&r) {
                     tracing::warn!(error = %e, "reconcile pass failed");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+    let importer = {
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = cloud.process_imports() {
+                    tracing::warn!(error = %e, "import pass failed");
                 }
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
@@ -331,8 +367,51 @@ fn serve(
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = reconciler.join();
+    let _ = importer.join();
     println!("Kiln stopped (instances keep running and are adopted at the next start).");
     Ok(())
+}
+
+/// `kiln image import`: places the file in DATA_DIR/imports (a hard link, else a
+/// copy) and runs the same import the API runs, showing its progress.
+fn import_file(dir: &std::path::Path, file: &std::path::Path, account: &str, region: &str, arch: &str) -> Result<()> {
+    let cloud = open(dir, &default_regions())?;
+    let owner = cloud
+        .account_by_name(account)?
+        .with_context(|| format!("no account named '{account}' (see `kiln account list`)"))?;
+    let architecture =
+        arch.parse().map_err(|_| anyhow::anyhow!("unknown architecture '{arch}' (x86_64, i386, arm64)"))?;
+    let imports = dir.join("imports");
+    std::fs::create_dir_all(&imports)?;
+    let name = file.file_name().context("the file has no name")?;
+    let placed = imports.join(format!("{}-{}", std::process::id(), name.to_string_lossy()));
+    if std::fs::hard_link(file, &placed).is_err() {
+        eprintln!("copying {} into {}...", file.display(), imports.display());
+        std::fs::copy(file, &placed).with_context(|| format!("copying {}", file.display()))?;
+    }
+    let scope = kiln_control::Scope { account: owner.id, region: region.to_owned() };
+    let request = kiln_control::imports::ImportRequest {
+        image: true,
+        url: format!("file://{}", placed.display()),
+        format: None,
+        description: format!("Imported from {}", file.display()),
+        architecture: Some(architecture),
+    };
+    let task = cloud.start_import(&scope, request);
+    let result = task.and_then(|t| {
+        eprintln!("import task {}: converting...", t.id);
+        cloud.process_imports()?;
+        cloud.import_tasks(&scope, true, std::slice::from_ref(&t.id))
+    });
+    let _ = std::fs::remove_file(&placed);
+    let task = result?.pop().context("the import task vanished")?;
+    match task.image_id {
+        Some(image) if task.status == "completed" => {
+            println!("{region}\t{image}");
+            Ok(())
+        }
+        _ => bail!("import failed: {}", task.status_message),
+    }
 }
 
 /// Copies stdin to the socket and the socket to stdout. The write side is not

@@ -399,3 +399,66 @@ mod tests {
         assert_eq!(ModifyImageAttribute::decode(&legacy).expect("legacy").add, vec![Permission::All]);
     }
 }
+
+/// One disk to import: where it is and in which format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskContainer {
+    pub url: String,
+    pub format: Option<String>,
+    pub description: Option<String>,
+}
+
+fn disk_container(p: &Params) -> Result<DiskContainer, Ec2Error> {
+    if p.get("UserBucket.S3Bucket").is_some() {
+        return Err(Ec2Error::invalid_value("S3 buckets are not supported: give DiskContainer.Url as file:///path"));
+    }
+    Ok(DiskContainer {
+        url: p.required("Url").map_err(|_| Ec2Error::missing("DiskContainer.Url"))?,
+        format: p.string("Format"),
+        description: p.string("Description"),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportSnapshot {
+    pub disk: DiskContainer,
+    pub description: Option<String>,
+}
+
+impl Decode for ImportSnapshot {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { disk: disk_container(&p.sub("DiskContainer"))?, description: p.string("Description") })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportImage {
+    pub disk: DiskContainer,
+    pub description: Option<String>,
+    pub architecture: Option<Architecture>,
+}
+
+impl Decode for ImportImage {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let disks = p.members("DiskContainer");
+        let [disk] = &disks[..] else {
+            return Err(Ec2Error::invalid_value("ImportImage takes exactly one DiskContainer"));
+        };
+        let architecture = match p.get("Architecture") {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| Ec2Error::invalid_value(format!("Invalid architecture '{a}'")))?),
+        };
+        Ok(Self { disk: disk_container(disk)?, description: p.string("Description"), architecture })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeImportTasks {
+    pub task_ids: Vec<String>,
+}
+
+impl Decode for DescribeImportTasks {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { task_ids: p.list("ImportTaskId") })
+    }
+}

@@ -1,13 +1,16 @@
 //! Image (AMI) and snapshot actions.
 
 use kiln_control::images::{ImageView, LaunchPermission, NewImage};
+use kiln_control::imports::ImportRequest;
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::images::{
     CopyImage, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages, DescribeSnapshots,
     ImageAttribute, ModifyImageAttribute, Permission, RegisterImage, ResetImageAttribute,
 };
+use kiln_ec2::requests::images::{DescribeImportTasks, DiskContainer};
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::images::BlockDevice;
+use kiln_store::imports::ImportTask;
 
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
@@ -325,4 +328,73 @@ pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionR
 pub(crate) fn delete_snapshot(ctx: &Ctx<'_>, r: DeleteSnapshot) -> ActionResult {
     ctx.cloud.delete_snapshot(&ctx.scope, &r.snapshot_id).ec2()?;
     ack(ctx, "DeleteSnapshot")
+}
+
+pub(crate) fn import(
+    ctx: &Ctx<'_>,
+    action: &str,
+    disk: DiskContainer,
+    description: Option<String>,
+    arch: Option<kiln_types::Architecture>,
+) -> ActionResult {
+    let image = action == "ImportImage";
+    let req = ImportRequest {
+        image,
+        url: disk.url.clone(),
+        format: disk.format.clone(),
+        description: description.or(disk.description.clone()).unwrap_or_default(),
+        architecture: arch,
+    };
+    let task = ctx.cloud.start_import(&ctx.scope, req).ec2()?;
+    let mut w = ctx.xml(action);
+    w.elem("importTaskId", &task.id).elem("description", &task.description);
+    if image {
+        w.elem("status", &task.status).elem("statusMessage", &task.status_message).elem("progress", task.progress);
+    } else {
+        write_snapshot_detail(&mut w, &task);
+    }
+    Ok(w.finish(action))
+}
+
+fn write_snapshot_detail(w: &mut XmlWriter, t: &ImportTask) {
+    w.start("snapshotTaskDetail")
+        .elem("description", &t.description)
+        .opt("diskImageSize", t.disk_size.map(|g| g << 30))
+        .elem("format", t.format.to_uppercase())
+        .elem("progress", t.progress)
+        .opt("snapshotId", t.snapshot_id.as_deref())
+        .elem("status", &t.status)
+        .elem("statusMessage", &t.status_message)
+        .elem("url", &t.url)
+        .end();
+}
+
+pub(crate) fn describe_imports(ctx: &Ctx<'_>, action: &str, r: DescribeImportTasks) -> ActionResult {
+    let image = action == "DescribeImportImageTasks";
+    let tasks = ctx.cloud.import_tasks(&ctx.scope, image, &r.task_ids).ec2()?;
+    let mut w = ctx.xml(action);
+    let set = if image { "importImageTaskSet" } else { "importSnapshotTaskSet" };
+    w.set(set, tasks, |w, t| {
+        w.elem("importTaskId", &t.id).elem("description", &t.description);
+        if image {
+            w.opt("architecture", t.architecture.as_deref())
+                .opt("imageId", t.image_id.as_deref())
+                .elem("progress", t.progress)
+                .elem("status", &t.status)
+                .elem("statusMessage", &t.status_message)
+                .elem("platform", "Linux");
+            w.set("snapshotDetailSet", [()], |w, _| {
+                w.elem("description", &t.description)
+                    .elem("deviceName", "/dev/sda1")
+                    .opt("diskImageSize", t.disk_size.map(|g| g << 30))
+                    .elem("format", t.format.to_uppercase())
+                    .opt("snapshotId", t.snapshot_id.as_deref())
+                    .elem("status", &t.status)
+                    .elem("url", &t.url);
+            });
+        } else {
+            write_snapshot_detail(w, &t);
+        }
+    });
+    Ok(w.finish(action))
 }
