@@ -38,6 +38,7 @@ impl Cloud {
                 id: AccountId::generate().to_string(),
                 name: name.to_owned(),
                 is_provider,
+                is_vendor: false,
                 created_at: kiln_store::now(),
             };
             accounts::insert(tx, &account)?;

@@ -68,7 +68,18 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 fn views(conn: &Connection, region: &str) -> Result<Vec<ImageView>> {
-    let providers: Vec<String> = accounts::list(conn)?.into_iter().filter(|a| a.is_provider).map(|a| a.id).collect();
+    let accounts = accounts::list(conn)?;
+    let alias = |owner: &str| {
+        accounts.iter().find(|a| a.id == owner).and_then(|a| {
+            if a.is_provider {
+                Some("amazon")
+            } else if a.is_vendor {
+                Some("aws-marketplace")
+            } else {
+                None
+            }
+        })
+    };
     let mut devices: HashMap<String, Vec<BlockDevice>> = HashMap::new();
     for (id, d) in images::devices_in_region(conn, region)? {
         devices.entry(id).or_default().push(d);
@@ -82,7 +93,7 @@ fn views(conn: &Connection, region: &str) -> Result<Vec<ImageView>> {
         .map(|image| ImageView {
             devices: devices.remove(&image.id).unwrap_or_default(),
             permissions: perms.remove(&image.id).unwrap_or_default(),
-            owner_alias: providers.contains(&image.account_id).then_some("amazon"),
+            owner_alias: alias(&image.account_id),
             image,
         })
         .collect())
@@ -132,7 +143,7 @@ impl Cloud {
                 owners.iter().any(|o| match o.as_str() {
                     "self" => v.image.account_id == scope.account,
                     "amazon" => v.owner_alias == Some("amazon"),
-                    "aws-marketplace" => !v.image.product_codes.is_empty() && v.owner_alias.is_none(),
+                    "aws-marketplace" => v.owner_alias == Some("aws-marketplace"),
                     id => v.image.account_id == id,
                 })
             });
@@ -437,6 +448,39 @@ impl Cloud {
                 Err(e)
             }
         }
+    }
+}
+
+impl Cloud {
+    /// Lists an image in the Marketplace: its owner becomes a vendor (alias
+    /// `aws-marketplace`), the image carries the product code and is public.
+    pub fn publish_marketplace(&self, region: &str, image_id: &str, product_code: &str) -> Result<Image> {
+        let ok = !product_code.is_empty()
+            && product_code.len() <= 64
+            && product_code.chars().all(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(Error::InvalidParameterValue(format!(
+                "Product code '{product_code}' must be 1 to 64 letters and digits"
+            )));
+        }
+        self.store.write(|tx| {
+            let image = images::list_region(tx, region)?
+                .into_iter()
+                .find(|i| i.id == image_id)
+                .ok_or_else(|| Error::not_found(ResourceKind::Image, image_id))?;
+            let owner = accounts::list(tx)?.into_iter().find(|a| a.id == image.account_id);
+            if owner.as_ref().is_some_and(|a| a.is_provider) {
+                return Err(Error::InvalidParameterValue("Quick Start images cannot be Marketplace listings".into()));
+            }
+            accounts::set_vendor(tx, &image.account_id)?;
+            let mut codes: Vec<&str> = image.product_codes.split(',').filter(|c| !c.is_empty()).collect();
+            if !codes.contains(&product_code) {
+                codes.push(product_code);
+            }
+            images::set_product_codes(tx, image_id, &codes.join(","))?;
+            images::set_public(tx, image_id, true)?;
+            Ok(Image { product_codes: codes.join(","), is_public: true, ..image })
+        })
     }
 }
 

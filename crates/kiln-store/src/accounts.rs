@@ -9,6 +9,9 @@ pub struct Account {
     pub id: String,
     pub name: String,
     pub is_provider: bool,
+    /// A Marketplace vendor: its public images with product codes are listed under
+    /// the owner alias `aws-marketplace`.
+    pub is_vendor: bool,
     pub created_at: String,
 }
 
@@ -36,18 +39,24 @@ pub fn insert_key(conn: &Connection, k: &AccessKey) -> Result<(), StoreError> {
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account { id: r.get(0)?, name: r.get(1)?, is_provider: r.get(2)?, created_at: r.get(3)? })
+    Ok(Account { id: r.get(0)?, name: r.get(1)?, is_provider: r.get(2)?, created_at: r.get(3)?, is_vendor: r.get(4)? })
+}
+
+pub fn set_vendor(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE accounts SET is_vendor = 1 WHERE id = ?1", [id])?;
+    Ok(())
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Account>, StoreError> {
-    let mut st = conn.prepare("SELECT id, name, is_provider, created_at FROM accounts ORDER BY created_at, name")?;
+    let mut st =
+        conn.prepare("SELECT id, name, is_provider, created_at, is_vendor FROM accounts ORDER BY created_at, name")?;
     let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Account>, StoreError> {
     Ok(conn
-        .query_row("SELECT id, name, is_provider, created_at FROM accounts WHERE name = ?1", [name], row)
+        .query_row("SELECT id, name, is_provider, created_at, is_vendor FROM accounts WHERE name = ?1", [name], row)
         .optional()?)
 }
 

@@ -133,8 +133,13 @@ mod tests {
     #[test]
     fn dry_run_rolls_writes_back() {
         let s = Store::in_memory().expect("store");
-        let a =
-            accounts::Account { id: "123456789012".into(), name: "a".into(), is_provider: false, created_at: now() };
+        let a = accounts::Account {
+            id: "123456789012".into(),
+            name: "a".into(),
+            is_provider: false,
+            is_vendor: false,
+            created_at: now(),
+        };
         let r: Result<(), StoreError> = dry_run(|| s.write(|tx| accounts::insert(tx, &a)));
         r.expect("dry write");
         assert!(!is_dry_run());

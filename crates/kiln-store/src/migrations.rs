@@ -238,6 +238,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX import_tasks_by_scope ON import_tasks (account_id, region);
     "#,
+    // 5: Marketplace vendors (their public images carry product codes).
+    r#"
+    ALTER TABLE accounts ADD COLUMN is_vendor INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

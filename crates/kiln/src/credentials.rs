@@ -23,6 +23,22 @@ pub fn add_profile(dir: &Path, profile: &str, access_key_id: &str, secret: &str)
     write_private(&path, &text)
 }
 
+/// Gives a named profile the default region in `DIR/config` (the AWS CLI takes a
+/// profile's region from there), unless it has a section already.
+pub fn add_config_profile(dir: &Path, profile: &str, region: &str) -> Result<()> {
+    let path = dir.join("config");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let header = format!("[profile {profile}]");
+    if text.lines().any(|l| l.trim() == header) {
+        return Ok(());
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let _ = write!(text, "{header}\nregion = {region}\noutput = json\n");
+    write_private(&path, &text)
+}
+
 /// Writes `DIR/config` with the default region, unless it exists.
 pub fn write_config(dir: &Path, region: &str) -> Result<()> {
     let path = dir.join("config");

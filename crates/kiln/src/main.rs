@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// The Marketplace catalog (operator commands).
+    Marketplace {
+        #[command(subcommand)]
+        command: MarketplaceCommand,
+    },
     /// Measure the API against a baseline server.
     Bench(bench::BenchArgs),
 }
@@ -107,6 +112,21 @@ enum ImageCommand {
         /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum MarketplaceCommand {
+    /// List an AMI in the Marketplace: its owner becomes a vendor (alias
+    /// aws-marketplace) and the image public, with the product code.
+    Publish {
+        image_id: String,
+        #[arg(long)]
+        product_code: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -219,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             let cloud = open(&dir, &default_regions())?;
             let new = cloud.create_account(&name, false)?;
             credentials::add_profile(&dir, &name, &new.key.access_key_id, &new.key.secret)?;
+            credentials::add_config_profile(&dir, &name, DEFAULT_REGIONS[0])?;
             println!("account    {}", new.account.id);
             println!("name       {}", new.account.name);
             println!("access key {}", new.key.access_key_id);
@@ -230,7 +251,13 @@ fn run(cli: Cli) -> Result<()> {
             let cloud = open(&dir, &default_regions())?;
             println!("{:<14} {:<20} {:<9} CREATED", "ACCOUNT", "NAME", "ROLE");
             for a in cloud.accounts()? {
-                let role = if a.is_provider { "provider" } else { "user" };
+                let role = if a.is_provider {
+                    "provider"
+                } else if a.is_vendor {
+                    "vendor"
+                } else {
+                    "user"
+                };
                 println!("{:<14} {:<20} {:<9} {}", a.id, a.name, role, a.created_at);
             }
             Ok(())
@@ -255,6 +282,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Image { command: ImageCommand::Import { file, account, region, architecture, dir } } => {
             import_file(&dir.resolve()?, &file, &account, &region, &architecture)
+        }
+        Command::Marketplace { command: MarketplaceCommand::Publish { image_id, product_code, region, dir } } => {
+            let cloud = open(&dir.resolve()?, &default_regions())?;
+            let image = cloud.publish_marketplace(&region, &image_id, &product_code)?;
+            println!("{} is listed in the Marketplace with product code(s) {}", image.id, image.product_codes);
+            Ok(())
         }
         Command::Bench(args) => bench::run(args),
     }
