@@ -10,10 +10,14 @@ Environment:
   KILN_KEEP_DATA   keep the temporary data directory after the session
   KILN_TEST_CACHE  the Debian package cache shared by test runs (default:
                    <repo>/.kiln-test-cache, git-ignored); only the first run downloads
+  KILN_TEST_QUICKSTART  the Quick Start recipes the session server builds, comma-separated,
+                   or `all` (default: the three kiln-tiny recipes, which the tests use;
+                   passed as `--quickstart` when the binary has that option)
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +43,7 @@ TEST_CACHE = Path(os.environ.get("KILN_TEST_CACHE") or REPO / ".kiln-test-cache"
 # The Quick Start architectures and how long the first (downloading) build may take.
 QUICKSTART_ARCHES = ("x86_64", "arm64", "i386")
 QUICKSTART_TIMEOUT = 600.0
+QUICKSTART_RECIPES = os.environ.get("KILN_TEST_QUICKSTART") or ",".join(f"kiln-tiny-{a}" for a in QUICKSTART_ARCHES)
 
 # Variables that would make boto3 or the CLI ignore the files Kiln wrote.
 _AWS_OVERRIDES = (
@@ -79,6 +84,80 @@ def _read_profiles(path: Path) -> dict:
         name: (cp[name]["aws_access_key_id"], cp[name]["aws_secret_access_key"])
         for name in cp.sections()
     }
+
+
+def _group_members(pgid: int) -> list:
+    """(pid, command) of the processes in process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                members.append((int(entry.name), cmd or stat[stat.index("(") : stat.rindex(")") + 1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+def _signal_group_and_wait(pgid: int, sig, seconds: float) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + seconds
+    while _group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _stop_group(pgid: int) -> list:
+    """Stops what is left of the server's process group (SIGTERM first, so that a build
+    tool such as mmdebstrap can undo its mounts; then SIGKILL); returns what was left.
+    They must be gone before the data directory is removed, or they write into it again."""
+    left = _group_members(pgid)
+    if left and not _signal_group_and_wait(pgid, signal.SIGTERM, 20):
+        _signal_group_and_wait(pgid, signal.SIGKILL, 10)
+    return left
+
+
+def _unmount_under(path) -> list:
+    """Unmounts whatever is mounted below `path` (a build's chroot: proc, sys, devpts),
+    deepest first; returns the mount points that stay."""
+    prefix = str(Path(path).resolve()) + "/"
+
+    def mounts():
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1].replace("\\040", " ") for line in f]
+        return sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
+
+    for point in mounts():
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+    return mounts()
+
+
+def _remove_data_dir(data_dir) -> str:
+    """Removes a test data directory unless something is still mounted in it (then
+    rmtree could reach into the mounts); returns a warning, or ''."""
+    stuck = _unmount_under(data_dir)
+    if stuck:
+        return f"left {data_dir} in place: still mounted there: {stuck}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return ""
+
+
+def _serve_has_option(option: str) -> bool:
+    try:
+        out = subprocess.run([KILN_BIN, "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(rf"^\s*{re.escape(option)}\b", out, re.M) is not None
 
 
 class Kiln:
@@ -156,21 +235,27 @@ def kiln():
     log_path = os.path.join(log_dir, "kiln.log")
     port = _free_port()
     TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    args = [
+        KILN_BIN,
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        data_dir,
+        "--cache-dir",
+        str(TEST_CACHE),
+    ]
+    if QUICKSTART_RECIPES != "all" and _serve_has_option("--quickstart"):
+        args += ["--quickstart", QUICKSTART_RECIPES]
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [
-            KILN_BIN,
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            data_dir,
-            "--cache-dir",
-            str(TEST_CACHE),
-        ],
+        args,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        # Its own process group, so that whatever it starts (the Quick Start build's
+        # dpkg-deb/mkfs/qemu-img, VMs) can be stopped with it at the end.
+        start_new_session=True,
     )
     server = Kiln(proc, port, data_dir, log_path)
 
@@ -178,10 +263,13 @@ def kiln():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        _stop_group(proc.pid)
         log.close()
         text = server.log()
         if not os.environ.get("KILN_KEEP_DATA"):
-            shutil.rmtree(data_dir, ignore_errors=True)
+            warning = _remove_data_dir(data_dir)
+            if warning:
+                why += f"\n[kiln] {warning}"
             shutil.rmtree(log_dir, ignore_errors=True)
         pytest.exit(f"{why}\n--- kiln log ---\n{text}", returncode=3)
 
@@ -224,10 +312,18 @@ def kiln():
                 proc.wait()
         else:
             exited = ("already exited", proc.returncode)
+        left = _stop_group(proc.pid)
+        if left:
+            # Children that outlived the server (e.g. a Quick Start build step still
+            # writing into DATA_DIR/builds/*.partial): stopped here, reported there.
+            shown = "; ".join(f"{pid} {cmd[:100]}" for pid, cmd in left)
+            print(f"\n[kiln] processes left running after kiln serve exited: {shown}", flush=True)
         log.close()
         text = server.log()
         if not os.environ.get("KILN_KEEP_DATA"):
-            shutil.rmtree(data_dir, ignore_errors=True)
+            warning = _remove_data_dir(data_dir)
+            if warning:
+                print(f"\n[kiln] {warning}", flush=True)
             shutil.rmtree(log_dir, ignore_errors=True)
         assert exited == 0, (
             f"kiln serve did not shut down gracefully on SIGTERM (status {exited})\n"

@@ -74,8 +74,9 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
             "-drive",
             &format!("file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap", disk.path.display()),
         ]);
-        // The root disk boots first when the firmware boots the disk (no kernel given).
-        let boot = if n == 0 { ",bootindex=0" } else { "" };
+        // The root disk boots first when the firmware boots the disk (with a kernel given,
+        // QEMU's loader holds boot index 0).
+        let boot = if n == 0 && spec.kernel.is_none() { ",bootindex=0" } else { "" };
         push(&["-device", &format!("virtio-blk-pci,drive={id},serial={}{boot}", disk.volume_id.replace('-', ""))]);
     }
     match &spec.network {
@@ -134,6 +135,20 @@ mod tests {
         assert!(joined.contains("guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/kiln pipe /d/imds.sock"));
         assert!(joined.contains("serial=ec2"), "{joined}");
         assert_eq!(program(Architecture::X86_64), "qemu-system-x86_64");
+    }
+
+    #[test]
+    fn only_disk_boots_take_a_boot_index() {
+        let direct = arguments(&spec(Architecture::X86_64), Accel::Tcg, Path::new("/d")).join(" ");
+        assert!(!direct.contains("bootindex"), "QEMU refuses bootindex=0 beside -kernel");
+        let mut s = spec(Architecture::X86_64);
+        s.kernel = None;
+        s.initrd = None;
+        s.cmdline = None;
+        let disk = arguments(&s, Accel::Tcg, Path::new("/d")).join(" ");
+        assert!(disk.contains("bootindex=0"));
+        s.architecture = Architecture::Arm64;
+        assert!(arguments(&s, Accel::Tcg, Path::new("/d")).join(" ").contains(AARCH64_FIRMWARE));
     }
 
     #[test]

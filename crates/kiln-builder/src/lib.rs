@@ -4,6 +4,7 @@
 //! recipe's content hash. This crate makes files; registering them as an AMI is the
 //! control plane's job.
 
+mod debian;
 mod debs;
 mod kmod;
 pub mod recipe;
@@ -81,6 +82,7 @@ pub fn build(recipe: &Recipe, builds: &Path, cache: &Path, progress: &dyn Progre
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     let result = match recipe.kind {
         recipe::Kind::Tiny => tiny::build(recipe, &work, cache, progress),
+        recipe::Kind::Debian => debian::build(recipe, &work, cache, progress),
     };
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&work);

@@ -26,6 +26,9 @@ pub enum RecipeError {
 pub enum Kind {
     /// Busybox and a few packages on an ext4 root, a Debian kernel booted directly.
     Tiny,
+    /// A full Debian system made by mmdebstrap (systemd, cloud-init, OpenSSH, apt), its
+    /// own kernel and initramfs booted directly.
+    Debian,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +38,7 @@ struct RecipeFile {
     description: String,
     architecture: String,
     kind: Kind,
+    #[serde(default)]
     kernel_package: String,
     kernel_cmdline: String,
     #[serde(default)]
@@ -43,8 +47,15 @@ struct RecipeFile {
     boot_modules: Vec<String>,
     #[serde(default)]
     modules: Vec<String>,
-    initramfs_init: String,
+    #[serde(default)]
+    initramfs_init: Option<String>,
     overlay: String,
+    /// The Debian suite (debian kind).
+    #[serde(default)]
+    suite: Option<String>,
+    /// How images are named: `{name}`, `{arch}`, `{date}` and `{n}` (a counter).
+    #[serde(default)]
+    image_name: Option<String>,
     default_user: String,
     root_size_gib: u64,
     #[serde(default)]
@@ -75,8 +86,11 @@ pub struct Recipe {
     pub default_user: String,
     pub root_size_gib: u64,
     pub commands: Vec<String>,
-    /// The initramfs `/init`.
-    pub init: FileSpec,
+    pub suite: String,
+    /// The image name pattern (`{name}-{arch}-{date}` unless the recipe says).
+    pub image_name: String,
+    /// The initramfs `/init` (tiny kind).
+    pub init: Option<FileSpec>,
     /// Files added to the root filesystem, by path relative to `/`.
     pub overlay: BTreeMap<String, FileSpec>,
     text: String,
@@ -210,16 +224,26 @@ impl Recipe {
             return Err(bad("root_size_gib must be 1 to 64".into()));
         }
         let valid_pkg = |p: &String| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-        if let Some(p) = f.packages.iter().chain([&f.kernel_package]).find(|p| !valid_pkg(p)) {
+        let kernel: Vec<&String> = if f.kind == Kind::Tiny { vec![&f.kernel_package] } else { Vec::new() };
+        if let Some(p) = f.packages.iter().chain(kernel).find(|p| !valid_pkg(p)) {
             return Err(bad(format!("'{p}' is not a Debian package name")));
+        }
+        if f.kind == Kind::Tiny && f.initramfs_init.is_none() {
+            return Err(bad("the tiny kind needs initramfs_init".into()));
+        }
+        let suite = f.suite.clone().unwrap_or_else(|| "bookworm".into());
+        if !suite.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            return Err(bad(format!("suite '{suite}' is not a Debian suite name")));
         }
         if f.default_user.is_empty()
             || !f.default_user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             return Err(bad(format!("default_user '{}' is not a user name", f.default_user)));
         }
-        let init_contents = source.read(id, &f.initramfs_init)?;
-        let init = FileSpec { mode: 0o755, contents: init_contents };
+        let init = match &f.initramfs_init {
+            Some(p) => Some(FileSpec { mode: 0o755, contents: source.read(id, p)? }),
+            None => None,
+        };
         let overlay = source.tree(id, &f.overlay)?;
         Ok(Recipe {
             id: id.to_owned(),
@@ -235,6 +259,8 @@ impl Recipe {
             default_user: f.default_user,
             root_size_gib: f.root_size_gib,
             commands: f.commands,
+            suite,
+            image_name: f.image_name.unwrap_or_else(|| "{name}-{arch}-{date}".into()),
             init,
             overlay,
             text: text.to_owned(),
@@ -245,7 +271,9 @@ impl Recipe {
     pub fn content_hash(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.text.as_bytes());
-        h.update(&self.init.contents);
+        if let Some(init) = &self.init {
+            h.update(&init.contents);
+        }
         for (path, f) in &self.overlay {
             h.update(path.as_bytes());
             h.update(f.mode.to_le_bytes());
@@ -275,9 +303,18 @@ mod tests {
         for id in ids {
             let r = Recipe::load(&id).expect("parse");
             assert_eq!(r.content_hash(), Recipe::load(&id).expect("parse").content_hash());
-            assert!(r.overlay.contains_key("etc/kiln/boot"));
-            assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
+            match r.kind {
+                Kind::Tiny => {
+                    assert!(r.init.is_some());
+                    assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
+                }
+                Kind::Debian => {
+                    assert!(r.overlay.contains_key("etc/cloud/cloud.cfg.d/01-kiln.cfg"));
+                    assert_eq!(r.default_user, "admin");
+                }
+            }
         }
+        assert!(Recipe::builtin_ids().contains(&"debian-12-amd64".to_string()));
         let x86 = Recipe::load("kiln-tiny-x86_64").expect("x86");
         let arm = Recipe::load("kiln-tiny-arm64").expect("arm");
         assert_ne!(x86.content_hash(), arm.content_hash());

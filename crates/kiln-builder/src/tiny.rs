@@ -13,7 +13,7 @@ use crate::{debs, io, BuildError, Progress};
 
 const STEPS: usize = 6;
 
-fn write_file(root: &Path, rel: &str, f: &FileSpec) -> Result<(), BuildError> {
+pub(crate) fn write_file(root: &Path, rel: &str, f: &FileSpec) -> Result<(), BuildError> {
     let path = root.join(rel);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
@@ -153,7 +153,8 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
         &[("bin", 0o755), ("etc", 0o755), ("dev", 0o755), ("proc", 0o755), ("sys", 0o755), ("newroot", 0o755)],
     )?;
     std::fs::copy(root.join("bin/busybox"), initrd.join("bin/busybox")).map_err(io("copying busybox"))?;
-    write_file(&initrd, "init", &recipe.init)?;
+    let init = recipe.init.as_ref().ok_or_else(|| BuildError::Missing("the recipe has no initramfs init".into()))?;
+    write_file(&initrd, "init", init)?;
     let boot_files = copy_modules(&boot, &initrd.join("lib/modules"))?;
     write_file(&initrd, "etc/modules-boot", &FileSpec { contents: boot_files.join("\n").into_bytes(), mode: 0o644 })?;
     shell(

@@ -266,10 +266,12 @@ impl Cloud {
         for d in &src.devices {
             let mut d2 = d.clone();
             if let Some(sid) = &d.snapshot_id {
-                let s = self
-                    .store
-                    .read(|c| Ok::<_, Error>(snapshots::get(c, sid)?))?
-                    .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, sid.clone()))?;
+                // As on EC2, copying needs access to the image's storage, not only to the image.
+                let s = self.usable_snapshot(&source_scope, sid).map_err(|_| {
+                    Error::Unauthorized(format!(
+                        "You do not have permission to access the storage of this ami ({source_id})"
+                    ))
+                })?;
                 let copy = Snapshot {
                     id: ResourceKind::Snapshot.generate(),
                     account_id: scope.account.clone(),

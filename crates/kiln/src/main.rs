@@ -41,6 +41,10 @@ enum Command {
         /// Do not build or register the Quick Start images.
         #[arg(long)]
         no_quickstart: bool,
+        /// Build only these Quick Start recipes (comma-separated ids, e.g.
+        /// kiln-tiny-x86_64) [default: all: kiln-tiny for x86_64, arm64, i386, debian-12-amd64].
+        #[arg(long, value_delimiter = ',')]
+        quickstart: Vec<String>,
         /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -227,10 +231,18 @@ fn default_regions() -> Vec<String> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, dir, regions, max_body, no_quickstart, cache_dir, host, import_dir } => {
+        Command::Serve { listen, dir, regions, max_body, no_quickstart, quickstart, cache_dir, host, import_dir } => {
             let dir = dir.resolve()?;
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some(cache), &host, import_dir)
+            for q in &quickstart {
+                if !kiln_builder::Recipe::builtin_ids().contains(q) {
+                    bail!(
+                        "--quickstart {q}: no such recipe (built-in: {})",
+                        kiln_builder::Recipe::builtin_ids().join(", ")
+                    );
+                }
+            }
+            serve(listen, dir, &regions, max_body, (!no_quickstart).then_some((cache, quickstart)), &host, import_dir)
         }
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
@@ -326,7 +338,7 @@ fn serve(
     dir: PathBuf,
     regions: &[String],
     max_body: usize,
-    quickstart_cache: Option<PathBuf>,
+    quickstart: Option<(PathBuf, Vec<String>)>,
     host: &HostArgs,
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
@@ -369,11 +381,11 @@ fn serve(
             }
         })
     };
-    if let Some(cache) = quickstart_cache {
+    let builder = quickstart.map(|(cache, only)| {
         // The API answers at once; the images appear as they are built.
-        let cloud = cloud.clone();
-        std::thread::spawn(move || quickstart::ensure(&cloud, &cache));
-    }
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop))
+    });
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -401,6 +413,12 @@ fn serve(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = reconciler.join();
     let _ = importer.join();
+    if let Some(b) = builder {
+        if !b.is_finished() {
+            println!("Waiting for the image build in progress to finish...");
+        }
+        let _ = b.join();
+    }
     println!("Kiln stopped (instances keep running and are adopted at the next start).");
     Ok(())
 }
