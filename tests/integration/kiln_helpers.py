@@ -13,7 +13,7 @@ EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 # One attempt only: a server bug answering 5xx should fail fast, not be retried.
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 1},
+    retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=5,
     read_timeout=20,
     max_pool_connections=16,

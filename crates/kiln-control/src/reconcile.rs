@@ -130,8 +130,15 @@ impl Cloud {
         let alive = agent.is_running(&i.id);
         match i.state.as_str() {
             "pending" => {
+                // Only a still-pending instance becomes running: a Stop or Terminate that
+                // arrived while the VM was starting wins, and the next pass acts on it.
+                let advance = |this: &Self| {
+                    this.store
+                        .write(|tx| Ok::<_, Error>(instances::advance(tx, &i.id, "pending", "running")?))
+                        .map(|_| ())
+                };
                 if alive {
-                    return self.set_state(&i.id, "running", "", None);
+                    return advance(self);
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
@@ -140,19 +147,26 @@ impl Cloud {
                     agent.start(&spec).map_err(host(format!("starting {}", i.id)))
                 });
                 match started {
-                    Ok(()) => self.set_state(&i.id, "running", "", None),
+                    Ok(()) => advance(self),
                     Err(e) => {
                         tracing::error!(instance = %i.id, error = %e, "launch failed");
                         let msg = format!("Server.InternalError: {e}");
-                        self.store.write(|tx| {
-                            Ok::<_, Error>(instances::set_state(
-                                tx,
-                                &i.id,
-                                "shutting-down",
-                                "",
-                                Some(("Server.InternalError", &msg)),
-                            )?)
+                        let failed = self.store.write(|tx| {
+                            let moved = instances::advance(tx, &i.id, "pending", "shutting-down")?;
+                            if moved {
+                                instances::set_state(
+                                    tx,
+                                    &i.id,
+                                    "shutting-down",
+                                    "",
+                                    Some(("Server.InternalError", &msg)),
+                                )?;
+                            }
+                            Ok::<_, Error>(moved)
                         })?;
+                        if !failed {
+                            return Ok(());
+                        }
                         let failed = Instance {
                             state_reason_code: Some("Server.InternalError".into()),
                             state_reason_message: Some(msg),
@@ -175,7 +189,14 @@ impl Cloud {
                     ));
                     if i.shutdown_behavior == "terminate" {
                         self.set_state(&i.id, "shutting-down", &reason, sr)?;
-                        let next = Instance { transition_reason: reason, ..i.clone() };
+                        let next = Instance {
+                            transition_reason: reason,
+                            state_reason_code: Some("Client.InstanceInitiatedShutdown".into()),
+                            state_reason_message: Some(
+                                "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
+                            ),
+                            ..i.clone()
+                        };
                         return self.finish_termination(&next);
                     }
                     return self.set_state(&i.id, "stopped", &reason, sr);

@@ -195,6 +195,17 @@ pub fn set_state(
     Ok(())
 }
 
+/// Moves an instance from `from` to `to` only if it is still in `from` (a request may
+/// have moved it meanwhile); returns whether it moved.
+pub fn advance(conn: &Connection, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE instances SET state = ?3, state_reason_code = NULL, state_reason_message = NULL
+         WHERE id = ?1 AND state = ?2",
+        params![id, from, to],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn set_ready(conn: &Connection, id: &str, at: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE instances SET ready_at = ?2 WHERE id = ?1 AND ready_at IS NULL", params![id, at])?;
     Ok(())
