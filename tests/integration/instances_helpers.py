@@ -104,6 +104,10 @@ class Server:
                     str(self.data_dir),
                     "--cache-dir",
                     str(TEST_CACHE),
+                    # Only the images these tests boot: a debian-12 build (minutes, and
+                    # mounts inside the data dir) must not run under a kill -9.
+                    "--quickstart",
+                    "kiln-tiny-x86_64,kiln-tiny-arm64",
                     *self.extra_args,
                 ],
                 stdout=log,

@@ -379,15 +379,63 @@ impl Cloud {
         self.store.read(|c| Ok(images::by_recipe_hash(c, region, hash)?))
     }
 
-    /// Registers a finished build as an available image in `scope`: the root disk
-    /// becomes a snapshot, kernel and initramfs are kept under `DATA_DIR/kernels`.
-    pub fn register_build(&self, scope: &Scope, build: &BuildProducts, tags: &[(String, String)]) -> Result<Image> {
-        let kernels = self.data_dir().join("kernels");
-        std::fs::create_dir_all(&kernels)
-            .map_err(|e| Error::Host { context: "creating the kernel directory".into(), detail: e.to_string() })?;
+    /// Registers the image a build will make, as `pending` with no devices yet, so
+    /// that DescribeImages shows it while it builds. Earlier attempts for the same
+    /// recipe content that never finished (pending or failed) are removed first.
+    pub fn reserve_build(&self, scope: &Scope, build: &BuildProducts, tags: &[(String, String)]) -> Result<Image> {
+        check_name(&build.name)?;
+        let image = Image {
+            id: ResourceKind::Image.generate(),
+            account_id: scope.account.clone(),
+            region: scope.region.clone(),
+            name: build.name.clone(),
+            description: build.description.clone(),
+            architecture: build.architecture.as_str().to_owned(),
+            root_device_name: "/dev/xvda".into(),
+            boot_mode: if build.architecture == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
+            kernel_file: None,
+            ramdisk_file: None,
+            kernel_cmdline: None,
+            default_user: Some(build.default_user.clone()),
+            state: "pending".into(),
+            state_reason: None,
+            is_public: build.public,
+            product_codes: String::new(),
+            deprecation_time: None,
+            source_instance_id: None,
+            recipe: Some(build.recipe.clone()),
+            recipe_hash: Some(build.hash.clone()),
+            created_at: kiln_store::now(),
+        };
+        self.store.write(|tx| {
+            for stale in images::by_recipe_hash(tx, &scope.region, &build.hash)? {
+                if stale.account_id == scope.account && stale.state != "available" {
+                    images::remove(tx, &stale.id)?;
+                    tags::delete_all(tx, scope, &stale.id)?;
+                }
+            }
+            if !images::insert(tx, &image, &[])? {
+                return Err(Error::Duplicate { kind: ResourceKind::Image, name: build.name.clone() });
+            }
+            tags::put_all(tx, scope, ResourceKind::Image, &image.id, tags)?;
+            Ok(image)
+        })
+    }
+
+    /// Marks a reserved image `failed`, with the reason DescribeImages shows.
+    pub fn fail_build(&self, image_id: &str, reason: &str) -> Result<()> {
+        self.store.write(|tx| Ok(images::set_state(tx, image_id, "failed", Some(reason))?))
+    }
+
+    /// Completes a reserved image from a finished build: the root disk becomes a
+    /// snapshot, kernel and initramfs are kept under `DATA_DIR/kernels`, and the image
+    /// becomes `available`. On failure nothing of it is left but the failed image.
+    pub fn complete_build(&self, scope: &Scope, image_id: &str, build: &BuildProducts) -> Result<()> {
         let keep = |src: &std::path::Path, name: &str| -> Result<String> {
             let rel = format!("kernels/{}-{name}", build.hash);
             let dest = self.data_dir().join(&rel);
+            std::fs::create_dir_all(self.data_dir().join("kernels"))
+                .map_err(|e| Error::Host { context: "creating the kernel directory".into(), detail: e.to_string() })?;
             if !dest.exists() && std::fs::hard_link(src, &dest).is_err() {
                 std::fs::copy(src, &dest)
                     .map_err(|e| Error::Host { context: format!("keeping {name}"), detail: e.to_string() })?;
@@ -411,45 +459,22 @@ impl Cloud {
             volume_id: None,
             created_at: kiln_store::now(),
         };
-        let cleanup = |this: &Self| {
-            let _ = std::fs::remove_file(this.data_dir().join(&file));
+        let device = BlockDevice {
+            device_name: "/dev/xvda".into(),
+            snapshot_id: Some(snap_id),
+            volume_size: build.root_size_gib as i64,
+            volume_type: "gp3".into(),
+            delete_on_termination: true,
         };
-        if let Err(e) = self.store.write(|tx| Ok::<_, Error>(snapshots::insert(tx, &snapshot)?)) {
-            cleanup(self);
-            return Err(e);
+        let done = self.store.write(|tx| {
+            snapshots::insert(tx, &snapshot)?;
+            images::complete(tx, image_id, &kernel_file, &ramdisk_file, &build.kernel_cmdline, &device)?;
+            Ok::<_, Error>(())
+        });
+        if done.is_err() {
+            let _ = std::fs::remove_file(self.data_dir().join(&file));
         }
-        let new = NewImage {
-            name: build.name.clone(),
-            description: build.description.clone(),
-            architecture: build.architecture,
-            root_device_name: "/dev/xvda".into(),
-            boot_mode: if build.architecture == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
-            devices: vec![BlockDevice {
-                device_name: "/dev/xvda".into(),
-                snapshot_id: Some(snap_id.clone()),
-                volume_size: build.root_size_gib as i64,
-                volume_type: "gp3".into(),
-                delete_on_termination: true,
-            }],
-            kernel_file: Some(kernel_file),
-            ramdisk_file: Some(ramdisk_file),
-            kernel_cmdline: Some(build.kernel_cmdline.clone()),
-            default_user: Some(build.default_user.clone()),
-            recipe: Some(build.recipe.clone()),
-            recipe_hash: Some(build.hash.clone()),
-            source_instance_id: None,
-            is_public: build.public,
-            state: "available",
-        };
-        match self.register_image(scope, new, tags) {
-            Ok(i) => Ok(i),
-            Err(e) => {
-                // Nothing half-registered: the snapshot row and its file go too.
-                let _ = self.store.write(|tx| Ok::<_, Error>(snapshots::remove(tx, &snap_id)?));
-                cleanup(self);
-                Err(e)
-            }
-        }
+        done
     }
 }
 

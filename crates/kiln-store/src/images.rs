@@ -211,3 +211,31 @@ pub fn by_recipe_hash(conn: &Connection, region: &str, hash: &str) -> Result<Vec
     let rows = st.query_map(params![region, hash], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// Finishes a pending image: its kernel, initramfs and root device, then `available`.
+pub fn complete(
+    conn: &Connection,
+    image_id: &str,
+    kernel_file: &str,
+    ramdisk_file: &str,
+    kernel_cmdline: &str,
+    device: &BlockDevice,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE images SET kernel_file = ?2, ramdisk_file = ?3, kernel_cmdline = ?4, state = 'available', state_reason = NULL
+         WHERE id = ?1",
+        params![image_id, kernel_file, ramdisk_file, kernel_cmdline],
+    )?;
+    conn.execute(
+        "INSERT INTO image_block_devices (image_id, device_name, snapshot_id, volume_size, volume_type, delete_on_termination)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![image_id, device.device_name, device.snapshot_id, device.volume_size, device.volume_type, device.delete_on_termination],
+    )?;
+    Ok(())
+}
+
+/// Removes an image whatever its owner (for abandoned builds).
+pub fn remove(conn: &Connection, image_id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM images WHERE id = ?1", [image_id])?;
+    Ok(())
+}

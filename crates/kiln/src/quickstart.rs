@@ -22,51 +22,85 @@ pub fn build_and_register(
     let hash = recipe.content_hash();
     let mut missing = Vec::new();
     for r in regions {
-        if cloud.images_for_recipe(r, &hash)?.iter().all(|i| i.account_id != account) {
+        let have = cloud.images_for_recipe(r, &hash)?;
+        if !have.iter().any(|i| i.account_id == account && i.state == "available") {
             missing.push(r.clone());
         }
     }
     if missing.is_empty() {
         return Ok(Vec::new());
     }
-    let progress = StderrProgress { label: recipe.id.clone() };
-    let built = kiln_builder::build(recipe, &cloud.data_dir().join("builds"), cache, &progress)
-        .with_context(|| format!("building {}", recipe.id))?;
-    let date = chrono::Utc::now().format("%Y%m%d");
-    let mut made = Vec::new();
-    for region in missing {
+    // The images show as pending while they build, and as failed if the build fails.
+    let date = chrono::Utc::now().format("%Y%m%d").to_string();
+    let tags = vec![("kiln:recipe".to_owned(), recipe.id.clone())];
+    let mut reserved = Vec::new();
+    for region in &missing {
         let scope = Scope { account: account.to_owned(), region: region.clone() };
-        let taken: Vec<String> =
-            cloud.images(&scope, &[], &["self".into()], &[])?.into_iter().map(|v| v.image.name).collect();
+        let taken: Vec<String> = cloud
+            .images(&scope, &[], &["self".into()], &[])?
+            .into_iter()
+            .filter(|v| v.image.recipe_hash.as_deref() != Some(hash.as_str()) || v.image.state == "available")
+            .map(|v| v.image.name)
+            .collect();
         let name = image_name(
             &recipe.image_name,
             &recipe.name,
             recipe.deb_arch(),
             recipe.architecture.as_str(),
-            &date.to_string(),
+            &date,
             &taken,
         );
-        let products = BuildProducts {
-            name,
-            description: recipe.description.clone(),
-            recipe: recipe.id.clone(),
-            hash: hash.clone(),
-            architecture: recipe.architecture,
-            root_disk: built.root_disk.clone(),
-            kernel: built.kernel.clone(),
-            initrd: built.initrd.clone(),
-            kernel_cmdline: built.kernel_cmdline.clone(),
-            root_size_gib: built.root_size_gib,
-            default_user: recipe.default_user.clone(),
-            public,
-        };
-        let tags = vec![("kiln:recipe".to_owned(), recipe.id.clone())];
+        let products = products(recipe, &hash, name, public, None);
         let image = cloud
-            .register_build(&scope, &products, &tags)
+            .reserve_build(&scope, &products, &tags)
             .with_context(|| format!("registering {} in {region}", recipe.id))?;
-        made.push((region, image.id));
+        reserved.push((scope, image.id, products));
+    }
+    let progress = StderrProgress { label: recipe.id.clone() };
+    let built = match kiln_builder::build(recipe, &cloud.data_dir().join("builds"), cache, &progress) {
+        Ok(b) => b,
+        Err(e) => {
+            for (_, id, _) in &reserved {
+                let _ = cloud.fail_build(id, &format!("The image build failed: {e}"));
+            }
+            return Err(anyhow::Error::from(e).context(format!("building {}", recipe.id)));
+        }
+    };
+    let mut made = Vec::new();
+    for (scope, id, p) in reserved {
+        let p = products(recipe, &hash, p.name, public, Some(&built));
+        if let Err(e) = cloud.complete_build(&scope, &id, &p) {
+            let _ = cloud.fail_build(&id, &format!("Registering the build failed: {e}"));
+            return Err(anyhow::Error::from(e).context(format!("registering {} in {}", recipe.id, scope.region)));
+        }
+        made.push((scope.region, id));
     }
     Ok(made)
+}
+
+/// What the control plane needs to register a build (paths are empty until built).
+fn products(
+    recipe: &Recipe,
+    hash: &str,
+    name: String,
+    public: bool,
+    built: Option<&kiln_builder::Built>,
+) -> BuildProducts {
+    let path = |f: fn(&kiln_builder::Built) -> &std::path::PathBuf| built.map(|b| f(b).clone()).unwrap_or_default();
+    BuildProducts {
+        name,
+        description: recipe.description.clone(),
+        recipe: recipe.id.clone(),
+        hash: hash.to_owned(),
+        architecture: recipe.architecture,
+        root_disk: path(|b| &b.root_disk),
+        kernel: path(|b| &b.kernel),
+        initrd: path(|b| &b.initrd),
+        kernel_cmdline: recipe.kernel_cmdline.clone(),
+        root_size_gib: recipe.root_size_gib,
+        default_user: recipe.default_user.clone(),
+        public,
+    }
 }
 
 /// The first free name from a recipe's pattern: `{name}`, `{arch}` (EC2's name),
