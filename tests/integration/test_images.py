@@ -704,11 +704,6 @@ def test_copy_a_private_image_of_another_account(ec2, ec2_other_west, x86_snapsh
     assert img["Public"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kiln bug: CopyImage copies a shared AMI without read access to its backing snapshot "
-    "(EC2: 'You do not have permission to access the storage of this ami')",
-)
 def test_copying_a_shared_image_needs_access_to_its_snapshot(ec2_west, ec2_other, qs, other_id):
     """EC2 lets an account copy an AMI shared with it only if it may also read the AMI's
     snapshots (public, or shared with createVolumePermission). The Quick Start snapshots

@@ -310,16 +310,11 @@ def test_quickstart_image_boots_and_is_configured_from_imds(arch, quickstart_ima
             except RootMountFailed as e:
                 modules = [n.rsplit("/", 1)[-1] for n in initramfs_files(build / "initrd.img") if n.endswith(".ko")]
                 record(arch, ready_seconds=None, image=image["ImageId"], build=build.name,
-                       error="root volume not mountable: no ext4 in the initramfs")
-                if "No such device" in str(e) and "ext4.ko" not in modules:
-                    # Known product bug: the arm64 and i386 Debian kernels build ext4 (and jbd2,
-                    # mbcache, crc16, crc32c) as modules, but the recipes' boot_modules load only
-                    # the virtio drivers, so the initramfs cannot mount the ext4 root.
-                    pytest.xfail(
-                        f"kiln-tiny-{arch}: the initramfs has no ext4 module ({', '.join(modules)}); "
-                        "the kernel has ext4 as a module, so /dev/vda cannot be mounted"
-                    )
-                pytest.fail(f"[{arch}] the initramfs could not mount the root volume\n--- console ---\n{str(e)[-4000:]}")
+                       error="root volume not mountable")
+                pytest.fail(
+                    f"[{arch}] the initramfs could not mount the root volume (modules: {', '.join(modules)})"
+                    f"\n--- console ---\n{str(e)[-4000:]}"
+                )
             print(f"[boot {arch}] ready after {seconds:.1f} s", flush=True)
             assert served_id == instance_id, f"the guest reports {served_id}, IMDS served {instance_id}\n{text[-3000:]}"
 
