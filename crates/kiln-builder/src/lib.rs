@@ -60,6 +60,54 @@ impl Progress for StderrProgress {
     }
 }
 
+/// Clears what an interrupted build left in `builds` (a daemon killed mid-build):
+/// its helper processes (mmdebstrap, dpkg-deb, mkfs...), the mounts mmdebstrap made
+/// inside the build directory, and the `.partial` directories. Returns what was done.
+pub fn clean_interrupted(builds: &Path) -> Vec<String> {
+    let mut done = Vec::new();
+    let Ok(builds) = std::fs::canonicalize(builds) else { return done };
+    let marker = builds.to_string_lossy().into_owned();
+    let me = std::process::id();
+    // Processes still working inside the build directory.
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.filter_map(Result::ok) {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if pid as u32 == me {
+                continue;
+            }
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cwd =
+                std::fs::read_link(p.path().join("cwd")).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(&marker) || cwd.starts_with(&marker) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                done.push(format!("ended process {pid} ({})", text.chars().take(80).collect::<String>()));
+            }
+        }
+    }
+    // Mounts under it, deepest first.
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .filter(|m| m.starts_with(&marker))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        if std::process::Command::new("umount").args(["-l", &m]).status().is_ok_and(|s| s.success()) {
+            done.push(format!("unmounted {m}"));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&builds) {
+        for e in entries.filter_map(Result::ok) {
+            if e.file_name().to_string_lossy().ends_with(".partial") && std::fs::remove_dir_all(e.path()).is_ok() {
+                done.push(format!("removed {}", e.path().display()));
+            }
+        }
+    }
+    done
+}
+
 /// Builds `recipe` into `builds/<hash>/`, reusing a finished build with the same hash
 /// and downloaded packages in `cache`. A failed build leaves nothing behind.
 pub fn build(recipe: &Recipe, builds: &Path, cache: &Path, progress: &dyn Progress) -> Result<Built, BuildError> {

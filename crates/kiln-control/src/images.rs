@@ -422,6 +422,17 @@ impl Cloud {
         })
     }
 
+    /// At start: images whose build was interrupted (the daemon died) are failed; the
+    /// Quick Start retries them.
+    pub fn fail_interrupted_builds(&self) -> Result<usize> {
+        self.store.write(|tx| {
+            Ok(images::fail_pending_builds(
+                tx,
+                "The image build was interrupted when Kiln stopped; it is retried at the next start",
+            )?)
+        })
+    }
+
     /// Marks a reserved image `failed`, with the reason DescribeImages shows.
     pub fn fail_build(&self, image_id: &str, reason: &str) -> Result<()> {
         self.store.write(|tx| Ok(images::set_state(tx, image_id, "failed", Some(reason))?))

@@ -239,3 +239,11 @@ pub fn remove(conn: &Connection, image_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM images WHERE id = ?1", [image_id])?;
     Ok(())
 }
+
+/// Marks every image still pending from a build as failed (the build was interrupted).
+pub fn fail_pending_builds(conn: &Connection, reason: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE images SET state = 'failed', state_reason = ?1 WHERE state = 'pending' AND recipe_hash IS NOT NULL",
+        [reason],
+    )?)
+}

@@ -356,6 +356,10 @@ fn serve(
     credentials::write_config(&dir, &regions[0])?;
     cloud.remove_stray_volumes()?;
     cloud.collect_layers()?;
+    for action in kiln_builder::clean_interrupted(&dir.join("builds")) {
+        tracing::warn!(%action, "cleaning up an interrupted image build");
+    }
+    cloud.fail_interrupted_builds()?;
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reconciler = {
