@@ -83,22 +83,7 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     std::fs::copy(find("initrd.img-")?, work.join("initrd.img")).map_err(io("copying the initramfs"))?;
 
     progress.step(5, STEPS, &format!("writing the {} GiB root volume (ext4, qcow2)", recipe.root_size_gib));
-    let raw = work.join("root.raw");
-    let f = std::fs::File::create(&raw).map_err(io("creating the raw disk"))?;
-    f.set_len(recipe.root_size_gib << 30).map_err(io("sizing the raw disk"))?;
-    drop(f);
-    run(
-        "mkfs.ext4 (install e2fsprogs)",
-        Command::new("mkfs.ext4").args(["-q", "-F", "-L", "root", "-d"]).arg(&root).arg(&raw),
-    )?;
-    run(
-        "qemu-img convert (install qemu-utils)",
-        Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(work.join("root.qcow2")),
-    )?;
-    let _ = std::fs::remove_file(&raw);
+    crate::run::root_disk(&root, recipe.root_size_gib, "root", &work.join("root.qcow2"))?;
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

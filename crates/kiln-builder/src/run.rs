@@ -31,3 +31,24 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String, BuildError> {
 pub fn shell(what: &str, dir: &Path, script: &str) -> Result<String, BuildError> {
     run(what, Command::new("sh").arg("-c").arg(script).current_dir(dir))
 }
+
+/// Writes the directory `root` as an ext4 filesystem of `size_gib` (labelled `label`)
+/// into `dest` as qcow2, through a sparse raw file that is removed afterwards.
+pub fn root_disk(root: &Path, size_gib: u64, label: &str, dest: &Path) -> Result<(), BuildError> {
+    let raw = dest.with_extension("raw");
+    let f = std::fs::File::create(&raw).map_err(crate::io("creating the raw disk"))?;
+    f.set_len(size_gib << 30).map_err(crate::io("sizing the raw disk"))?;
+    drop(f);
+    let made = run(
+        "mkfs.ext4 (install e2fsprogs)",
+        Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d"]).arg(root).arg(&raw),
+    )
+    .and_then(|_| {
+        run(
+            "qemu-img convert (install qemu-utils)",
+            Command::new("qemu-img").args(["convert", "-q", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(dest),
+        )
+    });
+    let _ = std::fs::remove_file(&raw);
+    made.map(|_| ())
+}

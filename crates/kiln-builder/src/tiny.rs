@@ -174,25 +174,8 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     }
 
     progress.step(6, STEPS, &format!("writing the {} GiB root volume (ext4, qcow2)", recipe.root_size_gib));
-    let raw = work.join("root.raw");
-    let f = std::fs::File::create(&raw).map_err(io("creating the raw disk"))?;
-    f.set_len(recipe.root_size_gib << 30).map_err(io("sizing the raw disk"))?;
-    drop(f);
-    run(
-        "mkfs.ext4 (install e2fsprogs)",
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "kiln-root", "-E", "root_owner=0:0", "-d"])
-            .arg(&root)
-            .arg(&raw),
-    )?;
-    run(
-        "qemu-img convert (install qemu-utils)",
-        Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(work.join("root.qcow2")),
-    )?;
-    for scratch in ["root.raw", "root", "initrd", "kernel"] {
+    crate::run::root_disk(&root, recipe.root_size_gib, "kiln-root", &work.join("root.qcow2"))?;
+    for scratch in ["root", "initrd", "kernel"] {
         let p = work.join(scratch);
         let _ = std::fs::remove_dir_all(&p);
         let _ = std::fs::remove_file(&p);

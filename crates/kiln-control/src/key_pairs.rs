@@ -4,6 +4,7 @@
 use base64::Engine;
 use kiln_store::key_pairs::{self, KeyPair};
 use kiln_store::Scope;
+pub use kiln_types::KeyType;
 use kiln_types::ResourceKind;
 use md5::{Digest as _, Md5};
 use rand::rngs::OsRng;
@@ -13,22 +14,6 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 use crate::{tags, Cloud, Error, Result};
-
-/// The kinds of key EC2 supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    Rsa,
-    Ed25519,
-}
-
-impl KeyType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rsa => "rsa",
-            Self::Ed25519 => "ed25519",
-        }
-    }
-}
 
 /// A key pair as just created: the private key is returned once, never stored.
 pub struct CreatedKeyPair {

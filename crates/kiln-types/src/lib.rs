@@ -44,3 +44,19 @@ impl FromStr for Architecture {
         Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or(())
     }
 }
+
+/// A key pair's kind, as EC2 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa,
+    Ed25519,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rsa => "rsa",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+}

@@ -1,25 +1,11 @@
 //! Key pair requests.
 
 use base64::Engine;
+pub use kiln_types::KeyType;
 use kiln_types::ResourceKind;
 
 use super::{ids, tag_specifications, Decode, Tag};
 use crate::{Ec2Error, Filter, Params};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    Rsa,
-    Ed25519,
-}
-
-impl KeyType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rsa => "rsa",
-            Self::Ed25519 => "ed25519",
-        }
-    }
-}
 
 fn key_name(p: &Params) -> Result<String, Ec2Error> {
     let name = p.required("KeyName")?;

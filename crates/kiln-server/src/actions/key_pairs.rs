@@ -1,18 +1,12 @@
 //! CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair.
 
-use kiln_control::key_pairs::KeyType;
 use kiln_ec2::filter::{self, Field};
-use kiln_ec2::requests::key_pairs::{
-    self as req, CreateKeyPair, DeleteKeyPair, DescribeKeyPairs, ImportKeyPair, KeyRef,
-};
+use kiln_ec2::requests::key_pairs::{CreateKeyPair, DeleteKeyPair, DescribeKeyPairs, ImportKeyPair, KeyRef};
 
 use super::{ack, tag_pairs, ActionResult, Ctx, OrEc2};
 
 pub(crate) fn create(ctx: &Ctx<'_>, r: CreateKeyPair) -> ActionResult {
-    let kind = match r.key_type {
-        req::KeyType::Rsa => KeyType::Rsa,
-        req::KeyType::Ed25519 => KeyType::Ed25519,
-    };
+    let kind = r.key_type;
     let tags = tag_pairs(&r.tags);
     let created = ctx.cloud.create_key_pair(&ctx.scope, &r.key_name, kind, &tags).ec2()?;
     let k = &created.key_pair;
