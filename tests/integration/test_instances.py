@@ -628,6 +628,51 @@ def test_cli_run_describe_terminate(srv, ec2, cli, x86):
 # --- 6. Crash recovery ---------------------------------------------------------------------------
 
 
+def test_create_image_carries_the_instance_disk(srv, ec2, x86):
+    """CreateImage from a running instance (NoReboot, and the default reboot) and from a
+    stopped one: each AMI carries what the instance wrote, without copying the disk."""
+    marker = f"persisted-{uuid.uuid4().hex[:10]}"
+    user_data = (
+        "#!/bin/sh\n"
+        f"echo {marker} > /var/lib/marker\n"
+        "printf '#!/bin/sh\\necho \"marker: $(cat /var/lib/marker)\"> /dev/console\\n' > /etc/rc.local\n"
+        "chmod +x /etc/rc.local\nsync\n"
+    )
+    src = run_one(ec2, x86, UserData=user_data)
+    waiter(ec2, "instance_status_ok", [src], X86_BOOT, srv)
+    wait_console(ec2, src, lambda t: f"marker: {marker}" in t, "the marker", X86_BOOT, srv)
+    made = []
+    try:
+        live = ec2.create_image(InstanceId=src, Name=uid("live"), NoReboot=True,
+                                TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "kind", "Value": "live"}]}])["ImageId"]
+        made.append(live)
+        reboot = ec2.create_image(InstanceId=src, Name=uid("reboot"))["ImageId"]
+        made.append(reboot)
+        assert state_of(ec2, src) == "running", "the default CreateImage restarts the instance"
+        ec2.stop_instances(InstanceIds=[src])
+        waiter(ec2, "instance_stopped", [src], STOP_TIMEOUT, srv)
+        stopped = ec2.create_image(InstanceId=src, Name=uid("stopped"), Description="from a stopped instance")["ImageId"]
+        made.append(stopped)
+        images = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=made)["Images"]}
+        for image_id in made:
+            img = images[image_id]
+            assert img["State"] == "available"
+            assert img["SourceInstanceId"] == src
+            assert img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"].startswith("snap-")
+        assert {"Key": "kind", "Value": "live"} in images[live].get("Tags", [])
+        # The same name again, and a terminated instance, are refused.
+        expect_error("InvalidAMIName.Duplicate", ec2.create_image, InstanceId=src, Name=images[live]["Name"])
+        # A new instance of each image boots with the marker, never logged into.
+        launched = [run_one(ec2, image_id) for image_id in (live, stopped)]
+        for i in launched:
+            wait_console(ec2, i, lambda t: f"marker: {marker}" in t, "the marker from the image", X86_BOOT, srv)
+        terminate_and_wait(ec2, srv, launched + [src])
+        expect_error("IncorrectInstanceState", ec2.create_image, InstanceId=src, Name=uid("late"))
+    finally:
+        for image_id in made:
+            ec2.deregister_image(ImageId=image_id)
+
+
 def test_crash_recovery_adopts_vms(srv, ec2, x86):
     # A clean slate: nothing else runs, so the QEMU count below is exact.
     live = [i["InstanceId"] for i in all_instances(ec2) if i["State"]["Name"] != "terminated"]

@@ -96,6 +96,9 @@ pub trait HostAgent: Send + Sync {
     fn reset(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Ends the VM at once.
     fn kill(&self, instance_id: &str) -> Result<(), AgentError>;
+    /// Switches a running VM's disk `index` to a new qcow2 overlay at `overlay` whose
+    /// backing file is the disk's current file, which stops changing from then on.
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &std::path::Path) -> Result<(), AgentError>;
     /// The serial console output so far (the last `max` bytes).
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8>;
     /// Removes the VM's directory (after termination).

@@ -190,6 +190,19 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &Path) -> Result<(), AgentError> {
+        let args = serde_json::json!({
+            "device": format!("disk{index}"),
+            "snapshot-file": overlay.display().to_string(),
+            "format": "qcow2",
+            "mode": "absolute-paths",
+        });
+        self.qmp(instance_id)?
+            .execute("blockdev-snapshot-sync", Some(args))
+            .map(|_| ())
+            .map_err(|e| fail(e.to_string()))
+    }
+
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8> {
         let bytes = std::fs::read(self.dir(instance_id).join("serial.log")).unwrap_or_default();
         let start = bytes.len().saturating_sub(max);

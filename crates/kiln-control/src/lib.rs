@@ -3,6 +3,7 @@
 //! It knows nothing of HTTP or XML; `kiln-server` maps its errors to EC2's.
 
 pub mod accounts;
+pub mod create_image;
 pub mod error;
 pub mod images;
 pub mod imports;
@@ -55,6 +56,9 @@ pub struct Cloud {
     /// Directories ImportImage and ImportSnapshot may read from, besides
     /// `DATA_DIR/imports`.
     pub import_dirs: Vec<PathBuf>,
+    /// Instances a request is working on directly (CreateImage); the reconciler leaves
+    /// them alone meanwhile.
+    pub(crate) busy: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Cloud {
@@ -67,6 +71,7 @@ impl Cloud {
             limits: Limits::default(),
             pipe_program: PathBuf::from("kiln"),
             import_dirs: Vec::new(),
+            busy: Default::default(),
         }
     }
 

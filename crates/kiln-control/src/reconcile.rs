@@ -51,7 +51,7 @@ impl Cloud {
         self.data_dir().join("instances").join(id)
     }
 
-    fn spec(&self, i: &Instance, vols: &[Volume]) -> Result<VmSpec> {
+    pub(crate) fn spec(&self, i: &Instance, vols: &[Volume]) -> Result<VmSpec> {
         let architecture: Architecture = i
             .architecture
             .parse()
@@ -126,6 +126,10 @@ impl Cloud {
     }
 
     fn step(&self, r: &Reconciler, i: &Instance) -> Result<()> {
+        // CreateImage is working on this VM (it may be powered off for a moment).
+        if self.busy.lock().unwrap_or_else(|p| p.into_inner()).contains(&i.id) {
+            return Ok(());
+        }
         let agent = self.agent()?;
         let alive = agent.is_running(&i.id);
         match i.state.as_str() {
@@ -286,8 +290,12 @@ impl Cloud {
     /// Removes volume files that no volume record names (left by a crash between
     /// creating a file and recording it).
     pub fn remove_stray_volumes(&self) -> Result<()> {
-        let known: Vec<String> =
-            self.store.read(|c| Ok::<_, Error>(volumes::all(c)?))?.into_iter().map(|v| v.file).collect();
+        // Frozen layers (CreateImage) stay where they were made, under volumes/.
+        let known: Vec<String> = self.store.read(|c| {
+            let mut files: Vec<String> = volumes::all(c)?.into_iter().map(|v| v.file).collect();
+            files.extend(snapshots::all_files(c)?);
+            Ok::<_, Error>(files)
+        })?;
         let dir = self.data_dir().join("volumes");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         for e in entries.filter_map(std::result::Result::ok) {

@@ -99,3 +99,9 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
     Ok(())
 }
+
+/// Points a volume at a new top layer (after CreateImage froze the old one into a snapshot).
+pub fn set_layer(conn: &Connection, id: &str, file: &str, snapshot_id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE volumes SET file = ?2, snapshot_id = ?3 WHERE id = ?1", params![id, file, snapshot_id])?;
+    Ok(())
+}

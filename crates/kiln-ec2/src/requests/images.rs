@@ -462,3 +462,46 @@ impl Decode for DescribeImportTasks {
         Ok(Self { task_ids: p.list("ImportTaskId") })
     }
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateImage {
+    pub instance_id: String,
+    pub name: String,
+    pub description: String,
+    pub no_reboot: bool,
+    pub image_tags: Vec<Tag>,
+    pub snapshot_tags: Vec<Tag>,
+}
+
+impl Decode for CreateImage {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        if !p.members("BlockDeviceMapping").is_empty() {
+            return Err(Ec2Error::invalid_value(
+                "CreateImage takes the instance's volumes as they are; BlockDeviceMapping is not supported yet",
+            ));
+        }
+        let mut image_tags = Vec::new();
+        let mut snapshot_tags = Vec::new();
+        for spec in p.members("TagSpecification") {
+            let tags = super::decode_tags(spec.members("Tag"))?;
+            match spec.get("ResourceType") {
+                Some("image") => image_tags.extend(tags),
+                Some("snapshot") => snapshot_tags.extend(tags),
+                other => {
+                    return Err(Ec2Error::invalid_value(format!(
+                        "'{}' is not a valid taggable resource type for this operation.",
+                        other.unwrap_or_default()
+                    )))
+                }
+            }
+        }
+        Ok(Self {
+            instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?,
+            name: p.required("Name")?,
+            description: p.string("Description").unwrap_or_default(),
+            no_reboot: p.flag("NoReboot")?,
+            image_tags,
+            snapshot_tags,
+        })
+    }
+}

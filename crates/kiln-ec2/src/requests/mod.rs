@@ -87,6 +87,7 @@ actions! {
     ResetImageAttribute => images::ResetImageAttribute,
     DescribeSnapshots => images::DescribeSnapshots,
     DeleteSnapshot => images::DeleteSnapshot,
+    CreateImage => images::CreateImage,
     ImportSnapshot => images::ImportSnapshot,
     ImportImage => images::ImportImage,
     DescribeImportSnapshotTasks => images::DescribeImportTasks,

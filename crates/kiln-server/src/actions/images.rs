@@ -178,6 +178,24 @@ pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
     Ok(w.finish("RegisterImage"))
 }
 
+pub(crate) fn create(ctx: &Ctx<'_>, r: kiln_ec2::requests::images::CreateImage) -> ActionResult {
+    let image = ctx
+        .cloud
+        .create_image(
+            &ctx.scope,
+            &r.instance_id,
+            &r.name,
+            &r.description,
+            r.no_reboot,
+            &tag_pairs(&r.image_tags),
+            &tag_pairs(&r.snapshot_tags),
+        )
+        .ec2()?;
+    let mut w = ctx.xml("CreateImage");
+    w.opt("imageId", image.map(|i| i.id));
+    Ok(w.finish("CreateImage"))
+}
+
 pub(crate) fn deregister(ctx: &Ctx<'_>, r: DeregisterImage) -> ActionResult {
     let deleted = ctx.cloud.deregister_image(&ctx.scope, &r.image_id, r.delete_associated_snapshots).ec2()?;
     let mut w = ctx.xml("DeregisterImage");

@@ -112,6 +112,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::ResetImageAttribute(r) => images::reset_attribute(ctx, r),
         Request::DescribeSnapshots(r) => images::describe_snapshots(ctx, r),
         Request::DeleteSnapshot(r) => images::delete_snapshot(ctx, r),
+        Request::CreateImage(r) => images::create(ctx, r),
         Request::ImportSnapshot(r) => images::import(ctx, action, r.disk, r.description, None),
         Request::ImportImage(r) => images::import(ctx, action, r.disk, r.description, r.architecture),
         Request::DescribeImportSnapshotTasks(r) | Request::DescribeImportImageTasks(r) => {
