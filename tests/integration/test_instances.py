@@ -669,8 +669,11 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
         terminate_and_wait(ec2, srv, launched + [src])
         expect_error("IncorrectInstanceState", ec2.create_image, InstanceId=src, Name=uid("late"))
     finally:
-        for image_id in made:
-            ec2.deregister_image(ImageId=image_id)
+        # With their snapshots, so that the frozen layers go too (newest first).
+        for image_id in reversed(made):
+            ec2.deregister_image(ImageId=image_id, DeleteAssociatedSnapshots=True)
+    leftovers = [p.name for p in (srv.data_dir / "volumes").iterdir() if "-" in p.stem[4:]]
+    assert leftovers == [], f"frozen layers outlived their snapshots: {leftovers}"
 
 
 def test_crash_recovery_adopts_vms(srv, ec2, x86):
