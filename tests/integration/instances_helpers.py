@@ -25,7 +25,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import WaiterError
+
+from kiln_helpers import expect_error  # noqa: F401  (re-exported for test_instances)
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -426,19 +428,6 @@ def wait_console(ec2, instance_id, predicate, what, timeout, server=None):
 
 def ready_line(instance_id):
     return f"{READY}{instance_id} "
-
-
-def expect_error(code, call, *args, status=None, **kwargs):
-    """call(*args, **kwargs) must fail with EC2 error `code` (and HTTP `status`)."""
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    resp = info.value.response
-    got = resp["Error"]["Code"]
-    assert got == code, f"expected {code}, got {got}: {resp['Error'].get('Message')}"
-    if status is not None:
-        got_status = resp["ResponseMetadata"]["HTTPStatusCode"]
-        assert got_status == status, f"{code}: expected HTTP {status}, got {got_status}"
-    return resp
 
 
 def all_instances(ec2, **kwargs):

@@ -95,21 +95,11 @@ impl Cloud {
         let arch: Architecture =
             i.architecture.parse().map_err(|_| Error::InvalidParameterValue("architecture".into()))?;
         let new = NewImage {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            architecture: arch,
-            root_device_name: i.root_device_name.clone(),
-            boot_mode: if arch == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
-            devices,
             kernel_file: i.kernel_file.clone(),
             ramdisk_file: i.ramdisk_file.clone(),
             kernel_cmdline: i.kernel_cmdline.clone(),
-            default_user: None,
-            recipe: None,
-            recipe_hash: None,
             source_instance_id: Some(i.id.clone()),
-            is_public: false,
-            state: "available",
+            ..NewImage::new(name.to_owned(), description.to_owned(), arch, i.root_device_name.clone(), devices)
         };
         self.register_image(scope, new, image_tags).map(Some)
     }

@@ -46,12 +46,41 @@ pub struct NewImage {
     pub kernel_file: Option<String>,
     pub ramdisk_file: Option<String>,
     pub kernel_cmdline: Option<String>,
-    pub default_user: Option<String>,
-    pub recipe: Option<String>,
-    pub recipe_hash: Option<String>,
     pub source_instance_id: Option<String>,
-    pub is_public: bool,
-    pub state: &'static str,
+}
+
+impl NewImage {
+    /// A private image of `devices`, booted the architecture's usual way from its disk
+    /// unless a kernel is set.
+    pub fn new(
+        name: String,
+        description: String,
+        architecture: Architecture,
+        root_device_name: String,
+        devices: Vec<BlockDevice>,
+    ) -> Self {
+        Self {
+            name,
+            description,
+            architecture,
+            root_device_name,
+            boot_mode: default_boot_mode(architecture).to_owned(),
+            devices,
+            kernel_file: None,
+            ramdisk_file: None,
+            kernel_cmdline: None,
+            source_instance_id: None,
+        }
+    }
+}
+
+/// UEFI on arm64, BIOS elsewhere.
+pub fn default_boot_mode(arch: Architecture) -> &'static str {
+    if arch == Architecture::Arm64 {
+        "uefi"
+    } else {
+        "legacy-bios"
+    }
 }
 
 /// EC2's AMI name rule: 3 to 128 characters of letters, digits and `()[]./-'@_ `.
@@ -205,15 +234,15 @@ impl Cloud {
             kernel_file: new.kernel_file,
             ramdisk_file: new.ramdisk_file,
             kernel_cmdline: new.kernel_cmdline,
-            default_user: new.default_user,
-            state: new.state.to_owned(),
+            default_user: None,
+            state: "available".into(),
             state_reason: None,
-            is_public: new.is_public,
+            is_public: false,
             product_codes: String::new(),
             deprecation_time: None,
             source_instance_id: new.source_instance_id,
-            recipe: new.recipe,
-            recipe_hash: new.recipe_hash,
+            recipe: None,
+            recipe_hash: None,
             created_at: kiln_store::now(),
         };
         self.store.write(|tx| {
@@ -392,7 +421,7 @@ impl Cloud {
             description: build.description.clone(),
             architecture: build.architecture.as_str().to_owned(),
             root_device_name: "/dev/xvda".into(),
-            boot_mode: if build.architecture == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
+            boot_mode: default_boot_mode(build.architecture).into(),
             kernel_file: None,
             ramdisk_file: None,
             kernel_cmdline: None,

@@ -210,29 +210,14 @@ impl Cloud {
             self.set_progress(&t.id, "registering", 90)?;
             let arch: Architecture =
                 t.architecture.as_deref().unwrap_or("x86_64").parse().unwrap_or(Architecture::X86_64);
-            let new = NewImage {
-                name: t.id.clone(),
-                description: snapshot.description.clone(),
-                architecture: arch,
-                root_device_name: "/dev/sda1".into(),
-                boot_mode: if arch == Architecture::Arm64 { "uefi".into() } else { "legacy-bios".into() },
-                devices: vec![kiln_store::images::BlockDevice {
-                    device_name: "/dev/sda1".into(),
-                    snapshot_id: Some(snap_id.clone()),
-                    volume_size: size_gib,
-                    volume_type: "gp2".into(),
-                    delete_on_termination: true,
-                }],
-                kernel_file: None,
-                ramdisk_file: None,
-                kernel_cmdline: None,
-                default_user: None,
-                recipe: None,
-                recipe_hash: None,
-                source_instance_id: None,
-                is_public: false,
-                state: "available",
-            };
+            let devices = vec![kiln_store::images::BlockDevice {
+                device_name: "/dev/sda1".into(),
+                snapshot_id: Some(snap_id.clone()),
+                volume_size: size_gib,
+                volume_type: "gp2".into(),
+                delete_on_termination: true,
+            }];
+            let new = NewImage::new(t.id.clone(), snapshot.description.clone(), arch, "/dev/sda1".into(), devices);
             Some(self.register_image(&scope, new, &[])?.id)
         } else {
             None

@@ -309,11 +309,11 @@ impl Cloud {
                 }
             }
             // Security groups: of the subnet's VPC; its default group when none is named.
-            let groups_here: Vec<_> = security_groups::list(tx, scope)?.into_iter().filter(|g| g.vpc_id == subnet.vpc_id).collect();
+            let all_groups = security_groups::list(tx, scope)?;
+            let groups_here: Vec<_> = all_groups.iter().filter(|g| g.vpc_id == subnet.vpc_id).collect();
             let mut groups = Vec::new();
             for id in &r.group_ids {
-                let all = security_groups::list(tx, scope)?;
-                let g = all.iter().find(|g| &g.id == id).ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, id.clone()))?;
+                let g = all_groups.iter().find(|g| &g.id == id).ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, id.clone()))?;
                 if g.vpc_id != subnet.vpc_id {
                     return Err(Error::InvalidParameterValue(format!(
                         "Security group {id} and subnet {} belong to different networks.",
@@ -557,7 +557,7 @@ impl Cloud {
 
     pub fn modify_instance(&self, scope: &Scope, id: &str, change: InstanceChange) -> Result<()> {
         use kiln_store::instances::Attribute as A;
-        use rusqlite_value::Value;
+        use kiln_store::Value;
         self.store.write(|tx| {
             let i = self.find_instance(tx, scope, id)?;
             let must_be_stopped = |what: &str| -> Result<()> {
@@ -616,11 +616,6 @@ pub enum InstanceChange {
     UserData(Vec<u8>),
     DisableApiTermination(bool),
     ShutdownBehavior(String),
-}
-
-/// Re-exported so callers need not depend on rusqlite.
-mod rusqlite_value {
-    pub use kiln_store::Value;
 }
 
 #[cfg(test)]

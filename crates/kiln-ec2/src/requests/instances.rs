@@ -275,14 +275,12 @@ pub enum InstanceAttribute {
 pub struct DescribeInstanceAttribute {
     pub instance_id: String,
     pub attribute: InstanceAttribute,
-    pub name: String,
 }
 
 impl Decode for DescribeInstanceAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         use InstanceAttribute as A;
-        let name = p.required("Attribute")?;
-        let attribute = match name.as_str() {
+        let attribute = match p.required("Attribute")?.as_str() {
             "instanceType" => A::InstanceType,
             "userData" => A::UserData,
             "disableApiTermination" => A::DisableApiTermination,
@@ -295,7 +293,7 @@ impl Decode for DescribeInstanceAttribute {
                 return Err(Ec2Error::invalid_value(format!("Value ({other}) for parameter attribute is invalid.")))
             }
         };
-        Ok(Self { instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?, attribute, name })
+        Ok(Self { instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?, attribute })
     }
 }
 

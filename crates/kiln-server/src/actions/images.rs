@@ -155,23 +155,9 @@ pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
             })
         })
         .collect::<Result<_, _>>()?;
-    let new = NewImage {
-        name: r.name,
-        description: r.description,
-        architecture: r.architecture,
-        root_device_name: r.root_device_name,
-        boot_mode: r.boot_mode.unwrap_or_else(|| "legacy-bios".into()),
-        devices,
-        kernel_file: None,
-        ramdisk_file: None,
-        kernel_cmdline: None,
-        default_user: None,
-        recipe: None,
-        recipe_hash: None,
-        source_instance_id: None,
-        is_public: false,
-        state: "available",
-    };
+    let mut new = NewImage::new(r.name, r.description, r.architecture, r.root_device_name, devices);
+    // EC2 registers legacy-bios unless told otherwise.
+    new.boot_mode = r.boot_mode.unwrap_or_else(|| "legacy-bios".into());
     let image = ctx.cloud.register_image(&ctx.scope, new, &tag_pairs(&r.tags)).ec2()?;
     let mut w = ctx.xml("RegisterImage");
     w.elem("imageId", &image.id);

@@ -424,6 +424,5 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeInstanceAttribute) ->
             });
         }
     }
-    let _ = r.name;
     Ok(w.finish("DescribeInstanceAttribute"))
 }
