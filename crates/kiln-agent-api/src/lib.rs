@@ -3,6 +3,7 @@
 //! agent is a direct call; on many it is the same trait over the network. This crate
 //! holds no logic.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use kiln_types::Architecture;
@@ -50,6 +51,61 @@ pub enum Network {
     /// QEMU's user-mode network: the guest gets a link-local address by DHCP and
     /// reaches the metadata service at 169.254.169.254 through `imds_socket`.
     User { imds_socket: PathBuf },
+    /// A tap device in the VPC's network namespace (see `VpcNetwork`).
+    Tap { netns: String, tap: String, mac: String },
+}
+
+/// The tap device of an instance inside its VPC's namespace (15 characters at most, as
+/// Linux wants).
+pub fn tap_name(instance_id: &str) -> String {
+    let hex = instance_id.trim_start_matches("i-");
+    format!("t{}", &hex[hex.len().saturating_sub(14)..])
+}
+
+/// An IP protocol as security-group rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    All,
+    Tcp,
+    Udp,
+    Icmp,
+    /// Any other protocol, by number.
+    Number(u8),
+}
+
+/// One allowed flow of a port, from security-group rules: the protocol, the port range
+/// (TCP/UDP) or ICMP type and code (`None` = any), and the peers as IPv4 networks
+/// (references to groups already resolved to their members' addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRule {
+    pub protocol: Protocol,
+    pub from: Option<u16>,
+    pub to: Option<u16>,
+    pub peers: Vec<(Ipv4Addr, u8)>,
+}
+
+/// An instance's place in its VPC: its tap, addresses and security-group rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    pub instance_id: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    /// The subnet's gateway (its first usable address), which the router answers.
+    pub gateway: Ipv4Addr,
+    pub public_ip: Option<Ipv4Addr>,
+    pub ingress: Vec<FlowRule>,
+    pub egress: Vec<FlowRule>,
+}
+
+/// Everything a host makes for one VPC: a network namespace acting as the VPC's
+/// router, with a routed port per instance and a link to the host for public
+/// addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcNetwork {
+    pub vpc_id: String,
+    /// Addresses the router answers on: each subnet's gateway and the DNS address.
+    pub router_addresses: Vec<Ipv4Addr>,
+    pub ports: Vec<Port>,
 }
 
 /// Everything needed to start one VM.
@@ -105,4 +161,29 @@ pub trait HostAgent: Send + Sync {
     fn forget(&self, instance_id: &str);
     /// Instances with a running VM on this host (for finding orphans).
     fn running(&self) -> Vec<String>;
+    /// Whether this host gives guests VPC networking (else QEMU's user-mode network).
+    fn vpc_networking(&self) -> bool;
+    /// The network namespace of a VPC on this host.
+    fn netns(&self, vpc_id: &str) -> String;
+    /// Makes the host's view of a VPC exactly `net` (idempotent; ports and rules not in
+    /// `net` go).
+    fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError>;
+    /// Removes a VPC's namespace and everything in it.
+    fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError>;
+    /// VPCs that have a namespace on this host.
+    fn networks(&self) -> Vec<String>;
+    /// The interface index of an instance's tap, while it exists (it changes when the
+    /// tap is made again).
+    fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32>;
+    /// Sockets bound to an instance's tap: UDP port 67 for DHCP, and TCP
+    /// 169.254.169.254:80 for the metadata service, whose answers leave with an IP TTL
+    /// of `hop_limit`.
+    fn port_sockets(&self, vpc_id: &str, instance_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
+}
+
+/// The sockets of one port's guest services.
+#[derive(Debug)]
+pub struct PortSockets {
+    pub dhcp: std::net::UdpSocket,
+    pub imds: std::net::TcpListener,
 }

@@ -3,6 +3,7 @@
 //! and supervised, not owned: each has a directory (`spec.json`, `qemu.pid`,
 //! `qmp.sock`, `serial.log`) that a restarted agent finds again.
 
+pub mod net;
 mod probe;
 pub mod qemu;
 mod qmp;
@@ -12,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Accel, AgentError, HostAgent, HostInfo, VmSpec};
+use kiln_agent_api::{Accel, AgentError, HostAgent, HostInfo, Network, VmSpec, VpcNetwork};
 use kiln_types::Architecture;
 
 pub use probe::probe_kvm;
@@ -24,6 +25,7 @@ pub struct LocalAgent {
     forced: Option<Accel>,
     cpus: u32,
     memory_mib: u64,
+    network: Option<net::NetConfig>,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -47,7 +49,20 @@ impl LocalAgent {
     /// otherwise the first x86 launch probes KVM with that guest's kernel.
     pub fn new(root: PathBuf, accel: Option<Accel>) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        Self { root, accel: OnceLock::new(), forced: accel, cpus, memory_mib: host_memory_mib() }
+        Self { root, accel: OnceLock::new(), forced: accel, cpus, memory_mib: host_memory_mib(), network: None }
+    }
+
+    /// Gives guests VPC networking (namespaces, taps, nftables) instead of QEMU's
+    /// user-mode network.
+    pub fn with_network(mut self, config: net::NetConfig) -> Self {
+        self.network = Some(config);
+        self
+    }
+
+    fn net(&self) -> Result<&net::NetConfig, AgentError> {
+        self.network
+            .as_ref()
+            .ok_or_else(|| fail("this host runs guests on QEMU's user-mode network, not VPC networking"))
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -147,7 +162,16 @@ impl HostAgent for LocalAgent {
         let args = qemu::arguments(spec, accel, &dir);
         tracing::info!(instance = %spec.instance_id, %program, accel = accel.as_str(), "starting QEMU");
         // With -daemonize, QEMU returns once the VM is set up, or fails with its reason.
-        let out = Command::new(program)
+        // A guest on a VPC runs in its VPC's namespace, where its tap is.
+        let mut cmd = match &spec.network {
+            Network::Tap { netns, .. } => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, program]);
+                c
+            }
+            _ => Command::new(program),
+        };
+        let out = cmd
             .args(&args)
             .stdin(Stdio::null())
             .output()
@@ -220,5 +244,38 @@ impl HostAgent for LocalAgent {
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .filter(|id| id.starts_with("i-") && self.pid(id).is_some())
             .collect()
+    }
+
+    fn vpc_networking(&self) -> bool {
+        self.network.is_some()
+    }
+
+    fn netns(&self, vpc_id: &str) -> String {
+        self.network.as_ref().map(|n| n.netns(vpc_id)).unwrap_or_default()
+    }
+
+    fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError> {
+        self.net()?.apply(net)
+    }
+
+    fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError> {
+        self.net()?.remove(vpc_id)
+    }
+
+    fn networks(&self) -> Vec<String> {
+        self.network.as_ref().map(|n| n.list()).unwrap_or_default()
+    }
+
+    fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32> {
+        net::index_in(&self.network.as_ref()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id))
+    }
+
+    fn port_sockets(
+        &self,
+        vpc_id: &str,
+        instance_id: &str,
+        hop_limit: u32,
+    ) -> Result<kiln_agent_api::PortSockets, AgentError> {
+        net::port_sockets(&self.net()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id), hop_limit)
     }
 }

@@ -91,6 +91,10 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
             ]);
             push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={}", mac(&spec.instance_id))]);
         }
+        Network::Tap { tap, mac, .. } => {
+            push(&["-netdev", &format!("tap,id=net0,ifname={tap},script=no,downscript=no")]);
+            push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={mac}")]);
+        }
     }
     push(&["-device", "virtio-rng-pci"]);
     a

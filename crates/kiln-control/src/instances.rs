@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub group_names: Vec<String>,
     pub subnet_id: Option<String>,
     pub private_ip: Option<String>,
+    /// Whether to give a public address (`None`: as the subnet's MapPublicIpOnLaunch).
+    pub associate_public_ip: Option<bool>,
     pub user_data: Option<Vec<u8>>,
     pub volumes: Vec<VolumeRequest>,
     pub availability_zone: Option<String>,
@@ -406,6 +408,8 @@ impl Cloud {
                     ready_at: None,
                     terminated_at: None,
                     request_hash: Some(hash.clone()),
+                    wants_public_ip: r.associate_public_ip.unwrap_or(subnet.map_public_ip),
+                    public_ip: None,
                     groups: groups.clone(),
                 };
                 instances::insert(tx, &inst)?;

@@ -9,6 +9,7 @@ pub mod images;
 pub mod imports;
 pub mod instances;
 pub mod key_pairs;
+pub mod network;
 pub mod reconcile;
 pub mod security_groups;
 pub mod snapshots;
@@ -59,7 +60,12 @@ pub struct Cloud {
     /// Instances a request is working on directly (CreateImage); the reconciler leaves
     /// them alone meanwhile.
     pub(crate) busy: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Where public IPv4 addresses come from (routed from the host).
+    pub public_pool: ipnet::Ipv4Net,
 }
+
+/// The default pool of public addresses (shared address space, RFC 6598).
+pub const DEFAULT_PUBLIC_POOL: &str = "100.64.0.0/16";
 
 impl Cloud {
     pub fn new(store: Store, regions: Vec<RegionConfig>, data_dir: PathBuf) -> Self {
@@ -72,6 +78,7 @@ impl Cloud {
             pipe_program: PathBuf::from("kiln"),
             import_dirs: Vec::new(),
             busy: Default::default(),
+            public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
         }
     }
 

@@ -29,6 +29,8 @@ const READY_MARKERS: &[&[u8]] = &[b"kiln-tiny: ready", b"Cloud-init v.", b"login
 #[derive(Default)]
 pub struct Reconciler {
     stopping_since: Mutex<HashMap<String, Instant>>,
+    /// The VPC networks as last made on the host.
+    networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
 }
 
 impl Reconciler {
@@ -65,7 +67,15 @@ impl Cloud {
             initrd: i.ramdisk_file.as_deref().map(|f| self.path(f)),
             cmdline: i.kernel_cmdline.clone(),
             disks: vols.iter().map(|v| Disk { volume_id: v.id.clone(), path: self.path(&v.file) }).collect(),
-            network: Network::User { imds_socket: self.instance_dir(&i.id).join("imds.sock") },
+            network: if self.agent()?.vpc_networking() {
+                Network::Tap {
+                    netns: self.agent()?.netns(&i.vpc_id),
+                    tap: kiln_agent_api::tap_name(&i.id),
+                    mac: kiln_types::ids::instance_mac(&i.id),
+                }
+            } else {
+                Network::User { imds_socket: self.instance_dir(&i.id).join("imds.sock") }
+            },
             pipe_program: self.pipe_program.clone(),
         })
     }
@@ -270,6 +280,12 @@ impl Cloud {
 
     /// One pass over every instance, then over what the host runs that nobody owns.
     pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
+        // Networks first: a launching instance's tap must exist before its VM starts.
+        let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.reconcile_networks(&mut nets) {
+            tracing::warn!(error = %e, "networking failed; retrying");
+        }
+        drop(nets);
         let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
         for i in &all {
             if let Err(e) = self.step(r, i) {

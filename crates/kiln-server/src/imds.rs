@@ -1,8 +1,8 @@
-//! The Instance Metadata Service. Each live instance gets its own Unix socket in its
-//! directory; QEMU bridges the guest's connections to 169.254.169.254:80 onto it, so
-//! the socket a request arrives on *is* the caller's identity and a guest can only
-//! ever read its own data. IMDSv2 session tokens (PUT /latest/api/token) and v1, with
-//! the instance's HttpTokens and HttpEndpoint options.
+//! The Instance Metadata Service's answers. Each live instance has its own listening
+//! socket (see `guests.rs`), so the socket a request arrives on *is* the caller's
+//! identity and a guest can only ever read its own data. IMDSv2 session tokens
+//! (PUT /latest/api/token) and v1, with the instance's HttpTokens and HttpEndpoint
+//! options.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,66 +60,9 @@ fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "Not Found")
 }
 
-/// Keeps one listening socket per live instance, until `shutdown`.
-pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let tokens = Arc::new(Tokens::default());
-    let mut serving: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    loop {
-        let c = cloud.clone();
-        let live: Vec<String> = tokio::task::spawn_blocking(move || {
-            c.store
-                .read(kiln_store::instances::all)
-                .map(|all| {
-                    all.into_iter()
-                        .filter(|i| matches!(i.state.as_str(), "pending" | "running" | "stopping"))
-                        .map(|i| i.id)
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        serving.retain(|id, task| {
-            let keep = live.contains(id) && !task.is_finished() && cloud.instance_dir(id).join("imds.sock").exists();
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for id in live {
-            if serving.contains_key(&id) {
-                continue;
-            }
-            let dir = cloud.instance_dir(&id);
-            if std::fs::create_dir_all(&dir).is_err() {
-                continue;
-            }
-            let path = dir.join("imds.sock");
-            let _ = std::fs::remove_file(&path);
-            let listener = match tokio::net::UnixListener::bind(&path) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(instance = %id, error = %e, "cannot serve metadata");
-                    continue;
-                }
-            };
-            let guest = Guest { cloud: cloud.clone(), tokens: tokens.clone(), instance_id: id.clone() };
-            let app = Router::new().fallback(handle).with_state(guest);
-            serving.insert(
-                id,
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app).await;
-                }),
-            );
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    for (_, t) in serving {
-        t.abort();
-    }
+/// The metadata service of one instance: every request on it is that instance's.
+pub fn router(cloud: Arc<Cloud>, tokens: Arc<Tokens>, instance_id: String) -> Router {
+    Router::new().fallback(handle).with_state(Guest { cloud, tokens, instance_id })
 }
 
 async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
@@ -183,12 +126,7 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
         .ok()
         .and_then(|v| v.first().map(|v| v.cidr.clone()))
         .unwrap_or_default();
-    let host = format!("ip-{}", i.private_ip.replace('.', "-"));
-    let hostname = if i.region == "us-east-1" {
-        format!("{host}.ec2.internal")
-    } else {
-        format!("{host}.{}.compute.internal", i.region)
-    };
+    let hostname = kiln_types::region::private_dns(&i.region, &i.private_ip);
     let mac = instance_mac(&i.id);
     let zone_id =
         cloud.region(&i.region).and_then(|r| r.zone(&i.availability_zone).map(|z| z.id.clone())).unwrap_or_default();
@@ -203,6 +141,13 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     put("hostname", hostname.clone());
     put("local-hostname", hostname.clone());
     put("local-ipv4", i.private_ip.clone());
+    if let Some(public) = &i.public_ip {
+        let name = format!("ec2-{}.{}", public.replace('.', "-"), public_domain(&i.region));
+        put("public-ipv4", public.clone());
+        put("public-hostname", name.clone());
+        put(&format!("network/interfaces/macs/{mac}/public-ipv4s"), public.clone());
+        put(&format!("network/interfaces/macs/{mac}/public-hostname"), name);
+    }
     put("instance-id", i.id.clone());
     put("instance-type", i.instance_type.clone());
     put("instance-life-cycle", "on-demand".into());
@@ -244,6 +189,15 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     put("services/domain", "amazonaws.com".into());
     put("services/partition", "aws".into());
     m
+}
+
+/// EC2's public DNS domain of a region.
+pub fn public_domain(region: &str) -> String {
+    if region == "us-east-1" {
+        "compute-1.amazonaws.com".to_owned()
+    } else {
+        format!("{region}.compute.amazonaws.com")
+    }
 }
 
 /// The children of `dir` (with a trailing `/` on directories), or None if empty.

@@ -5,7 +5,9 @@
 
 mod actions;
 mod auth;
+mod dhcp;
 mod errors;
+pub mod guests;
 pub mod imds;
 
 use std::net::SocketAddr;

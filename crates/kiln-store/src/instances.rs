@@ -42,6 +42,10 @@ pub struct Instance {
     pub ready_at: Option<String>,
     pub terminated_at: Option<String>,
     pub request_hash: Option<String>,
+    /// Whether the instance gets a public IPv4 address while it runs.
+    pub wants_public_ip: bool,
+    /// Its public address, while it has one.
+    pub public_ip: Option<String>,
     /// Security group ids, in the order given.
     pub groups: Vec<String>,
 }
@@ -51,7 +55,7 @@ const COLUMNS: &str =
      state, transition_reason, state_reason_code, state_reason_message, key_name, public_key, subnet_id, vpc_id, \
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
-     launch_time, ready_at, terminated_at, request_hash";
+     launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     Ok(Instance {
@@ -90,6 +94,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         ready_at: r.get(32)?,
         terminated_at: r.get(33)?,
         request_hash: r.get(34)?,
+        wants_public_ip: r.get(35)?,
+        public_ip: r.get(36)?,
         groups: Vec::new(),
     })
 }
@@ -98,7 +104,7 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
     conn.execute(
         &format!(
             "INSERT INTO instances ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)"
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)"
         ),
         params![
             i.id,
@@ -135,7 +141,9 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.launch_time,
             i.ready_at,
             i.terminated_at,
-            i.request_hash
+            i.request_hash,
+            i.wants_public_ip,
+            i.public_ip
         ],
     )?;
     for (n, g) in i.groups.iter().enumerate() {
@@ -188,7 +196,8 @@ pub fn set_state(
     conn.execute(
         "UPDATE instances SET state = ?2, transition_reason = ?3, state_reason_code = ?4, state_reason_message = ?5,
            terminated_at = CASE WHEN ?2 = 'terminated' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE terminated_at END,
-           ready_at = CASE WHEN ?2 = 'running' THEN ready_at ELSE NULL END
+           ready_at = CASE WHEN ?2 = 'running' THEN ready_at ELSE NULL END,
+           public_ip = CASE WHEN ?2 IN ('stopped', 'terminated') THEN NULL ELSE public_ip END
          WHERE id = ?1",
         params![id, state, transition_reason, reason.map(|r| r.0), reason.map(|r| r.1)],
     )?;
@@ -204,6 +213,19 @@ pub fn advance(conn: &Connection, id: &str, from: &str, to: &str) -> Result<bool
         params![id, from, to],
     )?;
     Ok(n > 0)
+}
+
+/// Gives a running instance its public address (`None` releases it).
+pub fn set_public_ip(conn: &Connection, id: &str, ip: Option<&str>) -> Result<(), StoreError> {
+    conn.execute("UPDATE instances SET public_ip = ?2 WHERE id = ?1", params![id, ip])?;
+    Ok(())
+}
+
+/// Public addresses in use.
+pub fn public_ips(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT public_ip FROM instances WHERE public_ip IS NOT NULL")?;
+    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 pub fn set_ready(conn: &Connection, id: &str, at: &str) -> Result<(), StoreError> {

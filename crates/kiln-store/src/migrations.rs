@@ -242,6 +242,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN is_vendor INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: public IPv4 addresses (asked for at launch; held while the instance runs).
+    r#"
+    ALTER TABLE instances ADD COLUMN wants_public_ip INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN public_ip TEXT;
+    CREATE UNIQUE INDEX instances_by_public_ip ON instances (public_ip) WHERE public_ip IS NOT NULL;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

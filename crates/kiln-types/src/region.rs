@@ -67,6 +67,25 @@ pub fn is_valid_region_name(name: &str) -> bool {
         && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// EC2's host name for a private address: `ip-10-0-0-5`.
+pub fn private_host(ip: &str) -> String {
+    format!("ip-{}", ip.replace('.', "-"))
+}
+
+/// EC2's internal DNS domain of a region.
+pub fn internal_domain(region: &str) -> String {
+    if region == "us-east-1" {
+        "ec2.internal".to_owned()
+    } else {
+        format!("{region}.compute.internal")
+    }
+}
+
+/// EC2's private DNS name for an address: `ip-10-0-0-5.ec2.internal`.
+pub fn private_dns(region: &str, ip: &str) -> String {
+    format!("{}.{}", private_host(ip), internal_domain(region))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use kiln_control::Cloud;
 use kiln_store::Store;
 use kiln_types::region::{is_valid_region_name, RegionConfig, DEFAULT_REGIONS};
+use sha2::Digest as _;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "An EC2-compatible private cloud that runs real virtual machines")]
@@ -162,6 +163,24 @@ struct HostArgs {
     /// vCPUs one account may run at once in a region.
     #[arg(long, default_value_t = 64)]
     vcpu_quota: u32,
+    /// Guest networking: vpc (namespaces, taps, nftables; needs root, iproute2 and
+    /// nftables), user (QEMU's user-mode network: an unprivileged fallback without
+    /// public addresses or security groups), or auto (vpc where possible).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "vpc", "user"])]
+    network: String,
+    /// The pool public IPv4 addresses come from; the host routes it to the VPCs.
+    #[arg(long, default_value = kiln_control::DEFAULT_PUBLIC_POOL)]
+    public_ip_pool: ipnet::Ipv4Net,
+    /// Do not NAT instances' traffic to the outside on the host.
+    #[arg(long)]
+    no_egress_nat: bool,
+}
+
+/// Whether this process can make namespaces and nftables rules.
+fn can_network() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let found = |p: &str, v: &str| std::process::Command::new(p).arg(v).output().is_ok_and(|o| o.status.success());
+    root && found("ip", "-V") && found("nft", "--version")
 }
 
 impl HostArgs {
@@ -171,7 +190,33 @@ impl HostArgs {
             "tcg" => Some(kiln_agent_api::Accel::Tcg),
             _ => None,
         };
-        Arc::new(kiln_agent::LocalAgent::new(dir.join("instances"), forced))
+        let agent = kiln_agent::LocalAgent::new(dir.join("instances"), forced);
+        let vpc = match self.network.as_str() {
+            "vpc" => true,
+            "user" => false,
+            _ => {
+                let ok = can_network();
+                if !ok {
+                    tracing::warn!(
+                        "VPC networking needs root, iproute2 and nftables; guests get QEMU's user-mode network \
+                         instead (no public addresses, security groups not enforced)"
+                    );
+                }
+                ok
+            }
+        };
+        if !vpc {
+            return Arc::new(agent);
+        }
+        // A tag from the data directory keeps two Kilns on one machine apart.
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+        let tag = hex::encode(&digest[..2]);
+        Arc::new(agent.with_network(kiln_agent::net::NetConfig {
+            tag,
+            public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
+            egress_nat: !self.no_egress_nat,
+        }))
     }
 
     fn limits(&self) -> kiln_control::Limits {
@@ -345,6 +390,7 @@ fn serve(
     let exe = std::env::current_exe().context("finding the kiln binary")?;
     let mut cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
     cloud.import_dirs = import_dirs;
+    cloud.public_pool = host.public_ip_pool;
     std::fs::create_dir_all(dir.join("imports")).context("creating DATA_DIR/imports")?;
     let first_start = cloud.account_by_name(OPERATOR)?.is_none();
     if first_start {
@@ -407,7 +453,7 @@ fn serve(
         println!("  aws --endpoint-url http://{addr} ec2 describe-regions");
         tracing::info!(%addr, "listening");
         let (imds_stop, imds_rx) = tokio::sync::watch::channel(false);
-        let imds = tokio::spawn(kiln_server::imds::run(cloud.clone(), imds_rx));
+        let imds = tokio::spawn(kiln_server::guests::run(cloud.clone(), imds_rx));
         let config = kiln_server::ApiConfig { max_body, ..Default::default() };
         kiln_server::serve(listener, cloud, config, shutdown_signal()).await?;
         let _ = imds_stop.send(true);

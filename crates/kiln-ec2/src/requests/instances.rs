@@ -45,6 +45,8 @@ pub struct RunInstances {
     pub group_names: Vec<String>,
     pub subnet_id: Option<String>,
     pub private_ip: Option<String>,
+    /// NetworkInterface.1.AssociatePublicIpAddress (else the subnet decides).
+    pub associate_public_ip: Option<bool>,
     pub user_data: Option<Vec<u8>>,
     pub block_devices: Vec<BlockDeviceMapping>,
     pub availability_zone: Option<String>,
@@ -85,6 +87,7 @@ impl Decode for RunInstances {
             None => None,
         };
         let mut private_ip = p.string("PrivateIpAddress");
+        let mut associate_public_ip = None;
         // The primary network interface may carry the placement instead.
         for ni in p.members("NetworkInterface") {
             if ni.get("DeviceIndex").unwrap_or("0") != "0" {
@@ -96,6 +99,9 @@ impl Decode for RunInstances {
             group_ids.extend(ids(&ni, "SecurityGroupId", ResourceKind::SecurityGroup)?);
             if let Some(ip) = ni.string("PrivateIpAddress") {
                 private_ip = Some(ip);
+            }
+            if let Some(a) = ni.bool("AssociatePublicIpAddress")? {
+                associate_public_ip = Some(a);
             }
         }
         let client_token = p.string("ClientToken");
@@ -120,6 +126,7 @@ impl Decode for RunInstances {
             group_names: p.list("SecurityGroup"),
             subnet_id,
             private_ip,
+            associate_public_ip,
             user_data,
             block_devices: block_device_mappings(p)?,
             availability_zone: p.string("Placement.AvailabilityZone"),

@@ -37,15 +37,22 @@ fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
     })
 }
 
-/// EC2's private DNS name for an address.
-fn private_dns(region: &str, ip: &str) -> String {
-    let host = format!("ip-{}", ip.replace('.', "-"));
-    if region == "us-east-1" {
-        format!("{host}.ec2.internal")
-    } else {
-        format!("{host}.{region}.compute.internal")
+/// EC2's public DNS name for a public address.
+fn public_dns(region: &str, ip: &str) -> String {
+    format!("ec2-{}.{}", ip.replace('.', "-"), crate::imds::public_domain(region))
+}
+
+fn write_association(w: &mut XmlWriter, i: &Instance) {
+    if let Some(public) = &i.public_ip {
+        w.start("association")
+            .elem("publicIp", public)
+            .elem("publicDnsName", public_dns(&i.region, public))
+            .elem("ipOwnerId", "amazon")
+            .end();
     }
 }
+
+use kiln_types::region::private_dns;
 
 fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
     w.set("groupSet", groups, |w, g| {
@@ -65,7 +72,7 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     write_state(w, "instanceState", &i.state);
     let terminated = i.state == "terminated";
     w.elem("privateDnsName", if terminated { "" } else { dns.as_str() })
-        .elem("dnsName", "")
+        .elem("dnsName", i.public_ip.as_deref().map(|p| public_dns(&i.region, p)).unwrap_or_default())
         .elem("reason", &i.transition_reason)
         .opt("keyName", i.key_name.as_deref())
         .elem("amiLaunchIndex", i.launch_index)
@@ -81,6 +88,7 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     w.start("monitoring").elem("state", "disabled").end();
     if !terminated {
         w.elem("subnetId", &i.subnet_id).elem("vpcId", &i.vpc_id).elem("privateIpAddress", &i.private_ip);
+        w.opt("ipAddress", i.public_ip.as_deref());
     }
     w.elem("sourceDestCheck", "true");
     write_groups(w, &i.groups, &x.group_names);
@@ -115,6 +123,7 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
                 .elem("privateDnsName", &dns)
                 .elem("sourceDestCheck", "true");
             write_groups(w, &i.groups, &x.group_names);
+            write_association(w, i);
             w.start("attachment")
                 .elem("attachmentId", format!("eni-attach-{}", &i.id[2..]))
                 .elem("deviceIndex", 0)
@@ -125,6 +134,7 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
                 .end();
             w.set("privateIpAddressesSet", [()], |w, _| {
                 w.elem("privateIpAddress", &i.private_ip).elem("privateDnsName", &dns).elem("primary", "true");
+                write_association(w, i);
             });
             w.start("ipv6AddressesSet").end().elem("interfaceType", "interface");
         });
@@ -162,6 +172,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
         group_names: r.group_names,
         subnet_id: r.subnet_id,
         private_ip: r.private_ip,
+        associate_public_ip: r.associate_public_ip,
         user_data: r.user_data,
         volumes: r
             .block_devices
@@ -205,6 +216,9 @@ const INSTANCE_FILTERS: &[&str] = &[
     "subnet-id",
     "private-ip-address",
     "private-dns-name",
+    "ip-address",
+    "network-interface.addresses.association.public-ip",
+    "dns-name",
     "architecture",
     "launch-time",
     "reservation-id",
@@ -231,6 +245,8 @@ fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field 
         "subnet-id" => Field::one(i.subnet_id.clone()),
         "private-ip-address" => Field::one(i.private_ip.clone()),
         "private-dns-name" => Field::one(private_dns(&i.region, &i.private_ip)),
+        "ip-address" | "network-interface.addresses.association.public-ip" => Field::opt(i.public_ip.clone()),
+        "dns-name" => Field::opt(i.public_ip.as_deref().map(|p| public_dns(&i.region, p))),
         "architecture" => Field::one(i.architecture.clone()),
         "launch-time" => Field::one(i.launch_time.clone()),
         "reservation-id" => Field::one(i.reservation_id.clone()),

@@ -1,0 +1,488 @@
+//! VPC networking on this host. Each VPC is a network namespace that acts as the VPC's
+//! router: every instance has a routed tap device in it, the router answers for each
+//! subnet's gateway, the DNS address and 169.254.169.254 on its loopback, and a veth
+//! pair links it to the host, which routes the public addresses (1:1 NAT'd inside the
+//! namespace). Security groups and anti-spoofing are one nftables table per namespace,
+//! replaced atomically whenever anything changes.
+//!
+//! Ports are routed rather than bridged because security groups are stateful: the
+//! kernel's `inet` hooks see routed packets with connection tracking, while bridge
+//! conntrack (`nf_conntrack_bridge`) is often missing, and it is here. Guests never see
+//! each other's ARP: the router answers for peers (proxy ARP) and holds permanent
+//! neighbour entries, so ARP spoofing has nothing to poison.
+//!
+//! It drives the `ip` and `nft` programs: iproute2 and nftables are the stable
+//! interfaces for namespaces, tuntap and atomic rule sets, and no crate covers all
+//! three. The rule set is rendered by a pure function with its own tests.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use kiln_agent_api::{tap_name, AgentError, FlowRule, Port, PortSockets, Protocol, VpcNetwork};
+
+/// The host's end of every VPC link, and the router's.
+pub const HOST_LINK_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 1);
+pub const ROUTER_LINK_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 2);
+/// The metadata service's address inside every VPC.
+pub const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// The router's end of the link to the host, inside each namespace.
+const UPLINK: &str = "uplink";
+
+/// How this host networks VPCs.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// A short tag (hex) that keeps this Kiln's namespaces, links and tables apart from
+    /// another Kiln's on the same machine.
+    pub tag: String,
+    /// Where public addresses come from; routed from the host to the VPCs.
+    pub public_pool: (Ipv4Addr, u8),
+    /// Whether instances with a public address reach the outside through NAT on the host.
+    pub egress_nat: bool,
+}
+
+fn fail(msg: impl Into<String>) -> AgentError {
+    AgentError::Failed(msg.into())
+}
+
+/// Runs a command and returns its standard output, or fails with its standard error.
+fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, AgentError> {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(format!("{shown}: {e} (install iproute2 and nftables)")))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin.write_all(text.as_bytes()).map_err(|e| fail(format!("{shown}: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(format!("{shown}: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String, AgentError> {
+    run(Command::new("ip").args(args), None)
+}
+
+fn ip_in(ns: &str, args: &[&str]) -> Result<String, AgentError> {
+    run(Command::new("ip").args(["-n", ns]).args(args), None)
+}
+
+fn nft_in(ns: Option<&str>, script: &str) -> Result<(), AgentError> {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("nft");
+            c.args(["-f", "-"]);
+            c
+        }
+    };
+    run(&mut cmd, Some(script)).map(|_| ())
+}
+
+/// Runs `f` on a thread that has entered the namespace `ns` (sockets made there stay
+/// in it; the calling thread is untouched).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let file = std::fs::File::open(Path::new("/run/netns").join(ns))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    })
+}
+
+fn write_sysctl(ns: Option<&str>, key: &str, value: &str) -> Result<(), AgentError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let write = || std::fs::write(&path, value);
+    let res = match ns {
+        Some(ns) => in_netns(ns, write).and_then(|r| r),
+        None => write(),
+    };
+    res.map_err(|e| fail(format!("setting {key}: {e}")))
+}
+
+impl NetConfig {
+    /// The namespace of a VPC.
+    pub fn netns(&self, vpc_id: &str) -> String {
+        format!("kiln-{}-{vpc_id}", self.tag)
+    }
+
+    /// The host's end of a VPC's link (interface names are at most 15 characters).
+    fn host_link(&self, vpc_id: &str) -> String {
+        let hex = vpc_id.trim_start_matches("vpc-");
+        format!("kv{}{}", self.tag, &hex[hex.len().saturating_sub(7)..])
+    }
+
+    fn link_prefix(&self) -> String {
+        format!("kv{}", self.tag)
+    }
+
+    fn host_table(&self) -> String {
+        format!("kiln_{}", self.tag)
+    }
+
+    /// VPCs with a namespace of this Kiln's on the host.
+    pub fn list(&self) -> Vec<String> {
+        let prefix = format!("kiln-{}-", self.tag);
+        let Ok(entries) = std::fs::read_dir("/run/netns") else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix)).map(str::to_owned))
+            .collect()
+    }
+
+    fn create_namespace(&self, ns: &str, link: &str) -> Result<(), AgentError> {
+        // A half-made namespace from an interrupted attempt is made again from scratch.
+        let _ = ip(&["netns", "del", ns]);
+        let _ = ip(&["link", "del", link]);
+        ip(&["netns", "add", ns])?;
+        let made = (|| {
+            ip_in(ns, &["link", "set", "lo", "up"])?;
+            write_sysctl(Some(ns), "net.ipv4.ip_forward", "1")?;
+            ip(&["link", "add", link, "type", "veth", "peer", "name", UPLINK, "netns", ns])?;
+            ip(&["addr", "add", &format!("{HOST_LINK_ADDR}/32"), "dev", link])?;
+            ip(&["link", "set", link, "up"])?;
+            ip_in(ns, &["addr", "add", &format!("{ROUTER_LINK_ADDR}/32"), "dev", UPLINK])?;
+            ip_in(ns, &["link", "set", UPLINK, "up"])?;
+            ip_in(ns, &["route", "add", &HOST_LINK_ADDR.to_string(), "dev", UPLINK])?;
+            ip_in(ns, &["route", "add", "default", "via", &HOST_LINK_ADDR.to_string(), "dev", UPLINK])?;
+            Ok(())
+        })();
+        if made.is_err() {
+            let _ = ip(&["netns", "del", ns]);
+            let _ = ip(&["link", "del", link]);
+        }
+        made
+    }
+
+    /// Taps present in a namespace.
+    fn taps(ns: &str) -> Result<Vec<String>, AgentError> {
+        let out = ip_in(ns, &["-o", "link", "show"])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .filter(|n| n.len() == 15 && n.starts_with('t') && n[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect())
+    }
+
+    fn attach(ns: &str, port: &Port, tap: &str, exists: bool) -> Result<(), AgentError> {
+        if !exists {
+            ip_in(ns, &["tuntap", "add", "dev", tap, "mode", "tap"])?;
+            ip_in(ns, &["link", "set", tap, "address", &port.mac])?;
+            write_sysctl(Some(ns), &format!("net.ipv4.conf.{tap}.proxy_arp"), "1")?;
+            ip_in(ns, &["link", "set", tap, "up"])?;
+        }
+        let host = format!("{}/32", port.ip);
+        ip_in(ns, &["route", "replace", &host, "dev", tap, "src", &port.gateway.to_string()])?;
+        ip_in(ns, &["neigh", "replace", &port.ip.to_string(), "lladdr", &port.mac, "dev", tap, "nud", "permanent"])?;
+        Ok(())
+    }
+
+    /// Makes the host's view of a VPC exactly `net`.
+    pub fn apply(&self, net: &VpcNetwork) -> Result<(), AgentError> {
+        for p in &net.ports {
+            if !valid_mac(&p.mac) {
+                return Err(fail(format!("bad MAC address {}", p.mac)));
+            }
+        }
+        let ns = self.netns(&net.vpc_id);
+        let link = self.host_link(&net.vpc_id);
+        if !Path::new("/run/netns").join(&ns).exists() || ip(&["link", "show", &link]).is_err() {
+            self.create_namespace(&ns, &link)?;
+        }
+        for a in std::iter::once(&IMDS_ADDR).chain(&net.router_addresses) {
+            ip_in(&ns, &["addr", "replace", &format!("{a}/32"), "dev", "lo"])?;
+        }
+        let present = Self::taps(&ns)?;
+        let wanted: Vec<String> = net.ports.iter().map(|p| tap_name(&p.instance_id)).collect();
+        for tap in present.iter().filter(|t| !wanted.contains(t)) {
+            ip_in(&ns, &["link", "del", tap])?;
+        }
+        for (port, tap) in net.ports.iter().zip(&wanted) {
+            Self::attach(&ns, port, tap, present.contains(tap))?;
+        }
+        // Public addresses: routed from the host to the router.
+        let publics: Vec<String> = net.ports.iter().filter_map(|p| p.public_ip).map(|a| a.to_string()).collect();
+        let routes = ip(&["-o", "route", "show", "dev", &link])?;
+        for dst in routes.lines().filter_map(|l| l.split_whitespace().next()) {
+            if dst != "default" && !publics.iter().any(|p| p == dst) {
+                ip(&["route", "del", dst, "dev", &link])?;
+            }
+        }
+        for p in &publics {
+            ip(&["route", "replace", p, "via", &ROUTER_LINK_ADDR.to_string(), "dev", &link, "onlink"])?;
+        }
+        nft_in(Some(&ns), &render(net))?;
+        if self.egress_nat {
+            self.ensure_host_nat()?;
+        }
+        Ok(())
+    }
+
+    fn ensure_host_nat(&self) -> Result<(), AgentError> {
+        write_sysctl(None, "net.ipv4.ip_forward", "1")?;
+        let (base, len) = self.public_pool;
+        let (t, links) = (self.host_table(), self.link_prefix());
+        nft_in(
+            None,
+            &format!(
+                "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\
+                 \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {base}/{len} oifname != \"{links}*\" masquerade; }}\n\
+                 \tchain forward {{ type filter hook forward priority filter; iifname \"{links}*\" accept; oifname \"{links}*\" ct state established,related accept; }}\n\
+                 }}\n"
+            ),
+        )
+    }
+
+    /// Removes a VPC's namespace; its link, taps, routes and rules go with it.
+    pub fn remove(&self, vpc_id: &str) -> Result<(), AgentError> {
+        let ns = self.netns(vpc_id);
+        if Path::new("/run/netns").join(&ns).exists() {
+            ip(&["netns", "del", &ns])?;
+        }
+        let link = self.host_link(vpc_id);
+        if ip(&["link", "show", &link]).is_ok() {
+            ip(&["link", "del", &link])?;
+        }
+        if self.list().is_empty() {
+            let t = self.host_table();
+            let _ = nft_in(None, &format!("table ip {t}\ndelete table ip {t}\n"));
+        }
+        Ok(())
+    }
+}
+
+/// The interface index of `dev` inside the namespace `ns`.
+pub fn index_in(ns: &str, dev: &str) -> Option<u32> {
+    in_netns(ns, || nix::net::if_::if_nametoindex(dev).ok()).ok().flatten()
+}
+
+/// Sockets bound to a tap inside its namespace (see `HostAgent::port_sockets`).
+pub fn port_sockets(ns: &str, tap: &str, hop_limit: u32) -> Result<PortSockets, AgentError> {
+    use socket2::{Domain, Socket, Type};
+    let make = || -> std::io::Result<PortSockets> {
+        let udp = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+        udp.set_reuse_address(true)?;
+        udp.bind_device(Some(tap.as_bytes()))?;
+        udp.set_broadcast(true)?;
+        udp.bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)).into())?;
+        udp.set_nonblocking(true)?;
+        let tcp = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        tcp.set_reuse_address(true)?;
+        tcp.bind_device(Some(tap.as_bytes()))?;
+        // Accepted connections inherit the TTL: a guest's containers behind one more
+        // hop than the limit allows never see the answers.
+        tcp.set_ttl_v4(hop_limit.clamp(1, 64))?;
+        tcp.bind(&std::net::SocketAddr::from((IMDS_ADDR, 80)).into())?;
+        tcp.listen(64)?;
+        tcp.set_nonblocking(true)?;
+        Ok(PortSockets { dhcp: udp.into(), imds: tcp.into() })
+    };
+    in_netns(ns, make).and_then(|r| r).map_err(|e| fail(format!("binding the guest services of {tap} in {ns}: {e}")))
+}
+
+fn valid_mac(mac: &str) -> bool {
+    mac.len() == 17 && mac.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn peers(list: &[(Ipv4Addr, u8)]) -> Option<String> {
+    if list.iter().any(|(_, len)| *len == 0) {
+        return None;
+    }
+    let items: Vec<String> = list.iter().map(|(a, l)| format!("{a}/{}", (*l).min(32))).collect();
+    Some(format!("{{ {} }}", items.join(", ")))
+}
+
+/// One security-group rule as an nftables rule: `dir` is `saddr` for ingress (peers
+/// are sources) or `daddr` for egress.
+fn flow(rule: &FlowRule, dir: &str, verdict: &str) -> Option<String> {
+    if rule.peers.is_empty() {
+        // A group with no members yet matches nobody.
+        return None;
+    }
+    let mut r = String::new();
+    if let Some(set) = peers(&rule.peers) {
+        let _ = write!(r, "ip {dir} {set} ");
+    }
+    let range = |from: Option<u16>, to: Option<u16>| match (from, to) {
+        (Some(f), Some(t)) if f == t => Some(f.to_string()),
+        (Some(f), Some(t)) => Some(format!("{f}-{t}")),
+        (Some(f), None) => Some(f.to_string()),
+        _ => None,
+    };
+    match rule.protocol {
+        Protocol::All => {}
+        Protocol::Tcp | Protocol::Udp => {
+            let name = if rule.protocol == Protocol::Tcp { "tcp" } else { "udp" };
+            match range(rule.from, rule.to) {
+                Some(ports) => {
+                    let _ = write!(r, "{name} dport {ports} ");
+                }
+                None => {
+                    let _ = write!(r, "meta l4proto {name} ");
+                }
+            }
+        }
+        Protocol::Icmp => {
+            r.push_str("meta l4proto icmp ");
+            if let Some(t) = rule.from {
+                let _ = write!(r, "icmp type {t} ");
+                if let Some(c) = rule.to {
+                    let _ = write!(r, "icmp code {c} ");
+                }
+            }
+        }
+        Protocol::Number(n) => {
+            let _ = write!(r, "meta l4proto {n} ");
+        }
+    }
+    r.push_str(verdict);
+    Some(r)
+}
+
+/// The nftables table of one VPC's namespace: anti-spoofing on every port, 1:1 NAT for
+/// public addresses, each port's security groups (egress on the way out of its tap,
+/// ingress on the way in; stateful), and what guests may ask of the router itself.
+pub fn render(net: &VpcNetwork) -> String {
+    let mut s = String::from("table inet kiln\ndelete table inet kiln\ntable inet kiln {\n");
+    // Anti-spoofing: a port sends only from its own MAC and IPv4 address (DHCP asks
+    // from 0.0.0.0), and no IPv6.
+    s.push_str("\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n");
+    for p in &net.ports {
+        let t = tap_name(&p.instance_id);
+        let _ = writeln!(s, "\t\tiifname \"{t}\" ether saddr != {} drop", p.mac);
+        let _ = writeln!(s, "\t\tiifname \"{t}\" meta nfproto ipv6 drop");
+        let _ = writeln!(s, "\t\tiifname \"{t}\" ip saddr 0.0.0.0 udp dport 67 accept");
+        let _ = writeln!(s, "\t\tiifname \"{t}\" ip saddr != {} drop", p.ip);
+    }
+    s.push_str("\t}\n");
+    s.push_str("\tchain nat_in {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
+    for p in &net.ports {
+        if let Some(public) = p.public_ip {
+            let _ = writeln!(s, "\t\tiifname \"{UPLINK}\" ip daddr {public} dnat ip to {}", p.ip);
+        }
+    }
+    s.push_str("\t}\n\tchain nat_out {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
+    for p in &net.ports {
+        if let Some(public) = p.public_ip {
+            let _ = writeln!(s, "\t\toifname \"{UPLINK}\" ip saddr {} snat ip to {public}", p.ip);
+        }
+    }
+    s.push_str("\t}\n");
+    for p in &net.ports {
+        let t = tap_name(&p.instance_id);
+        let _ = writeln!(s, "\tchain out_{t} {{");
+        for r in p.egress.iter().filter_map(|r| flow(r, "daddr", "return")) {
+            let _ = writeln!(s, "\t\t{r}");
+        }
+        s.push_str("\t\tdrop\n\t}\n");
+        let _ = writeln!(s, "\tchain in_{t} {{");
+        for r in p.ingress.iter().filter_map(|r| flow(r, "saddr", "accept")) {
+            let _ = writeln!(s, "\t\t{r}");
+        }
+        s.push_str("\t\tdrop\n\t}\n");
+    }
+    s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n");
+    s.push_str("\t\tct state established,related accept\n\t\tct state invalid drop\n");
+    for p in &net.ports {
+        let t = tap_name(&p.instance_id);
+        let _ = writeln!(s, "\t\tiifname \"{t}\" jump out_{t}");
+    }
+    for p in &net.ports {
+        let t = tap_name(&p.instance_id);
+        let _ = writeln!(s, "\t\toifname \"{t}\" jump in_{t}");
+    }
+    let _ = writeln!(s, "\t\toifname \"{UPLINK}\" accept");
+    s.push_str("\t}\n");
+    // The router itself: DHCP, the metadata service, DNS and ping, nothing else.
+    s.push_str("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
+    s.push_str("\t\tct state established,related accept\n");
+    s.push_str("\t\tiifname \"t*\" udp dport 67 accept\n");
+    let _ = writeln!(s, "\t\tiifname \"t*\" ip daddr {IMDS_ADDR} tcp dport 80 accept");
+    s.push_str("\t\tiifname \"t*\" udp dport 53 accept\n\t\tiifname \"t*\" tcp dport 53 accept\n");
+    s.push_str("\t\tiifname \"t*\" icmp type echo-request accept\n");
+    s.push_str("\t\tiifname \"t*\" drop\n\t}\n}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(id: &str, ip: [u8; 4], public: Option<[u8; 4]>, ingress: Vec<FlowRule>) -> Port {
+        Port {
+            instance_id: id.into(),
+            mac: "02:00:00:00:00:01".into(),
+            ip: Ipv4Addr::from(ip),
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            public_ip: public.map(Ipv4Addr::from),
+            ingress,
+            egress: vec![FlowRule {
+                protocol: Protocol::All,
+                from: None,
+                to: None,
+                peers: vec![(Ipv4Addr::UNSPECIFIED, 0)],
+            }],
+        }
+    }
+
+    #[test]
+    fn rules_follow_the_groups() {
+        let ssh =
+            FlowRule { protocol: Protocol::Tcp, from: Some(22), to: Some(22), peers: vec![(Ipv4Addr::UNSPECIFIED, 0)] };
+        let web = FlowRule {
+            protocol: Protocol::Tcp,
+            from: Some(8000),
+            to: Some(8080),
+            peers: vec![(Ipv4Addr::new(10, 0, 0, 0), 16)],
+        };
+        let members =
+            FlowRule { protocol: Protocol::All, from: None, to: None, peers: vec![(Ipv4Addr::new(10, 0, 0, 9), 32)] };
+        let nobody = FlowRule { protocol: Protocol::Udp, from: None, to: None, peers: vec![] };
+        let ping =
+            FlowRule { protocol: Protocol::Icmp, from: Some(8), to: None, peers: vec![(Ipv4Addr::UNSPECIFIED, 0)] };
+        let net = VpcNetwork {
+            vpc_id: "vpc-0123456789abcdef0".into(),
+            router_addresses: vec![Ipv4Addr::new(10, 0, 0, 1)],
+            ports: vec![port(
+                "i-0123456789abcdef0",
+                [10, 0, 0, 5],
+                Some([100, 64, 0, 1]),
+                vec![ssh, web, members, nobody, ping],
+            )],
+        };
+        let s = render(&net);
+        let t = tap_name("i-0123456789abcdef0");
+        assert!(s.contains(&format!("iifname \"{t}\" ether saddr != 02:00:00:00:00:01 drop")), "{s}");
+        assert!(s.contains(&format!("iifname \"{t}\" ip saddr != 10.0.0.5 drop")));
+        assert!(s.contains("iifname \"uplink\" ip daddr 100.64.0.1 dnat ip to 10.0.0.5"));
+        assert!(s.contains("oifname \"uplink\" ip saddr 10.0.0.5 snat ip to 100.64.0.1"));
+        assert!(s.contains("\t\ttcp dport 22 accept\n"), "{s}");
+        assert!(s.contains("ip saddr { 10.0.0.0/16 } tcp dport 8000-8080 accept"));
+        assert!(s.contains("ip saddr { 10.0.0.9/32 } accept"));
+        assert!(s.contains("meta l4proto icmp icmp type 8 accept"));
+        assert!(!s.contains("udp accept"), "a rule naming an empty group matches nobody");
+        assert!(s.contains(&format!("chain out_{t} {{\n\t\treturn\n\t\tdrop")), "egress allows all: {s}");
+        assert!(s.starts_with("table inet kiln\ndelete table inet kiln\n"), "the table is replaced atomically");
+    }
+
+    #[test]
+    fn taps_and_links_fit_linux_names() {
+        assert_eq!(tap_name("i-0123456789abcdef0"), "t3456789abcdef0");
+        let c = NetConfig { tag: "ab12".into(), public_pool: (Ipv4Addr::new(100, 64, 0, 0), 16), egress_nat: false };
+        assert!(c.host_link("vpc-0123456789abcdef0").len() <= 15);
+        assert!(valid_mac("02:aa:bb:cc:dd:ee"));
+        assert!(!valid_mac("02:aa:bb:cc:dd:e; drop"));
+    }
+}

@@ -1,0 +1,219 @@
+//! What each VPC's network should be on the host, from the store: a port for every
+//! instance that has a VM (pending to shutting-down), its security-group rules with
+//! group references resolved to members' addresses, and public addresses from the pool.
+//! The reconciler hands the result to the host agent whenever it changes, so rule
+//! changes reach running instances within one pass.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use kiln_agent_api::{FlowRule, Port, Protocol, VpcNetwork};
+use kiln_store::instances::{self, Instance};
+use kiln_store::security_groups::{self, Rule};
+use kiln_store::{vpcs, Scope};
+use kiln_types::ids::instance_mac;
+
+use crate::{Cloud, Error, Result};
+
+/// States in which an instance has a VM, hence a port.
+pub fn has_port(state: &str) -> bool {
+    matches!(state, "pending" | "running" | "stopping" | "shutting-down")
+}
+
+/// The first usable address of a network (EC2's gateway, or with `n = 2` its DNS).
+fn nth(net: &str, n: u32) -> Option<Ipv4Addr> {
+    let net: Ipv4Net = net.parse().ok()?;
+    Some(Ipv4Addr::from(u32::from(net.network()) + n))
+}
+
+fn protocol(p: &str) -> Option<Protocol> {
+    Some(match p {
+        "-1" | "all" => Protocol::All,
+        "tcp" | "6" => Protocol::Tcp,
+        "udp" | "17" => Protocol::Udp,
+        "icmp" | "1" => Protocol::Icmp,
+        // IPv6 is not routed in a VPC here.
+        "icmpv6" | "58" => return None,
+        n => Protocol::Number(n.parse().ok()?),
+    })
+}
+
+fn port_bound(p: Option<i32>) -> Option<u16> {
+    p.filter(|p| *p >= 0).and_then(|p| u16::try_from(p).ok())
+}
+
+/// One stored rule as a flow, or None for rules that cannot match IPv4 traffic.
+fn flow(r: &Rule, members: &HashMap<String, Vec<Ipv4Addr>>) -> Option<FlowRule> {
+    let protocol = protocol(&r.protocol)?;
+    let peers = if let Some(cidr) = &r.cidr_ipv4 {
+        let net: Ipv4Net = cidr.parse().ok()?;
+        vec![(net.network(), net.prefix_len())]
+    } else if let Some(g) = &r.ref_group_id {
+        members.get(g).map(|ips| ips.iter().map(|a| (*a, 32)).collect()).unwrap_or_default()
+    } else {
+        return None;
+    };
+    let (from, to) = match protocol {
+        Protocol::Tcp | Protocol::Udp | Protocol::Icmp => (port_bound(r.from_port), port_bound(r.to_port)),
+        _ => (None, None),
+    };
+    Some(FlowRule { protocol, from, to, peers })
+}
+
+impl Cloud {
+    /// Gives instances that want a public address one from the pool (lowest free
+    /// first); fails with InsufficientFreeAddressesInSubnet-like advice when it is full.
+    fn assign_public_ips(&self, live: &[Instance]) -> Result<()> {
+        for i in live.iter().filter(|i| i.wants_public_ip && i.public_ip.is_none()) {
+            let pool = self.public_pool;
+            self.store.write(|tx| {
+                let used = instances::public_ips(tx)?;
+                let free =
+                    pool.hosts().map(|a| a.to_string()).find(|a| !used.contains(a)).ok_or_else(|| Error::Host {
+                        context: "public addresses".into(),
+                        detail: format!("the pool {pool} is used up; give `kiln serve --public-ip-pool` a larger one"),
+                    })?;
+                instances::set_public_ip(tx, &i.id, Some(&free))?;
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every VPC that should have a network on this host, as the agent makes it.
+    pub fn desired_networks(&self) -> Result<Vec<VpcNetwork>> {
+        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
+        let live: Vec<Instance> = all.into_iter().filter(|i| has_port(&i.state)).collect();
+        self.assign_public_ips(&live)?;
+        let live: Vec<Instance> = self
+            .store
+            .read(|c| Ok::<_, Error>(instances::all(c)?))?
+            .into_iter()
+            .filter(|i| has_port(&i.state))
+            .collect();
+        // Scopes in play: rules and subnets are read once per account and region.
+        let mut by_scope: BTreeMap<(String, String), Vec<&Instance>> = BTreeMap::new();
+        for i in &live {
+            by_scope.entry((i.account_id.clone(), i.region.clone())).or_default().push(i);
+        }
+        let mut nets: BTreeMap<String, VpcNetwork> = BTreeMap::new();
+        for ((account, region), list) in by_scope {
+            let scope = Scope { account, region };
+            let (rules, subnets, vpc_list) = self.store.read(|c| {
+                Ok::<_, Error>((
+                    security_groups::rules(c, &scope)?,
+                    vpcs::list_subnets(c, &scope)?,
+                    vpcs::list_vpcs(c, &scope)?,
+                ))
+            })?;
+            let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+            for i in &list {
+                if let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() {
+                    for g in &i.groups {
+                        members.entry(g.clone()).or_default().push(ip);
+                    }
+                }
+            }
+            for i in list {
+                let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() else { continue };
+                let Some(subnet) = subnets.iter().find(|s| s.id == i.subnet_id) else { continue };
+                let Some(gateway) = nth(&subnet.cidr, 1) else { continue };
+                let net = nets.entry(i.vpc_id.clone()).or_insert_with(|| {
+                    let mut router: Vec<Ipv4Addr> =
+                        subnets.iter().filter(|s| s.vpc_id == i.vpc_id).filter_map(|s| nth(&s.cidr, 1)).collect();
+                    if let Some(dns) = vpc_list.iter().find(|v| v.id == i.vpc_id).and_then(|v| nth(&v.cidr, 2)) {
+                        router.push(dns);
+                    }
+                    router.sort();
+                    router.dedup();
+                    VpcNetwork { vpc_id: i.vpc_id.clone(), router_addresses: router, ports: Vec::new() }
+                });
+                let mine = |egress: bool| -> Vec<FlowRule> {
+                    rules
+                        .iter()
+                        .filter(|r| r.is_egress == egress && i.groups.contains(&r.group_id))
+                        .filter_map(|r| flow(r, &members))
+                        .collect()
+                };
+                net.ports.push(Port {
+                    instance_id: i.id.clone(),
+                    mac: instance_mac(&i.id),
+                    ip,
+                    gateway,
+                    public_ip: i.public_ip.as_deref().and_then(|p| p.parse().ok()),
+                    ingress: mine(false),
+                    egress: mine(true),
+                });
+            }
+        }
+        Ok(nets.into_values().collect())
+    }
+
+    /// Brings the host's VPC networks to what the store says; `applied` remembers what
+    /// was last made so unchanged networks cost nothing.
+    pub fn reconcile_networks(&self, applied: &mut HashMap<String, VpcNetwork>) -> Result<()> {
+        let agent = self.agent()?;
+        if !agent.vpc_networking() {
+            return Ok(());
+        }
+        let wanted = self.desired_networks()?;
+        for net in &wanted {
+            if applied.get(&net.vpc_id) != Some(net) {
+                applied.remove(&net.vpc_id);
+                agent.apply_network(net).map_err(|e| Error::Host {
+                    context: format!("networking {}", net.vpc_id),
+                    detail: e.to_string(),
+                })?;
+                applied.insert(net.vpc_id.clone(), net.clone());
+            }
+        }
+        for vpc in agent.networks() {
+            if !wanted.iter().any(|n| n.vpc_id == vpc) {
+                applied.remove(&vpc);
+                agent
+                    .remove_network(&vpc)
+                    .map_err(|e| Error::Host { context: format!("removing {vpc}'s network"), detail: e.to_string() })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(protocol: &str, from: Option<i32>, to: Option<i32>, cidr: Option<&str>, group: Option<&str>) -> Rule {
+        Rule {
+            id: "sgr-1".into(),
+            group_id: "sg-1".into(),
+            is_egress: false,
+            protocol: protocol.into(),
+            from_port: from,
+            to_port: to,
+            cidr_ipv4: cidr.map(Into::into),
+            cidr_ipv6: None,
+            ref_group_id: group.map(Into::into),
+            ref_user_id: None,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn rules_become_flows() {
+        let mut members = HashMap::new();
+        members.insert("sg-2".to_owned(), vec![Ipv4Addr::new(10, 0, 0, 7)]);
+        let f = flow(&rule("tcp", Some(22), Some(22), Some("0.0.0.0/0"), None), &members).expect("tcp");
+        assert_eq!((f.protocol, f.from, f.to), (Protocol::Tcp, Some(22), Some(22)));
+        assert_eq!(f.peers, vec![(Ipv4Addr::UNSPECIFIED, 0)]);
+        let f = flow(&rule("-1", None, None, None, Some("sg-2")), &members).expect("group");
+        assert_eq!(f.peers, vec![(Ipv4Addr::new(10, 0, 0, 7), 32)]);
+        let f = flow(&rule("icmp", Some(-1), Some(-1), Some("10.0.0.0/8"), None), &members).expect("icmp");
+        assert_eq!((f.from, f.to), (None, None));
+        assert!(flow(&rule("icmpv6", None, None, Some("10.0.0.0/8"), None), &members).is_none());
+        let f = flow(&rule("-1", None, None, None, Some("sg-empty")), &members).expect("empty group");
+        assert!(f.peers.is_empty());
+        assert_eq!(nth("172.31.16.0/20", 1), Some(Ipv4Addr::new(172, 31, 16, 1)));
+    }
+}

@@ -1,0 +1,192 @@
+//! The services each live instance's guest talks to, kept in step with the store every
+//! half second: its metadata service and, on VPC networks, its DHCP server. On a VPC
+//! both are sockets bound to the instance's tap inside the VPC's namespace, so the port
+//! a packet arrives on is the caller's identity; on QEMU's user-mode network the
+//! metadata service is a Unix socket in the instance's directory that QEMU forwards to.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use kiln_control::network::has_port;
+use kiln_control::{Cloud, Scope};
+use kiln_store::instances::{self, Instance};
+use kiln_types::ids::instance_mac;
+use tokio::task::JoinHandle;
+
+use crate::dhcp::{self, Lease};
+use crate::imds::{self, Tokens};
+
+/// What a running set of services was made for; a change makes them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Binding {
+    /// A Unix socket in the instance's directory (user-mode network).
+    Unix,
+    /// Sockets on the tap with this interface index, answering with this hop limit.
+    Tap { ifindex: u32, hop_limit: u32 },
+}
+
+struct Serving {
+    binding: Binding,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Live instances and how their services should be bound now (None: not yet possible,
+/// e.g. the tap is still being made).
+fn wanted(cloud: &Cloud) -> Vec<(Instance, Option<Binding>)> {
+    let Ok(agent) = cloud.agent() else { return Vec::new() };
+    let live: Vec<Instance> = cloud
+        .store
+        .read(instances::all)
+        .map(|all| all.into_iter().filter(|i| has_port(&i.state)).collect())
+        .unwrap_or_default();
+    live.into_iter()
+        .map(|i| {
+            let b = if agent.vpc_networking() {
+                agent
+                    .port_index(&i.vpc_id, &i.id)
+                    .map(|ifindex| Binding::Tap { ifindex, hop_limit: i.hop_limit.clamp(1, 64) as u32 })
+            } else {
+                Some(Binding::Unix)
+            };
+            (i, b)
+        })
+        .collect()
+}
+
+/// Keeps every live instance's services running, until `shutdown`.
+pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let tokens = Arc::new(Tokens::default());
+    let mut serving: HashMap<String, Serving> = HashMap::new();
+    loop {
+        let c = cloud.clone();
+        let now = tokio::task::spawn_blocking(move || wanted(&c)).await.unwrap_or_default();
+        serving.retain(|id, s| {
+            now.iter().any(|(i, b)| &i.id == id && b.as_ref() == Some(&s.binding))
+                && s.tasks.iter().all(|t| !t.is_finished())
+        });
+        for (i, binding) in now {
+            let Some(binding) = binding else { continue };
+            if serving.contains_key(&i.id) {
+                continue;
+            }
+            match start(&cloud, &tokens, &i, &binding).await {
+                Ok(tasks) => {
+                    serving.insert(i.id.clone(), Serving { binding, tasks });
+                }
+                Err(e) => tracing::warn!(instance = %i.id, error = %e, "cannot serve the guest yet; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn start(
+    cloud: &Arc<Cloud>,
+    tokens: &Arc<Tokens>,
+    i: &Instance,
+    binding: &Binding,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let app = imds::router(cloud.clone(), tokens.clone(), i.id.clone());
+    match binding {
+        Binding::Unix => {
+            let dir = cloud.instance_dir(&i.id);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let path = dir.join("imds.sock");
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path).map_err(|e| e.to_string())?;
+            Ok(vec![tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })])
+        }
+        Binding::Tap { hop_limit, .. } => {
+            let (c, vpc, id, hop) = (cloud.clone(), i.vpc_id.clone(), i.id.clone(), *hop_limit);
+            let sockets = tokio::task::spawn_blocking(move || {
+                c.agent().map_err(|e| e.to_string())?.port_sockets(&vpc, &id, hop).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let listener = tokio::net::TcpListener::from_std(sockets.imds).map_err(|e| e.to_string())?;
+            let udp = tokio::net::UdpSocket::from_std(sockets.dhcp).map_err(|e| e.to_string())?;
+            let imds_task = tokio::spawn(serve_tcp(listener, app));
+            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), i.id.clone(), udp));
+            Ok(vec![imds_task, dhcp_task])
+        }
+    }
+}
+
+/// Serves HTTP/1 on a port's metadata socket. Written out rather than `axum::serve`
+/// because guests' clients (busybox `nc`, curl with `--http1.0`) close their sending
+/// side before the answer comes, and only hyper's half-close setting answers them.
+async fn serve_tcp(listener: tokio::net::TcpListener, app: axum::Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The lease of an instance, from the store.
+fn lease(cloud: &Cloud, id: &str) -> Option<Lease> {
+    let i = cloud.store.read(|c| instances::get(c, id)).ok()??;
+    let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
+    let subnet = cloud.subnets(&scope, std::slice::from_ref(&i.subnet_id)).ok()?.into_iter().next()?;
+    let vpc = cloud.vpcs(&scope, std::slice::from_ref(&i.vpc_id)).ok()?.into_iter().next()?;
+    let subnet: Ipv4Net = subnet.cidr.parse().ok()?;
+    let vpc: Ipv4Net = vpc.cidr.parse().ok()?;
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(instance_mac(&i.id).split(':')) {
+        *b = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(Lease {
+        mac,
+        ip: i.private_ip.parse().ok()?,
+        prefix_len: subnet.prefix_len(),
+        gateway: Ipv4Addr::from(u32::from(subnet.network()) + 1),
+        dns: Ipv4Addr::from(u32::from(vpc.network()) + 2),
+        hostname: kiln_types::region::private_host(&i.private_ip),
+        domain: kiln_types::region::internal_domain(&i.region),
+    })
+}
+
+/// Answers the DHCP packets of one port until its socket goes away.
+async fn serve_dhcp(cloud: Arc<Cloud>, id: String, socket: tokio::net::UdpSocket) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
+        let packet = buf[..n].to_vec();
+        let (c, i) = (cloud.clone(), id.clone());
+        let answer = tokio::task::spawn_blocking(move || lease(&c, &i).and_then(|l| dhcp::reply(&packet, &l)))
+            .await
+            .ok()
+            .flatten();
+        if let Some(answer) = answer {
+            // Broadcast on the tap: the guest has no address yet, and only it is there.
+            if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
+                tracing::warn!(instance = %id, error = %e, "cannot answer DHCP");
+            }
+        }
+    }
+}
