@@ -34,7 +34,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from kiln_helpers import BOOT_TIMES, CLIENT_CONFIG, http
+from kiln_helpers import BOOT_TIMES, CLIENT_CONFIG, http, remove_host_state
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -247,6 +247,10 @@ def kiln():
     ]
     if QUICKSTART_RECIPES != "all" and _serve_has_option("--quickstart"):
         args += ["--quickstart", QUICKSTART_RECIPES]
+    if _serve_has_option("--public-ip-pool"):
+        # A pool of its own (test_instances.py runs a second server), and nothing
+        # forwarded off the machine.
+        args += ["--public-ip-pool", "100.64.1.0/24", "--no-egress-nat"]
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         args,
@@ -313,6 +317,9 @@ def kiln():
         else:
             exited = ("already exited", proc.returncode)
         left = _stop_group(proc.pid)
+        gone = remove_host_state(data_dir)
+        if gone:
+            print(f"\n[kiln] removed what the session's instances left on the host: {', '.join(gone)}", flush=True)
         if left:
             # Children that outlived the server (e.g. a Quick Start build step still
             # writing into DATA_DIR/builds/*.partial): stopped here, reported there.

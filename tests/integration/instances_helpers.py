@@ -110,6 +110,11 @@ class Server:
                     # mounts inside the data dir) must not run under a kill -9.
                     "--quickstart",
                     "kiln-tiny-x86_64,kiln-tiny-arm64",
+                    # A pool apart from the session server's, and nothing forwarded
+                    # off the machine.
+                    "--public-ip-pool",
+                    "100.64.2.0/24",
+                    "--no-egress-nat",
                     *self.extra_args,
                 ],
                 stdout=log,

@@ -143,3 +143,44 @@ def flatten_permissions(perms):
         for pl in p.get("PrefixListIds", []):
             out.add((*key, "prefix-list", pl["PrefixListId"], pl.get("Description")))
     return out
+
+
+def net_tag(data_dir):
+    """The tag `kiln serve` gives its namespaces, links and host table (from the
+    canonical data directory)."""
+    import hashlib
+    import os
+
+    return hashlib.sha256(os.path.realpath(str(data_dir)).encode()).hexdigest()[:4]
+
+
+def remove_host_state(data_dir):
+    """After a test server has stopped: ends the VMs it left running (they outlive the
+    daemon by design) and removes its VPC namespaces and host table, so no test leaves
+    networks behind. Returns what it removed."""
+    import os
+    import signal
+    import subprocess
+
+    removed = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmd and str(data_dir) in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                removed.append(f"qemu {pid}")
+            except OSError:
+                pass
+    tag = net_tag(data_dir)
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    for ns in (n for n in names if n.startswith(f"kiln-{tag}-")):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        removed.append(f"netns {ns}")
+    subprocess.run(["nft", "delete", "table", "ip", f"kiln_{tag}"], capture_output=True)
+    return removed

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from kiln_helpers import remove_host_state
+
 from instances_helpers import (
     USER_REASON,
     Server,
@@ -117,6 +119,7 @@ def srv():
         if status != 0:
             problems.append(f"kiln serve did not exit cleanly on SIGTERM: {status}")
         log_tail = server.log_tail(80)
+        remove_host_state(server.data_dir)
         server.cleanup_dirs()
         if problems:
             pytest.fail("teardown:\n" + "\n".join(problems) + "\n" + log_tail, pytrace=False)

@@ -224,23 +224,31 @@ impl NetConfig {
             ip(&["route", "replace", p, "via", &ROUTER_LINK_ADDR.to_string(), "dev", &link, "onlink"])?;
         }
         nft_in(Some(&ns), &render(net))?;
-        if self.egress_nat {
-            self.ensure_host_nat()?;
-        }
-        Ok(())
+        self.ensure_host_table()
     }
 
-    fn ensure_host_nat(&self) -> Result<(), AgentError> {
-        write_sysctl(None, "net.ipv4.ip_forward", "1")?;
+    /// The host's own table: with egress NAT, instances' public traffic may leave
+    /// through the host (masqueraded); without it, nothing is forwarded between the
+    /// VPCs' links and the host's other interfaces. The host itself always reaches the
+    /// public addresses (that traffic is not forwarded).
+    fn ensure_host_table(&self) -> Result<(), AgentError> {
         let (base, len) = self.public_pool;
         let (t, links) = (self.host_table(), self.link_prefix());
+        let mut nat = String::new();
+        let mut forward = format!("\t\tiifname \"{links}*\" oifname \"{links}*\" accept\n");
+        if self.egress_nat {
+            write_sysctl(None, "net.ipv4.ip_forward", "1")?;
+            let _ = writeln!(nat, "\t\tip saddr {base}/{len} oifname != \"{links}*\" masquerade");
+            let _ = writeln!(forward, "\t\tiifname \"{links}*\" ip saddr {base}/{len} accept");
+            let _ = writeln!(forward, "\t\toifname \"{links}*\" ct state established,related accept");
+        }
+        let _ = writeln!(forward, "\t\tiifname \"{links}*\" drop\n\t\toifname \"{links}*\" drop");
         nft_in(
             None,
             &format!(
                 "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\
-                 \tchain postrouting {{ type nat hook postrouting priority srcnat; ip saddr {base}/{len} oifname != \"{links}*\" masquerade; }}\n\
-                 \tchain forward {{ type filter hook forward priority filter; iifname \"{links}*\" accept; oifname \"{links}*\" ct state established,related accept; }}\n\
-                 }}\n"
+                 \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{nat}\t}}\n\
+                 \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n}}\n"
             ),
         )
     }

@@ -78,6 +78,20 @@ fn user_reason() -> String {
     format!("User initiated ({} GMT)", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"))
 }
 
+/// EC2's rules for MetadataOptions (RunInstances, ModifyInstanceMetadataOptions).
+fn check_metadata_options(tokens: Option<&str>, endpoint: Option<&str>, hop_limit: Option<i64>) -> Result<()> {
+    if let Some(t) = tokens.filter(|t| !matches!(*t, "optional" | "required")) {
+        return Err(Error::InvalidParameterValue(format!("Invalid HttpTokens '{t}': optional or required")));
+    }
+    if let Some(e) = endpoint.filter(|e| !matches!(*e, "enabled" | "disabled")) {
+        return Err(Error::InvalidParameterValue(format!("Invalid HttpEndpoint '{e}': enabled or disabled")));
+    }
+    if hop_limit.is_some_and(|h| !(1..=64).contains(&h)) {
+        return Err(Error::InvalidParameterValue("HttpPutResponseHopLimit must be 1 to 64".into()));
+    }
+    Ok(())
+}
+
 /// The request's identity for ClientToken idempotency.
 fn request_hash(r: &RunRequest) -> String {
     let mut clone = r.clone();
@@ -206,21 +220,9 @@ impl Cloud {
             )));
         }
         let http_tokens = r.http_tokens.clone().unwrap_or_else(|| "optional".into());
-        if !matches!(http_tokens.as_str(), "optional" | "required") {
-            return Err(Error::InvalidParameterValue(format!(
-                "Invalid HttpTokens '{http_tokens}': optional or required"
-            )));
-        }
         let http_endpoint = r.http_endpoint.clone().unwrap_or_else(|| "enabled".into());
-        if !matches!(http_endpoint.as_str(), "enabled" | "disabled") {
-            return Err(Error::InvalidParameterValue(format!(
-                "Invalid HttpEndpoint '{http_endpoint}': enabled or disabled"
-            )));
-        }
         let hop_limit = r.hop_limit.unwrap_or(1);
-        if !(1..=64).contains(&hop_limit) {
-            return Err(Error::InvalidParameterValue("HttpPutResponseHopLimit must be 1 to 64".into()));
-        }
+        check_metadata_options(Some(&http_tokens), Some(&http_endpoint), Some(hop_limit))?;
         let shutdown_behavior = r.shutdown_behavior.clone().unwrap_or_else(|| "stop".into());
         if !matches!(shutdown_behavior.as_str(), "stop" | "terminate") {
             return Err(Error::InvalidParameterValue(format!(
@@ -607,6 +609,23 @@ impl Cloud {
                     }
                     instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v))?;
                 }
+                InstanceChange::MetadataOptions { http_tokens, http_endpoint, hop_limit } => {
+                    if matches!(i.state.as_str(), "shutting-down" | "terminated") {
+                        return Err(Error::IncorrectInstanceState(format!(
+                            "The instance '{id}' is not in a state from which its metadata options can be changed."
+                        )));
+                    }
+                    check_metadata_options(http_tokens.as_deref(), http_endpoint.as_deref(), hop_limit)?;
+                    if let Some(t) = http_tokens {
+                        instances::set_attribute(tx, id, A::HttpTokens, &Value::Text(t))?;
+                    }
+                    if let Some(e) = http_endpoint {
+                        instances::set_attribute(tx, id, A::HttpEndpoint, &Value::Text(e))?;
+                    }
+                    if let Some(h) = hop_limit {
+                        instances::set_attribute(tx, id, A::HopLimit, &Value::Integer(h))?;
+                    }
+                }
             }
             Ok(())
         })
@@ -620,6 +639,12 @@ pub enum InstanceChange {
     UserData(Vec<u8>),
     DisableApiTermination(bool),
     ShutdownBehavior(String),
+    /// ModifyInstanceMetadataOptions: the options given change, the others stay.
+    MetadataOptions {
+        http_tokens: Option<String>,
+        http_endpoint: Option<String>,
+        hop_limit: Option<i64>,
+    },
 }
 
 #[cfg(test)]

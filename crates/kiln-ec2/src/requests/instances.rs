@@ -222,6 +222,32 @@ pub enum InstanceAttributeChange {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct ModifyInstanceMetadataOptions {
+    pub instance_id: String,
+    pub http_tokens: Option<String>,
+    pub http_endpoint: Option<String>,
+    pub hop_limit: Option<i64>,
+}
+
+impl Decode for ModifyInstanceMetadataOptions {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let instance_id = ResourceKind::Instance.parse(&p.required("InstanceId")?)?;
+        if p.get("HttpProtocolIpv6").is_some_and(|v| v != "disabled") {
+            return Err(Ec2Error::invalid_value("Kiln's metadata service answers on IPv4 only (HttpProtocolIpv6)"));
+        }
+        if p.get("InstanceMetadataTags").is_some_and(|v| v != "disabled") {
+            return Err(Ec2Error::invalid_value("Instance tags in the metadata service are not supported by Kiln yet"));
+        }
+        Ok(Self {
+            instance_id,
+            http_tokens: p.string("HttpTokens"),
+            http_endpoint: p.string("HttpEndpoint"),
+            hop_limit: p.int("HttpPutResponseHopLimit")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModifyInstanceAttribute {
     pub instance_id: String,
     pub change: InstanceAttributeChange,

@@ -101,6 +101,7 @@ actions! {
     TerminateInstances => instances::InstanceList,
     GetConsoleOutput => instances::GetConsoleOutput,
     ModifyInstanceAttribute => instances::ModifyInstanceAttribute,
+    ModifyInstanceMetadataOptions => instances::ModifyInstanceMetadataOptions,
     DescribeInstanceAttribute => instances::DescribeInstanceAttribute,
 }
 

@@ -8,7 +8,7 @@ use kiln_control::instances::{state_code, InstanceChange, RunRequest, StateChang
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instances::{
     DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
-    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, RunInstances,
+    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, ModifyInstanceMetadataOptions, RunInstances,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::instances::Instance;
@@ -143,15 +143,20 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     if let Some(t) = t {
         w.start("cpuOptions").elem("coreCount", t.cores).elem("threadsPerCore", t.threads_per_core).end();
     }
-    w.start("metadataOptions")
-        .elem("state", "applied")
+    write_metadata_options(w, i, "applied");
+    w.elem("platformDetails", "Linux/UNIX").elem("usageOperation", "RunInstances");
+}
+
+/// `metadataOptions` (DescribeInstances) or `instanceMetadataOptions` (the Modify answer).
+fn write_metadata_options(w: &mut XmlWriter, i: &Instance, state: &str) {
+    w.start(if state == "applied" { "metadataOptions" } else { "instanceMetadataOptions" })
+        .elem("state", state)
         .elem("httpTokens", &i.http_tokens)
         .elem("httpPutResponseHopLimit", i.hop_limit)
         .elem("httpEndpoint", &i.http_endpoint)
         .elem("httpProtocolIpv6", "disabled")
         .elem("instanceMetadataTags", "disabled")
         .end();
-    w.elem("platformDetails", "Linux/UNIX").elem("usageOperation", "RunInstances");
 }
 
 fn write_reservation(ctx: &Ctx<'_>, w: &mut XmlWriter, list: &[&Instance], x: &Extras) {
@@ -394,6 +399,20 @@ pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyInstanceAttribute) -> Act
     };
     ctx.cloud.modify_instance(&ctx.scope, &r.instance_id, change).ec2()?;
     ack(ctx, "ModifyInstanceAttribute")
+}
+
+pub(crate) fn modify_metadata_options(ctx: &Ctx<'_>, r: ModifyInstanceMetadataOptions) -> ActionResult {
+    let change = InstanceChange::MetadataOptions {
+        http_tokens: r.http_tokens,
+        http_endpoint: r.http_endpoint,
+        hop_limit: r.hop_limit,
+    };
+    ctx.cloud.modify_instance(&ctx.scope, &r.instance_id, change).ec2()?;
+    let i = ctx.cloud.instances(&ctx.scope, std::slice::from_ref(&r.instance_id)).ec2()?.remove(0);
+    let mut w = ctx.xml("ModifyInstanceMetadataOptions");
+    w.elem("instanceId", &i.id);
+    write_metadata_options(&mut w, &i, "pending");
+    Ok(w.finish("ModifyInstanceMetadataOptions"))
 }
 
 pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeInstanceAttribute) -> ActionResult {

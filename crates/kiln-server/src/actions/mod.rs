@@ -127,6 +127,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::TerminateInstances(r) => instances::terminate(ctx, r),
         Request::GetConsoleOutput(r) => instances::console(ctx, r),
         Request::ModifyInstanceAttribute(r) => instances::modify_attribute(ctx, r),
+        Request::ModifyInstanceMetadataOptions(r) => instances::modify_metadata_options(ctx, r),
         Request::DescribeInstanceAttribute(r) => instances::describe_attribute(ctx, r),
     }
 }

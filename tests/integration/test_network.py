@@ -1,0 +1,386 @@
+"""VPC networking end to end, with the AWS CLI and ssh only, against the session server
+(which runs with its own public pool, 100.64.1.0/24, and no egress NAT, so nothing is
+forwarded off the machine).
+
+The seeds' story: a key pair and a security group for SSH and HTTP; kiln-tiny launched
+with user data; SSH in through the public address; a web page and a web server that
+starts at boot; the page fetched from the host; CreateImage; a second instance from the
+new AMI serves the same page without anyone logging into it.
+
+Then the security checks on the same instances: a revoked port closes (and opens again),
+HttpTokens=required refuses IMDSv1, a guest only ever reads its own metadata, a spoofed
+source address or MAC never leaves its port (seen from the host with a packet capture on
+the VPC's link), and a second VPC cannot reach the first. Everything is removed at the
+end, and with it the VPCs' namespaces.
+"""
+
+import os
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from instances_helpers import wait_for
+
+BOOT = 240
+POOL_PREFIX = "100.64.1."
+STATE: dict = {}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="VPC networking needs root")
+
+
+def ok(aws, *args, output="json"):
+    rc, data, err = aws(*args, output=output)
+    assert rc == 0, f"aws {' '.join(args)} failed: {err}"
+    return data
+
+
+def ssh(ip, key, command, user="ec2-user", timeout=30):
+    return subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            f"{user}@{ip}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
+
+
+def wait_ssh(ip, key, kiln, timeout=BOOT):
+    def up():
+        try:
+            return ssh(ip, key, "echo up", timeout=20).stdout.strip() == "up"
+        except subprocess.TimeoutExpired:
+            return False
+
+    wait_for(f"ssh to {ip}", up, timeout, interval=2, diag=kiln.log_tail)
+
+
+def fetch(ip, port=80, timeout=3):
+    """The body of GET / on ip:port, or None if it cannot be had."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def tcp_open(ip, port, timeout=3):
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def page_with(ip, token):
+    """The page at ip if it carries token, else None."""
+    body = fetch(ip)
+    return body if body and token in body else None
+
+
+def instance(aws, instance_id):
+    data = ok(aws, "ec2", "describe-instances", "--instance-ids", instance_id)
+    return data["Reservations"][0]["Instances"][0]
+
+
+def console(aws, instance_id):
+    data = ok(aws, "ec2", "get-console-output", "--instance-id", instance_id, output="text")
+    return data or ""
+
+
+def launch(aws, image, key, group, user_data=None, extra=()):
+    args = ["ec2", "run-instances", "--image-id", image, "--instance-type", "t3.micro", "--key-name", key]
+    args += ["--security-group-ids", group, *extra]
+    if user_data:
+        args += ["--user-data", f"file://{user_data}"]
+    return ok(aws, *args)["Instances"][0]["InstanceId"]
+
+
+def test_seeds_story(aws, kiln, quickstart_images, tmp_path_factory):
+    work = tmp_path_factory.mktemp("story")
+    token = uuid.uuid4().hex[:12]
+    name = f"story-{token}"
+    STATE.update(name=name, token=token, instances=[], groups=[], work=work)
+
+    # A key pair, its private key saved for ssh.
+    material = ok(aws, "ec2", "create-key-pair", "--key-name", name, "--query", "KeyMaterial", output="text")
+    key = work / "key.pem"
+    key.write_text(material.strip() + "\n")
+    key.chmod(0o600)
+    STATE["key"] = key
+
+    # A security group for SSH and HTTP.
+    group = ok(aws, "ec2", "create-security-group", "--group-name", name, "--description", "seeds story")["GroupId"]
+    STATE["groups"].append(group)
+    for port in ("22", "80"):
+        ok(aws, "ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", port,
+           "--cidr", "0.0.0.0/0")
+    STATE["group"] = group
+
+    # kiln-tiny with user data (run as root at first boot).
+    user_data = work / "user-data.sh"
+    user_data.write_text(f"#!/bin/sh\necho {token} > /var/lib/kiln/story-user-data\n")
+    image = quickstart_images["x86_64"]["ImageId"]
+    a = launch(aws, image, name, group, user_data)
+    STATE["instances"].append(a)
+    STATE["a"] = a
+    rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", a, timeout=BOOT)
+    assert rc == 0, err
+    desc = instance(aws, a)
+    public, private = desc["PublicIpAddress"], desc["PrivateIpAddress"]
+    assert public.startswith(POOL_PREFIX), desc
+    assert desc["PublicDnsName"] == f"ec2-{public.replace('.', '-')}.compute-1.amazonaws.com"
+    assert desc["NetworkInterfaces"][0]["Association"]["PublicIp"] == public
+    STATE.update(a_public=public, a_private=private)
+
+    # Connect: the key reached ec2-user, DHCP gave the address DescribeInstances shows,
+    # and the user data ran.
+    wait_ssh(public, key, kiln)
+    out = ssh(public, key, "hostname; ip -4 -o addr show eth0; cat /var/lib/kiln/story-user-data")
+    assert out.returncode == 0, out.stderr
+    assert f"ip-{private.replace('.', '-')}" in out.stdout
+    assert f"inet {private}/" in out.stdout
+    assert token in out.stdout
+
+    # Install: a page and a web server that starts at boot (kiln-tiny runs /etc/rc.local
+    # as root at every boot; ec2-user may edit it).
+    page = f"<h1>Hello from Kiln {token}</h1>"
+    install = (
+        f"mkdir -p /var/www && echo '{page}' > /var/www/index.html && "
+        "printf '#!/bin/sh\\nbusybox httpd -p 80 -h /var/www\\n' > /etc/rc.local && chmod 755 /etc/rc.local && sync"
+    )
+    out = ssh(public, key, install)
+    assert out.returncode == 0, out.stderr
+    ok(aws, "ec2", "reboot-instances", "--instance-ids", a)
+    body = wait_for("the page from the first instance", lambda: page_with(public, token), BOOT, interval=2,
+                    diag=kiln.log_tail)
+    assert page in body
+
+    # Capture: an AMI from the running instance (rebooted for consistency).
+    ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name, "--description", "seeds story")["ImageId"]
+    STATE["ami"] = ami
+    rc, _, err = aws("ec2", "wait", "image-available", "--image-ids", ami, timeout=BOOT)
+    assert rc == 0, err
+
+    # A second instance from the new AMI serves the same page; nobody logs into it.
+    b = launch(aws, ami, name, group)
+    STATE["instances"].append(b)
+    STATE["b"] = b
+    rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", b, timeout=BOOT)
+    assert rc == 0, err
+    desc = instance(aws, b)
+    b_public = desc["PublicIpAddress"]
+    assert b_public.startswith(POOL_PREFIX) and b_public != public
+    STATE.update(b_public=b_public, b_private=desc["PrivateIpAddress"])
+    body = wait_for("the page from the second instance", lambda: page_with(b_public, token), BOOT, interval=2,
+                    diag=kiln.log_tail)
+    assert page in body
+
+
+def need(*keys):
+    missing = [k for k in keys if k not in STATE]
+    if missing:
+        pytest.skip(f"the story did not get as far as {missing}")
+
+
+def test_a_revoked_port_closes_at_once(aws):
+    need("b_public", "group")
+    ip, group = STATE["b_public"], STATE["group"]
+    assert STATE["token"] in (fetch(ip) or "")
+    ok(aws, "ec2", "revoke-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", "80",
+       "--cidr", "0.0.0.0/0")
+    wait_for("port 80 to close after the revoke", lambda: not tcp_open(ip, 80, timeout=2), 15, interval=0.5)
+    assert tcp_open(ip, 22), "the revoke closed only port 80"
+    ok(aws, "ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", "80",
+       "--cidr", "0.0.0.0/0")
+    wait_for("port 80 to open again", lambda: STATE["token"] in (fetch(ip) or ""), 15, interval=0.5)
+
+
+IMDS_V1 = "printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n\\r\\n' | nc -w 5 169.254.169.254 80"
+IMDS_V2 = (
+    "T=$(printf 'PUT /latest/api/token HTTP/1.0\\r\\nX-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n'"
+    " | nc -w 5 169.254.169.254 80 | tail -n 1); "
+    "printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\nX-aws-ec2-metadata-token: %s\\r\\n\\r\\n' \"$T\""
+    " | nc -w 5 169.254.169.254 80"
+)
+
+
+def test_tokens_required_refuses_imdsv1(aws):
+    need("a", "a_public", "key")
+    a, ip, key = STATE["a"], STATE["a_public"], STATE["key"]
+    out = ssh(ip, key, IMDS_V1)
+    assert " 200 " in out.stdout.splitlines()[0] and out.stdout.rstrip().endswith(a), out.stdout
+    data = ok(aws, "ec2", "modify-instance-metadata-options", "--instance-id", a, "--http-tokens", "required")
+    assert data["InstanceMetadataOptions"]["HttpTokens"] == "required"
+    try:
+        out = ssh(ip, key, IMDS_V1)
+        assert " 401 " in out.stdout.splitlines()[0], out.stdout
+        out = ssh(ip, key, IMDS_V2)
+        assert " 200 " in out.stdout.splitlines()[0] and out.stdout.rstrip().endswith(a), out.stdout
+    finally:
+        ok(aws, "ec2", "modify-instance-metadata-options", "--instance-id", a, "--http-tokens", "optional")
+    assert instance(aws, a)["MetadataOptions"]["HttpTokens"] == "optional"
+
+
+class Capture:
+    """IPv4 TCP SYNs arriving on the host end of a VPC's link, by destination port."""
+
+    def __init__(self, ifname):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0800))
+        self.sock.bind((ifname, 0))
+        self.sock.settimeout(0.5)
+        self.seen = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                frame = self.sock.recv(65536)
+            except OSError:
+                continue
+            ip = frame[14:]
+            if len(ip) < 40 or ip[9] != 6:
+                continue
+            ihl = (ip[0] & 0x0F) * 4
+            src = socket.inet_ntoa(ip[12:16])
+            dport = struct.unpack("!H", ip[ihl + 2 : ihl + 4])[0]
+            self.seen.append((src, dport))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def link_of(public_ip):
+    out = subprocess.run(["ip", "route", "get", public_ip], capture_output=True, text=True, check=True).stdout
+    return re.search(r"\bdev (\S+)", out).group(1)
+
+
+def test_spoofed_sources_never_leave_the_port_and_metadata_is_ones_own(aws, kiln, quickstart_images):
+    need("a_public", "b_private", "key", "group")
+    link = link_of(STATE["a_public"])
+    probe = STATE["work"] / "probe.sh"
+    host = "169.254.255.1"
+    # As root at first boot: SYNs to the host from the guest's own address (port 7001),
+    # from another instance's address (7002) and from a forged MAC (7003), then what the
+    # metadata service says to this guest.
+    probe.write_text(
+        f"""#!/bin/sh
+# kiln-probe
+say() {{ echo "kiln-test: $*" > /dev/console; }}
+GW=$(ip route | awk '/^default/ {{print $3}}')
+for i in 1 2 3; do nc -w 1 {host} 7001 </dev/null; done
+ip addr add {STATE['b_private']}/32 dev eth0
+ip route replace {host}/32 via $GW dev eth0 src {STATE['b_private']}
+for i in 1 2 3; do nc -w 1 {host} 7002 </dev/null; done
+ip route replace {host}/32 via $GW dev eth0
+say "imds-instance-id=$(printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n\\r\\n' | nc -w 5 169.254.169.254 80 | tail -n 1)"
+say "imds-user-data=$(printf 'GET /latest/user-data HTTP/1.0\\r\\n\\r\\n' | nc -w 5 169.254.169.254 80 | grep -c '^# kiln-probe$')"
+ip link set eth0 down; ip link set eth0 address 02:00:00:de:ad:01; ip link set eth0 up
+ip route add default via $GW dev eth0 2>/dev/null
+for i in 1 2 3; do nc -w 1 {host} 7003 </dev/null; done
+say "probes done"
+"""
+    )
+    capture = Capture(link)
+    try:
+        d = launch(aws, quickstart_images["x86_64"]["ImageId"], STATE["name"], STATE["group"], probe)
+        STATE["instances"].append(d)
+        text = wait_for("the probe to finish", lambda: (lambda c: c if "probes done" in c else None)(console(aws, d)),
+                        BOOT, interval=2, diag=kiln.log_tail)
+    finally:
+        capture.close()
+    d_public = instance(aws, d)["PublicIpAddress"]
+    ports = {}
+    for src, dport in capture.seen:
+        ports.setdefault(dport, set()).add(src)
+    assert ports.get(7001) == {d_public}, f"the guest's own SYNs should arrive, NAT'd to its public address: {ports}"
+    assert 7002 not in ports, f"a SYN from another instance's address left the port: {ports}"
+    assert 7003 not in ports, f"a SYN from a forged MAC left the port: {ports}"
+    assert f"imds-instance-id={d}" in text, text
+    assert "imds-user-data=1" in text, text
+
+
+def test_a_second_vpc_cannot_reach_the_first(aws, kiln, quickstart_images):
+    need("a_public", "a_private", "b_private", "key")
+    key = STATE["key"]
+    # Same VPC: A reaches B's private address on port 22 (the group allows it).
+    out = ssh(STATE["a_public"], key, f"echo | nc -w 3 {STATE['b_private']} 22")
+    assert "SSH-" in out.stdout, out
+    vpc = ok(aws, "ec2", "create-vpc", "--cidr-block", "10.77.0.0/16")["Vpc"]["VpcId"]
+    STATE["vpc"] = vpc
+    subnet = ok(aws, "ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", "10.77.1.0/24")["Subnet"]["SubnetId"]
+    group = ok(aws, "ec2", "create-security-group", "--group-name", "other", "--description", "second vpc", "--vpc-id",
+               vpc)["GroupId"]
+    STATE["groups"].append(group)
+    ok(aws, "ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "-1", "--cidr", "0.0.0.0/0")
+    c = launch(aws, quickstart_images["x86_64"]["ImageId"], STATE["name"], group,
+               extra=("--subnet-id", subnet, "--associate-public-ip-address"))
+    STATE["instances"].append(c)
+    rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", c, timeout=BOOT)
+    assert rc == 0, err
+    desc = instance(aws, c)
+    assert desc["PrivateIpAddress"].startswith("10.77.1.")
+    c_public = desc["PublicIpAddress"]
+    wait_ssh(c_public, key, kiln)
+    out = ssh(c_public, key, f"echo | nc -w 3 {STATE['a_private']} 22; echo exit=$?")
+    assert "SSH-" not in out.stdout, f"the second VPC reached the first: {out.stdout}"
+    assert "exit=" in out.stdout, out
+
+
+def test_everything_goes_with_its_instances(aws):
+    need("instances")
+    ids = STATE["instances"]
+    vpcs = {instance(aws, i)["VpcId"] for i in ids}
+    assert vpcs, "no instance had a VPC"
+    ok(aws, "ec2", "terminate-instances", "--instance-ids", *ids)
+    rc, _, err = aws("ec2", "wait", "instance-terminated", "--instance-ids", *ids, timeout=BOOT)
+    assert rc == 0, err
+
+    def gone():
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return not any(v in names for v in vpcs)
+
+    wait_for("the VPCs' namespaces to go", gone, 20, interval=0.5)
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert POOL_PREFIX not in routes, routes
+    if "ami" in STATE:
+        ok(aws, "ec2", "deregister-image", "--image-id", STATE["ami"])
+    for g in STATE["groups"]:
+        ok(aws, "ec2", "delete-security-group", "--group-id", g)
+    if "vpc" in STATE:
+        subnets = ok(aws, "ec2", "describe-subnets", "--filters", f"Name=vpc-id,Values={STATE['vpc']}")["Subnets"]
+        for s in subnets:
+            ok(aws, "ec2", "delete-subnet", "--subnet-id", s["SubnetId"])
+        ok(aws, "ec2", "delete-vpc", "--vpc-id", STATE["vpc"])
+    ok(aws, "ec2", "delete-key-pair", "--key-name", STATE["name"])
