@@ -249,6 +249,20 @@ def test_tokens_required_refuses_imdsv1(aws):
     assert instance(aws, a)["MetadataOptions"]["HttpTokens"] == "optional"
 
 
+def test_vpc_dns_answers_ec2_names(aws):
+    need("a_public", "b_private", "b_public", "key")
+    b_private, b_public = STATE["b_private"], STATE["b_public"]
+    private_name = f"ip-{b_private.replace('.', '-')}.ec2.internal"
+    public_name = f"ec2-{b_public.replace('.', '-')}.compute-1.amazonaws.com"
+    out = ssh(STATE["a_public"], STATE["key"],
+              f"cat /etc/resolv.conf; nslookup {private_name}; nslookup {public_name}; nslookup nothing.ec2.internal")
+    text = out.stdout + out.stderr
+    assert "nameserver 172.31.0.2" in text, text
+    # Both names of B resolve to its private address inside the VPC (split horizon).
+    assert text.count(f"Address: {b_private}") == 2, text
+    assert "server can't find nothing.ec2.internal: NXDOMAIN" in text, text
+
+
 class Capture:
     """IPv4 TCP SYNs arriving on the host end of a VPC's link, by destination port."""
 

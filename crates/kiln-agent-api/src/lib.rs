@@ -179,6 +179,8 @@ pub trait HostAgent: Send + Sync {
     /// 169.254.169.254:80 for the metadata service, whose answers leave with an IP TTL
     /// of `hop_limit`.
     fn port_sockets(&self, vpc_id: &str, instance_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
+    /// A UDP socket bound to `addr` inside a VPC's namespace (its DNS).
+    fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError>;
 }
 
 /// The sockets of one port's guest services.

@@ -278,4 +278,8 @@ impl HostAgent for LocalAgent {
     ) -> Result<kiln_agent_api::PortSockets, AgentError> {
         net::port_sockets(&self.net()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id), hop_limit)
     }
+
+    fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
+        net::udp_socket_in(&self.net()?.netns(vpc_id), addr)
+    }
 }

@@ -300,6 +300,16 @@ pub fn port_sockets(ns: &str, tap: &str, hop_limit: u32) -> Result<PortSockets, 
     in_netns(ns, make).and_then(|r| r).map_err(|e| fail(format!("binding the guest services of {tap} in {ns}: {e}")))
 }
 
+/// A UDP socket bound to `addr` inside the namespace `ns`.
+pub fn udp_socket_in(ns: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
+    let make = || -> std::io::Result<std::net::UdpSocket> {
+        let s = std::net::UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    in_netns(ns, make).and_then(|r| r).map_err(|e| fail(format!("binding {addr} in {ns}: {e}")))
+}
+
 fn valid_mac(mac: &str) -> bool {
     mac.len() == 17 && mac.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }

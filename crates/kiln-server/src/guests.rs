@@ -3,6 +3,7 @@
 //! both are sockets bound to the instance's tap inside the VPC's namespace, so the port
 //! a packet arrives on is the caller's identity; on QEMU's user-mode network the
 //! metadata service is a Unix socket in the instance's directory that QEMU forwards to.
+//! Each VPC with a namespace also gets its DNS (see `dns.rs`).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -28,17 +29,26 @@ enum Binding {
     Tap { ifindex: u32, hop_limit: u32 },
 }
 
-struct Serving {
-    binding: Binding,
-    tasks: Vec<JoinHandle<()>>,
+/// Tasks that end when dropped.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn alive(&self) -> bool {
+        self.0.iter().all(|t| !t.is_finished())
+    }
 }
 
-impl Drop for Serving {
+impl Drop for Tasks {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in &self.0 {
             t.abort();
         }
     }
+}
+
+struct Serving {
+    binding: Binding,
+    tasks: Tasks,
 }
 
 /// Live instances and how their services should be bound now (None: not yet possible,
@@ -64,17 +74,54 @@ fn wanted(cloud: &Cloud) -> Vec<(Instance, Option<Binding>)> {
         .collect()
 }
 
+/// VPCs with a namespace on this host, and their DNS addresses.
+fn vpc_dns(cloud: &Cloud) -> Vec<(String, Ipv4Addr)> {
+    let Ok(agent) = cloud.agent() else { return Vec::new() };
+    let present = agent.networks();
+    let all = cloud.store.read(kiln_store::vpcs::all_vpcs).unwrap_or_default();
+    all.into_iter()
+        .filter(|v| present.contains(&v.id))
+        .filter_map(|v| {
+            let net: Ipv4Net = v.cidr.parse().ok()?;
+            Some((v.id, Ipv4Addr::from(u32::from(net.network()) + 2)))
+        })
+        .collect()
+}
+
 /// Keeps every live instance's services running, until `shutdown`.
 pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let tokens = Arc::new(Tokens::default());
     let mut serving: HashMap<String, Serving> = HashMap::new();
+    let mut dns: HashMap<String, Tasks> = HashMap::new();
     loop {
         let c = cloud.clone();
-        let now = tokio::task::spawn_blocking(move || wanted(&c)).await.unwrap_or_default();
-        serving.retain(|id, s| {
-            now.iter().any(|(i, b)| &i.id == id && b.as_ref() == Some(&s.binding))
-                && s.tasks.iter().all(|t| !t.is_finished())
-        });
+        let (now, vpcs) = tokio::task::spawn_blocking(move || (wanted(&c), vpc_dns(&c))).await.unwrap_or_default();
+        dns.retain(|vpc, t| vpcs.iter().any(|(v, _)| v == vpc) && t.alive());
+        for (vpc, addr) in vpcs {
+            if dns.contains_key(&vpc) {
+                continue;
+            }
+            let (c, v) = (cloud.clone(), vpc.clone());
+            let made = tokio::task::spawn_blocking(move || {
+                c.agent()
+                    .map_err(|e| e.to_string())?
+                    .vpc_udp_socket(&v, std::net::SocketAddrV4::new(addr, 53))
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string()));
+            match made {
+                Ok(socket) => {
+                    let task = tokio::spawn(crate::dns::serve(cloud.clone(), vpc.clone(), socket));
+                    dns.insert(vpc, Tasks(vec![task]));
+                }
+                Err(e) => tracing::warn!(vpc = %vpc, error = %e, "cannot serve the VPC's DNS yet; retrying"),
+            }
+        }
+        serving
+            .retain(|id, s| now.iter().any(|(i, b)| &i.id == id && b.as_ref() == Some(&s.binding)) && s.tasks.alive());
         for (i, binding) in now {
             let Some(binding) = binding else { continue };
             if serving.contains_key(&i.id) {
@@ -82,7 +129,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             }
             match start(&cloud, &tokens, &i, &binding).await {
                 Ok(tasks) => {
-                    serving.insert(i.id.clone(), Serving { binding, tasks });
+                    serving.insert(i.id.clone(), Serving { binding, tasks: Tasks(tasks) });
                 }
                 Err(e) => tracing::warn!(instance = %i.id, error = %e, "cannot serve the guest yet; retrying"),
             }

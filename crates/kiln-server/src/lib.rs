@@ -6,6 +6,7 @@
 mod actions;
 mod auth;
 mod dhcp;
+mod dns;
 mod errors;
 pub mod guests;
 pub mod imds;

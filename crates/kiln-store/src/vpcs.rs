@@ -45,6 +45,15 @@ pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreErro
     Ok(rows)
 }
 
+/// Every VPC of every account (the host's networking serves them all).
+pub fn all_vpcs(conn: &Connection) -> Result<Vec<Vpc>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT id, cidr, is_default, created_at FROM vpcs ORDER BY id")?;
+    let rows = st
+        .query_map([], |r| Ok(Vpc { id: r.get(0)?, cidr: r.get(1)?, is_default: r.get(2)?, created_at: r.get(3)? }))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn delete_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {
     let n = conn.execute(
         "DELETE FROM vpcs WHERE id = ?1 AND account_id = ?2 AND region = ?3",
