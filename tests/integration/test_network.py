@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from instances_helpers import wait_for
+from instances_helpers import KILN_BIN, wait_for
 
 BOOT = 240
 POOL_PREFIX = "100.64.1."
@@ -208,6 +208,44 @@ def need(*keys):
     missing = [k for k in keys if k not in STATE]
     if missing:
         pytest.skip(f"the story did not get as far as {missing}")
+
+
+def kiln_cli(kiln, *args, env=None, timeout=60):
+    return subprocess.run([KILN_BIN, *args], capture_output=True, text=True, errors="replace", timeout=timeout,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def test_kiln_ssh_logs_in_with_the_saved_key(kiln, aws, tmp_path):
+    need("a", "key", "name", "a_private")
+    a, endpoint = STATE["a"], ["--endpoint", kiln.endpoint]
+    keys = tmp_path / "keys"
+    env = {"KILN_KEYS_DIR": str(keys)}
+    out = kiln_cli(kiln, "ssh", a, "-i", str(STATE["key"]), *endpoint, "--", "id", "-un", env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ec2-user", out
+    # Without -i, the key saved under the key pair's name is used.
+    out = kiln_cli(kiln, "ssh", a, *endpoint, "--", "hostname", env=env)
+    assert out.returncode != 0 and f"{STATE['name']}.pem" in out.stderr, out
+    keys.mkdir(exist_ok=True)
+    saved = keys / f"{STATE['name']}.pem"
+    saved.write_text(STATE["key"].read_text())
+    saved.chmod(0o600)
+    out = kiln_cli(kiln, "ssh", a, *endpoint, "--", "hostname", env=env)
+    assert out.returncode == 0 and out.stdout.strip() == f"ip-{STATE['a_private'].replace('.', '-')}", out
+    # `kiln keys create` saves a new key there, private, and refuses to overwrite it.
+    name = f"cli-{STATE['token']}"
+    out = kiln_cli(kiln, "keys", "create", name, *endpoint, env=env)
+    assert out.returncode == 0, out
+    made = keys / f"{name}.pem"
+    assert made.stat().st_mode & 0o777 == 0o600
+    public = subprocess.run(["ssh-keygen", "-y", "-f", str(made)], capture_output=True, text=True)
+    assert public.returncode == 0 and public.stdout.startswith("ssh-ed25519 "), public
+    listed = ok(aws, "ec2", "describe-key-pairs", "--key-names", name)["KeyPairs"]
+    assert listed[0]["KeyType"] == "ed25519"
+    again = kiln_cli(kiln, "keys", "create", name, *endpoint, env=env)
+    assert again.returncode != 0 and "exists already" in again.stderr, again
+    ok(aws, "ec2", "delete-key-pair", "--key-name", name)
+    out = kiln_cli(kiln, "ssh", "i-0123456789abcdef0", *endpoint, env=env)
+    assert out.returncode != 0 and "InvalidInstanceID.NotFound" in out.stderr, out
 
 
 def test_a_revoked_port_closes_at_once(aws):

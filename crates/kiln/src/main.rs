@@ -2,9 +2,11 @@
 //! data directory; `kiln image` builds images; `kiln bench` measures.
 
 mod bench;
+mod client;
 mod credentials;
 mod data_dir;
 mod quickstart;
+mod ssh;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +84,28 @@ enum Command {
     },
     /// Measure the API against a baseline server.
     Bench(bench::BenchArgs),
+    /// Log in to an instance with ssh, through its public address: the user is the
+    /// image's (admin on Debian, ec2-user otherwise) and the key the one `kiln keys
+    /// create` saved for the instance's key pair, unless -i gives one.
+    Ssh {
+        instance: String,
+        /// The private key file.
+        #[arg(short = 'i', long)]
+        identity: Option<PathBuf>,
+        /// Log in as this user.
+        #[arg(short = 'l', long)]
+        user: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// A command to run instead of a shell (after --).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Key pairs whose private keys `kiln ssh` can find.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +253,20 @@ impl HostArgs {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// CreateKeyPair, saving the private key (mode 0600) in the key directory
+    /// ($KILN_KEYS_DIR, else ~/.config/kiln/keys).
+    Create {
+        name: String,
+        /// rsa or ed25519.
+        #[arg(long = "type", default_value = "ed25519", value_parser = ["rsa", "ed25519"])]
+        key_type: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum AccountCommand {
     /// Create an account and add a profile NAME to DATA_DIR/credentials.
     Create {
@@ -347,6 +385,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args),
+        Command::Ssh { instance, identity, user, client, command } => {
+            ssh::ssh(&client, &instance, identity, user, &command)
+        }
+        Command::Keys { command: KeysCommand::Create { name, key_type, client } } => {
+            ssh::create_key(&client, &name, &key_type)
+        }
     }
 }
 
