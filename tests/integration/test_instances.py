@@ -654,21 +654,43 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
         assert state_of(ec2, src) == "running", "the default CreateImage restarts the instance"
         ec2.stop_instances(InstanceIds=[src])
         waiter(ec2, "instance_stopped", [src], STOP_TIMEOUT, srv)
-        stopped = ec2.create_image(InstanceId=src, Name=uid("stopped"), Description="from a stopped instance")["ImageId"]
+        # A mapping that would drop the root, or add a device of no size, changes nothing.
+        bad_name = uid("bad")
+        expect_error("InvalidBlockDeviceMapping", ec2.create_image, InstanceId=src, Name=bad_name,
+                     BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "NoDevice": ""}])
+        expect_error("InvalidBlockDeviceMapping", ec2.create_image, InstanceId=src, Name=bad_name,
+                     BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeType": "gp3"}}])
+        assert ec2.describe_images(Filters=[{"Name": "name", "Values": [bad_name]}])["Images"] == []
+        # From the stopped instance: the root grown to 2 GiB and an empty 1 GiB disk added.
+        stopped = ec2.create_image(
+            InstanceId=src,
+            Name=uid("stopped"),
+            Description="from a stopped instance",
+            BlockDeviceMappings=[
+                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 2}},
+                {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 1, "VolumeType": "gp3"}},
+            ],
+        )["ImageId"]
         made.append(stopped)
         images = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=made)["Images"]}
         for image_id in made:
             img = images[image_id]
             assert img["State"] == "available"
             assert img["SourceInstanceId"] == src
-            assert img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"].startswith("snap-")
+            root = [m for m in img["BlockDeviceMappings"] if m["DeviceName"] == img["RootDeviceName"]]
+            assert root[0]["Ebs"]["SnapshotId"].startswith("snap-")
         assert {"Key": "kind", "Value": "live"} in images[live].get("Tags", [])
+        mapping = {m["DeviceName"]: m["Ebs"] for m in images[stopped]["BlockDeviceMappings"]}
+        assert mapping["/dev/xvda"]["VolumeSize"] == 2 and mapping["/dev/xvda"]["SnapshotId"].startswith("snap-")
+        assert mapping["/dev/sdf"]["VolumeSize"] == 1 and "SnapshotId" not in mapping["/dev/sdf"], mapping
         # The same name again, and a terminated instance, are refused.
         expect_error("InvalidAMIName.Duplicate", ec2.create_image, InstanceId=src, Name=images[live]["Name"])
         # A new instance of each image boots with the marker, never logged into.
         launched = [run_one(ec2, image_id) for image_id in (live, stopped)]
         for i in launched:
             wait_console(ec2, i, lambda t: f"marker: {marker}" in t, "the marker from the image", X86_BOOT, srv)
+        devices = {m["DeviceName"] for m in describe(ec2, launched[1])["BlockDeviceMappings"]}
+        assert devices == {"/dev/xvda", "/dev/sdf"}, devices
         terminate_and_wait(ec2, srv, launched + [src])
         expect_error("IncorrectInstanceState", ec2.create_image, InstanceId=src, Name=uid("late"))
     finally:

@@ -43,6 +43,7 @@ impl Cloud {
         name: &str,
         description: &str,
         no_reboot: bool,
+        mappings: &[crate::instances::VolumeRequest],
         image_tags: &[(String, String)],
         snapshot_tags: &[(String, String)],
     ) -> Result<Option<Image>> {
@@ -58,6 +59,27 @@ impl Cloud {
         if taken {
             return Err(Error::Duplicate { kind: ResourceKind::Image, name: name.to_owned() });
         }
+        // The instance's volumes with the request's mapping applied, checked before
+        // anything is touched. Volumes excluded with NoDevice are not frozen.
+        let vols = self.instance_volumes(&i.id)?;
+        let base: Vec<BlockDevice> = vols
+            .iter()
+            .map(|v| BlockDevice {
+                device_name: v.device_name.clone().unwrap_or_else(|| i.root_device_name.clone()),
+                snapshot_id: None,
+                volume_size: v.size_gib,
+                volume_type: v.volume_type.clone(),
+                delete_on_termination: v.delete_on_termination,
+            })
+            .collect();
+        let mapping = crate::block_devices::apply(base.clone(), &i.root_device_name, mappings, |s| {
+            self.usable_snapshot(scope, s).map(|s| s.volume_size)
+        })?;
+        let keep: Vec<String> = base
+            .iter()
+            .filter(|b| mapping.iter().any(|m| m.device_name == b.device_name))
+            .map(|b| b.device_name.clone())
+            .collect();
         if kiln_store::is_dry_run() {
             // Everything is checked; a dry run touches no VM and no file.
             return Ok(None);
@@ -84,14 +106,22 @@ impl Cloud {
                 return Err(host("CreateImage", "the guest did not power off; try NoReboot=true"));
             }
         }
-        let frozen = self.freeze(scope, &i, live && !restart, snapshot_tags);
+        let frozen = self.freeze(scope, &i, &keep, live && !restart, snapshot_tags);
         if restart {
             // Whatever happened, the instance runs again.
             let vols = self.instance_volumes(&i.id)?;
             let spec = self.spec(&i, &vols)?;
             agent.start(&spec).map_err(|e| host("restarting after CreateImage", e))?;
         }
-        let devices = frozen?;
+        let frozen = frozen?;
+        // Frozen volumes carry their new snapshots; added devices are as asked.
+        let devices: Vec<BlockDevice> = mapping
+            .into_iter()
+            .map(|m| match frozen.iter().find(|f| f.device_name == m.device_name) {
+                Some(f) => BlockDevice { snapshot_id: f.snapshot_id.clone(), ..m },
+                None => m,
+            })
+            .collect();
         let arch: Architecture =
             i.architecture.parse().map_err(|_| Error::InvalidParameterValue("architecture".into()))?;
         let new = NewImage {
@@ -104,12 +134,13 @@ impl Cloud {
         self.register_image(scope, new, image_tags).map(Some)
     }
 
-    /// Freezes every volume of the instance into a snapshot layer; the volumes go on on
-    /// new overlays. Returns the image's block device mapping.
+    /// Freezes the instance's volumes on the devices in `keep` into snapshot layers; the
+    /// volumes go on on new overlays. Returns their block devices.
     fn freeze(
         &self,
         scope: &Scope,
         i: &Instance,
+        keep: &[String],
         live: bool,
         snapshot_tags: &[(String, String)],
     ) -> Result<Vec<BlockDevice>> {
@@ -117,6 +148,10 @@ impl Cloud {
         let vols: Vec<Volume> = self.instance_volumes(&i.id)?;
         let mut devices = Vec::new();
         for (index, v) in vols.iter().enumerate() {
+            let device = v.device_name.clone().unwrap_or_else(|| i.root_device_name.clone());
+            if !keep.contains(&device) {
+                continue;
+            }
             let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
             let new_rel = format!("volumes/{}-{stamp}.qcow2", v.id);
             let old = self.data_dir().join(&v.file);
@@ -148,7 +183,7 @@ impl Cloud {
                 tags::put_all(tx, scope, ResourceKind::Snapshot, &snap.id, snapshot_tags)
             })?;
             devices.push(BlockDevice {
-                device_name: v.device_name.clone().unwrap_or_else(|| i.root_device_name.clone()),
+                device_name: device,
                 snapshot_id: Some(snap.id),
                 volume_size: v.size_gib,
                 volume_type: v.volume_type.clone(),

@@ -232,61 +232,22 @@ impl Cloud {
         if r.user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
             return Err(Error::InvalidParameterValue("User data is limited to 16384 bytes".into()));
         }
-        // The root volume: the image's root mapping, resized if asked.
-        let root = image
-            .devices
-            .iter()
-            .find(|d| d.device_name == image.image.root_device_name)
-            .ok_or_else(|| Error::InvalidParameterValue(format!("Image {} has no root volume", r.image_id)))?
-            .clone();
-        let mut plan: Vec<(String, Option<String>, i64, String, bool)> = Vec::new();
-        let root_req = r.volumes.iter().find(|v| v.device_name == image.image.root_device_name);
-        let root_size = root_req.and_then(|v| v.size_gib).unwrap_or(root.volume_size);
-        if root_size < root.volume_size {
-            return Err(Error::InvalidBlockDeviceMapping(format!(
-                "Volume of size {root_size}GB is smaller than snapshot '{}', expect size >= {}GB",
-                root.snapshot_id.clone().unwrap_or_default(),
-                root.volume_size
-            )));
+        // The image's devices with the request's changes (the root resized, others
+        // added or excluded).
+        let root_name = image.image.root_device_name.clone();
+        if !image.devices.iter().any(|d| d.device_name == root_name) {
+            return Err(Error::InvalidParameterValue(format!("Image {} has no root volume", r.image_id)));
         }
-        plan.push((
-            root.device_name.clone(),
-            root.snapshot_id.clone(),
-            root_size,
-            root_req.and_then(|v| v.volume_type.clone()).unwrap_or(root.volume_type.clone()),
-            root_req.and_then(|v| v.delete_on_termination).unwrap_or(root.delete_on_termination),
-        ));
-        for v in r.volumes.iter().filter(|v| v.device_name != image.image.root_device_name && !v.no_device) {
-            let (snap, size) = match &v.snapshot_id {
-                Some(s) => {
-                    let snap = self.usable_snapshot(scope, s)?;
-                    let size = v.size_gib.unwrap_or(snap.volume_size);
-                    if size < snap.volume_size {
-                        return Err(Error::InvalidBlockDeviceMapping(format!(
-                            "Volume of size {size}GB is smaller than snapshot '{s}', expect size >= {}GB",
-                            snap.volume_size
-                        )));
-                    }
-                    (Some(s.clone()), size)
-                }
-                None => (
-                    None,
-                    v.size_gib.ok_or_else(|| {
-                        Error::InvalidBlockDeviceMapping(format!(
-                            "{} needs a VolumeSize or a SnapshotId",
-                            v.device_name
-                        ))
-                    })?,
-                ),
-            };
-            plan.push((
-                v.device_name.clone(),
-                snap,
-                size,
-                v.volume_type.clone().unwrap_or_else(|| "gp2".into()),
-                v.delete_on_termination.unwrap_or(true),
-            ));
-        }
+        let plan: Vec<(String, Option<String>, i64, String, bool)> =
+            crate::block_devices::apply(image.devices.clone(), &root_name, &r.volumes, |s| {
+                self.usable_snapshot(scope, s).map(|s| s.volume_size)
+            })?
+            .into_iter()
+            .map(|d| (d.device_name, d.snapshot_id, d.volume_size, d.volume_type, d.delete_on_termination))
+            .collect();
+        // The root volume is the VM's first disk.
+        let mut plan = plan;
+        plan.sort_by_key(|p| p.0 != root_name);
 
         let now = kiln_store::now();
         let reservation_id = ResourceKind::Reservation.generate();

@@ -3,6 +3,7 @@
 //! It knows nothing of HTTP or XML; `kiln-server` maps its errors to EC2's.
 
 pub mod accounts;
+pub mod block_devices;
 pub mod create_image;
 pub mod error;
 pub mod images;

@@ -66,10 +66,12 @@ pub fn insert(conn: &Connection, v: &Volume) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An instance's volumes, in device order.
+/// An instance's volumes: the root first (the VM's first disk), then by device name.
 pub fn of_instance(conn: &Connection, instance_id: &str) -> Result<Vec<Volume>, StoreError> {
-    let mut st =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM volumes WHERE instance_id = ?1 ORDER BY device_name"))?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM volumes WHERE instance_id = ?1 \
+             ORDER BY device_name = (SELECT root_device_name FROM instances WHERE id = ?1) DESC, device_name"
+    ))?;
     let rows = st.query_map([instance_id], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }

@@ -469,17 +469,13 @@ pub struct CreateImage {
     pub name: String,
     pub description: String,
     pub no_reboot: bool,
+    pub block_devices: Vec<BlockDeviceMapping>,
     pub image_tags: Vec<Tag>,
     pub snapshot_tags: Vec<Tag>,
 }
 
 impl Decode for CreateImage {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        if !p.members("BlockDeviceMapping").is_empty() {
-            return Err(Ec2Error::invalid_value(
-                "CreateImage takes the instance's volumes as they are; BlockDeviceMapping is not supported yet",
-            ));
-        }
         let mut image_tags = Vec::new();
         let mut snapshot_tags = Vec::new();
         for spec in p.members("TagSpecification") {
@@ -500,6 +496,7 @@ impl Decode for CreateImage {
             name: p.required("Name")?,
             description: p.string("Description").unwrap_or_default(),
             no_reboot: p.flag("NoReboot")?,
+            block_devices: block_device_mappings(p)?,
             image_tags,
             snapshot_tags,
         })

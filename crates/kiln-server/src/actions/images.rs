@@ -173,6 +173,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: kiln_ec2::requests::images::CreateImage) 
             &r.name,
             &r.description,
             r.no_reboot,
+            &super::instances::volume_requests(r.block_devices),
             &tag_pairs(&r.image_tags),
             &tag_pairs(&r.snapshot_tags),
         )

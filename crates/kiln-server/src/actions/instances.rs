@@ -166,6 +166,21 @@ fn write_reservation(ctx: &Ctx<'_>, w: &mut XmlWriter, list: &[&Instance], x: &E
     w.set("instancesSet", list, |w, i| write_instance(ctx, w, i, x));
 }
 
+/// A request's BlockDeviceMapping as the control plane takes it.
+pub(crate) fn volume_requests(mappings: Vec<kiln_ec2::requests::images::BlockDeviceMapping>) -> Vec<VolumeRequest> {
+    mappings
+        .into_iter()
+        .map(|b| VolumeRequest {
+            device_name: b.device_name,
+            snapshot_id: b.snapshot_id,
+            size_gib: b.volume_size,
+            volume_type: b.volume_type,
+            delete_on_termination: b.delete_on_termination,
+            no_device: b.no_device,
+        })
+        .collect()
+}
+
 pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
     let req = RunRequest {
         image_id: r.image_id,
@@ -179,18 +194,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
         private_ip: r.private_ip,
         associate_public_ip: r.associate_public_ip,
         user_data: r.user_data,
-        volumes: r
-            .block_devices
-            .into_iter()
-            .map(|b| VolumeRequest {
-                device_name: b.device_name,
-                snapshot_id: b.snapshot_id,
-                size_gib: b.volume_size,
-                volume_type: b.volume_type,
-                delete_on_termination: b.delete_on_termination,
-                no_device: b.no_device,
-            })
-            .collect(),
+        volumes: volume_requests(r.block_devices),
         availability_zone: r.availability_zone,
         instance_tags: tag_pairs(&r.instance_tags),
         volume_tags: tag_pairs(&r.volume_tags),
