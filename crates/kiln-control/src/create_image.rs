@@ -19,6 +19,8 @@ use crate::{tags, Cloud, Error, Result};
 
 /// How long a running guest gets to power off before CreateImage gives up.
 const POWER_OFF_WAIT: Duration = Duration::from_secs(90);
+/// How long between presses of the power button.
+pub(crate) const REPRESS: Duration = Duration::from_secs(15);
 
 /// Removes the instance from the busy set when dropped.
 struct Busy<'a>(&'a Cloud, String);
@@ -99,7 +101,13 @@ impl Cloud {
         if restart {
             agent.powerdown(&i.id).map_err(|e| host("powering off for CreateImage", e))?;
             let t = Instant::now();
+            let mut pressed = Instant::now();
             while agent.is_running(&i.id) && t.elapsed() < POWER_OFF_WAIT {
+                // A press early in the guest's boot can go unheard: press again.
+                if pressed.elapsed() > REPRESS {
+                    let _ = agent.powerdown(&i.id);
+                    pressed = Instant::now();
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             if agent.is_running(&i.id) {
@@ -112,6 +120,7 @@ impl Cloud {
             let vols = self.instance_volumes(&i.id)?;
             let spec = self.spec(&i, &vols)?;
             agent.start(&spec).map_err(|e| host("restarting after CreateImage", e))?;
+            self.store.write(|tx| Ok::<_, Error>(kiln_store::instances::clear_ready(tx, &i.id)?))?;
         }
         let frozen = frozen?;
         // Frozen volumes carry their new snapshots; added devices are as asked.

@@ -28,7 +28,8 @@ const READY_MARKERS: &[&[u8]] = &[b"kiln-tiny: ready", b"Cloud-init v.", b"login
 /// the power-off is simply asked again).
 #[derive(Default)]
 pub struct Reconciler {
-    stopping_since: Mutex<HashMap<String, Instant>>,
+    /// When the stop was asked, and when the power button was last pressed.
+    stopping_since: Mutex<HashMap<String, (Instant, Instant)>>,
     /// The VPC networks as last made on the host.
     networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
 }
@@ -234,20 +235,27 @@ impl Cloud {
                     );
                 }
                 let mut since = r.stopping_since.lock().unwrap_or_else(|p| p.into_inner());
-                match since.get(&i.id) {
+                match since.get_mut(&i.id) {
                     None => {
-                        since.insert(i.id.clone(), Instant::now());
+                        since.insert(i.id.clone(), (Instant::now(), Instant::now()));
                         drop(since);
                         if agent.powerdown(&i.id).is_err() {
                             agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
                         }
                     }
-                    Some(t) if t.elapsed() > STOP_GRACE => {
+                    Some((t, _)) if t.elapsed() > STOP_GRACE => {
                         drop(since);
                         tracing::warn!(instance = %i.id, "the guest did not power off in time; ending it");
                         agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
                     }
-                    Some(_) => {}
+                    Some((_, pressed)) => {
+                        // A press early in the guest's boot can go unheard: press again.
+                        if pressed.elapsed() > crate::create_image::REPRESS {
+                            *pressed = Instant::now();
+                            drop(since);
+                            let _ = agent.powerdown(&i.id);
+                        }
+                    }
                 }
                 Ok(())
             }

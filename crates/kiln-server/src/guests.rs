@@ -93,6 +93,18 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
     let tokens = Arc::new(Tokens::default());
     let mut serving: HashMap<String, Serving> = HashMap::new();
     let mut dns: HashMap<String, Tasks> = HashMap::new();
+    // Binding fails for a moment while a namespace or tap is being made; only a failure
+    // that lasts is worth a warning.
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut failed = |key: &str, what: &str, e: &str| {
+        let n = failures.entry(key.to_owned()).or_default();
+        *n += 1;
+        if *n == 20 {
+            tracing::warn!(%key, error = %e, "cannot serve {what} for 10 s; still retrying");
+        } else {
+            tracing::debug!(%key, error = %e, "cannot serve {what} yet; retrying");
+        }
+    };
     loop {
         let c = cloud.clone();
         let (now, vpcs) = tokio::task::spawn_blocking(move || (wanted(&c), vpc_dns(&c))).await.unwrap_or_default();
@@ -117,7 +129,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
                     let task = tokio::spawn(crate::dns::serve(cloud.clone(), vpc.clone(), socket));
                     dns.insert(vpc, Tasks(vec![task]));
                 }
-                Err(e) => tracing::warn!(vpc = %vpc, error = %e, "cannot serve the VPC's DNS yet; retrying"),
+                Err(e) => failed(&vpc, "the VPC's DNS", &e),
             }
         }
         serving
@@ -131,7 +143,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
                 Ok(tasks) => {
                     serving.insert(i.id.clone(), Serving { binding, tasks: Tasks(tasks) });
                 }
-                Err(e) => tracing::warn!(instance = %i.id, error = %e, "cannot serve the guest yet; retrying"),
+                Err(e) => failed(&i.id, "the guest's DHCP and metadata", &e),
             }
         }
         tokio::select! {

@@ -228,6 +228,12 @@ pub fn public_ips(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(rows)
 }
 
+/// The guest is starting again (a power cycle): not ready until it says so.
+pub fn clear_ready(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE instances SET ready_at = NULL WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
 pub fn set_ready(conn: &Connection, id: &str, at: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE instances SET ready_at = ?2 WHERE id = ?1 AND ready_at IS NULL", params![id, at])?;
     Ok(())

@@ -6,6 +6,10 @@
 //!   median and p99 latency, and the ratios.
 //! - `volumes`: the cost of making a root volume from a small and a large image as a
 //!   copy-on-write overlay (what Kiln does), beside a full copy of the same images.
+//! - `instances`: RunInstances to running and to status ok, beside a bare QEMU boot.
+//! - `create-image`: CreateImage of a running instance with a 1 GiB and a 20 GiB root
+//!   volume (NoReboot and the default reboot): time and bytes written, beside a full
+//!   copy of the same volume with `qemu-img convert`.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -52,6 +56,19 @@ enum BenchWhat {
         #[arg(long, default_value_t = 20)]
         batch: usize,
     },
+    /// CreateImage of running instances with small and large root volumes: time and
+    /// bytes written, beside a full copy of the volume.
+    CreateImage {
+        /// Root volume sizes to measure, GiB.
+        #[arg(long, value_delimiter = ',', default_values_t = [1u64, 20])]
+        sizes: Vec<u64>,
+        /// CreateImage calls timed per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where downloaded Debian packages are kept (shared with other data dirs).
+        #[arg(long)]
+        cache_dir: Option<std::path::PathBuf>,
+    },
     /// Root volume creation from a 1 GiB and a large image: overlay vs full copy.
     Volumes {
         /// Virtual size of the large image, GiB.
@@ -80,6 +97,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             volumes(large_gib, large_data_gib, runs.max(1), dir)
         }
         BenchWhat::Instances { runs, cache_dir, batch } => instances(runs.max(1), cache_dir, batch.max(1)),
+        BenchWhat::CreateImage { sizes, runs, cache_dir } => create_image(&sizes, runs.max(1), cache_dir),
     }
 }
 
@@ -439,19 +457,25 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
     let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
     let cache_s = cache.to_string_lossy().into_owned();
     // Room for the batch: it measures the API, the guests are terminated at once.
-    let kiln = start_kiln(&dir, &["--cache-dir", &cache_s, "--cpu-overcommit", "64", "--vcpu-quota", "256"])?;
+    let kiln = start_kiln(
+        &dir,
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--quickstart",
+            "kiln-tiny-x86_64",
+            "--cpu-overcommit",
+            "64",
+            "--vcpu-quota",
+            "256",
+            "--public-ip-pool",
+            "100.64.200.0/24",
+            "--no-egress-nat",
+        ],
+    )?;
     let client = reqwest::blocking::Client::new();
     let result = (|| -> Result<()> {
-        eprintln!("  waiting for the Quick Start image (built on first start)...");
-        let mut ami = String::new();
-        until(Instant::now(), Duration::from_secs(900), || {
-            let xml = ok(&client, &kiln, "Action=DescribeImages&Version=2016-11-15&Owner.1=amazon&Filter.1.Name=architecture&Filter.1.Value.1=x86_64&Filter.2.Name=state&Filter.2.Value.1=available")?;
-            if let Some(id) = xml_first(&xml, "imageId") {
-                ami = id.to_owned();
-                return Ok(true);
-            }
-            Ok(false)
-        })?;
+        let ami = tiny_ami(&client, &kiln)?;
         println!("kiln bench instances: kiln-tiny x86_64 ({ami}) on t3.micro; median of {runs} launches");
         let (mut to_running, mut to_ok, mut bare) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -518,6 +542,144 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
         })?;
         Ok(())
     })();
+    drop(kiln);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Waits for the Quick Start kiln-tiny x86_64 image; returns its id.
+fn tiny_ami(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String> {
+    eprintln!("  waiting for the Quick Start image (built on first start)...");
+    let mut ami = String::new();
+    until(Instant::now(), Duration::from_secs(900), || {
+        let xml = ok(client, kiln, "Action=DescribeImages&Version=2016-11-15&Owner.1=amazon&Filter.1.Name=architecture&Filter.1.Value.1=x86_64&Filter.2.Name=state&Filter.2.Value.1=available")?;
+        if let Some(id) = xml_first(&xml, "imageId") {
+            ami = id.to_owned();
+            return Ok(true);
+        }
+        Ok(false)
+    })?;
+    Ok(ami)
+}
+
+/// Bytes the files under `dir` take on disk.
+fn allocated_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(std::result::Result::ok).map(|e| allocated(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kiln-bench-create-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
+    let cache_s = cache.to_string_lossy().into_owned();
+    let kiln = start_kiln(
+        &dir,
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--quickstart",
+            "kiln-tiny-x86_64",
+            "--public-ip-pool",
+            "100.64.201.0/24",
+            "--no-egress-nat",
+        ],
+    )?;
+    // CreateImage with a reboot answers once the guest is back: give it time.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+    let mut instances_made: Vec<String> = Vec::new();
+    let mut images_made: Vec<String> = Vec::new();
+    let result = (|| -> Result<()> {
+        let ami = tiny_ami(&client, &kiln)?;
+        println!("kiln bench create-image: kiln-tiny x86_64 ({ami}) on t3.micro, running; median of {runs}");
+        println!();
+        println!("{:<34} {:>12} {:>14}", "case", "median s", "bytes written");
+        let written = || allocated_under(&dir.join("volumes")) + allocated_under(&dir.join("snapshots"));
+        for &size in sizes {
+            let xml = ok(
+                &client,
+                &kiln,
+                &format!(
+                    "Action=RunInstances&Version=2016-11-15&ImageId={ami}&InstanceType=t3.micro&MinCount=1&MaxCount=1\
+                 &BlockDeviceMapping.1.DeviceName=/dev/xvda&BlockDeviceMapping.1.Ebs.VolumeSize={size}"
+                ),
+            )?;
+            let id = xml_first(&xml, "instanceId").context("RunInstances returned no instance")?.to_owned();
+            instances_made.push(id.clone());
+            let status = format!("Action=DescribeInstanceStatus&Version=2016-11-15&InstanceId.1={id}");
+            until(Instant::now(), Duration::from_secs(300), || {
+                Ok(ok(&client, &kiln, &status)?.contains("<instanceStatus><status>ok</status>"))
+            })?;
+            for (label, no_reboot) in [("NoReboot=true", true), ("default (reboot)", false)] {
+                let (mut times, mut bytes) = (Vec::new(), Vec::new());
+                for n in 0..runs {
+                    let before = written();
+                    let t0 = Instant::now();
+                    let xml = ok(&client, &kiln, &format!(
+                        "Action=CreateImage&Version=2016-11-15&InstanceId={id}&Name=bench-{size}-{no_reboot}-{n}&NoReboot={no_reboot}"
+                    ))?;
+                    let image = xml_first(&xml, "imageId").context("CreateImage returned no image")?.to_owned();
+                    images_made.push(image.clone());
+                    let describe = format!("Action=DescribeImages&Version=2016-11-15&ImageId.1={image}");
+                    until(t0, Duration::from_secs(300), || {
+                        Ok(ok(&client, &kiln, &describe)?.contains("<imageState>available</imageState>"))
+                    })?;
+                    times.push(t0.elapsed().as_secs_f64());
+                    bytes.push(written().saturating_sub(before) as f64);
+                    if !no_reboot {
+                        until(Instant::now(), Duration::from_secs(300), || {
+                            Ok(ok(&client, &kiln, &status)?.contains("<instanceStatus><status>ok</status>"))
+                        })?;
+                    }
+                }
+                println!(
+                    "{:<34} {:>12.2} {:>14}",
+                    format!("{size} GiB root, {label}"),
+                    median(times),
+                    format!("{:.0} KiB", median(bytes) / 1024.0)
+                );
+            }
+            // The baseline: a full copy of the volume as it is now (sparse-aware).
+            let vol = xml_first(
+                &ok(&client, &kiln, &format!("Action=DescribeInstances&Version=2016-11-15&InstanceId.1={id}"))?,
+                "volumeId",
+            )
+            .context("no volume")?
+            .to_owned();
+            let current = std::fs::read_dir(dir.join("volumes"))?
+                .filter_map(std::result::Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&vol))
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .context("no volume file")?
+                .path();
+            let copy = dir.join("copy.qcow2");
+            let t0 = Instant::now();
+            // -U: the VM holds the image; a copy of it as it is now costs the same.
+            qemu_img(&["convert", "-U", "-O", "qcow2", &current.to_string_lossy(), &copy.to_string_lossy()])?;
+            let took = t0.elapsed().as_secs_f64();
+            println!(
+                "{:<34} {:>12.2} {:>14}",
+                format!("{size} GiB root, full copy"),
+                took,
+                format!("{:.0} KiB", allocated(&copy) as f64 / 1024.0)
+            );
+            let _ = std::fs::remove_file(&copy);
+        }
+        Ok(())
+    })();
+    let mut body = String::from("Action=TerminateInstances&Version=2016-11-15");
+    for (n, id) in instances_made.iter().enumerate() {
+        body.push_str(&format!("&InstanceId.{}={id}", n + 1));
+    }
+    if !instances_made.is_empty() {
+        let _ = ok(&client, &kiln, &body);
+        let _ = until(Instant::now(), Duration::from_secs(120), || {
+            Ok(!Path::new("/run/netns").read_dir().is_ok_and(|d| {
+                d.filter_map(std::result::Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
+            }))
+        });
+    }
     drop(kiln);
     let _ = std::fs::remove_dir_all(&dir);
     result
