@@ -1,18 +1,27 @@
 """The full Debian image, end to end: `kiln image build debian-12-amd64` (mmdebstrap from
 Debian's mirror, a few minutes), then an instance of it whose cloud-init finds Kiln's
-EC2 metadata service, installs the key pair for `admin` and runs user data.
+EC2 metadata service, installs the key pair for `admin` and runs user data; then the
+seeds' story on it with the AWS CLI, ssh and apt (from a small repository the test
+serves on the host, as the machine has no Debian mirror of its own to offer guests).
 
-Slow (a build and a full systemd boot under TCG); set KILN_SKIP_SLOW=1 to skip it.
+Slow (a build and full systemd boots under TCG); set KILN_SKIP_SLOW=1 to skip it.
 """
 
+import hashlib
+import http.server
 import os
+import shutil
 import subprocess
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from conftest import KILN_BIN
+from conftest import KILN_BIN, TEST_CACHE
+from instances_helpers import wait_for
+from story_helpers import BOOT, instance, launch, ok, page_with, ssh, wait_ssh
 
 pytestmark = pytest.mark.skipif(os.environ.get("KILN_SKIP_SLOW") == "1", reason="KILN_SKIP_SLOW=1")
 
@@ -21,7 +30,8 @@ def _console(ec2, instance_id) -> str:
     return ec2.get_console_output(InstanceId=instance_id).get("Output", "")
 
 
-def test_debian_12_builds_boots_and_runs_cloud_init(kiln, ec2):
+@pytest.fixture(scope="module")
+def debian_image(kiln, ec2):
     # Built with the CLI, as an operator would, while the server runs.
     started = time.time()
     out = subprocess.run(
@@ -38,7 +48,11 @@ def test_debian_12_builds_boots_and_runs_cloud_init(kiln, ec2):
     assert image["State"] == "available"
     assert image["Name"].startswith("debian-12-amd64-")
     assert image["Architecture"] == "x86_64"
+    return image_id
 
+
+def test_debian_12_builds_boots_and_runs_cloud_init(kiln, ec2, debian_image):
+    image_id = debian_image
     key_name = f"deb-{uuid.uuid4().hex[:8]}"
     ec2.create_key_pair(KeyName=key_name, KeyType="ed25519")
     marker = f"KILN-USERDATA-{uuid.uuid4().hex[:8]}"
@@ -66,3 +80,99 @@ def test_debian_12_builds_boots_and_runs_cloud_init(kiln, ec2):
         ec2.delete_key_pair(KeyName=key_name)
     waiter = ec2.get_waiter("instance_terminated")
     waiter.wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+
+
+def local_repository(root: Path, debs) -> None:
+    """A flat apt repository (Packages and an unsigned Release) of `debs` in `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    stanzas = []
+    for deb in debs:
+        target = root / deb.name.replace("%3a", "_")
+        shutil.copy(deb, target)
+        control = subprocess.run(["dpkg-deb", "-f", str(target)], capture_output=True, text=True, check=True).stdout
+        data = target.read_bytes()
+        stanzas.append(
+            control.rstrip("\n")
+            + f"\nFilename: ./{target.name}\nSize: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+        )
+    packages = "\n".join(stanzas).encode()
+    (root / "Packages").write_bytes(packages)
+    (root / "Release").write_text(
+        "Origin: kiln-test\nLabel: kiln-test\nSuite: kiln\nCodename: kiln\nArchitectures: amd64\n"
+        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S UTC', time.gmtime())}\n"
+        f"SHA256:\n {hashlib.sha256(packages).hexdigest()} {len(packages)} Packages\n"
+    )
+
+
+def test_debian_12_story_with_apt(kiln, aws, debian_image, tmp_path):
+    """Launch, connect, install a web server with apt, capture, and launch again."""
+    debs = sorted((TEST_CACHE / "debs" / "amd64").glob("busybox-static_*.deb"))
+    assert debs, "the kiln-tiny x86_64 build leaves busybox-static in the package cache"
+    local_repository(tmp_path / "repo", debs[-1:])
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "repo"), **k)  # noqa: E731
+    repo = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
+    threading.Thread(target=repo.serve_forever, daemon=True).start()
+    # Guests reach the host at the host end of their VPC's link.
+    source = f"deb [trusted=yes] http://169.254.255.1:{repo.server_address[1]}/ ./"
+
+    token = uuid.uuid4().hex[:12]
+    name = f"debian-story-{token}"
+    material = ok(aws, "ec2", "create-key-pair", "--key-name", name, "--query", "KeyMaterial", output="text")
+    key = tmp_path / "key.pem"
+    key.write_text(material.strip() + "\n")
+    key.chmod(0o600)
+    group = ok(aws, "ec2", "create-security-group", "--group-name", name, "--description", "debian story")["GroupId"]
+    for port in ("22", "80"):
+        ok(aws, "ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", port,
+           "--cidr", "0.0.0.0/0")
+    user_data = tmp_path / "cloud-config"
+    user_data.write_text(f"#cloud-config\nwrite_files:\n  - path: /etc/kiln-story\n    content: {token}\n")
+    made, ami = [], None
+    try:
+        a = launch(aws, debian_image, name, group, user_data, instance_type="t3.small")
+        made.append(a)
+        rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", a, timeout=BOOT)
+        assert rc == 0, err
+        public = instance(aws, a)["PublicIpAddress"]
+        wait_ssh(public, key, kiln, timeout=600, user="admin")
+        wait_for("cloud-init to finish", lambda: ssh(public, key, "cloud-init status", user="admin").stdout.find("done") >= 0,
+                 600, interval=5)
+        out = ssh(public, key, "cat /etc/kiln-story", user="admin")
+        assert out.stdout.strip() == token, out
+
+        page = f"<h1>Hello from Debian on Kiln {token}</h1>"
+        unit = "[Unit]\\nAfter=network.target\\n[Service]\\nExecStart=/bin/busybox httpd -f -p 80 -h /var/www\\n[Install]\\nWantedBy=multi-user.target\\n"
+        # Only the test's repository: the machine offers guests no Debian mirror.
+        apt = "sudo apt-get -o Dir::Etc::sourcelist=/etc/kiln-story.list -o Dir::Etc::sourceparts=/etc/kiln-story.d"
+        install = (
+            f"echo '{source}' | sudo tee /etc/kiln-story.list >/dev/null && sudo mkdir -p /etc/kiln-story.d && "
+            f"{apt} update && sudo DEBIAN_FRONTEND=noninteractive {apt} install -y busybox-static && "
+            f"sudo mkdir -p /var/www && echo '{page}' | sudo tee /var/www/index.html >/dev/null && "
+            f"printf '{unit}' | sudo tee /etc/systemd/system/kiln-web.service >/dev/null && "
+            "sudo systemctl daemon-reload && sudo systemctl enable --now kiln-web && sync"
+        )
+        out = ssh(public, key, install, user="admin", timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        body = wait_for("the page from the first instance", lambda: page_with(public, token), 60, interval=2)
+        assert page in body
+
+        ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name)["ImageId"]
+        rc, _, err = aws("ec2", "wait", "image-available", "--image-ids", ami, timeout=BOOT)
+        assert rc == 0, err
+        b = launch(aws, ami, name, group, instance_type="t3.small")
+        made.append(b)
+        rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", b, timeout=BOOT)
+        assert rc == 0, err
+        b_public = instance(aws, b)["PublicIpAddress"]
+        body = wait_for("the page from the second instance", lambda: page_with(b_public, token), 600, interval=3,
+                        diag=kiln.log_tail)
+        assert page in body
+    finally:
+        repo.shutdown()
+        if made:
+            aws("ec2", "terminate-instances", "--instance-ids", *made)
+            aws("ec2", "wait", "instance-terminated", "--instance-ids", *made, timeout=BOOT)
+        if ami:
+            aws("ec2", "deregister-image", "--image-id", ami)
+        aws("ec2", "delete-security-group", "--group-id", group)
+        aws("ec2", "delete-key-pair", "--key-name", name)

@@ -431,6 +431,9 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         assert "kiln-tiny: running user data" in first
         root_vols = volume_files(srv, describe(ec2, iid))
         assert root_vols and all(p.is_file() for _, p in root_vols)
+        # The default subnet maps public addresses; the test server's pool is 100.64.2.0/24.
+        first_public = describe(ec2, iid)["PublicIpAddress"]
+        assert first_public.startswith("100.64.2."), first_public
         pid1, _ = qemu_of(srv.data_dir, iid)
         assert pid1 is not None
 
@@ -454,6 +457,7 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         assert inst.get("StateReason", {}).get("Code") == "Client.UserInitiatedShutdown", inst.get("StateReason")
         assert USER_REASON.fullmatch(inst["StateTransitionReason"]), inst["StateTransitionReason"]
         assert qemu_of(srv.data_dir, iid) == (None, None), "QEMU still runs for a stopped instance"
+        assert "PublicIpAddress" not in inst, "a stopped instance gives its public address back, as on EC2"
         assert all(p.is_file() for _, p in root_vols), "stop lost the root volume"
         # Stop is idempotent for a stopped instance.
         [ch] = ec2.stop_instances(InstanceIds=[iid])["StoppingInstances"]
@@ -473,6 +477,7 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         assert ch["CurrentState"] == {"Code": 0, "Name": "pending"}, ch
         assert ch["PreviousState"] == {"Code": 80, "Name": "stopped"}, ch
         waiter(ec2, "instance_running", [iid], X86_BOOT, srv)
+        assert describe(ec2, iid)["PublicIpAddress"].startswith("100.64.2."), "a started instance has an address again"
         waiter(ec2, "instance_status_ok", [iid], X86_BOOT, srv)
         after = wait_console(
             ec2,

@@ -11,13 +11,13 @@ use anyhow::{bail, Context, Result};
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ClientArgs {
     /// The API's URL [default: $AWS_ENDPOINT_URL_EC2, $AWS_ENDPOINT_URL, or http://127.0.0.1:8787].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub endpoint: Option<String>,
     /// The profile in the shared credentials file [default: $AWS_PROFILE or default].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub profile: Option<String>,
     /// The region [default: $AWS_REGION, the profile's region, or us-east-1].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub region: Option<String>,
 }
 

@@ -2,6 +2,7 @@
 //! data directory; `kiln image` builds images; `kiln bench` measures.
 
 mod bench;
+mod cli;
 mod client;
 mod credentials;
 mod data_dir;
@@ -72,10 +73,13 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
-    /// Build machine images.
-    Image {
+    /// Machine images: list the catalog by category, build, import, share, deregister.
+    #[command(alias = "image")]
+    Images {
         #[command(subcommand)]
-        command: ImageCommand,
+        command: Option<ImageCommand>,
+        #[command(flatten)]
+        g: cli::Global,
     },
     /// The Marketplace catalog (operator commands).
     Marketplace {
@@ -101,15 +105,136 @@ enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// Key pairs whose private keys `kiln ssh` can find.
+    /// Key pairs; `kiln keys create` keeps the private key where `kiln ssh` finds it.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: Option<KeysCommand>,
+        #[command(flatten)]
+        g: cli::Global,
     },
+    /// Launch instances of an image (by name or id).
+    Run {
+        #[command(flatten)]
+        run: cli::RunArgs,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// List instances (without the terminated ones unless --all).
+    Ls {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// One instance in detail.
+    Show {
+        instance: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Stop instances (ACPI power-off; --force ends them at once).
+    Stop {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Start stopped instances.
+    Start {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Reboot instances.
+    Reboot {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Terminate instances.
+    Rm {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// An instance's serial console (--follow keeps printing).
+    Console {
+        instance: String,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Security groups: list, create, allow, revoke, rm.
+    Sg {
+        #[command(subcommand)]
+        command: Option<SgCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Make an AMI of an instance (rebooted for consistency unless --no-reboot).
+    CreateImage {
+        instance: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        no_reboot: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Instance types (--arch x86_64|arm64|i386 to narrow).
+    Types {
+        #[arg(long)]
+        arch: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Regions and their zones.
+    Regions {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Shell completions: `kiln completions bash > /etc/bash_completion.d/kiln`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// List the images you may launch, by category (quickstart, mine, shared, marketplace).
+    List {
+        /// Only this category.
+        #[arg(long, value_parser = cli::CATEGORIES.to_vec())]
+        category: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Let another account launch one of your images.
+    Share {
+        image: String,
+        account: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Take back another account's permission to launch one of your images.
+    Unshare {
+        image: String,
+        account: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Deregister one of your images.
+    Deregister {
+        image: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
     /// Import a disk image file (raw, qcow2, vmdk, vhd, vhdx) as an AMI.
     Import {
         file: PathBuf,
@@ -253,7 +378,67 @@ impl HostArgs {
 }
 
 #[derive(Subcommand)]
+enum SgCommand {
+    /// List security groups with their ingress rules.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Create a security group (in the default VPC unless --vpc).
+    Create {
+        name: String,
+        #[arg(long, default_value = "made with kiln")]
+        description: String,
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Allow inbound traffic: PORTS is 22, 80/tcp, 8000-8080/udp, icmp or all.
+    Allow {
+        group: String,
+        ports: String,
+        /// From this CIDR [default: 0.0.0.0/0].
+        #[arg(long)]
+        from: Option<String>,
+        /// From the members of this group.
+        #[arg(long, conflicts_with = "from")]
+        from_group: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Revoke a rule made with allow (same arguments).
+    Revoke {
+        group: String,
+        ports: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, conflicts_with = "from")]
+        from_group: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a security group.
+    Rm {
+        group: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
+    /// List key pairs, and whether their private keys are saved here.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a key pair and its saved private key.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
     /// CreateKeyPair, saving the private key (mode 0600) in the key directory
     /// ($KILN_KEYS_DIR, else ~/.config/kiln/keys).
     Create {
@@ -357,7 +542,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Image { command: ImageCommand::Build { recipe, account, region, public, cache_dir, dir } } => {
+        Command::Images {
+            g: _,
+            command: Some(ImageCommand::Build { recipe, account, region, public, cache_dir, dir }),
+        } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
             let recipe = kiln_builder::Recipe::load(&recipe)?;
@@ -375,7 +563,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Image { command: ImageCommand::Import { file, account, region, architecture, dir } } => {
+        Command::Images { command: None, g } => cli::images(&g, None),
+        Command::Images { g: _, command: Some(ImageCommand::List { category, g }) } => {
+            cli::images(&g, category.as_deref())
+        }
+        Command::Images { g: _, command: Some(ImageCommand::Share { image, account, g }) } => {
+            cli::share(&g, &image, &account, false)
+        }
+        Command::Images { g: _, command: Some(ImageCommand::Unshare { image, account, g }) } => {
+            cli::share(&g, &image, &account, true)
+        }
+        Command::Images { g: _, command: Some(ImageCommand::Deregister { image, g }) } => cli::deregister(&g, &image),
+        Command::Images { g: _, command: Some(ImageCommand::Import { file, account, region, architecture, dir }) } => {
             import_file(&dir.resolve()?, &file, &account, &region, &architecture)
         }
         Command::Marketplace { command: MarketplaceCommand::Publish { image_id, product_code, region, dir } } => {
@@ -388,8 +587,42 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ssh { instance, identity, user, client, command } => {
             ssh::ssh(&client, &instance, identity, user, &command)
         }
-        Command::Keys { command: KeysCommand::Create { name, key_type, client } } => {
+        Command::Keys { g: _, command: Some(KeysCommand::Create { name, key_type, client }) } => {
             ssh::create_key(&client, &name, &key_type)
+        }
+        Command::Keys { command: None, g } => cli::keys(&g),
+        Command::Keys { g: _, command: Some(KeysCommand::List { g }) } => cli::keys(&g),
+        Command::Keys { g: _, command: Some(KeysCommand::Rm { name, g }) } => cli::delete_key(&g, &name),
+        Command::Run { run, g } => cli::run(&g, &run),
+        Command::Ls { all, g } => cli::ls(&g, all),
+        Command::Show { instance, g } => cli::show_instance(&g, &instance),
+        Command::Stop { instances, force, g } => cli::lifecycle(&g, "StopInstances", &instances, force),
+        Command::Start { instances, g } => cli::lifecycle(&g, "StartInstances", &instances, false),
+        Command::Reboot { instances, g } => cli::lifecycle(&g, "RebootInstances", &instances, false),
+        Command::Rm { instances, g } => cli::lifecycle(&g, "TerminateInstances", &instances, false),
+        Command::Console { instance, follow, g } => cli::console(&g, &instance, follow),
+        Command::Sg { command: None, g } => cli::groups(&g),
+        Command::Sg { g: _, command: Some(SgCommand::List { g }) } => cli::groups(&g),
+        Command::Sg { g: _, command: Some(SgCommand::Create { name, description, vpc, g }) } => {
+            cli::create_group(&g, &name, &description, vpc.as_deref())
+        }
+        Command::Sg { g: _, command: Some(SgCommand::Allow { group, ports, from, from_group, g }) } => {
+            cli::rule(&g, &group, &ports, from.as_deref(), from_group.as_deref(), false)
+        }
+        Command::Sg { g: _, command: Some(SgCommand::Revoke { group, ports, from, from_group, g }) } => {
+            cli::rule(&g, &group, &ports, from.as_deref(), from_group.as_deref(), true)
+        }
+        Command::Sg { g: _, command: Some(SgCommand::Rm { group, g }) } => cli::delete_group(&g, &group),
+        Command::CreateImage { instance, name, description, no_reboot, g } => {
+            cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot)
+        }
+        Command::Types { arch, g } => cli::types(&g, arch.as_deref()),
+        Command::Regions { g } => cli::regions(&g),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "kiln", &mut script);
+            cli::emit(String::from_utf8_lossy(&script).trim_end());
+            Ok(())
         }
     }
 }

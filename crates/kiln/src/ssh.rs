@@ -73,7 +73,7 @@ fn target(client: &Client, instance: &str) -> Result<Target> {
     let state =
         item.children().find(|n| n.has_tag_name("instanceState")).and_then(|s| child(s, "name")).unwrap_or_default();
     if state != "running" {
-        bail!("{instance} is {state}, not running: start it with `aws ec2 start-instances --instance-ids {instance}`");
+        bail!("{instance} is {state}, not running: start it with `kiln start {instance}`");
     }
     let address = child(item, "ipAddress").with_context(|| {
         format!(
