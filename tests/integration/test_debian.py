@@ -135,8 +135,11 @@ def test_debian_12_story_with_apt(kiln, aws, debian_image, tmp_path):
         assert rc == 0, err
         public = instance(aws, a)["PublicIpAddress"]
         wait_ssh(public, key, kiln, timeout=600, user="admin")
-        wait_for("cloud-init to finish", lambda: ssh(public, key, "cloud-init status", user="admin").stdout.find("done") >= 0,
-                 600, interval=5)
+        wait_for("cloud-init to finish",
+                 lambda: "finished" in ssh(public, key, "test -e /var/lib/cloud/instance/boot-finished && echo finished",
+                                           user="admin").stdout, 600, interval=5)
+        status = ssh(public, key, "cloud-init status", user="admin").stdout
+        assert "status: done" in status, f"cloud-init reported a problem: {status}"
         out = ssh(public, key, "cat /etc/kiln-story", user="admin")
         assert out.stdout.strip() == token, out
 

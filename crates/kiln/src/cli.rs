@@ -20,8 +20,8 @@ use crate::client::{child, Client, ClientArgs};
 pub struct Global {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// table (for people) or json (for scripts).
-    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    /// table (for people), json, or text (tab-separated, no header: for `cut`).
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "text"])]
     pub output: String,
 }
 
@@ -43,6 +43,12 @@ fn show(g: &Global, columns: &[&str], rows: Vec<Vec<String>>) {
             })
             .collect();
         emit(&serde_json::to_string_pretty(&Value::Array(list)).unwrap_or_default());
+        return;
+    }
+    if g.output == "text" {
+        for r in rows {
+            emit(&r.join("\t"));
+        }
         return;
     }
     if rows.is_empty() {
@@ -171,7 +177,7 @@ pub fn ls(g: &Global, all: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn show_instance(g: &Global, id: &str) -> Result<()> {
+pub fn show_instance(g: &Global, id: &str, field: Option<&str>) -> Result<()> {
     let client = Client::new(&g.client)?;
     let i = instances(&client, &[id.to_owned()])?.into_iter().next().with_context(|| format!("no instance {id}"))?;
     let fields = [
@@ -187,9 +193,19 @@ pub fn show_instance(g: &Global, id: &str) -> Result<()> {
         ("security groups", i.groups.join(", ")),
         ("launched", i.launched.clone()),
     ];
+    if let Some(f) = field {
+        let value = fields.iter().find(|(k, _)| k.replace(' ', "_") == f).map(|(_, v)| v.clone());
+        let names: Vec<String> = fields.iter().map(|(k, _)| k.replace(' ', "_")).collect();
+        emit(&value.with_context(|| format!("no field '{f}': one of {}", names.join(", ")))?);
+        return Ok(());
+    }
     if g.json() {
         let obj: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.replace(' ', "_"), json!(v))).collect();
         emit(&serde_json::to_string_pretty(&Value::Object(obj)).unwrap_or_default());
+    } else if g.output == "text" {
+        for (k, v) in fields {
+            emit(&format!("{}\t{v}", k.replace(' ', "_")));
+        }
     } else {
         for (k, v) in fields {
             emit(&format!("{:<16} {v}", format!("{k}:")));

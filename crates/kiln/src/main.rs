@@ -129,6 +129,9 @@ enum Command {
     /// One instance in detail.
     Show {
         instance: String,
+        /// Print only this field's value (e.g. public_ip, state).
+        #[arg(long)]
+        field: Option<String>,
         #[command(flatten)]
         g: cli::Global,
     },
@@ -595,7 +598,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keys { g: _, command: Some(KeysCommand::Rm { name, g }) } => cli::delete_key(&g, &name),
         Command::Run { run, g } => cli::run(&g, &run),
         Command::Ls { all, g } => cli::ls(&g, all),
-        Command::Show { instance, g } => cli::show_instance(&g, &instance),
+        Command::Show { instance, field, g } => cli::show_instance(&g, &instance, field.as_deref()),
         Command::Stop { instances, force, g } => cli::lifecycle(&g, "StopInstances", &instances, force),
         Command::Start { instances, g } => cli::lifecycle(&g, "StartInstances", &instances, false),
         Command::Reboot { instances, g } => cli::lifecycle(&g, "RebootInstances", &instances, false),
