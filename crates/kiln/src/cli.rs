@@ -710,9 +710,45 @@ pub fn regions(g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The supported actions as a Markdown table, by area, from the wire crate's own list
+/// (the README carries this table; a test keeps the two the same).
+pub fn actions_table() -> String {
+    let areas = [
+        ("account", "Regions"),
+        ("instance_types", "Instance types"),
+        ("key_pairs", "Key pairs"),
+        ("vpcs", "VPCs"),
+        ("security_groups", "Security groups"),
+        ("tags", "Tags"),
+        ("images", "Images"),
+        ("instances", "Instances"),
+    ];
+    let mut out = String::from("| Area | Actions |\n|---|---|\n");
+    for (module, title) in areas {
+        let names: Vec<&str> = kiln_ec2::requests::ACTION_MODULES
+            .iter()
+            .filter(|(_, ty)| ty.split("::").next().map(str::trim) == Some(module))
+            .map(|(name, _)| *name)
+            .collect();
+        out.push_str(&format!("| {title} | {} |\n", names.join(", ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_lists_exactly_the_actions_kiln_serves() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("<!-- actions:begin -->\n").expect("the README marks its actions table");
+        let end = readme.find("<!-- actions:end -->").expect("the README marks its actions table's end");
+        let table = &readme[start + "<!-- actions:begin -->\n".len()..end];
+        assert_eq!(table, actions_table(), "regenerate the README's table with `kiln actions`");
+        let listed = actions_table().matches(", ").count() + 8;
+        assert_eq!(listed, kiln_ec2::requests::ACTIONS.len(), "every action belongs to an area");
+    }
 
     #[test]
     fn port_specs() {

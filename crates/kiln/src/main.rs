@@ -204,6 +204,9 @@ enum Command {
         #[command(flatten)]
         g: cli::Global,
     },
+    /// The supported EC2 actions, as the README's Markdown table.
+    #[command(hide = true)]
+    Actions,
     /// Shell completions: `kiln completions bash > /etc/bash_completion.d/kiln`.
     Completions { shell: clap_complete::Shell },
 }
@@ -621,6 +624,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Types { arch, g } => cli::types(&g, arch.as_deref()),
         Command::Regions { g } => cli::regions(&g),
+        Command::Actions => {
+            cli::emit(cli::actions_table().trim_end());
+            Ok(())
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "kiln", &mut script);

@@ -30,6 +30,9 @@ macro_rules! actions {
         /// Every EC2 action Kiln serves, by its wire name.
         pub const ACTIONS: &[&str] = &[$(stringify!($name),)*];
 
+        /// Each action with the module that decodes it (its area of the API).
+        pub const ACTION_MODULES: &[(&str, &str)] = &[$((stringify!($name), stringify!($ty)),)*];
+
         impl Request {
             /// Decodes `p` as `action`; an action Kiln does not know is `InvalidAction`.
             pub fn decode(action: &str, p: &Params) -> Result<Self, Ec2Error> {
