@@ -38,6 +38,8 @@ def test_walkthrough_runs_as_written(kiln, quickstart_images, tmp_path, index, e
         HOME=str(tmp_path),
         PATH=f"{Path(KILN_BIN).parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         AWS_PAGER="",
+        # `kiln` defaults to http://127.0.0.1:8787; this is the session server instead.
+        AWS_ENDPOINT_URL=kiln.endpoint,
     )
     cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, errors="replace", timeout=900)

@@ -141,7 +141,11 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
         write_file(
             &root,
             "etc/rc.local",
-            &FileSpec { contents: b"#!/bin/sh\n# Runs at every boot when executable.\nexit 0\n".to_vec(), mode: 0o644 },
+            // Executable and open-ended: a line appended to it runs at the next boot.
+            &FileSpec {
+                contents: b"#!/bin/sh\n# Runs as root at every boot; add commands below.\n".to_vec(),
+                mode: 0o755,
+            },
         )?;
     }
     run("setting owners", Command::new("chown").arg("1000:1000").arg(&rc_local))?;

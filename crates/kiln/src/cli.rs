@@ -638,8 +638,13 @@ pub fn rule(
         (None, None) => p.push(("IpPermissions.1.IpRanges.1.CidrIp".into(), "0.0.0.0/0".into())),
     }
     let action = if revoke { "RevokeSecurityGroupIngress" } else { "AuthorizeSecurityGroupIngress" };
-    call(&client, action, &p)?;
+    let xml = call(&client, action, &p)?;
     let peer = from_group.or(from).unwrap_or("0.0.0.0/0");
+    // EC2 answers a revoke that matches nothing with success and the unknown rules.
+    let unknown = Document::parse(&xml).map(|d| !items(d.root_element(), "unknownIpPermissionSet").is_empty());
+    if revoke && unknown.unwrap_or(false) {
+        bail!("{group} has no rule {ports} from {peer}: see `kiln sg list`");
+    }
     let change = if revoke { "revoked" } else { "allowed" };
     show(g, &["group", "rule", "change"], vec![vec![group.to_owned(), format!("{ports} from {peer}"), change.into()]]);
     Ok(())

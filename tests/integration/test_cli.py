@@ -1,0 +1,95 @@
+"""The `kiln` CLI against the session server, as a person or a script uses it: tables
+by default, `--output json` parsed here, errors that say what to do. It talks to the
+API with the AWS CLI's credentials rules (the session's AWS_SHARED_CREDENTIALS_FILE),
+so `--profile other` is another account. Launching is covered by the README's
+walkthrough (test_readme.py)."""
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import KILN_BIN
+
+
+@pytest.fixture()
+def kiln_cli(kiln, tmp_path):
+    env = {**os.environ, "KILN_KEYS_DIR": str(tmp_path / "keys")}
+
+    def run(*args, output="json", ok=True):
+        cmd = [KILN_BIN, *args, "--endpoint", kiln.endpoint]
+        if output:
+            cmd += ["--output", output]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+        if ok:
+            assert p.returncode == 0, f"{' '.join(args)}: {p.stderr}"
+            return json.loads(p.stdout) if output == "json" else p.stdout
+        assert p.returncode != 0, f"{' '.join(args)} should have failed: {p.stdout}"
+        return p.stderr
+
+    run.keys = tmp_path / "keys"
+    return run
+
+
+def test_regions_types_and_images(kiln_cli, quickstart_images):
+    regions = {r["region"]: r["zones"].split() for r in kiln_cli("regions")}
+    assert regions["us-east-1"] == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    arm = {t["type"]: t for t in kiln_cli("types", "--arch", "arm64")}
+    assert "t4g.micro" in arm and all("arm64" in t["architectures"] for t in arm.values())
+    assert arm["t4g.micro"]["vcpus"] == "2"
+    images = kiln_cli("images", "list", "--category", "quickstart")
+    assert {i["name"].rsplit("-", 1)[0] for i in images} >= {"kiln-tiny-x86_64", "kiln-tiny-arm64"}
+    assert all(i["category"] == "quickstart" and i["owner"] == "amazon" for i in images)
+    table = kiln_cli("images", output=None)
+    assert table.splitlines()[0].split()[:3] == ["CATEGORY", "ID", "NAME"]
+
+
+def test_keys_are_saved_where_ssh_finds_them(kiln_cli):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    out = kiln_cli("keys", "create", name, output=None)
+    assert "private key saved" in out
+    saved = kiln_cli.keys / f"{name}.pem"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    listed = {k["name"]: k for k in kiln_cli("keys", "list")}
+    assert listed[name]["private_key_saved"] == "yes" and listed[name]["type"] == "ed25519"
+    # Another account sees none of it.
+    assert name not in {k["name"] for k in kiln_cli("keys", "list", "--profile", "other")}
+    kiln_cli("keys", "rm", name)
+    assert not saved.exists()
+    assert name not in {k["name"] for k in kiln_cli("keys", "list")}
+
+
+def test_security_groups(kiln_cli):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    [made] = kiln_cli("sg", "create", name)
+    assert made["id"].startswith("sg-")
+    kiln_cli("sg", "allow", name, "22")
+    kiln_cli("sg", "allow", name, "8000-8080/udp", "--from", "10.0.0.0/8")
+    groups = {g["name"]: g for g in kiln_cli("sg", "list")}
+    assert groups[name]["ingress"] == "22/tcp from 0.0.0.0/0, 8000-8080/udp from 10.0.0.0/8"
+    kiln_cli("sg", "revoke", name, "22")
+    groups = {g["name"]: g for g in kiln_cli("sg", "list")}
+    assert groups[name]["ingress"] == "8000-8080/udp from 10.0.0.0/8"
+    err = kiln_cli("sg", "allow", name, "70000", ok=False)
+    assert "ports are numbers from 0 to 65535" in err
+    err = kiln_cli("sg", "revoke", name, "443", ok=False)
+    assert f"{name} has no rule 443 from 0.0.0.0/0" in err
+    kiln_cli("sg", "rm", made["id"])
+    assert name not in {g["name"] for g in kiln_cli("sg", "list")}
+
+
+def test_errors_say_what_to_do(kiln_cli, kiln):
+    err = kiln_cli("show", "i-0123456789abcdef0", ok=False)
+    assert "InvalidInstanceID.NotFound" in err
+    err = kiln_cli("run", "no-such-image-*", ok=False)
+    assert "no available image named 'no-such-image-*'" in err and "kiln images" in err
+    p = subprocess.run([KILN_BIN, "ls", "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "is `kiln serve` running?" in p.stderr, p.stderr
+    assert kiln_cli("ls") == [] or all(i["state"] != "terminated" for i in kiln_cli("ls"))
+
+
+def test_completions():
+    out = subprocess.run([KILN_BIN, "completions", "bash"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "_kiln()" in out.stdout and "create-image" in out.stdout
