@@ -104,7 +104,7 @@ def local_repository(root: Path, debs) -> None:
     )
 
 
-def test_debian_12_story_with_apt(kiln, aws, debian_image, tmp_path):
+def test_debian_12_story_with_apt(kiln, aws, debian_image, quickstart_images, tmp_path):
     """Launch, connect, install a web server with apt, capture, and launch again."""
     debs = sorted((TEST_CACHE / "debs" / "amd64").glob("busybox-static_*.deb"))
     assert debs, "the kiln-tiny x86_64 build leaves busybox-static in the package cache"
