@@ -73,13 +73,16 @@ class Server:
     """A `kiln serve` on a fixed port and data directory that can be SIGKILLed and
     started again (the log file is appended to across restarts)."""
 
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), pool="100.64.2.0/24", egress_nat=False):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="kiln-inst-"))
         self.log_dir = Path(tempfile.mkdtemp(prefix="kiln-inst-log-"))
         self.log_path = self.log_dir / "kiln.log"
         self.extra_args = list(extra_args)
+        # A pool apart from the session server's; by default nothing is forwarded off
+        # the machine.
+        self.network_args = ["--public-ip-pool", pool] + ([] if egress_nat else ["--no-egress-nat"])
         self.proc = None
         self.starts = 0
 
@@ -110,11 +113,7 @@ class Server:
                     # mounts inside the data dir) must not run under a kill -9.
                     "--quickstart",
                     "kiln-tiny-x86_64,kiln-tiny-arm64",
-                    # A pool apart from the session server's, and nothing forwarded
-                    # off the machine.
-                    "--public-ip-pool",
-                    "100.64.2.0/24",
-                    "--no-egress-nat",
+                    *self.network_args,
                     *self.extra_args,
                 ],
                 stdout=log,

@@ -9,8 +9,8 @@ from instances_helpers import wait_for
 BOOT = 240
 
 
-def ok(aws, *args, output="json"):
-    rc, data, err = aws(*args, output=output)
+def ok(aws, *args, output="json", timeout=60):
+    rc, data, err = aws(*args, output=output, timeout=timeout)
     assert rc == 0, f"aws {' '.join(args)} failed: {err}"
     return data
 

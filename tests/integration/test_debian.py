@@ -159,7 +159,8 @@ def test_debian_12_story_with_apt(kiln, aws, debian_image, quickstart_images, tm
         body = wait_for("the page from the first instance", lambda: page_with(public, token), 60, interval=2)
         assert page in body
 
-        ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name)["ImageId"]
+        # With a power cycle: CreateImage answers once the guest is frozen and started again.
+        ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name, timeout=300)["ImageId"]
         rc, _, err = aws("ec2", "wait", "image-available", "--image-ids", ami, timeout=BOOT)
         assert rc == 0, err
         b = launch(aws, ami, name, group, instance_type="t3.small")

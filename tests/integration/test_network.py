@@ -95,7 +95,8 @@ def test_seeds_story(aws, kiln, quickstart_images, tmp_path_factory):
     assert page in body
 
     # Capture: an AMI from the running instance (rebooted for consistency).
-    ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name, "--description", "seeds story")["ImageId"]
+    ami = ok(aws, "ec2", "create-image", "--instance-id", a, "--name", name, "--description", "seeds story",
+             timeout=300)["ImageId"]
     STATE["ami"] = ami
     rc, _, err = aws("ec2", "wait", "image-available", "--image-ids", ami, timeout=BOOT)
     assert rc == 0, err

@@ -180,9 +180,11 @@ impl NetConfig {
         if !exists {
             ip_in(ns, &["tuntap", "add", "dev", tap, "mode", "tap"])?;
             ip_in(ns, &["link", "set", tap, "address", &port.mac])?;
-            write_sysctl(Some(ns), &format!("net.ipv4.conf.{tap}.proxy_arp"), "1")?;
-            ip_in(ns, &["link", "set", tap, "up"])?;
         }
+        // Every pass, not only at creation: a half-made tap from an interrupted pass is
+        // finished here.
+        write_sysctl(Some(ns), &format!("net.ipv4.conf.{tap}.proxy_arp"), "1")?;
+        ip_in(ns, &["link", "set", tap, "up"])?;
         let host = format!("{}/32", port.ip);
         ip_in(ns, &["route", "replace", &host, "dev", tap, "src", &port.gateway.to_string()])?;
         ip_in(ns, &["neigh", "replace", &port.ip.to_string(), "lladdr", &port.mac, "dev", tap, "nud", "permanent"])?;
@@ -209,8 +211,12 @@ impl NetConfig {
         for tap in present.iter().filter(|t| !wanted.contains(t)) {
             ip_in(&ns, &["link", "del", tap])?;
         }
+        // One port that cannot be made must not keep the others (or the rules) back.
+        let mut first_error = None;
         for (port, tap) in net.ports.iter().zip(&wanted) {
-            Self::attach(&ns, port, tap, present.contains(tap))?;
+            if let Err(e) = Self::attach(&ns, port, tap, present.contains(tap)) {
+                first_error.get_or_insert(e);
+            }
         }
         // Public addresses: routed from the host to the router.
         let publics: Vec<String> = net.ports.iter().filter_map(|p| p.public_ip).map(|a| a.to_string()).collect();
@@ -224,7 +230,8 @@ impl NetConfig {
             ip(&["route", "replace", p, "via", &ROUTER_LINK_ADDR.to_string(), "dev", &link, "onlink"])?;
         }
         nft_in(Some(&ns), &render(net))?;
-        self.ensure_host_table()
+        self.ensure_host_table()?;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The host's own table: with egress NAT, instances' public traffic may leave
