@@ -540,6 +540,7 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
             let x = ok(&client, &kiln, &describe)?;
             Ok(x.matches("<name>terminated</name>").count() >= ids.len())
         })?;
+        settle_networks(&dir);
         Ok(())
     })();
     drop(kiln);
@@ -560,6 +561,20 @@ fn tiny_ami(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String>
         Ok(false)
     })?;
     Ok(ami)
+}
+
+/// Waits (up to 2 min) until the bench server has removed its VPC namespaces, which
+/// it does one pass after the last instance is terminated, so that stopping it leaves
+/// nothing on the host.
+fn settle_networks(dir: &Path) {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let tag = crate::net_tag(&canonical);
+    let _ = until(Instant::now(), Duration::from_secs(120), || {
+        Ok(!Path::new("/run/netns").read_dir().is_ok_and(|d| {
+            d.filter_map(std::result::Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(&format!("kiln-{tag}-")))
+        }))
+    });
 }
 
 /// Bytes the files under `dir` take on disk.
@@ -674,11 +689,7 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
     }
     if !instances_made.is_empty() {
         let _ = ok(&client, &kiln, &body);
-        let _ = until(Instant::now(), Duration::from_secs(120), || {
-            Ok(!Path::new("/run/netns").read_dir().is_ok_and(|d| {
-                d.filter_map(std::result::Result::ok).any(|e| e.file_name().to_string_lossy().starts_with("kiln-"))
-            }))
-        });
+        settle_networks(&dir);
     }
     drop(kiln);
     let _ = std::fs::remove_dir_all(&dir);

@@ -331,6 +331,13 @@ struct HostArgs {
     no_egress_nat: bool,
 }
 
+/// The tag of a data directory's namespaces, links and host table: it keeps two Kilns
+/// on one machine apart.
+fn net_tag(canonical_dir: &std::path::Path) -> String {
+    let digest = sha2::Sha256::digest(canonical_dir.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..2])
+}
+
 /// Whether this process can make namespaces and nftables rules.
 fn can_network() -> bool {
     let root = nix::unistd::geteuid().is_root();
@@ -363,12 +370,9 @@ impl HostArgs {
         if !vpc {
             return Arc::new(agent);
         }
-        // A tag from the data directory keeps two Kilns on one machine apart.
         let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-        let tag = hex::encode(&digest[..2]);
         Arc::new(agent.with_network(kiln_agent::net::NetConfig {
-            tag,
+            tag: net_tag(&canonical),
             public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
             egress_nat: !self.no_egress_nat,
         }))
