@@ -87,7 +87,7 @@ def test_errors_say_what_to_do(kiln_cli, kiln):
     assert "no available image named 'no-such-image-*'" in err and "kiln images" in err
     p = subprocess.run([KILN_BIN, "ls", "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "is `kiln serve` running?" in p.stderr, p.stderr
-    assert kiln_cli("ls") == [] or all(i["state"] != "terminated" for i in kiln_cli("ls"))
+    assert all(i["state"] != "terminated" for i in kiln_cli("ls"))
 
 
 def test_completions():

@@ -21,10 +21,20 @@ pub fn has_port(state: &str) -> bool {
     matches!(state, "pending" | "running" | "stopping" | "shutting-down")
 }
 
-/// The first usable address of a network (EC2's gateway, or with `n = 2` its DNS).
+/// The `n`th address of a network.
 fn nth(net: &str, n: u32) -> Option<Ipv4Addr> {
     let net: Ipv4Net = net.parse().ok()?;
     Some(Ipv4Addr::from(u32::from(net.network()) + n))
+}
+
+/// A subnet's gateway, as EC2 places it: the network address + 1.
+pub fn gateway(subnet_cidr: &str) -> Option<Ipv4Addr> {
+    nth(subnet_cidr, 1)
+}
+
+/// A VPC's Amazon-provided DNS: the network address + 2.
+pub fn dns_address(vpc_cidr: &str) -> Option<Ipv4Addr> {
+    nth(vpc_cidr, 2)
 }
 
 fn protocol(p: &str) -> Option<Protocol> {
@@ -64,8 +74,8 @@ fn flow(r: &Rule, members: &HashMap<String, Vec<Ipv4Addr>>) -> Option<FlowRule> 
 impl Cloud {
     /// Gives instances that want a public address one from the pool (lowest free
     /// first); fails with InsufficientFreeAddressesInSubnet-like advice when it is full.
-    fn assign_public_ips(&self, live: &[Instance]) -> Result<()> {
-        for i in live.iter().filter(|i| i.wants_public_ip && i.public_ip.is_none()) {
+    fn assign_public_ips(&self, live: &mut [Instance]) -> Result<()> {
+        for i in live.iter_mut().filter(|i| i.wants_public_ip && i.public_ip.is_none()) {
             let pool = self.public_pool;
             self.store.write(|tx| {
                 let used = instances::public_ips(tx)?;
@@ -75,6 +85,7 @@ impl Cloud {
                         detail: format!("the pool {pool} is used up; give `kiln serve --public-ip-pool` a larger one"),
                     })?;
                 instances::set_public_ip(tx, &i.id, Some(&free))?;
+                i.public_ip = Some(free);
                 Ok::<_, Error>(())
             })?;
         }
@@ -84,14 +95,8 @@ impl Cloud {
     /// Every VPC that should have a network on this host, as the agent makes it.
     pub fn desired_networks(&self) -> Result<Vec<VpcNetwork>> {
         let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
-        let live: Vec<Instance> = all.into_iter().filter(|i| has_port(&i.state)).collect();
-        self.assign_public_ips(&live)?;
-        let live: Vec<Instance> = self
-            .store
-            .read(|c| Ok::<_, Error>(instances::all(c)?))?
-            .into_iter()
-            .filter(|i| has_port(&i.state))
-            .collect();
+        let mut live: Vec<Instance> = all.into_iter().filter(|i| has_port(&i.state)).collect();
+        self.assign_public_ips(&mut live)?;
         // Scopes in play: rules and subnets are read once per account and region.
         let mut by_scope: BTreeMap<(String, String), Vec<&Instance>> = BTreeMap::new();
         for i in &live {
@@ -118,11 +123,11 @@ impl Cloud {
             for i in list {
                 let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() else { continue };
                 let Some(subnet) = subnets.iter().find(|s| s.id == i.subnet_id) else { continue };
-                let Some(gateway) = nth(&subnet.cidr, 1) else { continue };
+                let Some(subnet_gateway) = gateway(&subnet.cidr) else { continue };
                 let net = nets.entry(i.vpc_id.clone()).or_insert_with(|| {
                     let mut router: Vec<Ipv4Addr> =
-                        subnets.iter().filter(|s| s.vpc_id == i.vpc_id).filter_map(|s| nth(&s.cidr, 1)).collect();
-                    if let Some(dns) = vpc_list.iter().find(|v| v.id == i.vpc_id).and_then(|v| nth(&v.cidr, 2)) {
+                        subnets.iter().filter(|s| s.vpc_id == i.vpc_id).filter_map(|s| gateway(&s.cidr)).collect();
+                    if let Some(dns) = vpc_list.iter().find(|v| v.id == i.vpc_id).and_then(|v| dns_address(&v.cidr)) {
                         router.push(dns);
                     }
                     router.sort();
@@ -140,7 +145,7 @@ impl Cloud {
                     instance_id: i.id.clone(),
                     mac: instance_mac(&i.id),
                     ip,
-                    gateway,
+                    gateway: subnet_gateway,
                     public_ip: i.public_ip.as_deref().and_then(|p| p.parse().ok()),
                     ingress: mine(false),
                     egress: mine(true),
@@ -214,6 +219,7 @@ mod tests {
         assert!(flow(&rule("icmpv6", None, None, Some("10.0.0.0/8"), None), &members).is_none());
         let f = flow(&rule("-1", None, None, None, Some("sg-empty")), &members).expect("empty group");
         assert!(f.peers.is_empty());
-        assert_eq!(nth("172.31.16.0/20", 1), Some(Ipv4Addr::new(172, 31, 16, 1)));
+        assert_eq!(gateway("172.31.16.0/20"), Some(Ipv4Addr::new(172, 31, 16, 1)));
+        assert_eq!(dns_address("172.31.0.0/16"), Some(Ipv4Addr::new(172, 31, 0, 2)));
     }
 }

@@ -38,7 +38,7 @@ pub fn local(name: &str, region: &str, publics: &[(Ipv4Addr, Ipv4Addr)]) -> Opti
             None => Local::NoSuchName,
         });
     }
-    let public = crate::imds::public_domain(region);
+    let public = kiln_types::region::public_domain(region);
     if let Some(host) = name.strip_suffix(&format!(".{public}")) {
         let a = dashed(host, "ec2-")?;
         let private = publics.iter().find(|(p, _)| *p == a).map(|(_, i)| *i);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use kiln_control::network::has_port;
+use kiln_control::network::{dns_address, gateway, has_port};
 use kiln_control::{Cloud, Scope};
 use kiln_store::instances::{self, Instance};
 use kiln_types::ids::instance_mac;
@@ -81,10 +81,7 @@ fn vpc_dns(cloud: &Cloud) -> Vec<(String, Ipv4Addr)> {
     let all = cloud.store.read(kiln_store::vpcs::all_vpcs).unwrap_or_default();
     all.into_iter()
         .filter(|v| present.contains(&v.id))
-        .filter_map(|v| {
-            let net: Ipv4Net = v.cidr.parse().ok()?;
-            Some((v.id, Ipv4Addr::from(u32::from(net.network()) + 2)))
-        })
+        .filter_map(|v| Some((v.id.clone(), dns_address(&v.cidr)?)))
         .collect()
 }
 
@@ -213,8 +210,7 @@ fn lease(cloud: &Cloud, id: &str) -> Option<Lease> {
     let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
     let subnet = cloud.subnets(&scope, std::slice::from_ref(&i.subnet_id)).ok()?.into_iter().next()?;
     let vpc = cloud.vpcs(&scope, std::slice::from_ref(&i.vpc_id)).ok()?.into_iter().next()?;
-    let subnet: Ipv4Net = subnet.cidr.parse().ok()?;
-    let vpc: Ipv4Net = vpc.cidr.parse().ok()?;
+    let prefix_len = subnet.cidr.parse::<Ipv4Net>().ok()?.prefix_len();
     let mut mac = [0u8; 6];
     for (b, part) in mac.iter_mut().zip(instance_mac(&i.id).split(':')) {
         *b = u8::from_str_radix(part, 16).ok()?;
@@ -222,9 +218,9 @@ fn lease(cloud: &Cloud, id: &str) -> Option<Lease> {
     Some(Lease {
         mac,
         ip: i.private_ip.parse().ok()?,
-        prefix_len: subnet.prefix_len(),
-        gateway: Ipv4Addr::from(u32::from(subnet.network()) + 1),
-        dns: Ipv4Addr::from(u32::from(vpc.network()) + 2),
+        prefix_len,
+        gateway: gateway(&subnet.cidr)?,
+        dns: dns_address(&vpc.cidr)?,
         hostname: kiln_types::region::private_host(&i.private_ip),
         domain: kiln_types::region::internal_domain(&i.region),
     })

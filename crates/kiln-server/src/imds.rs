@@ -142,7 +142,7 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     put("local-hostname", hostname.clone());
     put("local-ipv4", i.private_ip.clone());
     if let Some(public) = &i.public_ip {
-        let name = format!("ec2-{}.{}", public.replace('.', "-"), public_domain(&i.region));
+        let name = kiln_types::region::public_dns(&i.region, public);
         put("public-ipv4", public.clone());
         put("public-hostname", name.clone());
         put(&format!("network/interfaces/macs/{mac}/public-ipv4s"), public.clone());
@@ -189,15 +189,6 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     put("services/domain", "amazonaws.com".into());
     put("services/partition", "aws".into());
     m
-}
-
-/// EC2's public DNS domain of a region.
-pub fn public_domain(region: &str) -> String {
-    if region == "us-east-1" {
-        "compute-1.amazonaws.com".to_owned()
-    } else {
-        format!("{region}.compute.amazonaws.com")
-    }
 }
 
 /// The children of `dir` (with a trailing `/` on directories), or None if empty.

@@ -81,6 +81,20 @@ pub fn internal_domain(region: &str) -> String {
     }
 }
 
+/// EC2's public DNS domain of a region.
+pub fn public_domain(region: &str) -> String {
+    if region == "us-east-1" {
+        "compute-1.amazonaws.com".to_owned()
+    } else {
+        format!("{region}.compute.amazonaws.com")
+    }
+}
+
+/// EC2's public DNS name for a public address: `ec2-100-64-0-1.compute-1.amazonaws.com`.
+pub fn public_dns(region: &str, ip: &str) -> String {
+    format!("ec2-{}.{}", ip.replace('.', "-"), public_domain(region))
+}
+
 /// EC2's private DNS name for an address: `ip-10-0-0-5.ec2.internal`.
 pub fn private_dns(region: &str, ip: &str) -> String {
     format!("{}.{}", private_host(ip), internal_domain(region))

@@ -452,27 +452,9 @@ fn until(t0: Instant, limit: Duration, mut check: impl FnMut() -> Result<bool>) 
 }
 
 fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("kiln-bench-instances-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-    let cache_s = cache.to_string_lossy().into_owned();
     // Room for the batch: it measures the API, the guests are terminated at once.
-    let kiln = start_kiln(
-        &dir,
-        &[
-            "--cache-dir",
-            &cache_s,
-            "--quickstart",
-            "kiln-tiny-x86_64",
-            "--cpu-overcommit",
-            "64",
-            "--vcpu-quota",
-            "256",
-            "--public-ip-pool",
-            "100.64.200.0/24",
-            "--no-egress-nat",
-        ],
-    )?;
+    let (dir, kiln) =
+        start_tiny_kiln("instances", cache_dir, "100.64.200.0/24", &["--cpu-overcommit", "64", "--vcpu-quota", "256"])?;
     let client = reqwest::blocking::Client::new();
     let result = (|| -> Result<()> {
         let ami = tiny_ami(&client, &kiln)?;
@@ -548,6 +530,25 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
     result
 }
 
+/// A fresh `kiln serve` in a scratch directory that builds only kiln-tiny x86_64, with
+/// a public pool of its own and nothing forwarded off the host.
+fn start_tiny_kiln(
+    name: &str,
+    cache_dir: Option<std::path::PathBuf>,
+    pool: &str,
+    extra: &[&str],
+) -> Result<(std::path::PathBuf, Server)> {
+    let dir = std::env::temp_dir().join(format!("kiln-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
+    let cache_s = cache.to_string_lossy().into_owned();
+    let mut args =
+        vec!["--cache-dir", &cache_s, "--quickstart", "kiln-tiny-x86_64", "--public-ip-pool", pool, "--no-egress-nat"];
+    args.extend_from_slice(extra);
+    let kiln = start_kiln(&dir, &args)?;
+    Ok((dir, kiln))
+}
+
 /// Waits for the Quick Start kiln-tiny x86_64 image; returns its id.
 fn tiny_ami(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String> {
     eprintln!("  waiting for the Quick Start image (built on first start)...");
@@ -585,22 +586,7 @@ fn allocated_under(dir: &Path) -> u64 {
 }
 
 fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf>) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("kiln-bench-create-image-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
-    let cache_s = cache.to_string_lossy().into_owned();
-    let kiln = start_kiln(
-        &dir,
-        &[
-            "--cache-dir",
-            &cache_s,
-            "--quickstart",
-            "kiln-tiny-x86_64",
-            "--public-ip-pool",
-            "100.64.201.0/24",
-            "--no-egress-nat",
-        ],
-    )?;
+    let (dir, kiln) = start_tiny_kiln("create-image", cache_dir, "100.64.201.0/24", &[])?;
     // CreateImage with a reboot answers once the guest is back: give it time.
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
     let mut instances_made: Vec<String> = Vec::new();

@@ -113,21 +113,21 @@ fn call(client: &Client, action: &str, params: &[(String, String)]) -> Result<St
 
 /// One instance as the commands show it.
 #[derive(Debug, Clone)]
-struct Inst {
-    id: String,
-    name: String,
-    state: String,
-    kind: String,
-    image: String,
-    private_ip: String,
-    public_ip: String,
-    key: String,
-    zone: String,
-    launched: String,
-    groups: Vec<String>,
+pub(crate) struct Inst {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub kind: String,
+    pub image: String,
+    pub private_ip: String,
+    pub public_ip: String,
+    pub key: String,
+    pub zone: String,
+    pub launched: String,
+    pub groups: Vec<String>,
 }
 
-fn instances(client: &Client, ids: &[String]) -> Result<Vec<Inst>> {
+pub(crate) fn instances(client: &Client, ids: &[String]) -> Result<Vec<Inst>> {
     let xml = call(client, "DescribeInstances", &numbered("InstanceId", ids))?;
     let doc = Document::parse(&xml)?;
     let mut out = Vec::new();
@@ -476,27 +476,15 @@ pub fn images(g: &Global, category: Option<&str>) -> Result<()> {
                 text(i, &["name"]),
                 text(i, &["architecture"]),
                 text(i, &["imageState"]),
-                text(i, &["imageOwnerAlias"]).if_empty(text(i, &["imageOwnerId"])),
+                Some(text(i, &["imageOwnerAlias"]))
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| text(i, &["imageOwnerId"])),
                 text(i, &["creationDate"]),
             ]);
         }
     }
     show(g, &["category", "id", "name", "arch", "state", "owner", "created"], rows);
     Ok(())
-}
-
-trait IfEmpty {
-    fn if_empty(self, other: String) -> String;
-}
-
-impl IfEmpty for String {
-    fn if_empty(self, other: String) -> String {
-        if self.is_empty() {
-            other
-        } else {
-            self
-        }
-    }
 }
 
 pub fn share(g: &Global, image: &str, account: &str, remove: bool) -> Result<()> {
@@ -614,15 +602,23 @@ pub fn parse_ports(spec: &str) -> Result<(String, Option<String>, Option<String>
     Ok((proto.to_owned(), Some(from.to_owned()), Some(to.to_owned())))
 }
 
+/// One ingress rule as `kiln sg allow|revoke` takes it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RuleArgs {
+    pub group: String,
+    pub ports: String,
+    /// From this CIDR [default: 0.0.0.0/0].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// From the members of this group.
+    #[arg(long, conflicts_with = "from")]
+    pub from_group: Option<String>,
+}
+
 /// Authorize or revoke one ingress rule.
-pub fn rule(
-    g: &Global,
-    group: &str,
-    ports: &str,
-    from: Option<&str>,
-    from_group: Option<&str>,
-    revoke: bool,
-) -> Result<()> {
+pub fn rule(g: &Global, r: &RuleArgs, revoke: bool) -> Result<()> {
+    let (group, ports, from, from_group) =
+        (r.group.as_str(), r.ports.as_str(), r.from.as_deref(), r.from_group.as_deref());
     let client = Client::new(&g.client)?;
     let (proto, lo, hi) = parse_ports(ports)?;
     let mut p = vec![group_param(group), ("IpPermissions.1.IpProtocol".into(), proto)];

@@ -406,25 +406,15 @@ enum SgCommand {
     },
     /// Allow inbound traffic: PORTS is 22, 80/tcp, 8000-8080/udp, icmp or all.
     Allow {
-        group: String,
-        ports: String,
-        /// From this CIDR [default: 0.0.0.0/0].
-        #[arg(long)]
-        from: Option<String>,
-        /// From the members of this group.
-        #[arg(long, conflicts_with = "from")]
-        from_group: Option<String>,
+        #[command(flatten)]
+        rule: cli::RuleArgs,
         #[command(flatten)]
         g: cli::Global,
     },
     /// Revoke a rule made with allow (same arguments).
     Revoke {
-        group: String,
-        ports: String,
-        #[arg(long)]
-        from: Option<String>,
-        #[arg(long, conflicts_with = "from")]
-        from_group: Option<String>,
+        #[command(flatten)]
+        rule: cli::RuleArgs,
         #[command(flatten)]
         g: cli::Global,
     },
@@ -616,12 +606,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sg { g: _, command: Some(SgCommand::Create { name, description, vpc, g }) } => {
             cli::create_group(&g, &name, &description, vpc.as_deref())
         }
-        Command::Sg { g: _, command: Some(SgCommand::Allow { group, ports, from, from_group, g }) } => {
-            cli::rule(&g, &group, &ports, from.as_deref(), from_group.as_deref(), false)
-        }
-        Command::Sg { g: _, command: Some(SgCommand::Revoke { group, ports, from, from_group, g }) } => {
-            cli::rule(&g, &group, &ports, from.as_deref(), from_group.as_deref(), true)
-        }
+        Command::Sg { g: _, command: Some(SgCommand::Allow { rule, g }) } => cli::rule(&g, &rule, false),
+        Command::Sg { g: _, command: Some(SgCommand::Revoke { rule, g }) } => cli::rule(&g, &rule, true),
         Command::Sg { g: _, command: Some(SgCommand::Rm { group, g }) } => cli::delete_group(&g, &group),
         Command::CreateImage { instance, name, description, no_reboot, g } => {
             cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot)

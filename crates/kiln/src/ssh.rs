@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::client::{child, first, Client, ClientArgs};
+use crate::client::{first, Client, ClientArgs};
 
 /// `$KILN_KEYS_DIR`, else `$XDG_CONFIG_HOME/kiln/keys`, else `~/.config/kiln/keys`.
 pub fn keys_dir() -> Result<PathBuf> {
@@ -55,33 +55,22 @@ pub fn create_key(args: &ClientArgs, name: &str, key_type: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `kiln ssh` needs to know about an instance.
-struct Target {
-    address: String,
-    key_name: Option<String>,
-    image_id: String,
-}
-
-fn target(client: &Client, instance: &str) -> Result<Target> {
-    let xml = client.call("DescribeInstances", &[("InstanceId.1", instance.to_owned())])?;
-    let doc = roxmltree::Document::parse(&xml)?;
-    let item = doc
-        .descendants()
-        .find(|n| n.has_tag_name("instancesSet"))
-        .and_then(|s| s.children().find(|n| n.has_tag_name("item")))
+/// The running instance `kiln ssh` logs in to, with its public address.
+fn target(client: &Client, instance: &str) -> Result<crate::cli::Inst> {
+    let i = crate::cli::instances(client, &[instance.to_owned()])?
+        .into_iter()
+        .next()
         .with_context(|| format!("no instance {instance}"))?;
-    let state =
-        item.children().find(|n| n.has_tag_name("instanceState")).and_then(|s| child(s, "name")).unwrap_or_default();
-    if state != "running" {
-        bail!("{instance} is {state}, not running: start it with `kiln start {instance}`");
+    if i.state != "running" {
+        bail!("{instance} is {}, not running: start it with `kiln start {instance}`", i.state);
     }
-    let address = child(item, "ipAddress").with_context(|| {
-        format!(
+    if i.public_ip.is_empty() {
+        bail!(
             "{instance} has no public IPv4 address, so the host cannot reach it: launch it in a subnet that maps \
              public addresses, or with --associate-public-ip-address"
-        )
-    })?;
-    Ok(Target { address, key_name: child(item, "keyName"), image_id: child(item, "imageId").unwrap_or_default() })
+        );
+    }
+    Ok(i)
 }
 
 /// The login user of an image: Debian's images use `admin`, the others `ec2-user`.
@@ -107,9 +96,8 @@ pub fn ssh(
     let identity = match identity {
         Some(i) => i,
         None => {
-            let name = t
-                .key_name
-                .as_deref()
+            let name = Some(t.key.as_str())
+                .filter(|k| !k.is_empty())
                 .with_context(|| format!("{instance} was launched without a key pair: give the key with -i FILE"))?;
             let path = key_file(name)?;
             if !path.exists() {
@@ -121,7 +109,7 @@ pub fn ssh(
             path
         }
     };
-    let user = user.unwrap_or_else(|| user_of(&client, &t.image_id));
+    let user = user.unwrap_or_else(|| user_of(&client, &t.image));
     // Addresses are reused by later instances: each instance has its own known host.
     let known = keys_dir()?.join("known_hosts");
     std::fs::create_dir_all(&known)?;
@@ -130,7 +118,7 @@ pub fn ssh(
         .arg(&identity)
         .args(["-o", "StrictHostKeyChecking=accept-new", "-o"])
         .arg(format!("UserKnownHostsFile={}", known.join(instance).display()))
-        .arg(format!("{user}@{}", t.address))
+        .arg(format!("{user}@{}", t.public_ip))
         .args(command)
         .exec();
     Err(err).context("running ssh (install openssh-client)")

@@ -37,11 +37,6 @@ fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
     })
 }
 
-/// EC2's public DNS name for a public address.
-fn public_dns(region: &str, ip: &str) -> String {
-    format!("ec2-{}.{}", ip.replace('.', "-"), crate::imds::public_domain(region))
-}
-
 fn write_association(w: &mut XmlWriter, i: &Instance) {
     if let Some(public) = &i.public_ip {
         w.start("association")
@@ -52,7 +47,7 @@ fn write_association(w: &mut XmlWriter, i: &Instance) {
     }
 }
 
-use kiln_types::region::private_dns;
+use kiln_types::region::{private_dns, public_dns};
 
 fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
     w.set("groupSet", groups, |w, g| {
