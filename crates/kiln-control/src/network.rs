@@ -93,9 +93,11 @@ impl Cloud {
     }
 
     /// Every VPC that should have a network on this host, as the agent makes it.
-    pub fn desired_networks(&self) -> Result<Vec<VpcNetwork>> {
-        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
-        let mut live: Vec<Instance> = all.into_iter().filter(|i| has_port(&i.state)).collect();
+    /// `all` is the reconciler's one read of the instances for this pass, so that an
+    /// instance launched meanwhile waits for the next pass instead of starting without
+    /// its port.
+    pub fn desired_networks(&self, all: &[Instance]) -> Result<Vec<VpcNetwork>> {
+        let mut live: Vec<Instance> = all.iter().filter(|i| has_port(&i.state)).cloned().collect();
         self.assign_public_ips(&mut live)?;
         // Scopes in play: rules and subnets are read once per account and region.
         let mut by_scope: BTreeMap<(String, String), Vec<&Instance>> = BTreeMap::new();
@@ -157,12 +159,12 @@ impl Cloud {
 
     /// Brings the host's VPC networks to what the store says; `applied` remembers what
     /// was last made so unchanged networks cost nothing.
-    pub fn reconcile_networks(&self, applied: &mut HashMap<String, VpcNetwork>) -> Result<()> {
+    pub fn reconcile_networks(&self, applied: &mut HashMap<String, VpcNetwork>, all: &[Instance]) -> Result<()> {
         let agent = self.agent()?;
         if !agent.vpc_networking() {
             return Ok(());
         }
-        let wanted = self.desired_networks()?;
+        let wanted = self.desired_networks(all)?;
         for net in &wanted {
             if applied.get(&net.vpc_id) != Some(net) {
                 applied.remove(&net.vpc_id);

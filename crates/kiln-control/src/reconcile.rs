@@ -155,6 +155,11 @@ impl Cloud {
                 if alive {
                     return advance(self);
                 }
+                // On a VPC network the VM starts only once its port exists (a pass whose
+                // networking failed is simply retried).
+                if agent.vpc_networking() && agent.port_index(&i.vpc_id, &i.id).is_none() {
+                    return Ok(());
+                }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
                     std::fs::create_dir_all(self.instance_dir(&i.id))
@@ -288,13 +293,14 @@ impl Cloud {
 
     /// One pass over every instance, then over what the host runs that nobody owns.
     pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
-        // Networks first: a launching instance's tap must exist before its VM starts.
+        // One read for the whole pass. Networks first: a launching instance's tap must
+        // exist before its VM starts.
+        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.reconcile_networks(&mut nets) {
+        if let Err(e) = self.reconcile_networks(&mut nets, &all) {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
         drop(nets);
-        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
         for i in &all {
             if let Err(e) = self.step(r, i) {
                 tracing::warn!(instance = %i.id, error = %e, "reconcile step failed; retrying");
