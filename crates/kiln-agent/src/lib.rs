@@ -26,6 +26,8 @@ pub struct LocalAgent {
     cpus: u32,
     memory_mib: u64,
     network: Option<net::NetConfig>,
+    /// `qemu-system-x86_64 --version`, probed once (the first `info`).
+    qemu_version: OnceLock<String>,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -49,7 +51,15 @@ impl LocalAgent {
     /// otherwise the first x86 launch probes KVM with that guest's kernel.
     pub fn new(root: PathBuf, accel: Option<Accel>) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        Self { root, accel: OnceLock::new(), forced: accel, cpus, memory_mib: host_memory_mib(), network: None }
+        Self {
+            root,
+            accel: OnceLock::new(),
+            forced: accel,
+            cpus,
+            memory_mib: host_memory_mib(),
+            network: None,
+            qemu_version: OnceLock::new(),
+        }
     }
 
     /// Gives guests VPC networking (namespaces, taps, nftables) instead of QEMU's
@@ -99,13 +109,18 @@ impl LocalAgent {
 
 impl HostAgent for LocalAgent {
     fn info(&self) -> HostInfo {
-        let qemu_version = Command::new("qemu-system-x86_64")
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.lines().next().map(str::to_owned))
-            .unwrap_or_else(|| "not installed".into());
+        let qemu_version = self
+            .qemu_version
+            .get_or_init(|| {
+                Command::new("qemu-system-x86_64")
+                    .arg("--version")
+                    .output()
+                    .ok()
+                    .and_then(|o| String::from_utf8(o.stdout).ok())
+                    .and_then(|s| s.lines().next().map(str::to_owned))
+                    .unwrap_or_else(|| "not installed".into())
+            })
+            .clone();
         HostInfo {
             accel: self.forced.or_else(|| self.accel.get().copied()).unwrap_or(Accel::Tcg),
             cpus: self.cpus,
@@ -118,24 +133,28 @@ impl HostAgent for LocalAgent {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
         }
+        // Made under a temporary name and renamed: a file at `path` is always whole, so
+        // a control plane resuming after a crash can trust that it exists.
+        let partial = path.with_extension("partial");
         let mut cmd = Command::new("qemu-img");
         cmd.args(["create", "-q", "-f", "qcow2"]);
         if let Some(b) = backing {
             cmd.args(["-F", "qcow2", "-b"]).arg(b);
         }
         let out = cmd
-            .arg(path)
+            .arg(&partial)
             .arg(format!("{size_gib}G"))
             .output()
             .map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
         if !out.status.success() {
+            let _ = std::fs::remove_file(&partial);
             return Err(fail(format!(
                 "qemu-img create {}: {}",
                 path.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok(())
+        std::fs::rename(&partial, path).map_err(|e| fail(format!("moving {} into place: {e}", path.display())))
     }
 
     fn delete_volume(&self, path: &Path) -> Result<(), AgentError> {
@@ -215,16 +234,34 @@ impl HostAgent for LocalAgent {
     }
 
     fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &Path) -> Result<(), AgentError> {
+        let device = format!("disk{index}");
+        let mut qmp = self.qmp(instance_id)?;
+        // Idempotent: after a crash the control plane asks again, and the disk may
+        // already be on the overlay (QEMU finished the command on its own).
+        let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
+        let current = blocks
+            .as_array()
+            .and_then(|list| list.iter().find(|b| b["device"] == device.as_str()))
+            .and_then(|b| b["inserted"]["file"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| fail(format!("{instance_id} has no disk {device}")))?;
+        if Path::new(&current) == overlay {
+            return Ok(());
+        }
+        // An overlay the disk is not on is left from an attempt that failed: nothing
+        // has written to it.
+        let _ = std::fs::remove_file(overlay);
         let args = serde_json::json!({
-            "device": format!("disk{index}"),
+            "device": device,
             "snapshot-file": overlay.display().to_string(),
             "format": "qcow2",
             "mode": "absolute-paths",
         });
-        self.qmp(instance_id)?
-            .execute("blockdev-snapshot-sync", Some(args))
-            .map(|_| ())
-            .map_err(|e| fail(e.to_string()))
+        let done = qmp.execute("blockdev-snapshot-sync", Some(args)).map(|_| ()).map_err(|e| fail(e.to_string()));
+        if done.is_err() {
+            let _ = std::fs::remove_file(overlay);
+        }
+        done
     }
 
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8> {

@@ -3,18 +3,28 @@
 //! a fresh overlay on top of it. A stopped instance is frozen offline; a running one is
 //! first powered off and started again (EC2's default, for a consistent image), or with
 //! NoReboot frozen live by QEMU (crash-consistent).
+//!
+//! The request records everything at once, in one transaction: the image and its
+//! snapshots as `pending`, and a workflow holding the plan (which snapshot id and which
+//! new overlay file each volume gets). It answers with the image id at once, as EC2
+//! does. The reconciler then runs the plan's phases (power off, freeze, restart,
+//! register), each idempotent. A volume's switch to its new overlay is recorded before
+//! the file is made, so that whatever instant the daemon dies, the store names both the
+//! frozen layer and the overlay, and no file the VM writes is taken for a stray.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kiln_store::images::{BlockDevice, Image};
-use kiln_store::instances::Instance;
+use kiln_store::images::{self, BlockDevice};
+use kiln_store::instances::{self, Instance};
 use kiln_store::snapshots::{self, Snapshot};
-use kiln_store::volumes::{self, Volume};
+use kiln_store::volumes;
 use kiln_store::Scope;
-use kiln_types::{Architecture, ResourceKind};
+use kiln_types::{Architecture, InstanceState, ResourceKind};
+use serde::{Deserialize, Serialize};
 
 use crate::images::{check_name, NewImage};
+use crate::workflows::{Step, Work};
 use crate::{tags, Cloud, Error, Result};
 
 /// How long a running guest gets to power off before CreateImage gives up.
@@ -22,21 +32,57 @@ const POWER_OFF_WAIT: Duration = Duration::from_secs(90);
 /// How long between presses of the power button.
 pub(crate) const REPRESS: Duration = Duration::from_secs(15);
 
-/// Removes the instance from the busy set when dropped.
-struct Busy<'a>(&'a Cloud, String);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
-    }
+/// Where a CreateImage workflow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Power the guest off (only for a reboot of a running instance).
+    PowerOff,
+    /// Freeze each volume into its snapshot.
+    Freeze,
+    /// Start the guest again if this workflow powered it off.
+    Restart,
+    /// Make the image and its snapshots available.
+    Register,
 }
 
-fn host(context: &str, detail: impl std::fmt::Display) -> Error {
-    Error::Host { context: context.to_owned(), detail: detail.to_string() }
+/// One volume to freeze: the snapshot its current file becomes, and the overlay it
+/// goes on on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    pub volume_id: String,
+    pub snapshot_id: String,
+    /// The new overlay, relative to the data directory.
+    pub new_file: String,
+}
+
+/// A CreateImage workflow's plan and progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePlan {
+    pub instance_id: String,
+    pub image_id: String,
+    /// Power the guest off first (a running instance without NoReboot).
+    pub reboot: bool,
+    pub volumes: Vec<Freeze>,
+    pub phase: Phase,
+    /// When the power-off was decided (RFC 3339), and how often and when last the
+    /// button was pressed.
+    pub asked_at: Option<String>,
+    pub presses: u32,
+    pub pressed_at: Option<String>,
+    /// Whether this workflow powered the guest off (so it owes a restart).
+    pub powered_off: bool,
+}
+
+fn since(t: &Option<String>) -> Duration {
+    t.as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+        .unwrap_or(Duration::MAX)
 }
 
 impl Cloud {
-    /// Makes an AMI from an instance (running or stopped).
+    /// CreateImage: checks everything, records the pending image, its pending snapshots
+    /// and the workflow that makes them, and answers at once.
     #[allow(clippy::too_many_arguments)]
     pub fn create_image(
         &self,
@@ -48,21 +94,17 @@ impl Cloud {
         mappings: &[crate::instances::VolumeRequest],
         image_tags: &[(String, String)],
         snapshot_tags: &[(String, String)],
-    ) -> Result<Option<Image>> {
+    ) -> Result<kiln_store::images::Image> {
         check_name(name)?;
         let i = self.instances(scope, &[instance_id.to_owned()])?.remove(0);
-        if !matches!(i.state.as_str(), "running" | "stopped") {
+        if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
             return Err(Error::IncorrectInstanceState(format!(
                 "The instance '{instance_id}' is not in a state from which an image can be made: it is {}.",
                 i.state
             )));
         }
-        let taken = self.images(scope, &[], &["self".into()], &[])?.iter().any(|v| v.image.name == name);
-        if taken {
-            return Err(Error::Duplicate { kind: ResourceKind::Image, name: name.to_owned() });
-        }
         // The instance's volumes with the request's mapping applied, checked before
-        // anything is touched. Volumes excluded with NoDevice are not frozen.
+        // anything is recorded. Volumes excluded with NoDevice are not frozen.
         let vols = self.instance_volumes(&i.id)?;
         let base: Vec<BlockDevice> = vols
             .iter()
@@ -77,57 +119,41 @@ impl Cloud {
         let mapping = crate::block_devices::apply(base.clone(), &i.root_device_name, mappings, |s| {
             self.usable_snapshot(scope, s).map(|s| s.volume_size)
         })?;
-        let keep: Vec<String> = base
-            .iter()
-            .filter(|b| mapping.iter().any(|m| m.device_name == b.device_name))
-            .map(|b| b.device_name.clone())
-            .collect();
-        if kiln_store::is_dry_run() {
-            // Everything is checked; a dry run touches no VM and no file.
-            return Ok(None);
-        }
-        let agent = self.agent()?.clone();
-        {
-            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-            if !busy.insert(i.id.clone()) {
-                return Err(Error::IncorrectInstanceState(format!(
-                    "The instance '{instance_id}' is already being imaged"
-                )));
+        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
+        let mut plan = Vec::new();
+        let mut snaps = Vec::new();
+        for (v, b) in vols.iter().zip(&base) {
+            if !mapping.iter().any(|m| m.device_name == b.device_name) {
+                continue;
             }
+            let snap = Snapshot {
+                id: ResourceKind::Snapshot.generate(),
+                account_id: scope.account.clone(),
+                region: scope.region.clone(),
+                parent_id: v.snapshot_id.clone(),
+                file: v.file.clone(),
+                volume_size: v.size_gib,
+                state: "pending".into(),
+                progress: 0,
+                description: format!("Created by CreateImage({}) for {}", i.id, v.id),
+                volume_id: Some(v.id.clone()),
+                created_at: kiln_store::now(),
+            };
+            plan.push((
+                b.device_name.clone(),
+                Freeze {
+                    volume_id: v.id.clone(),
+                    snapshot_id: snap.id.clone(),
+                    new_file: format!("volumes/{}-{stamp}.qcow2", v.id),
+                },
+            ));
+            snaps.push(snap);
         }
-        let _busy = Busy(self, i.id.clone());
-        let live = i.state == "running" && agent.is_running(&i.id);
-        let restart = live && !no_reboot;
-        if restart {
-            agent.powerdown(&i.id).map_err(|e| host("powering off for CreateImage", e))?;
-            let t = Instant::now();
-            let mut pressed = Instant::now();
-            while agent.is_running(&i.id) && t.elapsed() < POWER_OFF_WAIT {
-                // A press early in the guest's boot can go unheard: press again.
-                if pressed.elapsed() > REPRESS {
-                    let _ = agent.powerdown(&i.id);
-                    pressed = Instant::now();
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            if agent.is_running(&i.id) {
-                return Err(host("CreateImage", "the guest did not power off; try NoReboot=true"));
-            }
-        }
-        let frozen = self.freeze(scope, &i, &keep, live && !restart, snapshot_tags);
-        if restart {
-            // Whatever happened, the instance runs again.
-            let vols = self.instance_volumes(&i.id)?;
-            let spec = self.spec(&i, &vols)?;
-            agent.start(&spec).map_err(|e| host("restarting after CreateImage", e))?;
-            self.store.write(|tx| Ok::<_, Error>(kiln_store::instances::clear_ready(tx, &i.id)?))?;
-        }
-        let frozen = frozen?;
-        // Frozen volumes carry their new snapshots; added devices are as asked.
+        // Frozen devices carry their snapshots; added devices are as asked.
         let devices: Vec<BlockDevice> = mapping
             .into_iter()
-            .map(|m| match frozen.iter().find(|f| f.device_name == m.device_name) {
-                Some(f) => BlockDevice { snapshot_id: f.snapshot_id.clone(), ..m },
+            .map(|m| match plan.iter().find(|(d, _)| *d == m.device_name) {
+                Some((_, f)) => BlockDevice { snapshot_id: Some(f.snapshot_id.clone()), ..m },
                 None => m,
             })
             .collect();
@@ -140,65 +166,193 @@ impl Cloud {
             source_instance_id: Some(i.id.clone()),
             ..NewImage::new(name.to_owned(), description.to_owned(), arch, i.root_device_name.clone(), devices)
         };
-        self.register_image(scope, new, image_tags).map(Some)
+        let (mut image, devices) = new.into_row(scope);
+        image.state = "pending".into();
+        let work = Work::CreateImage(ImagePlan {
+            instance_id: i.id.clone(),
+            image_id: image.id.clone(),
+            reboot: !no_reboot && i.state == InstanceState::Running,
+            volumes: plan.into_iter().map(|(_, f)| f).collect(),
+            phase: Phase::PowerOff,
+            asked_at: None,
+            presses: 0,
+            pressed_at: None,
+            powered_off: false,
+        });
+        self.store.write(|tx| {
+            // Compare-and-set on what was checked: the state read above still holds.
+            let now = instances::get(tx, &i.id)?.map(|n| n.state);
+            if now != Some(i.state) {
+                return Err(Error::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' changed state meanwhile; try again."
+                )));
+            }
+            for s in &snaps {
+                snapshots::insert(tx, s)?;
+                tags::put_all(tx, scope, ResourceKind::Snapshot, &s.id, snapshot_tags)?;
+            }
+            if !images::insert(tx, &image, &devices)? {
+                return Err(Error::Duplicate { kind: ResourceKind::Image, name: name.to_owned() });
+            }
+            tags::put_all(tx, scope, ResourceKind::Image, &image.id, image_tags)?;
+            if !crate::workflows::record(tx, work.clone())? {
+                return Err(Error::IncorrectInstanceState(format!(
+                    "The instance '{instance_id}' is busy ({}); try again when that is done.",
+                    crate::workflows::busy_with(tx, &i.id)?.unwrap_or("another task")
+                )));
+            }
+            Ok(image.clone())
+        })
     }
 
-    /// Freezes the instance's volumes on the devices in `keep` into snapshot layers; the
-    /// volumes go on on new overlays. Returns their block devices.
-    fn freeze(
-        &self,
-        scope: &Scope,
-        i: &Instance,
-        keep: &[String],
-        live: bool,
-        snapshot_tags: &[(String, String)],
-    ) -> Result<Vec<BlockDevice>> {
+    /// One phase of a CreateImage workflow (the reconciler calls this; see `workflows`).
+    pub(crate) fn image_step(&self, mut p: ImagePlan, i: Option<&Instance>) -> Result<Step> {
         let agent = self.agent()?;
-        let vols: Vec<Volume> = self.instance_volumes(&i.id)?;
-        let mut devices = Vec::new();
-        for (index, v) in vols.iter().enumerate() {
-            let device = v.device_name.clone().unwrap_or_else(|| i.root_device_name.clone());
-            if !keep.contains(&device) {
-                continue;
+        let Some(i) = i else {
+            return Err(Error::IncorrectInstanceState(format!("The instance {} is gone", p.instance_id)));
+        };
+        match p.phase {
+            Phase::PowerOff => {
+                let live = i.state == InstanceState::Running && agent.is_running(&i.id);
+                if !p.reboot || !live {
+                    // Nothing to power off, or the guest is off (as asked, or by itself).
+                    p.phase = Phase::Freeze;
+                    return Ok(Step::Next(Work::CreateImage(p)));
+                }
+                if p.asked_at.is_none() {
+                    // Saved before the first press: from here on a restart is owed.
+                    p.asked_at = Some(kiln_store::now());
+                    p.powered_off = true;
+                    return Ok(Step::Next(Work::CreateImage(p)));
+                }
+                if since(&p.asked_at) > POWER_OFF_WAIT {
+                    return Err(Error::IncorrectInstanceState(format!(
+                        "The guest of {} did not power off within {} s; try CreateImage with NoReboot=true",
+                        i.id,
+                        POWER_OFF_WAIT.as_secs()
+                    )));
+                }
+                // A press early in the guest's boot can go unheard: press again.
+                if p.presses == 0 || since(&p.pressed_at) > REPRESS {
+                    agent.powerdown(&i.id).map_err(|e| Error::host("powering off for CreateImage", e))?;
+                    p.presses += 1;
+                    p.pressed_at = Some(kiln_store::now());
+                }
+                Ok(Step::Wait(Work::CreateImage(p)))
             }
-            let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
-            let new_rel = format!("volumes/{}-{stamp}.qcow2", v.id);
-            let old = self.data_dir().join(&v.file);
-            let new = self.data_dir().join(&new_rel);
-            if live {
-                agent.live_snapshot(&i.id, index, &new).map_err(|e| host("freezing a running volume", e))?;
-            } else {
-                agent
-                    .create_volume(&new, Some(&old), v.size_gib as u64)
-                    .map_err(|e| host("making the new overlay", e))?;
+            Phase::Freeze => {
+                for f in &p.volumes {
+                    self.freeze(i, f)?;
+                }
+                p.phase = Phase::Restart;
+                Ok(Step::Next(Work::CreateImage(p)))
             }
-            let _ = std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o444));
-            let snap = Snapshot {
-                id: ResourceKind::Snapshot.generate(),
-                account_id: scope.account.clone(),
-                region: scope.region.clone(),
-                parent_id: v.snapshot_id.clone(),
-                file: v.file.clone(),
-                volume_size: v.size_gib,
-                state: "completed".into(),
-                progress: 100,
-                description: format!("Created by CreateImage({}) for {}", i.id, v.id),
-                volume_id: Some(v.id.clone()),
-                created_at: kiln_store::now(),
-            };
-            self.store.write(|tx| {
-                snapshots::insert(tx, &snap)?;
-                volumes::set_layer(tx, &v.id, &new_rel, &snap.id)?;
-                tags::put_all(tx, scope, ResourceKind::Snapshot, &snap.id, snapshot_tags)
-            })?;
-            devices.push(BlockDevice {
-                device_name: device,
-                snapshot_id: Some(snap.id),
-                volume_size: v.size_gib,
-                volume_type: v.volume_type.clone(),
-                delete_on_termination: v.delete_on_termination,
-            });
+            Phase::Restart => {
+                // Read afresh: a Stop or Terminate may have come meanwhile, and then the
+                // guest stays off.
+                let now = self.store.read(|c| Ok::<_, Error>(instances::get(c, &i.id)?));
+                if p.powered_off {
+                    self.restart_after_image(now?.as_ref())?;
+                }
+                p.phase = Phase::Register;
+                Ok(Step::Next(Work::CreateImage(p)))
+            }
+            Phase::Register => {
+                self.store.write(|tx| {
+                    let made = images::finish_pending(tx, &p.image_id, "available", None)?;
+                    for f in &p.volumes {
+                        snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
+                        if !made {
+                            // The image was deregistered while it was being made: its
+                            // layers stay hidden while the volumes build on them.
+                            snapshots::mark_deleted(tx, &f.snapshot_id)?;
+                        }
+                    }
+                    Ok::<_, Error>(())
+                })?;
+                self.collect_layers()?;
+                Ok(Step::Done)
+            }
         }
-        Ok(devices)
+    }
+
+    /// Starts the guest again after its power-off for CreateImage, unless the instance
+    /// has been stopped or terminated meanwhile.
+    fn restart_after_image(&self, i: Option<&Instance>) -> Result<()> {
+        let agent = self.agent()?;
+        let Some(i) = i.filter(|i| i.state == InstanceState::Running) else { return Ok(()) };
+        if agent.is_running(&i.id) {
+            return Ok(());
+        }
+        let vols = self.instance_volumes(&i.id)?;
+        let spec = self.spec(i, &vols)?;
+        agent.start(&spec).map_err(|e| Error::host("restarting after CreateImage", e))?;
+        self.store.write(|tx| Ok::<_, Error>(instances::clear_ready(tx, &i.id)?))
+    }
+
+    /// Freezes one volume (idempotent): its current file becomes the snapshot's layer
+    /// and it goes on on the new overlay, live through QEMU if the VM runs.
+    fn freeze(&self, i: &Instance, f: &Freeze) -> Result<()> {
+        let agent = self.agent()?;
+        let (vol, snap) = self
+            .store
+            .read(|c| Ok::<_, Error>((volumes::get(c, &f.volume_id)?, snapshots::get(c, &f.snapshot_id)?)))?;
+        let (Some(vol), Some(snap)) = (vol, snap) else {
+            return Err(Error::IncorrectState(format!(
+                "Volume {} or snapshot {} is gone; the image cannot be made",
+                f.volume_id, f.snapshot_id
+            )));
+        };
+        if vol.file != f.new_file {
+            // Recorded before the file changes: from now on the old file is the
+            // snapshot's layer and the overlay the volume's, whatever happens next.
+            self.store.write(|tx| Ok::<_, Error>(volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?))?;
+        }
+        let old = self.data_dir().join(&snap.file);
+        let new = self.data_dir().join(&f.new_file);
+        if agent.is_running(&i.id) {
+            let index = self
+                .instance_volumes(&i.id)?
+                .iter()
+                .position(|v| v.id == f.volume_id)
+                .ok_or_else(|| Error::IncorrectState(format!("Volume {} left {}", f.volume_id, i.id)))?;
+            // Idempotent in the agent: a disk already on the overlay is left as it is.
+            agent.live_snapshot(&i.id, index, &new).map_err(|e| Error::host("freezing a running volume", e))?;
+        } else if !new.exists() {
+            // The agent makes volume files whole or not at all.
+            agent
+                .create_volume(&new, Some(&old), vol.size_gib as u64)
+                .map_err(|e| Error::host("making the new overlay", e))?;
+        }
+        let _ = std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o444));
+        Ok(())
+    }
+
+    /// Undoes a CreateImage that cannot finish: the guest runs again if the workflow
+    /// powered it off; snapshots already frozen stay as hidden layers under their
+    /// volumes; the others go; the image is `failed` with the reason.
+    pub(crate) fn undo_image(&self, p: &ImagePlan, reason: &str) -> Result<()> {
+        if p.powered_off {
+            let now = self.store.read(|c| Ok::<_, Error>(instances::get(c, &p.instance_id)?))?;
+            if let Err(e) = self.restart_after_image(now.as_ref()) {
+                tracing::error!(instance = %p.instance_id, error = %e, "could not restart after a failed CreateImage");
+            }
+        }
+        self.store.write(|tx| {
+            for f in &p.volumes {
+                let switched = volumes::get(tx, &f.volume_id)?.is_some_and(|v| v.file == f.new_file);
+                if switched {
+                    snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
+                    snapshots::mark_deleted(tx, &f.snapshot_id)?;
+                } else {
+                    // Its row names the volume's live file: only the row goes.
+                    images::unmap_snapshot(tx, &f.snapshot_id)?;
+                    snapshots::remove(tx, &f.snapshot_id)?;
+                }
+            }
+            images::finish_pending(tx, &p.image_id, "failed", Some(&format!("Client.CreateImageFailed: {reason}")))?;
+            Ok::<_, Error>(())
+        })?;
+        self.collect_layers()
     }
 }

@@ -70,4 +70,15 @@ impl Error {
     pub fn not_found(kind: ResourceKind, id: impl Into<String>) -> Self {
         Self::NotFound { kind, ids: vec![id.into()] }
     }
+
+    /// A failure of the host (files, processes, QEMU) while doing `context`.
+    pub fn host(context: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self::Host { context: context.into(), detail: detail.to_string() }
+    }
+
+    /// Whether trying the same work again may succeed: the host or the database
+    /// failed, not the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Host { .. } | Self::Store(_))
+    }
 }

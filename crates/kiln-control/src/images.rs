@@ -50,6 +50,34 @@ pub struct NewImage {
 }
 
 impl NewImage {
+    /// The image's record in `scope` (a new id, `available`) and its devices.
+    pub(crate) fn into_row(self, scope: &Scope) -> (Image, Vec<BlockDevice>) {
+        let image = Image {
+            id: ResourceKind::Image.generate(),
+            account_id: scope.account.clone(),
+            region: scope.region.clone(),
+            name: self.name,
+            description: self.description,
+            architecture: self.architecture.as_str().to_owned(),
+            root_device_name: self.root_device_name,
+            boot_mode: self.boot_mode,
+            kernel_file: self.kernel_file,
+            ramdisk_file: self.ramdisk_file,
+            kernel_cmdline: self.kernel_cmdline,
+            default_user: None,
+            state: "available".into(),
+            state_reason: None,
+            is_public: false,
+            product_codes: String::new(),
+            deprecation_time: None,
+            source_instance_id: self.source_instance_id,
+            recipe: None,
+            recipe_hash: None,
+            created_at: kiln_store::now(),
+        };
+        (image, self.devices)
+    }
+
     /// A private image of `devices`, booted the architecture's usual way from its disk
     /// unless a kernel is set.
     pub fn new(
@@ -222,32 +250,11 @@ impl Cloud {
                 }
             }
         }
-        let image = Image {
-            id: ResourceKind::Image.generate(),
-            account_id: scope.account.clone(),
-            region: scope.region.clone(),
-            name: new.name.clone(),
-            description: new.description,
-            architecture: new.architecture.as_str().to_owned(),
-            root_device_name: new.root_device_name,
-            boot_mode: new.boot_mode,
-            kernel_file: new.kernel_file,
-            ramdisk_file: new.ramdisk_file,
-            kernel_cmdline: new.kernel_cmdline,
-            default_user: None,
-            state: "available".into(),
-            state_reason: None,
-            is_public: false,
-            product_codes: String::new(),
-            deprecation_time: None,
-            source_instance_id: new.source_instance_id,
-            recipe: None,
-            recipe_hash: None,
-            created_at: kiln_store::now(),
-        };
+        let name = new.name.clone();
+        let (image, devices) = new.into_row(scope);
         self.store.write(|tx| {
-            if !images::insert(tx, &image, &new.devices)? {
-                return Err(Error::Duplicate { kind: ResourceKind::Image, name: new.name.clone() });
+            if !images::insert(tx, &image, &devices)? {
+                return Err(Error::Duplicate { kind: ResourceKind::Image, name: name.clone() });
             }
             tags::put_all(tx, scope, ResourceKind::Image, &image.id, tags)?;
             Ok(image)

@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use kiln_store::instances::{self, Instance};
 use kiln_store::volumes::{self, Volume};
-use kiln_store::{key_pairs, security_groups, vpcs, Connection, Scope};
+use kiln_store::{client_tokens, key_pairs, security_groups, vpcs, Connection, Scope};
 use kiln_types::instance_types::{self, InstanceTypeInfo};
-use kiln_types::{Architecture, ResourceKind};
+use kiln_types::{Architecture, InstanceState, ResourceKind};
 use sha2::{Digest, Sha256};
 
 use crate::{tags, Cloud, Error, Result};
@@ -56,21 +56,8 @@ pub struct RunRequest {
 #[derive(Debug, Clone)]
 pub struct StateChange {
     pub instance_id: String,
-    pub previous: String,
-    pub current: String,
-}
-
-/// EC2's state codes.
-pub fn state_code(state: &str) -> i64 {
-    match state {
-        "pending" => 0,
-        "running" => 16,
-        "shutting-down" => 32,
-        "terminated" => 48,
-        "stopping" => 64,
-        "stopped" => 80,
-        _ => 0,
-    }
+    pub previous: InstanceState,
+    pub current: InstanceState,
 }
 
 /// EC2's transition reason for a user's request.
@@ -146,10 +133,7 @@ impl Cloud {
 
     /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
     fn in_use(conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
-        let live: Vec<Instance> = instances::all(conn)?
-            .into_iter()
-            .filter(|i| !matches!(i.state.as_str(), "stopped" | "terminated"))
-            .collect();
+        let live: Vec<Instance> = instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect();
         let vcpus = live.iter().map(|i| i.vcpus).sum();
         let mem = live.iter().map(|i| i.memory_mib).sum();
         Ok((live, vcpus, mem))
@@ -169,6 +153,18 @@ impl Cloud {
         Ok((host_fit.min(want), quota_fit.min(want)))
     }
 
+    /// The instances a ClientToken already launched, or IdempotentParameterMismatch when
+    /// the token came with other arguments.
+    fn token_reservation(conn: &Connection, scope: &Scope, token: &str, hash: &str) -> Result<Option<Vec<Instance>>> {
+        let Some((reservation, first_hash)) = client_tokens::get(conn, scope, token)? else { return Ok(None) };
+        if first_hash != hash {
+            return Err(Error::IdempotentMismatch(format!(
+                "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with ClientToken {token}"
+            )));
+        }
+        Ok(Some(instances::of_reservation(conn, &reservation)?))
+    }
+
     /// Launches between `min_count` and `max_count` instances, or none.
     pub fn run_instances(&self, scope: &Scope, r: RunRequest) -> Result<Vec<Instance>> {
         if r.min_count < 1 || r.max_count < 1 {
@@ -183,19 +179,11 @@ impl Cloud {
             ));
         }
         let hash = request_hash(&r);
+        // A retry answers with the first launch, whatever has changed since (checked
+        // again, authoritatively, inside the launch's transaction).
         if let Some(token) = &r.client_token {
-            let existing: Vec<Instance> = self
-                .instances(scope, &[])?
-                .into_iter()
-                .filter(|i| i.client_token.as_deref() == Some(token.as_str()))
-                .collect();
-            if let Some(first) = existing.first() {
-                if first.request_hash.as_deref() != Some(hash.as_str()) {
-                    return Err(Error::IdempotentMismatch(format!(
-                        "Arguments on this idempotent request are inconsistent with arguments used in previous request(s) with ClientToken {token}"
-                    )));
-                }
-                return Ok(existing);
+            if let Some(first) = self.store.read(|c| Self::token_reservation(c, scope, token, &hash))? {
+                return Ok(first);
             }
         }
         let t = instance_types::lookup(&r.instance_type).ok_or_else(|| {
@@ -252,6 +240,14 @@ impl Cloud {
         let now = kiln_store::now();
         let reservation_id = ResourceKind::Reservation.generate();
         self.store.write(|tx| {
+            if let Some(token) = &r.client_token {
+                if let Some(first) = Self::token_reservation(tx, scope, token, &hash)? {
+                    return Ok(first);
+                }
+                // The token's primary key makes a concurrent retry wait for this
+                // transaction and then find the reservation above.
+                client_tokens::insert(tx, scope, token, &reservation_id, &hash)?;
+            }
             // Placement: the subnet given, else the default subnet of the zone asked (or the first).
             let subnets = vpcs::list_subnets(tx, scope)?;
             let subnet = match &r.subnet_id {
@@ -345,7 +341,7 @@ impl Cloud {
                     architecture: arch.as_str().to_owned(),
                     vcpus: t.vcpus as i64,
                     memory_mib: t.memory_mib as i64,
-                    state: "pending".into(),
+                    state: InstanceState::Pending,
                     transition_reason: String::new(),
                     state_reason_code: Some("pending".into()),
                     state_reason_message: Some("pending".into()),
@@ -405,55 +401,69 @@ impl Cloud {
         })
     }
 
+    /// Moves each instance as `f` decides (`None`: it stays), all or none, each move a
+    /// compare-and-set from the state just read.
     fn transition(
         &self,
         scope: &Scope,
         ids: &[String],
-        f: impl Fn(&Connection, &Instance) -> Result<Option<(&'static str, String, Option<(&'static str, &'static str)>)>>,
+        f: impl Fn(&Connection, &Instance) -> Result<Option<(InstanceState, String, Option<(&'static str, &'static str)>)>>,
     ) -> Result<Vec<StateChange>> {
         self.store.write(|tx| {
             let mut out = Vec::new();
             let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
             for i in &all {
-                let next = f(tx, i)?;
-                let current = match next {
-                    Some((state, reason, sr)) => {
-                        instances::set_state(tx, &i.id, state, &reason, sr)?;
-                        state.to_owned()
+                let current = match f(tx, i)? {
+                    Some((to, reason, sr)) => {
+                        if !instances::transition(tx, &i.id, i.state, to, Some(&reason), sr)? {
+                            return Err(Error::IncorrectInstanceState(format!(
+                                "The instance '{}' changed state meanwhile; try again.",
+                                i.id
+                            )));
+                        }
+                        to
                     }
-                    None => i.state.clone(),
+                    None => i.state,
                 };
-                out.push(StateChange { instance_id: i.id.clone(), previous: i.state.clone(), current });
+                out.push(StateChange { instance_id: i.id.clone(), previous: i.state, current });
             }
             Ok(out)
         })
     }
 
+    /// StopInstances. With `force` the VM is ended at once rather than asked to power
+    /// off: recorded as a workflow in the same transaction, carried out by the
+    /// reconciler.
     pub fn stop_instances(&self, scope: &Scope, ids: &[String], force: bool) -> Result<Vec<StateChange>> {
-        let changes = self.transition(scope, ids, |_, i| match i.state.as_str() {
-            "running" | "pending" => Ok(Some((
-                "stopping",
-                user_reason(),
-                Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown")),
-            ))),
-            "stopping" | "stopped" => Ok(None),
-            other => Err(Error::IncorrectInstanceState(format!(
-                "This instance '{}' is not in a state from which it can be stopped: it is {other}.",
-                i.id
-            ))),
-        })?;
-        if force && !kiln_store::is_dry_run() {
-            let agent = self.agent()?;
-            for c in &changes {
-                let _ = agent.kill(&c.instance_id);
+        use InstanceState::*;
+        self.transition(scope, ids, |tx, i| {
+            let next = match i.state {
+                Running | Pending => Some((
+                    Stopping,
+                    user_reason(),
+                    Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown")),
+                )),
+                Stopping | Stopped => None,
+                other => {
+                    return Err(Error::IncorrectInstanceState(format!(
+                        "This instance '{}' is not in a state from which it can be stopped: it is {other}.",
+                        i.id
+                    )))
+                }
+            };
+            if force && i.state != Stopped {
+                // If another workflow holds the VM, the stop waits for it and is then
+                // done by the reconciler's usual power-off.
+                crate::workflows::record(tx, crate::workflows::Work::ForceStop { instance_id: i.id.clone() })?;
             }
-        }
-        Ok(changes)
+            Ok(next)
+        })
     }
 
     pub fn start_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
-        self.transition(scope, ids, |tx, i| match i.state.as_str() {
-            "stopped" => {
+        use InstanceState::*;
+        self.transition(scope, ids, |tx, i| match i.state {
+            Stopped => {
                 let t = instance_types::lookup(&i.instance_type)
                     .ok_or_else(|| Error::InvalidParameterValue("unknown type".into()))?;
                 let (host_fit, quota_fit) =
@@ -470,9 +480,9 @@ impl Cloud {
                         i.id, t.name
                     )));
                 }
-                Ok(Some(("pending", String::new(), None)))
+                Ok(Some((Pending, String::new(), None)))
             }
-            "pending" | "running" => Ok(None),
+            Pending | Running => Ok(None),
             other => Err(Error::IncorrectInstanceState(format!(
                 "The instance '{}' is not in a state from which it can be started: it is {other}.",
                 i.id
@@ -481,6 +491,7 @@ impl Cloud {
     }
 
     pub fn terminate_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
+        use InstanceState::*;
         self.transition(scope, ids, |_, i| {
             if i.disable_api_termination {
                 return Err(Error::OperationNotPermitted(format!(
@@ -488,32 +499,39 @@ impl Cloud {
                     i.id
                 )));
             }
-            match i.state.as_str() {
-                "shutting-down" | "terminated" => Ok(None),
-                _ => Ok(Some(("shutting-down", user_reason(), Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"))))),
+            match i.state {
+                ShuttingDown | Terminated => Ok(None),
+                _ => Ok(Some((ShuttingDown, user_reason(), Some(("Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"))))),
             }
         })
     }
 
-    /// Reboots running instances (a reset); terminated ones are ignored, as on EC2.
+    /// Reboots running instances (a reset, done by the reconciler from the workflow
+    /// recorded here); terminated ones are ignored, as on EC2.
     pub fn reboot_instances(&self, scope: &Scope, ids: &[String]) -> Result<()> {
-        let all = self.instances(scope, ids)?;
-        if let Some(i) = all.iter().find(|i| matches!(i.state.as_str(), "stopped" | "stopping")) {
-            return Err(Error::IncorrectInstanceState(format!(
-                "The instance '{}' is not in a state from which it can be rebooted: it is {}.",
-                i.id, i.state
-            )));
-        }
-        if kiln_store::is_dry_run() {
-            return Ok(());
-        }
-        let agent = self.agent()?;
-        for i in all.iter().filter(|i| i.state == "running") {
-            agent
-                .reset(&i.id)
-                .map_err(|e| Error::Host { context: format!("rebooting {}", i.id), detail: e.to_string() })?;
-        }
-        Ok(())
+        use InstanceState::*;
+        self.store.write(|tx| {
+            let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
+            if let Some(i) = all.iter().find(|i| matches!(i.state, Stopped | Stopping)) {
+                return Err(Error::IncorrectInstanceState(format!(
+                    "The instance '{}' is not in a state from which it can be rebooted: it is {}.",
+                    i.id, i.state
+                )));
+            }
+            for i in all.iter().filter(|i| matches!(i.state, Running | Pending)) {
+                if !crate::workflows::record(tx, crate::workflows::Work::Reboot { instance_id: i.id.clone() })? {
+                    let busy = crate::workflows::busy_with(tx, &i.id)?;
+                    if busy != Some(crate::workflows::REBOOT) {
+                        return Err(Error::IncorrectInstanceState(format!(
+                            "The instance '{}' is busy ({}); reboot it when that is done.",
+                            i.id,
+                            busy.unwrap_or("another task")
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The serial console, for GetConsoleOutput.
@@ -528,7 +546,7 @@ impl Cloud {
         self.store.write(|tx| {
             let i = self.find_instance(tx, scope, id)?;
             let must_be_stopped = |what: &str| -> Result<()> {
-                if i.state != "stopped" {
+                if i.state != InstanceState::Stopped {
                     return Err(Error::IncorrectInstanceState(format!(
                         "The instance '{id}' is not in the 'stopped' state, so its {what} cannot be changed."
                     )));
@@ -571,7 +589,7 @@ impl Cloud {
                     instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v))?;
                 }
                 InstanceChange::MetadataOptions { http_tokens, http_endpoint, hop_limit } => {
-                    if matches!(i.state.as_str(), "shutting-down" | "terminated") {
+                    if matches!(i.state, InstanceState::ShuttingDown | InstanceState::Terminated) {
                         return Err(Error::IncorrectInstanceState(format!(
                             "The instance '{id}' is not in a state from which its metadata options can be changed."
                         )));
@@ -624,15 +642,5 @@ mod tests {
         assert!(check_address(&net, "10.0.1.9", &[]).is_ok());
         let full: Vec<String> = (4..15).map(|n| format!("10.0.1.{n}")).collect();
         assert_eq!(next_address(&net, &full), None);
-    }
-
-    #[test]
-    fn state_codes_are_ec2s() {
-        assert_eq!(state_code("pending"), 0);
-        assert_eq!(state_code("running"), 16);
-        assert_eq!(state_code("shutting-down"), 32);
-        assert_eq!(state_code("terminated"), 48);
-        assert_eq!(state_code("stopping"), 64);
-        assert_eq!(state_code("stopped"), 80);
     }
 }

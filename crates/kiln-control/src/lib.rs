@@ -16,6 +16,7 @@ pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
 pub mod vpcs;
+pub mod workflows;
 
 pub use error::Error;
 pub use kiln_store::Scope;
@@ -58,9 +59,6 @@ pub struct Cloud {
     /// Directories ImportImage and ImportSnapshot may read from, besides
     /// `DATA_DIR/imports`.
     pub import_dirs: Vec<PathBuf>,
-    /// Instances a request is working on directly (CreateImage); the reconciler leaves
-    /// them alone meanwhile.
-    pub(crate) busy: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Where public IPv4 addresses come from (routed from the host).
     pub public_pool: ipnet::Ipv4Net,
 }
@@ -78,7 +76,6 @@ impl Cloud {
             limits: Limits::default(),
             pipe_program: PathBuf::from("kiln"),
             import_dirs: Vec::new(),
-            busy: Default::default(),
             public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
         }
     }

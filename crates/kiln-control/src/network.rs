@@ -17,8 +17,9 @@ use kiln_types::ids::instance_mac;
 use crate::{Cloud, Error, Result};
 
 /// States in which an instance has a VM, hence a port.
-pub fn has_port(state: &str) -> bool {
-    matches!(state, "pending" | "running" | "stopping" | "shutting-down")
+pub fn has_port(state: kiln_types::InstanceState) -> bool {
+    use kiln_types::InstanceState::*;
+    matches!(state, Pending | Running | Stopping | ShuttingDown)
 }
 
 /// The `n`th address of a network.
@@ -84,8 +85,11 @@ impl Cloud {
                         context: "public addresses".into(),
                         detail: format!("the pool {pool} is used up; give `kiln serve --public-ip-pool` a larger one"),
                     })?;
-                instances::set_public_ip(tx, &i.id, Some(&free))?;
-                i.public_ip = Some(free);
+                // Only while the instance is still pending or running: a stop that
+                // landed after this pass read it keeps it without an address.
+                if instances::set_public_ip(tx, &i.id, &free)? {
+                    i.public_ip = Some(free);
+                }
                 Ok::<_, Error>(())
             })?;
         }
@@ -97,7 +101,7 @@ impl Cloud {
     /// instance launched meanwhile waits for the next pass instead of starting without
     /// its port.
     pub fn desired_networks(&self, all: &[Instance]) -> Result<Vec<VpcNetwork>> {
-        let mut live: Vec<Instance> = all.iter().filter(|i| has_port(&i.state)).cloned().collect();
+        let mut live: Vec<Instance> = all.iter().filter(|i| has_port(i.state)).cloned().collect();
         self.assign_public_ips(&mut live)?;
         // Scopes in play: rules and subnets are read once per account and region.
         let mut by_scope: BTreeMap<(String, String), Vec<&Instance>> = BTreeMap::new();

@@ -1,7 +1,11 @@
 //! The reconciler: the store says what each instance should be; this drives the host
-//! agent there and records what is. It runs every half second, and after a restart it
-//! simply carries on: interrupted launches finish, stops and terminations complete,
-//! running VMs are adopted, and VMs or files nobody owns are removed.
+//! agent there and records what is. It is the only actor that touches a VM: each pass
+//! first runs the workflows (`workflows.rs`), then moves every instance no workflow
+//! holds one step, each change of state a compare-and-set from the state it read, so a
+//! request that lands during the pass is never overwritten. It runs every half second
+//! (a failing instance backs off), and after a restart it simply carries on:
+//! interrupted launches finish, stops and terminations complete, running VMs are
+//! adopted, and VMs or files nobody owns are removed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,8 +16,9 @@ use kiln_agent_api::{Disk, Network, VmSpec};
 use kiln_store::instances::{self, Instance};
 use kiln_store::snapshots;
 use kiln_store::volumes::{self, Volume};
-use kiln_types::Architecture;
+use kiln_types::{Architecture, InstanceState};
 
+use crate::workflows::Backoff;
 use crate::{Cloud, Error, Result};
 
 /// How long a guest gets to power off before it is ended.
@@ -32,6 +37,8 @@ pub struct Reconciler {
     stopping_since: Mutex<HashMap<String, (Instant, Instant)>>,
     /// The VPC networks as last made on the host.
     networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
+    /// Pacing of failing workflows and instance steps.
+    backoff: Mutex<Backoff>,
 }
 
 impl Reconciler {
@@ -109,8 +116,10 @@ impl Cloud {
         self.instance_volumes(&i.id)
     }
 
-    fn set_state(&self, id: &str, state: &str, reason: &str, sr: Option<(&str, &str)>) -> Result<()> {
-        self.store.write(|tx| Ok::<_, Error>(instances::set_state(tx, id, state, reason, sr)?))
+    /// Moves an instance from the state this pass read to `to` (compare-and-set);
+    /// returns whether it moved (a request may have moved it first).
+    fn advance(&self, i: &Instance, to: InstanceState, reason: Option<&str>, sr: Option<(&str, &str)>) -> Result<bool> {
+        self.store.write(|tx| Ok::<_, Error>(instances::transition(tx, &i.id, i.state, to, reason, sr)?))
     }
 
     /// Ends a VM and disposes of its volumes: those marked DeleteOnTermination go,
@@ -127,31 +136,24 @@ impl Cloud {
             }
         }
         agent.forget(&i.id);
-        self.set_state(
-            &i.id,
-            "terminated",
-            &i.transition_reason,
+        let shutting = Instance { state: InstanceState::ShuttingDown, ..i.clone() };
+        self.advance(
+            &shutting,
+            InstanceState::Terminated,
+            None,
             i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref()),
         )?;
         self.collect_layers()
     }
 
     fn step(&self, r: &Reconciler, i: &Instance) -> Result<()> {
-        // CreateImage is working on this VM (it may be powered off for a moment).
-        if self.busy.lock().unwrap_or_else(|p| p.into_inner()).contains(&i.id) {
-            return Ok(());
-        }
         let agent = self.agent()?;
         let alive = agent.is_running(&i.id);
-        match i.state.as_str() {
-            "pending" => {
+        match i.state {
+            InstanceState::Pending => {
                 // Only a still-pending instance becomes running: a Stop or Terminate that
                 // arrived while the VM was starting wins, and the next pass acts on it.
-                let advance = |this: &Self| {
-                    this.store
-                        .write(|tx| Ok::<_, Error>(instances::advance(tx, &i.id, "pending", "running")?))
-                        .map(|_| ())
-                };
+                let advance = |this: &Self| this.advance(i, InstanceState::Running, None, None).map(|_| ());
                 if alive {
                     return advance(self);
                 }
@@ -171,19 +173,12 @@ impl Cloud {
                     Err(e) => {
                         tracing::error!(instance = %i.id, error = %e, "launch failed");
                         let msg = format!("Server.InternalError: {e}");
-                        let failed = self.store.write(|tx| {
-                            let moved = instances::advance(tx, &i.id, "pending", "shutting-down")?;
-                            if moved {
-                                instances::set_state(
-                                    tx,
-                                    &i.id,
-                                    "shutting-down",
-                                    "",
-                                    Some(("Server.InternalError", &msg)),
-                                )?;
-                            }
-                            Ok::<_, Error>(moved)
-                        })?;
+                        let failed = self.advance(
+                            i,
+                            InstanceState::ShuttingDown,
+                            Some(""),
+                            Some(("Server.InternalError", &msg)),
+                        )?;
                         if !failed {
                             return Ok(());
                         }
@@ -196,7 +191,7 @@ impl Cloud {
                     }
                 }
             }
-            "running" => {
+            InstanceState::Running => {
                 if !alive {
                     // The guest powered itself off (or QEMU died).
                     let reason = format!(
@@ -208,7 +203,9 @@ impl Cloud {
                         "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
                     ));
                     if i.shutdown_behavior == "terminate" {
-                        self.set_state(&i.id, "shutting-down", &reason, sr)?;
+                        if !self.advance(i, InstanceState::ShuttingDown, Some(&reason), sr)? {
+                            return Ok(());
+                        }
                         let next = Instance {
                             transition_reason: reason,
                             state_reason_code: Some("Client.InstanceInitiatedShutdown".into()),
@@ -219,7 +216,7 @@ impl Cloud {
                         };
                         return self.finish_termination(&next);
                     }
-                    return self.set_state(&i.id, "stopped", &reason, sr);
+                    return self.advance(i, InstanceState::Stopped, Some(&reason), sr).map(|_| ());
                 }
                 if i.ready_at.is_none() {
                     let console = agent.console(&i.id, 256 * 1024);
@@ -229,15 +226,17 @@ impl Cloud {
                 }
                 Ok(())
             }
-            "stopping" => {
+            InstanceState::Stopping => {
                 if !alive {
                     r.stopping_since.lock().unwrap_or_else(|p| p.into_inner()).remove(&i.id);
-                    return self.set_state(
-                        &i.id,
-                        "stopped",
-                        &i.transition_reason,
-                        i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref()),
-                    );
+                    return self
+                        .advance(
+                            i,
+                            InstanceState::Stopped,
+                            None,
+                            i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref()),
+                        )
+                        .map(|_| ());
                 }
                 let mut since = r.stopping_since.lock().unwrap_or_else(|p| p.into_inner());
                 match since.get_mut(&i.id) {
@@ -264,14 +263,14 @@ impl Cloud {
                 }
                 Ok(())
             }
-            "shutting-down" => self.finish_termination(i),
-            "stopped" => {
+            InstanceState::ShuttingDown => self.finish_termination(i),
+            InstanceState::Stopped => {
                 if alive {
                     agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
                 }
                 Ok(())
             }
-            "terminated" => {
+            InstanceState::Terminated => {
                 let gone = i
                     .terminated_at
                     .as_deref()
@@ -282,7 +281,6 @@ impl Cloud {
                 }
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 
@@ -301,14 +299,30 @@ impl Cloud {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
         drop(nets);
-        for i in &all {
-            if let Err(e) = self.step(r, i) {
-                tracing::warn!(instance = %i.id, error = %e, "reconcile step failed; retrying");
+        let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        // Workflows first; the instances they hold are theirs for this pass.
+        let held = self.run_workflows(&all, &mut backoff)?;
+        for i in all.iter().filter(|i| !held.contains(&i.id)) {
+            if !backoff.ready(&i.id) {
+                continue;
+            }
+            match self.step(r, i) {
+                Ok(()) => backoff.succeeded(&i.id),
+                Err(e) => {
+                    let (wait, loud) = backoff.failed(&i.id);
+                    if loud {
+                        tracing::warn!(instance = %i.id, error = %e, retry_in = ?wait, "reconcile step failed; retrying");
+                    }
+                }
             }
         }
+        let mut keys: std::collections::HashSet<String> = all.iter().map(|i| i.id.clone()).collect();
+        keys.extend(self.store.read(|c| Ok::<_, Error>(kiln_store::workflows::running(c)?))?.into_iter().map(|w| w.id));
+        backoff.retain(&keys);
+        drop(backoff);
         let agent = self.agent()?;
         for id in agent.running() {
-            let owned = all.iter().any(|i| i.id == id && !matches!(i.state.as_str(), "terminated" | "stopped"));
+            let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity());
             if !owned {
                 tracing::warn!(instance = %id, "ending a VM no instance owns");
                 let _ = agent.kill(&id);

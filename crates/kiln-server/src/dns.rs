@@ -100,7 +100,7 @@ async fn forward(packet: &[u8]) -> Option<Vec<u8>> {
 /// The VPC's instances' public-to-private addresses, and its region.
 fn vpc_view(cloud: &Cloud, vpc_id: &str) -> (String, Vec<(Ipv4Addr, Ipv4Addr)>) {
     let all = cloud.store.read(instances::all).unwrap_or_default();
-    let mine: Vec<_> = all.into_iter().filter(|i| i.vpc_id == vpc_id && has_port(&i.state)).collect();
+    let mine: Vec<_> = all.into_iter().filter(|i| i.vpc_id == vpc_id && has_port(i.state)).collect();
     let region = mine.first().map(|i| i.region.clone()).unwrap_or_default();
     let publics =
         mine.iter().filter_map(|i| Some((i.public_ip.as_deref()?.parse().ok()?, i.private_ip.parse().ok()?))).collect();

@@ -58,7 +58,7 @@ fn wanted(cloud: &Cloud) -> Vec<(Instance, Option<Binding>)> {
     let live: Vec<Instance> = cloud
         .store
         .read(instances::all)
-        .map(|all| all.into_iter().filter(|i| has_port(&i.state)).collect())
+        .map(|all| all.into_iter().filter(|i| has_port(i.state)).collect())
         .unwrap_or_default();
     live.into_iter()
         .map(|i| {

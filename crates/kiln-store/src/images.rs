@@ -189,6 +189,32 @@ pub fn set_state(conn: &Connection, image_id: &str, state: &str, reason: Option<
     Ok(())
 }
 
+/// An image's state, whoever owns it; `None` when there is no such image.
+pub fn state(conn: &Connection, image_id: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.query_row("SELECT state FROM images WHERE id = ?1", [image_id], |r| r.get(0)).optional()?)
+}
+
+/// Moves a pending image to `state` (compare-and-set); returns whether it moved.
+pub fn finish_pending(
+    conn: &Connection,
+    image_id: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE images SET state = ?2, state_reason = ?3 WHERE id = ?1 AND state = 'pending'",
+        params![image_id, state, reason],
+    )?;
+    Ok(n > 0)
+}
+
+/// Unmaps a snapshot from every image's block devices (a failed image never got it).
+pub fn unmap_snapshot(conn: &Connection, snapshot_id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE image_block_devices SET snapshot_id = NULL WHERE snapshot_id = ?1", [snapshot_id])?;
+    Ok(())
+}
+
 pub fn set_product_codes(conn: &Connection, image_id: &str, codes: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE images SET product_codes = ?2 WHERE id = ?1", params![image_id, codes])?;
     Ok(())

@@ -1,6 +1,9 @@
 //! Instances: what each should be (its state, as EC2 names it) and what it was
 //! launched with. The reconciler in `kiln-control` moves real VMs toward `state`.
 
+use std::collections::HashMap;
+
+use kiln_types::InstanceState;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{Scope, StoreError};
@@ -16,7 +19,7 @@ pub struct Instance {
     pub architecture: String,
     pub vcpus: i64,
     pub memory_mib: i64,
-    pub state: String,
+    pub state: InstanceState,
     pub transition_reason: String,
     pub state_reason_code: Option<String>,
     pub state_reason_message: Option<String>,
@@ -68,7 +71,11 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         architecture: r.get(6)?,
         vcpus: r.get(7)?,
         memory_mib: r.get(8)?,
-        state: r.get(9)?,
+        state: {
+            let s: String = r.get(9)?;
+            s.parse()
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e)))?
+        },
         transition_reason: r.get(10)?,
         state_reason_code: r.get(11)?,
         state_reason_message: r.get(12)?,
@@ -116,7 +123,7 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.architecture,
             i.vcpus,
             i.memory_mib,
-            i.state,
+            i.state.as_str(),
             i.transition_reason,
             i.state_reason_code,
             i.state_reason_message,
@@ -173,10 +180,32 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreErro
     with_groups(conn, rows)
 }
 
-/// Every instance of every account (for the reconciler and capacity).
+/// Every instance of every account (for the reconciler, capacity and the guest
+/// services), in two queries whatever their number, without user data (read it with
+/// `get`).
 pub fn all(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
-    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM instances ORDER BY launch_time, id"))?;
-    let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    let columns = COLUMNS.replace("user_data", "NULL");
+    let mut st = conn.prepare_cached(&format!("SELECT {columns} FROM instances ORDER BY launch_time, id"))?;
+    let mut rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    let mut st =
+        conn.prepare_cached("SELECT instance_id, group_id FROM instance_groups ORDER BY instance_id, position")?;
+    for pair in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (i, g) = pair?;
+        groups.entry(i).or_default().push(g);
+    }
+    for i in &mut rows {
+        i.groups = groups.remove(&i.id).unwrap_or_default();
+    }
+    Ok(rows)
+}
+
+/// The instances of one reservation (a ClientToken's retry answers with them).
+pub fn of_reservation(conn: &Connection, reservation_id: &str) -> Result<Vec<Instance>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM instances WHERE reservation_id = ?1 ORDER BY launch_index, id"
+    ))?;
+    let rows = st.query_map([reservation_id], row)?.collect::<Result<Vec<_>, _>>()?;
     with_groups(conn, rows)
 }
 
@@ -185,40 +214,43 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Instance>, StoreError> 
     Ok(with_groups(conn, found.into_iter().collect())?.pop())
 }
 
-/// Moves an instance to `state`, with EC2's reasons.
-pub fn set_state(
+/// Moves an instance from `from` to `to` only if it is still in `from` (another request
+/// or the reconciler may have moved it meanwhile); returns whether it moved. The
+/// transition must be one EC2 allows. `reason` replaces the transition reason when
+/// given; `state_reason` is EC2's StateReason (none clears it). Stopping and terminating
+/// release the public address; reaching running keeps the ready mark, anything else
+/// clears it.
+pub fn transition(
     conn: &Connection,
     id: &str,
-    state: &str,
-    transition_reason: &str,
-    reason: Option<(&str, &str)>,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE instances SET state = ?2, transition_reason = ?3, state_reason_code = ?4, state_reason_message = ?5,
-           terminated_at = CASE WHEN ?2 = 'terminated' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE terminated_at END,
-           ready_at = CASE WHEN ?2 = 'running' THEN ready_at ELSE NULL END,
-           public_ip = CASE WHEN ?2 IN ('stopped', 'terminated') THEN NULL ELSE public_ip END
-         WHERE id = ?1",
-        params![id, state, transition_reason, reason.map(|r| r.0), reason.map(|r| r.1)],
-    )?;
-    Ok(())
-}
-
-/// Moves an instance from `from` to `to` only if it is still in `from` (a request may
-/// have moved it meanwhile); returns whether it moved.
-pub fn advance(conn: &Connection, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+    from: InstanceState,
+    to: InstanceState,
+    reason: Option<&str>,
+    state_reason: Option<(&str, &str)>,
+) -> Result<bool, StoreError> {
+    if !from.can_become(to) {
+        return Err(StoreError::IllegalTransition { id: id.to_owned(), from, to });
+    }
     let n = conn.execute(
-        "UPDATE instances SET state = ?3, state_reason_code = NULL, state_reason_message = NULL
+        "UPDATE instances SET state = ?3, transition_reason = COALESCE(?4, transition_reason),
+           state_reason_code = ?5, state_reason_message = ?6,
+           terminated_at = CASE WHEN ?3 = 'terminated' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE terminated_at END,
+           ready_at = CASE WHEN ?3 = 'running' THEN ready_at ELSE NULL END,
+           public_ip = CASE WHEN ?3 IN ('stopped', 'terminated') THEN NULL ELSE public_ip END
          WHERE id = ?1 AND state = ?2",
-        params![id, from, to],
+        params![id, from.as_str(), to.as_str(), reason, state_reason.map(|r| r.0), state_reason.map(|r| r.1)],
     )?;
     Ok(n > 0)
 }
 
-/// Gives a running instance its public address (`None` releases it).
-pub fn set_public_ip(conn: &Connection, id: &str, ip: Option<&str>) -> Result<(), StoreError> {
-    conn.execute("UPDATE instances SET public_ip = ?2 WHERE id = ?1", params![id, ip])?;
-    Ok(())
+/// Gives an instance that is pending or running its public address; returns false (and
+/// changes nothing) if it has left those states meanwhile.
+pub fn set_public_ip(conn: &Connection, id: &str, ip: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE instances SET public_ip = ?2 WHERE id = ?1 AND state IN ('pending', 'running')",
+        params![id, ip],
+    )?;
+    Ok(n > 0)
 }
 
 /// Public addresses in use.
@@ -275,8 +307,11 @@ pub enum Attribute {
     HopLimit,
 }
 
+/// Removes a terminated instance's row (its tags go by trigger; its ClientToken when no
+/// instance of the reservation is left).
 pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+    conn.execute("DELETE FROM instances WHERE id = ?1 AND state = 'terminated'", [id])?;
+    crate::client_tokens::purge_unused(conn)?;
     Ok(())
 }
 

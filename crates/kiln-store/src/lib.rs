@@ -3,6 +3,7 @@
 //! decide what is allowed (that is `kiln-control`).
 
 pub mod accounts;
+pub mod client_tokens;
 pub mod images;
 pub mod imports;
 pub mod instances;
@@ -13,6 +14,7 @@ pub mod snapshots;
 pub mod tags;
 pub mod volumes;
 pub mod vpcs;
+pub mod workflows;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -29,6 +31,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("instance {id} cannot go from {from} to {to}")]
+    IllegalTransition { id: String, from: kiln_types::InstanceState, to: kiln_types::InstanceState },
 }
 
 /// Which account and region a query is for. Every resource lives in exactly one.

@@ -248,6 +248,52 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN public_ip TEXT;
     CREATE UNIQUE INDEX instances_by_public_ip ON instances (public_ip) WHERE public_ip IS NOT NULL;
     "#,
+    // 7: the durable core. Workflows (multi-step work recorded as intent in the
+    // request's transaction; at most one running per instance, which makes the
+    // reconciler the only actor on a VM), ClientTokens unique per account and region,
+    // and tags that go with their resource, by trigger, wherever it is deleted.
+    r#"
+    CREATE TABLE workflows (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        instance_id TEXT,
+        params      TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX workflows_one_actor ON workflows (instance_id)
+        WHERE status = 'running' AND instance_id IS NOT NULL;
+    CREATE INDEX workflows_by_status ON workflows (status);
+    CREATE TABLE client_tokens (
+        account_id     TEXT NOT NULL,
+        region         TEXT NOT NULL,
+        token          TEXT NOT NULL,
+        reservation_id TEXT NOT NULL,
+        request_hash   TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        PRIMARY KEY (account_id, region, token)
+    );
+    INSERT OR IGNORE INTO client_tokens
+        SELECT account_id, region, client_token, reservation_id, COALESCE(request_hash, ''), launch_time
+        FROM instances WHERE client_token IS NOT NULL;
+    CREATE INDEX instances_by_reservation ON instances (reservation_id);
+    CREATE TRIGGER key_pairs_tags_go AFTER DELETE ON key_pairs BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER vpcs_tags_go AFTER DELETE ON vpcs BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER subnets_tags_go AFTER DELETE ON subnets BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER security_groups_tags_go AFTER DELETE ON security_groups BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER security_group_rules_tags_go AFTER DELETE ON security_group_rules BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER images_tags_go AFTER DELETE ON images BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER instances_tags_go AFTER DELETE ON instances BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER volumes_tags_go AFTER DELETE ON volumes BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER snapshots_tags_go AFTER DELETE ON snapshots BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER snapshots_tags_hidden AFTER UPDATE OF deleted ON snapshots WHEN NEW.deleted = 1
+        BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM key_pairs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM vpcs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM subnets x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_groups x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_group_rules x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM images x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM instances x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM volumes x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM snapshots x WHERE x.id = tags.resource_id AND x.deleted = 0);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -94,11 +94,13 @@ pub fn used_by_image(conn: &Connection, id: &str) -> Result<Option<String>, Stor
         .optional()?)
 }
 
-/// Deleted snapshots that nothing references any more (no image, no child layer):
-/// their rows can go, and their files if no other row shares them.
+/// Deleted snapshots that nothing references any more (no image, no child layer, no
+/// volume building on it or still writing its file, not pending): their rows can go,
+/// and their files if no other row shares them.
 pub fn collectable(conn: &Connection) -> Result<Vec<Snapshot>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM snapshots s WHERE deleted = 1
+        "SELECT {COLUMNS} FROM snapshots s WHERE deleted = 1 AND state != 'pending'
+           AND NOT EXISTS (SELECT 1 FROM volumes w WHERE w.file = s.file)
            AND NOT EXISTS (SELECT 1 FROM snapshots c WHERE c.parent_id = s.id)
            AND NOT EXISTS (SELECT 1 FROM image_block_devices b WHERE b.snapshot_id = s.id)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.snapshot_id = s.id)"

@@ -76,6 +76,11 @@ pub fn of_instance(conn: &Connection, instance_id: &str) -> Result<Vec<Volume>, 
     Ok(rows)
 }
 
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Volume>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM volumes WHERE id = ?1"), [id], row).optional()?)
+}
+
 /// Every volume (for finding stray files).
 pub fn all(conn: &Connection) -> Result<Vec<Volume>, StoreError> {
     let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM volumes ORDER BY created_at"))?;
@@ -97,6 +102,7 @@ pub fn detach(conn: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Removes a volume's record (its tags go by trigger).
 pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
     Ok(())

@@ -4,9 +4,11 @@
 pub mod ids;
 pub mod instance_types;
 pub mod region;
+pub mod state;
 
 pub use ids::{AccountId, IdError, ResourceKind};
 pub use region::{RegionConfig, Zone};
+pub use state::InstanceState;
 
 use std::fmt;
 use std::str::FromStr;

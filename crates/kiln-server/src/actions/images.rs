@@ -179,7 +179,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: kiln_ec2::requests::images::CreateImage) 
         )
         .ec2()?;
     let mut w = ctx.xml("CreateImage");
-    w.opt("imageId", image.map(|i| i.id));
+    w.elem("imageId", &image.id);
     Ok(w.finish("CreateImage"))
 }
 

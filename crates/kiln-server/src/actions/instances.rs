@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use kiln_control::instances::{state_code, InstanceChange, RunRequest, StateChange, VolumeRequest};
+use kiln_control::instances::{InstanceChange, RunRequest, StateChange, VolumeRequest};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instances::{
     DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
@@ -48,6 +48,7 @@ fn write_association(w: &mut XmlWriter, i: &Instance) {
 }
 
 use kiln_types::region::{private_dns, public_dns};
+use kiln_types::InstanceState;
 
 fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
     w.set("groupSet", groups, |w, g| {
@@ -55,8 +56,8 @@ fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, St
     });
 }
 
-fn write_state(w: &mut XmlWriter, name: &'static str, state: &str) {
-    w.start(name).elem("code", state_code(state)).elem("name", state).end();
+fn write_state(w: &mut XmlWriter, name: &'static str, state: InstanceState) {
+    w.start(name).elem("code", state.code()).elem("name", state.as_str()).end();
 }
 
 fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
@@ -64,8 +65,8 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     let t = instance_types::lookup(&i.instance_type);
     let eni = format!("eni-{}", &i.id[2..]);
     w.elem("instanceId", &i.id).elem("imageId", &i.image_id);
-    write_state(w, "instanceState", &i.state);
-    let terminated = i.state == "terminated";
+    write_state(w, "instanceState", i.state);
+    let terminated = i.state == InstanceState::Terminated;
     w.elem("privateDnsName", if terminated { "" } else { dns.as_str() })
         .elem("dnsName", i.public_ip.as_deref().map(|p| public_dns(&i.region, p)).unwrap_or_default())
         .elem("reason", &i.transition_reason)
@@ -238,8 +239,8 @@ const INSTANCE_FILTERS: &[&str] = &[
 
 fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field {
     match name {
-        "instance-state-name" => Field::one(i.state.clone()),
-        "instance-state-code" => Field::one(state_code(&i.state).to_string()),
+        "instance-state-name" => Field::one(i.state.as_str()),
+        "instance-state-code" => Field::one(i.state.code().to_string()),
         "instance-id" => Field::one(i.id.clone()),
         "image-id" => Field::one(i.image_id.clone()),
         "instance-type" => Field::one(i.instance_type.clone()),
@@ -297,14 +298,14 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstances) -> ActionResult {
 pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
     let mut list = ctx.cloud.instances(&ctx.scope, &r.instance_ids).ec2()?;
     if !r.include_all {
-        list.retain(|i| i.state == "running");
+        list.retain(|i| i.state == InstanceState::Running);
     } else {
-        list.retain(|i| i.state != "terminated" || !r.instance_ids.is_empty());
+        list.retain(|i| i.state != InstanceState::Terminated || !r.instance_ids.is_empty());
     }
     let status_of = |i: &Instance| -> (&'static str, &'static str) {
-        match (i.state.as_str(), i.ready_at.is_some()) {
-            ("running", true) => ("ok", "ok"),
-            ("running", false) => ("ok", "initializing"),
+        match (i.state, i.ready_at.is_some()) {
+            (InstanceState::Running, true) => ("ok", "ok"),
+            (InstanceState::Running, false) => ("ok", "initializing"),
             _ => ("not-applicable", "not-applicable"),
         }
     };
@@ -319,8 +320,8 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
             "system-status.status",
         ],
         |i, name| match name {
-            "instance-state-name" => Field::one(i.state.clone()),
-            "instance-state-code" => Field::one(state_code(&i.state).to_string()),
+            "instance-state-name" => Field::one(i.state.as_str()),
+            "instance-state-code" => Field::one(i.state.code().to_string()),
             "availability-zone" => Field::one(i.availability_zone.clone()),
             "instance-status.status" => Field::one(status_of(i).1),
             "system-status.status" => Field::one(status_of(i).0),
@@ -333,7 +334,7 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
     w.set("instanceStatusSet", page, |w, i| {
         let (system, instance) = status_of(&i);
         w.elem("instanceId", &i.id).elem("availabilityZone", &i.availability_zone);
-        write_state(w, "instanceState", &i.state);
+        write_state(w, "instanceState", i.state);
         for (name, value) in [("systemStatus", system), ("instanceStatus", instance)] {
             w.start(name).elem("status", value);
             w.set("details", [()], |w, _| {
@@ -356,8 +357,8 @@ fn changes(ctx: &Ctx<'_>, action: &str, list: Vec<StateChange>) -> ActionResult 
     let mut w = ctx.xml(action);
     w.set("instancesSet", list, |w, c| {
         w.elem("instanceId", &c.instance_id);
-        write_state(w, "currentState", &c.current);
-        write_state(w, "previousState", &c.previous);
+        write_state(w, "currentState", c.current);
+        write_state(w, "previousState", c.previous);
     });
     Ok(w.finish(action))
 }

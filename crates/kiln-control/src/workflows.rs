@@ -1,0 +1,265 @@
+//! The workflow engine: multi-step work on a VM (CreateImage, reboot, a forced stop)
+//! recorded as intent in the transaction that accepts the request, then carried out by
+//! the reconciler, the only actor that touches a VM. Each step is idempotent and its
+//! progress is saved before the next begins, so a restart after `kill -9` resumes where
+//! the work stood; a step that keeps failing ends the workflow with its compensations
+//! run, so nothing half-made stays visible. Launch, stop, start and terminate need no
+//! workflow row: the instance's own state is their intent (see `reconcile.rs`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use kiln_store::instances::Instance;
+use kiln_store::workflows::{self, Workflow};
+use kiln_store::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::create_image::ImagePlan;
+use crate::{Cloud, Error, Result};
+
+pub const REBOOT: &str = "reboot";
+pub const FORCE_STOP: &str = "force-stop";
+pub const CREATE_IMAGE: &str = "create-image";
+
+/// Failed attempts at one step before the workflow gives up and compensates.
+const MAX_ATTEMPTS: i64 = 8;
+/// The longest wait between two attempts at a failing step.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A workflow's kind, parameters and progress (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Work {
+    /// RebootInstances: reset the VM.
+    Reboot { instance_id: String },
+    /// StopInstances with Force: end the VM at once.
+    ForceStop { instance_id: String },
+    /// CreateImage (see `create_image.rs`).
+    CreateImage(ImagePlan),
+}
+
+impl Work {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Work::Reboot { .. } => REBOOT,
+            Work::ForceStop { .. } => FORCE_STOP,
+            Work::CreateImage(_) => CREATE_IMAGE,
+        }
+    }
+
+    pub fn instance_id(&self) -> &str {
+        match self {
+            Work::Reboot { instance_id } | Work::ForceStop { instance_id } => instance_id,
+            Work::CreateImage(p) => &p.instance_id,
+        }
+    }
+
+    /// The step reached, for people reading the store.
+    fn step(&self) -> String {
+        match self {
+            Work::CreateImage(p) => format!("{:?}", p.phase).to_lowercase(),
+            _ => "start".into(),
+        }
+    }
+}
+
+/// What one step did.
+pub(crate) enum Step {
+    /// Progress was made (the new state is saved); the next step runs in this pass.
+    Next(Work),
+    /// Waiting on the guest or the host; try again next pass.
+    Wait(Work),
+    Done,
+}
+
+/// Records a workflow in the caller's transaction. Returns false, recording nothing,
+/// when another workflow is already running on the same instance.
+pub(crate) fn record(conn: &Connection, work: Work) -> Result<bool> {
+    let now = kiln_store::now();
+    let w = Workflow {
+        id: format!("wf-{}", uuid_like()),
+        kind: work.kind().to_owned(),
+        instance_id: Some(work.instance_id().to_owned()),
+        params: serde_json::to_string(&work)
+            .map_err(|e| Error::Host { context: "workflow".into(), detail: e.to_string() })?,
+        step: work.step(),
+        status: "running".into(),
+        attempts: 0,
+        error: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    Ok(workflows::insert(conn, &w)?)
+}
+
+/// The kind of workflow running on an instance, if any.
+pub(crate) fn busy_with(conn: &Connection, instance_id: &str) -> Result<Option<&'static str>> {
+    Ok(workflows::running_on(conn, instance_id)?.map(|w| match w.kind.as_str() {
+        REBOOT => REBOOT,
+        FORCE_STOP => FORCE_STOP,
+        _ => CREATE_IMAGE,
+    }))
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::thread_rng().gen::<u128>())
+}
+
+/// In-memory pacing of failing workflows (not worth persisting: after a restart every
+/// workflow is simply tried at once).
+#[derive(Default)]
+pub struct Backoff {
+    next_try: HashMap<String, (Instant, Duration)>,
+}
+
+impl Backoff {
+    /// Whether `key` may be tried now.
+    pub fn ready(&self, key: &str) -> bool {
+        self.next_try.get(key).is_none_or(|(t, _)| Instant::now() >= *t)
+    }
+
+    /// Records a failure; returns the wait before the next try, and whether this is
+    /// worth a warning (the first failure, or the wait doubled to a new power of two
+    /// seconds).
+    pub fn failed(&mut self, key: &str) -> (Duration, bool) {
+        let wait = match self.next_try.get(key) {
+            Some((_, w)) => (*w * 2).min(MAX_BACKOFF),
+            None => Duration::from_millis(500),
+        };
+        let first = !self.next_try.contains_key(key);
+        let loud = first || (wait < MAX_BACKOFF && wait.as_millis().is_power_of_two());
+        self.next_try.insert(key.to_owned(), (Instant::now() + wait, wait));
+        (wait, loud)
+    }
+
+    pub fn succeeded(&mut self, key: &str) {
+        self.next_try.remove(key);
+    }
+
+    /// Forgets keys not in `live`.
+    pub fn retain(&mut self, live: &HashSet<String>) {
+        self.next_try.retain(|k, _| live.contains(k));
+    }
+}
+
+impl Cloud {
+    /// Runs every running workflow as far as it can go in this pass. Returns the
+    /// instances they hold: the reconciler's usual steps leave those alone meanwhile.
+    pub(crate) fn run_workflows(&self, all: &[Instance], backoff: &mut Backoff) -> Result<HashSet<String>> {
+        let running = self.store.read(|c| Ok::<_, Error>(workflows::running(c)?))?;
+        let mut held = HashSet::new();
+        for w in running {
+            if let Some(i) = &w.instance_id {
+                held.insert(i.clone());
+            }
+            if !backoff.ready(&w.id) {
+                continue;
+            }
+            let work: Work = match serde_json::from_str(&w.params) {
+                Ok(work) => work,
+                Err(e) => {
+                    tracing::error!(workflow = %w.id, error = %e, "a workflow's parameters cannot be read; ending it");
+                    self.store
+                        .write(|tx| Ok::<_, Error>(workflows::finish(tx, &w.id, "failed", Some(&e.to_string()))?))?;
+                    continue;
+                }
+            };
+            let instance = all.iter().find(|i| Some(&i.id) == w.instance_id.as_ref());
+            match self.drive(&w.id, work.clone(), instance) {
+                Ok(()) => backoff.succeeded(&w.id),
+                Err(e) => {
+                    let attempts =
+                        self.store.write(|tx| Ok::<_, Error>(workflows::failed_attempt(tx, &w.id, &e.to_string())?))?;
+                    let (wait, loud) = backoff.failed(&w.id);
+                    if attempts >= MAX_ATTEMPTS || !e.is_transient() {
+                        tracing::error!(workflow = %w.id, kind = %w.kind, error = %e, "workflow failed; undoing it");
+                        self.compensate(&w.id, &work, &e)?;
+                        backoff.succeeded(&w.id);
+                    } else if loud {
+                        tracing::warn!(workflow = %w.id, kind = %w.kind, error = %e, attempts, retry_in = ?wait, "workflow step failed; retrying");
+                    }
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Runs steps until the workflow waits, ends, or fails.
+    fn drive(&self, id: &str, mut work: Work, instance: Option<&Instance>) -> Result<()> {
+        loop {
+            let step = match &work {
+                Work::Reboot { instance_id } => self.reboot_step(instance_id, instance)?,
+                Work::ForceStop { instance_id } => {
+                    self.agent()?.kill(instance_id).map_err(|e| Error::host(format!("ending {instance_id}"), e))?;
+                    Step::Done
+                }
+                Work::CreateImage(plan) => self.image_step(plan.clone(), instance)?,
+            };
+            match step {
+                Step::Done => {
+                    self.store.write(|tx| Ok::<_, Error>(workflows::finish(tx, id, "done", None)?))?;
+                    return Ok(());
+                }
+                Step::Next(next) | Step::Wait(next) if next == work => return Ok(()),
+                Step::Next(next) => {
+                    self.save(id, &next)?;
+                    work = next;
+                }
+                Step::Wait(next) => return self.save(id, &next),
+            }
+        }
+    }
+
+    fn save(&self, id: &str, work: &Work) -> Result<()> {
+        let params = serde_json::to_string(work).map_err(|e| Error::host("workflow", e))?;
+        self.store.write(|tx| Ok::<_, Error>(workflows::advance(tx, id, &work.step(), &params)?))?;
+        Ok(())
+    }
+
+    fn reboot_step(&self, instance_id: &str, instance: Option<&Instance>) -> Result<Step> {
+        use kiln_types::InstanceState::*;
+        let agent = self.agent()?;
+        if instance.is_some_and(|i| matches!(i.state, Running | Pending)) && agent.is_running(instance_id) {
+            agent.reset(instance_id).map_err(|e| Error::host(format!("rebooting {instance_id}"), e))?;
+        }
+        Ok(Step::Done)
+    }
+
+    /// Ends a failed workflow: undoes what it made, then records why it failed.
+    fn compensate(&self, id: &str, work: &Work, e: &Error) -> Result<()> {
+        if let Work::CreateImage(plan) = work {
+            self.undo_image(plan, &e.to_string())?;
+        }
+        self.store.write(|tx| Ok::<_, Error>(workflows::finish(tx, id, "failed", Some(&e.to_string()))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::default();
+        assert!(b.ready("w"));
+        let (w1, loud1) = b.failed("w");
+        assert_eq!(w1, Duration::from_millis(500));
+        assert!(loud1);
+        assert!(!b.ready("w"));
+        let mut last = w1;
+        for _ in 0..10 {
+            last = b.failed("w").0;
+        }
+        assert_eq!(last, MAX_BACKOFF);
+        b.succeeded("w");
+        assert!(b.ready("w"));
+    }
+
+    #[test]
+    fn work_round_trips_as_json() {
+        let w = Work::Reboot { instance_id: "i-0123456789abcdef0".into() };
+        let back: Work = serde_json::from_str(&serde_json::to_string(&w).expect("json")).expect("parse");
+        assert_eq!(back, w);
+        assert_eq!(back.kind(), REBOOT);
+    }
+}

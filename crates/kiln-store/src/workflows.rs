@@ -1,0 +1,139 @@
+//! Workflows: multi-step work (CreateImage, reboot, a forced stop) recorded as intent in
+//! the same transaction that accepts the request, then carried out step by step by the
+//! reconciler. The row holds the step reached and the workflow's parameters (JSON); at
+//! most one workflow runs per instance at a time (a unique index says so).
+
+use rusqlite::{params, Connection, Row};
+
+use crate::StoreError;
+
+/// One workflow, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    pub id: String,
+    pub kind: String,
+    pub instance_id: Option<String>,
+    /// The kind's parameters and progress, as JSON.
+    pub params: String,
+    pub step: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "id, kind, instance_id, params, step, status, attempts, error, created_at, updated_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
+    Ok(Workflow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        instance_id: r.get(2)?,
+        params: r.get(3)?,
+        step: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        error: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+/// Records a new running workflow. Returns false, writing nothing, when another
+/// workflow is already running on the same instance.
+pub fn insert(conn: &Connection, w: &Workflow) -> Result<bool, StoreError> {
+    let r = conn.execute(
+        &format!("INSERT INTO workflows ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            w.id,
+            w.kind,
+            w.instance_id,
+            w.params,
+            w.step,
+            w.status,
+            w.attempts,
+            w.error,
+            w.created_at,
+            w.updated_at
+        ],
+    );
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if crate::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Workflows still running, oldest first.
+pub fn running(conn: &Connection) -> Result<Vec<Workflow>, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE status = 'running' ORDER BY created_at, id"))?;
+    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The workflow running on an instance, if any.
+pub fn running_on(conn: &Connection, instance_id: &str) -> Result<Option<Workflow>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM workflows WHERE status = 'running' AND instance_id = ?1"),
+            [instance_id],
+            row,
+        )
+        .optional()?)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Workflow>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1"), [id], row).optional()?)
+}
+
+/// Records progress: the step reached and the parameters as they now are. Only a
+/// running workflow moves (compare-and-set on the status); returns whether it did.
+pub fn advance(conn: &Connection, id: &str, step: &str, params: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE workflows SET step = ?2, params = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?1 AND status = 'running'",
+        params![id, step, params],
+    )?;
+    Ok(n > 0)
+}
+
+/// Counts a failed attempt at the current step, with its error; returns the count.
+pub fn failed_attempt(conn: &Connection, id: &str, error: &str) -> Result<i64, StoreError> {
+    conn.execute(
+        "UPDATE workflows SET attempts = attempts + 1, error = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?1",
+        params![id, error],
+    )?;
+    Ok(conn.query_row("SELECT attempts FROM workflows WHERE id = ?1", [id], |r| r.get(0))?)
+}
+
+/// Ends a running workflow as `done` or `failed` (with the reason).
+pub fn finish(conn: &Connection, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE workflows SET status = ?2, error = COALESCE(?3, error), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?1 AND status = 'running'",
+        params![id, status, error],
+    )?;
+    Ok(())
+}
+
+/// Forgets finished workflows older than `days` days.
+pub fn purge_finished(conn: &Connection, days: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM workflows WHERE status != 'running' AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+        [format!("-{days} days")],
+    )?)
+}
+
+/// Counts by kind and status, for `kiln` operators and tests.
+pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut st =
+        conn.prepare("SELECT kind, status, count(*) FROM workflows GROUP BY kind, status ORDER BY kind, status")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
