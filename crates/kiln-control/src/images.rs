@@ -267,7 +267,6 @@ impl Cloud {
         let view = owned(&all, scope, id)?.clone();
         self.store.write(|tx| {
             images::delete(tx, scope, id)?;
-            tags::delete_all(tx, scope, id)?;
             Ok::<_, Error>(())
         })?;
         let mut deleted = Vec::new();
@@ -447,7 +446,6 @@ impl Cloud {
             for stale in images::by_recipe_hash(tx, &scope.region, &build.hash)? {
                 if stale.account_id == scope.account && stale.state != "available" {
                     images::remove(tx, &stale.id)?;
-                    tags::delete_all(tx, scope, &stale.id)?;
                 }
             }
             if !images::insert(tx, &image, &[])? {

@@ -451,9 +451,8 @@ impl Cloud {
                     )))
                 }
             };
-            if force && i.state != Stopped {
-                // If another workflow holds the VM, the stop waits for it and is then
-                // done by the reconciler's usual power-off.
+            if force && i.state != Stopped && !crate::workflows::pending(tx, &i.id, crate::workflows::FORCE_STOP)? {
+                // Behind any workflow already on the VM (a CreateImage finishes first).
                 crate::workflows::record(tx, crate::workflows::Work::ForceStop { instance_id: i.id.clone() })?;
             }
             Ok(next)
@@ -519,15 +518,9 @@ impl Cloud {
                 )));
             }
             for i in all.iter().filter(|i| matches!(i.state, Running | Pending)) {
-                if !crate::workflows::record(tx, crate::workflows::Work::Reboot { instance_id: i.id.clone() })? {
-                    let busy = crate::workflows::busy_with(tx, &i.id)?;
-                    if busy != Some(crate::workflows::REBOOT) {
-                        return Err(Error::IncorrectInstanceState(format!(
-                            "The instance '{}' is busy ({}); reboot it when that is done.",
-                            i.id,
-                            busy.unwrap_or("another task")
-                        )));
-                    }
+                // Reboots asked while one is waiting are the same reboot.
+                if !crate::workflows::pending(tx, &i.id, crate::workflows::REBOOT)? {
+                    crate::workflows::record(tx, crate::workflows::Work::Reboot { instance_id: i.id.clone() })?;
                 }
             }
             Ok(())
@@ -642,5 +635,37 @@ mod tests {
         assert!(check_address(&net, "10.0.1.9", &[]).is_ok());
         let full: Vec<String> = (4..15).map(|n| format!("10.0.1.{n}")).collect();
         assert_eq!(next_address(&net, &full), None);
+    }
+
+    #[test]
+    fn concurrent_retries_with_one_client_token_launch_once() {
+        let w = crate::testkit::World::new("client-token");
+        let request = RunRequest {
+            image_id: w.image_id.clone(),
+            instance_type: "t3.micro".into(),
+            min_count: 2,
+            max_count: 2,
+            client_token: Some("retry-me".into()),
+            ..Default::default()
+        };
+        let results: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let r = request.clone();
+                    let w = &w;
+                    s.spawn(move || {
+                        let made = w.cloud.run_instances(&w.scope, r).expect("launch");
+                        made.into_iter().map(|i| format!("{}/{}", i.reservation_id, i.id)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        assert!(results.iter().all(|r| r == &results[0]), "{results:?}");
+        assert_eq!(results[0].len(), 2);
+        assert_eq!(w.cloud.instances(&w.scope, &[]).expect("all").len(), 2, "one launch of two");
+        // The same token with other arguments is refused.
+        let other = RunRequest { instance_type: "t3.small".into(), ..request };
+        assert!(matches!(w.cloud.run_instances(&w.scope, other), Err(Error::IdempotentMismatch(_))));
     }
 }

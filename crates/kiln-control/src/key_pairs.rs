@@ -192,7 +192,6 @@ impl Cloud {
                 return Ok(None);
             };
             key_pairs::delete(tx, scope, &k.id)?;
-            tags::delete_all(tx, scope, &k.id)?;
             Ok(Some(k.id.clone()))
         })
     }

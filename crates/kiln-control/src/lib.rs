@@ -15,6 +15,8 @@ pub mod reconcile;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
+#[cfg(test)]
+mod testkit;
 pub mod vpcs;
 pub mod workflows;
 

@@ -352,3 +352,123 @@ impl Cloud {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kiln_agent_api::HostAgent;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::testkit::World;
+
+    #[test]
+    fn a_terminate_during_a_pass_is_not_overwritten() {
+        let mut w = World::new("cas-terminate");
+        let id = w.launch();
+        w.passes_until(10, |w| w.state(&id) == InstanceState::Running);
+        // The pass reads the instance running; the guest powers off; a terminate lands.
+        let stale = w.cloud.instances(&w.scope, std::slice::from_ref(&id)).expect("read").remove(0);
+        w.agent.kill(&id).expect("power off");
+        w.cloud.terminate_instances(&w.scope, std::slice::from_ref(&id)).expect("terminate");
+        w.cloud.step(&Reconciler::new(), &stale).expect("step");
+        assert_eq!(w.state(&id), InstanceState::ShuttingDown, "the stale pass did not write stopped");
+        w.passes_until(5, |w| w.state(&id) == InstanceState::Terminated);
+    }
+
+    #[test]
+    fn a_stop_during_a_pass_gets_no_public_address() {
+        let w = World::new("cas-public-ip");
+        let id = w.launch();
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), false).expect("stop");
+        let moved = w.cloud.store.write(|tx| instances::set_public_ip(tx, &id, "100.64.0.9")).expect("write");
+        assert!(!moved);
+        let i = w.cloud.instances(&w.scope, &[id]).expect("read").remove(0);
+        assert_eq!(i.public_ip, None);
+    }
+
+    #[test]
+    fn reboot_and_forced_stop_are_done_by_the_reconciler() {
+        let mut w = World::new("wf-reboot");
+        let id = w.launch();
+        w.passes_until(10, |w| w.state(&id) == InstanceState::Running);
+        w.cloud.reboot_instances(&w.scope, std::slice::from_ref(&id)).expect("reboot");
+        w.cloud.reboot_instances(&w.scope, std::slice::from_ref(&id)).expect("a second reboot joins the first");
+        assert_eq!(w.agent.vms.lock().expect("vms")[&id].resets, 0, "the request itself touches no VM");
+        w.passes_until(3, |w| w.agent.vms.lock().expect("vms")[&id].resets == 1);
+        *w.agent.deaf.lock().expect("deaf") = true;
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("force stop");
+        assert!(w.agent.is_running(&id), "the request itself touches no VM");
+        w.passes_until(4, |w| w.state(&id) == InstanceState::Stopped);
+        assert!(!w.agent.is_running(&id));
+    }
+
+    /// Random interleavings of requests, guest power-offs and passes, from fixed
+    /// seeds: every change of state anyone observes is one EC2 allows (or two in one
+    /// pass), and once the passes settle each VM runs exactly when its instance is
+    /// running.
+    #[test]
+    fn random_interleavings_keep_the_lifecycle_legal() {
+        let mut moves = 0;
+        for seed in 0..12u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut w = World::new(&format!("prop-{seed}"));
+            let ids = [w.launch(), w.launch()];
+            let mut seen: Vec<InstanceState> = ids.iter().map(|i| w.state(i)).collect();
+            let mut r = Reconciler::new();
+            for step in 0..60 {
+                let n = rng.gen_range(0..ids.len());
+                let id = &ids[n];
+                let one = std::slice::from_ref(id);
+                match rng.gen_range(0..9) {
+                    0 => drop(w.cloud.stop_instances(&w.scope, one, rng.gen_bool(0.3))),
+                    1 => drop(w.cloud.start_instances(&w.scope, one)),
+                    2 if rng.gen_bool(0.3) => drop(w.cloud.terminate_instances(&w.scope, one)),
+                    3 => drop(w.cloud.reboot_instances(&w.scope, one)),
+                    4 => drop(w.cloud.create_image(
+                        &w.scope,
+                        id,
+                        &format!("i{seed}-{step}"),
+                        "",
+                        rng.gen_bool(0.5),
+                        &[],
+                        &[],
+                        &[],
+                    )),
+                    5 => drop(w.agent.kill(id)),
+                    6 if rng.gen_bool(0.1) => {
+                        w.restart();
+                        r = Reconciler::new();
+                    }
+                    _ => w.cloud.reconcile(&r).expect("pass"),
+                }
+                for (k, i) in ids.iter().enumerate() {
+                    let now = w.state(i);
+                    let (from, to) = (seen[k], now);
+                    let legal = from == to
+                        || from.can_become(to)
+                        || InstanceState::ALL.iter().any(|m| from.can_become(*m) && m.can_become(to));
+                    assert!(legal, "seed {seed}: {i} went from {from} to {to}");
+                    moves += usize::from(from != to);
+                    seen[k] = now;
+                }
+            }
+            // Settle: no workflow left, no instance between states.
+            w.passes_until(200, |w| {
+                let settled = ids.iter().all(|i| {
+                    !matches!(
+                        w.state(i),
+                        InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown
+                    )
+                });
+                settled && w.cloud.store.read(kiln_store::workflows::running).expect("wf").is_empty()
+            });
+            w.cloud.reconcile(&Reconciler::new()).expect("pass");
+            for i in &ids {
+                let running = w.state(i) == InstanceState::Running;
+                assert_eq!(w.agent.is_running(i), running, "seed {seed}: {i} is {}", w.state(i));
+            }
+        }
+        println!("lifecycle property: 12 seeds, {moves} state changes, all legal");
+        assert!(moves > 50, "the random runs moved too little: {moves}");
+    }
+}

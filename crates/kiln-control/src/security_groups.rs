@@ -305,12 +305,7 @@ impl Cloud {
                     g.id
                 )));
             }
-            // Rules referencing the group from within itself go with it.
-            for r in security_groups::rules(tx, scope)?.iter().filter(|r| r.group_id == g.id) {
-                tags::delete_all(tx, scope, &r.id)?;
-            }
             security_groups::delete(tx, scope, &g.id)?;
-            tags::delete_all(tx, scope, &g.id)?;
             Ok(g.id)
         })
     }
@@ -397,7 +392,6 @@ impl Cloud {
             }
             for r in &doomed {
                 security_groups::delete_rule(tx, &r.id)?;
-                tags::delete_all(tx, scope, &r.id)?;
             }
             Ok(Revoked { rules: doomed, unknown })
         })

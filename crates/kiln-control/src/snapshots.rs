@@ -9,7 +9,7 @@ use kiln_store::snapshots::{self, Snapshot};
 use kiln_store::{accounts, Connection, Scope};
 use kiln_types::ResourceKind;
 
-use crate::{tags, Cloud, Error, Result};
+use crate::{Cloud, Error, Result};
 
 /// Where layer files live, relative to the data directory.
 pub const SNAPSHOT_DIR: &str = "snapshots";
@@ -93,11 +93,15 @@ impl Cloud {
             let s = snapshots::get(tx, id)?
                 .filter(|s| s.account_id == scope.account && s.region == scope.region)
                 .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, id))?;
+            if s.state == "pending" {
+                return Err(Error::IncorrectState(format!(
+                    "The snapshot {id} is pending (CreateImage is making it); delete it once it is completed"
+                )));
+            }
             if let Some(image) = snapshots::used_by_image(tx, &s.id)? {
                 return Err(Error::SnapshotInUse(format!("The snapshot {id} is currently in use by {image}")));
             }
             snapshots::mark_deleted(tx, &s.id)?;
-            tags::delete_all(tx, scope, &s.id)?;
             Ok(())
         })?;
         self.collect_layers()

@@ -24,11 +24,6 @@ pub(crate) fn put_all(
     Ok(())
 }
 
-pub(crate) fn delete_all(conn: &Connection, scope: &Scope, id: &str) -> Result<()> {
-    tags::delete(conn, scope, id, None, None)?;
-    Ok(())
-}
-
 /// Whether `id` names a resource of the caller's in this region.
 fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Result<bool> {
     Ok(match kind {
@@ -77,7 +72,7 @@ impl Cloud {
             resolve(tx, scope, ids)?;
             for id in ids {
                 if selectors.is_empty() {
-                    delete_all(tx, scope, id)?;
+                    tags::delete(tx, scope, id, None, None)?;
                 }
                 for (key, value) in selectors {
                     tags::delete(tx, scope, id, Some(key), value.as_deref())?;

@@ -113,10 +113,8 @@ impl Cloud {
             }
             for g in groups {
                 security_groups::delete(tx, scope, &g.id)?;
-                tags::delete_all(tx, scope, &g.id)?;
             }
             vpcs::delete_vpc(tx, scope, id)?;
-            tags::delete_all(tx, scope, id)?;
             Ok(())
         })
     }
@@ -200,7 +198,6 @@ impl Cloud {
             if !vpcs::delete_subnet(tx, scope, id)? {
                 return Err(Error::not_found(ResourceKind::Subnet, id));
             }
-            tags::delete_all(tx, scope, id)?;
             Ok(())
         })
     }

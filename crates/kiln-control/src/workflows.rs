@@ -71,9 +71,9 @@ pub(crate) enum Step {
     Done,
 }
 
-/// Records a workflow in the caller's transaction. Returns false, recording nothing,
-/// when another workflow is already running on the same instance.
-pub(crate) fn record(conn: &Connection, work: Work) -> Result<bool> {
+/// Records a workflow in the caller's transaction: it runs at the next pass, or after
+/// the workflows already running or queued on the same instance.
+pub(crate) fn record(conn: &Connection, work: Work) -> Result<()> {
     let now = kiln_store::now();
     let w = Workflow {
         id: format!("wf-{}", uuid_like()),
@@ -88,16 +88,13 @@ pub(crate) fn record(conn: &Connection, work: Work) -> Result<bool> {
         created_at: now.clone(),
         updated_at: now,
     };
-    Ok(workflows::insert(conn, &w)?)
+    workflows::insert(conn, &w)?;
+    Ok(())
 }
 
-/// The kind of workflow running on an instance, if any.
-pub(crate) fn busy_with(conn: &Connection, instance_id: &str) -> Result<Option<&'static str>> {
-    Ok(workflows::running_on(conn, instance_id)?.map(|w| match w.kind.as_str() {
-        REBOOT => REBOOT,
-        FORCE_STOP => FORCE_STOP,
-        _ => CREATE_IMAGE,
-    }))
+/// Whether a workflow of `kind` is running or queued on an instance.
+pub(crate) fn pending(conn: &Connection, instance_id: &str, kind: &str) -> Result<bool> {
+    Ok(workflows::pending_on(conn, instance_id)?.iter().any(|k| k == kind))
 }
 
 fn uuid_like() -> String {
@@ -143,15 +140,23 @@ impl Backoff {
 }
 
 impl Cloud {
+    /// Forgets workflows that ended more than a week ago (at start).
+    pub fn purge_finished_workflows(&self) -> Result<usize> {
+        self.store.write(|tx| Ok::<_, Error>(workflows::purge_finished(tx, 7)?))
+    }
+
+    /// Workflows by kind and status (`kind`, `status`, count).
+    pub fn workflow_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        self.store.read(|c| Ok::<_, Error>(workflows::counts(c)?))
+    }
+
     /// Runs every running workflow as far as it can go in this pass. Returns the
-    /// instances they hold: the reconciler's usual steps leave those alone meanwhile.
+    /// instances they hold (running or queued): the reconciler's usual steps leave
+    /// those alone meanwhile.
     pub(crate) fn run_workflows(&self, all: &[Instance], backoff: &mut Backoff) -> Result<HashSet<String>> {
-        let running = self.store.read(|c| Ok::<_, Error>(workflows::running(c)?))?;
-        let mut held = HashSet::new();
+        let (running, held) = self.store.read(|c| Ok::<_, Error>((workflows::running(c)?, workflows::holding(c)?)))?;
+        let held: HashSet<String> = held.into_iter().collect();
         for w in running {
-            if let Some(i) = &w.instance_id {
-                held.insert(i.clone());
-            }
             if !backoff.ready(&w.id) {
                 continue;
             }

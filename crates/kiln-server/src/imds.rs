@@ -24,7 +24,12 @@ const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// The dated versions answered as aliases of `latest`.
 const VERSIONS: &[&str] = &["1.0", "2009-04-04", "2011-01-01", "2016-09-02", "2018-09-24", "2021-03-23", "latest"];
 
-/// Tokens by value: the instance they belong to and when they expire.
+/// Session tokens one instance may hold at once; issuing another retires its oldest.
+const TOKENS_PER_INSTANCE: usize = 32;
+
+/// Tokens by value: the instance they belong to and when they expire. Expired tokens
+/// go at each issue, and each instance holds at most `TOKENS_PER_INSTANCE`, so a guest
+/// asking for tokens in a loop cannot grow the map.
 #[derive(Default)]
 pub struct Tokens(Mutex<HashMap<String, (String, Instant)>>);
 
@@ -35,6 +40,13 @@ impl Tokens {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, exp)| *exp > Instant::now());
+        let mine: Vec<(&String, &Instant)> =
+            map.iter().filter(|(_, (i, _))| i == instance).map(|(t, (_, exp))| (t, exp)).collect();
+        if mine.len() >= TOKENS_PER_INSTANCE {
+            if let Some(oldest) = mine.iter().min_by_key(|(_, exp)| **exp).map(|(t, _)| (*t).clone()) {
+                map.remove(&oldest);
+            }
+        }
         map.insert(token.clone(), (instance.to_owned(), Instant::now() + Duration::from_secs(ttl)));
         token
     }
@@ -303,5 +315,22 @@ mod tests {
         assert!(!t.valid("forged", "i-1"));
         let short = t.issue("i-1", 0);
         assert!(!t.valid(&short, "i-1"), "an expired token is refused");
+    }
+
+    #[test]
+    fn one_guest_cannot_grow_the_token_map() {
+        let t = Tokens::default();
+        let other = t.issue("i-2", 600);
+        let first = t.issue("i-1", 60);
+        let mut last = String::new();
+        for _ in 0..1000 {
+            last = t.issue("i-1", 600);
+        }
+        let map = t.0.lock().expect("lock");
+        assert_eq!(map.values().filter(|(i, _)| i == "i-1").count(), TOKENS_PER_INSTANCE);
+        drop(map);
+        assert!(!t.valid(&first, "i-1"), "the oldest token was retired");
+        assert!(t.valid(&last, "i-1"));
+        assert!(t.valid(&other, "i-2"), "another guest's tokens are untouched");
     }
 }

@@ -189,6 +189,18 @@ pub fn set_state(conn: &Connection, image_id: &str, state: &str, reason: Option<
     Ok(())
 }
 
+/// The id of the scope's image of that name, if it has one.
+pub fn by_name(conn: &Connection, scope: &Scope, name: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT id FROM images WHERE account_id = ?1 AND region = ?2 AND name = ?3",
+            params![scope.account, scope.region, name],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// An image's state, whoever owns it; `None` when there is no such image.
 pub fn state(conn: &Connection, image_id: &str) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;

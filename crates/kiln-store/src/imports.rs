@@ -87,6 +87,11 @@ pub fn active(conn: &Connection) -> Result<Vec<ImportTask>, StoreError> {
     Ok(rows)
 }
 
+pub fn get(conn: &Connection, id: &str) -> Result<Option<ImportTask>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM import_tasks WHERE id = ?1"), [id], row).optional()?)
+}
+
 /// Records progress or the outcome (a task's columns are few and fixed: no struct).
 #[allow(clippy::too_many_arguments)]
 pub fn update(
@@ -104,6 +109,16 @@ pub fn update(
            snapshot_id = COALESCE(?5, snapshot_id), image_id = COALESCE(?6, image_id), disk_size = COALESCE(?7, disk_size)
          WHERE id = ?1",
         params![id, status, message, progress, snapshot_id, image_id, disk_size],
+    )?;
+    Ok(())
+}
+
+/// Ends a task as failed: nothing it made stays named.
+pub fn fail(conn: &Connection, id: &str, message: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE import_tasks SET status = 'deleted', status_message = ?2, progress = 0, snapshot_id = NULL, image_id = NULL
+         WHERE id = ?1",
+        params![id, message],
     )?;
     Ok(())
 }

@@ -327,4 +327,43 @@ mod tests {
         assert_eq!(s.schema_version().expect("v"), super::MIGRATIONS.len() as i64);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn tags_go_with_their_resource_wherever_it_is_deleted() {
+        let s = Store::in_memory().expect("store");
+        let count = |s: &Store, id: &str| -> i64 {
+            s.read(|c| {
+                Ok::<_, crate::StoreError>(c.query_row(
+                    "SELECT count(*) FROM tags WHERE resource_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?)
+            })
+            .expect("count")
+        };
+        s.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO accounts (id, name, created_at) VALUES ('111122223333', 'a', 'now');
+                 INSERT INTO vpcs VALUES ('vpc-1', '111122223333', 'r', '10.0.0.0/16', 0, 'now');
+                 INSERT INTO security_groups VALUES ('sg-1', '111122223333', 'r', 'vpc-1', 'g', 'd', 'now');
+                 INSERT INTO security_group_rules (id, group_id, is_egress, protocol) VALUES ('sgr-1', 'sg-1', 0, 'tcp');
+                 INSERT INTO snapshots (id, account_id, region, file, volume_size, state, progress, description, created_at)
+                   VALUES ('snap-1', '111122223333', 'r', 'f', 1, 'completed', 100, '', 'now');
+                 INSERT INTO tags VALUES ('sg-1', '111122223333', 'r', 'security-group', 'k', 'v');
+                 INSERT INTO tags VALUES ('sgr-1', '111122223333', 'r', 'security-group-rule', 'k', 'v');
+                 INSERT INTO tags VALUES ('snap-1', '111122223333', 'r', 'snapshot', 'k', 'v');
+                 INSERT INTO tags VALUES ('vpc-1', '111122223333', 'r', 'vpc', 'k', 'v');",
+            )?;
+            Ok::<_, crate::StoreError>(())
+        })
+        .expect("rows");
+        // A rule deleted by cascade takes its tags too.
+        s.write(|tx| Ok::<_, crate::StoreError>(tx.execute("DELETE FROM security_groups WHERE id = 'sg-1'", [])?))
+            .expect("delete group");
+        assert_eq!((count(&s, "sg-1"), count(&s, "sgr-1")), (0, 0));
+        // A snapshot's tags go when it is hidden, not only when its row goes.
+        s.write(|tx| crate::snapshots::mark_deleted(tx, "snap-1")).expect("hide");
+        assert_eq!(count(&s, "snap-1"), 0);
+        assert_eq!(count(&s, "vpc-1"), 1);
+    }
 }

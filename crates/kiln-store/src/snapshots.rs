@@ -81,6 +81,13 @@ pub fn set_state(conn: &Connection, id: &str, state: &str, progress: i64) -> Res
     Ok(())
 }
 
+/// Sets the layer file and parent of a snapshot CreateImage is making (when its
+/// volume's file is frozen).
+pub fn set_origin(conn: &Connection, id: &str, file: &str, parent_id: Option<&str>) -> Result<(), StoreError> {
+    conn.execute("UPDATE snapshots SET file = ?2, parent_id = ?3 WHERE id = ?1", params![id, file, parent_id])?;
+    Ok(())
+}
+
 /// Hides a snapshot; its layer stays until `collectable` says nothing needs it.
 pub fn mark_deleted(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE snapshots SET deleted = 1 WHERE id = ?1", [id])?;

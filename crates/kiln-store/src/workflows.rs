@@ -1,7 +1,8 @@
 //! Workflows: multi-step work (CreateImage, reboot, a forced stop) recorded as intent in
 //! the same transaction that accepts the request, then carried out step by step by the
 //! reconciler. The row holds the step reached and the workflow's parameters (JSON); at
-//! most one workflow runs per instance at a time (a unique index says so).
+//! most one workflow runs per instance at a time (a unique index says so): others wait
+//! `queued` and start, oldest first, when it ends.
 
 use rusqlite::{params, Connection, Row};
 
@@ -16,7 +17,7 @@ pub struct Workflow {
     /// The kind's parameters and progress, as JSON.
     pub params: String,
     pub step: String,
-    /// `running`, `done` or `failed`.
+    /// `queued`, `running`, `done` or `failed`.
     pub status: String,
     pub attempts: i64,
     pub error: Option<String>,
@@ -41,29 +42,53 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
     })
 }
 
-/// Records a new running workflow. Returns false, writing nothing, when another
-/// workflow is already running on the same instance.
+/// Records a new workflow: running, or queued behind the one running on the same
+/// instance. Returns whether it runs now.
 pub fn insert(conn: &Connection, w: &Workflow) -> Result<bool, StoreError> {
-    let r = conn.execute(
-        &format!("INSERT INTO workflows ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        params![
-            w.id,
-            w.kind,
-            w.instance_id,
-            w.params,
-            w.step,
-            w.status,
-            w.attempts,
-            w.error,
-            w.created_at,
-            w.updated_at
-        ],
-    );
-    match r {
+    let sql = format!("INSERT INTO workflows ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    let with = |status: &str| {
+        conn.execute(
+            &sql,
+            params![
+                w.id,
+                w.kind,
+                w.instance_id,
+                w.params,
+                w.step,
+                status,
+                w.attempts,
+                w.error,
+                w.created_at,
+                w.updated_at
+            ],
+        )
+    };
+    match with("running") {
         Ok(_) => Ok(true),
-        Err(e) if crate::is_unique_violation(&e) => Ok(false),
+        Err(e) if crate::is_unique_violation(&e) => {
+            with("queued")?;
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Instances with a workflow running or queued.
+pub fn holding(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT DISTINCT instance_id FROM workflows WHERE status IN ('running', 'queued') AND instance_id IS NOT NULL",
+    )?;
+    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The kinds of the workflows running or queued on an instance, oldest first.
+pub fn pending_on(conn: &Connection, instance_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT kind FROM workflows WHERE instance_id = ?1 AND status IN ('running', 'queued') ORDER BY created_at, id",
+    )?;
+    let rows = st.query_map([instance_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Workflows still running, oldest first.
@@ -72,18 +97,6 @@ pub fn running(conn: &Connection) -> Result<Vec<Workflow>, StoreError> {
         .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE status = 'running' ORDER BY created_at, id"))?;
     let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// The workflow running on an instance, if any.
-pub fn running_on(conn: &Connection, instance_id: &str) -> Result<Option<Workflow>, StoreError> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM workflows WHERE status = 'running' AND instance_id = ?1"),
-            [instance_id],
-            row,
-        )
-        .optional()?)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Workflow>, StoreError> {
@@ -112,12 +125,19 @@ pub fn failed_attempt(conn: &Connection, id: &str, error: &str) -> Result<i64, S
     Ok(conn.query_row("SELECT attempts FROM workflows WHERE id = ?1", [id], |r| r.get(0))?)
 }
 
-/// Ends a running workflow as `done` or `failed` (with the reason).
+/// Ends a running workflow as `done` or `failed` (with the reason), and starts the
+/// next one queued on its instance.
 pub fn finish(conn: &Connection, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE workflows SET status = ?2, error = COALESCE(?3, error), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          WHERE id = ?1 AND status = 'running'",
         params![id, status, error],
+    )?;
+    conn.execute(
+        "UPDATE workflows SET status = 'running', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = (SELECT q.id FROM workflows q JOIN workflows w ON q.instance_id = w.instance_id
+                     WHERE w.id = ?1 AND q.status = 'queued' ORDER BY q.created_at, q.id LIMIT 1)",
+        [id],
     )?;
     Ok(())
 }
@@ -125,7 +145,7 @@ pub fn finish(conn: &Connection, id: &str, status: &str, error: Option<&str>) ->
 /// Forgets finished workflows older than `days` days.
 pub fn purge_finished(conn: &Connection, days: i64) -> Result<usize, StoreError> {
     Ok(conn.execute(
-        "DELETE FROM workflows WHERE status != 'running' AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+        "DELETE FROM workflows WHERE status IN ('done', 'failed') AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
         [format!("-{days} days")],
     )?)
 }

@@ -679,6 +679,9 @@ fn serve(
     credentials::write_config(&dir, &regions[0])?;
     cloud.remove_stray_volumes()?;
     cloud.collect_layers()?;
+    cloud.purge_finished_workflows()?;
+    // Probed once, here, rather than by the first RunInstances.
+    tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
     for action in kiln_builder::clean_interrupted(&dir.join("builds")) {
         tracing::warn!(%action, "cleaning up an interrupted image build");
     }
@@ -860,7 +863,7 @@ fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
     let cloud = open(dir, &default_regions())?;
     let (mut vcpus, mut mem, mut n) = (0i64, 0i64, 0);
     for i in cloud.store.read(kiln_store::instances::all)? {
-        if !matches!(i.state.as_str(), "stopped" | "terminated") {
+        if i.state.holds_capacity() {
             vcpus += i.vcpus;
             mem += i.memory_mib;
             n += 1;
@@ -873,6 +876,9 @@ fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
     println!("cpus          {} (offering {offered_cpu:.0} vCPUs at {}x)", info.cpus, host.cpu_overcommit);
     println!("memory        {} MiB (offering {offered_mem:.0} MiB at {}x)", info.memory_mib, host.memory_overcommit);
     println!("in use        {n} instances, {vcpus} vCPUs, {mem} MiB");
+    for (kind, status, count) in cloud.workflow_counts()? {
+        println!("workflows     {kind} {status}: {count}");
+    }
     Ok(())
 }
 

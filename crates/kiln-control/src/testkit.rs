@@ -1,0 +1,311 @@
+//! Test support: a fake host agent that keeps VMs in memory and makes volume files as
+//! empty files, with crash injection (a panic at the Nth agent call, before or after
+//! its effect), and a world with an account, an image and a store on disk, so that the
+//! reconciler, the workflows and CreateImage run without QEMU.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kiln_agent_api::{AgentError, HostAgent, HostInfo, PortSockets, VmSpec, VpcNetwork};
+use kiln_store::images::BlockDevice;
+use kiln_store::snapshots::{self, Snapshot};
+use kiln_store::{Scope, Store};
+use kiln_types::{Architecture, RegionConfig};
+
+use crate::images::NewImage;
+use crate::instances::RunRequest;
+use crate::{Cloud, Limits};
+
+/// Where an injected crash happens relative to the call's effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashAt {
+    Before,
+    After,
+}
+
+/// A VM as the fake host sees it.
+#[derive(Debug, Clone)]
+pub struct FakeVm {
+    /// The file each disk writes to now.
+    pub disks: Vec<PathBuf>,
+    pub resets: u32,
+}
+
+#[derive(Default)]
+pub struct FakeAgent {
+    pub vms: Mutex<HashMap<String, FakeVm>>,
+    /// Agent calls with an effect left before the injected crash (negative: none).
+    countdown: AtomicI64,
+    crash_at: Mutex<Option<CrashAt>>,
+    /// A guest that ignores the power button.
+    pub deaf: Mutex<bool>,
+}
+
+/// The panic an injected crash raises.
+pub const CRASH: &str = "injected crash";
+
+impl FakeAgent {
+    pub fn new() -> Arc<Self> {
+        let a = Self::default();
+        a.countdown.store(-1, Ordering::SeqCst);
+        Arc::new(a)
+    }
+
+    /// Crashes at the `n`th agent call with an effect from now (0: the next one).
+    pub fn crash_after(&self, n: i64, at: CrashAt) {
+        *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+        self.countdown.store(n, Ordering::SeqCst);
+    }
+
+    /// Runs an effect, crashing before or after it when the countdown says so.
+    fn effect<T>(&self, f: impl FnOnce() -> T) -> T {
+        let left = self.countdown.fetch_sub(1, Ordering::SeqCst);
+        let at = *self.crash_at.lock().unwrap_or_else(|p| p.into_inner());
+        if left == 0 && at == Some(CrashAt::Before) {
+            panic!("{CRASH}");
+        }
+        let out = f();
+        if left == 0 && at == Some(CrashAt::After) {
+            panic!("{CRASH}");
+        }
+        out
+    }
+
+    fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeVm>> {
+        self.vms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn disk(&self, id: &str, index: usize) -> Option<PathBuf> {
+        self.vms().get(id).and_then(|v| v.disks.get(index).cloned())
+    }
+}
+
+fn fail(msg: &str) -> AgentError {
+    AgentError::Failed(msg.into())
+}
+
+impl HostAgent for FakeAgent {
+    fn info(&self) -> HostInfo {
+        HostInfo { accel: kiln_agent_api::Accel::Tcg, cpus: 8, memory_mib: 64 * 1024, qemu_version: "fake".into() }
+    }
+
+    fn create_volume(&self, path: &Path, _backing: Option<&Path>, _size_gib: u64) -> Result<(), AgentError> {
+        self.effect(|| {
+            if let Some(p) = path.parent() {
+                std::fs::create_dir_all(p).map_err(|e| fail(&e.to_string()))?;
+            }
+            std::fs::write(path, b"qcow2").map_err(|e| fail(&e.to_string()))
+        })
+    }
+
+    fn delete_volume(&self, path: &Path) -> Result<(), AgentError> {
+        self.effect(|| {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        })
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
+        self.effect(|| {
+            let mut vms = self.vms();
+            vms.entry(spec.instance_id.clone())
+                .or_insert_with(|| FakeVm { disks: spec.disks.iter().map(|d| d.path.clone()).collect(), resets: 0 });
+            Ok(())
+        })
+    }
+
+    fn is_running(&self, instance_id: &str) -> bool {
+        self.vms().contains_key(instance_id)
+    }
+
+    fn powerdown(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.effect(|| {
+            if !*self.deaf.lock().unwrap_or_else(|p| p.into_inner()) {
+                self.vms().remove(instance_id);
+            }
+            Ok(())
+        })
+    }
+
+    fn reset(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.effect(|| match self.vms().get_mut(instance_id) {
+            Some(vm) => {
+                vm.resets += 1;
+                Ok(())
+            }
+            None => Err(fail("not running")),
+        })
+    }
+
+    fn kill(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.effect(|| {
+            self.vms().remove(instance_id);
+            Ok(())
+        })
+    }
+
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &Path) -> Result<(), AgentError> {
+        self.effect(|| {
+            let mut vms = self.vms();
+            let vm = vms.get_mut(instance_id).ok_or_else(|| fail("not running"))?;
+            let disk = vm.disks.get_mut(index).ok_or_else(|| fail("no such disk"))?;
+            if disk == overlay {
+                return Ok(());
+            }
+            std::fs::write(overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
+            *disk = overlay.to_path_buf();
+            Ok(())
+        })
+    }
+
+    fn console(&self, _instance_id: &str, _max: usize) -> Vec<u8> {
+        b"kiln-tiny: ready".to_vec()
+    }
+
+    fn forget(&self, _instance_id: &str) {}
+
+    fn running(&self) -> Vec<String> {
+        self.vms().keys().cloned().collect()
+    }
+
+    fn vpc_networking(&self) -> bool {
+        false
+    }
+
+    fn netns(&self, _vpc_id: &str) -> String {
+        String::new()
+    }
+
+    fn apply_network(&self, _net: &VpcNetwork) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    fn remove_network(&self, _vpc_id: &str) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    fn networks(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn port_index(&self, _vpc_id: &str, _instance_id: &str) -> Option<u32> {
+        None
+    }
+
+    fn port_sockets(&self, _vpc_id: &str, _instance_id: &str, _hop_limit: u32) -> Result<PortSockets, AgentError> {
+        Err(fail("no VPC networking here"))
+    }
+
+    fn vpc_udp_socket(&self, _vpc_id: &str, _addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
+        Err(fail("no VPC networking here"))
+    }
+}
+
+/// A data directory with a store, an account and a one-volume image, run by a
+/// `FakeAgent`.
+pub struct World {
+    pub dir: PathBuf,
+    pub agent: Arc<FakeAgent>,
+    pub cloud: Cloud,
+    pub scope: Scope,
+    pub image_id: String,
+}
+
+impl World {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kiln-world-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("snapshots")).expect("dir");
+        let agent = FakeAgent::new();
+        let cloud = Self::open(&dir, &agent);
+        let account = cloud.create_account("tester", false).expect("account").account;
+        let scope = Scope { account: account.id, region: "us-east-1".into() };
+        let base = Snapshot {
+            id: kiln_types::ResourceKind::Snapshot.generate(),
+            account_id: scope.account.clone(),
+            region: scope.region.clone(),
+            parent_id: None,
+            file: "snapshots/base.qcow2".into(),
+            volume_size: 1,
+            state: "completed".into(),
+            progress: 100,
+            description: "base".into(),
+            volume_id: None,
+            created_at: kiln_store::now(),
+        };
+        std::fs::write(dir.join(&base.file), b"qcow2").expect("base layer");
+        cloud.store.write(|tx| snapshots::insert(tx, &base)).expect("snapshot");
+        let devices = vec![BlockDevice {
+            device_name: "/dev/xvda".into(),
+            snapshot_id: Some(base.id.clone()),
+            volume_size: 1,
+            volume_type: "gp3".into(),
+            delete_on_termination: true,
+        }];
+        let new = NewImage::new("base".into(), String::new(), Architecture::X86_64, "/dev/xvda".into(), devices);
+        let image_id = cloud.register_image(&scope, new, &[]).expect("image").id;
+        Self { dir, agent, cloud, scope, image_id }
+    }
+
+    fn open(dir: &Path, agent: &Arc<FakeAgent>) -> Cloud {
+        let store = Store::open(&dir.join("kiln.db")).expect("store");
+        Cloud::new(store, vec![RegionConfig::with_three_zones("us-east-1")], dir.to_path_buf()).with_agent(
+            agent.clone(),
+            Limits::default(),
+            PathBuf::from("kiln"),
+        )
+    }
+
+    /// What `kiln serve` does after `kill -9`: a new control plane over the same store
+    /// and host (VMs outlive the daemon), the start-up sweeps, then a fresh reconciler.
+    pub fn restart(&mut self) {
+        self.cloud = Self::open(&self.dir, &self.agent);
+        self.cloud.remove_stray_volumes().expect("strays");
+        self.cloud.collect_layers().expect("layers");
+    }
+
+    pub fn launch(&self) -> String {
+        let r = RunRequest {
+            image_id: self.image_id.clone(),
+            instance_type: "t3.micro".into(),
+            min_count: 1,
+            max_count: 1,
+            ..Default::default()
+        };
+        self.cloud.run_instances(&self.scope, r).expect("launch").remove(0).id
+    }
+
+    /// Runs reconciler passes (catching injected crashes, which restart the world)
+    /// until `done` holds; panics after `max` passes.
+    pub fn passes_until(&mut self, max: usize, mut done: impl FnMut(&World) -> bool) -> usize {
+        let mut r = crate::reconcile::Reconciler::new();
+        let mut crashes = 0;
+        for _ in 0..max {
+            if done(self) {
+                return crashes;
+            }
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cloud.reconcile(&r)));
+            match pass {
+                Ok(result) => result.expect("reconcile pass"),
+                Err(_) => {
+                    crashes += 1;
+                    self.restart();
+                    r = crate::reconcile::Reconciler::new();
+                }
+            }
+        }
+        panic!("not done after {max} passes");
+    }
+
+    pub fn state(&self, id: &str) -> kiln_types::InstanceState {
+        self.cloud.instances(&self.scope, &[id.to_owned()]).expect("instance")[0].state
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
