@@ -15,7 +15,7 @@ ensure_debs() {
   for pair in openssl:openssl ssh-keygen:openssh-client ssh:openssh-client python3:python3 \
               qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils \
               busybox:busybox-static cpio:cpio mkfs.ext4:e2fsprogs dpkg-deb:dpkg \
-              ip:iproute2 nft:nftables mmdebstrap:mmdebstrap curl:curl; do
+              ip:iproute2 nft:nftables mmdebstrap:mmdebstrap curl:curl prlimit:util-linux; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null && continue
     if [ -z "$updated" ]; then say "updating the package lists"; $sudo apt-get update -qq || true; updated=1; fi

@@ -19,7 +19,9 @@ pub fn probe_kvm(kernel: &Path, scratch: &Path) -> Accel {
     let _ = std::fs::create_dir_all(scratch);
     let log = scratch.join(format!("kvm-probe-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let child = Command::new("qemu-system-x86_64")
+    // Under `timeout`: should kiln die mid-probe, the probe still ends on its own.
+    let child = Command::new("timeout")
+        .args(["--signal=KILL", &(DEADLINE.as_secs() + 2).to_string(), "qemu-system-x86_64"])
         .args([
             "-machine",
             "pc,accel=kvm",
@@ -56,7 +58,10 @@ pub fn probe_kvm(kernel: &Path, scratch: &Path) -> Accel {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
+    // SIGTERM to `timeout`, which passes it on to QEMU (a SIGKILL would orphan QEMU).
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
     let _ = child.wait();
     let _ = std::fs::remove_file(&log);
     if works {

@@ -5,8 +5,18 @@
 
 use kiln_store::images::BlockDevice;
 
-use crate::instances::VolumeRequest;
 use crate::{Error, Result};
+
+/// An extra or resized volume asked for at launch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeRequest {
+    pub device_name: String,
+    pub snapshot_id: Option<String>,
+    pub size_gib: Option<i64>,
+    pub volume_type: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    pub no_device: bool,
+}
 
 /// `base` with `requests` applied. `snapshot_size` gives the size of a snapshot the
 /// caller may use (or its NotFound error).

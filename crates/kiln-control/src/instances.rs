@@ -14,16 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{tags, Cloud, Error, Result};
 
-/// An extra or resized volume asked for at launch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VolumeRequest {
-    pub device_name: String,
-    pub snapshot_id: Option<String>,
-    pub size_gib: Option<i64>,
-    pub volume_type: Option<String>,
-    pub delete_on_termination: Option<bool>,
-    pub no_device: bool,
-}
+pub use crate::block_devices::VolumeRequest;
 
 /// What RunInstances asks for.
 #[derive(Debug, Clone, Default, Hash)]
@@ -121,10 +112,34 @@ impl Cloud {
             .ok_or_else(|| Error::not_found(ResourceKind::Instance, id))
     }
 
-    /// Instances by id (all must exist), or all of the scope's.
+    /// Instances by id (all must exist; read by primary key), or all of the scope's.
     pub fn instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Instance>> {
-        let all = self.store.read(|c| Ok::<_, Error>(instances::list(c, scope)?))?;
-        crate::vpcs::narrow(all, ids, ResourceKind::Instance, |i| &i.id)
+        if ids.is_empty() {
+            return self.store.read(|c| Ok::<_, Error>(instances::list(c, scope)?));
+        }
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        self.store.read(|c| {
+            for id in ids {
+                match instances::get(c, id)?.filter(|i| i.account_id == scope.account && i.region == scope.region) {
+                    Some(i) if !found.iter().any(|f: &Instance| f.id == i.id) => found.push(i),
+                    Some(_) => {}
+                    None => missing.push(id.clone()),
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        if !missing.is_empty() {
+            return Err(Error::NotFound { kind: ResourceKind::Instance, ids: missing });
+        }
+        found.sort_by(|a, b| (&a.launch_time, a.launch_index, &a.id).cmp(&(&b.launch_time, b.launch_index, &b.id)));
+        Ok(found)
+    }
+
+    /// One instance, whatever its account, with its user data: for its own metadata
+    /// service, whose socket already says which instance asks.
+    pub fn instance_for_guest(&self, id: &str) -> Result<Option<Instance>> {
+        self.store.read(|c| Ok(instances::get(c, id)?))
     }
 
     pub fn instance_volumes(&self, instance_id: &str) -> Result<Vec<Volume>> {

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod block_devices;
 pub mod create_image;
 pub mod error;
+pub mod guest_view;
 pub mod images;
 pub mod imports;
 pub mod instances;
@@ -63,6 +64,8 @@ pub struct Cloud {
     pub import_dirs: Vec<PathBuf>,
     /// Where public IPv4 addresses come from (routed from the host).
     pub public_pool: ipnet::Ipv4Net,
+    /// What guests' services read, published by each reconciler pass.
+    view: std::sync::RwLock<Arc<guest_view::GuestView>>,
 }
 
 /// The default pool of public addresses (shared address space, RFC 6598).
@@ -79,6 +82,7 @@ impl Cloud {
             pipe_program: PathBuf::from("kiln"),
             import_dirs: Vec::new(),
             public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
+            view: Default::default(),
         }
     }
 
@@ -106,3 +110,21 @@ impl Cloud {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Keeps the items whose id is in `ids` (all of `ids` must exist); all items when
+/// `ids` is empty.
+pub(crate) fn narrow<T>(
+    all: Vec<T>,
+    ids: &[String],
+    kind: kiln_types::ResourceKind,
+    id: impl Fn(&T) -> &String,
+) -> Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(all);
+    }
+    let missing: Vec<String> = ids.iter().filter(|i| !all.iter().any(|x| id(x) == *i)).cloned().collect();
+    if !missing.is_empty() {
+        return Err(Error::NotFound { kind, ids: missing });
+    }
+    Ok(all.into_iter().filter(|x| ids.contains(id(x))).collect())
+}

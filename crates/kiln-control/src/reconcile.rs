@@ -299,6 +299,10 @@ impl Cloud {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
         drop(nets);
+        // From this pass's read: a public address given just now shows in the next.
+        if let Err(e) = self.publish_view(&all) {
+            tracing::warn!(error = %e, "cannot publish the guests' view; keeping the last one");
+        }
         let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
         // Workflows first; the instances they hold are theirs for this pass.
         let held = self.run_workflows(&all, &mut backoff)?;

@@ -93,13 +93,14 @@ pub(crate) fn insert_default_group(tx: &Transaction<'_>, scope: &Scope, vpc_id: 
 }
 
 fn find_group(conn: &Connection, scope: &Scope, group: &GroupRef) -> Result<SecurityGroup> {
-    let all = security_groups::list(conn, scope)?;
     let found = match group {
-        GroupRef::Id(id) => all.into_iter().find(|g| &g.id == id),
+        GroupRef::Id(id) => security_groups::by_ids(conn, scope, std::slice::from_ref(id))?.pop(),
         GroupRef::Name(name) => {
             // Names are looked up in the default VPC, as EC2 does.
-            let default_vpc = vpcs::list_vpcs(conn, scope)?.into_iter().find(|v| v.is_default).map(|v| v.id);
-            all.into_iter().find(|g| Some(&g.vpc_id) == default_vpc.as_ref() && g.name.eq_ignore_ascii_case(name))
+            match vpcs::list_vpcs(conn, scope)?.into_iter().find(|v| v.is_default) {
+                Some(vpc) => security_groups::by_name(conn, scope, &vpc.id, name)?,
+                None => None,
+            }
         }
     };
     found.ok_or_else(|| {
@@ -249,39 +250,67 @@ impl Cloud {
 
     /// Groups with their rules, narrowed to ids and names (all must exist; names are
     /// looked up in the default VPC).
+    /// Groups by id or name (all must exist), or all of the scope's. Ids and names are
+    /// looked up by index, with only their own rules.
     pub fn security_groups(&self, scope: &Scope, ids: &[String], names: &[String]) -> Result<Vec<GroupWithRules>> {
         self.store.read(|c| {
-            let mut groups = security_groups::list(c, scope)?;
-            if !ids.is_empty() || !names.is_empty() {
-                let mut wanted = Vec::new();
-                let missing: Vec<String> =
-                    ids.iter().filter(|i| !groups.iter().any(|g| &g.id == *i)).cloned().collect();
-                if !missing.is_empty() {
-                    return Err(Error::NotFound { kind: ResourceKind::SecurityGroup, ids: missing });
+            if ids.is_empty() && names.is_empty() {
+                let groups = security_groups::list(c, scope)?;
+                let mut by_group: std::collections::HashMap<String, Vec<Rule>> = std::collections::HashMap::new();
+                for r in security_groups::rules(c, scope)? {
+                    by_group.entry(r.group_id.clone()).or_default().push(r);
                 }
-                wanted.extend(ids.iter().cloned());
-                for n in names {
-                    wanted.push(find_group(c, scope, &GroupRef::Name(n.clone()))?.id);
+                return Ok(groups
+                    .into_iter()
+                    .map(|group| {
+                        let rules = by_group.remove(&group.id).unwrap_or_default();
+                        GroupWithRules { group, rules }
+                    })
+                    .collect());
+            }
+            let mut groups = security_groups::by_ids(c, scope, ids)?;
+            let missing: Vec<String> = ids.iter().filter(|i| !groups.iter().any(|g| &g.id == *i)).cloned().collect();
+            if !missing.is_empty() {
+                return Err(Error::NotFound { kind: ResourceKind::SecurityGroup, ids: missing });
+            }
+            for n in names {
+                let g = find_group(c, scope, &GroupRef::Name(n.clone()))?;
+                if !groups.iter().any(|x| x.id == g.id) {
+                    groups.push(g);
                 }
-                groups.retain(|g| wanted.contains(&g.id));
             }
-            let mut by_group: std::collections::HashMap<String, Vec<Rule>> = std::collections::HashMap::new();
-            for r in security_groups::rules(c, scope)? {
-                by_group.entry(r.group_id.clone()).or_default().push(r);
-            }
-            Ok(groups
+            groups.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+            groups
                 .into_iter()
-                .map(|group| {
-                    let rules = by_group.remove(&group.id).unwrap_or_default();
-                    GroupWithRules { group, rules }
-                })
-                .collect())
+                .map(|group| Ok(GroupWithRules { rules: security_groups::rules_of(c, &group.id)?, group }))
+                .collect()
         })
     }
 
-    /// Every group's name by id, for naming referenced groups.
     pub fn security_group_names(&self, scope: &Scope) -> Result<std::collections::HashMap<String, String>> {
         self.store.read(|c| Ok(security_groups::list(c, scope)?.into_iter().map(|g| (g.id, g.name)).collect()))
+    }
+
+    /// The names of the groups `groups` are or refer to in their rules.
+    pub fn names_around(
+        &self,
+        scope: &Scope,
+        groups: &[GroupWithRules],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut ids: Vec<String> = groups.iter().map(|g| g.group.id.clone()).collect();
+        ids.extend(groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.ref_group_id.clone())));
+        self.security_group_names_of(scope, ids)
+    }
+
+    /// The names of some of the scope's groups, by id.
+    pub fn security_group_names_of(
+        &self,
+        scope: &Scope,
+        mut ids: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        ids.sort();
+        ids.dedup();
+        self.store.read(|c| Ok(security_groups::by_ids(c, scope, &ids)?.into_iter().map(|g| (g.id, g.name)).collect()))
     }
 
     pub fn delete_security_group(&self, scope: &Scope, group: &GroupRef) -> Result<String> {
@@ -400,6 +429,6 @@ impl Cloud {
     /// Every rule in the scope, narrowed to `ids` (all must exist).
     pub fn security_group_rules(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Rule>> {
         let all = self.store.read(|c| Ok::<_, Error>(security_groups::rules(c, scope)?))?;
-        crate::vpcs::narrow(all, ids, ResourceKind::SecurityGroupRule, |r| &r.id)
+        crate::narrow(all, ids, ResourceKind::SecurityGroupRule, |r| &r.id)
     }
 }

@@ -58,7 +58,7 @@ impl Cloud {
                     all.extend(snapshots::list_owned(c, &Scope { account: p.clone(), region: scope.region.clone() })?);
                 }
             }
-            let mut out = crate::vpcs::narrow(all, ids, ResourceKind::Snapshot, |s| &s.id)?;
+            let mut out = crate::narrow(all, ids, ResourceKind::Snapshot, |s| &s.id)?;
             if !owners.is_empty() {
                 out.retain(|s| {
                     owners.iter().any(|o| match o.as_str() {

@@ -89,4 +89,14 @@ impl Cloud {
     pub fn tags_by_resource(&self, scope: &Scope) -> Result<std::collections::HashMap<String, Vec<(String, String)>>> {
         self.store.read(|c| Ok(tags::by_resource(c, scope)?))
     }
+
+    /// The tags of a few resources, read by their ids (a point lookup does not read
+    /// the scope's every tag).
+    pub fn tags_of(
+        &self,
+        scope: &Scope,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<(String, String)>>> {
+        self.store.read(|c| Ok(tags::of_resources(c, scope, ids)?))
+    }
 }

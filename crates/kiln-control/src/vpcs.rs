@@ -7,7 +7,7 @@ use kiln_store::vpcs::{self, Subnet, Vpc};
 use kiln_store::{security_groups, Connection, Scope, Transaction};
 use kiln_types::{RegionConfig, ResourceKind};
 
-use crate::{security_groups as sg, tags, Cloud, Error, Result};
+use crate::{narrow, security_groups as sg, tags, Cloud, Error, Result};
 
 const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
 
@@ -201,19 +201,6 @@ impl Cloud {
             Ok(())
         })
     }
-}
-
-/// Keeps the items whose id is in `ids` (all of `ids` must exist); all items when
-/// `ids` is empty.
-pub(crate) fn narrow<T>(all: Vec<T>, ids: &[String], kind: ResourceKind, id: impl Fn(&T) -> &String) -> Result<Vec<T>> {
-    if ids.is_empty() {
-        return Ok(all);
-    }
-    let missing: Vec<String> = ids.iter().filter(|i| !all.iter().any(|x| id(x) == *i)).cloned().collect();
-    if !missing.is_empty() {
-        return Err(Error::NotFound { kind, ids: missing });
-    }
-    Ok(all.into_iter().filter(|x| ids.contains(id(x))).collect())
 }
 
 #[cfg(test)]

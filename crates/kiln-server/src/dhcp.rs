@@ -8,17 +8,7 @@ use std::net::Ipv4Addr;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
 use dhcproto::{Decodable, Encodable};
 
-/// What one port's guest is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub mac: [u8; 6],
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    pub dns: Ipv4Addr,
-    pub hostname: String,
-    pub domain: String,
-}
+pub use kiln_control::guest_view::Lease;
 
 /// How long a lease lasts (the guest renews it; it never changes while the instance lives).
 const LEASE_SECONDS: u32 = 3600;

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
-use kiln_control::network::has_port;
 use kiln_control::Cloud;
-use kiln_store::instances;
+
+use crate::limits::{GuestLimits, Service};
+
+/// Questions of one VPC being answered at once; more are dropped (the guest retries).
+const IN_FLIGHT: usize = 64;
 
 /// What a name means inside a VPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +84,8 @@ fn upstreams() -> Vec<SocketAddr> {
 }
 
 /// Sends the query to the host's resolvers in turn; the first answer wins.
-async fn forward(packet: &[u8]) -> Option<Vec<u8>> {
-    for server in upstreams() {
+async fn forward(packet: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+    for &server in upstreams {
         let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
         let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else { continue };
         if sock.send_to(packet, server).await.is_err() {
@@ -97,34 +100,35 @@ async fn forward(packet: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The VPC's instances' public-to-private addresses, and its region.
-fn vpc_view(cloud: &Cloud, vpc_id: &str) -> (String, Vec<(Ipv4Addr, Ipv4Addr)>) {
-    let all = cloud.store.read(instances::all).unwrap_or_default();
-    let mine: Vec<_> = all.into_iter().filter(|i| i.vpc_id == vpc_id && has_port(i.state)).collect();
-    let region = mine.first().map(|i| i.region.clone()).unwrap_or_default();
-    let publics =
-        mine.iter().filter_map(|i| Some((i.public_ip.as_deref()?.parse().ok()?, i.private_ip.parse().ok()?))).collect();
-    (region, publics)
-}
-
-/// Answers a VPC's DNS questions on `socket` until it goes away.
-pub async fn serve(cloud: Arc<Cloud>, vpc_id: String, socket: tokio::net::UdpSocket) {
+/// Answers a VPC's DNS questions on `socket` until it goes away: EC2's names from the
+/// reconciler's published view (never the store), the rest forwarded. Each asking
+/// address has its own rate limit, and at most `IN_FLIGHT` questions are in work.
+pub async fn serve(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, vpc_id: String, socket: tokio::net::UdpSocket) {
     let socket = Arc::new(socket);
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    // Read once for the life of the VPC's DNS, not per question.
+    let upstreams: Arc<[SocketAddr]> = upstreams().into();
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+        if !limits.allow(Service::Dns, &format!("{vpc_id}/{}", peer.ip())) {
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
         let packet = buf[..n].to_vec();
-        let (cloud, vpc, socket) = (cloud.clone(), vpc_id.clone(), socket.clone());
+        let view = cloud.guest_view();
+        let (region, publics) =
+            view.vpcs.get(&vpc_id).map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
+        let (socket, upstreams) = (socket.clone(), upstreams.clone());
         tokio::spawn(async move {
-            let (region, publics) =
-                tokio::task::spawn_blocking(move || vpc_view(&cloud, &vpc)).await.unwrap_or_default();
             let reply = match answer(&packet, &region, &publics) {
                 Some(r) => Some(r),
-                None => forward(&packet).await,
+                None => forward(&packet, &upstreams).await,
             };
             if let Some(r) = reply {
                 let _ = socket.send_to(&r, peer).await;
             }
+            drop(slot);
         });
     }
 }

@@ -1,5 +1,5 @@
-//! The services each live instance's guest talks to, kept in step with the store every
-//! half second: its metadata service and, on VPC networks, its DHCP server. On a VPC
+//! The services each live instance's guest talks to, kept in step every half second
+//! with the reconciler's published view of live ports (never the store): its metadata service and, on VPC networks, its DHCP server. On a VPC
 //! both are sockets bound to the instance's tap inside the VPC's namespace, so the port
 //! a packet arrives on is the caller's identity; on QEMU's user-mode network the
 //! metadata service is a Unix socket in the instance's directory that QEMU forwards to.
@@ -10,15 +10,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
-use kiln_control::network::{dns_address, gateway, has_port};
-use kiln_control::{Cloud, Scope};
-use kiln_store::instances::{self, Instance};
-use kiln_types::ids::instance_mac;
+use kiln_control::guest_view::PortView;
+use kiln_control::Cloud;
 use tokio::task::JoinHandle;
 
-use crate::dhcp::{self, Lease};
+use crate::dhcp;
 use crate::imds::{self, Tokens};
+use crate::limits::{GuestLimits, Service};
 
 /// What a running set of services was made for; a change makes them again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,25 +49,23 @@ struct Serving {
     tasks: Tasks,
 }
 
-/// Live instances and how their services should be bound now (None: not yet possible,
+/// Live ports and how their services should be bound now (None: not yet possible,
 /// e.g. the tap is still being made).
-fn wanted(cloud: &Cloud) -> Vec<(Instance, Option<Binding>)> {
+fn wanted(cloud: &Cloud) -> Vec<(PortView, Option<Binding>)> {
     let Ok(agent) = cloud.agent() else { return Vec::new() };
-    let live: Vec<Instance> = cloud
-        .store
-        .read(instances::all)
-        .map(|all| all.into_iter().filter(|i| has_port(i.state)).collect())
-        .unwrap_or_default();
-    live.into_iter()
-        .map(|i| {
+    cloud
+        .guest_view()
+        .ports
+        .values()
+        .map(|p| {
             let b = if agent.vpc_networking() {
                 agent
-                    .port_index(&i.vpc_id, &i.id)
-                    .map(|ifindex| Binding::Tap { ifindex, hop_limit: i.hop_limit.clamp(1, 64) as u32 })
+                    .port_index(&p.vpc_id, &p.instance_id)
+                    .map(|ifindex| Binding::Tap { ifindex, hop_limit: p.hop_limit })
             } else {
                 Some(Binding::Unix)
             };
-            (i, b)
+            (p.clone(), b)
         })
         .collect()
 }
@@ -78,16 +74,19 @@ fn wanted(cloud: &Cloud) -> Vec<(Instance, Option<Binding>)> {
 fn vpc_dns(cloud: &Cloud) -> Vec<(String, Ipv4Addr)> {
     let Ok(agent) = cloud.agent() else { return Vec::new() };
     let present = agent.networks();
-    let all = cloud.store.read(kiln_store::vpcs::all_vpcs).unwrap_or_default();
-    all.into_iter()
-        .filter(|v| present.contains(&v.id))
-        .filter_map(|v| Some((v.id.clone(), dns_address(&v.cidr)?)))
+    cloud
+        .guest_view()
+        .vpcs
+        .iter()
+        .filter(|(id, _)| present.contains(id))
+        .filter_map(|(id, v)| Some((id.clone(), v.dns?)))
         .collect()
 }
 
 /// Keeps every live instance's services running, until `shutdown`.
 pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let tokens = Arc::new(Tokens::default());
+    let limits = Arc::new(GuestLimits::default());
     let mut serving: HashMap<String, Serving> = HashMap::new();
     let mut dns: HashMap<String, Tasks> = HashMap::new();
     // Binding fails for a moment while a namespace or tap is being made; only a failure
@@ -123,24 +122,25 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             .and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string()));
             match made {
                 Ok(socket) => {
-                    let task = tokio::spawn(crate::dns::serve(cloud.clone(), vpc.clone(), socket));
+                    let task = tokio::spawn(crate::dns::serve(cloud.clone(), limits.clone(), vpc.clone(), socket));
                     dns.insert(vpc, Tasks(vec![task]));
                 }
                 Err(e) => failed(&vpc, "the VPC's DNS", &e),
             }
         }
-        serving
-            .retain(|id, s| now.iter().any(|(i, b)| &i.id == id && b.as_ref() == Some(&s.binding)) && s.tasks.alive());
-        for (i, binding) in now {
+        serving.retain(|id, s| {
+            now.iter().any(|(p, b)| &p.instance_id == id && b.as_ref() == Some(&s.binding)) && s.tasks.alive()
+        });
+        for (p, binding) in now {
             let Some(binding) = binding else { continue };
-            if serving.contains_key(&i.id) {
+            if serving.contains_key(&p.instance_id) {
                 continue;
             }
-            match start(&cloud, &tokens, &i, &binding).await {
+            match start(&cloud, &tokens, &limits, &p, &binding).await {
                 Ok(tasks) => {
-                    serving.insert(i.id.clone(), Serving { binding, tasks: Tasks(tasks) });
+                    serving.insert(p.instance_id.clone(), Serving { binding, tasks: Tasks(tasks) });
                 }
-                Err(e) => failed(&i.id, "the guest's DHCP and metadata", &e),
+                Err(e) => failed(&p.instance_id, "the guest's DHCP and metadata", &e),
             }
         }
         tokio::select! {
@@ -153,13 +153,14 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
 async fn start(
     cloud: &Arc<Cloud>,
     tokens: &Arc<Tokens>,
-    i: &Instance,
+    limits: &Arc<GuestLimits>,
+    p: &PortView,
     binding: &Binding,
 ) -> Result<Vec<JoinHandle<()>>, String> {
-    let app = imds::router(cloud.clone(), tokens.clone(), i.id.clone());
+    let app = imds::router(cloud.clone(), tokens.clone(), limits.clone(), p.instance_id.clone());
     match binding {
         Binding::Unix => {
-            let dir = cloud.instance_dir(&i.id);
+            let dir = cloud.instance_dir(&p.instance_id);
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let path = dir.join("imds.sock");
             let _ = std::fs::remove_file(&path);
@@ -169,7 +170,7 @@ async fn start(
             })])
         }
         Binding::Tap { hop_limit, .. } => {
-            let (c, vpc, id, hop) = (cloud.clone(), i.vpc_id.clone(), i.id.clone(), *hop_limit);
+            let (c, vpc, id, hop) = (cloud.clone(), p.vpc_id.clone(), p.instance_id.clone(), *hop_limit);
             let sockets = tokio::task::spawn_blocking(move || {
                 c.agent().map_err(|e| e.to_string())?.port_sockets(&vpc, &id, hop).map_err(|e| e.to_string())
             })
@@ -178,7 +179,7 @@ async fn start(
             let listener = tokio::net::TcpListener::from_std(sockets.imds).map_err(|e| e.to_string())?;
             let udp = tokio::net::UdpSocket::from_std(sockets.dhcp).map_err(|e| e.to_string())?;
             let imds_task = tokio::spawn(serve_tcp(listener, app));
-            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), i.id.clone(), udp));
+            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), limits.clone(), p.instance_id.clone(), udp));
             Ok(vec![imds_task, dhcp_task])
         }
     }
@@ -204,44 +205,20 @@ async fn serve_tcp(listener: tokio::net::TcpListener, app: axum::Router) {
     }
 }
 
-/// The lease of an instance, from the store.
-fn lease(cloud: &Cloud, id: &str) -> Option<Lease> {
-    let i = cloud.store.read(|c| instances::get(c, id)).ok()??;
-    let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
-    let subnet = cloud.subnets(&scope, std::slice::from_ref(&i.subnet_id)).ok()?.into_iter().next()?;
-    let vpc = cloud.vpcs(&scope, std::slice::from_ref(&i.vpc_id)).ok()?.into_iter().next()?;
-    let prefix_len = subnet.cidr.parse::<Ipv4Net>().ok()?.prefix_len();
-    let mut mac = [0u8; 6];
-    for (b, part) in mac.iter_mut().zip(instance_mac(&i.id).split(':')) {
-        *b = u8::from_str_radix(part, 16).ok()?;
-    }
-    Some(Lease {
-        mac,
-        ip: i.private_ip.parse().ok()?,
-        prefix_len,
-        gateway: gateway(&subnet.cidr)?,
-        dns: dns_address(&vpc.cidr)?,
-        hostname: kiln_types::region::private_host(&i.private_ip),
-        domain: kiln_types::region::internal_domain(&i.region),
-    })
-}
-
-/// Answers the DHCP packets of one port until its socket goes away.
-async fn serve_dhcp(cloud: Arc<Cloud>, id: String, socket: tokio::net::UdpSocket) {
+/// Answers the DHCP packets of one port until its socket goes away, with the lease of
+/// the published view.
+async fn serve_dhcp(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, id: String, socket: tokio::net::UdpSocket) {
     let mut buf = vec![0u8; 1500];
     loop {
         let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
-        let packet = buf[..n].to_vec();
-        let (c, i) = (cloud.clone(), id.clone());
-        let answer = tokio::task::spawn_blocking(move || lease(&c, &i).and_then(|l| dhcp::reply(&packet, &l)))
-            .await
-            .ok()
-            .flatten();
-        if let Some(answer) = answer {
-            // Broadcast on the tap: the guest has no address yet, and only it is there.
-            if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
-                tracing::warn!(instance = %id, error = %e, "cannot answer DHCP");
-            }
+        if !limits.allow(Service::Dhcp, &id) {
+            continue;
+        }
+        let lease = cloud.guest_view().ports.get(&id).and_then(|p| p.lease.clone());
+        let Some(answer) = lease.and_then(|l| dhcp::reply(&buf[..n], &l)) else { continue };
+        // Broadcast on the tap: the guest has no address yet, and only it is there.
+        if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
+            tracing::warn!(instance = %id, error = %e, "cannot answer DHCP");
         }
     }
 }

@@ -61,6 +61,7 @@ impl Tokens {
 struct Guest {
     cloud: Arc<Cloud>,
     tokens: Arc<Tokens>,
+    limits: Arc<crate::limits::GuestLimits>,
     instance_id: String,
 }
 
@@ -73,18 +74,25 @@ fn not_found() -> Response {
 }
 
 /// The metadata service of one instance: every request on it is that instance's.
-pub fn router(cloud: Arc<Cloud>, tokens: Arc<Tokens>, instance_id: String) -> Router {
-    Router::new().fallback(handle).with_state(Guest { cloud, tokens, instance_id })
+pub fn router(
+    cloud: Arc<Cloud>,
+    tokens: Arc<Tokens>,
+    limits: Arc<crate::limits::GuestLimits>,
+    instance_id: String,
+) -> Router {
+    Router::new().fallback(handle).with_state(Guest { cloud, tokens, limits, instance_id })
 }
 
 async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if !g.limits.allow(crate::limits::Service::Metadata, &g.instance_id) {
+        // EC2 answers a throttled metadata request with 429.
+        return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
     let g2 = g.clone();
-    let instance = tokio::task::spawn_blocking(move || {
-        g2.cloud.store.read(|c| kiln_store::instances::get(c, &g2.instance_id)).ok().flatten()
-    })
-    .await
-    .ok()
-    .flatten();
+    let instance = tokio::task::spawn_blocking(move || g2.cloud.instance_for_guest(&g2.instance_id).ok().flatten())
+        .await
+        .ok()
+        .flatten();
     let Some(instance) = instance else { return not_found() };
     if instance.http_endpoint == "disabled" {
         return text(StatusCode::FORBIDDEN, "Forbidden");

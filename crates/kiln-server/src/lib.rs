@@ -10,6 +10,7 @@ mod dns;
 mod errors;
 pub mod guests;
 pub mod imds;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,7 +73,7 @@ async fn handle(
 ) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let result = handle_inner(&state, &method, &uri, &headers, body, &request_id).await;
+    let result = handle_inner(state, method, uri, headers, body, &request_id).await;
     let (status, xml, action) = match result {
         Ok((action, xml)) => (StatusCode::OK, xml, action),
         Err((action, e)) => {
@@ -96,10 +97,10 @@ async fn handle(
 type Failure = (String, Ec2Error);
 
 async fn handle_inner(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    state: Arc<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     body: Body,
     request_id: &str,
 ) -> Result<(String, String), Failure> {
@@ -116,38 +117,41 @@ async fn handle_inner(
             format!("The request body exceeds the maximum of {} bytes", state.config.max_body),
         ))
     })?;
+    let request_id = request_id.to_owned();
+    // Everything past the socket (parsing, the signature and its key lookup in the
+    // store, decoding, the action) runs on a blocking thread, never on an async worker.
+    tokio::task::spawn_blocking(move || run_blocking(&state, &method, &uri, &headers, &body, &request_id))
+        .await
+        .map_err(|_| fail(Ec2Error::internal()))?
+}
+
+fn run_blocking(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Result<(String, String), Failure> {
     let query = uri.query().unwrap_or_default();
-    let params = Params::parse(query, &body);
+    let params = Params::parse(query, body);
     let action = params.get("Action").unwrap_or("-").to_owned();
     let fail = |e: Ec2Error| (action.clone(), e);
 
-    let caller = auth::authenticate(state, method, uri, headers, &body).map_err(fail)?;
+    let caller = auth::authenticate(state, method, uri, headers, body).map_err(fail)?;
     let Some(action_name) = params.get("Action").filter(|a| !a.is_empty()) else {
         return Err(fail(Ec2Error::new("MissingAction", "The request must contain the parameter Action")));
     };
     let request = Request::decode(action_name, &params).map_err(fail)?;
     let dry_run = params.flag("DryRun").map_err(fail)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-    let cloud = state.cloud.clone();
-    let request_id = request_id.to_owned();
-    let params_for_task = params.clone();
-    let xml = tokio::task::spawn_blocking(move || {
-        let ctx = actions::Ctx {
-            cloud: &cloud,
-            scope: caller,
-            request_id: &request_id,
-            params: &params_for_task,
-            host: &host,
-        };
-        if dry_run {
-            // Every check runs, in transactions that are rolled back.
-            kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
-        } else {
-            actions::dispatch(&ctx, request)
-        }
-    })
-    .await
-    .map_err(|_| fail(Ec2Error::internal()))?
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let ctx = actions::Ctx { cloud: &state.cloud, scope: caller, request_id, params: &params, host };
+    let xml = if dry_run {
+        // Every check runs, in transactions that are rolled back.
+        kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
+    } else {
+        actions::dispatch(&ctx, request)
+    }
     .map_err(fail)?;
     Ok((action, xml))
 }

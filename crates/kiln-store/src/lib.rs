@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub use rusqlite::types::Value;
-pub use rusqlite::{Connection, Transaction};
+pub use rusqlite::{params_from_iter, Connection, Transaction};
 
 /// A store error: the database failed or holds something it should not.
 #[derive(Debug, thiserror::Error)]
@@ -42,17 +42,30 @@ pub struct Scope {
     pub region: String,
 }
 
-/// The database. One connection behind a mutex: SQLite serialises writers anyway, and
-/// every query here is short.
+/// The database: one writer connection behind a mutex (SQLite serialises writers
+/// anyway) and a pool of read-only connections, which WAL lets read while the writer
+/// writes, so a Describe never waits for a launch or a reconciler pass.
+///
+/// The pool is a stack of idle connections, opened on demand and kept: a crate such
+/// as r2d2 would add a manager thread and timeouts that a local file does not need.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    /// Idle readers; `None` for an in-memory database, whose readers share the writer.
+    readers: Option<Mutex<Vec<Connection>>>,
+    path: Option<std::path::PathBuf>,
 }
+
+/// Readers kept idle at most (more may be open while many threads read).
+const IDLE_READERS: usize = 16;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut s = Self::init(conn)?;
+        s.readers = Some(Mutex::new(Vec::new()));
+        s.path = Some(path.to_path_buf());
+        Ok(s)
     }
 
     /// A private in-memory database, for tests.
@@ -66,26 +79,52 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { writer: Mutex::new(conn), readers: None, path: None })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll
         // back on drop), so a poisoned lock is safe to take over.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on a read-only view.
+    fn reader(&self, path: &Path) -> Result<Connection, StoreError> {
+        let idle = self.readers.as_ref().and_then(|r| r.lock().unwrap_or_else(|p| p.into_inner()).pop());
+        if let Some(c) = idle {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        c.pragma_update(None, "query_only", "ON")?;
+        Ok(c)
+    }
+
+    /// Runs `f` on a read-only view: a pooled reader, which sees every committed write.
     pub fn read<T, E: From<StoreError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
-        let conn = self.lock();
-        f(&conn)
+        let Some(path) = &self.path else {
+            let conn = self.lock();
+            return f(&conn);
+        };
+        let conn = self.reader(path)?;
+        let out = f(&conn);
+        if let Some(r) = &self.readers {
+            let mut idle = r.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
     }
 
     /// Runs `f` in a transaction, committed only if `f` succeeds (and rolled back
-    /// anyway inside `dry_run`).
+    /// anyway inside `dry_run`). `BEGIN IMMEDIATE`: the write lock is taken first, so
+    /// what `f` reads cannot change before it writes.
     pub fn write<T, E: From<StoreError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(StoreError::from)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
         let out = f(&tx)?;
         if is_dry_run() {
             tx.rollback().map_err(StoreError::from)?;

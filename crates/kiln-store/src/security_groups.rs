@@ -43,23 +43,56 @@ pub fn insert(conn: &Connection, scope: &Scope, g: &SecurityGroup) -> Result<boo
     }
 }
 
+fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SecurityGroup> {
+    Ok(SecurityGroup {
+        id: r.get(0)?,
+        vpc_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
 pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<SecurityGroup>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, vpc_id, name, description, created_at FROM security_groups
          WHERE account_id = ?1 AND region = ?2 ORDER BY created_at, id",
     )?;
-    let rows = st
-        .query_map(params![scope.account, scope.region], |r| {
-            Ok(SecurityGroup {
-                id: r.get(0)?,
-                vpc_id: r.get(1)?,
-                name: r.get(2)?,
-                description: r.get(3)?,
-                created_at: r.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map(params![scope.account, scope.region], group_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// The scope's groups among `ids` (by primary key; missing ones are simply absent).
+pub fn by_ids(conn: &Connection, scope: &Scope, ids: &[String]) -> Result<Vec<SecurityGroup>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, vpc_id, name, description, created_at FROM security_groups
+         WHERE id = ?1 AND account_id = ?2 AND region = ?3",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend(st.query_map(params![id, scope.account, scope.region], group_row)?.collect::<Result<Vec<_>, _>>()?);
+    }
+    out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+/// The scope's group named `name` (any case) in a VPC.
+pub fn by_name(
+    conn: &Connection,
+    scope: &Scope,
+    vpc_id: &str,
+    name: &str,
+) -> Result<Option<SecurityGroup>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT id, vpc_id, name, description, created_at FROM security_groups
+             WHERE vpc_id = ?1 AND name = ?2 COLLATE NOCASE AND account_id = ?3 AND region = ?4",
+            params![vpc_id, name, scope.account, scope.region],
+            group_row,
+        )
+        .optional()?)
 }
 
 pub fn delete(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {
@@ -92,6 +125,22 @@ pub fn insert_rule(conn: &Connection, r: &Rule) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn rule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
+    Ok(Rule {
+        id: r.get(0)?,
+        group_id: r.get(1)?,
+        is_egress: r.get(2)?,
+        protocol: r.get(3)?,
+        from_port: r.get(4)?,
+        to_port: r.get(5)?,
+        cidr_ipv4: r.get(6)?,
+        cidr_ipv6: r.get(7)?,
+        ref_group_id: r.get(8)?,
+        ref_user_id: r.get(9)?,
+        description: r.get(10)?,
+    })
+}
+
 /// Every rule of every group in the scope.
 pub fn rules(conn: &Connection, scope: &Scope) -> Result<Vec<Rule>, StoreError> {
     let mut st = conn.prepare_cached(
@@ -100,23 +149,18 @@ pub fn rules(conn: &Connection, scope: &Scope) -> Result<Vec<Rule>, StoreError> 
          FROM security_group_rules r JOIN security_groups g ON g.id = r.group_id
          WHERE g.account_id = ?1 AND g.region = ?2 ORDER BY r.rowid",
     )?;
-    let rows = st
-        .query_map(params![scope.account, scope.region], |r| {
-            Ok(Rule {
-                id: r.get(0)?,
-                group_id: r.get(1)?,
-                is_egress: r.get(2)?,
-                protocol: r.get(3)?,
-                from_port: r.get(4)?,
-                to_port: r.get(5)?,
-                cidr_ipv4: r.get(6)?,
-                cidr_ipv6: r.get(7)?,
-                ref_group_id: r.get(8)?,
-                ref_user_id: r.get(9)?,
-                description: r.get(10)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map(params![scope.account, scope.region], rule_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The rules of one group (by the rules' group index).
+pub fn rules_of(conn: &Connection, group_id: &str) -> Result<Vec<Rule>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, group_id, is_egress, protocol, from_port, to_port, cidr_ipv4, cidr_ipv6,
+                ref_group_id, ref_user_id, description
+         FROM security_group_rules WHERE group_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = st.query_map([group_id], rule_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -66,6 +66,27 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<TagRow>, StoreError>
     Ok(rows)
 }
 
+/// The tags of the given resources (by the primary key), for rendering a few.
+pub fn of_resources(
+    conn: &Connection,
+    scope: &Scope,
+    ids: &[&str],
+) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT key, value FROM tags WHERE resource_id = ?1 AND account_id = ?2 AND region = ?3 ORDER BY key",
+    )?;
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for id in ids {
+        let tags: Vec<(String, String)> = st
+            .query_map(params![id, scope.account, scope.region], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if !tags.is_empty() {
+            out.insert((*id).to_owned(), tags);
+        }
+    }
+    Ok(out)
+}
+
 /// Tags by resource id, for rendering many resources at once.
 pub fn by_resource(conn: &Connection, scope: &Scope) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
     let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();

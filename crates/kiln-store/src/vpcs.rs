@@ -105,6 +105,13 @@ pub fn list_subnets(conn: &Connection, scope: &Scope) -> Result<Vec<Subnet>, Sto
     Ok(rows)
 }
 
+/// Every subnet's CIDR by id (for the guests' view: gateways and masks).
+pub fn subnet_cidrs(conn: &Connection) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT id, cidr FROM subnets")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn delete_subnet(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {
     let n = conn.execute(
         "DELETE FROM subnets WHERE id = ?1 AND account_id = ?2 AND region = ?3",

@@ -514,7 +514,7 @@ pub fn keys(g: &Global) -> Result<()> {
         .into_iter()
         .map(|k| {
             let name = text(k, &["keyName"]);
-            let saved = crate::ssh::key_file(&name).map(|p| p.exists()).unwrap_or(false);
+            let saved = crate::keys::key_file(&name).map(|p| p.exists()).unwrap_or(false);
             vec![name, text(k, &["keyType"]), text(k, &["keyFingerprint"]), if saved { "yes" } else { "no" }.into()]
         })
         .collect();
@@ -525,7 +525,7 @@ pub fn keys(g: &Global) -> Result<()> {
 pub fn delete_key(g: &Global, name: &str) -> Result<()> {
     let client = Client::new(&g.client)?;
     call(&client, "DeleteKeyPair", &[("KeyName".into(), name.to_owned())])?;
-    if let Ok(path) = crate::ssh::key_file(name) {
+    if let Ok(path) = crate::keys::key_file(name) {
         let _ = std::fs::remove_file(path);
     }
     show(g, &["key", "change"], vec![vec![name.to_owned(), "deleted".into()]]);

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod credentials;
 mod data_dir;
+mod keys;
 mod quickstart;
 mod ssh;
 
@@ -588,7 +589,7 @@ fn run(cli: Cli) -> Result<()> {
             ssh::ssh(&client, &instance, identity, user, &command)
         }
         Command::Keys { g: _, command: Some(KeysCommand::Create { name, key_type, client }) } => {
-            ssh::create_key(&client, &name, &key_type)
+            keys::create_key(&client, &name, &key_type)
         }
         Command::Keys { command: None, g } => cli::keys(&g),
         Command::Keys { g: _, command: Some(KeysCommand::List { g }) } => cli::keys(&g),

@@ -30,11 +30,14 @@ fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
     for i in list {
         volumes.insert(i.id.clone(), ctx.cloud.instance_volumes(&i.id).ec2()?);
     }
-    Ok(Extras {
-        tags: ctx.cloud.tags_by_resource(&ctx.scope).ec2()?,
-        group_names: ctx.cloud.security_group_names(&ctx.scope).ec2()?,
-        volumes,
-    })
+    // A few instances read their own tags by index; many read the scope's once.
+    let tags = if list.len() <= 50 {
+        ctx.cloud.tags_of(&ctx.scope, &list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>()).ec2()?
+    } else {
+        ctx.cloud.tags_by_resource(&ctx.scope).ec2()?
+    };
+    let group_ids: Vec<String> = list.iter().flat_map(|i| i.groups.iter().cloned()).collect();
+    Ok(Extras { tags, group_names: ctx.cloud.security_group_names_of(&ctx.scope, group_ids).ec2()?, volumes })
 }
 
 fn write_association(w: &mut XmlWriter, i: &Instance) {

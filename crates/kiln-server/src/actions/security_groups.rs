@@ -135,9 +135,14 @@ fn group_field(g: &GroupWithRules, name: &str, account: &str, names: &HashMap<St
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeSecurityGroups) -> ActionResult {
     let groups = ctx.cloud.security_groups(&ctx.scope, &r.group_ids, &r.group_names).ec2()?;
-    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
+    // A lookup by id or name reads only what it shows; a listing reads the scope once.
+    let (tags, names) = if r.group_ids.is_empty() && r.group_names.is_empty() {
+        (ctx.cloud.tags_by_resource(&ctx.scope).ec2()?, ctx.cloud.security_group_names(&ctx.scope).ec2()?)
+    } else {
+        let ids: Vec<&str> = groups.iter().map(|g| g.group.id.as_str()).collect();
+        (ctx.cloud.tags_of(&ctx.scope, &ids).ec2()?, ctx.cloud.names_around(&ctx.scope, &groups).ec2()?)
+    };
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    let names = ctx.cloud.security_group_names(&ctx.scope).ec2()?;
     let groups = filter::apply(
         groups,
         &r.filters,

@@ -10,6 +10,11 @@
 //! - `create-image`: CreateImage of a running instance with a 1 GiB and a 20 GiB root
 //!   volume (NoReboot and the default reboot): time and bytes written, beside a full
 //!   copy of the same volume with `qemu-img convert`.
+//! - `load`: point and list lookups with 1,000 instances in the store, at 1, 8 and 64
+//!   clients, beside an earlier kiln and moto_server, and again while a guest floods
+//!   its DNS and metadata service (`load.rs`).
+
+mod load;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -69,6 +74,9 @@ enum BenchWhat {
         #[arg(long)]
         cache_dir: Option<std::path::PathBuf>,
     },
+    /// Lookups with many instances in the store, at several concurrencies, beside an
+    /// earlier kiln and moto_server, and again under a guest's DNS and metadata flood.
+    Load(load::LoadArgs),
     /// Root volume creation from a 1 GiB and a large image: overlay vs full copy.
     Volumes {
         /// Virtual size of the large image, GiB.
@@ -98,6 +106,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         BenchWhat::Instances { runs, cache_dir, batch } => instances(runs.max(1), cache_dir, batch.max(1)),
         BenchWhat::CreateImage { sizes, runs, cache_dir } => create_image(&sizes, runs.max(1), cache_dir),
+        BenchWhat::Load(args) => load::run(args),
     }
 }
 
@@ -135,8 +144,12 @@ fn wait_for(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
 }
 
 fn start_kiln(dir: &Path, extra: &[&str]) -> Result<Server> {
+    start_kiln_from(&std::env::current_exe()?, dir, extra)
+}
+
+/// `kiln serve` of the binary `exe` on a free port with the data directory `dir`.
+fn start_kiln_from(exe: &Path, dir: &Path, extra: &[&str]) -> Result<Server> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)

@@ -1,0 +1,123 @@
+//! What guests' own services read: a consistent view of every live port (its DHCP
+//! lease, its VPC, its metadata hop limit) and of every VPC's names, made by the
+//! reconciler from the one read of each pass and published whole. DHCP, DNS and the
+//! guest-services loop read this view, never the store, so a guest that floods them
+//! costs the database nothing.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use kiln_store::instances::Instance;
+use kiln_store::vpcs;
+
+use crate::network::{dns_address, gateway, has_port};
+use crate::{Cloud, Error, Result};
+
+/// What DHCP tells one guest; it never changes while the instance lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub dns: Ipv4Addr,
+    pub hostname: String,
+    pub domain: String,
+}
+
+/// One live instance's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortView {
+    pub instance_id: String,
+    pub vpc_id: String,
+    pub hop_limit: u32,
+    pub lease: Option<Lease>,
+}
+
+/// One VPC with live instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VpcView {
+    pub region: String,
+    pub dns: Option<Ipv4Addr>,
+    /// Its instances' public addresses and their private ones (split-horizon DNS).
+    pub publics: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// Every live port and VPC, as of one reconciler pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestView {
+    pub ports: HashMap<String, PortView>,
+    pub vpcs: HashMap<String, VpcView>,
+}
+
+fn mac_bytes(id: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let text = kiln_types::ids::instance_mac(id);
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    Some(mac)
+}
+
+/// The view of `all` (the instances of one pass) with the VPC and subnet CIDRs.
+pub fn build(
+    all: &[Instance],
+    vpc_cidrs: &HashMap<String, String>,
+    subnet_cidrs: &HashMap<String, String>,
+) -> GuestView {
+    let mut view = GuestView::default();
+    for i in all.iter().filter(|i| has_port(i.state)) {
+        let vpc = vpc_cidrs.get(&i.vpc_id);
+        let lease = (|| {
+            let subnet = subnet_cidrs.get(&i.subnet_id)?;
+            Some(Lease {
+                mac: mac_bytes(&i.id)?,
+                ip: i.private_ip.parse().ok()?,
+                prefix_len: subnet.parse::<Ipv4Net>().ok()?.prefix_len(),
+                gateway: gateway(subnet)?,
+                dns: dns_address(vpc?)?,
+                hostname: kiln_types::region::private_host(&i.private_ip),
+                domain: kiln_types::region::internal_domain(&i.region),
+            })
+        })();
+        view.ports.insert(
+            i.id.clone(),
+            PortView {
+                instance_id: i.id.clone(),
+                vpc_id: i.vpc_id.clone(),
+                hop_limit: i.hop_limit.clamp(1, 64) as u32,
+                lease,
+            },
+        );
+        let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView {
+            region: i.region.clone(),
+            dns: vpc.and_then(|c| dns_address(c)),
+            publics: Vec::new(),
+        });
+        if let (Some(p), Ok(private)) = (i.public_ip.as_deref().and_then(|p| p.parse().ok()), i.private_ip.parse()) {
+            v.publics.push((p, private));
+        }
+    }
+    view
+}
+
+impl Cloud {
+    /// The view as of the last reconciler pass.
+    pub fn guest_view(&self) -> Arc<GuestView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes and publishes the view for the instances of this pass.
+    pub(crate) fn publish_view(&self, all: &[Instance]) -> Result<()> {
+        let (vpc_cidrs, subnet_cidrs) = self.store.read(|c| {
+            let v: HashMap<String, String> = vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id, v.cidr)).collect();
+            Ok::<_, Error>((v, vpcs::subnet_cidrs(c)?))
+        })?;
+        let view = Arc::new(build(all, &vpc_cidrs, &subnet_cidrs));
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+        Ok(())
+    }
+}
