@@ -21,57 +21,15 @@ use kiln_store::snapshots::{self, Snapshot};
 use kiln_store::volumes;
 use kiln_store::Scope;
 use kiln_types::{Architecture, InstanceState, ResourceKind};
-use serde::{Deserialize, Serialize};
 
 use crate::images::{check_name, NewImage};
-use crate::workflows::{Step, Work};
+use crate::workflows::{Freeze, ImagePlan, Phase, Step, Work};
 use crate::{tags, Cloud, Error, Result};
 
 /// How long a running guest gets to power off before CreateImage gives up.
 const POWER_OFF_WAIT: Duration = Duration::from_secs(90);
 /// How long between presses of the power button.
 pub(crate) const REPRESS: Duration = Duration::from_secs(15);
-
-/// Where a CreateImage workflow stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Power the guest off (only for a reboot of a running instance).
-    PowerOff,
-    /// Freeze each volume into its snapshot.
-    Freeze,
-    /// Start the guest again if this workflow powered it off.
-    Restart,
-    /// Make the image and its snapshots available.
-    Register,
-}
-
-/// One volume to freeze: the snapshot its current file becomes, and the overlay it
-/// goes on on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Freeze {
-    pub volume_id: String,
-    pub snapshot_id: String,
-    /// The new overlay, relative to the data directory.
-    pub new_file: String,
-}
-
-/// A CreateImage workflow's plan and progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImagePlan {
-    pub instance_id: String,
-    pub image_id: String,
-    /// Power the guest off first (a running instance without NoReboot).
-    pub reboot: bool,
-    pub volumes: Vec<Freeze>,
-    pub phase: Phase,
-    /// When the power-off was decided (RFC 3339), and how often and when last the
-    /// button was pressed.
-    pub asked_at: Option<String>,
-    pub presses: u32,
-    pub pressed_at: Option<String>,
-    /// Whether this workflow powered the guest off (so it owes a restart).
-    pub powered_off: bool,
-}
 
 fn since(t: &Option<String>) -> Duration {
     t.as_deref()

@@ -5,6 +5,10 @@
 //! the work stood; a step that keeps failing ends the workflow with its compensations
 //! run, so nothing half-made stays visible. Launch, stop, start and terminate need no
 //! workflow row: the instance's own state is their intent (see `reconcile.rs`).
+//!
+//! This module holds each kind's persisted state (`Work`, and CreateImage's
+//! `ImagePlan`); the steps themselves are the `Cloud` methods of their own modules
+//! (`create_image.rs`), which use this one and not the other way round.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -14,7 +18,6 @@ use kiln_store::workflows::{self, Workflow};
 use kiln_store::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::create_image::ImagePlan;
 use crate::{Cloud, Error, Result};
 
 pub const REBOOT: &str = "reboot";
@@ -25,6 +28,47 @@ pub const CREATE_IMAGE: &str = "create-image";
 const MAX_ATTEMPTS: i64 = 8;
 /// The longest wait between two attempts at a failing step.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where a CreateImage workflow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Power the guest off (only for a reboot of a running instance).
+    PowerOff,
+    /// Freeze each volume into its snapshot.
+    Freeze,
+    /// Start the guest again if this workflow powered it off.
+    Restart,
+    /// Make the image and its snapshots available.
+    Register,
+}
+
+/// One volume to freeze: the snapshot its current file becomes, and the overlay it
+/// goes on on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    pub volume_id: String,
+    pub snapshot_id: String,
+    /// The new overlay, relative to the data directory.
+    pub new_file: String,
+}
+
+/// A CreateImage workflow's plan and progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePlan {
+    pub instance_id: String,
+    pub image_id: String,
+    /// Power the guest off first (a running instance without NoReboot).
+    pub reboot: bool,
+    pub volumes: Vec<Freeze>,
+    pub phase: Phase,
+    /// When the power-off was decided (RFC 3339), and how often and when last the
+    /// button was pressed.
+    pub asked_at: Option<String>,
+    pub presses: u32,
+    pub pressed_at: Option<String>,
+    /// Whether this workflow powered the guest off (so it owes a restart).
+    pub powered_off: bool,
+}
 
 /// A workflow's kind, parameters and progress (stored as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -427,7 +427,14 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
     }
 }
 
-pub fn create_image(g: &Global, instance: &str, name: &str, description: Option<&str>, no_reboot: bool) -> Result<()> {
+pub fn create_image(
+    g: &Global,
+    instance: &str,
+    name: &str,
+    description: Option<&str>,
+    no_reboot: bool,
+    wait: bool,
+) -> Result<()> {
     let client = Client::new(&g.client)?;
     let mut p = vec![("InstanceId".to_owned(), instance.to_owned()), ("Name".into(), name.to_owned())];
     if let Some(d) = description {
@@ -438,7 +445,41 @@ pub fn create_image(g: &Global, instance: &str, name: &str, description: Option<
     }
     let xml = call(&client, "CreateImage", &p)?;
     let id = crate::client::first(&Document::parse(&xml)?, "imageId").context("CreateImage returned no image")?;
-    show(g, &["image", "name"], vec![vec![id, name.to_owned()]]);
+    let mut state = "pending".to_owned();
+    if wait {
+        // CreateImage answers at once; the image is made in the background.
+        let t0 = Instant::now();
+        if !g.json() {
+            eprintln!(
+                "[{:>5.1} s] pending: {}",
+                t0.elapsed().as_secs_f64(),
+                if no_reboot { "freezing the volumes" } else { "powering off, freezing, starting again" }
+            );
+        }
+        loop {
+            let xml = call(&client, "DescribeImages", &[("ImageId.1".into(), id.clone())])?;
+            let doc = Document::parse(&xml)?;
+            state = crate::client::first(&doc, "imageState").unwrap_or_default();
+            if state != "pending" {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(900) {
+                bail!("{id} is still pending after 15 min: see `kiln images` and the server's log");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if state != "available" {
+            let why = crate::client::first(
+                &Document::parse(&call(&client, "DescribeImages", &[("ImageId.1".into(), id.clone())])?)?,
+                "message",
+            );
+            bail!("{id} is {state}: {}", why.unwrap_or_else(|| "no reason given".into()));
+        }
+        if !g.json() {
+            eprintln!("[{:>5.1} s] available", t0.elapsed().as_secs_f64());
+        }
+    }
+    show(g, &["image", "name", "state"], vec![vec![id, name.to_owned(), state]]);
     Ok(())
 }
 

@@ -190,6 +190,10 @@ enum Command {
         description: Option<String>,
         #[arg(long)]
         no_reboot: bool,
+        /// Answer as soon as the image is pending, as the API does (by default kiln
+        /// waits until it is available, showing progress).
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         g: cli::Global,
     },
@@ -610,8 +614,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sg { g: _, command: Some(SgCommand::Allow { rule, g }) } => cli::rule(&g, &rule, false),
         Command::Sg { g: _, command: Some(SgCommand::Revoke { rule, g }) } => cli::rule(&g, &rule, true),
         Command::Sg { g: _, command: Some(SgCommand::Rm { group, g }) } => cli::delete_group(&g, &group),
-        Command::CreateImage { instance, name, description, no_reboot, g } => {
-            cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot)
+        Command::CreateImage { instance, name, description, no_reboot, no_wait, g } => {
+            cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot, !no_wait)
         }
         Command::Types { arch, g } => cli::types(&g, arch.as_deref()),
         Command::Regions { g } => cli::regions(&g),
