@@ -162,32 +162,37 @@ impl Cloud {
     }
 
     /// Brings the host's VPC networks to what the store says; `applied` remembers what
-    /// was last made so unchanged networks cost nothing.
+    /// was last made so unchanged networks cost nothing. One VPC that fails does not
+    /// hold back the others: each is tried, and the first failure is returned.
     pub fn reconcile_networks(&self, applied: &mut HashMap<String, VpcNetwork>, all: &[Instance]) -> Result<()> {
         let agent = self.agent()?;
         if !agent.vpc_networking() {
             return Ok(());
         }
         let wanted = self.desired_networks(all)?;
+        let mut first_error = None;
         for net in &wanted {
             if applied.get(&net.vpc_id) != Some(net) {
                 applied.remove(&net.vpc_id);
-                agent.apply_network(net).map_err(|e| Error::Host {
-                    context: format!("networking {}", net.vpc_id),
-                    detail: e.to_string(),
-                })?;
-                applied.insert(net.vpc_id.clone(), net.clone());
+                match agent.apply_network(net) {
+                    Ok(()) => {
+                        applied.insert(net.vpc_id.clone(), net.clone());
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(Error::host(format!("networking {}", net.vpc_id), e));
+                    }
+                }
             }
         }
         for vpc in agent.networks() {
             if !wanted.iter().any(|n| n.vpc_id == vpc) {
                 applied.remove(&vpc);
-                agent
-                    .remove_network(&vpc)
-                    .map_err(|e| Error::Host { context: format!("removing {vpc}'s network"), detail: e.to_string() })?;
+                if let Err(e) = agent.remove_network(&vpc) {
+                    first_error.get_or_insert(Error::host(format!("removing {vpc}'s network"), e));
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -582,7 +582,7 @@ fn tiny_ami(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String>
 /// nothing on the host.
 fn settle_networks(dir: &Path) {
     let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let tag = crate::net_tag(&canonical);
+    let tag = crate::host::net_tag(&canonical);
     let _ = until(Instant::now(), Duration::from_secs(120), || {
         Ok(!Path::new("/run/netns").read_dir().is_ok_and(|d| {
             d.filter_map(std::result::Result::ok)

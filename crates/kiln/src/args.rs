@@ -1,0 +1,419 @@
+//! The command line's schema (clap): every command, its flags and their help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use kiln_types::region::DEFAULT_REGIONS;
+
+use crate::serve::OPERATOR;
+use crate::{bench, cli, client, data_dir};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "An EC2-compatible private cloud that runs real virtual machines")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the cloud: the EC2 API on --listen, state in --data-dir.
+    Serve {
+        /// Address and port for the EC2 API.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Regions to serve, comma-separated (each gets zones a, b and c).
+        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.map(String::from))]
+        regions: Vec<String>,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_body: usize,
+        /// Do not build or register the Quick Start images.
+        #[arg(long)]
+        no_quickstart: bool,
+        /// Build only these Quick Start recipes (comma-separated ids, e.g.
+        /// kiln-tiny-x86_64) [default: all: kiln-tiny for x86_64, arm64, i386, debian-12-amd64].
+        #[arg(long, value_delimiter = ',')]
+        quickstart: Vec<String>,
+        /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// A directory ImportImage and ImportSnapshot may read disk images from (besides
+        /// DATA_DIR/imports); repeat for more.
+        #[arg(long)]
+        import_dir: Vec<PathBuf>,
+    },
+    /// Bridge standard input and output to a Unix socket (QEMU runs this to carry a
+    /// guest's metadata requests to Kiln).
+    #[command(hide = true)]
+    Pipe { socket: PathBuf },
+    /// This host: its accelerator, capacity and what is in use.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+    /// Manage accounts (local administration of a data directory).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Machine images: list the catalog by category, build, import, share, deregister.
+    #[command(alias = "image")]
+    Images {
+        #[command(subcommand)]
+        command: Option<ImageCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// The Marketplace catalog (operator commands).
+    Marketplace {
+        #[command(subcommand)]
+        command: MarketplaceCommand,
+    },
+    /// Measure the API against a baseline server.
+    Bench(bench::BenchArgs),
+    /// Log in to an instance with ssh, through its public address: the user is the
+    /// image's (admin on Debian, ec2-user otherwise) and the key the one `kiln keys
+    /// create` saved for the instance's key pair, unless -i gives one.
+    Ssh {
+        instance: String,
+        /// The private key file.
+        #[arg(short = 'i', long)]
+        identity: Option<PathBuf>,
+        /// Log in as this user.
+        #[arg(short = 'l', long)]
+        user: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// A command to run instead of a shell (after --).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Key pairs; `kiln keys create` keeps the private key where `kiln ssh` finds it.
+    Keys {
+        #[command(subcommand)]
+        command: Option<KeysCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Launch instances of an image (by name or id).
+    Run {
+        #[command(flatten)]
+        run: cli::RunArgs,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// List instances (without the terminated ones unless --all).
+    Ls {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// One instance in detail.
+    Show {
+        instance: String,
+        /// Print only this field's value (e.g. public_ip, state).
+        #[arg(long)]
+        field: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Stop instances (ACPI power-off; --force ends them at once).
+    Stop {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Start stopped instances.
+    Start {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Reboot instances.
+    Reboot {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Terminate instances.
+    Rm {
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// An instance's serial console (--follow keeps printing).
+    Console {
+        instance: String,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Security groups: list, create, allow, revoke, rm.
+    Sg {
+        #[command(subcommand)]
+        command: Option<SgCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Make an AMI of an instance (rebooted for consistency unless --no-reboot).
+    CreateImage {
+        instance: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        no_reboot: bool,
+        /// Answer as soon as the image is pending, as the API does (by default kiln
+        /// waits until it is available, showing progress).
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Instance types (--arch x86_64|arm64|i386 to narrow).
+    Types {
+        #[arg(long)]
+        arch: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Regions and their zones.
+    Regions {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// The supported EC2 actions, as the README's Markdown table.
+    #[command(hide = true)]
+    Actions,
+    /// Shell completions: `kiln completions bash > /etc/bash_completion.d/kiln`.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ImageCommand {
+    /// List the images you may launch, by category (quickstart, mine, shared, marketplace).
+    List {
+        /// Only this category.
+        #[arg(long, value_parser = cli::CATEGORIES.to_vec())]
+        category: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Let another account launch one of your images.
+    Share {
+        image: String,
+        account: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Take back another account's permission to launch one of your images.
+    Unshare {
+        image: String,
+        account: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Deregister one of your images.
+    Deregister {
+        image: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Import a disk image file (raw, qcow2, vmdk, vhd, vhdx) as an AMI.
+    Import {
+        file: PathBuf,
+        /// The account that will own the image.
+        #[arg(long, default_value = OPERATOR)]
+        account: String,
+        /// The region to register it in.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// The image's architecture.
+        #[arg(long, default_value = "x86_64")]
+        architecture: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Build an image from a recipe (a built-in name such as kiln-tiny-x86_64, or a
+    /// .toml file) and register it as an AMI.
+    Build {
+        recipe: String,
+        /// The account that will own the image.
+        #[arg(long, default_value = OPERATOR)]
+        account: String,
+        /// Regions to register it in, comma-separated [default: every region].
+        #[arg(long, value_delimiter = ',')]
+        region: Vec<String>,
+        /// Make the image public.
+        #[arg(long)]
+        public: bool,
+        /// Where downloaded Debian packages are kept [default: DATA_DIR/cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MarketplaceCommand {
+    /// List an AMI in the Marketplace: its owner becomes a vendor (alias
+    /// aws-marketplace) and the image public, with the product code.
+    Publish {
+        image_id: String,
+        #[arg(long)]
+        product_code: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum HostCommand {
+    /// Show the accelerator (KVM or TCG, as probed), capacity and use.
+    Info {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+/// How this host runs instances.
+#[derive(clap::Args, Clone)]
+pub(crate) struct HostArgs {
+    /// The accelerator: probe (auto), or force kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub(crate) accel: String,
+    /// vCPUs offered per host CPU.
+    #[arg(long, default_value_t = 8.0)]
+    pub(crate) cpu_overcommit: f64,
+    /// Memory offered per MiB of host memory.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) memory_overcommit: f64,
+    /// vCPUs one account may run at once in a region.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) vcpu_quota: u32,
+    /// Guest networking: vpc (namespaces, taps, nftables; needs root, iproute2 and
+    /// nftables), user (QEMU's user-mode network: an unprivileged fallback without
+    /// public addresses or security groups), or auto (vpc where possible).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "vpc", "user"])]
+    pub(crate) network: String,
+    /// The pool public IPv4 addresses come from; the host routes it to the VPCs.
+    #[arg(long, default_value = kiln_control::DEFAULT_PUBLIC_POOL)]
+    pub(crate) public_ip_pool: ipnet::Ipv4Net,
+    /// Do not NAT instances' traffic to the outside on the host.
+    #[arg(long)]
+    pub(crate) no_egress_nat: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SgCommand {
+    /// List security groups with their ingress rules.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Create a security group (in the default VPC unless --vpc).
+    Create {
+        name: String,
+        #[arg(long, default_value = "made with kiln")]
+        description: String,
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Allow inbound traffic: PORTS is 22, 80/tcp, 8000-8080/udp, icmp or all.
+    Allow {
+        #[command(flatten)]
+        rule: cli::RuleArgs,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Revoke a rule made with allow (same arguments).
+    Revoke {
+        #[command(flatten)]
+        rule: cli::RuleArgs,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a security group.
+    Rm {
+        group: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List key pairs, and whether their private keys are saved here.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a key pair and its saved private key.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// CreateKeyPair, saving the private key (mode 0600) in the key directory
+    /// ($KILN_KEYS_DIR, else ~/.config/kiln/keys).
+    Create {
+        name: String,
+        /// rsa or ed25519.
+        #[arg(long = "type", default_value = "ed25519", value_parser = ["rsa", "ed25519"])]
+        key_type: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Create an account and add a profile NAME to DATA_DIR/credentials.
+    Create {
+        name: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DataDirArg {
+    /// Where Kiln keeps its state [default: $KILN_HOME, else /var/lib/kiln as root, else ~/.local/share/kiln].
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub(crate) fn resolve(&self) -> Result<PathBuf> {
+        data_dir::resolve(self.data_dir.clone())
+    }
+}

@@ -1,0 +1,103 @@
+//! This machine as a host: the flags of its agent (accelerator, overcommit, network)
+//! made into a `LocalAgent` and limits, the tag that keeps two Kilns' network state
+//! apart, and `kiln host info`.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use sha2::Digest as _;
+
+use crate::args::HostArgs;
+use crate::serve::{default_regions, open};
+
+/// The tag of a data directory's namespaces, links and host table: it keeps two Kilns
+/// on one machine apart.
+pub(crate) fn net_tag(canonical_dir: &std::path::Path) -> String {
+    let digest = sha2::Sha256::digest(canonical_dir.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..2])
+}
+
+/// Whether this process can make namespaces and nftables rules.
+pub(crate) fn can_network() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let found = |p: &str, v: &str| std::process::Command::new(p).arg(v).output().is_ok_and(|o| o.status.success());
+    root && found("ip", "-V") && found("nft", "--version")
+}
+
+impl HostArgs {
+    pub(crate) fn agent(&self, dir: &std::path::Path) -> Arc<kiln_agent::LocalAgent> {
+        let forced = match self.accel.as_str() {
+            "kvm" => Some(kiln_agent_api::Accel::Kvm),
+            "tcg" => Some(kiln_agent_api::Accel::Tcg),
+            _ => None,
+        };
+        let agent = kiln_agent::LocalAgent::new(dir.join("instances"), forced);
+        let vpc = match self.network.as_str() {
+            "vpc" => true,
+            "user" => false,
+            _ => {
+                let ok = can_network();
+                if !ok {
+                    tracing::warn!(
+                        "VPC networking needs root, iproute2 and nftables; guests get QEMU's user-mode network \
+                         instead (no public addresses, security groups not enforced)"
+                    );
+                }
+                ok
+            }
+        };
+        if !vpc {
+            return Arc::new(agent);
+        }
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Arc::new(agent.with_network(kiln_agent::net::NetConfig {
+            tag: net_tag(&canonical),
+            public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
+            egress_nat: !self.no_egress_nat,
+        }))
+    }
+
+    pub(crate) fn limits(&self) -> kiln_control::Limits {
+        kiln_control::Limits {
+            cpu_overcommit: self.cpu_overcommit,
+            memory_overcommit: self.memory_overcommit,
+            vcpu_quota: self.vcpu_quota,
+        }
+    }
+}
+
+pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
+    use kiln_agent_api::HostAgent;
+    let agent = host.agent(dir);
+    // Probe with a built x86 kernel when there is one.
+    let kernel = std::fs::read_dir(dir.join("kernels")).ok().and_then(|d| {
+        d.filter_map(std::result::Result::ok).map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("vmlinuz"))
+    });
+    let accel = match (host.accel.as_str(), kernel) {
+        ("kvm", _) => kiln_agent_api::Accel::Kvm,
+        ("tcg", _) => kiln_agent_api::Accel::Tcg,
+        (_, Some(k)) => kiln_agent::probe_kvm(&k, &dir.join("instances")),
+        (_, None) => kiln_agent_api::Accel::Tcg,
+    };
+    let info = agent.info();
+    let cloud = open(dir, &default_regions())?;
+    let (mut vcpus, mut mem, mut n) = (0i64, 0i64, 0);
+    for i in cloud.store.read(kiln_store::instances::all)? {
+        if i.state.holds_capacity() {
+            vcpus += i.vcpus;
+            mem += i.memory_mib;
+            n += 1;
+        }
+    }
+    let offered_cpu = info.cpus as f64 * host.cpu_overcommit;
+    let offered_mem = info.memory_mib as f64 * host.memory_overcommit;
+    println!("accelerator   {}", accel.as_str());
+    println!("qemu          {}", info.qemu_version);
+    println!("cpus          {} (offering {offered_cpu:.0} vCPUs at {}x)", info.cpus, host.cpu_overcommit);
+    println!("memory        {} MiB (offering {offered_mem:.0} MiB at {}x)", info.memory_mib, host.memory_overcommit);
+    println!("in use        {n} instances, {vcpus} vCPUs, {mem} MiB");
+    for (kind, status, count) in cloud.workflow_counts()? {
+        println!("workflows     {kind} {status}: {count}");
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `kiln serve`: opens the data directory's store as a control plane, makes the
+//! operator account on first start, runs the start-up sweeps, then the reconciler,
+//! the import worker, the Quick Start builder, the guests' services and the API until
+//! SIGTERM; and `kiln images import` of a local file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use kiln_control::Cloud;
+use kiln_store::Store;
+use kiln_types::region::{is_valid_region_name, RegionConfig, DEFAULT_REGIONS};
+
+use crate::args::HostArgs;
+use crate::{credentials, data_dir, quickstart};
+
+/// The account made on first start, whose key is the `[default]` profile.
+pub(crate) const OPERATOR: &str = "operator";
+
+pub(crate) fn default_regions() -> Vec<String> {
+    DEFAULT_REGIONS.map(String::from).to_vec()
+}
+
+pub(crate) fn region_configs(names: &[String]) -> Result<Vec<RegionConfig>> {
+    if names.is_empty() {
+        bail!("--regions needs at least one region");
+    }
+    names
+        .iter()
+        .map(|n| {
+            if is_valid_region_name(n) {
+                Ok(RegionConfig::with_three_zones(n))
+            } else {
+                bail!("'{n}' is not a region name like us-east-1")
+            }
+        })
+        .collect()
+}
+
+/// Opens the data directory's store as a control plane.
+pub(crate) fn open(dir: &std::path::Path, regions: &[String]) -> Result<Cloud> {
+    data_dir::prepare(dir)?;
+    let store =
+        Store::open(&dir.join("kiln.db")).with_context(|| format!("opening the database in {}", dir.display()))?;
+    data_dir::restrict(&dir.join("kiln.db"))?;
+    Ok(Cloud::new(store, region_configs(regions)?, dir.to_path_buf()))
+}
+
+pub(crate) fn serve(
+    listen: SocketAddr,
+    dir: PathBuf,
+    regions: &[String],
+    max_body: usize,
+    quickstart: Option<(PathBuf, Vec<String>)>,
+    host: &HostArgs,
+    import_dirs: Vec<PathBuf>,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the kiln binary")?;
+    let mut cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
+    cloud.import_dirs = import_dirs;
+    cloud.public_pool = host.public_ip_pool;
+    std::fs::create_dir_all(dir.join("imports")).context("creating DATA_DIR/imports")?;
+    let first_start = cloud.account_by_name(OPERATOR)?.is_none();
+    if first_start {
+        let new = cloud.create_account(OPERATOR, false)?;
+        credentials::add_profile(&dir, "default", &new.key.access_key_id, &new.key.secret)?;
+        println!("Created the operator account {} and its access key.", new.account.id);
+    }
+    cloud.ensure_defaults()?;
+    credentials::write_config(&dir, &regions[0])?;
+    cloud.remove_stray_volumes()?;
+    cloud.collect_layers()?;
+    cloud.purge_finished_workflows()?;
+    // Probed once, here, rather than by the first RunInstances.
+    tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
+    for action in kiln_builder::clean_interrupted(&dir.join("builds")) {
+        tracing::warn!(%action, "cleaning up an interrupted image build");
+    }
+    cloud.fail_interrupted_builds()?;
+    let cloud = Arc::new(cloud);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconciler = {
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let r = kiln_control::reconcile::Reconciler::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = cloud.reconcile(&r) {
+                    tracing::warn!(error = %e, "reconcile pass failed");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+    let importer = {
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = cloud.process_imports() {
+                    tracing::warn!(error = %e, "import pass failed");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+    let builder = quickstart.map(|(cache, only)| {
+        // The API answers at once; the images appear as they are built.
+        let (cloud, stop) = (cloud.clone(), stop.clone());
+        std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop))
+    });
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}: is another kiln running? try --listen 127.0.0.1:PORT"))?;
+        let addr = listener.local_addr()?;
+        println!("Kiln is serving the EC2 API on http://{addr} (data in {})", dir.display());
+        println!("Use it with:");
+        println!(
+            "  export AWS_SHARED_CREDENTIALS_FILE={creds} AWS_CONFIG_FILE={config}",
+            creds = dir.join("credentials").display(),
+            config = dir.join("config").display()
+        );
+        println!("  aws --endpoint-url http://{addr} ec2 describe-regions");
+        tracing::info!(%addr, "listening");
+        let (imds_stop, imds_rx) = tokio::sync::watch::channel(false);
+        let imds = tokio::spawn(kiln_server::guests::run(cloud.clone(), imds_rx));
+        let config = kiln_server::ApiConfig { max_body, ..Default::default() };
+        kiln_server::serve(listener, cloud, config, shutdown_signal()).await?;
+        let _ = imds_stop.send(true);
+        let _ = imds.await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reconciler.join();
+    let _ = importer.join();
+    if let Some(b) = builder {
+        if !b.is_finished() {
+            println!("Waiting for the image build in progress to finish...");
+        }
+        let _ = b.join();
+    }
+    println!("Kiln stopped (instances keep running and are adopted at the next start).");
+    Ok(())
+}
+
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `kiln image import`: places the file in DATA_DIR/imports (a hard link, else a
+/// copy) and runs the same import the API runs, showing its progress.
+pub(crate) fn import_file(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    account: &str,
+    region: &str,
+    arch: &str,
+) -> Result<()> {
+    let cloud = open(dir, &default_regions())?;
+    let owner = cloud
+        .account_by_name(account)?
+        .with_context(|| format!("no account named '{account}' (see `kiln account list`)"))?;
+    let architecture =
+        arch.parse().map_err(|_| anyhow::anyhow!("unknown architecture '{arch}' (x86_64, i386, arm64)"))?;
+    let imports = dir.join("imports");
+    std::fs::create_dir_all(&imports)?;
+    let name = file.file_name().context("the file has no name")?;
+    let placed = imports.join(format!("{}-{}", std::process::id(), name.to_string_lossy()));
+    if std::fs::hard_link(file, &placed).is_err() {
+        eprintln!("copying {} into {}...", file.display(), imports.display());
+        std::fs::copy(file, &placed).with_context(|| format!("copying {}", file.display()))?;
+    }
+    let scope = kiln_control::Scope { account: owner.id, region: region.to_owned() };
+    let request = kiln_control::imports::ImportRequest {
+        image: true,
+        url: format!("file://{}", placed.display()),
+        format: None,
+        description: format!("Imported from {}", file.display()),
+        architecture: Some(architecture),
+    };
+    let task = cloud.start_import(&scope, request);
+    let result = task.and_then(|t| {
+        eprintln!("import task {}: converting...", t.id);
+        cloud.process_imports()?;
+        cloud.import_tasks(&scope, true, std::slice::from_ref(&t.id))
+    });
+    let _ = std::fs::remove_file(&placed);
+    let task = result?.pop().context("the import task vanished")?;
+    match task.image_id {
+        Some(image) if task.status == "completed" => {
+            println!("{region}\t{image}");
+            Ok(())
+        }
+        _ => bail!("import failed: {}", task.status_message),
+    }
+}
