@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Benchmarks the API path against moto_server (see `kiln bench api --help`).
+# Benchmarks against moto_server: `kiln bench api` by default, or the bench named by
+# the first argument (`bash scripts/bench.sh load --flood`); installs wrk and moto.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_debs
 ensure_venv
+if ! command -v wrk >/dev/null; then
+  say "installing wrk"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq wrk >/dev/null
+fi
 cargo build --release --locked -q -p kiln --manifest-path "$ROOT/Cargo.toml"
-exec "$ROOT/target/release/kiln" bench api --moto "$ROOT/.venv/bin/moto_server" "$@"
+what="${1:-api}"; [ $# -gt 0 ] && shift
+exec "$ROOT/target/release/kiln" bench "$what" --moto "$ROOT/.venv/bin/moto_server" "$@"

@@ -211,6 +211,12 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     m
 }
 
+/// What a path under `meta-data/` answers: a leaf's value, or a directory's listing.
+/// Pure, and fuzzed (`fuzz/fuzz_targets/imds.rs`): any path, none panics.
+pub fn resolve(leaves: &BTreeMap<String, String>, meta: &str) -> Option<String> {
+    leaves.get(meta).cloned().or_else(|| listing(leaves, meta))
+}
+
 /// The children of `dir` (with a trailing `/` on directories), or None if empty.
 fn listing(leaves: &BTreeMap<String, String>, dir: &str) -> Option<String> {
     let mut out: Vec<String> = Vec::new();
@@ -288,10 +294,7 @@ fn answer(cloud: &Cloud, i: &Instance, path: &str) -> Response {
             if meta == "public-keys/0" && i.public_key.is_some() {
                 return text(StatusCode::OK, "openssh-key");
             }
-            if let Some(v) = leaves.get(meta) {
-                return text(StatusCode::OK, v.clone());
-            }
-            match listing(&leaves, meta) {
+            match resolve(&leaves, meta) {
                 Some(l) => text(StatusCode::OK, l),
                 None => not_found(),
             }

@@ -5,8 +5,8 @@
 
 mod actions;
 mod auth;
-mod dhcp;
-mod dns;
+pub mod dhcp;
+pub mod dns;
 mod errors;
 pub mod guests;
 pub mod imds;

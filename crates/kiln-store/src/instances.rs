@@ -171,13 +171,27 @@ fn with_groups(conn: &Connection, mut list: Vec<Instance>) -> Result<Vec<Instanc
     Ok(list)
 }
 
-/// The scope's instances, oldest first.
+/// The scope's instances, oldest first (two queries: the rows, then their groups).
 pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM instances WHERE account_id = ?1 AND region = ?2 ORDER BY launch_time, launch_index, id"
     ))?;
-    let rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<Vec<_>, _>>()?;
-    with_groups(conn, rows)
+    let mut rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    let mut st = conn.prepare_cached(
+        "SELECT g.instance_id, g.group_id FROM instance_groups g JOIN instances i ON i.id = g.instance_id
+         WHERE i.account_id = ?1 AND i.region = ?2 ORDER BY g.instance_id, g.position",
+    )?;
+    for pair in
+        st.query_map(params![scope.account, scope.region], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+    {
+        let (i, g) = pair?;
+        groups.entry(i).or_default().push(g);
+    }
+    for i in &mut rows {
+        i.groups = groups.remove(&i.id).unwrap_or_default();
+    }
+    Ok(rows)
 }
 
 /// Every instance of every account (for the reconciler, capacity and the guest

@@ -26,10 +26,23 @@ struct Extras {
 }
 
 fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
-    let mut volumes = HashMap::new();
+    let mut x = extras_without_volumes(ctx, list)?;
+    add_volumes(ctx, &mut x, list)?;
+    Ok(x)
+}
+
+/// The volumes of `list` into `x` (one query each; what a page shows).
+fn add_volumes(ctx: &Ctx<'_>, x: &mut Extras, list: &[Instance]) -> Result<(), Ec2Error> {
     for i in list {
-        volumes.insert(i.id.clone(), ctx.cloud.instance_volumes(&i.id).ec2()?);
+        x.volumes.insert(i.id.clone(), ctx.cloud.instance_volumes(&i.id).ec2()?);
     }
+    Ok(())
+}
+
+/// Tags and group names for `list`; volumes are read for a page only, unless a
+/// filter needs them.
+fn extras_without_volumes(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
+    let volumes = HashMap::new();
     // A few instances read their own tags by index; many read the scope's once.
     let tags = if list.len() <= 50 {
         ctx.cloud.tags_of(&ctx.scope, &list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>()).ec2()?
@@ -274,7 +287,8 @@ fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field 
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstances) -> ActionResult {
     let list = ctx.cloud.instances(&ctx.scope, &r.instance_ids).ec2()?;
-    let x = extras(ctx, &list)?;
+    let volume_filter = r.filters.iter().any(|f| f.name.starts_with("block-device-mapping"));
+    let mut x = if volume_filter { extras(ctx, &list)? } else { extras_without_volumes(ctx, &list)? };
     let list = filter::apply(
         list,
         &r.filters,
@@ -283,6 +297,9 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstances) -> ActionResult {
         |i| x.tags.get(&i.id).cloned().unwrap_or_default(),
     )?;
     let (page, next) = ctx.page(list, &r.paging, (5, 1000), None)?;
+    if !volume_filter {
+        add_volumes(ctx, &mut x, &page)?;
+    }
     // Group by reservation, keeping launch order.
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Vec<&Instance>> = HashMap::new();

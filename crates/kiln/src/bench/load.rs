@@ -82,6 +82,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
     if let Some(b) = &args.baseline {
         kilns.push(("kiln-base", b.clone()));
     }
+    println!();
+    println!(
+        "{:<34} {:<10} {:<8} {:>7} {:>10} {:>9} {:>9} {:>7}",
+        "case", "server", "guest", "conns", "req/s", "p50 ms", "p99 ms", "errors"
+    );
     let mut table: Vec<(String, String, String, usize, Run)> = Vec::new();
     for (label, exe) in &kilns {
         for (case, clients, phase, r) in measure_kiln(&args, label, exe)? {
@@ -92,31 +97,23 @@ pub fn run(args: LoadArgs) -> Result<()> {
         table.push((case, "moto".into(), "quiet".into(), clients, r));
     }
     println!();
-    println!(
-        "{:<34} {:<10} {:<8} {:>7} {:>10} {:>9} {:>9} {:>7}",
-        "case", "server", "guest", "conns", "req/s", "p50 ms", "p99 ms", "errors"
-    );
-    for (case, server, phase, clients, r) in &table {
-        println!(
-            "{case:<34} {server:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-            r.rps, r.p50_ms, r.p99_ms, r.errors
-        );
-    }
-    println!();
     let find = |case: &str, server: &str, phase: &str, clients: usize| {
         table.iter().find(|t| t.0 == case && t.1 == server && t.2 == phase && t.3 == clients).map(|t| t.4)
     };
-    let cases: Vec<String> = {
-        let mut c: Vec<String> = table.iter().map(|t| t.0.clone()).collect();
-        c.dedup();
-        c
-    };
+    let mut cases: Vec<String> = Vec::new();
+    for t in &table {
+        if !cases.contains(&t.0) {
+            cases.push(t.0.clone());
+        }
+    }
     for case in &cases {
         for &n in &args.clients {
             let Some(k) = find(case, "kiln", "quiet", n) else { continue };
             let mut line = format!("{case} at {n}:");
-            if let Some(m) = find(case, "moto", "quiet", n) {
-                line += &format!(" kiln/moto {:.1}x req/s", k.rps / m.rps);
+            match find(case, "moto", "quiet", n) {
+                Some(m) if m.rps > 0.0 => line += &format!(" kiln/moto {:.1}x req/s", k.rps / m.rps),
+                Some(_) => line += " moto answered none in time",
+                None => {}
             }
             if let Some(b) = find(case, "kiln-base", "quiet", n) {
                 line += &format!(", kiln/kiln-base {:.1}x req/s", k.rps / b.rps);
@@ -135,7 +132,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
     Ok(())
 }
 
-/// The cases: (name, query body, text the answer must hold).
+/// The cases: (name, query body, text the answer must hold). The page comes last: a
+/// slow server still working through a backlog of pages would delay the next case.
 fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
     vec![
         (
@@ -144,14 +142,14 @@ fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
             instance.to_owned(),
         ),
         (
-            "DescribeInstances (page of 100)".into(),
-            "Action=DescribeInstances&Version=2016-11-15&MaxResults=100".into(),
-            "<instanceId>".into(),
-        ),
-        (
             "DescribeSecurityGroups (one id)".into(),
             format!("Action=DescribeSecurityGroups&Version=2016-11-15&GroupId.1={group}"),
             group.to_owned(),
+        ),
+        (
+            "DescribeInstances (page of 100)".into(),
+            "Action=DescribeInstances&Version=2016-11-15&MaxResults=100".into(),
+            "<instanceId>".into(),
         ),
     ]
 }
@@ -176,14 +174,20 @@ fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String,
         let (instance, group) = seed(&dir.join("kiln.db"), args.instances)?;
         eprintln!("  {label}: {} stopped instances written to its store", args.instances);
         let list = cases(&instance, &group);
+        // The image is built before anything is measured: the build would share the CPU.
+        let ami = if args.flood { Some(tiny_ami(&client, &kiln)?) } else { None };
         let mut out = Vec::new();
         for (case, body, expect) in &list {
             for &n in &args.clients {
-                out.push((case.clone(), n, "quiet".to_owned(), wrk(&kiln, body, expect, n, args.seconds)?));
+                out.push((
+                    case.clone(),
+                    n,
+                    "quiet".to_owned(),
+                    measured(&kiln, "quiet", case, body, expect, n, args.seconds),
+                ));
             }
         }
-        if args.flood {
-            let ami = tiny_ami(&client, &kiln)?;
+        if let Some(ami) = ami {
             let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, FLOOD);
             let data: String = form_urlencoded::byte_serialize(data.as_bytes()).collect();
             let xml = ok(&client, &kiln, &format!(
@@ -202,7 +206,12 @@ fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String,
             std::thread::sleep(Duration::from_secs(3));
             for (case, body, expect) in &list {
                 for &n in &args.clients {
-                    out.push((case.clone(), n, "flooded".to_owned(), wrk(&kiln, body, expect, n, args.seconds)?));
+                    out.push((
+                        case.clone(),
+                        n,
+                        "flooded".to_owned(),
+                        measured(&kiln, "flooded", case, body, expect, n, args.seconds),
+                    ));
                 }
             }
             let _ = ok(&client, &kiln, &format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}"));
@@ -243,7 +252,7 @@ fn measure_moto(args: &LoadArgs) -> Result<Vec<(String, usize, Run)>> {
     let mut out = Vec::new();
     for (case, body, expect) in cases(&first, &group) {
         for &n in &args.clients {
-            out.push((case.clone(), n, wrk(&moto, &body, &expect, n, args.seconds)?));
+            out.push((case.clone(), n, measured(&moto, "quiet", &case, &body, &expect, n, args.seconds)));
         }
     }
     Ok(out)
@@ -300,10 +309,25 @@ fn seed(db: &Path, n: usize) -> Result<(String, String)> {
     Ok((first, bench_group))
 }
 
+/// Measures one case and prints its row at once (a later failure keeps what was
+/// measured); a case that cannot be measured counts as one error at 0 req/s.
+fn measured(server: &Server, phase: &str, case: &str, body: &str, expect: &str, clients: usize, seconds: u64) -> Run {
+    let r = wrk(server, body, expect, clients, seconds).unwrap_or_else(|e| {
+        eprintln!("  {}: {case} at {clients}: {e:#}", server.name);
+        Run { errors: 1, ..Run::default() }
+    });
+    println!(
+        "{case:<34} {:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+        server.name, r.rps, r.p50_ms, r.p99_ms, r.errors
+    );
+    r
+}
+
 /// Runs wrk for `seconds` with `clients` connections, replaying one request signed
 /// now (the signature stays valid for five minutes).
 fn wrk(server: &Server, body: &str, expect: &str, clients: usize, seconds: u64) -> Result<Run> {
-    let client = reqwest::blocking::Client::new();
+    // Generous: a slow server may still be answering the last run's requests.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()?;
     let (status, text) = call(&client, server, body)?;
     if status != 200 || !text.contains(expect) {
         bail!("{} answered {status} without '{expect}': {}", server.name, text.chars().take(300).collect::<String>());
@@ -351,12 +375,16 @@ fn millis(v: &str) -> Option<f64> {
 
 fn parse_wrk(text: &str) -> Option<Run> {
     let mut r = Run::default();
+    let mut seen = false;
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["50%", v] => r.p50_ms = millis(v)?,
             ["99%", v] => r.p99_ms = millis(v)?,
-            ["Requests/sec:", v] => r.rps = v.parse().ok()?,
+            ["Requests/sec:", v] => {
+                r.rps = v.parse().ok()?;
+                seen = true;
+            }
             ["Non-2xx", "or", "3xx", "responses:", n] => r.errors += n.parse::<u64>().ok()?,
             ["Socket", "errors:", rest @ ..] => {
                 r.errors += rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>()
@@ -364,7 +392,7 @@ fn parse_wrk(text: &str) -> Option<Run> {
             _ => {}
         }
     }
-    (r.rps > 0.0).then_some(r)
+    seen.then_some(r)
 }
 
 #[cfg(test)]
