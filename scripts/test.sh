@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the Rust unit tests, then the integration
-# suite, which starts real `kiln serve` processes and drives them with boto3 and the
-# AWS CLI. Installs whatever is missing first.
+# Runs every test: formatting and lints, the Rust unit tests, a bounded fuzzing run of
+# each fuzz target, then the integration suite, which starts real `kiln serve`
+# processes and drives them with boto3 and the AWS CLI. Installs whatever is missing
+# first.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_debs
 ensure_venv
@@ -12,6 +13,8 @@ say "cargo clippy"
 cargo clippy --locked -q --all-targets -- -D warnings
 say "cargo test"
 cargo test --locked -q --workspace
+say "fuzzing (each target ${FUZZ_SECONDS:-40} s from its kept corpus)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-40}" bash "$ROOT/scripts/fuzz.sh"
 say "building kiln for the integration suite"
 cargo build --locked -q -p kiln
 say "integration suite (boto3 and the AWS CLI against kiln serve)"

@@ -21,6 +21,11 @@ fn mask(prefix_len: u8) -> Ipv4Addr {
 /// request, not from the port's MAC, a release).
 pub fn reply(packet: &[u8], lease: &Lease) -> Option<Vec<u8>> {
     let req = Message::from_bytes(packet).ok()?;
+    // dhcproto slices the hardware address by the packet's own length field, which
+    // panics past 16 (found by fuzzing: fuzz/fuzz_targets/dhcp.rs).
+    if req.hlen() > 16 {
+        return None;
+    }
     if req.opcode() != Opcode::BootRequest || req.chaddr() != lease.mac {
         return None;
     }
@@ -116,5 +121,15 @@ mod tests {
         assert!(reply(&ask(MessageType::Discover, &[2, 0, 0, 0, 0, 2], None), &l).is_none());
         assert!(reply(b"not dhcp", &l).is_none());
         assert!(reply(&ask(MessageType::Release, &l.mac, None), &l).is_none());
+    }
+
+    #[test]
+    fn a_hardware_address_longer_than_16_bytes_is_ignored() {
+        // The fuzzer's input: a BootRequest whose hlen is 81.
+        let mut packet = vec![1u8, 1, 81, 0];
+        packet.resize(300, 0);
+        packet[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        packet.extend_from_slice(&[53, 1, 1, 255]);
+        assert_eq!(reply(&packet, &lease()), None);
     }
 }
