@@ -636,6 +636,18 @@ def test_cli_run_describe_terminate(srv, ec2, cli, x86):
 # --- 6. Crash recovery ---------------------------------------------------------------------------
 
 
+def wait_images(ec2, srv, image_ids, timeout=180):
+    """Waits until the images are available (fails at once on `failed`)."""
+
+    def ready():
+        images = ec2.describe_images(ImageIds=list(image_ids))["Images"]
+        failed = [i for i in images if i["State"] == "failed"]
+        assert not failed, failed
+        return all(i["State"] == "available" for i in images)
+
+    wait_for(f"images {image_ids} to be available", ready, timeout, 0.5, diag=srv.log_tail)
+
+
 def test_create_image_carries_the_instance_disk(srv, ec2, x86):
     """CreateImage from a running instance (NoReboot, and the default reboot) and from a
     stopped one: each AMI carries what the instance wrote, without copying the disk."""
@@ -656,7 +668,11 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
         made.append(live)
         reboot = ec2.create_image(InstanceId=src, Name=uid("reboot"))["ImageId"]
         made.append(reboot)
+        # CreateImage answers `pending` at once, as EC2 does; the second waits for the first.
+        assert {i["State"] for i in ec2.describe_images(ImageIds=[live, reboot])["Images"]} <= {"pending", "available"}
+        wait_images(ec2, srv, [live, reboot])
         assert state_of(ec2, src) == "running", "the default CreateImage restarts the instance"
+        waiter(ec2, "instance_status_ok", [src], X86_BOOT, srv)
         ec2.stop_instances(InstanceIds=[src])
         waiter(ec2, "instance_stopped", [src], STOP_TIMEOUT, srv)
         # A mapping that would drop the root, or add a device of no size, changes nothing.
@@ -677,6 +693,7 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
             ],
         )["ImageId"]
         made.append(stopped)
+        wait_images(ec2, srv, [stopped])
         images = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=made)["Images"]}
         for image_id in made:
             img = images[image_id]
