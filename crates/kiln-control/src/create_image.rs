@@ -448,7 +448,11 @@ mod tests {
                         image_state(w, &image.id).as_deref() != Some("pending") && w.agent.is_running(&id)
                     });
                     // Passes after the crash changed nothing that matters.
-                    w.passes_until(3, |_| false_after_two());
+                    let mut n = 0;
+                    w.passes_until(3, |_| {
+                        n += 1;
+                        n > 2
+                    });
                     image_made_nothing_lost(&w, &id, &image.id, "img", &before);
                     cycles += 1;
                 }
@@ -458,20 +462,6 @@ mod tests {
         // NoReboot has one host effect (the live snapshot); a reboot has three (power
         // off, new overlay, start): eight crash points, before and after each.
         assert_eq!(crashed, 8, "every crash point was reached once");
-    }
-
-    /// A condition for `passes_until` that lets two passes run.
-    fn false_after_two() -> bool {
-        thread_local!(static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
-        N.with(|n| {
-            n.set(n.get() + 1);
-            if n.get() > 2 {
-                n.set(0);
-                true
-            } else {
-                false
-            }
-        })
     }
 
     #[test]

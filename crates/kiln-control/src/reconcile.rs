@@ -305,7 +305,7 @@ impl Cloud {
         }
         let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
         // Workflows first; the instances they hold are theirs for this pass.
-        let held = self.run_workflows(&all, &mut backoff)?;
+        let (held, workflow_ids) = self.run_workflows(&all, &mut backoff)?;
         for i in all.iter().filter(|i| !held.contains(&i.id)) {
             if !backoff.ready(&i.id) {
                 continue;
@@ -321,7 +321,7 @@ impl Cloud {
             }
         }
         let mut keys: std::collections::HashSet<String> = all.iter().map(|i| i.id.clone()).collect();
-        keys.extend(self.store.read(|c| Ok::<_, Error>(kiln_store::workflows::running(c)?))?.into_iter().map(|w| w.id));
+        keys.extend(workflow_ids);
         backoff.retain(&keys);
         drop(backoff);
         let agent = self.agent()?;

@@ -195,11 +195,16 @@ impl Cloud {
     }
 
     /// Runs every running workflow as far as it can go in this pass. Returns the
-    /// instances they hold (running or queued): the reconciler's usual steps leave
-    /// those alone meanwhile.
-    pub(crate) fn run_workflows(&self, all: &[Instance], backoff: &mut Backoff) -> Result<HashSet<String>> {
+    /// instances they hold (running or queued), which the reconciler's usual steps
+    /// leave alone meanwhile, and the ids of the workflows it found running.
+    pub(crate) fn run_workflows(
+        &self,
+        all: &[Instance],
+        backoff: &mut Backoff,
+    ) -> Result<(HashSet<String>, Vec<String>)> {
         let (running, held) = self.store.read(|c| Ok::<_, Error>((workflows::running(c)?, workflows::holding(c)?)))?;
         let held: HashSet<String> = held.into_iter().collect();
+        let ids: Vec<String> = running.iter().map(|w| w.id.clone()).collect();
         for w in running {
             if !backoff.ready(&w.id) {
                 continue;
@@ -230,7 +235,7 @@ impl Cloud {
                 }
             }
         }
-        Ok(held)
+        Ok((held, ids))
     }
 
     /// Runs steps until the workflow waits, ends, or fails.
