@@ -30,6 +30,15 @@ pub const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// The router's end of the link to the host, inside each namespace.
 const UPLINK: &str = "uplink";
 
+/// The tag of a data directory's namespaces, links and host table: it keeps two Kilns
+/// on one machine apart.
+pub fn net_tag(data_dir: &Path) -> String {
+    use sha2::Digest as _;
+    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..2])
+}
+
 /// How this host networks VPCs.
 #[derive(Debug, Clone)]
 pub struct NetConfig {

@@ -4,6 +4,7 @@
 //! root); any other device is added, from a snapshot or empty with a size.
 
 use kiln_store::images::BlockDevice;
+use kiln_types::VolumeType;
 
 use crate::{Error, Result};
 
@@ -11,9 +12,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VolumeRequest {
     pub device_name: String,
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<kiln_types::SnapshotId>,
     pub size_gib: Option<i64>,
-    pub volume_type: Option<String>,
+    pub volume_type: Option<VolumeType>,
     pub delete_on_termination: Option<bool>,
     pub no_device: bool,
 }
@@ -33,15 +34,6 @@ pub fn apply(
                 r.device_name
             )));
         }
-        if r.volume_type
-            .as_deref()
-            .is_some_and(|t| !matches!(t, "gp2" | "gp3" | "io1" | "io2" | "st1" | "sc1" | "standard"))
-        {
-            return Err(Error::InvalidParameterValue(format!(
-                "Invalid volume type '{}'",
-                r.volume_type.as_deref().unwrap_or_default()
-            )));
-        }
         if let Some(existing) = base.iter_mut().find(|d| d.device_name == r.device_name) {
             if r.no_device {
                 if r.device_name == root {
@@ -52,7 +44,10 @@ pub fn apply(
                 base.retain(|d| d.device_name != r.device_name);
                 continue;
             }
-            if r.snapshot_id.is_some() && r.snapshot_id != existing.snapshot_id && existing.snapshot_id.is_some() {
+            if r.snapshot_id.is_some()
+                && r.snapshot_id.as_deref() != existing.snapshot_id.as_deref()
+                && existing.snapshot_id.is_some()
+            {
                 return Err(Error::InvalidBlockDeviceMapping(format!(
                     "The snapshot of {} cannot be replaced",
                     r.device_name
@@ -66,8 +61,8 @@ pub fn apply(
                 )));
             }
             existing.volume_size = size;
-            if let Some(t) = &r.volume_type {
-                existing.volume_type = t.clone();
+            if let Some(t) = r.volume_type {
+                existing.volume_type = t;
             }
             if let Some(d) = r.delete_on_termination {
                 existing.delete_on_termination = d;
@@ -97,9 +92,9 @@ pub fn apply(
         }
         base.push(BlockDevice {
             device_name: r.device_name.clone(),
-            snapshot_id: r.snapshot_id.clone(),
+            snapshot_id: r.snapshot_id.clone().map(String::from),
             volume_size: size,
-            volume_type: r.volume_type.clone().unwrap_or_else(|| "gp2".into()),
+            volume_type: r.volume_type.unwrap_or(VolumeType::Gp2),
             delete_on_termination: r.delete_on_termination.unwrap_or(true),
         });
     }
@@ -115,7 +110,7 @@ mod tests {
             device_name: name.into(),
             snapshot_id: snap.map(Into::into),
             volume_size: size,
-            volume_type: "gp2".into(),
+            volume_type: VolumeType::Gp2,
             delete_on_termination: true,
         }
     }

@@ -45,7 +45,7 @@ impl Cloud {
     pub fn create_image(
         &self,
         scope: &Scope,
-        instance_id: &str,
+        instance_id: &kiln_types::InstanceId,
         name: &str,
         description: &str,
         no_reboot: bool,
@@ -54,7 +54,7 @@ impl Cloud {
         snapshot_tags: &[(String, String)],
     ) -> Result<kiln_store::images::Image> {
         check_name(name)?;
-        let i = self.instances(scope, &[instance_id.to_owned()])?.remove(0);
+        let i = self.instances(scope, std::slice::from_ref(instance_id))?.remove(0);
         if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
             return Err(Error::IncorrectInstanceState(format!(
                 "The instance '{instance_id}' is not in a state from which an image can be made: it is {}.",
@@ -70,7 +70,7 @@ impl Cloud {
                 device_name: v.device_name.clone().unwrap_or_else(|| i.root_device_name.clone()),
                 snapshot_id: None,
                 volume_size: v.size_gib,
-                volume_type: v.volume_type.clone(),
+                volume_type: v.volume_type,
                 delete_on_termination: v.delete_on_termination,
             })
             .collect();
@@ -344,7 +344,7 @@ mod tests {
         });
     }
 
-    fn running_instance(w: &mut World) -> String {
+    fn running_instance(w: &mut World) -> kiln_types::InstanceId {
         let id = w.launch();
         w.passes_until(10, |w| w.state(&id) == InstanceState::Running && w.agent.is_running(&id));
         id
@@ -414,11 +414,11 @@ mod tests {
             image_made_nothing_lost(&w, &id, &image.id, "img", &before);
             w.passes_until(20, |w| image_state(w, &second.id).as_deref() != Some("pending"));
             image_made_nothing_lost(&w, &id, &second.id, "img2", &after_first);
-            let first_root = w.cloud.images(&w.scope, std::slice::from_ref(&image.id), &[], &[]).expect("img")[0]
+            let first_root = w.cloud.images(&w.scope, &[image.id.parse().expect("id")], &[], &[]).expect("img")[0]
                 .devices[0]
                 .snapshot_id
                 .clone();
-            let second_root = w.cloud.images(&w.scope, std::slice::from_ref(&second.id), &[], &[]).expect("img2")[0]
+            let second_root = w.cloud.images(&w.scope, &[second.id.parse().expect("id")], &[], &[]).expect("img2")[0]
                 .devices[0]
                 .snapshot_id
                 .clone()

@@ -181,19 +181,15 @@ impl Cloud {
     pub fn images(
         &self,
         scope: &Scope,
-        ids: &[String],
+        ids: &[kiln_types::ImageId],
         owners: &[String],
         executable_by: &[String],
     ) -> Result<Vec<ImageView>> {
         let all = self.store.read(|c| views(c, &scope.region))?;
         let mut visible: Vec<ImageView> = all.into_iter().filter(|v| v.launchable_by(&scope.account)).collect();
         if !ids.is_empty() {
-            let missing: Vec<String> =
-                ids.iter().filter(|i| !visible.iter().any(|v| &v.image.id == *i)).cloned().collect();
-            if !missing.is_empty() {
-                return Err(Error::NotFound { kind: ResourceKind::Image, ids: missing });
-            }
-            visible.retain(|v| ids.contains(&v.image.id));
+            crate::missing(ids, ResourceKind::Image, |i| visible.iter().any(|v| v.image.id == i))?;
+            visible.retain(|v| ids.iter().any(|i| v.image.id == *i));
         }
         if !owners.is_empty() {
             visible.retain(|v| {
@@ -218,9 +214,9 @@ impl Cloud {
     }
 
     /// An image the caller may launch.
-    pub fn launchable_image(&self, scope: &Scope, id: &str) -> Result<ImageView> {
-        let mut found = self.images(scope, &[id.to_owned()], &[], &[])?;
-        found.pop().ok_or_else(|| Error::not_found(ResourceKind::Image, id))
+    pub fn launchable_image(&self, scope: &Scope, id: &kiln_types::ImageId) -> Result<ImageView> {
+        let mut found = self.images(scope, std::slice::from_ref(id), &[], &[])?;
+        found.pop().ok_or_else(|| Error::not_found(ResourceKind::Image, id.as_str()))
     }
 
     /// Registers an image in the caller's scope. Every snapshot in the mapping must be
@@ -286,7 +282,7 @@ impl Cloud {
         &self,
         scope: &Scope,
         source_region: &str,
-        source_id: &str,
+        source_id: &kiln_types::ImageId,
         name: &str,
         description: Option<&str>,
     ) -> Result<Image> {
@@ -508,7 +504,7 @@ impl Cloud {
             device_name: "/dev/xvda".into(),
             snapshot_id: Some(snap_id),
             volume_size: build.root_size_gib as i64,
-            volume_type: "gp3".into(),
+            volume_type: kiln_types::VolumeType::Gp3,
             delete_on_termination: true,
         };
         let done = self.store.write(|tx| {

@@ -265,7 +265,7 @@ impl Cloud {
                         device_name: "/dev/sda1".into(),
                         snapshot_id: Some(snap_id.clone()),
                         volume_size: size_gib,
-                        volume_type: "gp2".into(),
+                        volume_type: kiln_types::VolumeType::Gp2,
                         delete_on_termination: true,
                     }];
                     let new = NewImage::new(t.id.clone(), description, arch, "/dev/sda1".into(), devices);

@@ -9,7 +9,10 @@ use kiln_store::instances::{self, Instance};
 use kiln_store::volumes::{self, Volume};
 use kiln_store::{client_tokens, key_pairs, security_groups, vpcs, Connection, Scope};
 use kiln_types::instance_types::{self, InstanceTypeInfo};
-use kiln_types::{Architecture, InstanceState, ResourceKind};
+use kiln_types::{
+    Architecture, HttpEndpoint, HttpTokens, ImageId, InstanceId, InstanceState, ResourceKind, SecurityGroupId,
+    ShutdownBehavior, SubnetId,
+};
 use sha2::{Digest, Sha256};
 
 use crate::{tags, Cloud, Error, Result};
@@ -17,16 +20,16 @@ use crate::{tags, Cloud, Error, Result};
 pub use crate::block_devices::VolumeRequest;
 
 /// What RunInstances asks for.
-#[derive(Debug, Clone, Default, Hash)]
+#[derive(Debug, Clone, Hash)]
 pub struct RunRequest {
-    pub image_id: String,
+    pub image_id: ImageId,
     pub instance_type: String,
     pub min_count: i64,
     pub max_count: i64,
     pub key_name: Option<String>,
-    pub group_ids: Vec<String>,
+    pub group_ids: Vec<SecurityGroupId>,
     pub group_names: Vec<String>,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
     pub private_ip: Option<String>,
     /// Whether to give a public address (`None`: as the subnet's MapPublicIpOnLaunch).
     pub associate_public_ip: Option<bool>,
@@ -36,11 +39,40 @@ pub struct RunRequest {
     pub instance_tags: Vec<(String, String)>,
     pub volume_tags: Vec<(String, String)>,
     pub client_token: Option<String>,
-    pub http_tokens: Option<String>,
-    pub http_endpoint: Option<String>,
+    pub http_tokens: Option<HttpTokens>,
+    pub http_endpoint: Option<HttpEndpoint>,
     pub hop_limit: Option<i64>,
     pub disable_api_termination: bool,
-    pub shutdown_behavior: Option<String>,
+    pub shutdown_behavior: Option<ShutdownBehavior>,
+}
+
+impl RunRequest {
+    /// One `t3.micro` of `image_id`, everything else as EC2's defaults.
+    pub fn new(image_id: ImageId) -> Self {
+        Self {
+            image_id,
+            instance_type: "t3.micro".into(),
+            min_count: 1,
+            max_count: 1,
+            key_name: None,
+            group_ids: Vec::new(),
+            group_names: Vec::new(),
+            subnet_id: None,
+            private_ip: None,
+            associate_public_ip: None,
+            user_data: None,
+            volumes: Vec::new(),
+            availability_zone: None,
+            instance_tags: Vec::new(),
+            volume_tags: Vec::new(),
+            client_token: None,
+            http_tokens: None,
+            http_endpoint: None,
+            hop_limit: None,
+            disable_api_termination: false,
+            shutdown_behavior: None,
+        }
+    }
 }
 
 /// A state change as the Start/Stop/Terminate responses show it.
@@ -56,14 +88,9 @@ fn user_reason() -> String {
     format!("User initiated ({} GMT)", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"))
 }
 
-/// EC2's rules for MetadataOptions (RunInstances, ModifyInstanceMetadataOptions).
-fn check_metadata_options(tokens: Option<&str>, endpoint: Option<&str>, hop_limit: Option<i64>) -> Result<()> {
-    if let Some(t) = tokens.filter(|t| !matches!(*t, "optional" | "required")) {
-        return Err(Error::InvalidParameterValue(format!("Invalid HttpTokens '{t}': optional or required")));
-    }
-    if let Some(e) = endpoint.filter(|e| !matches!(*e, "enabled" | "disabled")) {
-        return Err(Error::InvalidParameterValue(format!("Invalid HttpEndpoint '{e}': enabled or disabled")));
-    }
+/// EC2's rule for MetadataOptions' hop limit (RunInstances,
+/// ModifyInstanceMetadataOptions); the enums are checked by parsing.
+fn check_hop_limit(hop_limit: Option<i64>) -> Result<()> {
     if hop_limit.is_some_and(|h| !(1..=64).contains(&h)) {
         return Err(Error::InvalidParameterValue("HttpPutResponseHopLimit must be 1 to 64".into()));
     }
@@ -113,7 +140,7 @@ impl Cloud {
     }
 
     /// Instances by id (all must exist; read by primary key), or all of the scope's.
-    pub fn instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Instance>> {
+    pub fn instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<Vec<Instance>> {
         if ids.is_empty() {
             return self.store.read(|c| Ok::<_, Error>(instances::list(c, scope)?));
         }
@@ -124,7 +151,7 @@ impl Cloud {
                 match instances::get(c, id)?.filter(|i| i.account_id == scope.account && i.region == scope.region) {
                     Some(i) if !found.iter().any(|f: &Instance| f.id == i.id) => found.push(i),
                     Some(_) => {}
-                    None => missing.push(id.clone()),
+                    None => missing.push(id.to_string()),
                 }
             }
             Ok::<_, Error>(())
@@ -222,16 +249,11 @@ impl Cloud {
                 supported.join(", ")
             )));
         }
-        let http_tokens = r.http_tokens.clone().unwrap_or_else(|| "optional".into());
-        let http_endpoint = r.http_endpoint.clone().unwrap_or_else(|| "enabled".into());
+        let http_tokens = r.http_tokens.unwrap_or(HttpTokens::Optional);
+        let http_endpoint = r.http_endpoint.unwrap_or(HttpEndpoint::Enabled);
         let hop_limit = r.hop_limit.unwrap_or(1);
-        check_metadata_options(Some(&http_tokens), Some(&http_endpoint), Some(hop_limit))?;
-        let shutdown_behavior = r.shutdown_behavior.clone().unwrap_or_else(|| "stop".into());
-        if !matches!(shutdown_behavior.as_str(), "stop" | "terminate") {
-            return Err(Error::InvalidParameterValue(format!(
-                "Invalid InstanceInitiatedShutdownBehavior '{shutdown_behavior}': stop or terminate"
-            )));
-        }
+        check_hop_limit(Some(hop_limit))?;
+        let shutdown_behavior = r.shutdown_behavior.unwrap_or(ShutdownBehavior::Stop);
         if r.user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
             return Err(Error::InvalidParameterValue("User data is limited to 16384 bytes".into()));
         }
@@ -241,7 +263,7 @@ impl Cloud {
         if !image.devices.iter().any(|d| d.device_name == root_name) {
             return Err(Error::InvalidParameterValue(format!("Image {} has no root volume", r.image_id)));
         }
-        let plan: Vec<(String, Option<String>, i64, String, bool)> =
+        let plan: Vec<(String, Option<String>, i64, kiln_types::VolumeType, bool)> =
             crate::block_devices::apply(image.devices.clone(), &root_name, &r.volumes, |s| {
                 self.usable_snapshot(scope, s).map(|s| s.volume_size)
             })?
@@ -351,7 +373,7 @@ impl Cloud {
                     account_id: scope.account.clone(),
                     region: scope.region.clone(),
                     reservation_id: reservation_id.clone(),
-                    image_id: r.image_id.clone(),
+                    image_id: r.image_id.to_string(),
                     instance_type: t.name.to_owned(),
                     architecture: arch.as_str().to_owned(),
                     vcpus: t.vcpus as i64,
@@ -369,11 +391,11 @@ impl Cloud {
                     user_data: r.user_data.clone(),
                     client_token: r.client_token.clone(),
                     launch_index: n,
-                    http_tokens: http_tokens.clone(),
-                    http_endpoint: http_endpoint.clone(),
+                    http_tokens,
+                    http_endpoint,
                     hop_limit,
                     disable_api_termination: r.disable_api_termination,
-                    shutdown_behavior: shutdown_behavior.clone(),
+                    shutdown_behavior,
                     root_device_name: image.image.root_device_name.clone(),
                     kernel_file: image.image.kernel_file.clone(),
                     ramdisk_file: image.image.ramdisk_file.clone(),
@@ -398,7 +420,7 @@ impl Cloud {
                             region: scope.region.clone(),
                             availability_zone: subnet.availability_zone.clone(),
                             size_gib: *size,
-                            volume_type: vtype.clone(),
+                            volume_type: *vtype,
                             snapshot_id: snap.clone(),
                             file: format!("volumes/{vid}.qcow2"),
                             state: "creating".into(),
@@ -421,7 +443,7 @@ impl Cloud {
     fn transition(
         &self,
         scope: &Scope,
-        ids: &[String],
+        ids: &[InstanceId],
         f: impl Fn(&Connection, &Instance) -> Result<Option<(InstanceState, String, Option<(&'static str, &'static str)>)>>,
     ) -> Result<Vec<StateChange>> {
         self.store.write(|tx| {
@@ -449,7 +471,7 @@ impl Cloud {
     /// StopInstances. With `force` the VM is ended at once rather than asked to power
     /// off: recorded as a workflow in the same transaction, carried out by the
     /// reconciler.
-    pub fn stop_instances(&self, scope: &Scope, ids: &[String], force: bool) -> Result<Vec<StateChange>> {
+    pub fn stop_instances(&self, scope: &Scope, ids: &[InstanceId], force: bool) -> Result<Vec<StateChange>> {
         use InstanceState::*;
         self.transition(scope, ids, |tx, i| {
             let next = match i.state {
@@ -474,7 +496,7 @@ impl Cloud {
         })
     }
 
-    pub fn start_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
+    pub fn start_instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<Vec<StateChange>> {
         use InstanceState::*;
         self.transition(scope, ids, |tx, i| match i.state {
             Stopped => {
@@ -504,7 +526,7 @@ impl Cloud {
         })
     }
 
-    pub fn terminate_instances(&self, scope: &Scope, ids: &[String]) -> Result<Vec<StateChange>> {
+    pub fn terminate_instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<Vec<StateChange>> {
         use InstanceState::*;
         self.transition(scope, ids, |_, i| {
             if i.disable_api_termination {
@@ -522,7 +544,7 @@ impl Cloud {
 
     /// Reboots running instances (a reset, done by the reconciler from the workflow
     /// recorded here); terminated ones are ignored, as on EC2.
-    pub fn reboot_instances(&self, scope: &Scope, ids: &[String]) -> Result<()> {
+    pub fn reboot_instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<()> {
         use InstanceState::*;
         self.store.write(|tx| {
             let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
@@ -589,12 +611,7 @@ impl Cloud {
                     instances::set_attribute(tx, id, A::DisableApiTermination, &Value::Integer(v as i64))?;
                 }
                 InstanceChange::ShutdownBehavior(v) => {
-                    if !matches!(v.as_str(), "stop" | "terminate") {
-                        return Err(Error::InvalidParameterValue(format!(
-                            "Invalid InstanceInitiatedShutdownBehavior '{v}'"
-                        )));
-                    }
-                    instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v))?;
+                    instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v.as_str().into()))?;
                 }
                 InstanceChange::MetadataOptions { http_tokens, http_endpoint, hop_limit } => {
                     if matches!(i.state, InstanceState::ShuttingDown | InstanceState::Terminated) {
@@ -602,12 +619,12 @@ impl Cloud {
                             "The instance '{id}' is not in a state from which its metadata options can be changed."
                         )));
                     }
-                    check_metadata_options(http_tokens.as_deref(), http_endpoint.as_deref(), hop_limit)?;
+                    check_hop_limit(hop_limit)?;
                     if let Some(t) = http_tokens {
-                        instances::set_attribute(tx, id, A::HttpTokens, &Value::Text(t))?;
+                        instances::set_attribute(tx, id, A::HttpTokens, &Value::Text(t.as_str().into()))?;
                     }
                     if let Some(e) = http_endpoint {
-                        instances::set_attribute(tx, id, A::HttpEndpoint, &Value::Text(e))?;
+                        instances::set_attribute(tx, id, A::HttpEndpoint, &Value::Text(e.as_str().into()))?;
                     }
                     if let Some(h) = hop_limit {
                         instances::set_attribute(tx, id, A::HopLimit, &Value::Integer(h))?;
@@ -625,11 +642,11 @@ pub enum InstanceChange {
     InstanceType(String),
     UserData(Vec<u8>),
     DisableApiTermination(bool),
-    ShutdownBehavior(String),
+    ShutdownBehavior(ShutdownBehavior),
     /// ModifyInstanceMetadataOptions: the options given change, the others stay.
     MetadataOptions {
-        http_tokens: Option<String>,
-        http_endpoint: Option<String>,
+        http_tokens: Option<HttpTokens>,
+        http_endpoint: Option<HttpEndpoint>,
         hop_limit: Option<i64>,
     },
 }
@@ -656,12 +673,10 @@ mod tests {
     fn concurrent_retries_with_one_client_token_launch_once() {
         let w = crate::testkit::World::new("client-token");
         let request = RunRequest {
-            image_id: w.image_id.clone(),
-            instance_type: "t3.micro".into(),
             min_count: 2,
             max_count: 2,
             client_token: Some("retry-me".into()),
-            ..Default::default()
+            ..RunRequest::new(w.image_id.clone())
         };
         let results: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)

@@ -169,17 +169,17 @@ impl Cloud {
     }
 
     /// Key pairs, narrowed to the given names and ids (all must exist).
-    pub fn key_pairs(&self, scope: &Scope, names: &[String], ids: &[String]) -> Result<Vec<KeyPair>> {
+    pub fn key_pairs(&self, scope: &Scope, names: &[String], ids: &[kiln_types::KeyPairId]) -> Result<Vec<KeyPair>> {
         let all = self.store.read(|c| Ok::<_, Error>(key_pairs::list(c, scope)?))?;
         if let Some(missing) = names.iter().find(|n| !all.iter().any(|k| &k.name == *n)) {
             return Err(Error::not_found(ResourceKind::KeyPair, missing.clone()));
         }
-        if let Some(missing) = ids.iter().find(|i| !all.iter().any(|k| &k.id == *i)) {
-            return Err(Error::not_found(ResourceKind::KeyPair, missing.clone()));
-        }
+        crate::missing(ids, ResourceKind::KeyPair, |i| all.iter().any(|k| k.id == i))?;
         Ok(all
             .into_iter()
-            .filter(|k| (names.is_empty() || names.contains(&k.name)) && (ids.is_empty() || ids.contains(&k.id)))
+            .filter(|k| {
+                (names.is_empty() || names.contains(&k.name)) && (ids.is_empty() || ids.iter().any(|i| k.id == *i))
+            })
             .collect())
     }
 

@@ -115,16 +115,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `ids` is empty.
 pub(crate) fn narrow<T>(
     all: Vec<T>,
-    ids: &[String],
+    ids: &[impl AsRef<str>],
     kind: kiln_types::ResourceKind,
-    id: impl Fn(&T) -> &String,
+    id: impl Fn(&T) -> &str,
 ) -> Result<Vec<T>> {
     if ids.is_empty() {
         return Ok(all);
     }
-    let missing: Vec<String> = ids.iter().filter(|i| !all.iter().any(|x| id(x) == *i)).cloned().collect();
-    if !missing.is_empty() {
-        return Err(Error::NotFound { kind, ids: missing });
+    let wanted = |x: &T| ids.iter().any(|i| i.as_ref() == id(x));
+    missing(ids, kind, |i| all.iter().any(|x| id(x) == i))?;
+    Ok(all.into_iter().filter(wanted).collect())
+}
+
+/// NotFound for every id of `ids` that `found` says is not there (none: Ok).
+pub(crate) fn missing(
+    ids: &[impl AsRef<str>],
+    kind: kiln_types::ResourceKind,
+    found: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let missing: Vec<String> = ids.iter().map(AsRef::as_ref).filter(|i| !found(i)).map(str::to_owned).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NotFound { kind, ids: missing })
     }
-    Ok(all.into_iter().filter(|x| ids.contains(id(x))).collect())
 }

@@ -202,7 +202,7 @@ impl Cloud {
                         "Client.InstanceInitiatedShutdown",
                         "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
                     ));
-                    if i.shutdown_behavior == "terminate" {
+                    if i.shutdown_behavior == kiln_types::ShutdownBehavior::Terminate {
                         if !self.advance(i, InstanceState::ShuttingDown, Some(&reason), sr)? {
                             return Ok(());
                         }
@@ -397,8 +397,8 @@ mod tests {
         w.passes_until(10, |w| w.state(&id) == InstanceState::Running);
         w.cloud.reboot_instances(&w.scope, std::slice::from_ref(&id)).expect("reboot");
         w.cloud.reboot_instances(&w.scope, std::slice::from_ref(&id)).expect("a second reboot joins the first");
-        assert_eq!(w.agent.vms.lock().expect("vms")[&id].resets, 0, "the request itself touches no VM");
-        w.passes_until(3, |w| w.agent.vms.lock().expect("vms")[&id].resets == 1);
+        assert_eq!(w.agent.vms.lock().expect("vms")[id.as_str()].resets, 0, "the request itself touches no VM");
+        w.passes_until(3, |w| w.agent.vms.lock().expect("vms")[id.as_str()].resets == 1);
         *w.agent.deaf.lock().expect("deaf") = true;
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("force stop");
         assert!(w.agent.is_running(&id), "the request itself touches no VM");

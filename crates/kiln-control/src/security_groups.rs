@@ -19,7 +19,7 @@ pub enum GroupRef {
 /// A peer group in a permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerGroup {
-    pub group_id: Option<String>,
+    pub group_id: Option<kiln_types::SecurityGroupId>,
     pub group_name: Option<String>,
     pub user_id: Option<String>,
     pub description: Option<String>,
@@ -160,7 +160,7 @@ fn expand(
                 }
             }
             let peer_ref = match (&g.group_id, &g.group_name) {
-                (Some(id), _) => GroupRef::Id(id.clone()),
+                (Some(id), _) => GroupRef::Id(id.to_string()),
                 (None, Some(name)) => GroupRef::Name(name.clone()),
                 (None, None) => {
                     return Err(Error::InvalidParameterValue("A referenced group needs GroupId or GroupName".into()))
@@ -252,7 +252,12 @@ impl Cloud {
     /// looked up in the default VPC).
     /// Groups by id or name (all must exist), or all of the scope's. Ids and names are
     /// looked up by index, with only their own rules.
-    pub fn security_groups(&self, scope: &Scope, ids: &[String], names: &[String]) -> Result<Vec<GroupWithRules>> {
+    pub fn security_groups(
+        &self,
+        scope: &Scope,
+        ids: &[kiln_types::SecurityGroupId],
+        names: &[String],
+    ) -> Result<Vec<GroupWithRules>> {
         self.store.read(|c| {
             if ids.is_empty() && names.is_empty() {
                 let groups = security_groups::list(c, scope)?;
@@ -269,10 +274,7 @@ impl Cloud {
                     .collect());
             }
             let mut groups = security_groups::by_ids(c, scope, ids)?;
-            let missing: Vec<String> = ids.iter().filter(|i| !groups.iter().any(|g| &g.id == *i)).cloned().collect();
-            if !missing.is_empty() {
-                return Err(Error::NotFound { kind: ResourceKind::SecurityGroup, ids: missing });
-            }
+            crate::missing(ids, ResourceKind::SecurityGroup, |i| groups.iter().any(|g| g.id == i))?;
             for n in names {
                 let g = find_group(c, scope, &GroupRef::Name(n.clone()))?;
                 if !groups.iter().any(|x| x.id == g.id) {
@@ -377,7 +379,7 @@ impl Cloud {
         group: &GroupRef,
         is_egress: bool,
         perms: &[Permission],
-        rule_ids: &[String],
+        rule_ids: &[kiln_types::SecurityGroupRuleId],
     ) -> Result<Revoked> {
         self.store.write(|tx| {
             let g = find_group(tx, scope, group)?;
@@ -427,7 +429,7 @@ impl Cloud {
     }
 
     /// Every rule in the scope, narrowed to `ids` (all must exist).
-    pub fn security_group_rules(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Rule>> {
+    pub fn security_group_rules(&self, scope: &Scope, ids: &[kiln_types::SecurityGroupRuleId]) -> Result<Vec<Rule>> {
         let all = self.store.read(|c| Ok::<_, Error>(security_groups::rules(c, scope)?))?;
         crate::narrow(all, ids, ResourceKind::SecurityGroupRule, |r| &r.id)
     }

@@ -48,7 +48,7 @@ fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
 impl Cloud {
     /// Snapshots the caller may see, narrowed by ids (all must exist) and owners
     /// (`self`, `amazon` or account ids).
-    pub fn snapshots(&self, scope: &Scope, ids: &[String], owners: &[String]) -> Result<Vec<Snapshot>> {
+    pub fn snapshots(&self, scope: &Scope, ids: &[kiln_types::SnapshotId], owners: &[String]) -> Result<Vec<Snapshot>> {
         self.store.read(|c| {
             let accounts = accounts::list(c)?;
             let provider: Vec<String> = accounts.iter().filter(|a| a.is_provider).map(|a| a.id.clone()).collect();

@@ -210,7 +210,7 @@ pub struct World {
     pub agent: Arc<FakeAgent>,
     pub cloud: Cloud,
     pub scope: Scope,
-    pub image_id: String,
+    pub image_id: kiln_types::ImageId,
 }
 
 impl World {
@@ -241,11 +241,11 @@ impl World {
             device_name: "/dev/xvda".into(),
             snapshot_id: Some(base.id.clone()),
             volume_size: 1,
-            volume_type: "gp3".into(),
+            volume_type: kiln_types::VolumeType::Gp3,
             delete_on_termination: true,
         }];
         let new = NewImage::new("base".into(), String::new(), Architecture::X86_64, "/dev/xvda".into(), devices);
-        let image_id = cloud.register_image(&scope, new, &[]).expect("image").id;
+        let image_id = cloud.register_image(&scope, new, &[]).expect("image").id.parse().expect("an image id");
         Self { dir, agent, cloud, scope, image_id }
     }
 
@@ -266,15 +266,10 @@ impl World {
         self.cloud.collect_layers().expect("layers");
     }
 
-    pub fn launch(&self) -> String {
-        let r = RunRequest {
-            image_id: self.image_id.clone(),
-            instance_type: "t3.micro".into(),
-            min_count: 1,
-            max_count: 1,
-            ..Default::default()
-        };
-        self.cloud.run_instances(&self.scope, r).expect("launch").remove(0).id
+    pub fn launch(&self) -> kiln_types::InstanceId {
+        let r = RunRequest::new(self.image_id.clone());
+        let id = self.cloud.run_instances(&self.scope, r).expect("launch").remove(0).id;
+        id.parse().expect("an instance id")
     }
 
     /// Runs reconciler passes (catching injected crashes, which restart the world)
@@ -300,7 +295,7 @@ impl World {
     }
 
     pub fn state(&self, id: &str) -> kiln_types::InstanceState {
-        self.cloud.instances(&self.scope, &[id.to_owned()]).expect("instance")[0].state
+        self.cloud.instances(&self.scope, &[id.parse().expect("an instance id")]).expect("instance")[0].state
     }
 }
 

@@ -91,7 +91,7 @@ impl Cloud {
     }
 
     /// VPCs, narrowed to `ids` (all must exist).
-    pub fn vpcs(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Vpc>> {
+    pub fn vpcs(&self, scope: &Scope, ids: &[kiln_types::VpcId]) -> Result<Vec<Vpc>> {
         let all = self.store.read(|c| Ok::<_, Error>(vpcs::list_vpcs(c, scope)?))?;
         narrow(all, ids, ResourceKind::Vpc, |v| &v.id)
     }
@@ -183,7 +183,7 @@ impl Cloud {
         })
     }
 
-    pub fn subnets(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Subnet>> {
+    pub fn subnets(&self, scope: &Scope, ids: &[kiln_types::SubnetId]) -> Result<Vec<Subnet>> {
         let all = self.store.read(|c| Ok::<_, Error>(vpcs::list_subnets(c, scope)?))?;
         narrow(all, ids, ResourceKind::Subnet, |s| &s.id)
     }

@@ -96,6 +96,12 @@ impl From<IdError> for Ec2Error {
     }
 }
 
+impl From<kiln_types::ChoiceError> for Ec2Error {
+    fn from(e: kiln_types::ChoiceError) -> Self {
+        Self::invalid_value(e.to_string())
+    }
+}
+
 impl std::fmt::Display for Ec2Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

@@ -68,6 +68,17 @@ impl Params {
         Ok(self.bool(key)?.unwrap_or(false))
     }
 
+    /// One of a closed set (`HttpTokens`, `VolumeType` …); empty is absent, as on EC2.
+    pub fn choice<T>(&self, key: &str) -> Result<Option<T>, Ec2Error>
+    where
+        T: std::str::FromStr<Err = kiln_types::ChoiceError>,
+    {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(Ec2Error::from),
+        }
+    }
+
     pub fn int(&self, key: &str) -> Result<Option<i64>, Ec2Error> {
         match self.get(key) {
             None => Ok(None),

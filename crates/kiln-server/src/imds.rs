@@ -94,7 +94,7 @@ async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: Heade
         .ok()
         .flatten();
     let Some(instance) = instance else { return not_found() };
-    if instance.http_endpoint == "disabled" {
+    if instance.http_endpoint == kiln_types::HttpEndpoint::Disabled {
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
     let path = uri.path().to_owned();
@@ -118,7 +118,9 @@ async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: Heade
     }
     match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
         Some(t) if !g.tokens.valid(t, &instance.id) => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        None if instance.http_tokens == "required" => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        None if instance.http_tokens == kiln_types::HttpTokens::Required => {
+            return text(StatusCode::UNAUTHORIZED, "Unauthorized")
+        }
         _ => {}
     }
     let cloud = g.cloud.clone();
@@ -136,14 +138,18 @@ async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: Heade
 fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
     let names = cloud.security_group_names(&scope).unwrap_or_default();
-    let subnet_cidr = cloud
-        .subnets(&scope, std::slice::from_ref(&i.subnet_id))
+    let subnet_cidr = i
+        .subnet_id
+        .parse()
         .ok()
+        .and_then(|id| cloud.subnets(&scope, &[id]).ok())
         .and_then(|s| s.first().map(|s| s.cidr.clone()))
         .unwrap_or_default();
-    let vpc_cidr = cloud
-        .vpcs(&scope, std::slice::from_ref(&i.vpc_id))
+    let vpc_cidr = i
+        .vpc_id
+        .parse()
         .ok()
+        .and_then(|id| cloud.vpcs(&scope, &[id]).ok())
         .and_then(|v| v.first().map(|v| v.cidr.clone()))
         .unwrap_or_default();
     let hostname = kiln_types::region::private_dns(&i.region, &i.private_ip);

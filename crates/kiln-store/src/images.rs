@@ -37,7 +37,7 @@ pub struct BlockDevice {
     pub device_name: String,
     pub snapshot_id: Option<String>,
     pub volume_size: i64,
-    pub volume_type: String,
+    pub volume_type: kiln_types::VolumeType,
     pub delete_on_termination: bool,
 }
 
@@ -111,7 +111,7 @@ pub fn insert(conn: &Connection, i: &Image, devices: &[BlockDevice]) -> Result<b
         conn.execute(
             "INSERT INTO image_block_devices (image_id, device_name, snapshot_id, volume_size, volume_type, delete_on_termination)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![i.id, d.device_name, d.snapshot_id, d.volume_size, d.volume_type, d.delete_on_termination],
+            params![i.id, d.device_name, d.snapshot_id, d.volume_size, d.volume_type.as_str(), d.delete_on_termination],
         )?;
     }
     Ok(true)
@@ -139,7 +139,7 @@ pub fn devices_in_region(conn: &Connection, region: &str) -> Result<Vec<(String,
                     device_name: r.get(1)?,
                     snapshot_id: r.get(2)?,
                     volume_size: r.get(3)?,
-                    volume_type: r.get(4)?,
+                    volume_type: crate::parsed(r, 4)?,
                     delete_on_termination: r.get(5)?,
                 },
             ))
@@ -267,7 +267,7 @@ pub fn complete(
     conn.execute(
         "INSERT INTO image_block_devices (image_id, device_name, snapshot_id, volume_size, volume_type, delete_on_termination)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![image_id, device.device_name, device.snapshot_id, device.volume_size, device.volume_type, device.delete_on_termination],
+        params![image_id, device.device_name, device.snapshot_id, device.volume_size, device.volume_type.as_str(), device.delete_on_termination],
     )?;
     Ok(())
 }

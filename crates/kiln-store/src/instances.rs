@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use kiln_types::InstanceState;
+use kiln_types::{HttpEndpoint, HttpTokens, InstanceState, ShutdownBehavior};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{Scope, StoreError};
+use crate::{parsed, Scope, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -32,11 +32,11 @@ pub struct Instance {
     pub user_data: Option<Vec<u8>>,
     pub client_token: Option<String>,
     pub launch_index: i64,
-    pub http_tokens: String,
-    pub http_endpoint: String,
+    pub http_tokens: HttpTokens,
+    pub http_endpoint: HttpEndpoint,
     pub hop_limit: i64,
     pub disable_api_termination: bool,
-    pub shutdown_behavior: String,
+    pub shutdown_behavior: ShutdownBehavior,
     pub root_device_name: String,
     pub kernel_file: Option<String>,
     pub ramdisk_file: Option<String>,
@@ -71,11 +71,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         architecture: r.get(6)?,
         vcpus: r.get(7)?,
         memory_mib: r.get(8)?,
-        state: {
-            let s: String = r.get(9)?;
-            s.parse()
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e)))?
-        },
+        state: parsed(r, 9)?,
         transition_reason: r.get(10)?,
         state_reason_code: r.get(11)?,
         state_reason_message: r.get(12)?,
@@ -88,11 +84,11 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         user_data: r.get(19)?,
         client_token: r.get(20)?,
         launch_index: r.get(21)?,
-        http_tokens: r.get(22)?,
-        http_endpoint: r.get(23)?,
+        http_tokens: parsed(r, 22)?,
+        http_endpoint: parsed(r, 23)?,
         hop_limit: r.get(24)?,
         disable_api_termination: r.get(25)?,
-        shutdown_behavior: r.get(26)?,
+        shutdown_behavior: parsed(r, 26)?,
         root_device_name: r.get(27)?,
         kernel_file: r.get(28)?,
         ramdisk_file: r.get(29)?,
@@ -136,11 +132,11 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.user_data,
             i.client_token,
             i.launch_index,
-            i.http_tokens,
-            i.http_endpoint,
+            i.http_tokens.as_str(),
+            i.http_endpoint.as_str(),
             i.hop_limit,
             i.disable_api_termination,
-            i.shutdown_behavior,
+            i.shutdown_behavior.as_str(),
             i.root_device_name,
             i.kernel_file,
             i.ramdisk_file,

@@ -35,6 +35,17 @@ pub enum StoreError {
     IllegalTransition { id: String, from: kiln_types::InstanceState, to: kiln_types::InstanceState },
 }
 
+/// Column `idx` of `row` as a typed value parsed from its text (a state or an option
+/// enum); a value this kiln does not know is corrupt data, not a default.
+pub(crate) fn parsed<T>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+}
+
 /// Which account and region a query is for. Every resource lives in exactly one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {

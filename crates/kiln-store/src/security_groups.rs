@@ -63,14 +63,17 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<SecurityGroup>, Stor
 }
 
 /// The scope's groups among `ids` (by primary key; missing ones are simply absent).
-pub fn by_ids(conn: &Connection, scope: &Scope, ids: &[String]) -> Result<Vec<SecurityGroup>, StoreError> {
+pub fn by_ids(conn: &Connection, scope: &Scope, ids: &[impl AsRef<str>]) -> Result<Vec<SecurityGroup>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, vpc_id, name, description, created_at FROM security_groups
          WHERE id = ?1 AND account_id = ?2 AND region = ?3",
     )?;
     let mut out = Vec::new();
     for id in ids {
-        out.extend(st.query_map(params![id, scope.account, scope.region], group_row)?.collect::<Result<Vec<_>, _>>()?);
+        out.extend(
+            st.query_map(params![id.as_ref(), scope.account, scope.region], group_row)?
+                .collect::<Result<Vec<_>, _>>()?,
+        );
     }
     out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
     out.dedup_by(|a, b| a.id == b.id);

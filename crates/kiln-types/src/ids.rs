@@ -96,6 +96,117 @@ impl ResourceKind {
     }
 }
 
+macro_rules! typed_ids {
+    ($($(#[$meta:meta])* $ty:ident => $kind:ident,)*) => {$(
+        $(#[$meta])*
+        ///
+        /// Made only by parsing (which refuses a malformed ID) or by `generate`, so
+        /// holding one means the ID has its kind's shape. It reads as a `&str`.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
+
+        impl $ty {
+            pub const KIND: ResourceKind = ResourceKind::$kind;
+
+            /// A fresh random ID.
+            pub fn generate() -> Self {
+                Self(Self::KIND.generate())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::KIND.parse(s).map(Self)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                s.parse()
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(id: $ty) -> String {
+                id.0
+            }
+        }
+
+        impl std::ops::Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<String> for $ty {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$ty> for String {
+            fn eq(&self, other: &$ty) -> bool {
+                *self == other.0
+            }
+        }
+    )*};
+}
+
+typed_ids! {
+    /// A key pair's ID (`key-…`).
+    KeyPairId => KeyPair,
+    /// A VPC's ID (`vpc-…`).
+    VpcId => Vpc,
+    /// A subnet's ID (`subnet-…`).
+    SubnetId => Subnet,
+    /// A security group's ID (`sg-…`).
+    SecurityGroupId => SecurityGroup,
+    /// A security group rule's ID (`sgr-…`).
+    SecurityGroupRuleId => SecurityGroupRule,
+    /// An instance's ID (`i-…`).
+    InstanceId => Instance,
+    /// An image's ID (`ami-…`).
+    ImageId => Image,
+    /// A snapshot's ID (`snap-…`).
+    SnapshotId => Snapshot,
+    /// A volume's ID (`vol-…`).
+    VolumeId => Volume,
+    /// A reservation's ID (`r-…`).
+    ReservationId => Reservation,
+}
+
 /// An ID that does not have its kind's shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid id: \"{value}\" (expecting \"{}-...\")", kind.prefix())]
@@ -170,6 +281,19 @@ mod tests {
         }
         // "sgr-" must not be taken for "sg-".
         assert_eq!(ResourceKind::of_id("sgr-12345678"), Some(ResourceKind::SecurityGroupRule));
+    }
+
+    #[test]
+    fn typed_ids_parse_print_and_refuse() {
+        let id = InstanceId::generate();
+        let back: InstanceId = id.as_str().parse().expect("own id parses");
+        assert_eq!(back, id);
+        assert_eq!(id.to_string(), id.as_str());
+        assert!(id.starts_with("i-"));
+        assert_eq!("sg-12345678".parse::<InstanceId>().expect_err("not an instance id").kind, ResourceKind::Instance);
+        let json = serde_json::to_string(&id).expect("serialises");
+        assert_eq!(serde_json::from_str::<InstanceId>(&json).expect("deserialises"), id);
+        assert!(serde_json::from_str::<InstanceId>("\"i-XYZ\"").is_err());
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! Kiln's vocabulary: typed resource IDs, architectures, regions and the instance-type
-//! catalog. Everything here is plain data; this crate must never do I/O.
+//! Kiln's vocabulary: typed resource IDs, architectures, option enums, regions and the
+//! instance-type catalog. Everything here is plain data; this crate must never do I/O.
 
+pub mod choices;
 pub mod ids;
 pub mod instance_types;
 pub mod region;
 pub mod state;
 
-pub use ids::{AccountId, IdError, ResourceKind};
+pub use choices::{ChoiceError, HttpEndpoint, HttpTokens, ShutdownBehavior, VolumeType};
+pub use ids::{
+    AccountId, IdError, ImageId, InstanceId, KeyPairId, ReservationId, ResourceKind, SecurityGroupId,
+    SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
+};
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;
 

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use kiln_types::region::DEFAULT_REGIONS;
 
 use crate::serve::OPERATOR;
-use crate::{bench, cli, client, data_dir};
+use crate::{cli, client, data_dir};
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "An EC2-compatible private cloud that runs real virtual machines")]
@@ -77,8 +77,6 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MarketplaceCommand,
     },
-    /// Measure the API against a baseline server.
-    Bench(bench::BenchArgs),
     /// Log in to an instance with ssh, through its public address: the user is the
     /// image's (admin on Debian, ec2-user otherwise) and the key the one `kiln keys
     /// create` saved for the instance's key pair, unless -i gives one.

@@ -5,17 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use sha2::Digest as _;
 
 use crate::args::HostArgs;
 use crate::serve::{default_regions, open};
-
-/// The tag of a data directory's namespaces, links and host table: it keeps two Kilns
-/// on one machine apart.
-pub(crate) fn net_tag(canonical_dir: &std::path::Path) -> String {
-    let digest = sha2::Sha256::digest(canonical_dir.as_os_str().as_encoded_bytes());
-    hex::encode(&digest[..2])
-}
 
 /// Whether this process can make namespaces and nftables rules.
 pub(crate) fn can_network() -> bool {
@@ -49,9 +41,8 @@ impl HostArgs {
         if !vpc {
             return Arc::new(agent);
         }
-        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         Arc::new(agent.with_network(kiln_agent::net::NetConfig {
-            tag: net_tag(&canonical),
+            tag: kiln_agent::net::net_tag(dir),
             public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
             egress_nat: !self.no_egress_nat,
         }))

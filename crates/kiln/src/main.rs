@@ -1,8 +1,8 @@
 //! The `kiln` binary: `kiln serve` runs the cloud; `kiln account` manages accounts in a
-//! data directory; `kiln image` builds images; `kiln bench` measures.
+//! data directory; `kiln image` builds images (the
+//! benchmarks are the dev-only `kiln-bench`).
 
 mod args;
-mod bench;
 mod cli;
 mod client;
 mod credentials;
@@ -123,7 +123,6 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} is listed in the Marketplace with product code(s) {}", image.id, image.product_codes);
             Ok(())
         }
-        Command::Bench(args) => bench::run(args),
         Command::Ssh { instance, identity, user, client, command } => {
             ssh::ssh(&client, &instance, identity, user, &command)
         }

@@ -1,6 +1,6 @@
 //! Image (AMI) and snapshot requests.
 
-use kiln_types::{Architecture, ResourceKind};
+use kiln_types::{Architecture, ImageId, InstanceId, SnapshotId, VolumeType};
 
 use super::{ids, tag_specifications, Decode, Tag};
 use crate::page::Paging;
@@ -11,13 +11,11 @@ use crate::{Ec2Error, Filter, Params};
 pub struct BlockDeviceMapping {
     pub device_name: String,
     pub no_device: bool,
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<SnapshotId>,
     pub volume_size: Option<i64>,
-    pub volume_type: Option<String>,
+    pub volume_type: Option<VolumeType>,
     pub delete_on_termination: Option<bool>,
 }
-
-const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
 /// `/dev/xvda`, `/dev/sda1`, `xvdf`: the names EC2 accepts for devices.
 pub fn valid_device_name(name: &str) -> bool {
@@ -44,7 +42,7 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
         }
         let ebs = m.sub("Ebs");
         let snapshot_id = match ebs.get("SnapshotId") {
-            Some(s) => Some(ResourceKind::Snapshot.parse(s)?),
+            Some(s) => Some(s.parse()?),
             None => None,
         };
         let volume_size = ebs.int("VolumeSize")?;
@@ -53,15 +51,7 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
                 return Err(Ec2Error::invalid_value(format!("Volume size {size} GiB is out of range (1 to 16384)")));
             }
         }
-        let volume_type = ebs.string("VolumeType");
-        if let Some(t) = &volume_type {
-            if !VOLUME_TYPES.contains(&t.as_str()) {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Value ({t}) for parameter volumeType is invalid. Valid values: {}",
-                    VOLUME_TYPES.join(", ")
-                )));
-            }
-        }
+        let volume_type = ebs.choice("VolumeType")?;
         out.push(BlockDeviceMapping {
             device_name,
             no_device: m.get("NoDevice").is_some(),
@@ -76,7 +66,7 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeImages {
-    pub image_ids: Vec<String>,
+    pub image_ids: Vec<ImageId>,
     pub owners: Vec<String>,
     pub executable_by: Vec<String>,
     pub filters: Vec<Filter>,
@@ -97,7 +87,7 @@ impl Decode for DescribeImages {
             }
         }
         Ok(Self {
-            image_ids: ids(p, "ImageId", ResourceKind::Image)?,
+            image_ids: ids(p, "ImageId")?,
             owners,
             executable_by: p.list("ExecutableBy"),
             filters: p.filters()?,
@@ -171,14 +161,14 @@ impl Decode for RegisterImage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeregisterImage {
-    pub image_id: String,
+    pub image_id: ImageId,
     pub delete_associated_snapshots: bool,
 }
 
 impl Decode for DeregisterImage {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         Ok(Self {
-            image_id: ResourceKind::Image.parse(&p.required("ImageId")?)?,
+            image_id: p.required("ImageId")?.parse()?,
             delete_associated_snapshots: p.flag("DeleteAssociatedSnapshots")?,
         })
     }
@@ -186,7 +176,7 @@ impl Decode for DeregisterImage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyImage {
-    pub source_image_id: String,
+    pub source_image_id: ImageId,
     pub source_region: String,
     pub name: String,
     pub description: Option<String>,
@@ -200,7 +190,7 @@ impl Decode for CopyImage {
             return Err(Ec2Error::invalid_value("Encrypted copies are not supported"));
         }
         Ok(Self {
-            source_image_id: ResourceKind::Image.parse(&p.required("SourceImageId")?)?,
+            source_image_id: p.required("SourceImageId")?.parse()?,
             source_region: p.required("SourceRegion")?,
             name: p.required("Name")?,
             description: p.string("Description"),
@@ -235,7 +225,7 @@ fn permissions(members: Vec<Params>) -> Result<Vec<Permission>, Ec2Error> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModifyImageAttribute {
-    pub image_id: String,
+    pub image_id: ImageId,
     pub add: Vec<Permission>,
     pub remove: Vec<Permission>,
     pub description: Option<String>,
@@ -243,7 +233,7 @@ pub struct ModifyImageAttribute {
 
 impl Decode for ModifyImageAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let image_id = ResourceKind::Image.parse(&p.required("ImageId")?)?;
+        let image_id = p.required("ImageId")?.parse()?;
         let mut add = permissions(p.sub("LaunchPermission").members("Add"))?;
         let mut remove = permissions(p.sub("LaunchPermission").members("Remove"))?;
         let mut description = p.string("Description.Value");
@@ -305,24 +295,24 @@ fn attribute(p: &Params) -> Result<ImageAttribute, Ec2Error> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeImageAttribute {
-    pub image_id: String,
+    pub image_id: ImageId,
     pub attribute: ImageAttribute,
 }
 
 impl Decode for DescribeImageAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { image_id: ResourceKind::Image.parse(&p.required("ImageId")?)?, attribute: attribute(p)? })
+        Ok(Self { image_id: p.required("ImageId")?.parse()?, attribute: attribute(p)? })
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResetImageAttribute {
-    pub image_id: String,
+    pub image_id: ImageId,
 }
 
 impl Decode for ResetImageAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let image_id = ResourceKind::Image.parse(&p.required("ImageId")?)?;
+        let image_id = p.required("ImageId")?.parse()?;
         if attribute(p)? != ImageAttribute::LaunchPermission {
             return Err(Ec2Error::invalid_value("Only launchPermission can be reset"));
         }
@@ -332,7 +322,7 @@ impl Decode for ResetImageAttribute {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeSnapshots {
-    pub snapshot_ids: Vec<String>,
+    pub snapshot_ids: Vec<SnapshotId>,
     pub owners: Vec<String>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
@@ -341,7 +331,7 @@ pub struct DescribeSnapshots {
 impl Decode for DescribeSnapshots {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         Ok(Self {
-            snapshot_ids: ids(p, "SnapshotId", ResourceKind::Snapshot)?,
+            snapshot_ids: ids(p, "SnapshotId")?,
             owners: p.list("Owner"),
             filters: p.filters()?,
             paging: Paging::decode(p)?,
@@ -351,12 +341,12 @@ impl Decode for DescribeSnapshots {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteSnapshot {
-    pub snapshot_id: String,
+    pub snapshot_id: SnapshotId,
 }
 
 impl Decode for DeleteSnapshot {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { snapshot_id: ResourceKind::Snapshot.parse(&p.required("SnapshotId")?)? })
+        Ok(Self { snapshot_id: p.required("SnapshotId")?.parse()? })
     }
 }
 
@@ -465,7 +455,7 @@ impl Decode for DescribeImportTasks {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateImage {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub name: String,
     pub description: String,
     pub no_reboot: bool,
@@ -492,7 +482,7 @@ impl Decode for CreateImage {
             }
         }
         Ok(Self {
-            instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?,
+            instance_id: p.required("InstanceId")?.parse()?,
             name: p.required("Name")?,
             description: p.string("Description").unwrap_or_default(),
             no_reboot: p.flag("NoReboot")?,

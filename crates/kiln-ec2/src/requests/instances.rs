@@ -1,7 +1,7 @@
 //! Instance requests: RunInstances and the lifecycle and attribute actions.
 
 use base64::Engine;
-use kiln_types::ResourceKind;
+use kiln_types::{HttpEndpoint, HttpTokens, ImageId, InstanceId, SecurityGroupId, ShutdownBehavior, SubnetId};
 
 use super::images::{block_device_mappings, BlockDeviceMapping};
 use super::{decode_tags, ids, Decode, Tag};
@@ -36,14 +36,14 @@ fn decode_user_data(raw: &str) -> Result<Vec<u8>, Ec2Error> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInstances {
-    pub image_id: String,
+    pub image_id: ImageId,
     pub instance_type: String,
     pub min_count: i64,
     pub max_count: i64,
     pub key_name: Option<String>,
-    pub group_ids: Vec<String>,
+    pub group_ids: Vec<SecurityGroupId>,
     pub group_names: Vec<String>,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
     pub private_ip: Option<String>,
     /// NetworkInterface.1.AssociatePublicIpAddress (else the subnet decides).
     pub associate_public_ip: Option<bool>,
@@ -53,11 +53,11 @@ pub struct RunInstances {
     pub instance_tags: Vec<Tag>,
     pub volume_tags: Vec<Tag>,
     pub client_token: Option<String>,
-    pub http_tokens: Option<String>,
-    pub http_endpoint: Option<String>,
+    pub http_tokens: Option<HttpTokens>,
+    pub http_endpoint: Option<HttpEndpoint>,
     pub hop_limit: Option<i64>,
     pub disable_api_termination: bool,
-    pub shutdown_behavior: Option<String>,
+    pub shutdown_behavior: Option<ShutdownBehavior>,
 }
 
 impl Decode for RunInstances {
@@ -65,7 +65,7 @@ impl Decode for RunInstances {
         if p.get("LaunchTemplate.LaunchTemplateId").is_some() || p.get("LaunchTemplate.LaunchTemplateName").is_some() {
             return Err(Ec2Error::invalid_value("Launch templates are not supported by Kiln yet"));
         }
-        let image_id = ResourceKind::Image.parse(&p.required("ImageId")?)?;
+        let image_id = p.required("ImageId")?.parse()?;
         let min_count = p.int("MinCount")?.ok_or_else(|| Ec2Error::missing("MinCount"))?;
         let max_count = p.int("MaxCount")?.ok_or_else(|| Ec2Error::missing("MaxCount"))?;
         if min_count < 1 {
@@ -81,9 +81,9 @@ impl Decode for RunInstances {
         if min_count > max_count {
             return Err(Ec2Error::invalid_value("MinCount must not exceed MaxCount"));
         }
-        let mut group_ids = ids(p, "SecurityGroupId", ResourceKind::SecurityGroup)?;
+        let mut group_ids = ids(p, "SecurityGroupId")?;
         let mut subnet_id = match p.get("SubnetId") {
-            Some(s) => Some(ResourceKind::Subnet.parse(s)?),
+            Some(s) => Some(s.parse()?),
             None => None,
         };
         let mut private_ip = p.string("PrivateIpAddress");
@@ -94,9 +94,9 @@ impl Decode for RunInstances {
                 return Err(Ec2Error::invalid_value("Kiln gives instances one network interface (DeviceIndex 0)"));
             }
             if let Some(s) = ni.get("SubnetId") {
-                subnet_id = Some(ResourceKind::Subnet.parse(s)?);
+                subnet_id = Some(s.parse()?);
             }
-            group_ids.extend(ids(&ni, "SecurityGroupId", ResourceKind::SecurityGroup)?);
+            group_ids.extend(ids(&ni, "SecurityGroupId")?);
             if let Some(ip) = ni.string("PrivateIpAddress") {
                 private_ip = Some(ip);
             }
@@ -133,25 +133,25 @@ impl Decode for RunInstances {
             instance_tags: tags_for("instance"),
             volume_tags: tags_for("volume"),
             client_token,
-            http_tokens: meta.string("HttpTokens"),
-            http_endpoint: meta.string("HttpEndpoint"),
+            http_tokens: meta.choice("HttpTokens")?,
+            http_endpoint: meta.choice("HttpEndpoint")?,
             hop_limit: meta.int("HttpPutResponseHopLimit")?,
             disable_api_termination: p.flag("DisableApiTermination")?,
-            shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
+            shutdown_behavior: p.choice("InstanceInitiatedShutdownBehavior")?,
         })
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeInstances {
-    pub instance_ids: Vec<String>,
+    pub instance_ids: Vec<InstanceId>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
 }
 
 impl Decode for DescribeInstances {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let instance_ids = ids(p, "InstanceId", ResourceKind::Instance)?;
+        let instance_ids = ids(p, "InstanceId")?;
         let paging = Paging::decode(p)?;
         if !instance_ids.is_empty() && paging.max_results.is_some() {
             return Err(Ec2Error::combination(
@@ -164,7 +164,7 @@ impl Decode for DescribeInstances {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeInstanceStatus {
-    pub instance_ids: Vec<String>,
+    pub instance_ids: Vec<InstanceId>,
     pub include_all: bool,
     pub filters: Vec<Filter>,
     pub paging: Paging,
@@ -172,7 +172,7 @@ pub struct DescribeInstanceStatus {
 
 impl Decode for DescribeInstanceStatus {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let instance_ids = ids(p, "InstanceId", ResourceKind::Instance)?;
+        let instance_ids = ids(p, "InstanceId")?;
         let paging = Paging::decode(p)?;
         if !instance_ids.is_empty() && paging.max_results.is_some() {
             return Err(Ec2Error::combination(
@@ -186,13 +186,13 @@ impl Decode for DescribeInstanceStatus {
 /// Start, Stop, Terminate and Reboot: a list of instances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceList {
-    pub instance_ids: Vec<String>,
+    pub instance_ids: Vec<InstanceId>,
     pub force: bool,
 }
 
 impl Decode for InstanceList {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let instance_ids = ids(p, "InstanceId", ResourceKind::Instance)?;
+        let instance_ids = ids(p, "InstanceId")?;
         if instance_ids.is_empty() {
             return Err(Ec2Error::missing("InstanceId"));
         }
@@ -202,13 +202,13 @@ impl Decode for InstanceList {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetConsoleOutput {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub latest: bool,
 }
 
 impl Decode for GetConsoleOutput {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?, latest: p.flag("Latest")? })
+        Ok(Self { instance_id: p.required("InstanceId")?.parse()?, latest: p.flag("Latest")? })
     }
 }
 
@@ -218,20 +218,20 @@ pub enum InstanceAttributeChange {
     InstanceType(String),
     UserData(Vec<u8>),
     DisableApiTermination(bool),
-    ShutdownBehavior(String),
+    ShutdownBehavior(ShutdownBehavior),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModifyInstanceMetadataOptions {
-    pub instance_id: String,
-    pub http_tokens: Option<String>,
-    pub http_endpoint: Option<String>,
+    pub instance_id: InstanceId,
+    pub http_tokens: Option<HttpTokens>,
+    pub http_endpoint: Option<HttpEndpoint>,
     pub hop_limit: Option<i64>,
 }
 
 impl Decode for ModifyInstanceMetadataOptions {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let instance_id = ResourceKind::Instance.parse(&p.required("InstanceId")?)?;
+        let instance_id = p.required("InstanceId")?.parse()?;
         if p.get("HttpProtocolIpv6").is_some_and(|v| v != "disabled") {
             return Err(Ec2Error::invalid_value("Kiln's metadata service answers on IPv4 only (HttpProtocolIpv6)"));
         }
@@ -240,8 +240,8 @@ impl Decode for ModifyInstanceMetadataOptions {
         }
         Ok(Self {
             instance_id,
-            http_tokens: p.string("HttpTokens"),
-            http_endpoint: p.string("HttpEndpoint"),
+            http_tokens: p.choice("HttpTokens")?,
+            http_endpoint: p.choice("HttpEndpoint")?,
             hop_limit: p.int("HttpPutResponseHopLimit")?,
         })
     }
@@ -249,14 +249,14 @@ impl Decode for ModifyInstanceMetadataOptions {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModifyInstanceAttribute {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub change: InstanceAttributeChange,
 }
 
 impl Decode for ModifyInstanceAttribute {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         use InstanceAttributeChange as C;
-        let instance_id = ResourceKind::Instance.parse(&p.required("InstanceId")?)?;
+        let instance_id = p.required("InstanceId")?.parse()?;
         let bool_of = |v: &str, what: &str| match v.to_ascii_lowercase().as_str() {
             "true" => Ok(true),
             "false" => Ok(false),
@@ -271,14 +271,14 @@ impl Decode for ModifyInstanceAttribute {
         } else if let Some(v) = p.get("DisableApiTermination.Value") {
             C::DisableApiTermination(bool_of(v, "disableApiTermination")?)
         } else if let Some(v) = p.get("InstanceInitiatedShutdownBehavior.Value") {
-            C::ShutdownBehavior(v.to_owned())
+            C::ShutdownBehavior(v.parse()?)
         } else if let Some(attr) = p.get("Attribute") {
             let value = p.required("Value")?;
             match attr {
                 "instanceType" => C::InstanceType(value),
                 "userData" => C::UserData(user_data(&value)?),
                 "disableApiTermination" => C::DisableApiTermination(bool_of(&value, "disableApiTermination")?),
-                "instanceInitiatedShutdownBehavior" => C::ShutdownBehavior(value),
+                "instanceInitiatedShutdownBehavior" => C::ShutdownBehavior(value.parse()?),
                 other => {
                     return Err(Ec2Error::invalid_value(format!(
                         "Value ({other}) for parameter attribute is invalid. Kiln modifies instanceType, userData, disableApiTermination and instanceInitiatedShutdownBehavior."
@@ -306,7 +306,7 @@ pub enum InstanceAttribute {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeInstanceAttribute {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub attribute: InstanceAttribute,
 }
 
@@ -326,7 +326,7 @@ impl Decode for DescribeInstanceAttribute {
                 return Err(Ec2Error::invalid_value(format!("Value ({other}) for parameter attribute is invalid.")))
             }
         };
-        Ok(Self { instance_id: ResourceKind::Instance.parse(&p.required("InstanceId")?)?, attribute })
+        Ok(Self { instance_id: p.required("InstanceId")?.parse()?, attribute })
     }
 }
 
@@ -345,10 +345,10 @@ mod tests {
         );
         let r = RunInstances::decode(&p).expect("decode");
         assert_eq!(r.user_data.as_deref(), Some(&b"#!/bin/sh\necho hi"[..]));
-        assert_eq!(r.group_ids, vec!["sg-12345678"]);
+        assert_eq!(r.group_ids.iter().map(|g| g.as_str()).collect::<Vec<_>>(), vec!["sg-12345678"]);
         assert_eq!(r.block_devices[0].volume_size, Some(20));
         assert_eq!(r.instance_tags[0].value, "web");
-        assert_eq!(r.http_tokens.as_deref(), Some("required"));
+        assert_eq!(r.http_tokens, Some(HttpTokens::Required));
         assert_eq!(r.client_token.as_deref(), Some("2922b863"));
     }
 

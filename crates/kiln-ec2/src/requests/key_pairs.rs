@@ -1,8 +1,8 @@
 //! Key pair requests.
 
 use base64::Engine;
+use kiln_types::KeyPairId;
 pub use kiln_types::KeyType;
-use kiln_types::ResourceKind;
 
 use super::{ids, tag_specifications, Decode, Tag};
 use crate::{Ec2Error, Filter, Params};
@@ -75,7 +75,7 @@ impl Decode for ImportKeyPair {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeKeyPairs {
     pub key_names: Vec<String>,
-    pub key_pair_ids: Vec<String>,
+    pub key_pair_ids: Vec<KeyPairId>,
     pub include_public_key: bool,
     pub filters: Vec<Filter>,
 }
@@ -84,7 +84,7 @@ impl Decode for DescribeKeyPairs {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         Ok(Self {
             key_names: p.list("KeyName"),
-            key_pair_ids: ids(p, "KeyPairId", ResourceKind::KeyPair)?,
+            key_pair_ids: ids(p, "KeyPairId")?,
             include_public_key: p.flag("IncludePublicKey")?,
             filters: p.filters()?,
         })
@@ -94,7 +94,7 @@ impl Decode for DescribeKeyPairs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyRef {
     Name(String),
-    Id(String),
+    Id(KeyPairId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +105,7 @@ pub struct DeleteKeyPair {
 impl Decode for DeleteKeyPair {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let key = match (p.get("KeyPairId"), p.get("KeyName")) {
-            (Some(id), _) => KeyRef::Id(ResourceKind::KeyPair.parse(id)?),
+            (Some(id), _) => KeyRef::Id(id.parse()?),
             (None, Some(name)) if !name.is_empty() => KeyRef::Name(name.to_owned()),
             _ => return Err(Ec2Error::missing("KeyName or KeyPairId")),
         };

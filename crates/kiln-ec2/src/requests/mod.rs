@@ -171,9 +171,12 @@ pub fn tag_specifications(p: &Params, resource_type: &str) -> Result<Vec<Tag>, E
     Ok(out)
 }
 
-/// Validated IDs of `kind` from `prefix.N`.
-pub fn ids(p: &Params, prefix: &str, kind: kiln_types::ResourceKind) -> Result<Vec<String>, Ec2Error> {
-    p.list(prefix).iter().map(|id| kind.parse(id).map_err(Ec2Error::from)).collect()
+/// Typed IDs from `prefix.N`, each parsed (a malformed one is its kind's error).
+pub fn ids<T>(p: &Params, prefix: &str) -> Result<Vec<T>, Ec2Error>
+where
+    T: std::str::FromStr<Err = kiln_types::IdError>,
+{
+    p.list(prefix).iter().map(|id| id.parse().map_err(Ec2Error::from)).collect()
 }
 
 #[cfg(test)]

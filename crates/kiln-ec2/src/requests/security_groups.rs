@@ -1,7 +1,7 @@
 //! Security group requests and the IpPermissions structure, in its modern nested form
 //! and the legacy flat form (`IpProtocol`, `FromPort`, `ToPort`, `CidrIp`).
 
-use kiln_types::ResourceKind;
+use kiln_types::{SecurityGroupId, SecurityGroupRuleId, VpcId};
 
 use super::{ids, tag_specifications, Decode, Tag};
 use crate::page::Paging;
@@ -58,7 +58,7 @@ impl Protocol {
 /// A reference to another security group in a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPair {
-    pub group_id: Option<String>,
+    pub group_id: Option<SecurityGroupId>,
     pub group_name: Option<String>,
     pub user_id: Option<String>,
     pub description: Option<String>,
@@ -101,7 +101,7 @@ impl IpPermission {
             .into_iter()
             .map(|g| {
                 let group_id = match g.get("GroupId") {
-                    Some(id) => Some(ResourceKind::SecurityGroup.parse(id)?),
+                    Some(id) => Some(id.parse()?),
                     None => None,
                 };
                 let pair = GroupPair {
@@ -166,13 +166,13 @@ impl IpPermission {
 /// The group a rule change or deletion is aimed at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupRef {
-    Id(String),
+    Id(SecurityGroupId),
     Name(String),
 }
 
 fn group_ref(p: &Params, allow_name: bool) -> Result<GroupRef, Ec2Error> {
     if let Some(id) = p.get("GroupId") {
-        return Ok(GroupRef::Id(ResourceKind::SecurityGroup.parse(id)?));
+        return Ok(GroupRef::Id(id.parse()?));
     }
     match p.get("GroupName") {
         Some(name) if allow_name && !name.is_empty() => Ok(GroupRef::Name(name.to_owned())),
@@ -185,7 +185,7 @@ fn group_ref(p: &Params, allow_name: bool) -> Result<GroupRef, Ec2Error> {
 pub struct CreateSecurityGroup {
     pub group_name: String,
     pub description: String,
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<VpcId>,
     pub tags: Vec<Tag>,
 }
 
@@ -203,7 +203,7 @@ impl Decode for CreateSecurityGroup {
             return Err(Ec2Error::invalid_value("Group descriptions are at most 255 characters"));
         }
         let vpc_id = match p.get("VpcId") {
-            Some(v) => Some(ResourceKind::Vpc.parse(v)?),
+            Some(v) => Some(v.parse()?),
             None => None,
         };
         Ok(Self { group_name, description, vpc_id, tags: tag_specifications(p, "security-group")? })
@@ -212,7 +212,7 @@ impl Decode for CreateSecurityGroup {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeSecurityGroups {
-    pub group_ids: Vec<String>,
+    pub group_ids: Vec<SecurityGroupId>,
     pub group_names: Vec<String>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
@@ -220,7 +220,7 @@ pub struct DescribeSecurityGroups {
 
 impl Decode for DescribeSecurityGroups {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let group_ids = ids(p, "GroupId", ResourceKind::SecurityGroup)?;
+        let group_ids = ids(p, "GroupId")?;
         let group_names = p.list("GroupName");
         let paging = Paging::decode(p)?;
         if (!group_ids.is_empty() || !group_names.is_empty()) && paging.max_results.is_some() {
@@ -249,7 +249,7 @@ pub struct ChangeRules {
     pub group: GroupRef,
     pub permissions: Vec<IpPermission>,
     /// Revoke only: rules named by their `sgr-` ids.
-    pub rule_ids: Vec<String>,
+    pub rule_ids: Vec<SecurityGroupRuleId>,
     pub tags: Vec<Tag>,
 }
 
@@ -305,7 +305,7 @@ impl Decode for ChangeRules {
                 return Err(Ec2Error::missing("IpPermissions.N.IpRanges, Ipv6Ranges or Groups"));
             }
         }
-        let rule_ids = ids(p, "SecurityGroupRuleId", ResourceKind::SecurityGroupRule)?;
+        let rule_ids = ids(p, "SecurityGroupRuleId")?;
         if permissions.is_empty() && rule_ids.is_empty() {
             return Err(Ec2Error::missing("IpPermissions"));
         }
@@ -315,18 +315,14 @@ impl Decode for ChangeRules {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeSecurityGroupRules {
-    pub rule_ids: Vec<String>,
+    pub rule_ids: Vec<SecurityGroupRuleId>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
 }
 
 impl Decode for DescribeSecurityGroupRules {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            rule_ids: ids(p, "SecurityGroupRuleId", ResourceKind::SecurityGroupRule)?,
-            filters: p.filters()?,
-            paging: Paging::decode(p)?,
-        })
+        Ok(Self { rule_ids: ids(p, "SecurityGroupRuleId")?, filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }
 
@@ -343,7 +339,7 @@ mod tests {
             b"",
         );
         let r = ChangeRules::decode(&p).expect("decode");
-        assert_eq!(r.group, GroupRef::Id("sg-12345678".into()));
+        assert_eq!(r.group, GroupRef::Id("sg-12345678".parse().expect("a group id")));
         assert_eq!(r.permissions[0].protocol, Protocol::Tcp);
         assert_eq!(r.permissions[0].ipv4_ranges, vec![("10.0.0.0/8".into(), Some("ssh".into()))]);
         assert_eq!(r.permissions[1].groups[0].group_id.as_deref(), Some("sg-87654321"));

@@ -1,6 +1,6 @@
 //! VPC and subnet requests.
 
-use kiln_types::ResourceKind;
+use kiln_types::{SubnetId, VpcId};
 
 use super::{ids, tag_specifications, Decode, Tag};
 use crate::page::Paging;
@@ -20,31 +20,31 @@ impl Decode for CreateVpc {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeVpcs {
-    pub vpc_ids: Vec<String>,
+    pub vpc_ids: Vec<VpcId>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
 }
 
 impl Decode for DescribeVpcs {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { vpc_ids: ids(p, "VpcId", ResourceKind::Vpc)?, filters: p.filters()?, paging: Paging::decode(p)? })
+        Ok(Self { vpc_ids: ids(p, "VpcId")?, filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteVpc {
-    pub vpc_id: String,
+    pub vpc_id: VpcId,
 }
 
 impl Decode for DeleteVpc {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { vpc_id: ResourceKind::Vpc.parse(&p.required("VpcId")?)? })
+        Ok(Self { vpc_id: p.required("VpcId")?.parse()? })
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSubnet {
-    pub vpc_id: String,
+    pub vpc_id: VpcId,
     pub cidr_block: String,
     pub availability_zone: Option<String>,
     pub availability_zone_id: Option<String>,
@@ -61,7 +61,7 @@ impl Decode for CreateSubnet {
             ));
         }
         Ok(Self {
-            vpc_id: ResourceKind::Vpc.parse(&p.required("VpcId")?)?,
+            vpc_id: p.required("VpcId")?.parse()?,
             cidr_block: p.required("CidrBlock")?,
             availability_zone,
             availability_zone_id,
@@ -72,28 +72,24 @@ impl Decode for CreateSubnet {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeSubnets {
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
 }
 
 impl Decode for DescribeSubnets {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self {
-            subnet_ids: ids(p, "SubnetId", ResourceKind::Subnet)?,
-            filters: p.filters()?,
-            paging: Paging::decode(p)?,
-        })
+        Ok(Self { subnet_ids: ids(p, "SubnetId")?, filters: p.filters()?, paging: Paging::decode(p)? })
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteSubnet {
-    pub subnet_id: String,
+    pub subnet_id: SubnetId,
 }
 
 impl Decode for DeleteSubnet {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        Ok(Self { subnet_id: ResourceKind::Subnet.parse(&p.required("SubnetId")?)? })
+        Ok(Self { subnet_id: p.required("SubnetId")?.parse()? })
     }
 }

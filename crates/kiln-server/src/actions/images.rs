@@ -68,7 +68,7 @@ fn image_field(v: &ImageView, name: &str) -> Field {
         "source-instance-id" => Field::opt(i.source_instance_id.clone()),
         "block-device-mapping.snapshot-id" => devices(|d| d.snapshot_id.clone()),
         "block-device-mapping.volume-size" => devices(|d| Some(d.volume_size.to_string())),
-        "block-device-mapping.volume-type" => devices(|d| Some(d.volume_type.clone())),
+        "block-device-mapping.volume-type" => devices(|d| Some(d.volume_type.to_string())),
         "block-device-mapping.device-name" => devices(|d| Some(d.device_name.clone())),
         "block-device-mapping.delete-on-termination" => devices(|d| Some(d.delete_on_termination.to_string())),
         _ => Field::Unknown,
@@ -82,7 +82,7 @@ fn write_devices(w: &mut XmlWriter, devices: &[BlockDevice]) {
             .opt("snapshotId", d.snapshot_id.as_deref())
             .elem("volumeSize", d.volume_size)
             .elem("deleteOnTermination", d.delete_on_termination)
-            .elem("volumeType", &d.volume_type)
+            .elem("volumeType", d.volume_type.as_str())
             .elem("encrypted", "false")
             .end();
     });
@@ -148,9 +148,9 @@ pub(crate) fn register(ctx: &Ctx<'_>, r: RegisterImage) -> ActionResult {
             };
             Ok(BlockDevice {
                 device_name: d.device_name.clone(),
-                snapshot_id: d.snapshot_id.clone(),
+                snapshot_id: d.snapshot_id.clone().map(String::from),
                 volume_size: size,
-                volume_type: d.volume_type.clone().unwrap_or_else(|| "gp2".into()),
+                volume_type: d.volume_type.unwrap_or(kiln_types::VolumeType::Gp2),
                 delete_on_termination: d.delete_on_termination.unwrap_or(true),
             })
         })
@@ -204,7 +204,7 @@ pub(crate) fn copy(ctx: &Ctx<'_>, r: CopyImage) -> ActionResult {
     if r.copy_image_tags {
         let source_scope = kiln_control::Scope { account: ctx.scope.account.clone(), region: r.source_region.clone() };
         let mut source_tags =
-            ctx.cloud.tags_by_resource(&source_scope).ec2()?.remove(&r.source_image_id).unwrap_or_default();
+            ctx.cloud.tags_by_resource(&source_scope).ec2()?.remove(r.source_image_id.as_str()).unwrap_or_default();
         source_tags.retain(|(k, _)| !tags.iter().any(|(t, _)| t == k));
         tags.extend(source_tags);
     }

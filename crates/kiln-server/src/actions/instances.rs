@@ -163,9 +163,9 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
 fn write_metadata_options(w: &mut XmlWriter, i: &Instance, state: &str) {
     w.start(if state == "applied" { "metadataOptions" } else { "instanceMetadataOptions" })
         .elem("state", state)
-        .elem("httpTokens", &i.http_tokens)
+        .elem("httpTokens", i.http_tokens.as_str())
         .elem("httpPutResponseHopLimit", i.hop_limit)
-        .elem("httpEndpoint", &i.http_endpoint)
+        .elem("httpEndpoint", i.http_endpoint.as_str())
         .elem("httpProtocolIpv6", "disabled")
         .elem("instanceMetadataTags", "disabled")
         .end();
@@ -456,7 +456,7 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeInstanceAttribute) ->
         }
         InstanceAttribute::DisableApiStop => value(&mut w, "disableApiStop", "false".into()),
         InstanceAttribute::ShutdownBehavior => {
-            value(&mut w, "instanceInitiatedShutdownBehavior", i.shutdown_behavior.clone())
+            value(&mut w, "instanceInitiatedShutdownBehavior", i.shutdown_behavior.to_string())
         }
         InstanceAttribute::RootDeviceName => value(&mut w, "rootDeviceName", i.root_device_name.clone()),
         InstanceAttribute::BlockDeviceMapping => {

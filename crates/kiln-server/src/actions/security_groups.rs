@@ -16,7 +16,7 @@ use super::{next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
 fn group_ref(g: req::GroupRef) -> GroupRef {
     match g {
-        req::GroupRef::Id(id) => GroupRef::Id(id),
+        req::GroupRef::Id(id) => GroupRef::Id(id.into()),
         req::GroupRef::Name(n) => GroupRef::Name(n),
     }
 }

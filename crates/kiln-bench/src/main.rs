@@ -1,4 +1,6 @@
-//! `kiln bench`: measurements that print figures.
+//! `kiln-bench`: Kiln's benchmarks, a dev-only tool kept out of the shipped `kiln`
+//! binary. Each starts its own `kiln serve` (the `kiln` binary beside this one, or
+//! `KILN_BIN`) and prints medians and ratios against a baseline measured in the same run.
 //!
 //! - `api`: the API path under load. Starts a fresh `kiln serve` and a baseline EC2
 //!   emulator (moto_server) side by side, fills both with the same resources, then
@@ -25,8 +27,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 
-#[derive(clap::Args)]
-pub struct BenchArgs {
+#[derive(clap::Parser)]
+#[command(name = "kiln-bench", about = "Kiln's benchmarks: medians and ratios against a baseline from the same run")]
+struct BenchArgs {
     #[command(subcommand)]
     what: BenchWhat,
 }
@@ -98,7 +101,8 @@ const REGION: &str = "us-east-1";
 /// A fixed ED25519 public key: both servers import it under many names.
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
 
-pub fn run(args: BenchArgs) -> Result<()> {
+fn main() -> Result<()> {
+    let args = <BenchArgs as clap::Parser>::parse();
     match args.what {
         BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),
         BenchWhat::Volumes { large_gib, large_data_gib, runs, dir } => {
@@ -144,7 +148,19 @@ fn wait_for(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
 }
 
 fn start_kiln(dir: &Path, extra: &[&str]) -> Result<Server> {
-    start_kiln_from(&std::env::current_exe()?, dir, extra)
+    start_kiln_from(&kiln_exe()?, dir, extra)
+}
+
+/// The `kiln` binary under test: `KILN_BIN`, or the one built beside this tool.
+fn kiln_exe() -> Result<std::path::PathBuf> {
+    let exe = match std::env::var_os("KILN_BIN") {
+        Some(path) => path.into(),
+        None => std::env::current_exe()?.with_file_name("kiln"),
+    };
+    if !exe.is_file() {
+        bail!("no kiln binary at {}: build it (`cargo build --release -p kiln`) or set KILN_BIN", exe.display());
+    }
+    Ok(exe)
 }
 
 /// `kiln serve` of the binary `exe` on a free port with the data directory `dir`.
@@ -292,7 +308,7 @@ fn measure(server: &Server, body: &str, requests: usize, concurrency: usize, exp
 fn api(entries: usize, requests: usize, concurrency: usize, moto: &str) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("kiln bench api: {entries} security groups and {entries} key pairs per server, {requests} timed requests per case, {concurrency} client threads");
+    println!("kiln-bench api: {entries} security groups and {entries} key pairs per server, {requests} timed requests per case, {concurrency} client threads");
     let kiln = start_kiln(&dir, &["--no-quickstart"])?;
     let moto = start_moto(moto)?;
     let client = reqwest::blocking::Client::new();
@@ -369,7 +385,7 @@ fn volumes(large_gib: u64, large_data_gib: u64, runs: usize, dir: Option<std::pa
     let base = dir.unwrap_or_else(std::env::temp_dir).join(format!("kiln-bench-volumes-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let result = (|| -> Result<()> {
-        println!("kiln bench volumes: root volume from an image, copy-on-write overlay (Kiln) vs full copy; median of {runs} runs");
+        println!("kiln-bench volumes: root volume from an image, copy-on-write overlay (Kiln) vs full copy; median of {runs} runs");
         let images = [("1 GiB image (1 GiB data)", 1, 1), ("large image", large_gib, large_data_gib)];
         println!();
         println!(
@@ -471,7 +487,7 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
     let client = reqwest::blocking::Client::new();
     let result = (|| -> Result<()> {
         let ami = tiny_ami(&client, &kiln)?;
-        println!("kiln bench instances: kiln-tiny x86_64 ({ami}) on t3.micro; median of {runs} launches");
+        println!("kiln-bench instances: kiln-tiny x86_64 ({ami}) on t3.micro; median of {runs} launches");
         let (mut to_running, mut to_ok, mut bare) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let t0 = Instant::now();
@@ -581,8 +597,7 @@ fn tiny_ami(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String>
 /// it does one pass after the last instance is terminated, so that stopping it leaves
 /// nothing on the host.
 fn settle_networks(dir: &Path) {
-    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let tag = crate::host::net_tag(&canonical);
+    let tag = kiln_agent::net::net_tag(dir);
     let _ = until(Instant::now(), Duration::from_secs(120), || {
         Ok(!Path::new("/run/netns").read_dir().is_ok_and(|d| {
             d.filter_map(std::result::Result::ok)
@@ -606,7 +621,7 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
     let mut images_made: Vec<String> = Vec::new();
     let result = (|| -> Result<()> {
         let ami = tiny_ami(&client, &kiln)?;
-        println!("kiln bench create-image: kiln-tiny x86_64 ({ami}) on t3.micro, running; median of {runs}");
+        println!("kiln-bench create-image: kiln-tiny x86_64 ({ami}) on t3.micro, running; median of {runs}");
         println!();
         println!("{:<34} {:>12} {:>14}", "case", "median s", "bytes written");
         let written = || allocated_under(&dir.join("volumes")) + allocated_under(&dir.join("snapshots"));

@@ -1,4 +1,4 @@
-//! `kiln bench load`: the API under load with many resources in the store. Each server
+//! `kiln-bench load`: the API under load with many resources in the store. Each server
 //! (this kiln, optionally an earlier kiln binary, and moto_server) gets the same 1,000
 //! security groups through the API and 1,000 instances (written straight into kiln's
 //! store as stopped instances, so that no VM runs; launched with RunInstances on moto),
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{call, fill, ok, start_kiln_from, start_moto, tiny_ami, until, xml_first, Server, REGION};
+use super::{call, fill, kiln_exe, ok, start_kiln_from, start_moto, tiny_ami, until, xml_first, Server, REGION};
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
@@ -75,10 +75,10 @@ pub fn run(args: LoadArgs) -> Result<()> {
         }
     }
     println!(
-        "kiln bench load: {} instances and {} security groups per server; wrk for {} s per case at {:?} connections",
+        "kiln-bench load: {} instances and {} security groups per server; wrk for {} s per case at {:?} connections",
         args.instances, args.groups, args.seconds, args.clients
     );
-    let mut kilns = vec![("kiln", std::env::current_exe()?)];
+    let mut kilns = vec![("kiln", kiln_exe()?)];
     if let Some(b) = &args.baseline {
         kilns.push(("kiln-base", b.clone()));
     }
