@@ -1,12 +1,17 @@
 //! The narrow interface between the control plane and a host agent: what a VM is made
 //! of (`VmSpec`), what a host can report, and the `HostAgent` trait. On one host the
-//! agent is a direct call; on many it is the same trait over the network. This crate
-//! holds no logic.
+//! agent is a direct call; on many it is the same trait over the network, so every
+//! argument, answer and error of `HostAgent` is serialisable: files are named by
+//! `StorePath` (relative to the host's data directory, resolved by the host), VMs and
+//! networks by their IDs, and errors by kind. Sockets, which cannot cross a network,
+//! are the separate `GuestPorts`: the guest services that use them run on the host
+//! that holds the guest's tap. This crate holds no logic beyond checking a
+//! `StorePath`.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
-use kiln_types::Architecture;
+use kiln_types::{Architecture, InstanceId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 /// How a host runs guests.
@@ -36,11 +41,64 @@ pub struct HostInfo {
     pub qemu_version: String,
 }
 
+/// A file in a host's store, named relative to its data directory
+/// (`volumes/vol-….qcow2`, `snapshots/snap-….qcow2`, `kernels/…`). The host resolves
+/// it against its own directory, so no host path crosses the interface, and a name
+/// that could leave the store (absolute, `..`, empty parts) cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StorePath(String);
+
+impl StorePath {
+    pub fn new(name: impl Into<String>) -> Result<Self, AgentError> {
+        let name = name.into();
+        let inside = !name.is_empty()
+            && name.len() <= 1024
+            && !name.contains('\0')
+            && !name.ends_with('/')
+            && !name.contains("//")
+            && Path::new(&name).components().all(|c| matches!(c, Component::Normal(_)));
+        if inside {
+            Ok(Self(name))
+        } else {
+            Err(AgentError::Refused(format!("'{name}' is not a file name inside the store")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The file under the store's directory `root`.
+    pub fn under(&self, root: &Path) -> PathBuf {
+        root.join(&self.0)
+    }
+}
+
+impl TryFrom<String> for StorePath {
+    type Error = AgentError;
+    fn try_from(s: String) -> Result<Self, AgentError> {
+        Self::new(s)
+    }
+}
+
+impl From<StorePath> for String {
+    fn from(p: StorePath) -> String {
+        p.0
+    }
+}
+
+impl std::fmt::Display for StorePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One disk of a VM, in device order (the first is the root volume).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
-    pub volume_id: String,
-    pub path: PathBuf,
+    pub volume_id: VolumeId,
+    pub file: StorePath,
 }
 
 /// The guest's network.
@@ -49,10 +107,11 @@ pub enum Network {
     /// None at all.
     None,
     /// QEMU's user-mode network: the guest gets a link-local address by DHCP and
-    /// reaches the metadata service at 169.254.169.254 through `imds_socket`.
-    User { imds_socket: PathBuf },
-    /// A tap device in the VPC's network namespace (see `VpcNetwork`).
-    Tap { netns: String, tap: String, mac: String },
+    /// reaches the metadata service at 169.254.169.254 through the host's metadata
+    /// socket for it (`GuestPorts::imds_socket`).
+    User,
+    /// A tap device in the VPC's network namespace on the host (see `VpcNetwork`).
+    Vpc { vpc_id: String, mac: String },
 }
 
 /// The tap device of an instance inside its VPC's namespace (15 characters at most, as
@@ -111,37 +170,45 @@ pub struct VpcNetwork {
 /// Everything needed to start one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSpec {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub architecture: Architecture,
     pub vcpus: u32,
     pub memory_mib: u64,
-    pub kernel: Option<PathBuf>,
-    pub initrd: Option<PathBuf>,
+    pub kernel: Option<StorePath>,
+    pub initrd: Option<StorePath>,
     pub cmdline: Option<String>,
     pub disks: Vec<Disk>,
     pub network: Network,
-    /// The program that bridges a guest connection to a Unix socket (`kiln pipe`).
-    pub pipe_program: PathBuf,
 }
 
-/// What a host agent says went wrong; messages say what to do next.
-#[derive(Debug, thiserror::Error)]
+/// What a host agent says went wrong, by kind; messages say what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AgentError {
+    /// The host tried and could not (a program failed, a file could not be written).
     #[error("{0}")]
     Failed(String),
+    /// No such VM, disk or network on this host.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself is invalid (a file name outside the store).
+    #[error("{0}")]
+    Refused(String),
+    /// This host cannot do it at all (VPC networking on a host without it).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What the control plane asks of a host.
 pub trait HostAgent: Send + Sync {
     fn info(&self) -> HostInfo;
-    /// Makes a volume file: a qcow2 overlay on `backing`, or a blank disk.
-    fn create_volume(
-        &self,
-        path: &std::path::Path,
-        backing: Option<&std::path::Path>,
-        size_gib: u64,
-    ) -> Result<(), AgentError>;
-    fn delete_volume(&self, path: &std::path::Path) -> Result<(), AgentError>;
+    /// Makes a volume file, whole or not at all: a qcow2 overlay on `backing` (which
+    /// the host makes read-only, as it is a layer from now on), or a blank disk. A file
+    /// already there is left as it is, so asking again after a crash is safe.
+    fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError>;
+    /// Removes a volume file (gone already is fine).
+    fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError>;
+    /// Whether a volume file exists on this host.
+    fn volume_exists(&self, file: &StorePath) -> bool;
     /// Starts the VM; returns once QEMU is up (or failed to start).
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError>;
     /// Whether the instance's QEMU process is alive.
@@ -152,9 +219,10 @@ pub trait HostAgent: Send + Sync {
     fn reset(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Ends the VM at once.
     fn kill(&self, instance_id: &str) -> Result<(), AgentError>;
-    /// Switches a running VM's disk `index` to a new qcow2 overlay at `overlay` whose
-    /// backing file is the disk's current file, which stops changing from then on.
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &std::path::Path) -> Result<(), AgentError>;
+    /// Switches a running VM's disk `index` to a new qcow2 overlay `overlay` whose
+    /// backing file is the disk's current file, which stops changing from then on (the
+    /// host makes it read-only). Asking again once the disk is on `overlay` does nothing.
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError>;
     /// The serial console output so far (the last `max` bytes).
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8>;
     /// Removes the VM's directory (after termination).
@@ -163,8 +231,6 @@ pub trait HostAgent: Send + Sync {
     fn running(&self) -> Vec<String>;
     /// Whether this host gives guests VPC networking (else QEMU's user-mode network).
     fn vpc_networking(&self) -> bool;
-    /// The network namespace of a VPC on this host.
-    fn netns(&self, vpc_id: &str) -> String;
     /// Makes the host's view of a VPC exactly `net` (idempotent; ports and rules not in
     /// `net` go).
     fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError>;
@@ -175,12 +241,20 @@ pub trait HostAgent: Send + Sync {
     /// The interface index of an instance's tap, while it exists (it changes when the
     /// tap is made again).
     fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32>;
+}
+
+/// The sockets guest services answer on, made on the host where the guest runs. These
+/// are file descriptors and local paths, so they never cross the network: the services
+/// that use them (DHCP, DNS, metadata) run beside the agent that made them.
+pub trait GuestPorts: Send + Sync {
     /// Sockets bound to an instance's tap: UDP port 67 for DHCP, and TCP
     /// 169.254.169.254:80 for the metadata service, whose answers leave with an IP TTL
     /// of `hop_limit`.
     fn port_sockets(&self, vpc_id: &str, instance_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
     /// A UDP socket bound to `addr` inside a VPC's namespace (its DNS).
     fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError>;
+    /// Where the metadata service listens for a guest on QEMU's user-mode network.
+    fn imds_socket(&self, instance_id: &str) -> PathBuf;
 }
 
 /// The sockets of one port's guest services.
@@ -188,4 +262,52 @@ pub trait HostAgent: Send + Sync {
 pub struct PortSockets {
     pub dhcp: std::net::UdpSocket,
     pub imds: std::net::TcpListener,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_paths_stay_inside_the_store() {
+        for ok in ["volumes/vol-0123.qcow2", "kernels/abc/vmlinuz", "a"] {
+            assert_eq!(StorePath::new(ok).expect(ok).as_str(), ok);
+        }
+        for bad in ["", "/etc/shadow", "../x", "volumes/../../etc/passwd", "./x", "a//b", "a/", "a\0b"] {
+            assert!(matches!(StorePath::new(bad), Err(AgentError::Refused(_))), "{bad:?}");
+        }
+        assert_eq!(StorePath::new("v/x").expect("v/x").under(Path::new("/data")), PathBuf::from("/data/v/x"));
+    }
+
+    #[test]
+    fn the_interface_round_trips_through_json() {
+        let spec = VmSpec {
+            instance_id: "i-0123456789abcdef0".parse().expect("id"),
+            architecture: Architecture::X86_64,
+            vcpus: 2,
+            memory_mib: 1024,
+            kernel: Some(StorePath::new("kernels/k/vmlinuz").expect("path")),
+            initrd: None,
+            cmdline: Some("console=ttyS0".into()),
+            disks: vec![Disk {
+                volume_id: "vol-0123456789abcdef0".parse().expect("id"),
+                file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
+            }],
+            network: Network::Vpc { vpc_id: "vpc-01234567".into(), mac: "02:00:00:00:00:01".into() },
+        };
+        let text = serde_json::to_string(&spec).expect("serialise");
+        assert_eq!(serde_json::from_str::<VmSpec>(&text).expect("deserialise"), spec);
+        let err = AgentError::NotFound("i-0 has no disk disk3".into());
+        let text = serde_json::to_string(&err).expect("serialise");
+        assert_eq!(serde_json::from_str::<AgentError>(&text).expect("deserialise"), err);
+        // A peer cannot smuggle a path out of the store: it is checked when decoded.
+        let hostile = text_with_disk_file(&spec, "../../etc/shadow");
+        assert!(serde_json::from_str::<VmSpec>(&hostile).is_err());
+    }
+
+    fn text_with_disk_file(spec: &VmSpec, file: &str) -> String {
+        let mut v = serde_json::to_value(spec).expect("value");
+        v["disks"][0]["file"] = serde_json::Value::String(file.into());
+        v.to_string()
+    }
 }

@@ -1,7 +1,8 @@
 //! Kiln's host agent: runs each instance as a QEMU process controlled over QMP, makes
 //! qcow2 volumes, and probes whether KVM can really run a guest. VMs are daemonized
-//! and supervised, not owned: each has a directory (`spec.json`, `qemu.pid`,
-//! `qmp.sock`, `serial.log`) that a restarted agent finds again.
+//! and supervised, not owned: each has a directory under `instances/` (`spec.json`,
+//! `qemu.pid`, `qmp.sock`, `serial.log`) that a restarted agent finds again. Files the
+//! control plane names (`StorePath`) are resolved under the agent's data directory.
 
 pub mod net;
 mod probe;
@@ -13,14 +14,19 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Accel, AgentError, HostAgent, HostInfo, Network, VmSpec, VpcNetwork};
+use kiln_agent_api::{Accel, AgentError, GuestPorts, HostAgent, HostInfo, Network, StorePath, VmSpec, VpcNetwork};
 use kiln_types::Architecture;
 
 pub use probe::probe_kvm;
 
 /// The agent for the machine it runs on.
 pub struct LocalAgent {
+    /// The data directory: the store `StorePath`s name files in.
+    store: PathBuf,
+    /// Where each VM has its directory (`store/instances`).
     root: PathBuf,
+    /// The program QEMU runs to bridge a guest's metadata connection (`kiln pipe`).
+    pipe_program: PathBuf,
     accel: OnceLock<Accel>,
     forced: Option<Accel>,
     cpus: u32,
@@ -47,12 +53,15 @@ fn host_memory_mib() -> u64 {
 }
 
 impl LocalAgent {
-    /// An agent keeping VM directories under `root`. `accel` forces an accelerator;
-    /// otherwise the first x86 launch probes KVM with that guest's kernel.
-    pub fn new(root: PathBuf, accel: Option<Accel>) -> Self {
+    /// An agent whose store is the data directory `store` (VMs under
+    /// `store/instances`), running `pipe_program` for metadata bridges. `accel` forces
+    /// an accelerator; otherwise the first x86 launch probes KVM with that guest's kernel.
+    pub fn new(store: PathBuf, pipe_program: PathBuf, accel: Option<Accel>) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         Self {
-            root,
+            root: store.join("instances"),
+            store,
+            pipe_program,
             accel: OnceLock::new(),
             forced: accel,
             cpus,
@@ -70,9 +79,13 @@ impl LocalAgent {
     }
 
     fn net(&self) -> Result<&net::NetConfig, AgentError> {
-        self.network
-            .as_ref()
-            .ok_or_else(|| fail("this host runs guests on QEMU's user-mode network, not VPC networking"))
+        self.network.as_ref().ok_or_else(|| {
+            AgentError::Unsupported("this host runs guests on QEMU's user-mode network, not VPC networking".into())
+        })
+    }
+
+    fn file(&self, f: &StorePath) -> PathBuf {
+        f.under(&self.store)
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -88,7 +101,7 @@ impl LocalAgent {
             return Accel::Tcg;
         }
         *self.accel.get_or_init(|| match &spec.kernel {
-            Some(k) => probe_kvm(k, &self.root),
+            Some(k) => probe_kvm(&self.file(k), &self.root),
             None => Accel::Tcg,
         })
     }
@@ -129,7 +142,12 @@ impl HostAgent for LocalAgent {
         }
     }
 
-    fn create_volume(&self, path: &Path, backing: Option<&Path>, size_gib: u64) -> Result<(), AgentError> {
+    fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError> {
+        let path = self.file(file);
+        let backing = backing.map(|b| self.file(b));
+        if path.exists() {
+            return Ok(());
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
         }
@@ -138,7 +156,7 @@ impl HostAgent for LocalAgent {
         let partial = path.with_extension("partial");
         let mut cmd = Command::new("qemu-img");
         cmd.args(["create", "-q", "-f", "qcow2"]);
-        if let Some(b) = backing {
+        if let Some(b) = &backing {
             cmd.args(["-F", "qcow2", "-b"]).arg(b);
         }
         let out = cmd
@@ -154,15 +172,24 @@ impl HostAgent for LocalAgent {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        std::fs::rename(&partial, path).map_err(|e| fail(format!("moving {} into place: {e}", path.display())))
+        std::fs::rename(&partial, &path).map_err(|e| fail(format!("moving {} into place: {e}", path.display())))?;
+        if let Some(b) = &backing {
+            seal(b);
+        }
+        Ok(())
     }
 
-    fn delete_volume(&self, path: &Path) -> Result<(), AgentError> {
-        match std::fs::remove_file(path) {
+    fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {
+        let path = self.file(file);
+        match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(fail(format!("removing {}: {e}", path.display()))),
         }
+    }
+
+    fn volume_exists(&self, file: &StorePath) -> bool {
+        self.file(file).exists()
     }
 
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
@@ -178,14 +205,15 @@ impl HostAgent for LocalAgent {
         }
         let accel = self.accel_for(spec);
         let program = qemu::program(spec.architecture);
-        let args = qemu::arguments(spec, accel, &dir);
+        let place = qemu::Place { vm_dir: &dir, store: &self.store, pipe_program: &self.pipe_program };
+        let args = qemu::arguments(spec, accel, &place);
         tracing::info!(instance = %spec.instance_id, %program, accel = accel.as_str(), "starting QEMU");
         // With -daemonize, QEMU returns once the VM is set up, or fails with its reason.
         // A guest on a VPC runs in its VPC's namespace, where its tap is.
         let mut cmd = match &spec.network {
-            Network::Tap { netns, .. } => {
+            Network::Vpc { vpc_id, .. } => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", netns, program]);
+                c.args(["netns", "exec", &self.net()?.netns(vpc_id), program]);
                 c
             }
             _ => Command::new(program),
@@ -233,7 +261,8 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &Path) -> Result<(), AgentError> {
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError> {
+        let overlay = &self.file(overlay);
         let device = format!("disk{index}");
         let mut qmp = self.qmp(instance_id)?;
         // Idempotent: after a crash the control plane asks again, and the disk may
@@ -244,7 +273,7 @@ impl HostAgent for LocalAgent {
             .and_then(|list| list.iter().find(|b| b["device"] == device.as_str()))
             .and_then(|b| b["inserted"]["file"].as_str())
             .map(str::to_owned)
-            .ok_or_else(|| fail(format!("{instance_id} has no disk {device}")))?;
+            .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk {device}")))?;
         if Path::new(&current) == overlay {
             return Ok(());
         }
@@ -258,8 +287,11 @@ impl HostAgent for LocalAgent {
             "mode": "absolute-paths",
         });
         let done = qmp.execute("blockdev-snapshot-sync", Some(args)).map(|_| ()).map_err(|e| fail(e.to_string()));
-        if done.is_err() {
-            let _ = std::fs::remove_file(overlay);
+        match done {
+            Ok(()) => seal(Path::new(&current)),
+            Err(_) => {
+                let _ = std::fs::remove_file(overlay);
+            }
         }
         done
     }
@@ -287,10 +319,6 @@ impl HostAgent for LocalAgent {
         self.network.is_some()
     }
 
-    fn netns(&self, vpc_id: &str) -> String {
-        self.network.as_ref().map(|n| n.netns(vpc_id)).unwrap_or_default()
-    }
-
     fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError> {
         self.net()?.apply(net)
     }
@@ -306,7 +334,9 @@ impl HostAgent for LocalAgent {
     fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32> {
         net::index_in(&self.network.as_ref()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id))
     }
+}
 
+impl GuestPorts for LocalAgent {
     fn port_sockets(
         &self,
         vpc_id: &str,
@@ -319,4 +349,15 @@ impl HostAgent for LocalAgent {
     fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
         net::udp_socket_in(&self.net()?.netns(vpc_id), addr)
     }
+
+    fn imds_socket(&self, instance_id: &str) -> PathBuf {
+        self.dir(instance_id).join(qemu::IMDS_SOCKET)
+    }
+}
+
+/// Makes a file that has become a layer read-only (best effort: it only guards
+/// against mistakes; nothing depends on it).
+fn seal(layer: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o444));
 }

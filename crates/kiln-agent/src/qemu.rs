@@ -26,9 +26,21 @@ pub fn smbios_uuid(instance_id: &str) -> String {
     format!("ec2{}-{}-{}-{}-{}", &h[0..5], &h[5..9], &h[9..13], &h[13..17], &h[17..29])
 }
 
-/// The arguments (after the program) that start `spec` daemonized, with its QMP
-/// socket, serial log and pid file in `dir`.
-pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
+/// Where a host keeps what a VM uses: the VM's own directory (QMP socket, serial log,
+/// pid file, metadata socket), the store its spec's files are named in, and the
+/// program that bridges a guest connection to the metadata socket (`kiln pipe`).
+pub struct Place<'a> {
+    pub vm_dir: &'a Path,
+    pub store: &'a Path,
+    pub pipe_program: &'a Path,
+}
+
+/// The name of the metadata socket in a VM's directory (user-mode network).
+pub const IMDS_SOCKET: &str = "imds.sock";
+
+/// The arguments (after the program) that start `spec` daemonized at `place`.
+pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>) -> Vec<String> {
+    let dir = place.vm_dir;
     let d = |name: &str| dir.join(name).display().to_string();
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
@@ -56,10 +68,10 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
     push(&["-qmp", &format!("unix:{},server=on,wait=off", d("qmp.sock"))]);
     push(&["-pidfile", &d("qemu.pid"), "-daemonize"]);
     if let Some(k) = &spec.kernel {
-        push(&["-kernel", &k.display().to_string()]);
+        push(&["-kernel", &k.under(place.store).display().to_string()]);
     }
     if let Some(i) = &spec.initrd {
-        push(&["-initrd", &i.display().to_string()]);
+        push(&["-initrd", &i.under(place.store).display().to_string()]);
     }
     if let Some(c) = &spec.cmdline {
         push(&["-append", c]);
@@ -72,7 +84,10 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
         let id = format!("disk{n}");
         push(&[
             "-drive",
-            &format!("file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap", disk.path.display()),
+            &format!(
+                "file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap",
+                disk.file.under(place.store).display()
+            ),
         ]);
         // The root disk boots first when the firmware boots the disk (with a kernel given,
         // QEMU's loader holds boot index 0).
@@ -81,8 +96,8 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
     }
     match &spec.network {
         Network::None => {}
-        Network::User { imds_socket } => {
-            let pipe = format!("{} pipe {}", spec.pipe_program.display(), imds_socket.display());
+        Network::User => {
+            let pipe = format!("{} pipe {}", place.pipe_program.display(), d(IMDS_SOCKET));
             push(&[
                 "-netdev",
                 &format!(
@@ -91,7 +106,8 @@ pub fn arguments(spec: &VmSpec, accel: Accel, dir: &Path) -> Vec<String> {
             ]);
             push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={}", mac(&spec.instance_id))]);
         }
-        Network::Tap { tap, mac, .. } => {
+        Network::Vpc { mac, .. } => {
+            let tap = kiln_agent_api::tap_name(&spec.instance_id);
             push(&["-netdev", &format!("tap,id=net0,ifname={tap},script=no,downscript=no")]);
             push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={mac}")]);
         }
@@ -108,32 +124,37 @@ pub fn mac(instance_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_agent_api::Disk;
-    use std::path::PathBuf;
+    use kiln_agent_api::{Disk, StorePath};
 
     fn spec(arch: Architecture) -> VmSpec {
+        let file = |f: &str| StorePath::new(f).expect("a store path");
         VmSpec {
-            instance_id: "i-0123456789abcdef0".into(),
+            instance_id: "i-0123456789abcdef0".parse().expect("id"),
             architecture: arch,
             vcpus: 2,
             memory_mib: 1024,
-            kernel: Some(PathBuf::from("/k/vmlinuz")),
-            initrd: Some(PathBuf::from("/k/initrd.img")),
+            kernel: Some(file("k/vmlinuz")),
+            initrd: Some(file("k/initrd.img")),
             cmdline: Some("console=ttyS0 root=/dev/vda quiet".into()),
-            disks: vec![Disk { volume_id: "vol-0123456789abcdef0".into(), path: PathBuf::from("/d/root.qcow2") }],
-            network: Network::User { imds_socket: PathBuf::from("/d/imds.sock") },
-            pipe_program: PathBuf::from("/usr/bin/kiln"),
+            disks: vec![Disk { volume_id: "vol-0123456789abcdef0".parse().expect("id"), file: file("root.qcow2") }],
+            network: Network::User,
         }
+    }
+
+    fn place() -> Place<'static> {
+        Place { vm_dir: Path::new("/d"), store: Path::new("/s"), pipe_program: Path::new("/usr/bin/kiln") }
     }
 
     #[test]
     fn x86_command_line_has_the_types_hardware() {
-        let a = arguments(&spec(Architecture::X86_64), Accel::Tcg, Path::new("/d"));
+        let a = arguments(&spec(Architecture::X86_64), Accel::Tcg, &place());
         let joined = a.join(" ");
         assert!(joined.contains("-machine pc,accel=tcg"));
         assert!(joined.contains("-smp 2 -m 1024M"));
-        assert!(joined.contains("-kernel /k/vmlinuz -initrd /k/initrd.img -append console=ttyS0 root=/dev/vda quiet"));
-        assert!(joined.contains("-drive file=/d/root.qcow2,format=qcow2,if=none,id=disk0"));
+        assert!(
+            joined.contains("-kernel /s/k/vmlinuz -initrd /s/k/initrd.img -append console=ttyS0 root=/dev/vda quiet")
+        );
+        assert!(joined.contains("-drive file=/s/root.qcow2,format=qcow2,if=none,id=disk0"));
         assert!(joined.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
         assert!(joined.contains("-pidfile /d/qemu.pid -daemonize"));
         assert!(joined.contains("guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/kiln pipe /d/imds.sock"));
@@ -143,21 +164,21 @@ mod tests {
 
     #[test]
     fn only_disk_boots_take_a_boot_index() {
-        let direct = arguments(&spec(Architecture::X86_64), Accel::Tcg, Path::new("/d")).join(" ");
+        let direct = arguments(&spec(Architecture::X86_64), Accel::Tcg, &place()).join(" ");
         assert!(!direct.contains("bootindex"), "QEMU refuses bootindex=0 beside -kernel");
         let mut s = spec(Architecture::X86_64);
         s.kernel = None;
         s.initrd = None;
         s.cmdline = None;
-        let disk = arguments(&s, Accel::Tcg, Path::new("/d")).join(" ");
+        let disk = arguments(&s, Accel::Tcg, &place()).join(" ");
         assert!(disk.contains("bootindex=0"));
         s.architecture = Architecture::Arm64;
-        assert!(arguments(&s, Accel::Tcg, Path::new("/d")).join(" ").contains(AARCH64_FIRMWARE));
+        assert!(arguments(&s, Accel::Tcg, &place()).join(" ").contains(AARCH64_FIRMWARE));
     }
 
     #[test]
     fn arm64_uses_virt_and_cortex() {
-        let a = arguments(&spec(Architecture::Arm64), Accel::Tcg, Path::new("/d")).join(" ");
+        let a = arguments(&spec(Architecture::Arm64), Accel::Tcg, &place()).join(" ");
         assert!(a.contains("-machine virt,accel=tcg -cpu cortex-a57"));
         assert_eq!(program(Architecture::Arm64), "qemu-system-aarch64");
     }

@@ -12,7 +12,6 @@
 //! the file is made, so that whatever instant the daemon dies, the store names both the
 //! frozen layer and the overlay, and no file the VM writes is taken for a stray.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use kiln_store::images::{self, BlockDevice};
@@ -270,8 +269,8 @@ impl Cloud {
         } else {
             snap
         };
-        let old = self.data_dir().join(&snap.file);
-        let new = self.data_dir().join(&f.new_file);
+        let old = crate::reconcile::store_path(&snap.file)?;
+        let new = crate::reconcile::store_path(&f.new_file)?;
         if agent.is_running(&i.id) {
             let index = self
                 .instance_volumes(&i.id)?
@@ -280,13 +279,12 @@ impl Cloud {
                 .ok_or_else(|| Error::IncorrectState(format!("Volume {} left {}", f.volume_id, i.id)))?;
             // Idempotent in the agent: a disk already on the overlay is left as it is.
             agent.live_snapshot(&i.id, index, &new).map_err(|e| Error::host("freezing a running volume", e))?;
-        } else if !new.exists() {
-            // The agent makes volume files whole or not at all.
+        } else {
+            // Whole or not at all, and left alone when it exists (a retry).
             agent
                 .create_volume(&new, Some(&old), vol.size_gib as u64)
                 .map_err(|e| Error::host("making the new overlay", e))?;
         }
-        let _ = std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o444));
         Ok(())
     }
 

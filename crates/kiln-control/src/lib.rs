@@ -27,7 +27,7 @@ pub use kiln_store::Scope;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kiln_agent_api::HostAgent;
+use kiln_agent_api::{GuestPorts, HostAgent};
 use kiln_store::Store;
 use kiln_types::RegionConfig;
 
@@ -56,9 +56,10 @@ pub struct Cloud {
     /// from a request may leave it.
     data_dir: PathBuf,
     agent: Option<Arc<dyn HostAgent>>,
+    /// The sockets of the guest services on this host (none without an agent, or for
+    /// a host whose guest services run beside its own agent).
+    guest_ports: Option<Arc<dyn GuestPorts>>,
     pub limits: Limits,
-    /// The program QEMU runs to bridge a guest's metadata requests (`kiln pipe`).
-    pub pipe_program: PathBuf,
     /// Directories ImportImage and ImportSnapshot may read from, besides
     /// `DATA_DIR/imports`.
     pub import_dirs: Vec<PathBuf>,
@@ -78,8 +79,8 @@ impl Cloud {
             regions,
             data_dir,
             agent: None,
+            guest_ports: None,
             limits: Limits::default(),
-            pipe_program: PathBuf::from("kiln"),
             import_dirs: Vec::new(),
             public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
             view: Default::default(),
@@ -87,11 +88,22 @@ impl Cloud {
     }
 
     /// Gives the control plane a host to run instances on.
-    pub fn with_agent(mut self, agent: Arc<dyn HostAgent>, limits: Limits, pipe_program: PathBuf) -> Self {
+    pub fn with_agent(mut self, agent: Arc<dyn HostAgent>, limits: Limits) -> Self {
         self.agent = Some(agent);
         self.limits = limits;
-        self.pipe_program = pipe_program;
         self
+    }
+
+    /// Gives the guest services this host's sockets (the agent of the same machine).
+    pub fn with_guest_ports(mut self, ports: Arc<dyn GuestPorts>) -> Self {
+        self.guest_ports = Some(ports);
+        self
+    }
+
+    pub fn guest_ports(&self) -> Result<&Arc<dyn GuestPorts>> {
+        self.guest_ports
+            .as_ref()
+            .ok_or_else(|| Error::InvalidParameterValue("This Kiln runs no guest services on this machine".into()))
     }
 
     pub fn agent(&self) -> Result<&Arc<dyn HostAgent>> {

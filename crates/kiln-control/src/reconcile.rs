@@ -8,11 +8,10 @@
 //! adopted, and VMs or files nobody owns are removed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Disk, Network, VmSpec};
+use kiln_agent_api::{Disk, Network, StorePath, VmSpec};
 use kiln_store::instances::{self, Instance};
 use kiln_store::snapshots;
 use kiln_store::volumes::{self, Volume};
@@ -51,40 +50,40 @@ fn host(context: String) -> impl FnOnce(kiln_agent_api::AgentError) -> Error {
     move |e| Error::Host { context, detail: e.to_string() }
 }
 
+/// A file the store names, as the host interface names it (a name that would leave
+/// the data directory is corrupt data).
+pub(crate) fn store_path(file: &str) -> Result<StorePath> {
+    StorePath::new(file).map_err(|e| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))
+}
+
+/// An ID the store holds, typed (a malformed one is corrupt data).
+fn stored_id<T: std::str::FromStr<Err = kiln_types::IdError>>(id: &str) -> Result<T> {
+    id.parse().map_err(|e: kiln_types::IdError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))
+}
+
 impl Cloud {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.data_dir().join(rel)
-    }
-
-    /// The directory where the agent keeps a VM (and its metadata socket).
-    pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.data_dir().join("instances").join(id)
-    }
-
     pub(crate) fn spec(&self, i: &Instance, vols: &[Volume]) -> Result<VmSpec> {
         let architecture: Architecture = i
             .architecture
             .parse()
             .map_err(|_| Error::InvalidParameterValue(format!("architecture {}", i.architecture)))?;
         Ok(VmSpec {
-            instance_id: i.id.clone(),
+            instance_id: stored_id(&i.id)?,
             architecture,
             vcpus: i.vcpus as u32,
             memory_mib: i.memory_mib as u64,
-            kernel: i.kernel_file.as_deref().map(|f| self.path(f)),
-            initrd: i.ramdisk_file.as_deref().map(|f| self.path(f)),
+            kernel: i.kernel_file.as_deref().map(store_path).transpose()?,
+            initrd: i.ramdisk_file.as_deref().map(store_path).transpose()?,
             cmdline: i.kernel_cmdline.clone(),
-            disks: vols.iter().map(|v| Disk { volume_id: v.id.clone(), path: self.path(&v.file) }).collect(),
+            disks: vols
+                .iter()
+                .map(|v| Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)? }))
+                .collect::<Result<_>>()?,
             network: if self.agent()?.vpc_networking() {
-                Network::Tap {
-                    netns: self.agent()?.netns(&i.vpc_id),
-                    tap: kiln_agent_api::tap_name(&i.id),
-                    mac: kiln_types::ids::instance_mac(&i.id),
-                }
+                Network::Vpc { vpc_id: i.vpc_id.clone(), mac: kiln_types::ids::instance_mac(&i.id) }
             } else {
-                Network::User { imds_socket: self.instance_dir(&i.id).join("imds.sock") }
+                Network::User
             },
-            pipe_program: self.pipe_program.clone(),
         })
     }
 
@@ -93,23 +92,22 @@ impl Cloud {
         let agent = self.agent()?;
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
-            let path = self.path(&v.file);
-            if v.state == "creating" || !path.exists() {
+            let file = store_path(&v.file)?;
+            if v.state == "creating" || !agent.volume_exists(&file) {
                 let backing = match &v.snapshot_id {
                     Some(s) => {
                         let snap = self
                             .store
                             .read(|c| Ok::<_, Error>(snapshots::get(c, s)?))?
                             .ok_or_else(|| Error::not_found(kiln_types::ResourceKind::Snapshot, s.clone()))?;
-                        Some(self.path(&snap.file))
+                        Some(store_path(&snap.file)?)
                     }
                     None => None,
                 };
-                if !path.exists() {
-                    agent
-                        .create_volume(&path, backing.as_deref(), v.size_gib as u64)
-                        .map_err(host(format!("creating {}", v.id)))?;
-                }
+                // Whole or not at all, and left alone when it exists.
+                agent
+                    .create_volume(&file, backing.as_ref(), v.size_gib as u64)
+                    .map_err(host(format!("creating {}", v.id)))?;
                 self.store.write(|tx| Ok::<_, Error>(volumes::set_state(tx, &v.id, "in-use")?))?;
             }
         }
@@ -129,7 +127,7 @@ impl Cloud {
         agent.kill(&i.id).map_err(host(format!("ending {}", i.id)))?;
         for v in self.instance_volumes(&i.id)? {
             if v.delete_on_termination {
-                agent.delete_volume(&self.path(&v.file)).map_err(host(format!("deleting {}", v.id)))?;
+                agent.delete_volume(&store_path(&v.file)?).map_err(host(format!("deleting {}", v.id)))?;
                 self.store.write(|tx| Ok::<_, Error>(volumes::delete(tx, &v.id)?))?;
             } else {
                 self.store.write(|tx| Ok::<_, Error>(volumes::detach(tx, &v.id)?))?;
@@ -164,8 +162,6 @@ impl Cloud {
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
-                    std::fs::create_dir_all(self.instance_dir(&i.id))
-                        .map_err(|e| Error::Host { context: "instance dir".into(), detail: e.to_string() })?;
                     agent.start(&spec).map_err(host(format!("starting {}", i.id)))
                 });
                 match started {

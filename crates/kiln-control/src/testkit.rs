@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kiln_agent_api::{AgentError, HostAgent, HostInfo, PortSockets, VmSpec, VpcNetwork};
+use kiln_agent_api::{AgentError, HostAgent, HostInfo, StorePath, VmSpec, VpcNetwork};
 use kiln_store::images::BlockDevice;
 use kiln_store::snapshots::{self, Snapshot};
 use kiln_store::{Scope, Store};
@@ -35,6 +35,8 @@ pub struct FakeVm {
 
 #[derive(Default)]
 pub struct FakeAgent {
+    /// The host's store: where the files the control plane names are.
+    store: PathBuf,
     pub vms: Mutex<HashMap<String, FakeVm>>,
     /// Agent calls with an effect left before the injected crash (negative: none).
     countdown: AtomicI64,
@@ -47,8 +49,8 @@ pub struct FakeAgent {
 pub const CRASH: &str = "injected crash";
 
 impl FakeAgent {
-    pub fn new() -> Arc<Self> {
-        let a = Self::default();
+    pub fn new(store: &Path) -> Arc<Self> {
+        let a = Self { store: store.to_path_buf(), ..Self::default() };
         a.countdown.store(-1, Ordering::SeqCst);
         Arc::new(a)
     }
@@ -91,27 +93,35 @@ impl HostAgent for FakeAgent {
         HostInfo { accel: kiln_agent_api::Accel::Tcg, cpus: 8, memory_mib: 64 * 1024, qemu_version: "fake".into() }
     }
 
-    fn create_volume(&self, path: &Path, _backing: Option<&Path>, _size_gib: u64) -> Result<(), AgentError> {
+    fn create_volume(&self, file: &StorePath, _backing: Option<&StorePath>, _size_gib: u64) -> Result<(), AgentError> {
+        let path = file.under(&self.store);
         self.effect(|| {
+            if path.exists() {
+                return Ok(());
+            }
             if let Some(p) = path.parent() {
                 std::fs::create_dir_all(p).map_err(|e| fail(&e.to_string()))?;
             }
-            std::fs::write(path, b"qcow2").map_err(|e| fail(&e.to_string()))
+            std::fs::write(&path, b"qcow2").map_err(|e| fail(&e.to_string()))
         })
     }
 
-    fn delete_volume(&self, path: &Path) -> Result<(), AgentError> {
+    fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {
         self.effect(|| {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(file.under(&self.store));
             Ok(())
         })
+    }
+
+    fn volume_exists(&self, file: &StorePath) -> bool {
+        file.under(&self.store).exists()
     }
 
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
         self.effect(|| {
             let mut vms = self.vms();
-            vms.entry(spec.instance_id.clone())
-                .or_insert_with(|| FakeVm { disks: spec.disks.iter().map(|d| d.path.clone()).collect(), resets: 0 });
+            let disks = spec.disks.iter().map(|d| d.file.under(&self.store)).collect();
+            vms.entry(spec.instance_id.to_string()).or_insert_with(|| FakeVm { disks, resets: 0 });
             Ok(())
         })
     }
@@ -146,16 +156,17 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &Path) -> Result<(), AgentError> {
+    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError> {
+        let overlay = overlay.under(&self.store);
         self.effect(|| {
             let mut vms = self.vms();
             let vm = vms.get_mut(instance_id).ok_or_else(|| fail("not running"))?;
             let disk = vm.disks.get_mut(index).ok_or_else(|| fail("no such disk"))?;
-            if disk == overlay {
+            if *disk == overlay {
                 return Ok(());
             }
-            std::fs::write(overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
-            *disk = overlay.to_path_buf();
+            std::fs::write(&overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
+            *disk = overlay;
             Ok(())
         })
     }
@@ -174,10 +185,6 @@ impl HostAgent for FakeAgent {
         false
     }
 
-    fn netns(&self, _vpc_id: &str) -> String {
-        String::new()
-    }
-
     fn apply_network(&self, _net: &VpcNetwork) -> Result<(), AgentError> {
         Ok(())
     }
@@ -192,14 +199,6 @@ impl HostAgent for FakeAgent {
 
     fn port_index(&self, _vpc_id: &str, _instance_id: &str) -> Option<u32> {
         None
-    }
-
-    fn port_sockets(&self, _vpc_id: &str, _instance_id: &str, _hop_limit: u32) -> Result<PortSockets, AgentError> {
-        Err(fail("no VPC networking here"))
-    }
-
-    fn vpc_udp_socket(&self, _vpc_id: &str, _addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
-        Err(fail("no VPC networking here"))
     }
 }
 
@@ -218,7 +217,7 @@ impl World {
         let dir = std::env::temp_dir().join(format!("kiln-world-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("snapshots")).expect("dir");
-        let agent = FakeAgent::new();
+        let agent = FakeAgent::new(&dir);
         let cloud = Self::open(&dir, &agent);
         let account = cloud.create_account("tester", false).expect("account").account;
         let scope = Scope { account: account.id, region: "us-east-1".into() };
@@ -251,11 +250,8 @@ impl World {
 
     fn open(dir: &Path, agent: &Arc<FakeAgent>) -> Cloud {
         let store = Store::open(&dir.join("kiln.db")).expect("store");
-        Cloud::new(store, vec![RegionConfig::with_three_zones("us-east-1")], dir.to_path_buf()).with_agent(
-            agent.clone(),
-            Limits::default(),
-            PathBuf::from("kiln"),
-        )
+        Cloud::new(store, vec![RegionConfig::with_three_zones("us-east-1")], dir.to_path_buf())
+            .with_agent(agent.clone(), Limits::default())
     }
 
     /// What `kiln serve` does after `kill -9`: a new control plane over the same store

@@ -111,7 +111,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             }
             let (c, v) = (cloud.clone(), vpc.clone());
             let made = tokio::task::spawn_blocking(move || {
-                c.agent()
+                c.guest_ports()
                     .map_err(|e| e.to_string())?
                     .vpc_udp_socket(&v, std::net::SocketAddrV4::new(addr, 53))
                     .map_err(|e| e.to_string())
@@ -160,9 +160,10 @@ async fn start(
     let app = imds::router(cloud.clone(), tokens.clone(), limits.clone(), p.instance_id.clone());
     match binding {
         Binding::Unix => {
-            let dir = cloud.instance_dir(&p.instance_id);
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let path = dir.join("imds.sock");
+            let path = cloud.guest_ports().map_err(|e| e.to_string())?.imds_socket(&p.instance_id);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
             let _ = std::fs::remove_file(&path);
             let listener = tokio::net::UnixListener::bind(&path).map_err(|e| e.to_string())?;
             Ok(vec![tokio::spawn(async move {
@@ -172,7 +173,7 @@ async fn start(
         Binding::Tap { hop_limit, .. } => {
             let (c, vpc, id, hop) = (cloud.clone(), p.vpc_id.clone(), p.instance_id.clone(), *hop_limit);
             let sockets = tokio::task::spawn_blocking(move || {
-                c.agent().map_err(|e| e.to_string())?.port_sockets(&vpc, &id, hop).map_err(|e| e.to_string())
+                c.guest_ports().map_err(|e| e.to_string())?.port_sockets(&vpc, &id, hop).map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())??;

@@ -23,7 +23,9 @@ impl HostArgs {
             "tcg" => Some(kiln_agent_api::Accel::Tcg),
             _ => None,
         };
-        let agent = kiln_agent::LocalAgent::new(dir.join("instances"), forced);
+        // QEMU runs this binary's `kiln pipe` to bridge a guest's metadata connection.
+        let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
+        let agent = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced);
         let vpc = match self.network.as_str() {
             "vpc" => true,
             "user" => false,

@@ -56,8 +56,8 @@ pub(crate) fn serve(
     host: &HostArgs,
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the kiln binary")?;
-    let mut cloud = open(&dir, regions)?.with_agent(host.agent(&dir), host.limits(), exe);
+    let agent = host.agent(&dir);
+    let mut cloud = open(&dir, regions)?.with_agent(agent.clone(), host.limits()).with_guest_ports(agent);
     cloud.import_dirs = import_dirs;
     cloud.public_pool = host.public_ip_pool;
     std::fs::create_dir_all(dir.join("imports")).context("creating DATA_DIR/imports")?;
