@@ -1,14 +1,18 @@
 //! The Amazon-provided DNS of a VPC (its base address + 2): EC2's private host names
 //! (`ip-10-0-0-5.ec2.internal`) and, inside the VPC, public names of its instances
 //! (`ec2-100-64-0-1.compute-1.amazonaws.com`, answered with the private address as
-//! EC2 does) are answered here; every other question goes to the host's resolvers.
+//! EC2 does) are answered here; every other question goes to the host's resolvers
+//! through hickory's caching stub resolver (`Upstream`).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+use hickory_resolver::config::ResolveHosts;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::{ResolverBuilder, TokioResolver};
 use kiln_control::Cloud;
 
 use crate::limits::{GuestLimits, Service};
@@ -73,41 +77,91 @@ pub fn answer(packet: &[u8], region: &str, publics: &[(Ipv4Addr, Ipv4Addr)]) -> 
     r.to_vec().ok()
 }
 
-/// The host's resolvers, from /etc/resolv.conf.
-fn upstreams() -> Vec<SocketAddr> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect()
-}
+/// The host's resolvers (from /etc/resolv.conf, read once) behind hickory's resolver,
+/// which caches answers for their TTL, retries another server, and falls back to TCP
+/// for a truncated answer. The host's own /etc/hosts is never consulted: its names are
+/// the host's, not the guests'.
+pub struct Upstream(Option<TokioResolver>);
 
-/// Sends the query to the host's resolvers in turn; the first answer wins.
-async fn forward(packet: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
-    for &server in upstreams {
-        let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
-        let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else { continue };
-        if sock.send_to(packet, server).await.is_err() {
-            continue;
-        }
-        let mut buf = vec![0u8; 4096];
-        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await {
-            buf.truncate(n);
-            return Some(buf);
+impl Upstream {
+    pub fn from_host() -> Self {
+        Self::build(TokioResolver::builder_tokio())
+    }
+
+    fn build(builder: Result<ResolverBuilder<TokioRuntimeProvider>, NetError>) -> Self {
+        let built = builder.and_then(|mut b| {
+            b.options_mut().use_hosts_file = ResolveHosts::Never;
+            b.build()
+        });
+        match built {
+            Ok(r) => Self(Some(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no usable resolvers in /etc/resolv.conf; guests get SERVFAIL for names outside EC2's");
+                Self(None)
+            }
         }
     }
-    None
+
+    /// The answer to a guest's query from the host's resolvers: the records found,
+    /// NXDOMAIN or NOERROR-with-none as they said, SERVFAIL when none answered. An
+    /// answer too large for the guest's UDP buffer comes back truncated, so the guest
+    /// asks again over TCP.
+    async fn answer(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let q = Message::from_vec(packet).ok()?;
+        if q.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let query = q.queries.first()?.clone();
+        let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+        r.metadata.recursion_desired = q.metadata.recursion_desired;
+        r.metadata.recursion_available = true;
+        r.add_query(query.clone());
+        let found = match &self.0 {
+            Some(resolver) => resolver.lookup(query.name().clone(), query.query_type()).await,
+            None => Err(NetError::Message("no resolvers")),
+        };
+        match found {
+            Ok(lookup) => {
+                r.add_answers(lookup.answers().iter().cloned());
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(none))) => r.metadata.response_code = none.response_code,
+            Err(NetError::Dns(DnsError::ResponseCode(code))) => r.metadata.response_code = code,
+            Err(_) => r.metadata.response_code = ResponseCode::ServFail,
+        }
+        // The guest's UDP buffer: 512 bytes, or what its EDNS says (up to 1232, the
+        // size that avoids fragmentation), in which case the answer carries EDNS too.
+        let limit = match &q.edns {
+            Some(e) => {
+                let size = e.max_payload().clamp(512, 1232);
+                let mut edns = Edns::new();
+                edns.set_max_payload(size);
+                r.edns = Some(edns);
+                usize::from(size)
+            }
+            None => 512,
+        };
+        let bytes = r.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        r.answers.clear();
+        r.metadata.truncation = true;
+        r.to_vec().ok()
+    }
 }
 
 /// Answers a VPC's DNS questions on `socket` until it goes away: EC2's names from the
 /// reconciler's published view (never the store), the rest forwarded. Each asking
 /// address has its own rate limit, and at most `IN_FLIGHT` questions are in work.
-pub async fn serve(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, vpc_id: String, socket: tokio::net::UdpSocket) {
+pub async fn serve(
+    cloud: Arc<Cloud>,
+    limits: Arc<GuestLimits>,
+    upstream: Arc<Upstream>,
+    vpc_id: String,
+    socket: tokio::net::UdpSocket,
+) {
     let socket = Arc::new(socket);
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    // Read once for the life of the VPC's DNS, not per question.
-    let upstreams: Arc<[SocketAddr]> = upstreams().into();
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
@@ -119,11 +173,11 @@ pub async fn serve(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, vpc_id: String, 
         let view = cloud.guest_view();
         let (region, publics) =
             view.vpcs.get(&vpc_id).map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
-        let (socket, upstreams) = (socket.clone(), upstreams.clone());
+        let (socket, upstream) = (socket.clone(), upstream.clone());
         tokio::spawn(async move {
             let reply = match answer(&packet, &region, &publics) {
                 Some(r) => Some(r),
-                None => forward(&packet, &upstreams).await,
+                None => upstream.answer(&packet).await,
             };
             if let Some(r) = reply {
                 let _ = socket.send_to(&r, peer).await;
@@ -138,6 +192,75 @@ mod tests {
     use super::*;
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
+    use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A resolver on loopback: `one.test` has an address, `big.test` sixty, and
+    /// everything else is NXDOMAIN. Counts the questions it gets.
+    async fn fake_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = sock.local_addr().expect("addr");
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                let Some(query) = q.queries.first().cloned() else { continue };
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.metadata.recursion_available = true;
+                r.add_query(query.clone());
+                let name = query.name().to_ascii();
+                let how_many = match name.as_str() {
+                    "one.test." => 1,
+                    "big.test." => 60,
+                    _ => 0,
+                };
+                if how_many == 0 {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                }
+                for n in 0..how_many {
+                    r.add_answer(Record::from_rdata(
+                        query.name().clone(),
+                        300,
+                        RData::A(A(Ipv4Addr::new(10, 9, 0, n))),
+                    ));
+                }
+                let _ = sock.send_to(&r.to_vec().expect("encode"), peer).await;
+            }
+        });
+        (addr, asked)
+    }
+
+    #[tokio::test]
+    async fn other_names_are_forwarded_cached_and_truncated_to_fit() {
+        let (addr, asked) = fake_upstream().await;
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(addr.ip(), true, vec![udp])]);
+        let upstream = Upstream::build(Ok(TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())));
+
+        let r = Message::from_vec(&upstream.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        assert_eq!(r.metadata.id, 42);
+        assert_eq!(r.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 0, 0))));
+        let before = asked.load(Ordering::SeqCst);
+        let again = Message::from_vec(&upstream.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        assert_eq!(again.answers.len(), 1);
+        assert_eq!(asked.load(Ordering::SeqCst), before, "the second answer comes from the cache");
+
+        let r = Message::from_vec(&upstream.answer(&ask("nowhere.test.")).await.expect("answer")).expect("decode");
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+
+        let big = upstream.answer(&ask("big.test.")).await.expect("answer");
+        assert!(big.len() <= 512, "a plain query's answer fits 512 bytes");
+        let r = Message::from_vec(&big).expect("decode");
+        assert!(r.metadata.truncation && r.answers.is_empty(), "too large: truncated, so the guest asks over TCP");
+
+        let none = Upstream(None);
+        let r = Message::from_vec(&none.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    }
 
     fn ask(name: &str) -> Vec<u8> {
         let mut m = Message::query();

@@ -87,6 +87,8 @@ fn vpc_dns(cloud: &Cloud) -> Vec<(String, Ipv4Addr)> {
 pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let tokens = Arc::new(Tokens::default());
     let limits = Arc::new(GuestLimits::default());
+    // One resolver (and cache) for every VPC's forwarded questions.
+    let upstream = Arc::new(crate::dns::Upstream::from_host());
     let mut serving: HashMap<String, Serving> = HashMap::new();
     let mut dns: HashMap<String, Tasks> = HashMap::new();
     // Binding fails for a moment while a namespace or tap is being made; only a failure
@@ -122,7 +124,13 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             .and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string()));
             match made {
                 Ok(socket) => {
-                    let task = tokio::spawn(crate::dns::serve(cloud.clone(), limits.clone(), vpc.clone(), socket));
+                    let task = tokio::spawn(crate::dns::serve(
+                        cloud.clone(),
+                        limits.clone(),
+                        upstream.clone(),
+                        vpc.clone(),
+                        socket,
+                    ));
                     dns.insert(vpc, Tasks(vec![task]));
                 }
                 Err(e) => failed(&vpc, "the VPC's DNS", &e),
