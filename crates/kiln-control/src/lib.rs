@@ -112,6 +112,12 @@ impl Cloud {
         })
     }
 
+    /// Moves on with every committed change to the cloud's state: what a reader kept
+    /// from one generation is current while the generation is the same.
+    pub fn generation(&self) -> u64 {
+        self.store.commits()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -63,6 +63,43 @@ struct Guest {
     tokens: Arc<Tokens>,
     limits: Arc<crate::limits::GuestLimits>,
     instance_id: String,
+    /// What the control plane said about this instance, kept until anything in the
+    /// cloud changes: a guest asking in a loop costs nothing while nothing changes, and
+    /// a change (HttpTokens=required, a new public address) is seen by the next request.
+    known: Arc<Mutex<Option<Arc<Known>>>>,
+    /// The generation (plus one) at which an answer last marked the instance ready
+    /// (status checks pass): at most one write per generation.
+    marked: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// One instance's metadata as read at one state generation (`Cloud::generation`).
+struct Known {
+    generation: u64,
+    instance: Instance,
+    leaves: BTreeMap<String, String>,
+}
+
+impl Guest {
+    /// This instance's metadata, from memory while nothing has changed.
+    async fn known(&self) -> Option<Arc<Known>> {
+        let generation = self.cloud.generation();
+        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if k.generation == generation {
+                return Some(k);
+            }
+        }
+        let g = self.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let instance = g.cloud.instance_for_guest(&g.instance_id).ok().flatten()?;
+            let leaves = meta_data(&g.cloud, &instance);
+            Some(Arc::new(Known { generation, instance, leaves }))
+        })
+        .await
+        .ok()
+        .flatten()?;
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.clone());
+        Some(read)
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Body>) -> Response {
@@ -80,7 +117,14 @@ pub fn router(
     limits: Arc<crate::limits::GuestLimits>,
     instance_id: String,
 ) -> Router {
-    Router::new().fallback(handle).with_state(Guest { cloud, tokens, limits, instance_id })
+    Router::new().fallback(handle).with_state(Guest {
+        cloud,
+        tokens,
+        limits,
+        instance_id,
+        known: Default::default(),
+        marked: Default::default(),
+    })
 }
 
 async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
@@ -88,12 +132,8 @@ async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: Heade
         // EC2 answers a throttled metadata request with 429.
         return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
     }
-    let g2 = g.clone();
-    let instance = tokio::task::spawn_blocking(move || g2.cloud.instance_for_guest(&g2.instance_id).ok().flatten())
-        .await
-        .ok()
-        .flatten();
-    let Some(instance) = instance else { return not_found() };
+    let Some(known) = g.known().await else { return not_found() };
+    let instance = &known.instance;
     if instance.http_endpoint == kiln_types::HttpEndpoint::Disabled {
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
@@ -123,15 +163,12 @@ async fn handle(State(g): State<Guest>, method: Method, uri: Uri, headers: Heade
         }
         _ => {}
     }
-    let cloud = g.cloud.clone();
-    tokio::task::spawn_blocking(move || {
-        if instance.ready_at.is_none() {
-            let _ = cloud.mark_ready(&instance.id);
-        }
-        answer(&cloud, &instance, &path)
-    })
-    .await
-    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
+    let mark = known.generation + 1;
+    if instance.ready_at.is_none() && g.marked.swap(mark, std::sync::atomic::Ordering::SeqCst) != mark {
+        let (cloud, id) = (g.cloud.clone(), instance.id.clone());
+        let _ = tokio::task::spawn_blocking(move || cloud.mark_ready(&id)).await;
+    }
+    answer(&known, &path)
 }
 
 /// The metadata leaves of one instance, by path under `meta-data/`.
@@ -263,7 +300,8 @@ fn identity_document(i: &Instance) -> String {
     .to_string()
 }
 
-fn answer(cloud: &Cloud, i: &Instance, path: &str) -> Response {
+fn answer(known: &Known, path: &str) -> Response {
+    let i = &known.instance;
     let trimmed = path.trim_start_matches('/');
     if trimmed.is_empty() {
         return text(StatusCode::OK, VERSIONS.join("\n"));
@@ -290,7 +328,7 @@ fn answer(cloud: &Cloud, i: &Instance, path: &str) -> Response {
             let Some(meta) = rest.strip_prefix("meta-data").map(|m| m.trim_start_matches('/')) else {
                 return not_found();
             };
-            let leaves = meta_data(cloud, i);
+            let leaves = &known.leaves;
             if meta == "public-keys" {
                 return match (&i.key_name, &i.public_key) {
                     (Some(name), Some(_)) => text(StatusCode::OK, format!("0={name}")),
@@ -300,7 +338,7 @@ fn answer(cloud: &Cloud, i: &Instance, path: &str) -> Response {
             if meta == "public-keys/0" && i.public_key.is_some() {
                 return text(StatusCode::OK, "openssh-key");
             }
-            match resolve(&leaves, meta) {
+            match resolve(leaves, meta) {
                 Some(l) => text(StatusCode::OK, l),
                 None => not_found(),
             }

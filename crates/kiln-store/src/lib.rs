@@ -64,6 +64,8 @@ pub struct Store {
     /// Idle readers; `None` for an in-memory database, whose readers share the writer.
     readers: Option<Mutex<Vec<Connection>>>,
     path: Option<std::path::PathBuf>,
+    /// Committed writes so far (see `commits`).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// Readers kept idle at most (more may be open while many threads read).
@@ -90,7 +92,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
-        Ok(Self { writer: Mutex::new(conn), readers: None, path: None })
+        Ok(Self { writer: Mutex::new(conn), readers: None, path: None, commits: Default::default() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -141,8 +143,16 @@ impl Store {
             tx.rollback().map_err(StoreError::from)?;
         } else {
             tx.commit().map_err(StoreError::from)?;
+            self.commits.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Ok(out)
+    }
+
+    /// Counts this process's committed writes: what was read at one count is still
+    /// true while the count has not moved (a cache's validity test; the server is the
+    /// only writer of a running cloud's resources).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The schema version now in force.
