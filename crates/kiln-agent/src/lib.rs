@@ -5,6 +5,7 @@
 //! control plane names (`StorePath`) are resolved under the agent's data directory.
 
 pub mod net;
+mod netlink;
 mod probe;
 pub mod qemu;
 mod qmp;

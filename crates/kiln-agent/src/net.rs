@@ -11,9 +11,11 @@
 //! each other's ARP: the router answers for peers (proxy ARP) and holds permanent
 //! neighbour entries, so ARP spoofing has nothing to poison.
 //!
-//! It drives the `ip` and `nft` programs: iproute2 and nftables are the stable
-//! interfaces for namespaces, tuntap and atomic rule sets, and no crate covers all
-//! three. The rule set is rendered by a pure function with its own tests.
+//! What every pass checks and sets (ports up, host routes, neighbour entries, public
+//! routes) goes over rtnetlink (`netlink.rs`). Namespaces and taps are made once with
+//! the `ip` program, and the rule set is loaded with `nft`: nftables' atomic rule-set
+//! replacement has no well-kept crate. The rule set is rendered by a pure function
+//! with its own tests.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -21,6 +23,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use kiln_agent_api::{tap_name, AgentError, FlowRule, Port, PortSockets, Protocol, VpcNetwork};
+
+use crate::netlink::{on_host, HostRoute, Netlink};
 
 /// The host's end of every VPC link, and the router's.
 pub const HOST_LINK_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 1);
@@ -174,30 +178,82 @@ impl NetConfig {
         made
     }
 
-    /// Taps present in a namespace.
-    fn taps(ns: &str) -> Result<Vec<String>, AgentError> {
-        let out = ip_in(ns, &["-o", "link", "show"])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-            .filter(|n| n.len() == 15 && n.starts_with('t') && n[1..].bytes().all(|b| b.is_ascii_hexdigit()))
-            .collect())
+    /// Whether a name is one of Kiln's taps (`t` and 14 hex digits).
+    fn is_tap(name: &str) -> bool {
+        name.len() == 15 && name.starts_with('t') && name[1..].bytes().all(|b| b.is_ascii_hexdigit())
     }
 
-    fn attach(ns: &str, port: &Port, tap: &str, exists: bool) -> Result<(), AgentError> {
-        if !exists {
-            ip_in(ns, &["tuntap", "add", "dev", tap, "mode", "tap"])?;
-            ip_in(ns, &["link", "set", tap, "address", &port.mac])?;
-        }
+    /// Makes a port's tap if it is missing and brings it to its wanted state: up,
+    /// proxy ARP, a host route to the guest's address and a permanent neighbour entry.
+    /// Runs on the namespace's thread, with its netlink connection.
+    fn attach(nl: &Netlink, ns: &str, port: &Port, tap: &str, index: Option<u32>) -> Result<(), AgentError> {
+        let mac = parse_mac(&port.mac).ok_or_else(|| fail(format!("bad MAC address {}", port.mac)))?;
+        let index = match index {
+            Some(i) => i,
+            None => {
+                ip_in(ns, &["tuntap", "add", "dev", tap, "mode", "tap"])?;
+                let i = nl.index(tap)?.ok_or_else(|| fail(format!("the tap {tap} vanished as it was made")))?;
+                nl.set_mac(i, mac)?;
+                i
+            }
+        };
         // Every pass, not only at creation: a half-made tap from an interrupted pass is
         // finished here.
-        write_sysctl(Some(ns), &format!("net.ipv4.conf.{tap}.proxy_arp"), "1")?;
-        ip_in(ns, &["link", "set", tap, "up"])?;
-        let host = format!("{}/32", port.ip);
-        ip_in(ns, &["route", "replace", &host, "dev", tap, "src", &port.gateway.to_string()])?;
-        ip_in(ns, &["neigh", "replace", &port.ip.to_string(), "lladdr", &port.mac, "dev", tap, "nud", "permanent"])?;
-        Ok(())
+        write_sysctl(None, &format!("net.ipv4.conf.{tap}.proxy_arp"), "1")?;
+        nl.set_up(index)?;
+        nl.replace_route(HostRoute { dst: port.ip, prefix: 32, oif: index }, Some(port.gateway), None)?;
+        nl.replace_neighbour(index, port.ip, mac)
+    }
+
+    /// The ports of a VPC inside its namespace: the router's addresses on `lo`, taps
+    /// not wanted removed, the wanted ones made and set. A port that cannot be made is
+    /// returned (the first), without holding the others back.
+    fn apply_ports(ns: &str, net: &VpcNetwork) -> Result<Option<AgentError>, AgentError> {
+        let nl = Netlink::here()?;
+        let links = nl.links()?;
+        let lo =
+            links.iter().find(|l| l.name == "lo").map(|l| l.index).ok_or_else(|| fail(format!("{ns} has no lo")))?;
+        if !links.iter().any(|l| l.index == lo && l.up) {
+            nl.set_up(lo)?;
+        }
+        for a in std::iter::once(&IMDS_ADDR).chain(&net.router_addresses) {
+            nl.replace_address(lo, *a, 32)?;
+        }
+        let wanted: Vec<String> = net.ports.iter().map(|p| tap_name(&p.instance_id)).collect();
+        for l in links.iter().filter(|l| Self::is_tap(&l.name) && !wanted.contains(&l.name)) {
+            nl.delete_link(l.index)?;
+        }
+        let mut first_error = None;
+        for (port, tap) in net.ports.iter().zip(&wanted) {
+            let index = links.iter().find(|l| &l.name == tap).map(|l| l.index);
+            if let Err(e) = Self::attach(&nl, ns, port, tap, index) {
+                first_error.get_or_insert(e);
+            }
+        }
+        Ok(first_error)
+    }
+
+    /// The host's routes to a VPC's public addresses, through its router: exactly
+    /// `publics`.
+    fn apply_public_routes(link: &str, publics: &[Ipv4Addr]) -> Result<(), AgentError> {
+        on_host(|| {
+            let nl = Netlink::here()?;
+            let index = nl.index(link)?.ok_or_else(|| fail(format!("the VPC link {link} is missing")))?;
+            for (route, msg) in nl.routes_on(index)? {
+                if !(route.prefix == 32 && publics.contains(&route.dst)) {
+                    nl.delete_route(msg)?;
+                }
+            }
+            for p in publics {
+                nl.replace_route(HostRoute { dst: *p, prefix: 32, oif: index }, None, Some(ROUTER_LINK_ADDR))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the host has a link of this name.
+    fn host_has_link(link: &str) -> Result<bool, AgentError> {
+        on_host(|| Ok(Netlink::here()?.index(link)?.is_some()))
     }
 
     /// Makes the host's view of a VPC exactly `net`.
@@ -209,35 +265,13 @@ impl NetConfig {
         }
         let ns = self.netns(&net.vpc_id);
         let link = self.host_link(&net.vpc_id);
-        if !Path::new("/run/netns").join(&ns).exists() || ip(&["link", "show", &link]).is_err() {
+        if !Path::new("/run/netns").join(&ns).exists() || !Self::host_has_link(&link)? {
             self.create_namespace(&ns, &link)?;
         }
-        for a in std::iter::once(&IMDS_ADDR).chain(&net.router_addresses) {
-            ip_in(&ns, &["addr", "replace", &format!("{a}/32"), "dev", "lo"])?;
-        }
-        let present = Self::taps(&ns)?;
-        let wanted: Vec<String> = net.ports.iter().map(|p| tap_name(&p.instance_id)).collect();
-        for tap in present.iter().filter(|t| !wanted.contains(t)) {
-            ip_in(&ns, &["link", "del", tap])?;
-        }
-        // One port that cannot be made must not keep the others (or the rules) back.
-        let mut first_error = None;
-        for (port, tap) in net.ports.iter().zip(&wanted) {
-            if let Err(e) = Self::attach(&ns, port, tap, present.contains(tap)) {
-                first_error.get_or_insert(e);
-            }
-        }
-        // Public addresses: routed from the host to the router.
-        let publics: Vec<String> = net.ports.iter().filter_map(|p| p.public_ip).map(|a| a.to_string()).collect();
-        let routes = ip(&["-o", "route", "show", "dev", &link])?;
-        for dst in routes.lines().filter_map(|l| l.split_whitespace().next()) {
-            if dst != "default" && !publics.iter().any(|p| p == dst) {
-                ip(&["route", "del", dst, "dev", &link])?;
-            }
-        }
-        for p in &publics {
-            ip(&["route", "replace", p, "via", &ROUTER_LINK_ADDR.to_string(), "dev", &link, "onlink"])?;
-        }
+        let first_error =
+            in_netns(&ns, || Self::apply_ports(&ns, net)).map_err(|e| fail(format!("entering {ns}: {e}")))??;
+        let publics: Vec<Ipv4Addr> = net.ports.iter().filter_map(|p| p.public_ip).collect();
+        Self::apply_public_routes(&link, &publics)?;
         nft_in(Some(&ns), &render(net))?;
         self.ensure_host_table()?;
         first_error.map_or(Ok(()), Err)
@@ -276,9 +310,13 @@ impl NetConfig {
             ip(&["netns", "del", &ns])?;
         }
         let link = self.host_link(vpc_id);
-        if ip(&["link", "show", &link]).is_ok() {
-            ip(&["link", "del", &link])?;
-        }
+        on_host(|| {
+            let nl = Netlink::here()?;
+            match nl.index(&link)? {
+                Some(index) => nl.delete_link(index),
+                None => Ok(()),
+            }
+        })?;
         if self.list().is_empty() {
             let t = self.host_table();
             let _ = nft_in(None, &format!("table ip {t}\ndelete table ip {t}\n"));
@@ -326,8 +364,19 @@ pub fn udp_socket_in(ns: &str, addr: std::net::SocketAddrV4) -> Result<std::net:
     in_netns(ns, make).and_then(|r| r).map_err(|e| fail(format!("binding {addr} in {ns}: {e}")))
 }
 
+/// A MAC address's six bytes (`02:ab:…`).
+fn parse_mac(mac: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = mac.split(':');
+    for b in &mut out {
+        let p = parts.next().filter(|p| p.len() == 2)?;
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 fn valid_mac(mac: &str) -> bool {
-    mac.len() == 17 && mac.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    parse_mac(mac).is_some()
 }
 
 fn peers(list: &[(Ipv4Addr, u8)]) -> Option<String> {
