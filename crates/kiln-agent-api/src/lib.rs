@@ -251,10 +251,18 @@ pub trait GuestPorts: Send + Sync {
     /// 169.254.169.254:80 for the metadata service, whose answers leave with an IP TTL
     /// of `hop_limit`.
     fn port_sockets(&self, vpc_id: &str, instance_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
-    /// A UDP socket bound to `addr` inside a VPC's namespace (its DNS).
-    fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError>;
+    /// A UDP socket and a TCP listener bound to `addr` inside a VPC's namespace (its
+    /// DNS).
+    fn vpc_dns_sockets(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<DnsSockets, AgentError>;
     /// Where the metadata service listens for a guest on QEMU's user-mode network.
     fn imds_socket(&self, instance_id: &str) -> PathBuf;
+}
+
+/// The sockets of a VPC's DNS.
+#[derive(Debug)]
+pub struct DnsSockets {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
 }
 
 /// The sockets of one port's guest services.

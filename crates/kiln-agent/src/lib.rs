@@ -347,8 +347,12 @@ impl GuestPorts for LocalAgent {
         net::port_sockets(&self.net()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id), hop_limit)
     }
 
-    fn vpc_udp_socket(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
-        net::udp_socket_in(&self.net()?.netns(vpc_id), addr)
+    fn vpc_dns_sockets(
+        &self,
+        vpc_id: &str,
+        addr: std::net::SocketAddrV4,
+    ) -> Result<kiln_agent_api::DnsSockets, AgentError> {
+        net::dns_sockets_in(&self.net()?.netns(vpc_id), addr)
     }
 
     fn imds_socket(&self, instance_id: &str) -> PathBuf {

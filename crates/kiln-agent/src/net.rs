@@ -355,11 +355,13 @@ pub fn port_sockets(ns: &str, tap: &str, hop_limit: u32) -> Result<PortSockets, 
 }
 
 /// A UDP socket bound to `addr` inside the namespace `ns`.
-pub fn udp_socket_in(ns: &str, addr: std::net::SocketAddrV4) -> Result<std::net::UdpSocket, AgentError> {
-    let make = || -> std::io::Result<std::net::UdpSocket> {
-        let s = std::net::UdpSocket::bind(addr)?;
-        s.set_nonblocking(true)?;
-        Ok(s)
+pub fn dns_sockets_in(ns: &str, addr: std::net::SocketAddrV4) -> Result<kiln_agent_api::DnsSockets, AgentError> {
+    let make = || -> std::io::Result<kiln_agent_api::DnsSockets> {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        udp.set_nonblocking(true)?;
+        let tcp = std::net::TcpListener::bind(addr)?;
+        tcp.set_nonblocking(true)?;
+        Ok(kiln_agent_api::DnsSockets { udp, tcp })
     };
     in_netns(ns, make).and_then(|r| r).map_err(|e| fail(format!("binding {addr} in {ns}: {e}")))
 }

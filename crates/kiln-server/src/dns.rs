@@ -103,10 +103,10 @@ impl Upstream {
     }
 
     /// The answer to a guest's query from the host's resolvers: the records found,
-    /// NXDOMAIN or NOERROR-with-none as they said, SERVFAIL when none answered. An
-    /// answer too large for the guest's UDP buffer comes back truncated, so the guest
-    /// asks again over TCP.
-    async fn answer(&self, packet: &[u8]) -> Option<Vec<u8>> {
+    /// NXDOMAIN or NOERROR-with-none as they said, SERVFAIL when none answered. Over
+    /// UDP, an answer too large for the guest's buffer comes back truncated, so the
+    /// guest asks again over TCP.
+    async fn answer(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let q = Message::from_vec(packet).ok()?;
         if q.metadata.message_type != MessageType::Query {
             return None;
@@ -131,6 +131,7 @@ impl Upstream {
         // The guest's UDP buffer: 512 bytes, or what its EDNS says (up to 1232, the
         // size that avoids fragmentation), in which case the answer carries EDNS too.
         let limit = match &q.edns {
+            _ if transport == Transport::Tcp => usize::from(u16::MAX),
             Some(e) => {
                 let size = e.max_payload().clamp(512, 1232);
                 let mut edns = Edns::new();
@@ -150,40 +151,101 @@ impl Upstream {
     }
 }
 
-/// Answers a VPC's DNS questions on `socket` until it goes away: EC2's names from the
-/// reconciler's published view (never the store), the rest forwarded. Each asking
-/// address has its own rate limit, and at most `IN_FLIGHT` questions are in work.
-pub async fn serve(
+/// How a question came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A TCP connection idle this long is closed.
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One VPC's DNS: EC2's names from the reconciler's published view (never the store),
+/// the rest forwarded. Each asking address has its own rate limit, and at most
+/// `IN_FLIGHT` questions (UDP) or connections (TCP) are in work at once.
+#[derive(Clone)]
+pub struct Server {
     cloud: Arc<Cloud>,
     limits: Arc<GuestLimits>,
     upstream: Arc<Upstream>,
     vpc_id: String,
-    socket: tokio::net::UdpSocket,
-) {
-    let socket = Arc::new(socket);
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
-        if !limits.allow(Service::Dns, &format!("{vpc_id}/{}", peer.ip())) {
-            continue;
-        }
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-        let packet = buf[..n].to_vec();
-        let view = cloud.guest_view();
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Server {
+    pub fn new(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, upstream: Arc<Upstream>, vpc_id: String) -> Self {
+        Self { cloud, limits, upstream, vpc_id, slots: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)) }
+    }
+
+    fn allowed(&self, peer: std::net::SocketAddr) -> bool {
+        self.limits.allow(Service::Dns, &format!("{}/{}", self.vpc_id, peer.ip()))
+    }
+
+    /// The answer to one question.
+    async fn reply(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let view = self.cloud.guest_view();
         let (region, publics) =
-            view.vpcs.get(&vpc_id).map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
-        let (socket, upstream) = (socket.clone(), upstream.clone());
-        tokio::spawn(async move {
-            let reply = match answer(&packet, &region, &publics) {
-                Some(r) => Some(r),
-                None => upstream.answer(&packet).await,
-            };
-            if let Some(r) = reply {
-                let _ = socket.send_to(&r, peer).await;
+            view.vpcs.get(&self.vpc_id).map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
+        match answer(packet, &region, &publics) {
+            Some(r) => Some(r),
+            None => self.upstream.answer(packet, transport).await,
+        }
+    }
+
+    /// Answers questions on `socket` until it goes away.
+    pub async fn udp(self, socket: tokio::net::UdpSocket) {
+        let socket = Arc::new(socket);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+            if !self.allowed(peer) {
+                continue;
             }
-            drop(slot);
-        });
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { continue };
+            let packet = buf[..n].to_vec();
+            let (this, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move {
+                if let Some(r) = this.reply(&packet, Transport::Udp).await {
+                    let _ = socket.send_to(&r, peer).await;
+                }
+                drop(slot);
+            });
+        }
+    }
+
+    /// Answers questions on TCP connections (each a two-byte length, then the
+    /// message, as RFC 1035 frames them) until the listener goes away.
+    pub async fn tcp(self, listener: tokio::net::TcpListener) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else { return };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { continue };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.conversation(stream, peer).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn conversation(&self, mut stream: tokio::net::TcpStream, peer: std::net::SocketAddr) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        loop {
+            let mut len = [0u8; 2];
+            match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+                Ok(Ok(_)) => {}
+                _ => return Ok(()),
+            }
+            let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut packet)).await.map_err(std::io::Error::other)??;
+            if !self.allowed(peer) {
+                return Ok(());
+            }
+            let Some(r) = self.reply(&packet, Transport::Tcp).await else { return Ok(()) };
+            let Ok(n) = u16::try_from(r.len()) else { return Ok(()) };
+            stream.write_all(&n.to_be_bytes()).await?;
+            stream.write_all(&r).await?;
+        }
     }
 }
 
@@ -241,24 +303,54 @@ mod tests {
         let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(addr.ip(), true, vec![udp])]);
         let upstream = Upstream::build(Ok(TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())));
 
-        let r = Message::from_vec(&upstream.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        let r = Message::from_vec(&upstream.answer(&ask("one.test."), Transport::Udp).await.expect("answer"))
+            .expect("decode");
         assert_eq!(r.metadata.id, 42);
         assert_eq!(r.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 0, 0))));
         let before = asked.load(Ordering::SeqCst);
-        let again = Message::from_vec(&upstream.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        let again = Message::from_vec(&upstream.answer(&ask("one.test."), Transport::Udp).await.expect("answer"))
+            .expect("decode");
         assert_eq!(again.answers.len(), 1);
         assert_eq!(asked.load(Ordering::SeqCst), before, "the second answer comes from the cache");
 
-        let r = Message::from_vec(&upstream.answer(&ask("nowhere.test.")).await.expect("answer")).expect("decode");
+        let r = Message::from_vec(&upstream.answer(&ask("nowhere.test."), Transport::Udp).await.expect("answer"))
+            .expect("decode");
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
 
-        let big = upstream.answer(&ask("big.test.")).await.expect("answer");
+        let big = upstream.answer(&ask("big.test."), Transport::Udp).await.expect("answer");
         assert!(big.len() <= 512, "a plain query's answer fits 512 bytes");
         let r = Message::from_vec(&big).expect("decode");
         assert!(r.metadata.truncation && r.answers.is_empty(), "too large: truncated, so the guest asks over TCP");
+        let whole = upstream.answer(&ask("big.test."), Transport::Tcp).await.expect("answer");
+        assert_eq!(Message::from_vec(&whole).expect("decode").answers.len(), 60, "over TCP it is whole");
+
+        // The VPC's DNS over TCP: length-framed questions on one connection.
+        let cloud = Arc::new(Cloud::new(
+            kiln_store::Store::in_memory().expect("store"),
+            vec![kiln_types::RegionConfig::with_three_zones("us-east-1")],
+            std::env::temp_dir(),
+        ));
+        let server = Server::new(cloud, Arc::new(GuestLimits::default()), Arc::new(upstream), "vpc-0123".into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let at = listener.local_addr().expect("addr");
+        tokio::spawn(server.tcp(listener));
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connect");
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for name in ["big.test.", "one.test."] {
+            let q = ask(name);
+            conn.write_all(&(q.len() as u16).to_be_bytes()).await.expect("write");
+            conn.write_all(&q).await.expect("write");
+            let mut len = [0u8; 2];
+            conn.read_exact(&mut len).await.expect("length");
+            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            conn.read_exact(&mut reply).await.expect("reply");
+            let r = Message::from_vec(&reply).expect("decode");
+            assert_eq!(r.answers.len(), if name == "big.test." { 60 } else { 1 }, "{name}");
+        }
 
         let none = Upstream(None);
-        let r = Message::from_vec(&none.answer(&ask("one.test.")).await.expect("answer")).expect("decode");
+        let r =
+            Message::from_vec(&none.answer(&ask("one.test."), Transport::Udp).await.expect("answer")).expect("decode");
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     }
 

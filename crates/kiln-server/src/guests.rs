@@ -115,23 +115,22 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             let made = tokio::task::spawn_blocking(move || {
                 c.guest_ports()
                     .map_err(|e| e.to_string())?
-                    .vpc_udp_socket(&v, std::net::SocketAddrV4::new(addr, 53))
+                    .vpc_dns_sockets(&v, std::net::SocketAddrV4::new(addr, 53))
                     .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r)
-            .and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string()));
+            .and_then(|s| {
+                let udp = tokio::net::UdpSocket::from_std(s.udp).map_err(|e| e.to_string())?;
+                let tcp = tokio::net::TcpListener::from_std(s.tcp).map_err(|e| e.to_string())?;
+                Ok((udp, tcp))
+            });
             match made {
-                Ok(socket) => {
-                    let task = tokio::spawn(crate::dns::serve(
-                        cloud.clone(),
-                        limits.clone(),
-                        upstream.clone(),
-                        vpc.clone(),
-                        socket,
-                    ));
-                    dns.insert(vpc, Tasks(vec![task]));
+                Ok((udp, tcp)) => {
+                    let server = crate::dns::Server::new(cloud.clone(), limits.clone(), upstream.clone(), vpc.clone());
+                    let tasks = vec![tokio::spawn(server.clone().udp(udp)), tokio::spawn(server.tcp(tcp))];
+                    dns.insert(vpc, Tasks(tasks));
                 }
                 Err(e) => failed(&vpc, "the VPC's DNS", &e),
             }
