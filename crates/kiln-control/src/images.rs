@@ -124,7 +124,9 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn views(conn: &Connection, region: &str) -> Result<Vec<ImageView>> {
+/// The images of a region with their devices, permissions and owner alias: all of them
+/// (`ids` empty), or those with these ids, read by key.
+fn views(conn: &Connection, region: &str, ids: &[&str]) -> Result<Vec<ImageView>> {
     let accounts = accounts::list(conn)?;
     let alias = |owner: &str| {
         accounts.iter().find(|a| a.id == owner).and_then(|a| {
@@ -137,6 +139,19 @@ fn views(conn: &Connection, region: &str) -> Result<Vec<ImageView>> {
             }
         })
     };
+    if !ids.is_empty() {
+        return images::by_ids(conn, region, ids)?
+            .into_iter()
+            .map(|image| {
+                Ok(ImageView {
+                    devices: images::devices_of(conn, &image.id)?,
+                    permissions: images::permissions_of(conn, &image.id)?,
+                    owner_alias: alias(&image.account_id),
+                    image,
+                })
+            })
+            .collect();
+    }
     let mut devices: HashMap<String, Vec<BlockDevice>> = HashMap::new();
     for (id, d) in images::devices_in_region(conn, region)? {
         devices.entry(id).or_default().push(d);
@@ -185,7 +200,8 @@ impl Cloud {
         owners: &[String],
         executable_by: &[String],
     ) -> Result<Vec<ImageView>> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let wanted: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let all = self.store.read(|c| views(c, &scope.region, &wanted))?;
         let mut visible: Vec<ImageView> = all.into_iter().filter(|v| v.launchable_by(&scope.account)).collect();
         if !ids.is_empty() {
             crate::missing(ids, ResourceKind::Image, |i| visible.iter().any(|v| v.image.id == i))?;
@@ -259,7 +275,7 @@ impl Cloud {
 
     /// Deregisters an image the caller owns. Snapshots stay unless asked to go.
     pub fn deregister_image(&self, scope: &Scope, id: &str, delete_snapshots: bool) -> Result<Vec<String>> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let all = self.store.read(|c| views(c, &scope.region, &[id]))?;
         let view = owned(&all, scope, id)?.clone();
         self.store.write(|tx| {
             images::delete(tx, scope, id)?;
@@ -355,7 +371,7 @@ impl Cloud {
         add: &[LaunchPermission],
         remove: &[LaunchPermission],
     ) -> Result<()> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let all = self.store.read(|c| views(c, &scope.region, &[id]))?;
         owned(&all, scope, id)?;
         self.store.write(|tx| {
             let known: Vec<String> = accounts::list(tx)?.into_iter().map(|a| a.id).collect();
@@ -384,7 +400,7 @@ impl Cloud {
 
     /// Makes the image private and shared with nobody.
     pub fn reset_launch_permission(&self, scope: &Scope, id: &str) -> Result<()> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let all = self.store.read(|c| views(c, &scope.region, &[id]))?;
         owned(&all, scope, id)?;
         self.store.write(|tx| {
             images::set_public(tx, id, false)?;
@@ -394,14 +410,14 @@ impl Cloud {
     }
 
     pub fn set_image_description(&self, scope: &Scope, id: &str, description: &str) -> Result<()> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let all = self.store.read(|c| views(c, &scope.region, &[id]))?;
         owned(&all, scope, id)?;
         self.store.write(|tx| Ok(images::set_description(tx, id, description)?))
     }
 
     /// An image the caller owns, with permissions (for DescribeImageAttribute).
     pub fn owned_image(&self, scope: &Scope, id: &str) -> Result<ImageView> {
-        let all = self.store.read(|c| views(c, &scope.region))?;
+        let all = self.store.read(|c| views(c, &scope.region, &[id]))?;
         owned(&all, scope, id).cloned()
     }
 

@@ -125,6 +125,50 @@ pub fn list_region(conn: &Connection, region: &str) -> Result<Vec<Image>, StoreE
     Ok(rows)
 }
 
+/// The images of a region with these ids (by key; unknown ids are skipped).
+pub fn by_ids(conn: &Connection, region: &str, ids: &[&str]) -> Result<Vec<Image>, StoreError> {
+    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM images WHERE id = ?1 AND region = ?2"))?;
+    let mut out: Vec<Image> = Vec::new();
+    for id in ids {
+        for i in st.query_map(params![id, region], row)? {
+            let i = i?;
+            if !out.iter().any(|o| o.id == i.id) {
+                out.push(i);
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    Ok(out)
+}
+
+/// One image's block devices (by key).
+pub fn devices_of(conn: &Connection, image_id: &str) -> Result<Vec<BlockDevice>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT device_name, snapshot_id, volume_size, volume_type, delete_on_termination
+         FROM image_block_devices WHERE image_id = ?1 ORDER BY device_name",
+    )?;
+    let rows = st
+        .query_map([image_id], |r| {
+            Ok(BlockDevice {
+                device_name: r.get(0)?,
+                snapshot_id: r.get(1)?,
+                volume_size: r.get(2)?,
+                volume_type: crate::parsed(r, 3)?,
+                delete_on_termination: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// One image's launch permissions (by key).
+pub fn permissions_of(conn: &Connection, image_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT account_id FROM launch_permissions WHERE image_id = ?1 ORDER BY account_id")?;
+    let rows = st.query_map([image_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Block devices of every image in a region, by image id.
 pub fn devices_in_region(conn: &Connection, region: &str) -> Result<Vec<(String, BlockDevice)>, StoreError> {
     let mut st = conn.prepare_cached(
