@@ -52,12 +52,28 @@ impl Cloud {
         self.store.read(|c| {
             let accounts = accounts::list(c)?;
             let provider: Vec<String> = accounts.iter().filter(|a| a.is_provider).map(|a| a.id.clone()).collect();
-            let mut all = snapshots::list_owned(c, scope)?;
-            for p in &provider {
-                if p != &scope.account {
+            let visible = |s: &Snapshot| {
+                s.region == scope.region && (s.account_id == scope.account || provider.contains(&s.account_id))
+            };
+            let all = if ids.is_empty() {
+                let mut all = snapshots::list_owned(c, scope)?;
+                for p in provider.iter().filter(|p| **p != scope.account) {
                     all.extend(snapshots::list_owned(c, &Scope { account: p.clone(), region: scope.region.clone() })?);
                 }
-            }
+                all
+            } else {
+                // Named ones are read by key.
+                let mut found: Vec<Snapshot> = Vec::new();
+                for id in ids {
+                    if let Some(s) = snapshots::get(c, id)?.filter(|s| visible(s)) {
+                        if !found.iter().any(|f| f.id == s.id) {
+                            found.push(s);
+                        }
+                    }
+                }
+                found.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+                found
+            };
             let mut out = crate::narrow(all, ids, ResourceKind::Snapshot, |s| &s.id)?;
             if !owners.is_empty() {
                 out.retain(|s| {
