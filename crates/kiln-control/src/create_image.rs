@@ -76,7 +76,6 @@ impl Cloud {
         let mapping = crate::block_devices::apply(base.clone(), &i.root_device_name, mappings, |s| {
             self.usable_snapshot(scope, s).map(|s| s.volume_size)
         })?;
-        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S%3f");
         let mut plan = Vec::new();
         let mut snaps = Vec::new();
         for (v, b) in vols.iter().zip(&base) {
@@ -101,7 +100,10 @@ impl Cloud {
                 Freeze {
                     volume_id: v.id.clone(),
                     snapshot_id: snap.id.clone(),
-                    new_file: format!("volumes/{}-{stamp}.qcow2", v.id),
+                    // Named after the snapshot, unique: two CreateImage requests of one
+                    // instance within a millisecond once got one name, and the second
+                    // took the first's overlay for its own.
+                    new_file: format!("volumes/{}-{}.qcow2", v.id, snap.id),
                 },
             ));
             snaps.push(snap);
