@@ -35,7 +35,15 @@ impl Params {
         self.map.is_empty()
     }
 
+    /// A parameter's value; an empty one counts as absent, as EC2 reads optional
+    /// parameters (Terraform's AWS provider sends `Placement.AvailabilityZone=`).
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.raw(key).filter(|v| !v.is_empty())
+    }
+
+    /// A parameter's value as sent, empty included: for the few where empty means
+    /// something (a tag's value, `NoDevice`).
+    pub fn raw(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
     }
 
@@ -44,10 +52,7 @@ impl Params {
     }
 
     pub fn required(&self, key: &str) -> Result<String, Ec2Error> {
-        match self.get(key) {
-            Some(v) if !v.is_empty() => Ok(v.to_owned()),
-            _ => Err(Ec2Error::missing(key)),
-        }
+        self.string(key).ok_or_else(|| Ec2Error::missing(key))
     }
 
     /// A boolean: `true`/`false`, leniently also `True`, `1`, `0`.
@@ -74,7 +79,7 @@ impl Params {
         T: std::str::FromStr<Err = kiln_types::ChoiceError>,
     {
         match self.get(key) {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(Ec2Error::from),
         }
     }
@@ -164,7 +169,8 @@ IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8&IpPermissions.1.IpProtocol=tcp";
         assert_eq!(specs[0].get("ResourceType"), Some("vpc"));
         let tags = specs[0].members("Tag");
         assert_eq!(tags[0].get("Key"), Some("Name"));
-        assert_eq!(tags[1].get("Value"), Some(""));
+        assert_eq!(tags[1].raw("Value"), Some(""));
+        assert_eq!(tags[1].get("Value"), None, "empty is absent");
         let perms = p.members("IpPermissions");
         assert_eq!(perms[0].members("IpRanges")[0].get("CidrIp"), Some("10.0.0.0/8"));
     }

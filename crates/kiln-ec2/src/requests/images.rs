@@ -54,7 +54,7 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
         let volume_type = ebs.choice("VolumeType")?;
         out.push(BlockDeviceMapping {
             device_name,
-            no_device: m.get("NoDevice").is_some(),
+            no_device: m.raw("NoDevice").is_some(),
             snapshot_id,
             volume_size,
             volume_type,

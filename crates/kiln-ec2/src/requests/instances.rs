@@ -335,6 +335,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn empty_optional_parameters_are_absent_as_terraform_sends_them() {
+        // Terraform's AWS provider (v5) for a plain aws_instance.
+        let p = Params::parse(
+            "",
+            b"Action=RunInstances&ImageId=ami-12345678&InstanceType=t3.micro&MinCount=1&MaxCount=1\
+&Placement.AvailabilityZone=&Placement.Tenancy=&InstanceInitiatedShutdownBehavior=&MetadataOptions.HttpTokens=\
+&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Empty&TagSpecification.1.Tag.1.Value=",
+        );
+        let r = RunInstances::decode(&p).expect("decode");
+        assert_eq!(r.availability_zone, None);
+        assert_eq!(r.shutdown_behavior, None);
+        assert_eq!(r.http_tokens, None);
+        assert_eq!(r.instance_tags[0].value, "", "a tag's empty value is a value");
+    }
+
+    #[test]
     fn run_instances_decodes_the_captured_boto3_request() {
         let p = Params::parse(
             "",

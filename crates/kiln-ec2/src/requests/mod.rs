@@ -119,8 +119,8 @@ pub struct Tag {
 pub fn decode_tags(members: Vec<Params>) -> Result<Vec<Tag>, Ec2Error> {
     let mut tags: Vec<Tag> = Vec::new();
     for m in members {
-        let key = m.get("Key").unwrap_or_default().to_owned();
-        let value = m.get("Value").unwrap_or_default().to_owned();
+        let key = m.raw("Key").unwrap_or_default().to_owned();
+        let value = m.raw("Value").unwrap_or_default().to_owned();
         validate_tag(&key, &value)?;
         tags.retain(|t| t.key != key);
         tags.push(Tag { key, value });

@@ -58,7 +58,7 @@ impl Decode for DeleteTags {
             .into_iter()
             .map(|m| {
                 let key = m.required("Key").map_err(|_| Ec2Error::missing("Tag.N.Key"))?;
-                Ok(TagSelector { key, value: m.string("Value") })
+                Ok(TagSelector { key, value: m.raw("Value").map(str::to_owned) })
             })
             .collect::<Result<_, Ec2Error>>()?;
         Ok(Self { resource_ids, tags })
