@@ -30,8 +30,12 @@ impl Field {
 }
 
 impl Filter {
+    /// A filter by the documented name of `name`: EC2 still accepts the older
+    /// camelCase names (`isDefault`, `vpcId`, `availabilityZone`,
+    /// `attachment.instanceId`) beside the documented ones, which are all lower case
+    /// with dashes. A tag's key (`tag:Key`) is kept as given.
     pub fn new(name: &str, values: Vec<String>) -> Self {
-        Self { name: name.to_owned(), values }
+        Self { name: documented_name(name), values }
     }
 
     /// Whether any of the resource's `candidates` matches any of the filter's values.
@@ -82,6 +86,28 @@ pub fn apply<T>(
         .collect())
 }
 
+/// `isDefault` → `is-default`; names without capitals and `tag:` forms unchanged.
+fn documented_name(name: &str) -> String {
+    if name.starts_with("tag:") || !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return name.to_owned();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else {
+            out.push(c);
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
 pub fn unknown_filter(name: &str) -> Ec2Error {
     Ec2Error::invalid_value(format!("The filter '{name}' is invalid"))
 }
@@ -116,6 +142,20 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn legacy_camel_case_names_mean_the_documented_ones() {
+        for (given, documented) in [
+            ("isDefault", "is-default"),
+            ("vpcId", "vpc-id"),
+            ("availabilityZone", "availability-zone"),
+            ("defaultForAz", "default-for-az"),
+            ("attachment.instanceId", "attachment.instance-id"),
+            ("instance-state-name", "instance-state-name"),
+            ("tag:CostCenter", "tag:CostCenter"),
+        ] {
+            assert_eq!(Filter::new(given, vec![]).name, documented, "{given}");
+        }
+    }
     use super::*;
 
     #[test]
