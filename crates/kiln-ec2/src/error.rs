@@ -18,7 +18,7 @@ impl Ec2Error {
     pub fn status(&self) -> u16 {
         match self.code.as_str() {
             "AuthFailure" => 401,
-            "UnauthorizedOperation" | "OptInRequired" | "SignatureDoesNotMatch" => 403,
+            "UnauthorizedOperation" | "OptInRequired" | "SignatureDoesNotMatch" | "InvalidClientTokenId" => 403,
             "DryRunOperation" => 412,
             "RequestEntityTooLarge" => 413,
             "InternalError" | "InsufficientInstanceCapacity" | "InsufficientCapacity" => 500,

@@ -8,6 +8,7 @@ pub mod page;
 pub mod params;
 pub mod requests;
 pub mod sigv4;
+pub mod sts;
 pub mod xml;
 
 pub use error::Ec2Error;

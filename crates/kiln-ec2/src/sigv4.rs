@@ -16,6 +16,8 @@ use crate::Ec2Error;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SERVICE: &str = "ec2";
+/// The services this endpoint answers: EC2, and STS's GetCallerIdentity.
+const SERVICES: &[&str] = &[SERVICE, "sts"];
 /// How far a header-signed request's clock may be from ours.
 pub const DEFAULT_MAX_SKEW: TimeDelta = TimeDelta::minutes(5);
 
@@ -143,7 +145,7 @@ fn build_claim(
     if terminator != "aws4_request" || akid.is_empty() {
         return Err(incomplete(format!("Credential scope is malformed: {credential}")));
     }
-    if service != SERVICE {
+    if !SERVICES.contains(&service) {
         return Err(incomplete(format!("Credential should be scoped to correct service: '{SERVICE}'")));
     }
     if !amz_date.starts_with(date) {

@@ -131,7 +131,7 @@ pub fn error_document(code: &str, message: &str, request_id: &str) -> String {
     buf
 }
 
-fn escape_into(buf: &mut String, s: &str) {
+pub(crate) fn escape_into(buf: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '<' => buf.push_str("&lt;"),

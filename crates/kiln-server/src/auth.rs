@@ -6,13 +6,20 @@ use kiln_ec2::Ec2Error;
 
 use crate::{errors, AppState, Caller};
 
+/// The service a request's credential is scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Ec2,
+    Sts,
+}
+
 pub(crate) fn authenticate(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Caller, Ec2Error> {
+) -> Result<(Caller, Service), Ec2Error> {
     let header_list: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned()))).collect();
     let mut header_list = header_list;
@@ -44,5 +51,6 @@ pub(crate) fn authenticate(
             ),
         ));
     }
-    Ok(Caller { account: key.account_id, region: claim.region })
+    let service = if claim.service == "sts" { Service::Sts } else { Service::Ec2 };
+    Ok((Caller { account: key.account_id, region: claim.region }, service))
 }

@@ -76,10 +76,15 @@ async fn handle(
     let result = handle_inner(state, method, uri, headers, body, &request_id).await;
     let (status, xml, action) = match result {
         Ok((action, xml)) => (StatusCode::OK, xml, action),
-        Err((action, e)) => {
+        Err(Failure { action, error: e, sts }) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::info!(action, code = %e.code, "request refused");
-            (status, kiln_ec2::xml::error_document(&e.code, &e.message, &request_id), action)
+            let xml = if sts {
+                kiln_ec2::sts::error_document(&e.code, &e.message, &request_id, status.is_client_error())
+            } else {
+                kiln_ec2::xml::error_document(&e.code, &e.message, &request_id)
+            };
+            (status, xml, action)
         }
     };
     tracing::debug!(action, status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
@@ -94,7 +99,12 @@ async fn handle(
         .into_response()
 }
 
-type Failure = (String, Ec2Error);
+/// A refused request: its action, why, and whether to answer in STS's envelope.
+struct Failure {
+    action: String,
+    error: Ec2Error,
+    sts: bool,
+}
 
 async fn handle_inner(
     state: Arc<AppState>,
@@ -104,7 +114,7 @@ async fn handle_inner(
     body: Body,
     request_id: &str,
 ) -> Result<(String, String), Failure> {
-    let fail = |e: Ec2Error| (String::from("-"), e);
+    let fail = |e: Ec2Error| Failure { action: String::from("-"), error: e, sts: false };
     if method != Method::POST && method != Method::GET {
         return Err(fail(Ec2Error::new(
             "InvalidAction",
@@ -136,12 +146,34 @@ fn run_blocking(
     let query = uri.query().unwrap_or_default();
     let params = Params::parse(query, body);
     let action = params.get("Action").unwrap_or("-").to_owned();
-    let fail = |e: Ec2Error| (action.clone(), e);
+    // STS's requests all name its API version; their errors take its envelope.
+    let sts = params.get("Version") == Some(kiln_ec2::sts::VERSION);
+    let fail = |e: Ec2Error| {
+        // STS names an unknown key its own way.
+        let error = if sts && e.code == "AuthFailure" {
+            Ec2Error::new("InvalidClientTokenId", "The security token included in the request is invalid.")
+        } else {
+            e
+        };
+        Failure { action: action.clone(), error, sts }
+    };
 
-    let caller = auth::authenticate(state, method, uri, headers, body).map_err(fail)?;
+    let (caller, service) = auth::authenticate(state, method, uri, headers, body).map_err(fail)?;
     let Some(action_name) = params.get("Action").filter(|a| !a.is_empty()) else {
         return Err(fail(Ec2Error::new("MissingAction", "The request must contain the parameter Action")));
     };
+    if service == auth::Service::Sts {
+        return match action_name {
+            "GetCallerIdentity" => Ok((action, kiln_ec2::sts::caller_identity_document(&caller.account, request_id))),
+            other => Err(fail(Ec2Error::new(
+                "InvalidAction",
+                format!(
+                    "Could not find operation {other} for version {}: Kiln's STS answers GetCallerIdentity only",
+                    kiln_ec2::sts::VERSION
+                ),
+            ))),
+        };
+    }
     let request = Request::decode(action_name, &params).map_err(fail)?;
     let dry_run = params.flag("DryRun").map_err(fail)?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
