@@ -4,10 +4,65 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::args::HostArgs;
 use crate::serve::{default_regions, open};
+
+/// Where running Kilns say which public address pool they route: one file per data
+/// directory, holding the pool, locked while its server runs.
+const POOLS: &str = "/run/kiln/pools";
+
+/// Claims `pool` for the Kiln of `dir` on this machine for as long as the returned lock
+/// lives. Refuses a pool that overlaps one another running Kiln holds: two Kilns
+/// routing one pool would take each other's host routes and cut instances off. A
+/// file whose server is gone is unlocked and does not count.
+pub(crate) fn claim_pool(dir: &std::path::Path, pool: ipnet::Ipv4Net) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Write as _;
+    let registry = std::path::Path::new(POOLS);
+    std::fs::create_dir_all(registry).with_context(|| format!("creating {POOLS}"))?;
+    let mine = registry.join(kiln_agent::net::net_tag(dir));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&mine)
+        .with_context(|| format!("opening {}", mine.display()))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!("another kiln serve is already running with the data directory {}", dir.display())
+    })?;
+    lock.set_len(0)?;
+    writeln!(lock, "{pool} {}", dir.display())?;
+    // Checked once ours is written, so two Kilns starting together see each other.
+    for entry in std::fs::read_dir(registry)?.filter_map(std::result::Result::ok) {
+        let path = entry.path();
+        if path == mine {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        let held = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(free) => {
+                drop(free);
+                false
+            }
+            Err(_) => true,
+        };
+        if !held {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let (theirs, their_dir) = text.trim().split_once(' ').unwrap_or((text.trim(), "?"));
+        let Ok(theirs) = theirs.parse::<ipnet::Ipv4Net>() else { continue };
+        if theirs.contains(&pool.network()) || pool.contains(&theirs.network()) {
+            bail!(
+                "the public address pool {pool} overlaps {theirs}, which the Kiln of {their_dir} is routing on this \
+                 machine; start this one with another --public-ip-pool (or --network user)"
+            );
+        }
+    }
+    Ok(lock)
+}
 
 /// Whether this process can make namespaces and nftables rules.
 pub(crate) fn can_network() -> bool {

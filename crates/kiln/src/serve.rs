@@ -57,6 +57,11 @@ pub(crate) fn serve(
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
     let agent = host.agent(&dir);
+    let _pool = if kiln_agent_api::HostAgent::vpc_networking(agent.as_ref()) {
+        Some(crate::host::claim_pool(&dir, host.public_ip_pool)?)
+    } else {
+        None
+    };
     let mut cloud = open(&dir, regions)?.with_agent(agent.clone(), host.limits()).with_guest_ports(agent);
     cloud.import_dirs = import_dirs;
     cloud.public_pool = host.public_ip_pool;
