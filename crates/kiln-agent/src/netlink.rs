@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures_util::TryStreamExt as _;
 use kiln_agent_api::AgentError;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 fn fail(what: &str, e: impl std::fmt::Display) -> AgentError {
@@ -147,6 +147,11 @@ impl Netlink {
             let mut stream = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
             let mut out = Vec::new();
             while let Some(msg) = stream.try_next().await.map_err(|e| fail("listing routes", e))? {
+                // Only the main table's unicast routes: a dump holds the local table too,
+                // whose routes for the link's own address must never be touched.
+                if msg.header.table != RouteHeader::RT_TABLE_MAIN || msg.header.kind != RouteType::Unicast {
+                    continue;
+                }
                 let mut dst = None;
                 let mut out_if = None;
                 for a in &msg.attributes {
