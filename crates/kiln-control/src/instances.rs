@@ -448,7 +448,21 @@ impl Cloud {
     ) -> Result<Vec<StateChange>> {
         self.store.write(|tx| {
             let mut out = Vec::new();
-            let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
+            let found: Vec<Option<Instance>> = ids
+                .iter()
+                .map(|id| {
+                    self.find_instance(tx, scope, id).map(Some).or_else(|e| {
+                        if e.is_not_found() {
+                            Ok(None)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                })
+                .collect::<Result<_>>()?;
+            // Every missing id is named, as EC2's message does.
+            crate::missing(ids, ResourceKind::Instance, |id| found.iter().flatten().any(|i| i.id == id))?;
+            let all: Vec<Instance> = found.into_iter().flatten().collect();
             for i in &all {
                 let current = match f(tx, i)? {
                     Some((to, reason, sr)) => {
@@ -547,7 +561,21 @@ impl Cloud {
     pub fn reboot_instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<()> {
         use InstanceState::*;
         self.store.write(|tx| {
-            let all: Vec<Instance> = ids.iter().map(|id| self.find_instance(tx, scope, id)).collect::<Result<_>>()?;
+            let found: Vec<Option<Instance>> = ids
+                .iter()
+                .map(|id| {
+                    self.find_instance(tx, scope, id).map(Some).or_else(|e| {
+                        if e.is_not_found() {
+                            Ok(None)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                })
+                .collect::<Result<_>>()?;
+            // Every missing id is named, as EC2's message does.
+            crate::missing(ids, ResourceKind::Instance, |id| found.iter().flatten().any(|i| i.id == id))?;
+            let all: Vec<Instance> = found.into_iter().flatten().collect();
             if let Some(i) = all.iter().find(|i| matches!(i.state, Stopped | Stopping)) {
                 return Err(Error::IncorrectInstanceState(format!(
                     "The instance '{}' is not in a state from which it can be rebooted: it is {}.",
@@ -667,6 +695,21 @@ mod tests {
         assert!(check_address(&net, "10.0.1.9", &[]).is_ok());
         let full: Vec<String> = (4..15).map(|n| format!("10.0.1.{n}")).collect();
         assert_eq!(next_address(&net, &full), None);
+    }
+
+    #[test]
+    fn every_missing_id_is_named_and_nothing_changes() {
+        let mut w = crate::testkit::World::new("missing-ids");
+        let id = w.launch();
+        w.passes_until(10, |w| w.state(&id) == InstanceState::Running);
+        let gone: Vec<InstanceId> =
+            ["i-0123456789abcdef0", "i-0fedcba9876543210"].iter().map(|s| s.parse().expect("id")).collect();
+        let asked = vec![id.clone(), gone[0].clone(), gone[1].clone()];
+        match w.cloud.stop_instances(&w.scope, &asked, false) {
+            Err(Error::NotFound { ids, .. }) => assert_eq!(ids, vec![gone[0].to_string(), gone[1].to_string()]),
+            other => panic!("expected NotFound for both, got {other:?}"),
+        }
+        assert_eq!(w.state(&id), InstanceState::Running, "the one that exists did not stop");
     }
 
     #[test]
