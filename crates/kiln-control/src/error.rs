@@ -71,10 +71,6 @@ impl Error {
         Self::NotFound { kind, ids: vec![id.into()] }
     }
 
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound { .. })
-    }
-
     /// A failure of the host (files, processes, QEMU) while doing `context`.
     pub fn host(context: impl Into<String>, detail: impl std::fmt::Display) -> Self {
         Self::Host { context: context.into(), detail: detail.to_string() }

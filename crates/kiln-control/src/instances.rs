@@ -139,6 +139,21 @@ impl Cloud {
             .ok_or_else(|| Error::not_found(ResourceKind::Instance, id))
     }
 
+    /// The scope's instances with these ids, read by key; NotFound names every missing
+    /// one, as EC2's message does.
+    fn find_all(&self, conn: &Connection, scope: &Scope, ids: &[InstanceId]) -> Result<Vec<Instance>> {
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(i) =
+                instances::get(conn, id)?.filter(|i| i.account_id == scope.account && i.region == scope.region)
+            {
+                found.push(i);
+            }
+        }
+        crate::missing(ids, ResourceKind::Instance, |id| found.iter().any(|i: &Instance| i.id == id))?;
+        Ok(found)
+    }
+
     /// Instances by id (all must exist; read by primary key), or all of the scope's.
     pub fn instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<Vec<Instance>> {
         if ids.is_empty() {
@@ -448,21 +463,7 @@ impl Cloud {
     ) -> Result<Vec<StateChange>> {
         self.store.write(|tx| {
             let mut out = Vec::new();
-            let found: Vec<Option<Instance>> = ids
-                .iter()
-                .map(|id| {
-                    self.find_instance(tx, scope, id).map(Some).or_else(|e| {
-                        if e.is_not_found() {
-                            Ok(None)
-                        } else {
-                            Err(e)
-                        }
-                    })
-                })
-                .collect::<Result<_>>()?;
-            // Every missing id is named, as EC2's message does.
-            crate::missing(ids, ResourceKind::Instance, |id| found.iter().flatten().any(|i| i.id == id))?;
-            let all: Vec<Instance> = found.into_iter().flatten().collect();
+            let all = self.find_all(tx, scope, ids)?;
             for i in &all {
                 let current = match f(tx, i)? {
                     Some((to, reason, sr)) => {
@@ -561,21 +562,7 @@ impl Cloud {
     pub fn reboot_instances(&self, scope: &Scope, ids: &[InstanceId]) -> Result<()> {
         use InstanceState::*;
         self.store.write(|tx| {
-            let found: Vec<Option<Instance>> = ids
-                .iter()
-                .map(|id| {
-                    self.find_instance(tx, scope, id).map(Some).or_else(|e| {
-                        if e.is_not_found() {
-                            Ok(None)
-                        } else {
-                            Err(e)
-                        }
-                    })
-                })
-                .collect::<Result<_>>()?;
-            // Every missing id is named, as EC2's message does.
-            crate::missing(ids, ResourceKind::Instance, |id| found.iter().flatten().any(|i| i.id == id))?;
-            let all: Vec<Instance> = found.into_iter().flatten().collect();
+            let all = self.find_all(tx, scope, ids)?;
             if let Some(i) = all.iter().find(|i| matches!(i.state, Stopped | Stopping)) {
                 return Err(Error::IncorrectInstanceState(format!(
                     "The instance '{}' is not in a state from which it can be rebooted: it is {}.",
