@@ -141,23 +141,25 @@ pub fn by_ids(conn: &Connection, region: &str, ids: &[&str]) -> Result<Vec<Image
     Ok(out)
 }
 
+/// A block device from the five columns (name, snapshot, size, type, delete on
+/// termination) that start at `at`.
+fn device(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<BlockDevice> {
+    Ok(BlockDevice {
+        device_name: r.get(at)?,
+        snapshot_id: r.get(at + 1)?,
+        volume_size: r.get(at + 2)?,
+        volume_type: crate::parsed(r, at + 3)?,
+        delete_on_termination: r.get(at + 4)?,
+    })
+}
+
 /// One image's block devices (by key).
 pub fn devices_of(conn: &Connection, image_id: &str) -> Result<Vec<BlockDevice>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT device_name, snapshot_id, volume_size, volume_type, delete_on_termination
          FROM image_block_devices WHERE image_id = ?1 ORDER BY device_name",
     )?;
-    let rows = st
-        .query_map([image_id], |r| {
-            Ok(BlockDevice {
-                device_name: r.get(0)?,
-                snapshot_id: r.get(1)?,
-                volume_size: r.get(2)?,
-                volume_type: crate::parsed(r, 3)?,
-                delete_on_termination: r.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map([image_id], |r| device(r, 0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -175,20 +177,7 @@ pub fn devices_in_region(conn: &Connection, region: &str) -> Result<Vec<(String,
         "SELECT b.image_id, b.device_name, b.snapshot_id, b.volume_size, b.volume_type, b.delete_on_termination
          FROM image_block_devices b JOIN images i ON i.id = b.image_id WHERE i.region = ?1 ORDER BY b.device_name",
     )?;
-    let rows = st
-        .query_map([region], |r| {
-            Ok((
-                r.get(0)?,
-                BlockDevice {
-                    device_name: r.get(1)?,
-                    snapshot_id: r.get(2)?,
-                    volume_size: r.get(3)?,
-                    volume_type: crate::parsed(r, 4)?,
-                    delete_on_termination: r.get(5)?,
-                },
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = st.query_map([region], |r| Ok((r.get(0)?, device(r, 1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
