@@ -35,7 +35,8 @@ def kiln_cli(kiln, tmp_path):
 
 def test_regions_types_and_images(kiln_cli, quickstart_images):
     regions = {r["region"]: r["zones"].split() for r in kiln_cli("regions")}
-    assert regions["us-east-1"] == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert regions["us-east-1"] == [f"us-east-1{x}" for x in "abcdef"]
+    assert regions["us-west-1"] == ["us-west-1b", "us-west-1c"]
     arm = {t["type"]: t for t in kiln_cli("types", "--arch", "arm64")}
     assert "t4g.micro" in arm and all("arm64" in t["architectures"] for t in arm.values())
     assert arm["t4g.micro"]["vcpus"] == "2"

@@ -27,7 +27,7 @@ def test_other_account_has_its_own_default_vpc(ec2, ec2_other):
     assert theirs["CidrBlock"] == "172.31.0.0/16"
     assert theirs["OwnerId"] != mine["OwnerId"]
     subnets = ec2_other.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [theirs["VpcId"]]}])["Subnets"]
-    assert len(subnets) == 3
+    assert len(subnets) == 6  # one per zone of us-east-1
 
 
 def test_other_account_cannot_see_vpcs(ec2, ec2_other, operator_stuff):

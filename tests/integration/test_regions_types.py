@@ -2,7 +2,17 @@
 
 from kiln_helpers import expect_error
 
-DEFAULT_REGIONS = {"us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"}
+# EC2's public regions: the test Kiln serves them all (no --regions).
+OPT_IN_REGIONS = {
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-south-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-7", "ca-west-1", "eu-central-2", "eu-south-1", "eu-south-2", "il-central-1", "me-south-1",
+    "me-central-1", "mx-central-1",
+}
+DEFAULT_REGIONS = {
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2",
+    "eu-west-3", "eu-north-1", "sa-east-1",
+} | OPT_IN_REGIONS
 FAMILIES = {"t2", "t3", "t3a", "t4g", "m5", "m6i", "m7g", "c5", "c6i", "c7g", "r5", "r6i", "a1"}
 ARM_FAMILIES = {"a1", "t4g", "m7g", "c7g"}
 
@@ -16,13 +26,35 @@ def all_types(ec2, page_size=25, **kwargs):
 # --- regions -------------------------------------------------------------------------
 
 
-def test_describe_regions_lists_the_default_regions(ec2):
+def test_describe_regions_lists_every_public_region(ec2):
     regions = ec2.describe_regions()["Regions"]
     assert {r["RegionName"] for r in regions} == DEFAULT_REGIONS
-    assert len(regions) == 4
+    assert len(regions) == len(DEFAULT_REGIONS)
     for r in regions:
         assert r["Endpoint"]
-        assert r["OptInStatus"] == "opt-in-not-required"
+        # Kiln enables every region it serves: the ones EC2 makes accounts opt in to show opted in.
+        assert r["OptInStatus"] == ("opted-in" if r["RegionName"] in OPT_IN_REGIONS else "opt-in-not-required")
+    everything = ec2.describe_regions(AllRegions=True)["Regions"]
+    assert {r["RegionName"] for r in everything} == DEFAULT_REGIONS
+    opted = ec2.describe_regions(AllRegions=True, Filters=[{"Name": "opt-in-status", "Values": ["opted-in"]}])
+    assert {r["RegionName"] for r in opted["Regions"]} == OPT_IN_REGIONS
+
+
+def test_any_region_answers_with_its_real_zones(kiln):
+    """An SDK set to any public region works there, with EC2's zone names and zone ids."""
+    west1 = kiln.client("default", "us-west-1").describe_availability_zones()["AvailabilityZones"]
+    assert [(z["ZoneName"], z["ZoneId"]) for z in west1] == [("us-west-1b", "usw1-az1"), ("us-west-1c", "usw1-az3")]
+    tokyo = kiln.client("default", "ap-northeast-1")
+    zones = tokyo.describe_availability_zones()["AvailabilityZones"]
+    assert [z["ZoneName"] for z in zones] == ["ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"]
+    assert zones[0]["ZoneId"] == "apne1-az4"
+    # Its default VPC has a default subnet in each of those zones.
+    vpcs = tokyo.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    assert len(vpcs) == 1
+    subnets = tokyo.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}])["Subnets"]
+    assert sorted(s["AvailabilityZone"] for s in subnets) == ["ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"]
+    cape = kiln.client("default", "af-south-1").describe_availability_zones()["AvailabilityZones"]
+    assert all(z["OptInStatus"] == "opted-in" and z["ZoneId"].startswith("afs1-az") for z in cape)
 
 
 def test_describe_regions_by_name(ec2):
@@ -32,7 +64,7 @@ def test_describe_regions_by_name(ec2):
 
 def test_region_name_filter_with_wildcard(ec2):
     regions = ec2.describe_regions(Filters=[{"Name": "region-name", "Values": ["us-*"]}])["Regions"]
-    assert {r["RegionName"] for r in regions} == {"us-east-1", "us-west-2"}
+    assert {r["RegionName"] for r in regions} == {"us-east-1", "us-east-2", "us-west-1", "us-west-2"}
     none = ec2.describe_regions(Filters=[{"Name": "region-name", "Values": ["mars-*"]}])["Regions"]
     assert none == []
 
@@ -62,10 +94,10 @@ def test_describe_regions_with_the_cli(aws):
 # --- availability zones --------------------------------------------------------------
 
 
-def test_three_zones_per_region(ec2, ec2_west):
+def test_zones_per_region(ec2, ec2_west):
     zones = ec2.describe_availability_zones()["AvailabilityZones"]
-    assert [z["ZoneName"] for z in zones] == ["us-east-1a", "us-east-1b", "us-east-1c"]
-    assert [z["ZoneId"] for z in zones] == ["use1-az1", "use1-az2", "use1-az3"]
+    assert [z["ZoneName"] for z in zones] == [f"us-east-1{x}" for x in "abcdef"]
+    assert [z["ZoneId"] for z in zones] == [f"use1-az{n}" for n in range(1, 7)]
     for z in zones:
         assert z["State"] == "available"
         assert z["RegionName"] == "us-east-1"
@@ -210,7 +242,7 @@ def test_offerings_by_availability_zone(ec2):
         LocationType="availability-zone",
         Filters=[{"Name": "instance-type", "Values": ["t3.micro"]}],
     )["InstanceTypeOfferings"]
-    assert sorted(o["Location"] for o in offers) == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert sorted(o["Location"] for o in offers) == [f"us-east-1{x}" for x in "abcdef"]
     assert all(o["LocationType"] == "availability-zone" for o in offers)
     one = ec2.describe_instance_type_offerings(
         LocationType="availability-zone",

@@ -42,12 +42,12 @@ def test_default_vpc(ec2):
 
 def test_default_subnets(ec2):
     v = default_vpc(ec2)
-    # Other tests may add subnets to the default VPC; the default ones are the three per zone.
+    # Other tests may add subnets to the default VPC; the default ones are one per zone (six in us-east-1).
     subnets = ec2.describe_subnets(
         Filters=[{"Name": "vpc-id", "Values": [v["VpcId"]]}, {"Name": "default-for-az", "Values": ["true"]}]
     )["Subnets"]
-    assert len(subnets) == 3
-    assert sorted(s["AvailabilityZone"] for s in subnets) == ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert len(subnets) == 6
+    assert sorted(s["AvailabilityZone"] for s in subnets) == [f"us-east-1{x}" for x in "abcdef"]
     vpc_net = ipaddress.ip_network(v["CidrBlock"])
     nets = [ipaddress.ip_network(s["CidrBlock"]) for s in subnets]
     for s, net in zip(subnets, nets):

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use kiln_types::region::DEFAULT_REGIONS;
-
 use crate::serve::OPERATOR;
 use crate::{cli, client, data_dir};
 
@@ -27,8 +25,9 @@ pub(crate) enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         dir: DataDirArg,
-        /// Regions to serve, comma-separated (each gets zones a, b and c).
-        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.map(String::from))]
+        /// Regions to serve, comma-separated [default: every public EC2 region]. EC2's
+        /// regions have their real zones; another name like `lab-east-1` gets zones a, b, c.
+        #[arg(long, value_delimiter = ',')]
         regions: Vec<String>,
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1024 * 1024)]

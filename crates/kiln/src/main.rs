@@ -19,7 +19,7 @@ use clap::Parser;
 
 use args::{AccountCommand, Cli, Command, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand, SgCommand};
 use host::host_info;
-use kiln_types::region::DEFAULT_REGIONS;
+use kiln_types::region::FIRST_REGION;
 use pipe::pipe;
 use serve::{default_regions, import_file, open, serve};
 
@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<()> {
             let cloud = open(&dir, &default_regions())?;
             let new = cloud.create_account(&name, false)?;
             credentials::add_profile(&dir, &name, &new.key.access_key_id, &new.key.secret)?;
-            credentials::add_config_profile(&dir, &name, DEFAULT_REGIONS[0])?;
+            credentials::add_config_profile(&dir, &name, FIRST_REGION)?;
             println!("account    {}", new.account.id);
             println!("name       {}", new.account.name);
             println!("access key {}", new.key.access_key_id);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use kiln_control::Cloud;
 use kiln_store::Store;
-use kiln_types::region::{is_valid_region_name, RegionConfig, DEFAULT_REGIONS};
+use kiln_types::region::RegionConfig;
 
 use crate::args::HostArgs;
 use crate::{credentials, data_dir, quickstart};
@@ -18,23 +18,19 @@ use crate::{credentials, data_dir, quickstart};
 /// The account made on first start, whose key is the `[default]` profile.
 pub(crate) const OPERATOR: &str = "operator";
 
+/// Every public EC2 region: what a Kiln serves unless `--regions` narrows it.
 pub(crate) fn default_regions() -> Vec<String> {
-    DEFAULT_REGIONS.map(String::from).to_vec()
+    RegionConfig::catalog().into_iter().map(|r| r.name).collect()
 }
 
+/// The regions named, or every public one when none are.
 pub(crate) fn region_configs(names: &[String]) -> Result<Vec<RegionConfig>> {
     if names.is_empty() {
-        bail!("--regions needs at least one region");
+        return Ok(RegionConfig::catalog());
     }
     names
         .iter()
-        .map(|n| {
-            if is_valid_region_name(n) {
-                Ok(RegionConfig::with_three_zones(n))
-            } else {
-                bail!("'{n}' is not a region name like us-east-1")
-            }
-        })
+        .map(|n| RegionConfig::named(n).with_context(|| format!("'{n}' is not a region name like us-east-1")))
         .collect()
 }
 
@@ -73,7 +69,7 @@ pub(crate) fn serve(
         println!("Created the operator account {} and its access key.", new.account.id);
     }
     cloud.ensure_defaults()?;
-    credentials::write_config(&dir, &regions[0])?;
+    credentials::write_config(&dir, &cloud.regions[0].name)?;
     cloud.remove_stray_volumes()?;
     cloud.collect_layers()?;
     cloud.purge_finished_workflows()?;

@@ -7,29 +7,53 @@ use kiln_types::{RegionConfig, Zone};
 
 use super::{ActionResult, Ctx, OrEc2};
 
+/// EC2's opt-in status of a region for this Kiln: served regions are enabled (those
+/// that EC2 makes accounts opt in to show as opted in); the rest show as not opted in.
+fn opt_in_status(region: &RegionConfig, served: bool) -> &'static str {
+    match (served, region.opt_in) {
+        (true, false) => "opt-in-not-required",
+        (true, true) => "opted-in",
+        (false, _) => "not-opted-in",
+    }
+}
+
 pub(crate) fn describe_regions(ctx: &Ctx<'_>, r: DescribeRegions) -> ActionResult {
-    let mut regions: Vec<&RegionConfig> = ctx.cloud.regions.iter().collect();
+    // Served regions first, then (with AllRegions) EC2's others, which are not enabled.
+    let mut regions: Vec<(RegionConfig, bool)> = ctx.cloud.regions.iter().map(|reg| (reg.clone(), true)).collect();
+    let all = r.all_regions || !r.region_names.is_empty();
+    if all {
+        for reg in RegionConfig::catalog() {
+            if ctx.cloud.region(&reg.name).is_none() {
+                regions.push((reg, false));
+            }
+        }
+    }
     if !r.region_names.is_empty() {
-        if let Some(bad) = r.region_names.iter().find(|n| ctx.cloud.region(n).is_none()) {
+        if let Some(bad) = r.region_names.iter().find(|n| !regions.iter().any(|(reg, _)| &reg.name == *n)) {
             return Err(Ec2Error::invalid_value(format!("Invalid region: {bad}")));
         }
-        regions.retain(|reg| r.region_names.contains(&reg.name));
+        regions.retain(|(reg, _)| r.region_names.contains(&reg.name));
+    }
+    if !r.all_regions && r.region_names.is_empty() {
+        regions.retain(|(_, served)| *served);
     }
     let regions = filter::apply(
         regions,
         &r.filters,
         &["region-name", "endpoint", "opt-in-status"],
-        |reg, name| match name {
+        |(reg, served), name| match name {
             "region-name" => Field::one(reg.name.clone()),
             "endpoint" => Field::one(ctx.host),
-            "opt-in-status" => Field::one("opt-in-not-required"),
+            "opt-in-status" => Field::one(opt_in_status(reg, *served)),
             _ => Field::Unknown,
         },
         |_| Vec::new(),
     )?;
     let mut w = ctx.xml("DescribeRegions");
-    w.set("regionInfo", regions, |w, reg| {
-        w.elem("regionName", &reg.name).elem("regionEndpoint", ctx.host).elem("optInStatus", "opt-in-not-required");
+    w.set("regionInfo", regions, |w, (reg, served)| {
+        w.elem("regionName", &reg.name)
+            .elem("regionEndpoint", ctx.host)
+            .elem("optInStatus", opt_in_status(&reg, served));
     });
     Ok(w.finish("DescribeRegions"))
 }
@@ -74,7 +98,7 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
             "region-name" => Field::one(region.name.clone()),
             "zone-type" => Field::one("availability-zone"),
             "group-name" | "network-border-group" => Field::one(region.name.clone()),
-            "opt-in-status" => Field::one("opt-in-not-required"),
+            "opt-in-status" => Field::one(opt_in_status(region, true)),
             "message" => Field::Values(Vec::new()),
             _ => Field::Unknown,
         },
@@ -89,7 +113,7 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
             .elem("zoneType", "availability-zone")
             .elem("groupName", &region.name)
             .elem("networkBorderGroup", &region.name)
-            .elem("optInStatus", "opt-in-not-required")
+            .elem("optInStatus", opt_in_status(region, true))
             .start("messageSet")
             .end();
     });
