@@ -22,7 +22,9 @@ pub const FIRST_REGION: &str = "us-east-1";
 /// EC2's public regions: name, zone letters with their zone id numbers, and whether
 /// the region needs opting in. Most regions number their zones in letter order; the
 /// exceptions (us-west-1, ap-northeast-1, ca-central-1) are written as EC2 shows them.
-const CATALOG: &[(&str, &[(char, u8)], bool)] = &[
+type CatalogEntry = (&'static str, &'static [(char, u8)], bool);
+
+const CATALOG: &[CatalogEntry] = &[
     ("us-east-1", &[('a', 1), ('b', 2), ('c', 3), ('d', 4), ('e', 5), ('f', 6)], false),
     ("us-east-2", &[('a', 1), ('b', 2), ('c', 3)], false),
     ("us-west-1", &[('b', 1), ('c', 3)], false),
@@ -184,7 +186,8 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all.len(), "a region is listed twice");
         assert!(all.iter().all(|r| is_valid_region_name(&r.name) && !r.zones.is_empty()));
-        let west1 = RegionConfig::named("us-west-1").unwrap();
+        let named = |n: &str| RegionConfig::named(n).expect("a catalog region");
+        let west1 = named("us-west-1");
         assert_eq!(
             west1.zones,
             vec![
@@ -192,10 +195,10 @@ mod tests {
                 Zone { name: "us-west-1c".into(), id: "usw1-az3".into() }
             ]
         );
-        assert_eq!(RegionConfig::named("ap-northeast-1").unwrap().zones[0].id, "apne1-az4");
-        assert!(RegionConfig::named("af-south-1").unwrap().opt_in);
-        assert_eq!(RegionConfig::named("il-central-1").unwrap().zones[0].id, "ilc1-az1");
-        let private = RegionConfig::named("lab-north-1").unwrap();
+        assert_eq!(named("ap-northeast-1").zones[0].id, "apne1-az4");
+        assert!(named("af-south-1").opt_in);
+        assert_eq!(named("il-central-1").zones[0].id, "ilc1-az1");
+        let private = named("lab-north-1");
         assert_eq!(private.zones.len(), 3);
         assert!(!private.opt_in);
         assert!(RegionConfig::named("nope").is_none());
