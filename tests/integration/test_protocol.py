@@ -251,11 +251,12 @@ def test_request_signed_far_from_server_time_is_expired(ec2, monkeypatch, minute
 def test_small_clock_skew_is_tolerated(ec2, monkeypatch):
     when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=2)
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: when)
-    assert len(ec2.describe_regions()["Regions"]) == 4
+    assert len(ec2.describe_regions()["Regions"]) >= 30
 
 
 def test_credentials_scoped_to_unserved_region_are_refused(kiln):
-    client = kiln.client("default", "sa-east-1")
+    # Every public region is served; a private name this Kiln was not given is not.
+    client = kiln.client("default", "lab-north-1")
     with pytest.raises(ClientError) as info:
         client.describe_regions()
     resp = info.value.response
@@ -279,7 +280,7 @@ def test_oversized_body_is_an_error_and_the_server_survives(kiln, ec2):
         code, _, request_id, root = xml_error(r)
         assert root == "Response" and code and request_id
     assert kiln.proc.poll() is None, "the server died"
-    assert len(ec2.describe_regions()["Regions"]) == 4
+    assert len(ec2.describe_regions()["Regions"]) >= 30
 
 
 def test_concurrent_requests(kiln, ec2):

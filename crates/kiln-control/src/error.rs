@@ -59,6 +59,26 @@ pub enum Error {
     ParameterCombination(String),
     #[error("{0}")]
     ImageUnavailable(String),
+    /// A gateway, route table or address is already associated where it was asked to go.
+    #[error("{0}")]
+    AlreadyAssociated(String),
+    /// A gateway is not attached to the VPC the request needs it on.
+    #[error("{0}")]
+    GatewayNotAttached(String),
+    /// A route target names a gateway that does not exist.
+    #[error("{0}")]
+    GatewayNotFound(String),
+    #[error("{0}")]
+    RouteAlreadyExists(String),
+    #[error("{0}")]
+    RouteNotFound(String),
+    /// An Elastic IP named by its address does not exist (for the caller).
+    #[error("{0}")]
+    AddressNotFound(String),
+    #[error("{0}")]
+    AddressLimitExceeded(String),
+    #[error("{0}")]
+    DefaultVpcExists(String),
     /// Files on the host failed (copy, link, qemu-img): an internal error.
     #[error("{context}: {detail}")]
     Host { context: String, detail: String },

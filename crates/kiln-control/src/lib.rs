@@ -3,6 +3,7 @@
 //! It knows nothing of HTTP or XML; `kiln-server` maps its errors to EC2's.
 
 pub mod accounts;
+pub mod addresses;
 pub mod block_devices;
 pub mod create_image;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod instances;
 pub mod key_pairs;
 pub mod network;
 pub mod reconcile;
+pub mod routing;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;

@@ -1,6 +1,8 @@
 //! What each VPC's network should be on the host, from the store: a port for every
 //! instance that has a VM (pending to shutting-down), its security-group rules with
-//! group references resolved to members' addresses, and public addresses from the pool.
+//! group references resolved to members' addresses, and public addresses (an Elastic IP,
+//! else one from the pool) for instances whose subnet routes to an attached internet
+//! gateway: without that route, the address is not reachable, as on EC2.
 //! The reconciler hands the result to the host agent whenever it changes, so rule
 //! changes reach running instances within one pass.
 
@@ -11,7 +13,7 @@ use ipnet::Ipv4Net;
 use kiln_agent_api::{FlowRule, Port, Protocol, VpcNetwork};
 use kiln_store::instances::{self, Instance};
 use kiln_store::security_groups::{self, Rule};
-use kiln_store::{vpcs, Scope};
+use kiln_store::{routing, vpcs, Scope};
 use kiln_types::ids::instance_mac;
 
 use crate::{Cloud, Error, Result};
@@ -75,11 +77,13 @@ fn flow(r: &Rule, members: &HashMap<String, Vec<Ipv4Addr>>) -> Option<FlowRule> 
 impl Cloud {
     /// Gives instances that want a public address one from the pool (lowest free
     /// first); fails with InsufficientFreeAddressesInSubnet-like advice when it is full.
+    /// (An instance with an Elastic IP reads as having its address, so it gets none.)
     fn assign_public_ips(&self, live: &mut [Instance]) -> Result<()> {
         for i in live.iter_mut().filter(|i| i.wants_public_ip && i.public_ip.is_none()) {
             let pool = self.public_pool;
             self.store.write(|tx| {
-                let used = instances::public_ips(tx)?;
+                let mut used = instances::public_ips(tx)?;
+                used.extend(routing::all_addresses(tx)?.into_iter().map(|a| a.public_ip));
                 let free =
                     pool.hosts().map(|a| a.to_string()).find(|a| !used.contains(a)).ok_or_else(|| Error::Host {
                         context: "public addresses".into(),
@@ -111,11 +115,12 @@ impl Cloud {
         let mut nets: BTreeMap<String, VpcNetwork> = BTreeMap::new();
         for ((account, region), list) in by_scope {
             let scope = Scope { account, region };
-            let (rules, subnets, vpc_list) = self.store.read(|c| {
+            let (rules, subnets, vpc_list, internet) = self.store.read(|c| {
                 Ok::<_, Error>((
                     security_groups::rules(c, &scope)?,
                     vpcs::list_subnets(c, &scope)?,
                     vpcs::list_vpcs(c, &scope)?,
+                    crate::routing::internet_subnets(c, &scope)?,
                 ))
             })?;
             let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
@@ -152,7 +157,12 @@ impl Cloud {
                     mac: instance_mac(&i.id),
                     ip,
                     gateway: subnet_gateway,
-                    public_ip: i.public_ip.as_deref().and_then(|p| p.parse().ok()),
+                    // A public address works only while the subnet routes to an
+                    // internet gateway attached to the VPC, as on EC2.
+                    public_ip: internet
+                        .contains(&i.subnet_id)
+                        .then(|| i.public_ip.as_deref().and_then(|p| p.parse().ok()))
+                        .flatten(),
                     ingress: mine(false),
                     egress: mine(true),
                 });

@@ -1,8 +1,8 @@
 //! Tags on any resource: existence checks by the ID's kind, the 50-tag limit.
 
 use kiln_store::tags::{self, TagRow};
-use kiln_store::{images, key_pairs, security_groups, snapshots, vpcs, Connection, Scope};
-use kiln_types::ResourceKind;
+use kiln_store::{images, instances, key_pairs, routing, security_groups, snapshots, volumes, vpcs, Connection, Scope};
+use kiln_types::{InstanceState, ResourceKind};
 
 use crate::{Cloud, Error, Result};
 
@@ -36,6 +36,14 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
             images::list_region(conn, &scope.region)?.iter().any(|i| i.id == id && i.account_id == scope.account)
         }
         ResourceKind::Snapshot => snapshots::list_owned(conn, scope)?.iter().any(|s| s.id == id),
+        ResourceKind::Instance => instances::get(conn, id)?.is_some_and(|i| {
+            i.account_id == scope.account && i.region == scope.region && i.state != InstanceState::Terminated
+        }),
+        ResourceKind::Volume => volumes::get(conn, id)?
+            .is_some_and(|v| v.account_id == scope.account && v.region == scope.region && v.state != "deleted"),
+        ResourceKind::InternetGateway => routing::gateways(conn, scope)?.iter().any(|g| g.id == id),
+        ResourceKind::RouteTable => routing::tables(conn, scope)?.iter().any(|t| t.id == id),
+        ResourceKind::ElasticIp => routing::addresses(conn, scope)?.iter().any(|a| a.allocation_id == id),
         _ => false,
     })
 }

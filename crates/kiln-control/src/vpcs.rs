@@ -7,7 +7,7 @@ use kiln_store::vpcs::{self, Subnet, Vpc};
 use kiln_store::{security_groups, Connection, Scope, Transaction};
 use kiln_types::{RegionConfig, ResourceKind};
 
-use crate::{narrow, security_groups as sg, tags, Cloud, Error, Result};
+use crate::{narrow, routing, security_groups as sg, tags, Cloud, Error, Result};
 
 const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
 
@@ -49,9 +49,13 @@ pub(crate) fn ensure_default_vpc(tx: &Transaction<'_>, scope: &Scope, region: &R
         cidr: DEFAULT_VPC_CIDR.to_owned(),
         is_default: true,
         created_at: kiln_store::now(),
+        dns_support: true,
+        dns_hostnames: true,
     };
     vpcs::insert_vpc(tx, scope, &vpc)?;
     sg::insert_default_group(tx, scope, &vpc.id)?;
+    let main = routing::create_main_table(tx, scope, &vpc.id)?;
+    routing::open_to_internet(tx, scope, &vpc.id, &main.id)?;
     let net: Ipv4Net = DEFAULT_VPC_CIDR.parse().map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
     let subnets = net.subnets(20).map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
     for (zone, cidr) in region.zones.iter().zip(subnets) {
@@ -81,10 +85,13 @@ impl Cloud {
             cidr: net.to_string(),
             is_default: false,
             created_at: kiln_store::now(),
+            dns_support: true,
+            dns_hostnames: false,
         };
         self.store.write(|tx| {
             vpcs::insert_vpc(tx, scope, &vpc)?;
             sg::insert_default_group(tx, scope, &vpc.id)?;
+            routing::create_main_table(tx, scope, &vpc.id)?;
             tags::put_all(tx, scope, ResourceKind::Vpc, &vpc.id, tags)?;
             Ok(vpc)
         })
@@ -111,11 +118,66 @@ impl Cloud {
                     "The vpc '{id}' has dependencies and cannot be deleted: delete its security groups first."
                 )));
             }
+            routing::release_vpc(tx, scope, id)?;
             for g in groups {
                 security_groups::delete(tx, scope, &g.id)?;
             }
             vpcs::delete_vpc(tx, scope, id)?;
             Ok(())
+        })
+    }
+
+    /// Sets EC2's enableDnsSupport or enableDnsHostnames (one per request, as EC2 takes
+    /// them); hostnames need DNS support.
+    pub fn modify_vpc_dns(
+        &self,
+        scope: &Scope,
+        id: &str,
+        support: Option<bool>,
+        hostnames: Option<bool>,
+    ) -> Result<()> {
+        self.store.write(|tx| {
+            let vpc = find_vpc(tx, scope, id)?;
+            let support_after = support.unwrap_or(vpc.dns_support);
+            let hostnames_after = hostnames.unwrap_or(vpc.dns_hostnames);
+            if hostnames_after && !support_after {
+                return Err(Error::InvalidParameterValue(
+                    "enableDnsHostnames cannot be enabled unless enableDnsSupport is enabled".into(),
+                ));
+            }
+            vpcs::set_dns(tx, id, support, hostnames)?;
+            Ok(())
+        })
+    }
+
+    /// ModifySubnetAttribute MapPublicIpOnLaunch.
+    pub fn set_map_public_ip(&self, scope: &Scope, id: &str, on: bool) -> Result<()> {
+        self.store.write(|tx| {
+            if !vpcs::list_subnets(tx, scope)?.iter().any(|s| s.id == id) {
+                return Err(Error::not_found(ResourceKind::Subnet, id));
+            }
+            vpcs::set_map_public_ip(tx, id, on)?;
+            Ok(())
+        })
+    }
+
+    /// CreateDefaultVpc: a default VPC as the region's first one was, unless one exists.
+    pub fn create_default_vpc(&self, scope: &Scope) -> Result<Vpc> {
+        let region = self
+            .region(&scope.region)
+            .ok_or_else(|| Error::InvalidParameterValue(format!("Region {} is not served here", scope.region)))?
+            .clone();
+        self.store.write(|tx| {
+            if vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.is_default) {
+                return Err(Error::DefaultVpcExists(
+                    "A Default VPC already exists for this account in this region.".into(),
+                ));
+            }
+            ensure_default_vpc(tx, scope, &region)?;
+            vpcs::list_vpcs(tx, scope)?
+                .into_iter()
+                .find(|v| v.is_default)
+                .ok_or_else(|| Error::DefaultVpcExists("The default VPC could not be made".into()))
         })
     }
 
@@ -195,6 +257,7 @@ impl Cloud {
                     "The subnet '{id}' has dependencies and cannot be deleted: terminate its instances first."
                 )));
             }
+            kiln_store::routing::forget_subnet(tx, id)?;
             if !vpcs::delete_subnet(tx, scope, id)? {
                 return Err(Error::not_found(ResourceKind::Subnet, id));
             }

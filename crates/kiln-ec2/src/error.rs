@@ -73,6 +73,24 @@ impl Ec2Error {
             ResourceKind::Reservation => {
                 ("InvalidReservationID.NotFound", format!("The reservation '{joined}' does not exist"))
             }
+            ResourceKind::InternetGateway => {
+                ("InvalidInternetGatewayID.NotFound", format!("The internetGateway ID '{joined}' does not exist"))
+            }
+            ResourceKind::RouteTable => {
+                ("InvalidRouteTableID.NotFound", format!("The routeTable ID '{joined}' does not exist"))
+            }
+            ResourceKind::RouteTableAssociation | ResourceKind::AddressAssociation => {
+                ("InvalidAssociationID.NotFound", format!("The association ID '{joined}' does not exist"))
+            }
+            ResourceKind::NetworkAcl => {
+                ("InvalidNetworkAclID.NotFound", format!("The networkAcl ID '{joined}' does not exist"))
+            }
+            ResourceKind::NetworkInterface => {
+                ("InvalidNetworkInterfaceID.NotFound", format!("The networkInterface ID '{joined}' does not exist"))
+            }
+            ResourceKind::ElasticIp => {
+                ("InvalidAllocationID.NotFound", format!("The allocation IDs '{joined}' do not exist"))
+            }
         };
         Self::new(code, message)
     }
@@ -91,6 +109,12 @@ impl From<IdError> for Ec2Error {
             ResourceKind::Snapshot => "InvalidSnapshotID.Malformed",
             ResourceKind::Volume => "InvalidVolumeID.Malformed",
             ResourceKind::Reservation => "InvalidReservationID.Malformed",
+            ResourceKind::InternetGateway => "InvalidInternetGatewayId.Malformed",
+            ResourceKind::RouteTable => "InvalidRouteTableId.Malformed",
+            ResourceKind::RouteTableAssociation | ResourceKind::AddressAssociation => "InvalidAssociationID.Malformed",
+            ResourceKind::NetworkAcl => "InvalidNetworkAclId.Malformed",
+            ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
+            ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
         };
         Self::new(code, e.to_string())
     }

@@ -41,6 +41,14 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::InvalidBlockDeviceMapping(m) => Ec2Error::new("InvalidBlockDeviceMapping", m),
         Error::ParameterCombination(m) => Ec2Error::combination(m),
         Error::ImageUnavailable(m) => Ec2Error::new("InvalidAMIID.Unavailable", m),
+        Error::AlreadyAssociated(m) => Ec2Error::new("Resource.AlreadyAssociated", m),
+        Error::GatewayNotAttached(m) => Ec2Error::new("Gateway.NotAttached", m),
+        Error::GatewayNotFound(m) => Ec2Error::new("InvalidGatewayID.NotFound", m),
+        Error::RouteAlreadyExists(m) => Ec2Error::new("RouteAlreadyExists", m),
+        Error::RouteNotFound(m) => Ec2Error::new("InvalidRoute.NotFound", m),
+        Error::AddressNotFound(m) => Ec2Error::new("InvalidAddress.NotFound", m),
+        Error::AddressLimitExceeded(m) => Ec2Error::new("AddressLimitExceeded", m),
+        Error::DefaultVpcExists(m) => Ec2Error::new("DefaultVpcAlreadyExists", m),
         Error::Host { context, detail } => {
             tracing::error!(%context, %detail, "host operation failed");
             Ec2Error::internal()

@@ -53,12 +53,22 @@ pub struct Instance {
     pub groups: Vec<String>,
 }
 
+/// The columns an instance is written with.
 const COLUMNS: &str =
     "id, account_id, region, reservation_id, image_id, instance_type, architecture, vcpus, memory_mib, \
      state, transition_reason, state_reason_code, state_reason_message, key_name, public_key, subnet_id, vpc_id, \
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip";
+
+/// The columns an instance is read with: its public address is its Elastic IP while
+/// one is associated (it outlives stops), else the one it was given from the pool.
+const READ: &str = "id, account_id, region, reservation_id, image_id, instance_type, architecture, vcpus, memory_mib, \
+     state, transition_reason, state_reason_code, state_reason_message, key_name, public_key, subnet_id, vpc_id, \
+     availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
+     disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
+     launch_time, ready_at, terminated_at, request_hash, wants_public_ip, \
+     COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip)";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     Ok(Instance {
@@ -170,7 +180,7 @@ fn with_groups(conn: &Connection, mut list: Vec<Instance>) -> Result<Vec<Instanc
 /// The scope's instances, oldest first (two queries: the rows, then their groups).
 pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM instances WHERE account_id = ?1 AND region = ?2 ORDER BY launch_time, launch_index, id"
+        "SELECT {READ} FROM instances WHERE account_id = ?1 AND region = ?2 ORDER BY launch_time, launch_index, id"
     ))?;
     let mut rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<Vec<_>, _>>()?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
@@ -194,7 +204,7 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreErro
 /// services), in two queries whatever their number, without user data (read it with
 /// `get`).
 pub fn all(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
-    let columns = COLUMNS.replace("user_data", "NULL");
+    let columns = READ.replace("user_data", "NULL");
     let mut st = conn.prepare_cached(&format!("SELECT {columns} FROM instances ORDER BY launch_time, id"))?;
     let mut rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
@@ -212,15 +222,14 @@ pub fn all(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
 
 /// The instances of one reservation (a ClientToken's retry answers with them).
 pub fn of_reservation(conn: &Connection, reservation_id: &str) -> Result<Vec<Instance>, StoreError> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM instances WHERE reservation_id = ?1 ORDER BY launch_index, id"
-    ))?;
+    let mut st = conn
+        .prepare_cached(&format!("SELECT {READ} FROM instances WHERE reservation_id = ?1 ORDER BY launch_index, id"))?;
     let rows = st.query_map([reservation_id], row)?.collect::<Result<Vec<_>, _>>()?;
     with_groups(conn, rows)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Instance>, StoreError> {
-    let found = conn.query_row(&format!("SELECT {COLUMNS} FROM instances WHERE id = ?1"), [id], row).optional()?;
+    let found = conn.query_row(&format!("SELECT {READ} FROM instances WHERE id = ?1"), [id], row).optional()?;
     Ok(with_groups(conn, found.into_iter().collect())?.pop())
 }
 
@@ -261,6 +270,12 @@ pub fn set_public_ip(conn: &Connection, id: &str, ip: &str) -> Result<bool, Stor
         params![id, ip],
     )?;
     Ok(n > 0)
+}
+
+/// Gives an instance's pool address back (an Elastic IP took its place).
+pub fn clear_public_ip(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE instances SET public_ip = NULL WHERE id = ?1", params![id])?;
+    Ok(())
 }
 
 /// Public addresses in use.

@@ -9,6 +9,7 @@ pub mod imports;
 pub mod instances;
 pub mod key_pairs;
 mod migrations;
+pub mod routing;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;

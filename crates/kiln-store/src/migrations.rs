@@ -294,6 +294,69 @@ const MIGRATIONS: &[&str] = &[
         BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
     DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM key_pairs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM vpcs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM subnets x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_groups x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_group_rules x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM images x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM instances x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM volumes x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM snapshots x WHERE x.id = tags.resource_id AND x.deleted = 0);
     "#,
+    // 8: VPC routing (internet gateways, route tables, routes, associations), Elastic
+    // IPs, and the VPC and subnet attributes. Every VPC that exists gets its main route
+    // table; every default VPC gets an attached gateway and a 0.0.0.0/0 route to it, as
+    // EC2's default VPCs have.
+    r#"
+    ALTER TABLE vpcs ADD COLUMN dns_support INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE vpcs ADD COLUMN dns_hostnames INTEGER NOT NULL DEFAULT 0;
+    UPDATE vpcs SET dns_hostnames = 1 WHERE is_default = 1;
+    CREATE TABLE internet_gateways (
+        id         TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        region     TEXT NOT NULL,
+        vpc_id     TEXT REFERENCES vpcs(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX one_gateway_per_vpc ON internet_gateways (vpc_id) WHERE vpc_id IS NOT NULL;
+    CREATE TABLE route_tables (
+        id               TEXT PRIMARY KEY,
+        account_id       TEXT NOT NULL REFERENCES accounts(id),
+        region           TEXT NOT NULL,
+        vpc_id           TEXT NOT NULL REFERENCES vpcs(id),
+        main_association TEXT UNIQUE,
+        created_at       TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX one_main_table ON route_tables (vpc_id) WHERE main_association IS NOT NULL;
+    CREATE INDEX route_tables_by_scope ON route_tables (account_id, region);
+    CREATE TABLE routes (
+        route_table_id TEXT NOT NULL REFERENCES route_tables(id),
+        destination    TEXT NOT NULL,
+        target         TEXT NOT NULL,
+        PRIMARY KEY (route_table_id, destination)
+    );
+    CREATE TABLE route_table_associations (
+        id             TEXT PRIMARY KEY,
+        route_table_id TEXT NOT NULL REFERENCES route_tables(id),
+        subnet_id      TEXT NOT NULL UNIQUE REFERENCES subnets(id)
+    );
+    CREATE TABLE addresses (
+        allocation_id  TEXT PRIMARY KEY,
+        account_id     TEXT NOT NULL REFERENCES accounts(id),
+        region         TEXT NOT NULL,
+        public_ip      TEXT NOT NULL UNIQUE,
+        instance_id    TEXT UNIQUE REFERENCES instances(id),
+        association_id TEXT UNIQUE,
+        created_at     TEXT NOT NULL
+    );
+    CREATE TRIGGER internet_gateways_tags_go AFTER DELETE ON internet_gateways BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER route_tables_tags_go AFTER DELETE ON route_tables BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER addresses_tags_go AFTER DELETE ON addresses BEGIN DELETE FROM tags WHERE resource_id = OLD.allocation_id; END;
+    CREATE TRIGGER addresses_leave_terminated AFTER UPDATE OF state ON instances WHEN NEW.state = 'terminated'
+        BEGIN UPDATE addresses SET instance_id = NULL, association_id = NULL WHERE instance_id = NEW.id; END;
+    CREATE TRIGGER addresses_leave_deleted BEFORE DELETE ON instances
+        BEGIN UPDATE addresses SET instance_id = NULL, association_id = NULL WHERE instance_id = OLD.id; END;
+    INSERT INTO route_tables (id, account_id, region, vpc_id, main_association, created_at)
+        SELECT 'rtb-' || substr(lower(hex(randomblob(9))), 1, 17), account_id, region, id,
+               'rtbassoc-' || substr(lower(hex(randomblob(9))), 1, 17), created_at
+        FROM vpcs;
+    INSERT INTO internet_gateways (id, account_id, region, vpc_id, created_at)
+        SELECT 'igw-' || substr(lower(hex(randomblob(9))), 1, 17), account_id, region, id, created_at
+        FROM vpcs WHERE is_default = 1;
+    INSERT INTO routes (route_table_id, destination, target)
+        SELECT t.id, '0.0.0.0/0', g.id FROM route_tables t JOIN internet_gateways g ON g.vpc_id = t.vpc_id;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -10,6 +10,23 @@ pub struct Vpc {
     pub cidr: String,
     pub is_default: bool,
     pub created_at: String,
+    /// Whether the VPC's resolver answers (EC2's enableDnsSupport).
+    pub dns_support: bool,
+    /// Whether instances get public DNS names (EC2's enableDnsHostnames).
+    pub dns_hostnames: bool,
+}
+
+const VPC_COLUMNS: &str = "id, cidr, is_default, created_at, dns_support, dns_hostnames";
+
+fn vpc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vpc> {
+    Ok(Vpc {
+        id: r.get(0)?,
+        cidr: r.get(1)?,
+        is_default: r.get(2)?,
+        created_at: r.get(3)?,
+        dns_support: r.get(4)?,
+        dns_hostnames: r.get(5)?,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,32 +43,41 @@ pub struct Subnet {
 
 pub fn insert_vpc(conn: &Connection, scope: &Scope, v: &Vpc) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![v.id, scope.account, scope.region, v.cidr, v.is_default, v.created_at],
+        "INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at, dns_support, dns_hostnames)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![v.id, scope.account, scope.region, v.cidr, v.is_default, v.created_at, v.dns_support, v.dns_hostnames],
     )?;
     Ok(())
 }
 
 pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, cidr, is_default, created_at FROM vpcs WHERE account_id = ?1 AND region = ?2
-         ORDER BY is_default DESC, created_at, id",
-    )?;
-    let rows = st
-        .query_map(params![scope.account, scope.region], |r| {
-            Ok(Vpc { id: r.get(0)?, cidr: r.get(1)?, is_default: r.get(2)?, created_at: r.get(3)? })
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {VPC_COLUMNS} FROM vpcs WHERE account_id = ?1 AND region = ?2 ORDER BY is_default DESC, created_at, id"
+    ))?;
+    let rows = st.query_map(params![scope.account, scope.region], vpc_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Every VPC of every account (the host's networking serves them all).
 pub fn all_vpcs(conn: &Connection) -> Result<Vec<Vpc>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT id, cidr, is_default, created_at FROM vpcs ORDER BY id")?;
-    let rows = st
-        .query_map([], |r| Ok(Vpc { id: r.get(0)?, cidr: r.get(1)?, is_default: r.get(2)?, created_at: r.get(3)? }))?
-        .collect::<Result<_, _>>()?;
+    let mut st = conn.prepare_cached(&format!("SELECT {VPC_COLUMNS} FROM vpcs ORDER BY id"))?;
+    let rows = st.query_map([], vpc_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// Sets EC2's enableDnsSupport (`dns_support`) or enableDnsHostnames.
+pub fn set_dns(conn: &Connection, id: &str, support: Option<bool>, hostnames: Option<bool>) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE vpcs SET dns_support = COALESCE(?2, dns_support), dns_hostnames = COALESCE(?3, dns_hostnames)
+         WHERE id = ?1",
+        params![id, support, hostnames],
+    )?;
+    Ok(())
+}
+
+pub fn set_map_public_ip(conn: &Connection, id: &str, on: bool) -> Result<(), StoreError> {
+    conn.execute("UPDATE subnets SET map_public_ip = ?2 WHERE id = ?1", params![id, on])?;
+    Ok(())
 }
 
 pub fn delete_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<bool, StoreError> {

@@ -19,10 +19,17 @@ pub enum ResourceKind {
     Snapshot,
     Volume,
     Reservation,
+    InternetGateway,
+    RouteTable,
+    RouteTableAssociation,
+    NetworkAcl,
+    NetworkInterface,
+    ElasticIp,
+    AddressAssociation,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 10] = [
+    pub const ALL: [ResourceKind; 17] = [
         Self::KeyPair,
         Self::Vpc,
         Self::Subnet,
@@ -33,6 +40,13 @@ impl ResourceKind {
         Self::Snapshot,
         Self::Volume,
         Self::Reservation,
+        Self::InternetGateway,
+        Self::RouteTable,
+        Self::RouteTableAssociation,
+        Self::NetworkAcl,
+        Self::NetworkInterface,
+        Self::ElasticIp,
+        Self::AddressAssociation,
     ];
 
     /// The ID prefix, without the dash.
@@ -48,6 +62,13 @@ impl ResourceKind {
             Self::Snapshot => "snap",
             Self::Volume => "vol",
             Self::Reservation => "r",
+            Self::InternetGateway => "igw",
+            Self::RouteTable => "rtb",
+            Self::RouteTableAssociation => "rtbassoc",
+            Self::NetworkAcl => "acl",
+            Self::NetworkInterface => "eni",
+            Self::ElasticIp => "eipalloc",
+            Self::AddressAssociation => "eipassoc",
         }
     }
 
@@ -64,6 +85,13 @@ impl ResourceKind {
             Self::Snapshot => "snapshot",
             Self::Volume => "volume",
             Self::Reservation => "reservation",
+            Self::InternetGateway => "internet-gateway",
+            Self::RouteTable => "route-table",
+            Self::RouteTableAssociation => "route-table-association",
+            Self::NetworkAcl => "network-acl",
+            Self::NetworkInterface => "network-interface",
+            Self::ElasticIp => "elastic-ip",
+            Self::AddressAssociation => "elastic-ip-association",
         }
     }
 
@@ -199,6 +227,20 @@ typed_ids! {
     InstanceId => Instance,
     /// An image's ID (`ami-…`).
     ImageId => Image,
+    /// An internet gateway's ID (`igw-…`).
+    InternetGatewayId => InternetGateway,
+    /// A route table's ID (`rtb-…`).
+    RouteTableId => RouteTable,
+    /// A route table association's ID (`rtbassoc-…`).
+    RouteTableAssociationId => RouteTableAssociation,
+    /// A network ACL's ID (`acl-…`).
+    NetworkAclId => NetworkAcl,
+    /// A network interface's ID (`eni-…`).
+    NetworkInterfaceId => NetworkInterface,
+    /// An Elastic IP's allocation ID (`eipalloc-…`).
+    AllocationId => ElasticIp,
+    /// An Elastic IP association's ID (`eipassoc-…`).
+    AddressAssociationId => AddressAssociation,
     /// A snapshot's ID (`snap-…`).
     SnapshotId => Snapshot,
     /// A volume's ID (`vol-…`).
@@ -222,6 +264,17 @@ pub fn instance_mac(instance_id: &str) -> String {
     let tail: String = hex.iter().rev().take(10).rev().map(|b| *b as char).collect();
     let tail = format!("{tail:0>10}");
     format!("02:{}:{}:{}:{}:{}", &tail[0..2], &tail[2..4], &tail[4..6], &tail[6..8], &tail[8..10])
+}
+
+/// The id of an instance's primary network interface: `eni-` with the instance's own
+/// hex digits, so each names the other without a lookup table.
+pub fn primary_interface(instance_id: &str) -> String {
+    format!("eni-{}", instance_id.strip_prefix("i-").unwrap_or(instance_id))
+}
+
+/// The instance whose primary interface `eni` is (the inverse of `primary_interface`).
+pub fn interface_instance(eni: &str) -> Option<String> {
+    eni.strip_prefix("eni-").map(|hex| format!("i-{hex}"))
 }
 
 /// A 12-digit AWS account id.

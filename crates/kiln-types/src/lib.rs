@@ -9,8 +9,9 @@ pub mod state;
 
 pub use choices::{ChoiceError, HttpEndpoint, HttpTokens, ShutdownBehavior, VolumeType};
 pub use ids::{
-    AccountId, IdError, ImageId, InstanceId, KeyPairId, ReservationId, ResourceKind, SecurityGroupId,
-    SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
+    AccountId, AddressAssociationId, AllocationId, IdError, ImageId, InstanceId, InternetGatewayId, KeyPairId,
+    NetworkAclId, NetworkInterfaceId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId,
+    SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
 };
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;

@@ -6,6 +6,7 @@ pub mod images;
 pub mod instance_types;
 pub mod instances;
 pub mod key_pairs;
+pub mod routing;
 pub mod security_groups;
 pub mod tags;
 pub mod vpcs;
@@ -70,6 +71,33 @@ actions! {
     CreateSubnet => vpcs::CreateSubnet,
     DescribeSubnets => vpcs::DescribeSubnets,
     DeleteSubnet => vpcs::DeleteSubnet,
+    CreateDefaultVpc => routing::CreateDefaultVpc,
+    DescribeVpcAttribute => routing::DescribeVpcAttribute,
+    ModifyVpcAttribute => routing::ModifyVpcAttribute,
+    ModifySubnetAttribute => routing::ModifySubnetAttribute,
+    CreateInternetGateway => routing::CreateInternetGateway,
+    DescribeInternetGateways => routing::DescribeInternetGateways,
+    AttachInternetGateway => routing::GatewayAttachment,
+    DetachInternetGateway => routing::GatewayAttachment,
+    DeleteInternetGateway => routing::DeleteInternetGateway,
+    CreateRouteTable => routing::CreateRouteTable,
+    DescribeRouteTables => routing::DescribeRouteTables,
+    DeleteRouteTable => routing::DeleteRouteTable,
+    AssociateRouteTable => routing::AssociateRouteTable,
+    DisassociateRouteTable => routing::DisassociateRouteTable,
+    ReplaceRouteTableAssociation => routing::ReplaceRouteTableAssociation,
+    CreateRoute => routing::PutRoute,
+    ReplaceRoute => routing::PutRoute,
+    DeleteRoute => routing::DeleteRoute,
+    DescribeNetworkAcls => routing::DescribeNetworkAcls,
+    DescribeNetworkInterfaces => routing::DescribeNetworkInterfaces,
+    AllocateAddress => routing::AllocateAddress,
+    AssociateAddress => routing::AssociateAddress,
+    DisassociateAddress => routing::DisassociateAddress,
+    ReleaseAddress => routing::ReleaseAddress,
+    DescribeAddresses => routing::DescribeAddresses,
+    DescribeAddressesAttribute => routing::DescribeAddressesAttribute,
+    DescribeInstanceCreditSpecifications => routing::DescribeInstanceCreditSpecifications,
     CreateSecurityGroup => security_groups::CreateSecurityGroup,
     DescribeSecurityGroups => security_groups::DescribeSecurityGroups,
     DeleteSecurityGroup => security_groups::DeleteSecurityGroup,

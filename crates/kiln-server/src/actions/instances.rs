@@ -13,7 +13,7 @@ use kiln_ec2::requests::instances::{
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::instances::Instance;
 use kiln_store::volumes::Volume;
-use kiln_types::ids::instance_mac;
+use kiln_types::ids::{instance_mac, primary_interface};
 use kiln_types::instance_types;
 
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
@@ -66,7 +66,7 @@ fn write_association(w: &mut XmlWriter, i: &Instance) {
 use kiln_types::region::{private_dns, public_dns};
 use kiln_types::InstanceState;
 
-fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
+pub(crate) fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap<String, String>) {
     w.set("groupSet", groups, |w, g| {
         w.elem("groupId", g).opt("groupName", names.get(g));
     });
@@ -76,10 +76,44 @@ fn write_state(w: &mut XmlWriter, name: &'static str, state: InstanceState) {
     w.start(name).elem("code", state.code()).elem("name", state.as_str()).end();
 }
 
+/// An instance's primary network interface, as DescribeInstances nests it and
+/// DescribeNetworkInterfaces lists it.
+pub(crate) fn write_interface(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, group_names: &HashMap<String, String>) {
+    let dns = private_dns(&i.region, &i.private_ip);
+    w.elem("networkInterfaceId", primary_interface(&i.id))
+        .elem("subnetId", &i.subnet_id)
+        .elem("vpcId", &i.vpc_id)
+        .elem("availabilityZone", &i.availability_zone)
+        .elem("description", "")
+        .elem("ownerId", &ctx.scope.account)
+        .elem("requesterManaged", "false")
+        .elem("status", "in-use")
+        .elem("macAddress", instance_mac(&i.id))
+        .elem("privateIpAddress", &i.private_ip)
+        .elem("privateDnsName", &dns)
+        .elem("sourceDestCheck", "true");
+    write_groups(w, &i.groups, group_names);
+    write_association(w, i);
+    w.start("attachment")
+        .elem("attachmentId", format!("eni-attach-{}", &i.id[2..]))
+        .elem("instanceId", &i.id)
+        .elem("instanceOwnerId", &ctx.scope.account)
+        .elem("deviceIndex", 0)
+        .elem("status", "attached")
+        .elem("attachTime", &i.launch_time)
+        .elem("deleteOnTermination", "true")
+        .elem("networkCardIndex", 0)
+        .end();
+    w.set("privateIpAddressesSet", [()], |w, _| {
+        w.elem("privateIpAddress", &i.private_ip).elem("privateDnsName", &dns).elem("primary", "true");
+        write_association(w, i);
+    });
+    w.start("ipv6AddressesSet").end().elem("interfaceType", "interface");
+}
+
 fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     let dns = private_dns(&i.region, &i.private_ip);
     let t = instance_types::lookup(&i.instance_type);
-    let eni = format!("eni-{}", &i.id[2..]);
     w.elem("instanceId", &i.id).elem("imageId", &i.image_id);
     write_state(w, "instanceState", i.state);
     let terminated = i.state == InstanceState::Terminated;
@@ -123,33 +157,7 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
     w.elem("hypervisor", "xen");
     if !terminated {
-        w.set("networkInterfaceSet", [()], |w, _| {
-            w.elem("networkInterfaceId", &eni)
-                .elem("subnetId", &i.subnet_id)
-                .elem("vpcId", &i.vpc_id)
-                .elem("description", "")
-                .elem("ownerId", &ctx.scope.account)
-                .elem("status", "in-use")
-                .elem("macAddress", instance_mac(&i.id))
-                .elem("privateIpAddress", &i.private_ip)
-                .elem("privateDnsName", &dns)
-                .elem("sourceDestCheck", "true");
-            write_groups(w, &i.groups, &x.group_names);
-            write_association(w, i);
-            w.start("attachment")
-                .elem("attachmentId", format!("eni-attach-{}", &i.id[2..]))
-                .elem("deviceIndex", 0)
-                .elem("status", "attached")
-                .elem("attachTime", &i.launch_time)
-                .elem("deleteOnTermination", "true")
-                .elem("networkCardIndex", 0)
-                .end();
-            w.set("privateIpAddressesSet", [()], |w, _| {
-                w.elem("privateIpAddress", &i.private_ip).elem("privateDnsName", &dns).elem("primary", "true");
-                write_association(w, i);
-            });
-            w.start("ipv6AddressesSet").end().elem("interfaceType", "interface");
-        });
+        w.set("networkInterfaceSet", [()], |w, _| write_interface(ctx, w, i, &x.group_names));
     }
     w.elem("ebsOptimized", "false").elem("enaSupport", "true");
     if let Some(t) = t {

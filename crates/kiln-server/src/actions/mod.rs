@@ -6,6 +6,7 @@ mod instance_types;
 mod instances;
 mod key_pairs;
 mod regions;
+mod routing;
 mod security_groups;
 mod tags;
 mod vpcs;
@@ -90,6 +91,32 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::CreateSubnet(r) => vpcs::create_subnet(ctx, r),
         Request::DescribeSubnets(r) => vpcs::describe_subnets(ctx, r),
         Request::DeleteSubnet(r) => vpcs::delete_subnet(ctx, r),
+        Request::CreateDefaultVpc(r) => routing::create_default_vpc(ctx, r),
+        Request::DescribeVpcAttribute(r) => routing::describe_vpc_attribute(ctx, r),
+        Request::ModifyVpcAttribute(r) => routing::modify_vpc_attribute(ctx, r),
+        Request::ModifySubnetAttribute(r) => routing::modify_subnet_attribute(ctx, r),
+        Request::CreateInternetGateway(r) => routing::create_internet_gateway(ctx, r),
+        Request::DescribeInternetGateways(r) => routing::describe_internet_gateways(ctx, r),
+        Request::AttachInternetGateway(r) => routing::attach_internet_gateway(ctx, r),
+        Request::DetachInternetGateway(r) => routing::detach_internet_gateway(ctx, r),
+        Request::DeleteInternetGateway(r) => routing::delete_internet_gateway(ctx, r),
+        Request::CreateRouteTable(r) => routing::create_route_table(ctx, r),
+        Request::DescribeRouteTables(r) => routing::describe_route_tables(ctx, r),
+        Request::DeleteRouteTable(r) => routing::delete_route_table(ctx, r),
+        Request::AssociateRouteTable(r) => routing::associate_route_table(ctx, r),
+        Request::DisassociateRouteTable(r) => routing::disassociate_route_table(ctx, r),
+        Request::ReplaceRouteTableAssociation(r) => routing::replace_route_table_association(ctx, r),
+        Request::CreateRoute(r) | Request::ReplaceRoute(r) => routing::put_route(ctx, action, r),
+        Request::DeleteRoute(r) => routing::delete_route(ctx, r),
+        Request::DescribeNetworkAcls(r) => routing::describe_network_acls(ctx, r),
+        Request::DescribeNetworkInterfaces(r) => routing::describe_network_interfaces(ctx, r),
+        Request::AllocateAddress(r) => routing::allocate_address(ctx, r),
+        Request::AssociateAddress(r) => routing::associate_address(ctx, r),
+        Request::DisassociateAddress(r) => routing::disassociate_address(ctx, r),
+        Request::ReleaseAddress(r) => routing::release_address(ctx, r),
+        Request::DescribeAddresses(r) => routing::describe_addresses(ctx, r),
+        Request::DescribeAddressesAttribute(r) => routing::describe_addresses_attribute(ctx, r),
+        Request::DescribeInstanceCreditSpecifications(r) => routing::describe_instance_credit_specifications(ctx, r),
         Request::CreateSecurityGroup(r) => security_groups::create(ctx, r),
         Request::DescribeSecurityGroups(r) => security_groups::describe(ctx, r),
         Request::DeleteSecurityGroup(r) => security_groups::delete(ctx, r),

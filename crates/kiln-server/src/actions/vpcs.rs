@@ -15,7 +15,7 @@ fn tags_of(tags: &Tags, id: &str) -> Vec<(String, String)> {
     tags.get(id).cloned().unwrap_or_default()
 }
 
-fn write_vpc(ctx: &Ctx<'_>, w: &mut XmlWriter, v: &Vpc, tags: &[(String, String)]) {
+pub(crate) fn write_vpc(ctx: &Ctx<'_>, w: &mut XmlWriter, v: &Vpc, tags: &[(String, String)]) {
     let assoc = format!("vpc-cidr-assoc-{}", &v.id[4..]);
     w.elem("vpcId", &v.id)
         .elem("ownerId", &ctx.scope.account)
