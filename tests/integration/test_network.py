@@ -295,6 +295,99 @@ say "probes done"
     assert "imds-user-data=1" in text, text
 
 
+def main_table(aws, vpc):
+    return ok(aws, "ec2", "describe-route-tables", "--filters", f"Name=vpc-id,Values={vpc}",
+              "Name=association.main,Values=true")["RouteTables"][0]["RouteTableId"]
+
+
+def open_to_internet(aws, vpc):
+    """An internet gateway attached to `vpc` and a 0.0.0.0/0 route to it in its main table."""
+    igw = ok(aws, "ec2", "create-internet-gateway")["InternetGateway"]["InternetGatewayId"]
+    ok(aws, "ec2", "attach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
+    ok(aws, "ec2", "create-route", "--route-table-id", main_table(aws, vpc), "--destination-cidr-block", "0.0.0.0/0",
+       "--gateway-id", igw)
+    return igw
+
+
+def close_vpc(aws, vpc):
+    """Detaches and deletes `vpc`'s gateways, deletes its subnets and the VPC."""
+    gws = ok(aws, "ec2", "describe-internet-gateways", "--filters", f"Name=attachment.vpc-id,Values={vpc}")
+    for g in gws["InternetGateways"]:
+        ok(aws, "ec2", "detach-internet-gateway", "--internet-gateway-id", g["InternetGatewayId"], "--vpc-id", vpc)
+        ok(aws, "ec2", "delete-internet-gateway", "--internet-gateway-id", g["InternetGatewayId"])
+    for s in ok(aws, "ec2", "describe-subnets", "--filters", f"Name=vpc-id,Values={vpc}")["Subnets"]:
+        ok(aws, "ec2", "delete-subnet", "--subnet-id", s["SubnetId"])
+    ok(aws, "ec2", "delete-vpc", "--vpc-id", vpc)
+
+
+def test_routes_and_elastic_ips_decide_public_reachability(aws, kiln, quickstart_images):
+    """A VPC built from scratch: its instance's public address works only while the
+    subnet routes to an attached gateway; an Elastic IP takes over the address and
+    survives stop and start."""
+    need("key", "name")
+    key = STATE["key"]
+    vpc = ok(aws, "ec2", "create-vpc", "--cidr-block", "10.78.0.0/16")["Vpc"]["VpcId"]
+    STATE["routed_vpc"] = vpc
+    subnet = ok(aws, "ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", "10.78.1.0/24")["Subnet"]["SubnetId"]
+    group = ok(aws, "ec2", "create-security-group", "--group-name", "routed", "--description", "routes", "--vpc-id",
+               vpc)["GroupId"]
+    STATE["groups"].append(group)
+    ok(aws, "ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", "22",
+       "--cidr", "0.0.0.0/0")
+    # No gateway: EIP association is refused, as on EC2.
+    alloc = ok(aws, "ec2", "allocate-address", "--domain", "vpc")
+    STATE["eip"] = alloc["AllocationId"]
+    d = launch(aws, quickstart_images["x86_64"]["ImageId"], STATE["name"], group,
+               extra=("--subnet-id", subnet, "--associate-public-ip-address"))
+    STATE["instances"].append(d)
+    rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", d, timeout=BOOT)
+    assert rc == 0, err
+    rc, _, err = aws("ec2", "associate-address", "--allocation-id", alloc["AllocationId"], "--instance-id", d)
+    assert rc != 0 and "Gateway.NotAttached" in err, err
+    private = instance(aws, d)["PrivateIpAddress"]
+    # The guest is up (its status checks pass), yet its public address is not reachable.
+    public = wait_for("a public address", lambda: instance(aws, d).get("PublicIpAddress"), 30)
+    rc, _, err = aws("ec2", "wait", "instance-status-ok", "--instance-ids", d, timeout=BOOT)
+    assert rc == 0, err
+    assert not tcp_open(public, 22, timeout=3), "reachable without a gateway"
+    # A gateway and a route: SSH works.
+    igw = open_to_internet(aws, vpc)
+    wait_ssh(public, key, kiln)
+    # Delete the route: SSH stops within a reconcile pass.
+    table = main_table(aws, vpc)
+    ok(aws, "ec2", "delete-route", "--route-table-id", table, "--destination-cidr-block", "0.0.0.0/0")
+    wait_for("the public address to stop answering", lambda: not tcp_open(public, 22, timeout=2), 30, interval=1)
+    # Back again, then an Elastic IP takes over.
+    ok(aws, "ec2", "create-route", "--route-table-id", table, "--destination-cidr-block", "0.0.0.0/0",
+       "--gateway-id", igw)
+    eip = alloc["PublicIp"]
+    assoc = ok(aws, "ec2", "associate-address", "--allocation-id", alloc["AllocationId"], "--instance-id", d)
+    assert assoc["AssociationId"].startswith("eipassoc-")
+    assert instance(aws, d)["PublicIpAddress"] == eip
+    wait_ssh(eip, key, kiln)
+    out = ssh(eip, key, "ip -4 -o addr show eth0")
+    assert f"inet {private}/" in out.stdout, out
+    # Stop and start: the same Elastic IP, working again.
+    ok(aws, "ec2", "stop-instances", "--instance-ids", d)
+    rc, _, err = aws("ec2", "wait", "instance-stopped", "--instance-ids", d, timeout=BOOT)
+    assert rc == 0, err
+    assert instance(aws, d)["PublicIpAddress"] == eip
+    ok(aws, "ec2", "start-instances", "--instance-ids", d)
+    rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", d, timeout=BOOT)
+    assert rc == 0, err
+    wait_ssh(eip, key, kiln)
+    # A gateway with mapped addresses is not detached.
+    rc, _, err = aws("ec2", "detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
+    assert rc != 0 and "DependencyViolation" in err, err
+    # Disassociated, the instance gets a pool address again; the EIP is released.
+    ok(aws, "ec2", "disassociate-address", "--association-id", assoc["AssociationId"])
+    fresh = wait_for("a pool address again", lambda: (instance(aws, d).get("PublicIpAddress") or "") != eip
+                     and instance(aws, d).get("PublicIpAddress"), 30)
+    assert fresh.startswith(POOL_PREFIX)
+    ok(aws, "ec2", "release-address", "--allocation-id", alloc["AllocationId"])
+    del STATE["eip"]
+
+
 def test_a_second_vpc_cannot_reach_the_first(aws, kiln, quickstart_images):
     need("a_public", "a_private", "b_private", "key")
     key = STATE["key"]
@@ -304,6 +397,8 @@ def test_a_second_vpc_cannot_reach_the_first(aws, kiln, quickstart_images):
     vpc = ok(aws, "ec2", "create-vpc", "--cidr-block", "10.77.0.0/16")["Vpc"]["VpcId"]
     STATE["vpc"] = vpc
     subnet = ok(aws, "ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", "10.77.1.0/24")["Subnet"]["SubnetId"]
+    # Reachable from the host only through an internet gateway and a route to it.
+    open_to_internet(aws, vpc)
     group = ok(aws, "ec2", "create-security-group", "--group-name", "other", "--description", "second vpc", "--vpc-id",
                vpc)["GroupId"]
     STATE["groups"].append(group)
@@ -342,9 +437,9 @@ def test_everything_goes_with_its_instances(aws):
         ok(aws, "ec2", "deregister-image", "--image-id", STATE["ami"])
     for g in STATE["groups"]:
         ok(aws, "ec2", "delete-security-group", "--group-id", g)
-    if "vpc" in STATE:
-        subnets = ok(aws, "ec2", "describe-subnets", "--filters", f"Name=vpc-id,Values={STATE['vpc']}")["Subnets"]
-        for s in subnets:
-            ok(aws, "ec2", "delete-subnet", "--subnet-id", s["SubnetId"])
-        ok(aws, "ec2", "delete-vpc", "--vpc-id", STATE["vpc"])
+    if "eip" in STATE:
+        ok(aws, "ec2", "release-address", "--allocation-id", STATE["eip"])
+    for key in ("vpc", "routed_vpc"):
+        if key in STATE:
+            close_vpc(aws, STATE[key])
     ok(aws, "ec2", "delete-key-pair", "--key-name", STATE["name"])

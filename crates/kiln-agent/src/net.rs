@@ -283,6 +283,10 @@ impl NetConfig {
     /// public addresses (that traffic is not forwarded).
     fn ensure_host_table(&self) -> Result<(), AgentError> {
         let (base, len) = self.public_pool;
+        // The pool is this Kiln's: an address of it with no instance behind it (no
+        // route to an internet gateway, or stopped) is unreachable, never sent out by
+        // the host's default route.
+        on_host(|| Netlink::here()?.unreachable(base, len, true))?;
         let (t, links) = (self.host_table(), self.link_prefix());
         let mut nat = String::new();
         let mut forward = format!("\t\tiifname \"{links}*\" oifname \"{links}*\" accept\n");
@@ -320,6 +324,8 @@ impl NetConfig {
         if self.list().is_empty() {
             let t = self.host_table();
             let _ = nft_in(None, &format!("table ip {t}\ndelete table ip {t}\n"));
+            let (base, len) = self.public_pool;
+            on_host(|| Netlink::here()?.unreachable(base, len, false))?;
         }
         Ok(())
     }

@@ -141,6 +141,25 @@ impl Netlink {
         })
     }
 
+    /// An `unreachable` route for `dst/prefix`: nothing under it leaves by the default
+    /// route (more specific routes still win). `present` false removes it.
+    pub fn unreachable(&self, dst: Ipv4Addr, prefix: u8, present: bool) -> Result<(), AgentError> {
+        let msg =
+            RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, prefix).kind(RouteType::Unreachable).build();
+        self.rt.block_on(async {
+            if present {
+                self.handle.route().add(msg).replace().execute().await.map_err(|e| fail("setting a route", e))
+            } else {
+                match self.handle.route().del(msg).execute().await {
+                    Ok(()) => Ok(()),
+                    // Already gone.
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_esrch() => Ok(()),
+                    Err(e) => Err(fail("deleting a route", e)),
+                }
+            }
+        })
+    }
+
     /// The main table's IPv4 routes out of `oif` with a destination (not the default).
     pub fn routes_on(&self, oif: u32) -> Result<Vec<(HostRoute, RouteMessage)>, AgentError> {
         self.rt.block_on(async {
@@ -194,6 +213,11 @@ impl Netlink {
 
 /// Runs `f` on a plain thread in the host's namespace (a netlink runtime may not be
 /// started on a thread that already runs one).
+/// ESRCH, what the kernel answers for a route that is not there.
+const fn libc_esrch() -> i32 {
+    3
+}
+
 pub(crate) fn on_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join()).unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

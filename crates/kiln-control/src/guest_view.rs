@@ -41,7 +41,10 @@ pub struct PortView {
 pub struct VpcView {
     pub region: String,
     pub dns: Option<Ipv4Addr>,
-    /// Its instances' public addresses and their private ones (split-horizon DNS).
+    /// Whether its resolver answers at all (EC2's enableDnsSupport).
+    pub dns_support: bool,
+    /// Its instances' public addresses and their private ones (split-horizon DNS),
+    /// while the VPC gives public DNS names (EC2's enableDnsHostnames).
     pub publics: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
@@ -62,15 +65,12 @@ fn mac_bytes(id: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-/// The view of `all` (the instances of one pass) with the VPC and subnet CIDRs.
-pub fn build(
-    all: &[Instance],
-    vpc_cidrs: &HashMap<String, String>,
-    subnet_cidrs: &HashMap<String, String>,
-) -> GuestView {
+/// The view of `all` (the instances of one pass) with the VPCs and subnet CIDRs.
+pub fn build(all: &[Instance], vpcs: &HashMap<String, vpcs::Vpc>, subnet_cidrs: &HashMap<String, String>) -> GuestView {
     let mut view = GuestView::default();
     for i in all.iter().filter(|i| has_port(i.state)) {
-        let vpc = vpc_cidrs.get(&i.vpc_id);
+        let record = vpcs.get(&i.vpc_id);
+        let vpc = record.map(|v| &v.cidr);
         let lease = (|| {
             let subnet = subnet_cidrs.get(&i.subnet_id)?;
             Some(Lease {
@@ -95,9 +95,13 @@ pub fn build(
         let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView {
             region: i.region.clone(),
             dns: vpc.and_then(|c| dns_address(c)),
+            dns_support: record.is_none_or(|r| r.dns_support),
             publics: Vec::new(),
         });
-        if let (Some(p), Ok(private)) = (i.public_ip.as_deref().and_then(|p| p.parse().ok()), i.private_ip.parse()) {
+        let named = record.is_none_or(|r| r.dns_hostnames);
+        if let (true, Some(p), Ok(private)) =
+            (named, i.public_ip.as_deref().and_then(|p| p.parse().ok()), i.private_ip.parse())
+        {
             v.publics.push((p, private));
         }
     }
@@ -112,11 +116,11 @@ impl Cloud {
 
     /// Makes and publishes the view for the instances of this pass.
     pub(crate) fn publish_view(&self, all: &[Instance]) -> Result<()> {
-        let (vpc_cidrs, subnet_cidrs) = self.store.read(|c| {
-            let v: HashMap<String, String> = vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id, v.cidr)).collect();
+        let (vpc_records, subnet_cidrs) = self.store.read(|c| {
+            let v: HashMap<String, vpcs::Vpc> = vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect();
             Ok::<_, Error>((v, vpcs::subnet_cidrs(c)?))
         })?;
-        let view = Arc::new(build(all, &vpc_cidrs, &subnet_cidrs));
+        let view = Arc::new(build(all, &vpc_records, &subnet_cidrs));
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         Ok(())
     }

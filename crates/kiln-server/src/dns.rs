@@ -185,8 +185,12 @@ impl Server {
     /// The answer to one question.
     async fn reply(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let view = self.cloud.guest_view();
-        let (region, publics) =
-            view.vpcs.get(&self.vpc_id).map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
+        let vpc = view.vpcs.get(&self.vpc_id);
+        // A VPC whose DNS support is off has no resolver, as on EC2.
+        if vpc.is_some_and(|v| !v.dns_support) {
+            return None;
+        }
+        let (region, publics) = vpc.map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
         match answer(packet, &region, &publics) {
             Some(r) => Some(r),
             None => self.upstream.answer(packet, transport).await,

@@ -407,7 +407,7 @@ mod tests {
         s.write(|tx| {
             tx.execute_batch(
                 "INSERT INTO accounts (id, name, created_at) VALUES ('111122223333', 'a', 'now');
-                 INSERT INTO vpcs VALUES ('vpc-1', '111122223333', 'r', '10.0.0.0/16', 0, 'now');
+                 INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at) VALUES ('vpc-1', '111122223333', 'r', '10.0.0.0/16', 0, 'now');
                  INSERT INTO security_groups VALUES ('sg-1', '111122223333', 'r', 'vpc-1', 'g', 'd', 'now');
                  INSERT INTO security_group_rules (id, group_id, is_egress, protocol) VALUES ('sgr-1', 'sg-1', 0, 'tcp');
                  INSERT INTO snapshots (id, account_id, region, file, volume_size, state, progress, description, created_at)
