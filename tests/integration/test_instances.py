@@ -312,6 +312,9 @@ def test_bad_run_instances_create_nothing(srv, ec2, x86, arm):
         ("VcpuLimitExceeded", {"InstanceType": "t3.xlarge", "MinCount": 5, "MaxCount": 5}, None),
         # 96 vCPUs are over the quota before the host's capacity is looked at.
         ("VcpuLimitExceeded", {"InstanceType": "m5.24xlarge"}, None),
+        # CPU credits belong to burstable types only.
+        ("InvalidParameterCombination", {"InstanceType": "m5.large", "CreditSpecification": {"CpuCredits": "standard"}}, None),
+        ("InvalidParameterValue", {"CreditSpecification": {"CpuCredits": "lavish"}}, None),
     ]
     failures = []
     for code, change, status in cases:
@@ -328,6 +331,9 @@ def test_bad_run_instances_create_nothing(srv, ec2, x86, arm):
             before = now
     assert not failures, "\n".join(failures)
 
+    # A list of no instances, as EC2 answers it.
+    status, body = srv.signed({"Action": "TerminateInstances", "Version": "2016-11-15"})
+    assert status == 400 and b"InvalidParameterCombination" in body, body
     # Unknown and malformed instance ids.
     for call in (ec2.stop_instances, ec2.start_instances, ec2.terminate_instances, ec2.describe_instances):
         expect_error("InvalidInstanceID.NotFound", call, InstanceIds=[UNKNOWN_INSTANCE])
@@ -421,7 +427,14 @@ sync
 
 def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
     marker = uuid.uuid4().hex
-    iid = run_one(ec2, x86, UserData=PERSIST_USER_DATA.replace("MARKER", marker))
+    iid = run_one(
+        ec2,
+        x86,
+        UserData=PERSIST_USER_DATA.replace("MARKER", marker),
+        Monitoring={"Enabled": True},
+        EbsOptimized=True,
+        CreditSpecification={"CpuCredits": "standard"},
+    )
     mark_line = f"marker: {marker}"
     done = False
     try:
@@ -431,6 +444,11 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         assert "kiln-tiny: running user data" in first
         root_vols = volume_files(srv, describe(ec2, iid))
         assert root_vols and all(p.is_file() for _, p in root_vols)
+        # Launch options show back.
+        inst = describe(ec2, iid)
+        assert inst["Monitoring"] == {"State": "enabled"} and inst["EbsOptimized"] is True, inst
+        specs = ec2.describe_instance_credit_specifications(InstanceIds=[iid])["InstanceCreditSpecifications"]
+        assert specs == [{"InstanceId": iid, "CpuCredits": "standard"}]
         # The default subnet maps public addresses; the test server's pool is 100.64.2.0/24.
         first_public = describe(ec2, iid)["PublicIpAddress"]
         assert first_public.startswith("100.64.2."), first_public
@@ -458,6 +476,10 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         assert USER_REASON.fullmatch(inst["StateTransitionReason"]), inst["StateTransitionReason"]
         assert qemu_of(srv.data_dir, iid) == (None, None), "QEMU still runs for a stopped instance"
         assert "PublicIpAddress" not in inst, "a stopped instance gives its public address back, as on EC2"
+        stopped = ec2.describe_instances(
+            Filters=[{"Name": "state-reason-code", "Values": ["Client.UserInitiatedShutdown"]}]
+        )["Reservations"]
+        assert iid in {i["InstanceId"] for r in stopped for i in r["Instances"]}
         assert all(p.is_file() for _, p in root_vols), "stop lost the root volume"
         # Stop is idempotent for a stopped instance.
         [ch] = ec2.stop_instances(InstanceIds=[iid])["StoppingInstances"]
@@ -520,6 +542,37 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         expect_error("OperationNotPermitted", ec2.terminate_instances, InstanceIds=[iid])
         assert state_of(ec2, iid) == "running"
         ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": False})
+
+        # Stop protection, then the attributes tools read and set while it runs.
+        ec2.modify_instance_attribute(InstanceId=iid, DisableApiStop={"Value": True})
+        assert ec2.describe_instance_attribute(InstanceId=iid, Attribute="disableApiStop")["DisableApiStop"]["Value"] is True
+        expect_error("OperationNotPermitted", ec2.stop_instances, InstanceIds=[iid])
+        assert state_of(ec2, iid) == "running"
+        ec2.modify_instance_attribute(InstanceId=iid, DisableApiStop={"Value": False})
+        ec2.modify_instance_attribute(InstanceId=iid, SourceDestCheck={"Value": False})
+        assert describe(ec2, iid)["SourceDestCheck"] is False
+        ec2.unmonitor_instances(InstanceIds=[iid])
+        assert describe(ec2, iid)["Monitoring"] == {"State": "disabled"}
+        done_specs = ec2.modify_instance_credit_specification(
+            InstanceCreditSpecifications=[{"InstanceId": iid, "CpuCredits": "unlimited"}]
+        )
+        assert done_specs["SuccessfulInstanceCreditSpecifications"] == [{"InstanceId": iid}]
+        groups = describe(ec2, iid)["SecurityGroups"]
+        extra = ec2.create_security_group(GroupName=uid("extra"), Description="second group")["GroupId"]
+        ec2.modify_instance_attribute(InstanceId=iid, Groups=[groups[0]["GroupId"], extra])
+        got = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")["Groups"]
+        assert [g["GroupId"] for g in got] == [groups[0]["GroupId"], extra]
+        expect_error("InvalidGroup.NotFound", ec2.modify_instance_attribute, InstanceId=iid, Groups=["sg-0123456789abcdef0"])
+        ec2.modify_instance_attribute(InstanceId=iid, Groups=[groups[0]["GroupId"]])
+        ec2.delete_security_group(GroupId=extra)
+        # Every attribute EC2 has answers.
+        for attr in ("kernel", "ramdisk", "productCodes", "sriovNetSupport", "enaSupport", "ebsOptimized",
+                     "sourceDestCheck", "enclaveOptions", "rootDeviceName", "blockDeviceMapping"):
+            ec2.describe_instance_attribute(InstanceId=iid, Attribute=attr)
+        # Tags on instances.
+        ec2.create_tags(Resources=[iid], Tags=[{"Key": "role", "Value": "web"}])
+        assert {"Key": "role", "Value": "web"} in describe(ec2, iid)["Tags"]
+        ec2.delete_tags(Resources=[iid], Tags=[{"Key": "role"}])
 
         # Terminate.
         vols = volume_files(srv, describe(ec2, iid))

@@ -44,6 +44,9 @@ pub struct RunRequest {
     pub hop_limit: Option<i64>,
     pub disable_api_termination: bool,
     pub shutdown_behavior: Option<ShutdownBehavior>,
+    /// Stop protection, monitoring, EBS optimisation and CPU credits (`None`
+    /// credits: the type's default).
+    pub options: kiln_types::InstanceOptions,
 }
 
 impl RunRequest {
@@ -71,6 +74,7 @@ impl RunRequest {
             hop_limit: None,
             disable_api_termination: false,
             shutdown_behavior: None,
+            options: kiln_types::InstanceOptions::default(),
         }
     }
 }
@@ -321,6 +325,18 @@ impl Cloud {
                     )));
                 }
             }
+            // CPU credits only for burstable types, as EC2 has them; the type's default otherwise.
+            let default_credits = kiln_types::CpuCredits::default_for(t.name);
+            if r.options.cpu_credits.is_some() && default_credits.is_none() {
+                return Err(Error::ParameterCombination(format!(
+                    "The 'CreditSpecification' parameter is not supported for instance type {}",
+                    t.name
+                )));
+            }
+            let options = kiln_types::InstanceOptions {
+                cpu_credits: r.options.cpu_credits.or(default_credits),
+                ..r.options.clone()
+            };
             // Security groups: of the subnet's VPC; its default group when none is named.
             let all_groups = security_groups::list(tx, scope)?;
             let groups_here: Vec<_> = all_groups.iter().filter(|g| g.vpc_id == subnet.vpc_id).collect();
@@ -410,6 +426,7 @@ impl Cloud {
                     http_endpoint,
                     hop_limit,
                     disable_api_termination: r.disable_api_termination,
+                    options: options.clone(),
                     shutdown_behavior,
                     root_device_name: image.image.root_device_name.clone(),
                     kernel_file: image.image.kernel_file.clone(),
@@ -489,6 +506,12 @@ impl Cloud {
     pub fn stop_instances(&self, scope: &Scope, ids: &[InstanceId], force: bool) -> Result<Vec<StateChange>> {
         use InstanceState::*;
         self.transition(scope, ids, |tx, i| {
+            if i.options.disable_api_stop && matches!(i.state, Running | Pending) {
+                return Err(Error::OperationNotPermitted(format!(
+                    "The instance '{}' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.",
+                    i.id
+                )));
+            }
             let next = match i.state {
                 Running | Pending => Some((
                     Stopping,
@@ -625,6 +648,52 @@ impl Cloud {
                 InstanceChange::DisableApiTermination(v) => {
                     instances::set_attribute(tx, id, A::DisableApiTermination, &Value::Integer(v as i64))?;
                 }
+                InstanceChange::DisableApiStop(v) => {
+                    instances::set_attribute(tx, id, A::DisableApiStop, &Value::Integer(v as i64))?;
+                }
+                InstanceChange::EbsOptimized(v) => {
+                    must_be_stopped("EBS optimization")?;
+                    instances::set_attribute(tx, id, A::EbsOptimized, &Value::Integer(v as i64))?;
+                }
+                InstanceChange::Monitoring(v) => {
+                    instances::set_attribute(tx, id, A::Monitoring, &Value::Integer(v as i64))?;
+                }
+                InstanceChange::SourceDestCheck(v) => {
+                    instances::set_attribute(tx, id, A::SourceDestCheck, &Value::Integer(v as i64))?;
+                }
+                InstanceChange::CpuCredits(c) => {
+                    if kiln_types::CpuCredits::default_for(&i.instance_type).is_none() {
+                        return Err(Error::ParameterCombination(format!(
+                            "The instance '{id}' is of type {}, which has no CPU credits",
+                            i.instance_type
+                        )));
+                    }
+                    instances::set_attribute(tx, id, A::CpuCredits, &Value::Text(c.as_str().into()))?;
+                }
+                InstanceChange::Groups(groups) => {
+                    if groups.is_empty() || groups.len() > 5 {
+                        return Err(Error::InvalidParameterValue(
+                            "An instance's interface takes 1 to 5 security groups".into(),
+                        ));
+                    }
+                    let all = security_groups::list(tx, scope)?;
+                    let mut ids = Vec::new();
+                    for g in &groups {
+                        let found = all
+                            .iter()
+                            .find(|x| x.id == g.as_str())
+                            .ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, g.to_string()))?;
+                        if found.vpc_id != i.vpc_id {
+                            return Err(Error::InvalidParameterValue(format!(
+                                "Security group {g} and instance {id} belong to different networks."
+                            )));
+                        }
+                        if !ids.contains(&found.id) {
+                            ids.push(found.id.clone());
+                        }
+                    }
+                    instances::set_groups(tx, id, &ids)?;
+                }
                 InstanceChange::ShutdownBehavior(v) => {
                     instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v.as_str().into()))?;
                 }
@@ -657,6 +726,13 @@ pub enum InstanceChange {
     InstanceType(String),
     UserData(Vec<u8>),
     DisableApiTermination(bool),
+    DisableApiStop(bool),
+    EbsOptimized(bool),
+    Monitoring(bool),
+    SourceDestCheck(bool),
+    CpuCredits(kiln_types::CpuCredits),
+    /// The primary interface's security groups (GroupId.N).
+    Groups(Vec<SecurityGroupId>),
     ShutdownBehavior(ShutdownBehavior),
     /// ModifyInstanceMetadataOptions: the options given change, the others stay.
     MetadataOptions {

@@ -49,6 +49,8 @@ pub struct Instance {
     pub wants_public_ip: bool,
     /// Its public address, while it has one.
     pub public_ip: Option<String>,
+    /// Launch options shown back (stop protection, monitoring, credits …).
+    pub options: kiln_types::InstanceOptions,
     /// Security group ids, in the order given.
     pub groups: Vec<String>,
 }
@@ -59,7 +61,8 @@ const COLUMNS: &str =
      state, transition_reason, state_reason_code, state_reason_message, key_name, public_key, subnet_id, vpc_id, \
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
-     launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip";
+     launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip, \
+     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits";
 
 /// The columns an instance is read with: its public address is its Elastic IP while
 /// one is associated (it outlives stops), else the one it was given from the pool.
@@ -68,7 +71,8 @@ const READ: &str = "id, account_id, region, reservation_id, image_id, instance_t
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, \
-     COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip)";
+     COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip), \
+     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     Ok(Instance {
@@ -109,6 +113,17 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         request_hash: r.get(34)?,
         wants_public_ip: r.get(35)?,
         public_ip: r.get(36)?,
+        options: kiln_types::InstanceOptions {
+            disable_api_stop: r.get(37)?,
+            ebs_optimized: r.get(38)?,
+            monitoring: r.get(39)?,
+            source_dest_check: r.get(40)?,
+            cpu_credits: r
+                .get::<_, Option<String>>(41)?
+                .map(|c| c.parse())
+                .transpose()
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(41, rusqlite::types::Type::Text, Box::new(e)))?,
+        },
         groups: Vec::new(),
     })
 }
@@ -117,7 +132,8 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
     conn.execute(
         &format!(
             "INSERT INTO instances ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)"
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, \
+             ?38, ?39, ?40, ?41, ?42)"
         ),
         params![
             i.id,
@@ -156,13 +172,24 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.terminated_at,
             i.request_hash,
             i.wants_public_ip,
-            i.public_ip
+            i.public_ip,
+            i.options.disable_api_stop,
+            i.options.ebs_optimized,
+            i.options.monitoring,
+            i.options.source_dest_check,
+            i.options.cpu_credits.map(|c| c.as_str())
         ],
     )?;
-    for (n, g) in i.groups.iter().enumerate() {
+    set_groups(conn, &i.id, &i.groups)
+}
+
+/// Replaces an instance's security groups (in the order given).
+pub fn set_groups(conn: &Connection, id: &str, groups: &[String]) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM instance_groups WHERE instance_id = ?1", params![id])?;
+    for (n, g) in groups.iter().enumerate() {
         conn.execute(
             "INSERT INTO instance_groups (instance_id, group_id, position) VALUES (?1, ?2, ?3)",
-            params![i.id, g, n as i64],
+            params![id, g, n as i64],
         )?;
     }
     Ok(())
@@ -313,6 +340,11 @@ pub fn set_attribute(
         Attribute::HttpTokens => "http_tokens",
         Attribute::HttpEndpoint => "http_endpoint",
         Attribute::HopLimit => "hop_limit",
+        Attribute::DisableApiStop => "disable_api_stop",
+        Attribute::EbsOptimized => "ebs_optimized",
+        Attribute::Monitoring => "monitoring",
+        Attribute::SourceDestCheck => "source_dest_check",
+        Attribute::CpuCredits => "cpu_credits",
     };
     conn.execute(&format!("UPDATE instances SET {col} = ?2 WHERE id = ?1"), params![id, value])?;
     Ok(())
@@ -321,6 +353,11 @@ pub fn set_attribute(
 /// Columns that change after launch.
 #[derive(Debug, Clone, Copy)]
 pub enum Attribute {
+    DisableApiStop,
+    EbsOptimized,
+    Monitoring,
+    SourceDestCheck,
+    CpuCredits,
     InstanceType,
     Vcpus,
     MemoryMib,

@@ -295,10 +295,18 @@ const MIGRATIONS: &[&str] = &[
     DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM key_pairs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM vpcs x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM subnets x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_groups x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM security_group_rules x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM images x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM instances x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM volumes x WHERE x.id = tags.resource_id) AND NOT EXISTS (SELECT 1 FROM snapshots x WHERE x.id = tags.resource_id AND x.deleted = 0);
     "#,
     // 8: VPC routing (internet gateways, route tables, routes, associations), Elastic
-    // IPs, and the VPC and subnet attributes. Every VPC that exists gets its main route
+    // IPs, the VPC and subnet attributes, and the instance options EC2 shows back. Every VPC that exists gets its main route
     // table; every default VPC gets an attached gateway and a 0.0.0.0/0 route to it, as
     // EC2's default VPCs have.
     r#"
+    ALTER TABLE instances ADD COLUMN disable_api_stop INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN ebs_optimized INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN monitoring INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN source_dest_check INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE instances ADD COLUMN cpu_credits TEXT;
+    UPDATE instances SET cpu_credits = 'standard' WHERE instance_type LIKE 't2.%';
+    UPDATE instances SET cpu_credits = 'unlimited'
+        WHERE instance_type LIKE 't3.%' OR instance_type LIKE 't3a.%' OR instance_type LIKE 't4g.%';
     ALTER TABLE vpcs ADD COLUMN dns_support INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE vpcs ADD COLUMN dns_hostnames INTEGER NOT NULL DEFAULT 0;
     UPDATE vpcs SET dns_hostnames = 1 WHERE is_default = 1;

@@ -80,6 +80,52 @@ choice! {
 }
 
 choice! {
+    /// How a burstable instance spends CPU credits.
+    CpuCredits, "CpuCredits" {
+        Standard = "standard",
+        Unlimited = "unlimited",
+    }
+}
+
+impl CpuCredits {
+    /// EC2's default for an instance type: `standard` for T2, `unlimited` for the
+    /// later T families; `None` for types that are not burstable.
+    pub fn default_for(instance_type: &str) -> Option<Self> {
+        match instance_type.split('.').next().unwrap_or_default() {
+            "t2" => Some(Self::Standard),
+            "t3" | "t3a" | "t4g" => Some(Self::Unlimited),
+            _ => None,
+        }
+    }
+}
+
+/// Launch options EC2 shows back on an instance, some of which it enforces (stop
+/// protection) and some it only records (EBS optimisation, detailed monitoring).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceOptions {
+    /// StopInstances is refused while set (EC2's stop protection).
+    pub disable_api_stop: bool,
+    pub ebs_optimized: bool,
+    /// Detailed monitoring (Monitoring.Enabled).
+    pub monitoring: bool,
+    pub source_dest_check: bool,
+    /// For burstable types: how CPU credits are spent.
+    pub cpu_credits: Option<CpuCredits>,
+}
+
+impl Default for InstanceOptions {
+    fn default() -> Self {
+        Self {
+            disable_api_stop: false,
+            ebs_optimized: false,
+            monitoring: false,
+            source_dest_check: true,
+            cpu_credits: None,
+        }
+    }
+}
+
+choice! {
     /// An EBS volume type.
     VolumeType, "VolumeType" {
         Standard = "standard",

@@ -7,7 +7,7 @@ pub mod instance_types;
 pub mod region;
 pub mod state;
 
-pub use choices::{ChoiceError, HttpEndpoint, HttpTokens, ShutdownBehavior, VolumeType};
+pub use choices::{ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeType};
 pub use ids::{
     AccountId, AddressAssociationId, AllocationId, IdError, ImageId, InstanceId, InternetGatewayId, KeyPairId,
     NetworkAclId, NetworkInterfaceId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId,

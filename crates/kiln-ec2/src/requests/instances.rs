@@ -1,7 +1,10 @@
 //! Instance requests: RunInstances and the lifecycle and attribute actions.
 
 use base64::Engine;
-use kiln_types::{HttpEndpoint, HttpTokens, ImageId, InstanceId, SecurityGroupId, ShutdownBehavior, SubnetId};
+use kiln_types::{
+    CpuCredits, HttpEndpoint, HttpTokens, ImageId, InstanceId, InstanceOptions, SecurityGroupId, ShutdownBehavior,
+    SubnetId,
+};
 
 use super::images::{block_device_mappings, BlockDeviceMapping};
 use super::{decode_tags, ids, Decode, Tag};
@@ -58,6 +61,7 @@ pub struct RunInstances {
     pub hop_limit: Option<i64>,
     pub disable_api_termination: bool,
     pub shutdown_behavior: Option<ShutdownBehavior>,
+    pub options: InstanceOptions,
 }
 
 impl Decode for RunInstances {
@@ -138,6 +142,13 @@ impl Decode for RunInstances {
             hop_limit: meta.int("HttpPutResponseHopLimit")?,
             disable_api_termination: p.flag("DisableApiTermination")?,
             shutdown_behavior: p.choice("InstanceInitiatedShutdownBehavior")?,
+            options: InstanceOptions {
+                disable_api_stop: p.flag("DisableApiStop")?,
+                ebs_optimized: p.flag("EbsOptimized")?,
+                monitoring: p.flag("Monitoring.Enabled")?,
+                source_dest_check: true,
+                cpu_credits: p.choice("CreditSpecification.CpuCredits")?,
+            },
         })
     }
 }
@@ -194,7 +205,8 @@ impl Decode for InstanceList {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let instance_ids = ids(p, "InstanceId")?;
         if instance_ids.is_empty() {
-            return Err(Ec2Error::missing("InstanceId"));
+            // EC2's answer to a list with no instances.
+            return Err(Ec2Error::combination("No instances specified"));
         }
         Ok(Self { instance_ids, force: p.flag("Force")? })
     }
@@ -218,6 +230,10 @@ pub enum InstanceAttributeChange {
     InstanceType(String),
     UserData(Vec<u8>),
     DisableApiTermination(bool),
+    DisableApiStop(bool),
+    EbsOptimized(bool),
+    SourceDestCheck(bool),
+    Groups(Vec<SecurityGroupId>),
     ShutdownBehavior(ShutdownBehavior),
 }
 
@@ -272,16 +288,31 @@ impl Decode for ModifyInstanceAttribute {
             C::DisableApiTermination(bool_of(v, "disableApiTermination")?)
         } else if let Some(v) = p.get("InstanceInitiatedShutdownBehavior.Value") {
             C::ShutdownBehavior(v.parse()?)
+        } else if let Some(v) = p.get("DisableApiStop.Value") {
+            C::DisableApiStop(bool_of(v, "disableApiStop")?)
+        } else if let Some(v) = p.get("EbsOptimized.Value") {
+            C::EbsOptimized(bool_of(v, "ebsOptimized")?)
+        } else if let Some(v) = p.get("SourceDestCheck.Value") {
+            C::SourceDestCheck(bool_of(v, "sourceDestCheck")?)
+        } else if !p.list("GroupId").is_empty() {
+            C::Groups(ids(p, "GroupId")?)
+        } else if p.iter().any(|(k, _)| k.starts_with("BlockDeviceMapping.")) {
+            return Err(Ec2Error::invalid_value(
+                "Kiln cannot change block device mappings of an instance yet (DeleteOnTermination comes with volumes)",
+            ));
         } else if let Some(attr) = p.get("Attribute") {
             let value = p.required("Value")?;
             match attr {
                 "instanceType" => C::InstanceType(value),
                 "userData" => C::UserData(user_data(&value)?),
                 "disableApiTermination" => C::DisableApiTermination(bool_of(&value, "disableApiTermination")?),
+                "disableApiStop" => C::DisableApiStop(bool_of(&value, "disableApiStop")?),
+                "ebsOptimized" => C::EbsOptimized(bool_of(&value, "ebsOptimized")?),
+                "sourceDestCheck" => C::SourceDestCheck(bool_of(&value, "sourceDestCheck")?),
                 "instanceInitiatedShutdownBehavior" => C::ShutdownBehavior(value.parse()?),
                 other => {
                     return Err(Ec2Error::invalid_value(format!(
-                        "Value ({other}) for parameter attribute is invalid. Kiln modifies instanceType, userData, disableApiTermination and instanceInitiatedShutdownBehavior."
+                        "Value ({other}) for parameter attribute is invalid. Kiln modifies instanceType, userData, disableApiTermination, disableApiStop, ebsOptimized, sourceDestCheck, groupSet and instanceInitiatedShutdownBehavior."
                     )))
                 }
             }
@@ -302,6 +333,14 @@ pub enum InstanceAttribute {
     RootDeviceName,
     BlockDeviceMapping,
     GroupSet,
+    EbsOptimized,
+    SourceDestCheck,
+    Kernel,
+    Ramdisk,
+    ProductCodes,
+    SriovNetSupport,
+    EnaSupport,
+    EnclaveOptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,11 +361,42 @@ impl Decode for DescribeInstanceAttribute {
             "rootDeviceName" => A::RootDeviceName,
             "blockDeviceMapping" => A::BlockDeviceMapping,
             "groupSet" => A::GroupSet,
+            "ebsOptimized" => A::EbsOptimized,
+            "sourceDestCheck" => A::SourceDestCheck,
+            "kernel" => A::Kernel,
+            "ramdisk" => A::Ramdisk,
+            "productCodes" => A::ProductCodes,
+            "sriovNetSupport" => A::SriovNetSupport,
+            "enaSupport" => A::EnaSupport,
+            "enclaveOptions" => A::EnclaveOptions,
             other => {
                 return Err(Ec2Error::invalid_value(format!("Value ({other}) for parameter attribute is invalid.")))
             }
         };
         Ok(Self { instance_id: p.required("InstanceId")?.parse()?, attribute })
+    }
+}
+
+/// ModifyInstanceCreditSpecification: instances and their new credit option.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModifyInstanceCreditSpecification {
+    pub specs: Vec<(InstanceId, CpuCredits)>,
+}
+
+impl Decode for ModifyInstanceCreditSpecification {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let specs = p
+            .members("InstanceCreditSpecification")
+            .iter()
+            .map(|m| {
+                let credits = m.choice("CpuCredits")?.ok_or_else(|| Ec2Error::missing("CpuCredits"))?;
+                Ok((m.required("InstanceId")?.parse()?, credits))
+            })
+            .collect::<Result<Vec<_>, Ec2Error>>()?;
+        if specs.is_empty() {
+            return Err(Ec2Error::missing("InstanceCreditSpecification"));
+        }
+        Ok(Self { specs })
     }
 }
 

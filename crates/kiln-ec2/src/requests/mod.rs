@@ -134,6 +134,9 @@ actions! {
     ModifyInstanceAttribute => instances::ModifyInstanceAttribute,
     ModifyInstanceMetadataOptions => instances::ModifyInstanceMetadataOptions,
     DescribeInstanceAttribute => instances::DescribeInstanceAttribute,
+    ModifyInstanceCreditSpecification => instances::ModifyInstanceCreditSpecification,
+    MonitorInstances => instances::InstanceList,
+    UnmonitorInstances => instances::InstanceList,
 }
 
 /// A tag as given in a request.

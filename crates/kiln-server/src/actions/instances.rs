@@ -8,7 +8,8 @@ use kiln_control::instances::{InstanceChange, RunRequest, StateChange, VolumeReq
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instances::{
     DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
-    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, ModifyInstanceMetadataOptions, RunInstances,
+    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, ModifyInstanceCreditSpecification,
+    ModifyInstanceMetadataOptions, RunInstances,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::instances::Instance;
@@ -91,7 +92,7 @@ pub(crate) fn write_interface(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, gr
         .elem("macAddress", instance_mac(&i.id))
         .elem("privateIpAddress", &i.private_ip)
         .elem("privateDnsName", &dns)
-        .elem("sourceDestCheck", "true");
+        .elem("sourceDestCheck", i.options.source_dest_check);
     write_groups(w, &i.groups, group_names);
     write_association(w, i);
     w.start("attachment")
@@ -131,12 +132,12 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
         .elem("groupName", "")
         .elem("tenancy", "default")
         .end();
-    w.start("monitoring").elem("state", "disabled").end();
+    w.start("monitoring").elem("state", if i.options.monitoring { "enabled" } else { "disabled" }).end();
     if !terminated {
         w.elem("subnetId", &i.subnet_id).elem("vpcId", &i.vpc_id).elem("privateIpAddress", &i.private_ip);
         w.opt("ipAddress", i.public_ip.as_deref());
     }
-    w.elem("sourceDestCheck", "true");
+    w.elem("sourceDestCheck", i.options.source_dest_check);
     write_groups(w, &i.groups, &x.group_names);
     if let (Some(code), Some(msg)) = (&i.state_reason_code, &i.state_reason_message) {
         w.start("stateReason").elem("code", code).elem("message", msg).end();
@@ -159,7 +160,8 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     if !terminated {
         w.set("networkInterfaceSet", [()], |w, _| write_interface(ctx, w, i, &x.group_names));
     }
-    w.elem("ebsOptimized", "false").elem("enaSupport", "true");
+    w.elem("ebsOptimized", i.options.ebs_optimized).elem("enaSupport", "true");
+    w.start("maintenanceOptions").elem("autoRecovery", "default").end();
     if let Some(t) = t {
         w.start("cpuOptions").elem("coreCount", t.cores).elem("threadsPerCore", t.threads_per_core).end();
     }
@@ -223,6 +225,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
         http_endpoint: r.http_endpoint,
         hop_limit: r.hop_limit,
         disable_api_termination: r.disable_api_termination,
+        options: r.options,
         shutdown_behavior: r.shutdown_behavior,
     };
     let made = ctx.cloud.run_instances(&ctx.scope, req).ec2()?;
@@ -259,6 +262,36 @@ const INSTANCE_FILTERS: &[&str] = &[
     "root-device-type",
     "network-interface.mac-address",
     "block-device-mapping.volume-id",
+    "block-device-mapping.device-name",
+    "block-device-mapping.delete-on-termination",
+    "block-device-mapping.status",
+    "state-reason-code",
+    "state-reason-message",
+    "reason",
+    "monitoring-state",
+    "ebs-optimized",
+    "source-dest-check",
+    "launch-index",
+    "hypervisor",
+    "virtualization-type",
+    "tenancy",
+    "platform-details",
+    "usage-operation",
+    "ena-support",
+    "metadata-options.http-tokens",
+    "metadata-options.http-endpoint",
+    "metadata-options.http-put-response-hop-limit",
+    "network-interface.network-interface-id",
+    "network-interface.subnet-id",
+    "network-interface.vpc-id",
+    "network-interface.status",
+    "network-interface.group-id",
+    "network-interface.group-name",
+    "network-interface.private-ip-address",
+    "network-interface.addresses.private-ip-address",
+    "network-interface.attachment.instance-id",
+    "network-interface.attachment.device-index",
+    "network-interface.source-dest-check",
 ];
 
 fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field {
@@ -289,6 +322,46 @@ fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field 
         "block-device-mapping.volume-id" => {
             Field::many(x.volumes.get(&i.id).into_iter().flatten().map(|v| v.id.clone()))
         }
+        "block-device-mapping.device-name" => {
+            Field::many(x.volumes.get(&i.id).into_iter().flatten().filter_map(|v| v.device_name.clone()))
+        }
+        "block-device-mapping.delete-on-termination" => {
+            Field::many(x.volumes.get(&i.id).into_iter().flatten().map(|v| v.delete_on_termination.to_string()))
+        }
+        "block-device-mapping.status" => Field::many(x.volumes.get(&i.id).into_iter().flatten().map(|_| "attached")),
+        "state-reason-code" => Field::opt(i.state_reason_code.clone()),
+        "state-reason-message" => Field::opt(i.state_reason_message.clone()),
+        "reason" => Field::one(i.transition_reason.clone()),
+        "monitoring-state" => Field::one(if i.options.monitoring { "enabled" } else { "disabled" }),
+        "ebs-optimized" => Field::one(i.options.ebs_optimized.to_string()),
+        "source-dest-check" | "network-interface.source-dest-check" => {
+            Field::one(i.options.source_dest_check.to_string())
+        }
+        "launch-index" => Field::one(i.launch_index.to_string()),
+        "hypervisor" => Field::one("xen"),
+        "virtualization-type" => Field::one("hvm"),
+        "tenancy" => Field::one("default"),
+        "platform-details" => Field::one("Linux/UNIX"),
+        "usage-operation" => Field::one("RunInstances"),
+        "ena-support" => Field::one("true"),
+        "metadata-options.http-tokens" => Field::one(i.http_tokens.as_str()),
+        "metadata-options.http-endpoint" => Field::one(i.http_endpoint.as_str()),
+        "metadata-options.http-put-response-hop-limit" => Field::one(i.hop_limit.to_string()),
+        // The primary interface, while the instance has one (not once terminated).
+        name if name.starts_with("network-interface.") && i.state == InstanceState::Terminated => {
+            Field::Values(Vec::new())
+        }
+        "network-interface.network-interface-id" => Field::one(primary_interface(&i.id)),
+        "network-interface.subnet-id" => Field::one(i.subnet_id.clone()),
+        "network-interface.vpc-id" => Field::one(i.vpc_id.clone()),
+        "network-interface.status" => Field::one("in-use"),
+        "network-interface.group-id" => Field::many(i.groups.clone()),
+        "network-interface.group-name" => Field::many(i.groups.iter().filter_map(|g| x.group_names.get(g).cloned())),
+        "network-interface.private-ip-address" | "network-interface.addresses.private-ip-address" => {
+            Field::one(i.private_ip.clone())
+        }
+        "network-interface.attachment.instance-id" => Field::one(i.id.clone()),
+        "network-interface.attachment.device-index" => Field::one("0"),
         _ => Field::Unknown,
     }
 }
@@ -424,9 +497,50 @@ pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyInstanceAttribute) -> Act
         InstanceAttributeChange::UserData(d) => InstanceChange::UserData(d),
         InstanceAttributeChange::DisableApiTermination(b) => InstanceChange::DisableApiTermination(b),
         InstanceAttributeChange::ShutdownBehavior(s) => InstanceChange::ShutdownBehavior(s),
+        InstanceAttributeChange::DisableApiStop(b) => InstanceChange::DisableApiStop(b),
+        InstanceAttributeChange::EbsOptimized(b) => InstanceChange::EbsOptimized(b),
+        InstanceAttributeChange::SourceDestCheck(b) => InstanceChange::SourceDestCheck(b),
+        InstanceAttributeChange::Groups(g) => InstanceChange::Groups(g),
     };
     ctx.cloud.modify_instance(&ctx.scope, &r.instance_id, change).ec2()?;
     ack(ctx, "ModifyInstanceAttribute")
+}
+
+pub(crate) fn modify_credit_specification(ctx: &Ctx<'_>, r: ModifyInstanceCreditSpecification) -> ActionResult {
+    // Each instance succeeds or fails on its own, as EC2 reports them.
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (id, credits) in r.specs {
+        match ctx.cloud.modify_instance(&ctx.scope, &id, InstanceChange::CpuCredits(credits)) {
+            Ok(()) => done.push(id.to_string()),
+            Err(e) => {
+                let e = crate::errors::to_ec2(e);
+                failed.push((id.to_string(), e.code, e.message));
+            }
+        }
+    }
+    let mut w = ctx.xml("ModifyInstanceCreditSpecification");
+    w.set("successfulInstanceCreditSpecificationSet", done, |w, id| {
+        w.elem("instanceId", id);
+    });
+    w.set("unsuccessfulInstanceCreditSpecificationSet", failed, |w, (id, code, message)| {
+        w.elem("instanceId", id).start("error").elem("code", code).elem("message", message).end();
+    });
+    Ok(w.finish("ModifyInstanceCreditSpecification"))
+}
+
+/// MonitorInstances and UnmonitorInstances: detailed monitoring is recorded and shown.
+pub(crate) fn set_monitoring(ctx: &Ctx<'_>, action: &str, r: InstanceList) -> ActionResult {
+    let on = action == "MonitorInstances";
+    ctx.cloud.instances(&ctx.scope, &r.instance_ids).ec2()?;
+    for id in &r.instance_ids {
+        ctx.cloud.modify_instance(&ctx.scope, id, InstanceChange::Monitoring(on)).ec2()?;
+    }
+    let mut w = ctx.xml(action);
+    w.set("instancesSet", &r.instance_ids, |w, id| {
+        w.elem("instanceId", id).start("monitoring").elem("state", if on { "enabled" } else { "disabled" }).end();
+    });
+    Ok(w.finish(action))
 }
 
 pub(crate) fn modify_metadata_options(ctx: &Ctx<'_>, r: ModifyInstanceMetadataOptions) -> ActionResult {
@@ -462,7 +576,25 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeInstanceAttribute) ->
         InstanceAttribute::DisableApiTermination => {
             value(&mut w, "disableApiTermination", i.disable_api_termination.to_string())
         }
-        InstanceAttribute::DisableApiStop => value(&mut w, "disableApiStop", "false".into()),
+        InstanceAttribute::DisableApiStop => value(&mut w, "disableApiStop", i.options.disable_api_stop.to_string()),
+        InstanceAttribute::EbsOptimized => value(&mut w, "ebsOptimized", i.options.ebs_optimized.to_string()),
+        InstanceAttribute::SourceDestCheck => value(&mut w, "sourceDestCheck", i.options.source_dest_check.to_string()),
+        InstanceAttribute::EnaSupport => value(&mut w, "enaSupport", "true".into()),
+        InstanceAttribute::Kernel => {
+            w.start("kernel").end();
+        }
+        InstanceAttribute::Ramdisk => {
+            w.start("ramdisk").end();
+        }
+        InstanceAttribute::SriovNetSupport => {
+            w.start("sriovNetSupport").end();
+        }
+        InstanceAttribute::ProductCodes => {
+            w.start("productCodes").end();
+        }
+        InstanceAttribute::EnclaveOptions => {
+            w.start("enclaveOptions").elem("enabled", "false").end();
+        }
         InstanceAttribute::ShutdownBehavior => {
             value(&mut w, "instanceInitiatedShutdownBehavior", i.shutdown_behavior.to_string())
         }

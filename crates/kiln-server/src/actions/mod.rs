@@ -156,6 +156,8 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::ModifyInstanceAttribute(r) => instances::modify_attribute(ctx, r),
         Request::ModifyInstanceMetadataOptions(r) => instances::modify_metadata_options(ctx, r),
         Request::DescribeInstanceAttribute(r) => instances::describe_attribute(ctx, r),
+        Request::ModifyInstanceCreditSpecification(r) => instances::modify_credit_specification(ctx, r),
+        Request::MonitorInstances(r) | Request::UnmonitorInstances(r) => instances::set_monitoring(ctx, action, r),
     }
 }
 

@@ -553,17 +553,6 @@ pub(crate) fn describe_addresses_attribute(ctx: &Ctx<'_>, r: DescribeAddressesAt
 
 // --- instance credit specifications ------------------------------------------------------
 
-/// EC2's default credit option for a burstable family: T2 launches `standard`, later
-/// T families `unlimited`. Other families have no credit specification.
-fn credit_default(instance_type: &str) -> Option<&'static str> {
-    let family = instance_type.split('.').next().unwrap_or_default();
-    match family {
-        "t2" => Some("standard"),
-        "t3" | "t3a" | "t4g" => Some("unlimited"),
-        _ => None,
-    }
-}
-
 pub(crate) fn describe_instance_credit_specifications(
     ctx: &Ctx<'_>,
     r: DescribeInstanceCreditSpecifications,
@@ -574,7 +563,7 @@ pub(crate) fn describe_instance_credit_specifications(
         .ec2()?
         .into_iter()
         .filter(|i| i.state != InstanceState::Terminated)
-        .filter_map(|i| credit_default(&i.instance_type).map(|c| (i.id, c)))
+        .filter_map(|i| i.options.cpu_credits.map(|c| (i.id, c.as_str())))
         .collect();
     let list = filter::apply(
         list,

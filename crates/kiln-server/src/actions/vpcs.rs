@@ -104,6 +104,8 @@ fn write_subnet(ctx: &Ctx<'_>, w: &mut XmlWriter, s: &Subnet, tags: &[(String, S
         .elem("mapPublicIpOnLaunch", s.map_public_ip)
         .elem("ownerId", &ctx.scope.account)
         .elem("assignIpv6AddressOnCreation", "false")
+        .elem("enableDns64", "false")
+        .elem("ipv6Native", "false")
         .start("ipv6CidrBlockAssociationSet")
         .end()
         .tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
