@@ -13,7 +13,8 @@ DEFAULT_REGIONS = {
     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2",
     "eu-west-3", "eu-north-1", "sa-east-1",
 } | OPT_IN_REGIONS
-FAMILIES = {"t2", "t3", "t3a", "t4g", "m5", "m6i", "m7g", "c5", "c6i", "c7g", "r5", "r6i", "a1"}
+PREVIOUS_FAMILIES = {"t1", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4"}
+FAMILIES = {"t2", "t3", "t3a", "t4g", "m5", "m6i", "m7g", "c5", "c6i", "c7g", "r5", "r6i", "a1"} | PREVIOUS_FAMILIES
 ARM_FAMILIES = {"a1", "t4g", "m7g", "c7g"}
 
 
@@ -156,6 +157,20 @@ def test_a1_medium_is_arm64(ec2):
     (t,) = ec2.describe_instance_types(InstanceTypes=["a1.medium"])["InstanceTypes"]
     assert t["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"]
     assert t["BurstablePerformanceSupported"] is False
+
+
+def test_previous_generation_types_are_served(ec2):
+    """SDK examples still launch m1.small and t1.micro."""
+    types = ec2.describe_instance_types(InstanceTypes=["m1.small", "t1.micro", "m4.large"])["InstanceTypes"]
+    by = {t["InstanceType"]: t for t in types}
+    assert by["m1.small"]["CurrentGeneration"] is False
+    assert (by["m1.small"]["VCpuInfo"]["DefaultVCpus"], by["m1.small"]["MemoryInfo"]["SizeInMiB"]) == (1, 1740)
+    assert by["m1.small"]["InstanceStorageSupported"] is True
+    assert by["m1.small"]["NetworkInfo"]["Ipv6Supported"] is False
+    assert "SustainedClockSpeedInGhz" not in by["t1.micro"]["ProcessorInfo"]
+    assert by["m4.large"]["ProcessorInfo"]["SustainedClockSpeedInGhz"] == 2.4
+    current = ec2.describe_instance_types(Filters=[{"Name": "current-generation", "Values": ["false"]}])
+    assert {t["InstanceType"].split(".")[0] for t in current["InstanceTypes"]} <= PREVIOUS_FAMILIES
 
 
 def test_several_types_at_once(ec2):

@@ -3,7 +3,8 @@
 //! Figures are those `DescribeInstanceTypes` reports for each type (default vCPUs,
 //! cores and threads per core, memory, architectures, sustained clock speed, network
 //! performance and interface limits, EBS optimisation, hypervisor, boot modes).
-//! None of the catalogued families has instance storage.
+//! Previous-generation families (t1, m1, m2, m3, m4, c1, c3, c4, r3, r4) are listed
+//! with their figures too; some have instance storage, which Kiln does not provide.
 
 use crate::Architecture;
 
@@ -102,6 +103,11 @@ pub struct InstanceTypeInfo {
     pub free_tier_eligible: bool,
     /// Supported boot modes.
     pub boot_modes: &'static [BootMode],
+    /// Whether EC2 counts the type as current generation (false for t1, m1 … r4).
+    pub current_generation: bool,
+    /// Instance store size in GB (0: EBS only). Kiln gives instances no instance
+    /// store volumes; the figure is what DescribeInstanceTypes reports.
+    pub instance_storage_gb: u32,
 }
 
 impl InstanceTypeInfo {
@@ -123,6 +129,29 @@ impl InstanceTypeInfo {
     const fn free_tier(mut self) -> Self {
         self.free_tier_eligible = true;
         self
+    }
+
+    /// Marks a previous-generation type (used while building the table).
+    const fn previous(mut self) -> Self {
+        self.current_generation = false;
+        self
+    }
+
+    /// A type without IPv6 (used while building the table).
+    const fn ipv4_only(mut self) -> Self {
+        self.ipv6_per_interface = 0;
+        self
+    }
+
+    /// A type with instance store of `gb` GB (used while building the table).
+    const fn storage(mut self, gb: u32) -> Self {
+        self.instance_storage_gb = gb;
+        self
+    }
+
+    /// The sustained clock speed, where AWS publishes one (not for t1, m1, m2, c1).
+    pub fn sustained_clock_ghz(&self) -> Option<f32> {
+        (self.clock_ghz > 0.0).then_some(self.clock_ghz)
     }
 }
 
@@ -173,6 +202,29 @@ const C7G: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, false, UEF
 const R5: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
 const R6I: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
 const A1: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, false, UEFI);
+/// No published sustained clock speed (t1, m1, m2, c1).
+const NULL_GHZ: f32 = 0.0;
+
+// Previous generation (figures from DescribeInstanceTypes as moto's dump records them;
+// no published clock speed for t1, m1, m2 and c1: 0.0 means none).
+const C1_I386: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c1.medium
+const C1: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // c1.xlarge
+const C3_I386: Profile = profile(X86_I386, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c3.large
+const C3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // c3.xlarge, c3.2xlarge, c3.4xlarge
+const C3_8XL: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c3.8xlarge
+const C4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all c4
+const M1_I386: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m1.small, m1.medium
+const M1: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m1.large, m1.xlarge
+const M2_XL: Profile = profile(X86, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m2.xlarge
+const M2: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m2.2xlarge, m2.4xlarge
+const M3_MEDIUM: Profile = profile(X86, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m3.medium (1 vCPU = 1 core x 1 thread)
+const M3_LARGE: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m3.large
+const M3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m3.xlarge, m3.2xlarge
+const M4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all m4
+const R3_NOEBS: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // r3.large, r3.8xlarge
+const R3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // r3.xlarge, r3.2xlarge, r3.4xlarge
+const R4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all r4
+const T1: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // t1.micro (BurstablePerformanceSupported: false)
 
 /// One row of the table. Cores are derived from vCPUs and the family's threads per
 /// core; IPv6 addresses per interface equal IPv4 ones for every catalogued type.
@@ -204,6 +256,8 @@ const fn it(
         burstable: p.burstable,
         free_tier_eligible: false,
         boot_modes: p.boot_modes,
+        current_generation: true,
+        instance_storage_gb: 0,
     }
 }
 
@@ -220,6 +274,21 @@ pub static INSTANCE_TYPES: &[InstanceTypeInfo] = &[
     it(A1, "a1.xlarge", 4, 8192, 2.3, "Up to 10 Gigabit", 4, 15),
     it(A1, "a1.2xlarge", 8, 16384, 2.3, "Up to 10 Gigabit", 4, 15),
     it(A1, "a1.4xlarge", 16, 32768, 2.3, "Up to 10 Gigabit", 8, 30),
+    // c1
+    it(C1_I386, "c1.medium", 2, 1740, NULL_GHZ, "Moderate", 2, 6).ipv4_only().storage(350).previous(),
+    it(C1, "c1.xlarge", 8, 7168, NULL_GHZ, "High", 4, 15).ipv4_only().storage(1680).previous(),
+    // c3
+    it(C3_I386, "c3.large", 2, 3840, 2.8, "Moderate", 3, 10).storage(32).previous(),
+    it(C3, "c3.xlarge", 4, 7680, 2.8, "Moderate", 4, 15).storage(80).previous(),
+    it(C3, "c3.2xlarge", 8, 15360, 2.8, "High", 4, 15).storage(160).previous(),
+    it(C3, "c3.4xlarge", 16, 30720, 2.8, "High", 8, 30).storage(320).previous(),
+    it(C3_8XL, "c3.8xlarge", 32, 61440, 2.8, "10 Gigabit", 8, 30).storage(640).previous(),
+    // c4
+    it(C4, "c4.large", 2, 3840, 2.9, "Moderate", 3, 10).previous(),
+    it(C4, "c4.xlarge", 4, 7680, 2.9, "High", 4, 15).previous(),
+    it(C4, "c4.2xlarge", 8, 15360, 2.9, "High", 4, 15).previous(),
+    it(C4, "c4.4xlarge", 16, 30720, 2.9, "High", 8, 30).previous(),
+    it(C4, "c4.8xlarge", 36, 61440, 2.9, "10 Gigabit", 8, 30).previous(),
     // c5
     it(C5, "c5.large", 2, 4096, 3.4, "Up to 10 Gigabit", 3, 10),
     it(C5, "c5.xlarge", 4, 8192, 3.4, "Up to 10 Gigabit", 4, 15),
@@ -248,6 +317,27 @@ pub static INSTANCE_TYPES: &[InstanceTypeInfo] = &[
     it(C7G, "c7g.8xlarge", 32, 65536, 2.6, "15 Gigabit", 8, 30),
     it(C7G, "c7g.12xlarge", 48, 98304, 2.6, "22.5 Gigabit", 8, 30),
     it(C7G, "c7g.16xlarge", 64, 131072, 2.6, "30 Gigabit", 15, 50),
+    // m1
+    it(M1_I386, "m1.small", 1, 1740, NULL_GHZ, "Low", 2, 4).ipv4_only().storage(160).previous(),
+    it(M1_I386, "m1.medium", 1, 3788, NULL_GHZ, "Moderate", 2, 6).ipv4_only().storage(410).previous(),
+    it(M1, "m1.large", 2, 7680, NULL_GHZ, "Moderate", 3, 10).ipv4_only().storage(840).previous(),
+    it(M1, "m1.xlarge", 4, 15360, NULL_GHZ, "High", 4, 15).ipv4_only().storage(1680).previous(),
+    // m2
+    it(M2_XL, "m2.xlarge", 2, 17510, NULL_GHZ, "Moderate", 4, 15).ipv4_only().storage(420).previous(),
+    it(M2, "m2.2xlarge", 4, 35020, NULL_GHZ, "Moderate", 4, 30).ipv4_only().storage(850).previous(),
+    it(M2, "m2.4xlarge", 8, 70041, NULL_GHZ, "High", 8, 30).ipv4_only().storage(1680).previous(),
+    // m3
+    it(M3_MEDIUM, "m3.medium", 1, 3840, 2.5, "Moderate", 2, 6).ipv4_only().storage(4).previous(),
+    it(M3_LARGE, "m3.large", 2, 7680, 2.5, "Moderate", 3, 10).ipv4_only().storage(32).previous(),
+    it(M3, "m3.xlarge", 4, 15360, 2.5, "High", 4, 15).ipv4_only().storage(80).previous(),
+    it(M3, "m3.2xlarge", 8, 30720, 2.5, "High", 4, 30).ipv4_only().storage(160).previous(),
+    // m4
+    it(M4, "m4.large", 2, 8192, 2.4, "Moderate", 2, 10).previous(),
+    it(M4, "m4.xlarge", 4, 16384, 2.4, "High", 4, 15).previous(),
+    it(M4, "m4.2xlarge", 8, 32768, 2.4, "High", 4, 15).previous(),
+    it(M4, "m4.4xlarge", 16, 65536, 2.4, "High", 8, 30).previous(),
+    it(M4, "m4.10xlarge", 40, 163840, 2.4, "10 Gigabit", 8, 30).previous(),
+    it(M4, "m4.16xlarge", 64, 262144, 2.3, "25 Gigabit", 8, 30).previous(),
     // m5
     it(M5, "m5.large", 2, 8192, 3.1, "Up to 10 Gigabit", 3, 10),
     it(M5, "m5.xlarge", 4, 16384, 3.1, "Up to 10 Gigabit", 4, 15),
@@ -276,6 +366,19 @@ pub static INSTANCE_TYPES: &[InstanceTypeInfo] = &[
     it(M7G, "m7g.8xlarge", 32, 131072, 2.6, "15 Gigabit", 8, 30),
     it(M7G, "m7g.12xlarge", 48, 196608, 2.6, "22.5 Gigabit", 8, 30),
     it(M7G, "m7g.16xlarge", 64, 262144, 2.6, "30 Gigabit", 15, 50),
+    // r3
+    it(R3_NOEBS, "r3.large", 2, 15360, 2.5, "Moderate", 3, 10).storage(32).previous(),
+    it(R3, "r3.xlarge", 4, 31232, 2.5, "Moderate", 4, 15).storage(80).previous(),
+    it(R3, "r3.2xlarge", 8, 62464, 2.5, "High", 4, 15).storage(160).previous(),
+    it(R3, "r3.4xlarge", 16, 124928, 2.5, "High", 8, 30).storage(320).previous(),
+    it(R3_NOEBS, "r3.8xlarge", 32, 249856, 2.5, "10 Gigabit", 8, 30).storage(640).previous(),
+    // r4
+    it(R4, "r4.large", 2, 15616, 2.3, "Up to 10 Gigabit", 3, 10).previous(),
+    it(R4, "r4.xlarge", 4, 31232, 2.3, "Up to 10 Gigabit", 4, 15).previous(),
+    it(R4, "r4.2xlarge", 8, 62464, 2.3, "Up to 10 Gigabit", 4, 15).previous(),
+    it(R4, "r4.4xlarge", 16, 124928, 2.3, "Up to 10 Gigabit", 8, 30).previous(),
+    it(R4, "r4.8xlarge", 32, 249856, 2.3, "10 Gigabit", 8, 30).previous(),
+    it(R4, "r4.16xlarge", 64, 499712, 2.3, "25 Gigabit", 15, 50).previous(),
     // r5
     it(R5, "r5.large", 2, 16384, 3.1, "Up to 10 Gigabit", 3, 10),
     it(R5, "r5.xlarge", 4, 32768, 3.1, "Up to 10 Gigabit", 4, 15),
@@ -295,6 +398,8 @@ pub static INSTANCE_TYPES: &[InstanceTypeInfo] = &[
     it(R6I, "r6i.16xlarge", 64, 524288, 3.5, "25 Gigabit", 15, 50),
     it(R6I, "r6i.24xlarge", 96, 786432, 3.5, "37.5 Gigabit", 15, 50),
     it(R6I, "r6i.32xlarge", 128, 1048576, 3.5, "50 Gigabit", 15, 50),
+    // t1
+    it(T1, "t1.micro", 1, 627, NULL_GHZ, "Very Low", 2, 2).ipv4_only().previous(),
     // t2
     it(T2_I386, "t2.nano", 1, 512, 2.4, "Low to Moderate", 2, 2),
     it(T2_I386, "t2.micro", 1, 1024, 2.5, "Low to Moderate", 2, 2).free_tier(),
@@ -441,7 +546,8 @@ mod tests {
         for t in INSTANCE_TYPES {
             assert!(seen.insert(t.name), "duplicate {}", t.name);
         }
-        assert_eq!(seen.len(), 100);
+        // 100 current-generation types and 41 of the previous generation.
+        assert_eq!(seen.len(), 141);
     }
 
     #[test]
@@ -458,7 +564,7 @@ mod tests {
             assert_eq!(t.supports(Architecture::X86_64), !is_arm, "{}", t.name);
             let boot: &[BootMode] = if is_arm {
                 &[BootMode::Uefi]
-            } else if t.family() == "t2" {
+            } else if t.family() == "t2" || !t.current_generation {
                 &[BootMode::LegacyBios]
             } else {
                 &[BootMode::LegacyBios, BootMode::Uefi]
@@ -470,7 +576,7 @@ mod tests {
 
     #[test]
     fn figures_are_consistent() {
-        for t in INSTANCE_TYPES {
+        for t in INSTANCE_TYPES.iter().filter(|t| t.current_generation) {
             let t2 = t.family() == "t2";
             assert_eq!(t.vcpus, t.cores * t.threads_per_core, "{}", t.name);
             assert_eq!(t.ipv4_per_interface, t.ipv6_per_interface, "{}", t.name);
@@ -480,6 +586,23 @@ mod tests {
             let ebs = if t2 { EbsOptimizedSupport::Unsupported } else { EbsOptimizedSupport::Default };
             assert_eq!(t.ebs_optimized, ebs, "{}", t.name);
             assert!(t.clock_ghz > 2.0 && t.clock_ghz < 4.0, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn previous_generations_are_there_with_their_figures() {
+        let small = get("m1.small");
+        assert!(!small.current_generation);
+        assert_eq!((small.vcpus, small.memory_mib), (1, 1740));
+        assert_eq!(small.ipv6_per_interface, 0);
+        assert!(small.supports(Architecture::I386));
+        assert_eq!(small.sustained_clock_ghz(), None);
+        let micro = get("t1.micro");
+        assert_eq!((micro.memory_mib, micro.network_performance), (627, "Very Low"));
+        assert_eq!(get("m4.large").sustained_clock_ghz(), Some(2.4));
+        for t in INSTANCE_TYPES.iter().filter(|t| !t.current_generation) {
+            assert_eq!(t.vcpus, t.cores * t.threads_per_core, "{}", t.name);
+            assert_eq!(t.hypervisor, Hypervisor::Xen, "{}", t.name);
         }
     }
 

@@ -16,6 +16,41 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// Options the AWS CLI takes anywhere on the line; Kiln's client commands take them too.
+const GLOBAL_OPTIONS: [&str; 4] = ["--endpoint", "--region", "--profile", "--output"];
+
+/// The command line with the global options given before the command moved after it,
+/// as the AWS CLI reads `aws --region R ec2 …`. Each command declares these options
+/// itself (the server's commands have others), so clap's own `global` arguments, which
+/// need one set shared by every command, do not fit; this only reorders the words.
+pub(crate) fn with_globals_last(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut moved = Vec::new();
+    let mut words = args.into_iter();
+    out.extend(words.next()); // the program's name
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    while let Some(w) = words.next() {
+        let text = w.to_string_lossy().into_owned();
+        let name = text.split('=').next().unwrap_or_default().to_owned();
+        if GLOBAL_OPTIONS.contains(&name.as_str()) {
+            moved.push(w);
+            if !text.contains('=') {
+                moved.extend(words.next());
+            }
+        } else {
+            rest.push(w);
+            rest.extend(words.by_ref());
+        }
+    }
+    // After the command's words, but before a `--` that starts a remote command.
+    let at = rest.iter().position(|w| w == "--").unwrap_or(rest.len());
+    let tail = rest.split_off(at);
+    out.extend(rest);
+    out.extend(moved);
+    out.extend(tail);
+    out
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run the cloud: the EC2 API on --listen, state in --data-dir.
@@ -412,5 +447,30 @@ pub(crate) struct DataDirArg {
 impl DataDirArg {
     pub(crate) fn resolve(&self) -> Result<PathBuf> {
         data_dir::resolve(self.data_dir.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn global_options_go_after_the_command() {
+        assert_eq!(with_globals_last(words("kiln --endpoint http://x types")), words("kiln types --endpoint http://x"));
+        assert_eq!(
+            with_globals_last(words("kiln --region=eu-west-1 --output json sg allow web 22")),
+            words("kiln sg allow web 22 --region=eu-west-1 --output json")
+        );
+        assert_eq!(
+            with_globals_last(words("kiln --profile p ssh i-1 -- uname -a")),
+            words("kiln ssh i-1 --profile p -- uname -a")
+        );
+        // After the command they stay where they are.
+        assert_eq!(with_globals_last(words("kiln ls --region us-west-1")), words("kiln ls --region us-west-1"));
+        assert_eq!(with_globals_last(words("kiln")), words("kiln"));
     }
 }

@@ -321,6 +321,15 @@ fn resolve_image(client: &Client, image: &str) -> Result<String> {
         .into_iter()
         .map(|i| (text(i, &["creationDate"]), text(i, &["imageId"])))
         .collect();
+    if found.is_empty() && !image.contains(['*', '?']) {
+        // A family name (`kiln-tiny`): its newest image for this host's architecture.
+        let arch = match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let pattern = format!("{image}-{arch}*");
+        return resolve_image(client, &pattern).with_context(|| format!("no available image named '{image}'"));
+    }
     found.sort();
     found.pop().map(|(_, id)| id).with_context(|| {
         format!("no available image named '{image}': see `kiln images`, or give an ami- id (wildcards such as 'kiln-tiny-x86_64-*' work)")
@@ -366,8 +375,28 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `--wait` waits for SSH once the guest is up.
+const SSH_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether some ingress rule of `groups` admits TCP port 22 from an address range (a
+/// rule naming another group never admits this host).
+fn ssh_allowed(client: &Client, groups: &[String]) -> bool {
+    let Ok(xml) = call(client, "DescribeSecurityGroups", &numbered("GroupId", groups)) else { return true };
+    let Ok(doc) = Document::parse(&xml) else { return true };
+    items(doc.root_element(), "securityGroupInfo").into_iter().any(|g| {
+        items(g, "ipPermissions").into_iter().any(|p| {
+            let proto = text(p, &["ipProtocol"]);
+            let from = text(p, &["fromPort"]).parse::<i64>().unwrap_or(-1);
+            let to = text(p, &["toPort"]).parse::<i64>().unwrap_or(-1);
+            let port_ok = proto == "-1" || (proto == "tcp" && (from == -1 || (from <= 22 && 22 <= to)));
+            port_ok && !items(p, "ipRanges").is_empty()
+        })
+    })
+}
+
 /// Polls until every instance is running, passes its status check and answers on
-/// port 22 of its public address; progress goes to standard error.
+/// port 22 of its public address (when a rule lets SSH in, for at most `SSH_WAIT`);
+/// progress goes to standard error.
 fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
     let t0 = Instant::now();
     let say = |what: &str| {
@@ -377,6 +406,7 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
     };
     let limit = Duration::from_secs(900);
     let mut stage = "";
+    let mut ssh_since: Option<Instant> = None;
     loop {
         if t0.elapsed() > limit {
             bail!("the instances were not ready after {} s: see `kiln console ID`", limit.as_secs());
@@ -409,6 +439,19 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
                     say("status ok: the guest is up");
                     stage = "ok";
                 }
+                // SSH is waited for only where a group rule can let it in, and only
+                // for a bounded time: the instances are up either way.
+                if let Some(closed) = list.iter().find(|i| !i.public_ip.is_empty() && !ssh_allowed(client, &i.groups)) {
+                    say(&format!(
+                        "not waiting for ssh: no rule of {}'s security groups ({}) lets port 22 in; \
+                         run `kiln sg allow {} 22` to open it",
+                        closed.id,
+                        closed.groups.join(", "),
+                        closed.groups.first().map(String::as_str).unwrap_or("GROUP"),
+                    ));
+                    return Ok(());
+                }
+                let ok_at = *ssh_since.get_or_insert_with(Instant::now);
                 let reachable = list.iter().all(|i| {
                     i.public_ip.is_empty()
                         || i.public_ip
@@ -419,6 +462,14 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
                 });
                 if reachable {
                     say("ssh reachable");
+                    return Ok(());
+                }
+                if ok_at.elapsed() > SSH_WAIT {
+                    say(&format!(
+                        "not waiting for ssh any longer: port 22 did not answer within {} s of status ok; \
+                         see `kiln console ID` and the subnet's route to an internet gateway",
+                        SSH_WAIT.as_secs()
+                    ));
                     return Ok(());
                 }
             }

@@ -31,7 +31,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    if let Err(e) = run(Cli::parse_from(args::with_globals_last(std::env::args_os().collect()))) {
         eprintln!("kiln: {e:#}");
         std::process::exit(1);
     }

@@ -40,13 +40,13 @@ fn field(t: &&InstanceTypeInfo, name: &str) -> Field {
         "vcpu-info.default-threads-per-core" => Field::one(t.threads_per_core.to_string()),
         "memory-info.size-in-mib" => Field::one(t.memory_mib.to_string()),
         "processor-info.supported-architecture" => Field::many(t.architectures.iter().map(|a| a.as_str())),
-        "processor-info.sustained-clock-speed-in-ghz" => Field::one(t.clock_ghz.to_string()),
-        "current-generation" => b(true),
+        "processor-info.sustained-clock-speed-in-ghz" => Field::opt(t.sustained_clock_ghz().map(|c| c.to_string())),
+        "current-generation" => b(t.current_generation),
         "free-tier-eligible" => b(t.free_tier_eligible),
         "burstable-performance-supported" => b(t.burstable),
         "bare-metal" => b(false),
         "hibernation-supported" => b(false),
-        "instance-storage-supported" => b(false),
+        "instance-storage-supported" => b(t.instance_storage_gb > 0),
         "hypervisor" => Field::one(t.hypervisor.as_str()),
         "network-info.network-performance" => Field::one(t.network_performance),
         "network-info.maximum-network-interfaces" => Field::one(t.max_network_interfaces.to_string()),
@@ -62,7 +62,7 @@ fn field(t: &&InstanceTypeInfo, name: &str) -> Field {
 
 fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
     w.elem("instanceType", t.name)
-        .elem("currentGeneration", "true")
+        .elem("currentGeneration", t.current_generation)
         .elem("freeTierEligible", t.free_tier_eligible)
         .strings("supportedUsageClasses", ["on-demand"])
         .strings("supportedRootDeviceTypes", ["ebs"])
@@ -71,7 +71,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .elem("hypervisor", t.hypervisor.as_str());
     w.start("processorInfo")
         .strings("supportedArchitectures", t.architectures.iter().map(|x| x.as_str()))
-        .elem("sustainedClockSpeedInGhz", t.clock_ghz)
+        .opt("sustainedClockSpeedInGhz", t.sustained_clock_ghz())
         .end();
     w.start("vCpuInfo")
         .elem("defaultVCpus", t.vcpus)
@@ -79,7 +79,10 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .elem("defaultThreadsPerCore", t.threads_per_core)
         .end();
     w.start("memoryInfo").elem("sizeInMiB", t.memory_mib).end();
-    w.elem("instanceStorageSupported", "false");
+    w.elem("instanceStorageSupported", t.instance_storage_gb > 0);
+    if t.instance_storage_gb > 0 {
+        w.start("instanceStorageInfo").elem("totalSizeInGB", t.instance_storage_gb).end();
+    }
     w.start("ebsInfo")
         .elem("ebsOptimizedSupport", t.ebs_optimized.as_str())
         .elem("encryptionSupport", "supported")
@@ -97,7 +100,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         })
         .elem("ipv4AddressesPerInterface", t.ipv4_per_interface)
         .elem("ipv6AddressesPerInterface", t.ipv6_per_interface)
-        .elem("ipv6Supported", "true")
+        .elem("ipv6Supported", t.ipv6_per_interface > 0)
         .elem("enaSupport", if t.hypervisor.as_str() == "nitro" { "required" } else { "unsupported" })
         .elem("efaSupported", "false")
         .elem("encryptionInTransitSupported", "false")
