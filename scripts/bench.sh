@@ -15,4 +15,4 @@ what="${1:-api}"; [ $# -gt 0 ] && shift
 case "$what" in
   api|load) set -- --moto "$ROOT/.venv/bin/moto_server" "$@" ;;
 esac
-exec "$ROOT/target/release/kiln-bench" "$what" "$@"
+exec "$(target_dir)/release/kiln-bench" "$what" "$@"

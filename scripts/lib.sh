@@ -5,6 +5,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+# Where cargo puts builds: target/ unless CARGO_TARGET_DIR (or a cargo config) says
+# otherwise; cargo itself answers.
+target_dir() {
+  cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 # Debian packages the cloud and the tests need, each installed when its command is
 # missing. One apt-get call per package: Debian's QEMU packages can disagree with a
 # backported qemu-utils, and one refusal must not stop the others.

@@ -18,4 +18,4 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-40}" bash "$ROOT/scripts/fuzz.sh"
 say "building kiln for the integration suite"
 cargo build --locked -q -p kiln
 say "integration suite (boto3 and the AWS CLI against kiln serve)"
-KILN_BIN="$ROOT/target/debug/kiln" python -m pytest -q tests/integration "$@"
+KILN_BIN="$(target_dir)/debug/kiln" python -m pytest -q tests/integration "$@"

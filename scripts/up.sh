@@ -5,4 +5,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_debs
 say "building kiln (release)"
 cargo build --release --locked -q -p kiln --manifest-path "$ROOT/Cargo.toml"
-exec "$ROOT/target/release/kiln" serve "$@"
+exec "$(target_dir)/release/kiln" serve "$@"

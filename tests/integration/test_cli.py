@@ -94,3 +94,53 @@ def test_errors_say_what_to_do(kiln_cli, kiln):
 def test_completions():
     out = subprocess.run([KILN_BIN, "completions", "bash"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "_kiln()" in out.stdout and "create-image" in out.stdout
+
+
+def test_vpc_and_eip_commands(kiln_cli, kiln, ec2):
+    made = kiln_cli("vpc", "create", "10.66.0.0/16", "--name", "cli-vpc")
+    [row] = made
+    vpc, subnet = row["vpc"], row["subnet"]
+    assert row["subnet_cidr"] == "10.66.0.0/24"
+    # The subnet routes to the attached gateway and maps public addresses.
+    tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])["RouteTables"]
+    routes = {r["DestinationCidrBlock"]: r for r in tables[0]["Routes"]}
+    assert routes["0.0.0.0/0"]["GatewayId"] == row["gateway"] and routes["0.0.0.0/0"]["State"] == "active"
+    assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["MapPublicIpOnLaunch"] is True
+    assert vpc in {v["vpc"] for v in kiln_cli("vpc", "list")}
+    [eip] = kiln_cli("eip", "allocate")
+    assert eip["allocation"].startswith("eipalloc-") and eip["public_ip"]
+    assert eip["allocation"] in {a["allocation"] for a in kiln_cli("eip")}
+    kiln_cli("eip", "rm", eip["allocation"], output=None)
+    assert eip["allocation"] not in {a["allocation"] for a in kiln_cli("eip")}
+    kiln_cli("vpc", "rm", vpc, output=None)
+    assert vpc not in {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]}
+    err = kiln_cli("vpc", "create", "banana", ok=False)
+    assert "CIDR" in err
+
+
+def test_global_options_before_the_command(kiln):
+    """As `aws --region R ec2 ...`: the options may come before the command."""
+    p = subprocess.run(
+        [KILN_BIN, "--endpoint", kiln.endpoint, "--region", "us-west-1", "--output", "json", "regions"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = {r["region"]: r["zones"].split() for r in json.loads(p.stdout)}
+    assert rows["us-west-1"] == ["us-west-1b", "us-west-1c"]
+
+
+def test_run_by_family_name_waits_only_as_long_as_ssh_can_answer(kiln_cli, quickstart_images, ec2):
+    """`kiln run kiln-tiny --wait` in the default group (no SSH rule): the family name
+    picks the newest kiln-tiny for this host, and the wait ends at status ok, saying
+    how to open port 22, instead of waiting for SSH for ever."""
+    base = [KILN_BIN, "--endpoint", ec2.meta.endpoint_url, "--output", "json"]
+    p = subprocess.run([*base, "run", "kiln-tiny", "--wait"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    [inst] = json.loads(p.stdout)
+    try:
+        assert "not waiting for ssh" in p.stderr and "kiln sg allow" in p.stderr, p.stderr
+        image = ec2.describe_images(ImageIds=[inst["image"]])["Images"][0]
+        assert image["Name"].startswith("kiln-tiny-x86_64"), image["Name"]
+        assert inst["state"] == "running"
+    finally:
+        ec2.terminate_instances(InstanceIds=[inst["id"]])

@@ -203,6 +203,21 @@ pub(crate) enum Command {
         #[command(flatten)]
         g: cli::Global,
     },
+    /// VPCs: `kiln vpc create CIDR` makes one with a public subnet, an internet gateway
+    /// and a default route in one go.
+    Vpc {
+        #[command(subcommand)]
+        command: Option<VpcCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Elastic IPs: allocate (and associate), associate, release.
+    Eip {
+        #[command(subcommand)]
+        command: Option<EipCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
     /// Make an AMI of an instance (rebooted for consistency unless --no-reboot).
     CreateImage {
         instance: String,
@@ -392,6 +407,61 @@ pub(crate) enum SgCommand {
     /// Delete a security group.
     Rm {
         group: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum VpcCommand {
+    /// List VPCs with their gateways and subnets.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// A VPC with a public subnet (its first /24), an internet gateway, a route table
+    /// routing 0.0.0.0/0 to it, and DNS hostnames.
+    Create {
+        cidr: String,
+        /// A Name tag.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a VPC with its own route tables, subnets and gateway (terminate its
+    /// instances first).
+    Rm {
+        vpc: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EipCommand {
+    /// List Elastic IPs.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Allocate an Elastic IP; with --instance, associate it at once.
+    Allocate {
+        #[arg(long)]
+        instance: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Associate an Elastic IP (allocation id or address) with an instance.
+    Associate {
+        address: String,
+        instance: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Disassociate and release an Elastic IP.
+    Rm {
+        address: String,
         #[command(flatten)]
         g: cli::Global,
     },

@@ -32,7 +32,7 @@ impl Global {
 }
 
 /// Prints rows as a table (columns in the order given) or as a JSON array of objects.
-fn show(g: &Global, columns: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn show(g: &Global, columns: &[&str], rows: Vec<Vec<String>>) {
     if g.json() {
         let list: Vec<Value> = rows
             .iter()
@@ -73,14 +73,14 @@ pub fn emit(text: &str) {
     }
 }
 
-fn items<'a, 'i>(node: Node<'a, 'i>, set: &str) -> Vec<Node<'a, 'i>> {
+pub(crate) fn items<'a, 'i>(node: Node<'a, 'i>, set: &str) -> Vec<Node<'a, 'i>> {
     node.children()
         .find(|n| n.has_tag_name(set))
         .map(|s| s.children().filter(|n| n.has_tag_name("item")).collect())
         .unwrap_or_default()
 }
 
-fn text(node: Node<'_, '_>, path: &[&str]) -> String {
+pub(crate) fn text(node: Node<'_, '_>, path: &[&str]) -> String {
     let mut n = node;
     for p in &path[..path.len() - 1] {
         match n.children().find(|c| c.has_tag_name(*p)) {
@@ -100,11 +100,11 @@ fn tag(node: Node<'_, '_>, key: &str) -> String {
 }
 
 /// Numbered parameters: `Prefix.1=a&Prefix.2=b`.
-fn numbered(prefix: &str, values: &[String]) -> Vec<(String, String)> {
+pub(crate) fn numbered(prefix: &str, values: &[String]) -> Vec<(String, String)> {
     values.iter().enumerate().map(|(n, v)| (format!("{prefix}.{}", n + 1), v.clone())).collect()
 }
 
-fn call(client: &Client, action: &str, params: &[(String, String)]) -> Result<String> {
+pub(crate) fn call(client: &Client, action: &str, params: &[(String, String)]) -> Result<String> {
     let p: Vec<(&str, String)> = params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     client.call(action, &p)
 }
@@ -404,6 +404,8 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
             eprintln!("[{:>5.1} s] {what}", t0.elapsed().as_secs_f64());
         }
     };
+    // Why the wait ended early is said even with JSON output (on standard error).
+    let warn = |what: &str| eprintln!("[{:>5.1} s] {what}", t0.elapsed().as_secs_f64());
     let limit = Duration::from_secs(900);
     let mut stage = "";
     let mut ssh_since: Option<Instant> = None;
@@ -442,7 +444,7 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
                 // SSH is waited for only where a group rule can let it in, and only
                 // for a bounded time: the instances are up either way.
                 if let Some(closed) = list.iter().find(|i| !i.public_ip.is_empty() && !ssh_allowed(client, &i.groups)) {
-                    say(&format!(
+                    warn(&format!(
                         "not waiting for ssh: no rule of {}'s security groups ({}) lets port 22 in; \
                          run `kiln sg allow {} 22` to open it",
                         closed.id,
@@ -465,7 +467,7 @@ fn wait_ready(client: &Client, ids: &[String], quiet: bool) -> Result<()> {
                     return Ok(());
                 }
                 if ok_at.elapsed() > SSH_WAIT {
-                    say(&format!(
+                    warn(&format!(
                         "not waiting for ssh any longer: port 22 did not answer within {} s of status ok; \
                          see `kiln console ID` and the subnet's route to an internet gateway",
                         SSH_WAIT.as_secs()

@@ -9,6 +9,7 @@ mod credentials;
 mod data_dir;
 mod host;
 mod keys;
+mod network_cli;
 mod pipe;
 mod quickstart;
 mod serve;
@@ -17,7 +18,10 @@ mod ssh;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use args::{AccountCommand, Cli, Command, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand, SgCommand};
+use args::{
+    AccountCommand, Cli, Command, EipCommand, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand, SgCommand,
+    VpcCommand,
+};
 use host::host_info;
 use kiln_types::region::FIRST_REGION;
 use pipe::pipe;
@@ -148,6 +152,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sg { g: _, command: Some(SgCommand::Allow { rule, g }) } => cli::rule(&g, &rule, false),
         Command::Sg { g: _, command: Some(SgCommand::Revoke { rule, g }) } => cli::rule(&g, &rule, true),
         Command::Sg { g: _, command: Some(SgCommand::Rm { group, g }) } => cli::delete_group(&g, &group),
+        Command::Vpc { command: None, g } | Command::Vpc { command: Some(VpcCommand::List { g }), .. } => {
+            network_cli::vpcs(&g)
+        }
+        Command::Vpc { command: Some(VpcCommand::Create { cidr, name, g }), .. } => {
+            network_cli::create_vpc(&g, &cidr, name.as_deref())
+        }
+        Command::Vpc { command: Some(VpcCommand::Rm { vpc, g }), .. } => network_cli::delete_vpc(&g, &vpc),
+        Command::Eip { command: None, g } | Command::Eip { command: Some(EipCommand::List { g }), .. } => {
+            network_cli::addresses(&g)
+        }
+        Command::Eip { command: Some(EipCommand::Allocate { instance, g }), .. } => {
+            network_cli::allocate(&g, instance.as_deref())
+        }
+        Command::Eip { command: Some(EipCommand::Associate { address, instance, g }), .. } => {
+            network_cli::associate(&g, &address, &instance)
+        }
+        Command::Eip { command: Some(EipCommand::Rm { address, g }), .. } => network_cli::release(&g, &address),
         Command::CreateImage { instance, name, description, no_reboot, no_wait, g } => {
             cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot, !no_wait)
         }
