@@ -376,6 +376,29 @@ def test_routes_and_elastic_ips_decide_public_reachability(aws, kiln, quickstart
     rc, _, err = aws("ec2", "wait", "instance-running", "--instance-ids", d, timeout=BOOT)
     assert rc == 0, err
     wait_ssh(eip, key, kiln)
+    # A network ACL deny entry on port 22 blocks SSH though the group allows it;
+    # deleting the entry lets it through again.
+    acl = ok(aws, "ec2", "describe-network-acls", "--filters", f"Name=vpc-id,Values={vpc}",
+             "Name=default,Values=true")["NetworkAcls"][0]["NetworkAclId"]
+    ok(aws, "ec2", "create-network-acl-entry", "--network-acl-id", acl, "--rule-number", "50", "--protocol", "6",
+       "--rule-action", "deny", "--ingress", "--cidr-block", "0.0.0.0/0", "--port-range", "From=22,To=22")
+    wait_for("the ACL to block SSH", lambda: not tcp_open(eip, 22, timeout=2), 30, interval=1)
+    ok(aws, "ec2", "delete-network-acl-entry", "--network-acl-id", acl, "--rule-number", "50", "--ingress")
+    wait_ssh(eip, key, kiln)
+    # A DHCP options set: the guest's next lease carries its domain and name servers.
+    dopt = ok(aws, "ec2", "create-dhcp-options", "--dhcp-configurations",
+              "Key=domain-name,Values=corp.example", "Key=domain-name-servers,Values=AmazonProvidedDNS,192.0.2.53")[
+        "DhcpOptions"]["DhcpOptionsId"]
+    STATE["dopt"] = dopt
+    ok(aws, "ec2", "associate-dhcp-options", "--dhcp-options-id", dopt, "--vpc-id", vpc)
+    before = console(aws, d)
+    ok(aws, "ec2", "reboot-instances", "--instance-ids", d)
+    wait_for("the reboot to begin", lambda: console(aws, d) != before, 60, interval=1)
+    wait_ssh(eip, key, kiln)
+    resolv = wait_for("the new lease", lambda: (lambda t: t if "corp.example" in t else None)(
+        ssh(eip, key, "cat /etc/resolv.conf").stdout), 60, interval=2)
+    assert "search corp.example" in resolv and "nameserver 10.78.0.2" in resolv and "192.0.2.53" in resolv, resolv
+    ok(aws, "ec2", "associate-dhcp-options", "--dhcp-options-id", "default", "--vpc-id", vpc)
     # A gateway with mapped addresses is not detached.
     rc, _, err = aws("ec2", "detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
     assert rc != 0 and "DependencyViolation" in err, err
@@ -439,6 +462,8 @@ def test_everything_goes_with_its_instances(aws):
         ok(aws, "ec2", "delete-security-group", "--group-id", g)
     if "eip" in STATE:
         ok(aws, "ec2", "release-address", "--allocation-id", STATE["eip"])
+    if "dopt" in STATE:
+        ok(aws, "ec2", "delete-dhcp-options", "--dhcp-options-id", STATE["dopt"])
     for key in ("vpc", "routed_vpc"):
         if key in STATE:
             close_vpc(aws, STATE[key])

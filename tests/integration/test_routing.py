@@ -300,10 +300,79 @@ def test_default_network_acl(ec2, vpc):
     assert_id(acl["NetworkAclId"], "acl")
     assert acl["IsDefault"] is True
     assert [a["SubnetId"] for a in acl["Associations"]] == [vpc["subnet"]]
+    assert_id(acl["Associations"][0]["NetworkAclAssociationId"], "aclassoc")
     allow = [e for e in acl["Entries"] if e["RuleAction"] == "allow"]
     assert {e["Egress"] for e in allow} == {True, False} and all(e["RuleNumber"] == 100 for e in allow)
+    deny = [e for e in acl["Entries"] if e["RuleAction"] == "deny"]
+    assert {(e["RuleNumber"], e["Egress"]) for e in deny} == {(32767, True), (32767, False)}
     assert ec2.describe_network_acls(NetworkAclIds=[acl["NetworkAclId"]])["NetworkAcls"][0]["VpcId"] == vpc["vpc"]
     expect_error("InvalidNetworkAclID.NotFound", ec2.describe_network_acls, NetworkAclIds=["acl-0123456789abcdef0"])
+    expect_error("InvalidParameterValue", ec2.delete_network_acl, NetworkAclId=acl["NetworkAclId"])
+
+
+def test_network_acl_lifecycle(ec2, ec2_other, vpc):
+    acl = ec2.create_network_acl(
+        VpcId=vpc["vpc"], TagSpecifications=[{"ResourceType": "network-acl", "Tags": [{"Key": "tier", "Value": "db"}]}]
+    )["NetworkAcl"]
+    aid = acl["NetworkAclId"]
+    assert acl["IsDefault"] is False and tags_dict(acl) == {"tier": "db"}
+    # A new ACL denies everything: only the final rules.
+    assert {(e["RuleNumber"], e["RuleAction"]) for e in acl["Entries"]} == {(32767, "deny")}
+    ec2.create_network_acl_entry(
+        NetworkAclId=aid, RuleNumber=100, Protocol="6", RuleAction="allow", Egress=False,
+        CidrBlock="0.0.0.0/0", PortRange={"From": 22, "To": 22},
+    )
+    ec2.create_network_acl_entry(
+        NetworkAclId=aid, RuleNumber=100, Protocol="-1", RuleAction="allow", Egress=True, CidrBlock="0.0.0.0/0"
+    )
+    expect_error(
+        "NetworkAclEntryAlreadyExists", ec2.create_network_acl_entry, NetworkAclId=aid, RuleNumber=100,
+        Protocol="-1", RuleAction="allow", Egress=True, CidrBlock="0.0.0.0/0",
+    )
+    ec2.replace_network_acl_entry(
+        NetworkAclId=aid, RuleNumber=100, Protocol="6", RuleAction="deny", Egress=False,
+        CidrBlock="10.0.0.0/8", PortRange={"From": 22, "To": 22},
+    )
+    entries = ec2.describe_network_acls(NetworkAclIds=[aid])["NetworkAcls"][0]["Entries"]
+    rule = next(e for e in entries if e["RuleNumber"] == 100 and not e["Egress"])
+    assert (rule["RuleAction"], rule["CidrBlock"], rule["Protocol"], rule["PortRange"]) == (
+        "deny", "10.0.0.0/8", "6", {"From": 22, "To": 22}
+    )
+    for bad, code in (
+        ({"RuleNumber": 0}, "InvalidParameterValue"),
+        ({"RuleNumber": 40000}, "InvalidParameterValue"),
+        ({"RuleAction": "maybe"}, "InvalidParameterValue"),
+        ({"CidrBlock": "banana"}, "InvalidParameterValue"),
+        ({"Protocol": "6", "PortRange": None}, "InvalidParameterValue"),
+    ):
+        args = {"NetworkAclId": aid, "RuleNumber": 200, "Protocol": "-1", "RuleAction": "allow", "Egress": False,
+                "CidrBlock": "0.0.0.0/0", **bad}
+        args = {k: v for k, v in args.items() if v is not None}
+        expect_error(code, ec2.create_network_acl_entry, **args)
+    expect_error(
+        "InvalidNetworkAclEntry.NotFound", ec2.replace_network_acl_entry, NetworkAclId=aid, RuleNumber=300,
+        Protocol="-1", RuleAction="allow", Egress=False, CidrBlock="0.0.0.0/0",
+    )
+    # Move the subnet to it, and back; an ACL in use is not deleted.
+    default = ec2.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["vpc"]]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"][0]
+    [assoc] = [a for a in default["Associations"] if a["SubnetId"] == vpc["subnet"]]
+    new = ec2.replace_network_acl_association(AssociationId=assoc["NetworkAclAssociationId"], NetworkAclId=aid)[
+        "NewAssociationId"
+    ]
+    assert_id(new, "aclassoc")
+    got = ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [vpc["subnet"]]}])
+    assert [a["NetworkAclId"] for a in got["NetworkAcls"]] == [aid]
+    expect_error("DependencyViolation", ec2.delete_network_acl, NetworkAclId=aid)
+    expect_error("DependencyViolation", ec2.delete_vpc, VpcId=vpc["vpc"])
+    # Another account sees none of it.
+    expect_error("InvalidNetworkAclID.NotFound", ec2_other.describe_network_acls, NetworkAclIds=[aid])
+    ec2.replace_network_acl_association(AssociationId=new, NetworkAclId=default["NetworkAclId"])
+    ec2.delete_network_acl_entry(NetworkAclId=aid, RuleNumber=100, Egress=False)
+    expect_error("InvalidNetworkAclEntry.NotFound", ec2.delete_network_acl_entry, NetworkAclId=aid, RuleNumber=100, Egress=False)
+    ec2.delete_network_acl(NetworkAclId=aid)
+    expect_error("InvalidNetworkAclID.NotFound", ec2.describe_network_acls, NetworkAclIds=[aid])
 
 
 def test_network_interfaces_of_a_security_group_are_listed(ec2):
@@ -318,6 +387,41 @@ def test_network_interfaces_of_a_security_group_are_listed(ec2):
         "InvalidNetworkInterfaceID.NotFound", ec2.describe_network_interfaces, NetworkInterfaceIds=["eni-0123456789abcdef0"]
     )
     expect_error("InvalidNetworkInterfaceID.Malformed", ec2.describe_network_interfaces, NetworkInterfaceIds=["eni-x"])
+
+
+# --- DHCP options sets -----------------------------------------------------------------
+
+
+def test_dhcp_options_lifecycle(ec2, ec2_other, vpc):
+    d = ec2.create_dhcp_options(
+        DhcpConfigurations=[
+            {"Key": "domain-name", "Values": ["corp.example"]},
+            {"Key": "domain-name-servers", "Values": ["AmazonProvidedDNS", "10.0.0.53"]},
+        ],
+        TagSpecifications=[{"ResourceType": "dhcp-options", "Tags": [{"Key": "Name", "Value": "corp"}]}],
+    )["DhcpOptions"]
+    did = d["DhcpOptionsId"]
+    assert_id(did, "dopt")
+    config = {c["Key"]: [v["Value"] for v in c["Values"]] for c in d["DhcpConfigurations"]}
+    assert config == {"domain-name": ["corp.example"], "domain-name-servers": ["AmazonProvidedDNS", "10.0.0.53"]}
+    assert tags_dict(d) == {"Name": "corp"}
+    found = ec2.describe_dhcp_options(Filters=[{"Name": "value", "Values": ["corp.example"]}])["DhcpOptions"]
+    assert [x["DhcpOptionsId"] for x in found] == [did]
+    ec2.associate_dhcp_options(DhcpOptionsId=did, VpcId=vpc["vpc"])
+    assert ec2.describe_vpcs(VpcIds=[vpc["vpc"]])["Vpcs"][0]["DhcpOptionsId"] == did
+    expect_error("DependencyViolation", ec2.delete_dhcp_options, DhcpOptionsId=did)
+    expect_error("InvalidDhcpOptionID.NotFound", ec2_other.describe_dhcp_options, DhcpOptionsIds=[did])
+    ec2.associate_dhcp_options(DhcpOptionsId="default", VpcId=vpc["vpc"])
+    assert ec2.describe_vpcs(VpcIds=[vpc["vpc"]])["Vpcs"][0]["DhcpOptionsId"] == "default"
+    ec2.delete_dhcp_options(DhcpOptionsId=did)
+    expect_error("InvalidDhcpOptionID.NotFound", ec2.describe_dhcp_options, DhcpOptionsIds=[did])
+    for bad in (
+        [{"Key": "colour", "Values": ["blue"]}],
+        [{"Key": "domain-name-servers", "Values": ["banana"]}],
+        [{"Key": "netbios-node-type", "Values": ["3"]}],
+    ):
+        expect_error("InvalidParameterValue", ec2.create_dhcp_options, DhcpConfigurations=bad)
+    expect_error("InvalidDhcpOptionsId.Malformed", ec2.describe_dhcp_options, DhcpOptionsIds=["dopt-x"])
 
 
 # --- Elastic IPs ---------------------------------------------------------------------

@@ -149,6 +149,10 @@ pub struct Port {
     pub instance_id: String,
     pub mac: String,
     pub ip: Ipv4Addr,
+    /// Its subnet's block: network ACLs apply to traffic crossing it.
+    pub subnet: (Ipv4Addr, u8),
+    /// The id of its subnet's network ACL (an entry of `VpcNetwork::acls`).
+    pub acl: String,
     /// The subnet's gateway (its first usable address), which the router answers.
     pub gateway: Ipv4Addr,
     pub public_ip: Option<Ipv4Addr>,
@@ -165,6 +169,29 @@ pub struct VpcNetwork {
     /// Addresses the router answers on: each subnet's gateway and the DNS address.
     pub router_addresses: Vec<Ipv4Addr>,
     pub ports: Vec<Port>,
+    /// The network ACLs its ports' subnets use.
+    pub acls: Vec<Acl>,
+}
+
+/// A network ACL as the host enforces it: stateless, rule by rule in number order,
+/// then deny.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    pub id: String,
+    pub ingress: Vec<AclRule>,
+    pub egress: Vec<AclRule>,
+}
+
+/// One numbered ACL entry: traffic from (ingress) or to (egress) `cidr`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRule {
+    pub number: u16,
+    pub allow: bool,
+    pub protocol: Protocol,
+    /// Port range (tcp, udp) or icmp type and code.
+    pub from: Option<u16>,
+    pub to: Option<u16>,
+    pub cidr: (Ipv4Addr, u8),
 }
 
 /// Everything needed to start one VM.

@@ -442,6 +442,40 @@ fn flow(rule: &FlowRule, dir: &str, verdict: &str) -> Option<String> {
     Some(r)
 }
 
+/// A chain name for one direction of an ACL (`ai_<hex>` in, `ao_<hex>` out).
+fn acl_chain(id: &str, egress: bool) -> String {
+    let hex: String = id.chars().filter(char::is_ascii_alphanumeric).skip(3).collect();
+    format!("{}_{hex}", if egress { "ao" } else { "ai" })
+}
+
+/// Network ACLs: stateless, so a base chain ahead of the stateful one (connection
+/// tracking does not let replies through here). Traffic crossing a port's subnet
+/// boundary goes through its ACL's entries in number order: `return` lets it on to
+/// the security groups, `drop` ends it, and nothing matching is dropped.
+fn render_acls(s: &mut String, net: &VpcNetwork) {
+    for acl in &net.acls {
+        for (egress, rules) in [(false, &acl.ingress), (true, &acl.egress)] {
+            let _ = writeln!(s, "\tchain {} {{", acl_chain(&acl.id, egress));
+            for r in rules {
+                let flow_rule = FlowRule { protocol: r.protocol, from: r.from, to: r.to, peers: vec![r.cidr] };
+                let verdict = if r.allow { "return" } else { "drop" };
+                if let Some(line) = flow(&flow_rule, if egress { "daddr" } else { "saddr" }, verdict) {
+                    let _ = writeln!(s, "\t\t{line}");
+                }
+            }
+            s.push_str("\t\tdrop\n\t}\n");
+        }
+    }
+    s.push_str("\tchain acl {\n\t\ttype filter hook forward priority filter - 10; policy accept;\n");
+    for p in net.ports.iter().filter(|p| net.acls.iter().any(|a| a.id == p.acl)) {
+        let t = tap_name(&p.instance_id);
+        let (addr, len) = p.subnet;
+        let _ = writeln!(s, "\t\tiifname \"{t}\" ip daddr != {addr}/{len} jump {}", acl_chain(&p.acl, true));
+        let _ = writeln!(s, "\t\toifname \"{t}\" ip saddr != {addr}/{len} jump {}", acl_chain(&p.acl, false));
+    }
+    s.push_str("\t}\n");
+}
+
 /// The nftables table of one VPC's namespace: anti-spoofing on every port, 1:1 NAT for
 /// public addresses, each port's security groups (egress on the way out of its tap,
 /// ingress on the way in; stateful), and what guests may ask of the router itself.
@@ -484,6 +518,7 @@ pub fn render(net: &VpcNetwork) -> String {
         }
         s.push_str("\t\tdrop\n\t}\n");
     }
+    render_acls(&mut s, net);
     s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n");
     s.push_str("\t\tct state established,related accept\n\t\tct state invalid drop\n");
     for p in &net.ports {
@@ -510,12 +545,15 @@ pub fn render(net: &VpcNetwork) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_agent_api::{Acl, AclRule};
 
     fn port(id: &str, ip: [u8; 4], public: Option<[u8; 4]>, ingress: Vec<FlowRule>) -> Port {
         Port {
             instance_id: id.into(),
             mac: "02:00:00:00:00:01".into(),
             ip: Ipv4Addr::from(ip),
+            subnet: (Ipv4Addr::new(10, 0, 0, 0), 24),
+            acl: "acl-0123456789abcdef0".into(),
             gateway: Ipv4Addr::new(10, 0, 0, 1),
             public_ip: public.map(Ipv4Addr::from),
             ingress,
@@ -552,6 +590,35 @@ mod tests {
                 Some([100, 64, 0, 1]),
                 vec![ssh, web, members, nobody, ping],
             )],
+            acls: vec![Acl {
+                id: "acl-0123456789abcdef0".into(),
+                ingress: vec![
+                    AclRule {
+                        number: 50,
+                        allow: false,
+                        protocol: Protocol::Tcp,
+                        from: Some(22),
+                        to: Some(22),
+                        cidr: (Ipv4Addr::UNSPECIFIED, 0),
+                    },
+                    AclRule {
+                        number: 100,
+                        allow: true,
+                        protocol: Protocol::All,
+                        from: None,
+                        to: None,
+                        cidr: (Ipv4Addr::new(192, 0, 2, 0), 24),
+                    },
+                ],
+                egress: vec![AclRule {
+                    number: 100,
+                    allow: true,
+                    protocol: Protocol::All,
+                    from: None,
+                    to: None,
+                    cidr: (Ipv4Addr::UNSPECIFIED, 0),
+                }],
+            }],
         };
         let s = render(&net);
         let t = tap_name("i-0123456789abcdef0");
@@ -566,6 +633,37 @@ mod tests {
         assert!(!s.contains("udp accept"), "a rule naming an empty group matches nobody");
         assert!(s.contains(&format!("chain out_{t} {{\n\t\treturn\n\t\tdrop")), "egress allows all: {s}");
         assert!(s.starts_with("table inet kiln\ndelete table inet kiln\n"), "the table is replaced atomically");
+        // The ACL: stateless, ahead of the groups, entries in order, then deny.
+        assert!(s.contains("type filter hook forward priority filter - 10; policy accept;"), "{s}");
+        assert!(
+            s.contains(
+                "chain ai_0123456789abcdef0 {\n\t\ttcp dport 22 drop\n\t\tip saddr { 192.0.2.0/24 } return\n\t\tdrop\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("chain ao_0123456789abcdef0 {\n\t\treturn\n\t\tdrop\n"), "{s}");
+        assert!(s.contains(&format!("oifname \"{t}\" ip saddr != 10.0.0.0/24 jump ai_0123456789abcdef0")), "{s}");
+        assert!(s.contains(&format!("iifname \"{t}\" ip daddr != 10.0.0.0/24 jump ao_0123456789abcdef0")), "{s}");
+        // nft itself accepts the rule set, where it is installed.
+        if let Ok(mut child) = Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            use std::io::Write as _;
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(s.as_bytes());
+            }
+            if let Ok(out) = child.wait_with_output() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                // Without privileges nft cannot check; with them, the set must parse.
+                if !err.contains("Operation not permitted") {
+                    assert!(out.status.success(), "nft -c refused the rule set: {err}\n{s}");
+                }
+            }
+        }
     }
 
     #[test]

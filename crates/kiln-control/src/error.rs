@@ -79,6 +79,10 @@ pub enum Error {
     AddressLimitExceeded(String),
     #[error("{0}")]
     DefaultVpcExists(String),
+    #[error("{0}")]
+    AclEntryExists(String),
+    #[error("{0}")]
+    AclEntryNotFound(String),
     /// Files on the host failed (copy, link, qemu-img): an internal error.
     #[error("{context}: {detail}")]
     Host { context: String, detail: String },

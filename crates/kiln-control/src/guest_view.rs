@@ -22,7 +22,9 @@ pub struct Lease {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
-    pub dns: Ipv4Addr,
+    /// Name servers: the VPC's resolver unless its DHCP options set says otherwise.
+    pub dns: Vec<Ipv4Addr>,
+    pub ntp: Vec<Ipv4Addr>,
     pub hostname: String,
     pub domain: String,
 }
@@ -65,22 +67,36 @@ fn mac_bytes(id: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-/// The view of `all` (the instances of one pass) with the VPCs and subnet CIDRs.
-pub fn build(all: &[Instance], vpcs: &HashMap<String, vpcs::Vpc>, subnet_cidrs: &HashMap<String, String>) -> GuestView {
+/// The VPCs, subnet CIDRs and DHCP options sets a view is made from.
+pub struct Networks {
+    pub vpcs: HashMap<String, vpcs::Vpc>,
+    pub subnet_cidrs: HashMap<String, String>,
+    pub dhcp: HashMap<String, vpcs::DhcpOptions>,
+}
+
+/// The view of `all` (the instances of one pass) with their networks.
+pub fn build(all: &[Instance], n: &Networks) -> GuestView {
     let mut view = GuestView::default();
     for i in all.iter().filter(|i| has_port(i.state)) {
-        let record = vpcs.get(&i.vpc_id);
+        let record = n.vpcs.get(&i.vpc_id);
         let vpc = record.map(|v| &v.cidr);
         let lease = (|| {
-            let subnet = subnet_cidrs.get(&i.subnet_id)?;
+            let subnet = n.subnet_cidrs.get(&i.subnet_id)?;
+            let resolver = dns_address(vpc?)?;
+            let set = record.and_then(|r| r.dhcp_options_id.as_ref()).and_then(|d| n.dhcp.get(d));
+            let (domain, dns, ntp) = match set {
+                Some(set) => crate::dhcp_options::lease_values(set, Some(resolver)),
+                None => (None, vec![resolver], Vec::new()),
+            };
             Some(Lease {
                 mac: mac_bytes(&i.id)?,
                 ip: i.private_ip.parse().ok()?,
                 prefix_len: subnet.parse::<Ipv4Net>().ok()?.prefix_len(),
                 gateway: gateway(subnet)?,
-                dns: dns_address(vpc?)?,
+                dns,
+                ntp,
                 hostname: kiln_types::region::private_host(&i.private_ip),
-                domain: kiln_types::region::internal_domain(&i.region),
+                domain: domain.unwrap_or_else(|| kiln_types::region::internal_domain(&i.region)),
             })
         })();
         view.ports.insert(
@@ -116,11 +132,14 @@ impl Cloud {
 
     /// Makes and publishes the view for the instances of this pass.
     pub(crate) fn publish_view(&self, all: &[Instance]) -> Result<()> {
-        let (vpc_records, subnet_cidrs) = self.store.read(|c| {
-            let v: HashMap<String, vpcs::Vpc> = vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect();
-            Ok::<_, Error>((v, vpcs::subnet_cidrs(c)?))
+        let networks = self.store.read(|c| {
+            Ok::<_, Error>(Networks {
+                vpcs: vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect(),
+                subnet_cidrs: vpcs::subnet_cidrs(c)?,
+                dhcp: vpcs::all_dhcp_options(c)?.into_iter().map(|d| (d.id.clone(), d)).collect(),
+            })
         })?;
-        let view = Arc::new(build(all, &vpc_records, &subnet_cidrs));
+        let view = Arc::new(build(all, &networks));
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         Ok(())
     }

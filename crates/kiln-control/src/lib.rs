@@ -3,9 +3,11 @@
 //! It knows nothing of HTTP or XML; `kiln-server` maps its errors to EC2's.
 
 pub mod accounts;
+pub mod acls;
 pub mod addresses;
 pub mod block_devices;
 pub mod create_image;
+pub mod dhcp_options;
 pub mod error;
 pub mod guest_view;
 pub mod images;

@@ -40,7 +40,7 @@ pub fn dns_address(vpc_cidr: &str) -> Option<Ipv4Addr> {
     nth(vpc_cidr, 2)
 }
 
-fn protocol(p: &str) -> Option<Protocol> {
+pub(crate) fn protocol(p: &str) -> Option<Protocol> {
     Some(match p {
         "-1" | "all" => Protocol::All,
         "tcp" | "6" => Protocol::Tcp,
@@ -115,12 +115,16 @@ impl Cloud {
         let mut nets: BTreeMap<String, VpcNetwork> = BTreeMap::new();
         for ((account, region), list) in by_scope {
             let scope = Scope { account, region };
-            let (rules, subnets, vpc_list, internet) = self.store.read(|c| {
+            let (rules, subnets, vpc_list, internet, acl_of, acl_entries) = self.store.read(|c| {
+                let acl_of: HashMap<String, String> =
+                    routing::acl_associations(c, &scope)?.into_iter().map(|a| (a.subnet_id, a.acl_id)).collect();
                 Ok::<_, Error>((
                     security_groups::rules(c, &scope)?,
                     vpcs::list_subnets(c, &scope)?,
                     vpcs::list_vpcs(c, &scope)?,
                     crate::routing::internet_subnets(c, &scope)?,
+                    acl_of,
+                    routing::acl_entries(c, &scope)?,
                 ))
             })?;
             let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
@@ -135,6 +139,8 @@ impl Cloud {
                 let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() else { continue };
                 let Some(subnet) = subnets.iter().find(|s| s.id == i.subnet_id) else { continue };
                 let Some(subnet_gateway) = gateway(&subnet.cidr) else { continue };
+                let Ok(subnet_net) = subnet.cidr.parse::<Ipv4Net>() else { continue };
+                let Some(acl) = acl_of.get(&subnet.id) else { continue };
                 let net = nets.entry(i.vpc_id.clone()).or_insert_with(|| {
                     let mut router: Vec<Ipv4Addr> =
                         subnets.iter().filter(|s| s.vpc_id == i.vpc_id).filter_map(|s| gateway(&s.cidr)).collect();
@@ -143,7 +149,12 @@ impl Cloud {
                     }
                     router.sort();
                     router.dedup();
-                    VpcNetwork { vpc_id: i.vpc_id.clone(), router_addresses: router, ports: Vec::new() }
+                    VpcNetwork {
+                        vpc_id: i.vpc_id.clone(),
+                        router_addresses: router,
+                        ports: Vec::new(),
+                        acls: Vec::new(),
+                    }
                 });
                 let mine = |egress: bool| -> Vec<FlowRule> {
                     rules
@@ -152,10 +163,15 @@ impl Cloud {
                         .filter_map(|r| flow(r, &members))
                         .collect()
                 };
+                if !net.acls.iter().any(|a| &a.id == acl) {
+                    net.acls.push(crate::acls::for_host(acl, &acl_entries));
+                }
                 net.ports.push(Port {
                     instance_id: i.id.clone(),
                     mac: instance_mac(&i.id),
                     ip,
+                    subnet: (subnet_net.network(), subnet_net.prefix_len()),
+                    acl: acl.clone(),
                     gateway: subnet_gateway,
                     // A public address works only while the subnet routes to an
                     // internet gateway attached to the VPC, as on EC2.

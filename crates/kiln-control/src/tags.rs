@@ -44,6 +44,8 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
         ResourceKind::InternetGateway => routing::gateways(conn, scope)?.iter().any(|g| g.id == id),
         ResourceKind::RouteTable => routing::tables(conn, scope)?.iter().any(|t| t.id == id),
         ResourceKind::ElasticIp => routing::addresses(conn, scope)?.iter().any(|a| a.allocation_id == id),
+        ResourceKind::NetworkAcl => routing::acls(conn, scope)?.iter().any(|a| a.id == id),
+        ResourceKind::DhcpOptions => vpcs::dhcp_options(conn, scope)?.iter().any(|d| d.id == id),
         _ => false,
     })
 }

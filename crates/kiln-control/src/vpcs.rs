@@ -7,7 +7,7 @@ use kiln_store::vpcs::{self, Subnet, Vpc};
 use kiln_store::{security_groups, Connection, Scope, Transaction};
 use kiln_types::{RegionConfig, ResourceKind};
 
-use crate::{narrow, routing, security_groups as sg, tags, Cloud, Error, Result};
+use crate::{acls, narrow, routing, security_groups as sg, tags, Cloud, Error, Result};
 
 const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
 
@@ -51,19 +51,22 @@ pub(crate) fn ensure_default_vpc(tx: &Transaction<'_>, scope: &Scope, region: &R
         created_at: kiln_store::now(),
         dns_support: true,
         dns_hostnames: true,
+        dhcp_options_id: None,
     };
     vpcs::insert_vpc(tx, scope, &vpc)?;
     sg::insert_default_group(tx, scope, &vpc.id)?;
+    acls::create_default(tx, scope, &vpc.id)?;
     let main = routing::create_main_table(tx, scope, &vpc.id)?;
     routing::open_to_internet(tx, scope, &vpc.id, &main.id)?;
     let net: Ipv4Net = DEFAULT_VPC_CIDR.parse().map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
     let subnets = net.subnets(20).map_err(|_| Error::InvalidParameterValue("default CIDR".into()))?;
     for (zone, cidr) in region.zones.iter().zip(subnets) {
+        let id = ResourceKind::Subnet.generate();
         vpcs::insert_subnet(
             tx,
             scope,
             &Subnet {
-                id: ResourceKind::Subnet.generate(),
+                id: id.clone(),
                 vpc_id: vpc.id.clone(),
                 cidr: cidr.to_string(),
                 availability_zone: zone.name.clone(),
@@ -73,6 +76,7 @@ pub(crate) fn ensure_default_vpc(tx: &Transaction<'_>, scope: &Scope, region: &R
                 created_at: kiln_store::now(),
             },
         )?;
+        acls::adopt_subnet(tx, scope, &vpc.id, &id)?;
     }
     Ok(())
 }
@@ -87,10 +91,12 @@ impl Cloud {
             created_at: kiln_store::now(),
             dns_support: true,
             dns_hostnames: false,
+            dhcp_options_id: None,
         };
         self.store.write(|tx| {
             vpcs::insert_vpc(tx, scope, &vpc)?;
             sg::insert_default_group(tx, scope, &vpc.id)?;
+            acls::create_default(tx, scope, &vpc.id)?;
             routing::create_main_table(tx, scope, &vpc.id)?;
             tags::put_all(tx, scope, ResourceKind::Vpc, &vpc.id, tags)?;
             Ok(vpc)
@@ -119,6 +125,7 @@ impl Cloud {
                 )));
             }
             routing::release_vpc(tx, scope, id)?;
+            acls::release_vpc(tx, scope, id)?;
             for g in groups {
                 security_groups::delete(tx, scope, &g.id)?;
             }
@@ -240,6 +247,7 @@ impl Cloud {
                 created_at: kiln_store::now(),
             };
             vpcs::insert_subnet(tx, scope, &subnet)?;
+            acls::adopt_subnet(tx, scope, vpc_id, &subnet.id)?;
             tags::put_all(tx, scope, ResourceKind::Subnet, &subnet.id, tags)?;
             Ok(subnet)
         })

@@ -79,11 +79,16 @@ impl Ec2Error {
             ResourceKind::RouteTable => {
                 ("InvalidRouteTableID.NotFound", format!("The routeTable ID '{joined}' does not exist"))
             }
-            ResourceKind::RouteTableAssociation | ResourceKind::AddressAssociation => {
+            ResourceKind::RouteTableAssociation
+            | ResourceKind::AddressAssociation
+            | ResourceKind::NetworkAclAssociation => {
                 ("InvalidAssociationID.NotFound", format!("The association ID '{joined}' does not exist"))
             }
             ResourceKind::NetworkAcl => {
                 ("InvalidNetworkAclID.NotFound", format!("The networkAcl ID '{joined}' does not exist"))
+            }
+            ResourceKind::DhcpOptions => {
+                ("InvalidDhcpOptionID.NotFound", format!("The dhcpOption ID '{joined}' does not exist"))
             }
             ResourceKind::NetworkInterface => {
                 ("InvalidNetworkInterfaceID.NotFound", format!("The networkInterface ID '{joined}' does not exist"))
@@ -111,8 +116,11 @@ impl From<IdError> for Ec2Error {
             ResourceKind::Reservation => "InvalidReservationID.Malformed",
             ResourceKind::InternetGateway => "InvalidInternetGatewayId.Malformed",
             ResourceKind::RouteTable => "InvalidRouteTableId.Malformed",
-            ResourceKind::RouteTableAssociation | ResourceKind::AddressAssociation => "InvalidAssociationID.Malformed",
+            ResourceKind::RouteTableAssociation
+            | ResourceKind::AddressAssociation
+            | ResourceKind::NetworkAclAssociation => "InvalidAssociationID.Malformed",
             ResourceKind::NetworkAcl => "InvalidNetworkAclId.Malformed",
+            ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
             ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
             ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
         };

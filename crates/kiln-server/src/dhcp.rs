@@ -58,7 +58,12 @@ pub fn reply(packet: &[u8], lease: &Lease) -> Option<Vec<u8>> {
     if kind != MessageType::Nak {
         o.insert(DhcpOption::SubnetMask(mask(lease.prefix_len)));
         o.insert(DhcpOption::Router(vec![lease.gateway]));
-        o.insert(DhcpOption::DomainNameServer(vec![lease.dns]));
+        if !lease.dns.is_empty() {
+            o.insert(DhcpOption::DomainNameServer(lease.dns.clone()));
+        }
+        if !lease.ntp.is_empty() {
+            o.insert(DhcpOption::NtpServers(lease.ntp.clone()));
+        }
         o.insert(DhcpOption::DomainName(lease.domain.clone()));
         o.insert(DhcpOption::Hostname(lease.hostname.clone()));
         o.insert(DhcpOption::AddressLeaseTime(LEASE_SECONDS));
@@ -76,7 +81,8 @@ mod tests {
             ip: Ipv4Addr::new(172, 31, 0, 5),
             prefix_len: 20,
             gateway: Ipv4Addr::new(172, 31, 0, 1),
-            dns: Ipv4Addr::new(172, 31, 0, 2),
+            dns: vec![Ipv4Addr::new(172, 31, 0, 2)],
+            ntp: Vec::new(),
             hostname: "ip-172-31-0-5".into(),
             domain: "ec2.internal".into(),
         }

@@ -49,6 +49,8 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::AddressNotFound(m) => Ec2Error::new("InvalidAddress.NotFound", m),
         Error::AddressLimitExceeded(m) => Ec2Error::new("AddressLimitExceeded", m),
         Error::DefaultVpcExists(m) => Ec2Error::new("DefaultVpcAlreadyExists", m),
+        Error::AclEntryExists(m) => Ec2Error::new("NetworkAclEntryAlreadyExists", m),
+        Error::AclEntryNotFound(m) => Ec2Error::new("InvalidNetworkAclEntry.NotFound", m),
         Error::Host { context, detail } => {
             tracing::error!(%context, %detail, "host operation failed");
             Ec2Error::internal()

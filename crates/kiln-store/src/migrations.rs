@@ -308,6 +308,21 @@ const MIGRATIONS: &[&str] = &[
     UPDATE instances SET cpu_credits = 'unlimited'
         WHERE instance_type LIKE 't3.%' OR instance_type LIKE 't3a.%' OR instance_type LIKE 't4g.%';
     ALTER TABLE vpcs ADD COLUMN dns_support INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE vpcs ADD COLUMN dhcp_options_id TEXT;
+    CREATE TABLE dhcp_options (
+        id         TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        region     TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE dhcp_option_values (
+        dhcp_options_id TEXT NOT NULL REFERENCES dhcp_options(id) ON DELETE CASCADE,
+        key             TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        value           TEXT NOT NULL,
+        PRIMARY KEY (dhcp_options_id, key, position)
+    );
+    CREATE TRIGGER dhcp_options_tags_go AFTER DELETE ON dhcp_options BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
     ALTER TABLE vpcs ADD COLUMN dns_hostnames INTEGER NOT NULL DEFAULT 0;
     UPDATE vpcs SET dns_hostnames = 1 WHERE is_default = 1;
     CREATE TABLE internet_gateways (
@@ -355,6 +370,42 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE addresses SET instance_id = NULL, association_id = NULL WHERE instance_id = NEW.id; END;
     CREATE TRIGGER addresses_leave_deleted BEFORE DELETE ON instances
         BEGIN UPDATE addresses SET instance_id = NULL, association_id = NULL WHERE instance_id = OLD.id; END;
+    CREATE TABLE network_acls (
+        id         TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        region     TEXT NOT NULL,
+        vpc_id     TEXT NOT NULL REFERENCES vpcs(id),
+        is_default INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX one_default_acl ON network_acls (vpc_id) WHERE is_default = 1;
+    CREATE INDEX network_acls_by_scope ON network_acls (account_id, region);
+    CREATE TABLE network_acl_entries (
+        acl_id      TEXT NOT NULL REFERENCES network_acls(id) ON DELETE CASCADE,
+        egress      INTEGER NOT NULL,
+        rule_number INTEGER NOT NULL,
+        protocol    TEXT NOT NULL,
+        allow       INTEGER NOT NULL,
+        cidr        TEXT NOT NULL,
+        from_port   INTEGER,
+        to_port     INTEGER,
+        PRIMARY KEY (acl_id, egress, rule_number)
+    );
+    CREATE TABLE network_acl_associations (
+        id        TEXT PRIMARY KEY,
+        acl_id    TEXT NOT NULL REFERENCES network_acls(id),
+        subnet_id TEXT NOT NULL UNIQUE REFERENCES subnets(id) ON DELETE CASCADE
+    );
+    CREATE TRIGGER network_acls_tags_go AFTER DELETE ON network_acls BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    INSERT INTO network_acls (id, account_id, region, vpc_id, is_default, created_at)
+        SELECT 'acl-' || substr(lower(hex(randomblob(9))), 1, 17), account_id, region, id, 1, created_at FROM vpcs;
+    INSERT INTO network_acl_entries (acl_id, egress, rule_number, protocol, allow, cidr)
+        SELECT id, 0, 100, '-1', 1, '0.0.0.0/0' FROM network_acls;
+    INSERT INTO network_acl_entries (acl_id, egress, rule_number, protocol, allow, cidr)
+        SELECT id, 1, 100, '-1', 1, '0.0.0.0/0' FROM network_acls;
+    INSERT INTO network_acl_associations (id, acl_id, subnet_id)
+        SELECT 'aclassoc-' || substr(lower(hex(randomblob(9))), 1, 17), a.id, s.id
+        FROM subnets s JOIN network_acls a ON a.vpc_id = s.vpc_id;
     INSERT INTO route_tables (id, account_id, region, vpc_id, main_association, created_at)
         SELECT 'rtb-' || substr(lower(hex(randomblob(9))), 1, 17), account_id, region, id,
                'rtbassoc-' || substr(lower(hex(randomblob(9))), 1, 17), created_at

@@ -1,5 +1,6 @@
-//! Internet gateways, route tables, their routes and subnet associations, and Elastic
-//! IP addresses. A VPC's `local` route is not stored: it is the VPC's CIDR.
+//! Internet gateways, route tables, their routes and subnet associations, network ACLs
+//! with their entries and associations, and Elastic IP addresses. A VPC's `local`
+//! route is not stored: it is the VPC's CIDR.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -172,9 +173,10 @@ pub fn delete_association(conn: &Connection, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// A subnet being deleted loses its association.
+/// A subnet being deleted loses its route table and ACL associations.
 pub fn forget_subnet(conn: &Connection, subnet_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM route_table_associations WHERE subnet_id = ?1", params![subnet_id])?;
+    conn.execute("DELETE FROM network_acl_associations WHERE subnet_id = ?1", params![subnet_id])?;
     Ok(())
 }
 
@@ -245,5 +247,133 @@ pub fn associate_address(
 
 pub fn delete_address(conn: &Connection, allocation_id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM addresses WHERE allocation_id = ?1", params![allocation_id])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAcl {
+    pub id: String,
+    pub vpc_id: String,
+    pub is_default: bool,
+    pub created_at: String,
+}
+
+/// One numbered rule of an ACL, for one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclEntry {
+    pub acl_id: String,
+    pub egress: bool,
+    pub rule_number: i64,
+    /// `-1` (all), or an IP protocol number as text (`6` tcp, `17` udp, `1` icmp).
+    pub protocol: String,
+    pub allow: bool,
+    pub cidr: String,
+    pub from_port: Option<i64>,
+    pub to_port: Option<i64>,
+}
+
+/// A subnet's association with an ACL (every subnet has exactly one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclAssociation {
+    pub id: String,
+    pub acl_id: String,
+    pub subnet_id: String,
+}
+
+pub fn insert_acl(conn: &Connection, scope: &Scope, a: &NetworkAcl) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO network_acls (id, account_id, region, vpc_id, is_default, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![a.id, scope.account, scope.region, a.vpc_id, a.is_default, a.created_at],
+    )?;
+    Ok(())
+}
+
+pub fn acls(conn: &Connection, scope: &Scope) -> Result<Vec<NetworkAcl>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, vpc_id, is_default, created_at FROM network_acls WHERE account_id = ?1 AND region = ?2
+         ORDER BY created_at, id",
+    )?;
+    let rows = st
+        .query_map(params![scope.account, scope.region], |r| {
+            Ok(NetworkAcl { id: r.get(0)?, vpc_id: r.get(1)?, is_default: r.get(2)?, created_at: r.get(3)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn delete_acl(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM network_acl_associations WHERE acl_id = ?1", params![id])?;
+    conn.execute("DELETE FROM network_acls WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
+pub fn acl_entries(conn: &Connection, scope: &Scope) -> Result<Vec<AclEntry>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT e.acl_id, e.egress, e.rule_number, e.protocol, e.allow, e.cidr, e.from_port, e.to_port
+         FROM network_acl_entries e JOIN network_acls a ON a.id = e.acl_id
+         WHERE a.account_id = ?1 AND a.region = ?2 ORDER BY e.acl_id, e.egress, e.rule_number",
+    )?;
+    let rows = st
+        .query_map(params![scope.account, scope.region], |r| {
+            Ok(AclEntry {
+                acl_id: r.get(0)?,
+                egress: r.get(1)?,
+                rule_number: r.get(2)?,
+                protocol: r.get(3)?,
+                allow: r.get(4)?,
+                cidr: r.get(5)?,
+                from_port: r.get(6)?,
+                to_port: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Adds an entry, or (with `replace`) overwrites the one of the same number and
+/// direction; false when the one to replace does not exist or the one to add does.
+pub fn put_acl_entry(conn: &Connection, e: &AclEntry, replace: bool) -> Result<bool, StoreError> {
+    let sql = if replace {
+        "UPDATE network_acl_entries SET protocol = ?4, allow = ?5, cidr = ?6, from_port = ?7, to_port = ?8
+         WHERE acl_id = ?1 AND egress = ?2 AND rule_number = ?3"
+    } else {
+        "INSERT OR IGNORE INTO network_acl_entries (acl_id, egress, rule_number, protocol, allow, cidr, from_port, to_port)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    };
+    let n = conn.execute(
+        sql,
+        params![e.acl_id, e.egress, e.rule_number, e.protocol, e.allow, e.cidr, e.from_port, e.to_port],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn delete_acl_entry(conn: &Connection, acl_id: &str, egress: bool, rule_number: i64) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "DELETE FROM network_acl_entries WHERE acl_id = ?1 AND egress = ?2 AND rule_number = ?3",
+        params![acl_id, egress, rule_number],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn acl_associations(conn: &Connection, scope: &Scope) -> Result<Vec<AclAssociation>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT x.id, x.acl_id, x.subnet_id FROM network_acl_associations x JOIN network_acls a ON a.id = x.acl_id
+         WHERE a.account_id = ?1 AND a.region = ?2 ORDER BY x.id",
+    )?;
+    let rows = st
+        .query_map(params![scope.account, scope.region], |r| {
+            Ok(AclAssociation { id: r.get(0)?, acl_id: r.get(1)?, subnet_id: r.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Puts a subnet under an ACL with association `id`, replacing its association.
+pub fn associate_acl(conn: &Connection, id: &str, acl_id: &str, subnet_id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM network_acl_associations WHERE subnet_id = ?1", params![subnet_id])?;
+    conn.execute(
+        "INSERT INTO network_acl_associations (id, acl_id, subnet_id) VALUES (?1, ?2, ?3)",
+        params![id, acl_id, subnet_id],
+    )?;
     Ok(())
 }

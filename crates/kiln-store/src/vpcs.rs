@@ -14,9 +14,11 @@ pub struct Vpc {
     pub dns_support: bool,
     /// Whether instances get public DNS names (EC2's enableDnsHostnames).
     pub dns_hostnames: bool,
+    /// Its DHCP options set (`None`: EC2's `default`, no set).
+    pub dhcp_options_id: Option<String>,
 }
 
-const VPC_COLUMNS: &str = "id, cidr, is_default, created_at, dns_support, dns_hostnames";
+const VPC_COLUMNS: &str = "id, cidr, is_default, created_at, dns_support, dns_hostnames, dhcp_options_id";
 
 fn vpc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vpc> {
     Ok(Vpc {
@@ -26,6 +28,7 @@ fn vpc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vpc> {
         created_at: r.get(3)?,
         dns_support: r.get(4)?,
         dns_hostnames: r.get(5)?,
+        dhcp_options_id: r.get(6)?,
     })
 }
 
@@ -72,6 +75,79 @@ pub fn set_dns(conn: &Connection, id: &str, support: Option<bool>, hostnames: Op
          WHERE id = ?1",
         params![id, support, hostnames],
     )?;
+    Ok(())
+}
+
+/// AssociateDhcpOptions: a set, or `None` for EC2's `default`.
+pub fn set_dhcp_options(conn: &Connection, id: &str, options: Option<&str>) -> Result<(), StoreError> {
+    conn.execute("UPDATE vpcs SET dhcp_options_id = ?2 WHERE id = ?1", params![id, options])?;
+    Ok(())
+}
+
+/// A DHCP options set: its keys and their values, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpOptions {
+    pub id: String,
+    pub values: Vec<(String, Vec<String>)>,
+    pub created_at: String,
+}
+
+pub fn insert_dhcp_options(conn: &Connection, scope: &Scope, d: &DhcpOptions) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO dhcp_options (id, account_id, region, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![d.id, scope.account, scope.region, d.created_at],
+    )?;
+    for (key, values) in &d.values {
+        for (n, v) in values.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO dhcp_option_values (dhcp_options_id, key, position, value) VALUES (?1, ?2, ?3, ?4)",
+                params![d.id, key, n as i64, v],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn dhcp_rows(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<DhcpOptions>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows: Vec<(String, String, Option<String>, Option<String>)> =
+        st.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    let mut out: Vec<DhcpOptions> = Vec::new();
+    for (id, created_at, key, value) in rows {
+        if out.last().is_none_or(|d| d.id != id) {
+            out.push(DhcpOptions { id: id.clone(), values: Vec::new(), created_at });
+        }
+        let (Some(d), Some(key), Some(value)) = (out.last_mut(), key, value) else { continue };
+        match d.values.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, vs)) => vs.push(value),
+            None => d.values.push((key, vec![value])),
+        }
+    }
+    Ok(out)
+}
+
+pub fn dhcp_options(conn: &Connection, scope: &Scope) -> Result<Vec<DhcpOptions>, StoreError> {
+    dhcp_rows(
+        conn,
+        "SELECT d.id, d.created_at, v.key, v.value FROM dhcp_options d
+         LEFT JOIN dhcp_option_values v ON v.dhcp_options_id = d.id
+         WHERE d.account_id = ?1 AND d.region = ?2 ORDER BY d.created_at, d.id, v.key, v.position",
+        &[&scope.account, &scope.region],
+    )
+}
+
+/// Every DHCP options set (the guests' view reads those of every VPC).
+pub fn all_dhcp_options(conn: &Connection) -> Result<Vec<DhcpOptions>, StoreError> {
+    dhcp_rows(
+        conn,
+        "SELECT d.id, d.created_at, v.key, v.value FROM dhcp_options d
+         LEFT JOIN dhcp_option_values v ON v.dhcp_options_id = d.id ORDER BY d.id, v.key, v.position",
+        &[],
+    )
+}
+
+pub fn delete_dhcp_options(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM dhcp_options WHERE id = ?1", params![id])?;
     Ok(())
 }
 

@@ -26,10 +26,12 @@ pub enum ResourceKind {
     NetworkInterface,
     ElasticIp,
     AddressAssociation,
+    NetworkAclAssociation,
+    DhcpOptions,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 17] = [
+    pub const ALL: [ResourceKind; 19] = [
         Self::KeyPair,
         Self::Vpc,
         Self::Subnet,
@@ -47,6 +49,8 @@ impl ResourceKind {
         Self::NetworkInterface,
         Self::ElasticIp,
         Self::AddressAssociation,
+        Self::NetworkAclAssociation,
+        Self::DhcpOptions,
     ];
 
     /// The ID prefix, without the dash.
@@ -69,6 +73,8 @@ impl ResourceKind {
             Self::NetworkInterface => "eni",
             Self::ElasticIp => "eipalloc",
             Self::AddressAssociation => "eipassoc",
+            Self::NetworkAclAssociation => "aclassoc",
+            Self::DhcpOptions => "dopt",
         }
     }
 
@@ -92,6 +98,8 @@ impl ResourceKind {
             Self::NetworkInterface => "network-interface",
             Self::ElasticIp => "elastic-ip",
             Self::AddressAssociation => "elastic-ip-association",
+            Self::NetworkAclAssociation => "network-acl-association",
+            Self::DhcpOptions => "dhcp-options",
         }
     }
 
@@ -241,6 +249,10 @@ typed_ids! {
     AllocationId => ElasticIp,
     /// An Elastic IP association's ID (`eipassoc-…`).
     AddressAssociationId => AddressAssociation,
+    /// A network ACL association's ID (`aclassoc-…`).
+    NetworkAclAssociationId => NetworkAclAssociation,
+    /// A DHCP options set's ID (`dopt-…`).
+    DhcpOptionsId => DhcpOptions,
     /// A snapshot's ID (`snap-…`).
     SnapshotId => Snapshot,
     /// A volume's ID (`vol-…`).

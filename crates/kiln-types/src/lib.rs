@@ -9,9 +9,9 @@ pub mod state;
 
 pub use choices::{ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeType};
 pub use ids::{
-    AccountId, AddressAssociationId, AllocationId, IdError, ImageId, InstanceId, InternetGatewayId, KeyPairId,
-    NetworkAclId, NetworkInterfaceId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId,
-    SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
+    AccountId, AddressAssociationId, AllocationId, DhcpOptionsId, IdError, ImageId, InstanceId, InternetGatewayId,
+    KeyPairId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceId, ReservationId, ResourceKind,
+    RouteTableAssociationId, RouteTableId, SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
 };
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;

@@ -3,8 +3,8 @@
 //! instance credit specifications.
 
 use kiln_types::{
-    AddressAssociationId, AllocationId, InstanceId, InternetGatewayId, NetworkAclId, NetworkInterfaceId,
-    RouteTableAssociationId, RouteTableId, SubnetId, VpcId,
+    AddressAssociationId, AllocationId, DhcpOptionsId, InstanceId, InternetGatewayId, NetworkAclAssociationId,
+    NetworkAclId, NetworkInterfaceId, RouteTableAssociationId, RouteTableId, SubnetId, VpcId,
 };
 
 use super::{ids, tag_specifications, Decode, Tag};
@@ -449,5 +449,161 @@ impl Decode for DescribeAddressesAttribute {
             }
         }
         Ok(Self { allocation_ids: ids(p, "AllocationId")?, paging: Paging::decode(p)? })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateNetworkAcl {
+    pub vpc_id: VpcId,
+    pub tags: Vec<Tag>,
+}
+
+impl Decode for CreateNetworkAcl {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { vpc_id: p.required("VpcId")?.parse()?, tags: tag_specifications(p, "network-acl")? })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteNetworkAcl {
+    pub acl_id: NetworkAclId,
+}
+
+impl Decode for DeleteNetworkAcl {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { acl_id: p.required("NetworkAclId")?.parse()? })
+    }
+}
+
+/// CreateNetworkAclEntry and ReplaceNetworkAclEntry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutNetworkAclEntry {
+    pub acl_id: NetworkAclId,
+    pub egress: bool,
+    pub rule_number: i64,
+    pub protocol: String,
+    pub allow: bool,
+    pub cidr: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Decode for PutNetworkAclEntry {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        if p.get("Ipv6CidrBlock").is_some() {
+            return Err(Ec2Error::invalid_value("Kiln's VPCs are IPv4 only (Ipv6CidrBlock)"));
+        }
+        let allow = match p.required("RuleAction")?.as_str() {
+            "allow" => true,
+            "deny" => false,
+            other => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({other}) for parameter ruleAction is invalid. Valid values: allow, deny"
+                )))
+            }
+        };
+        let protocol = p.required("Protocol")?;
+        let icmp = matches!(protocol.as_str(), "1" | "icmp");
+        let (from, to) = if icmp {
+            (p.int("IcmpTypeCode.Type")?, p.int("IcmpTypeCode.Code")?)
+        } else {
+            (p.int("PortRange.From")?, p.int("PortRange.To")?)
+        };
+        Ok(Self {
+            acl_id: p.required("NetworkAclId")?.parse()?,
+            egress: p.bool("Egress")?.ok_or_else(|| Ec2Error::missing("Egress"))?,
+            rule_number: p.int("RuleNumber")?.ok_or_else(|| Ec2Error::missing("RuleNumber"))?,
+            protocol,
+            allow,
+            cidr: p.required("CidrBlock")?,
+            from,
+            to,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteNetworkAclEntry {
+    pub acl_id: NetworkAclId,
+    pub egress: bool,
+    pub rule_number: i64,
+}
+
+impl Decode for DeleteNetworkAclEntry {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self {
+            acl_id: p.required("NetworkAclId")?.parse()?,
+            egress: p.bool("Egress")?.ok_or_else(|| Ec2Error::missing("Egress"))?,
+            rule_number: p.int("RuleNumber")?.ok_or_else(|| Ec2Error::missing("RuleNumber"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaceNetworkAclAssociation {
+    pub association_id: NetworkAclAssociationId,
+    pub acl_id: NetworkAclId,
+}
+
+impl Decode for ReplaceNetworkAclAssociation {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { association_id: p.required("AssociationId")?.parse()?, acl_id: p.required("NetworkAclId")?.parse()? })
+    }
+}
+
+pub type DescribeDhcpOptions = Describe<DhcpOptionsId>;
+
+impl Decode for DescribeDhcpOptions {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        describe(p, "DhcpOptionsId")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateDhcpOptions {
+    /// Each key with its values, in the order given.
+    pub values: Vec<(String, Vec<String>)>,
+    pub tags: Vec<Tag>,
+}
+
+impl Decode for CreateDhcpOptions {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let values = p
+            .members("DhcpConfiguration")
+            .iter()
+            .map(|m| Ok((m.required("Key")?, m.list("Value"))))
+            .collect::<Result<Vec<_>, Ec2Error>>()?;
+        if values.is_empty() {
+            return Err(Ec2Error::missing("DhcpConfiguration"));
+        }
+        Ok(Self { values, tags: tag_specifications(p, "dhcp-options")? })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteDhcpOptions {
+    pub id: DhcpOptionsId,
+}
+
+impl Decode for DeleteDhcpOptions {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        Ok(Self { id: p.required("DhcpOptionsId")?.parse()? })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssociateDhcpOptions {
+    /// `None`: `default` (no options set).
+    pub id: Option<DhcpOptionsId>,
+    pub vpc_id: VpcId,
+}
+
+impl Decode for AssociateDhcpOptions {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let id = match p.required("DhcpOptionsId")?.as_str() {
+            "default" => None,
+            other => Some(other.parse()?),
+        };
+        Ok(Self { id, vpc_id: p.required("VpcId")?.parse()? })
     }
 }

@@ -95,6 +95,10 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::DescribeVpcAttribute(r) => routing::describe_vpc_attribute(ctx, r),
         Request::ModifyVpcAttribute(r) => routing::modify_vpc_attribute(ctx, r),
         Request::ModifySubnetAttribute(r) => routing::modify_subnet_attribute(ctx, r),
+        Request::CreateDhcpOptions(r) => routing::create_dhcp_options(ctx, r),
+        Request::DescribeDhcpOptions(r) => routing::describe_dhcp_options(ctx, r),
+        Request::DeleteDhcpOptions(r) => routing::delete_dhcp_options(ctx, r),
+        Request::AssociateDhcpOptions(r) => routing::associate_dhcp_options(ctx, r),
         Request::CreateInternetGateway(r) => routing::create_internet_gateway(ctx, r),
         Request::DescribeInternetGateways(r) => routing::describe_internet_gateways(ctx, r),
         Request::AttachInternetGateway(r) => routing::attach_internet_gateway(ctx, r),
@@ -109,6 +113,13 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::CreateRoute(r) | Request::ReplaceRoute(r) => routing::put_route(ctx, action, r),
         Request::DeleteRoute(r) => routing::delete_route(ctx, r),
         Request::DescribeNetworkAcls(r) => routing::describe_network_acls(ctx, r),
+        Request::CreateNetworkAcl(r) => routing::create_network_acl(ctx, r),
+        Request::DeleteNetworkAcl(r) => routing::delete_network_acl(ctx, r),
+        Request::CreateNetworkAclEntry(r) | Request::ReplaceNetworkAclEntry(r) => {
+            routing::put_network_acl_entry(ctx, action, r)
+        }
+        Request::DeleteNetworkAclEntry(r) => routing::delete_network_acl_entry(ctx, r),
+        Request::ReplaceNetworkAclAssociation(r) => routing::replace_network_acl_association(ctx, r),
         Request::DescribeNetworkInterfaces(r) => routing::describe_network_interfaces(ctx, r),
         Request::AllocateAddress(r) => routing::allocate_address(ctx, r),
         Request::AssociateAddress(r) => routing::associate_address(ctx, r),

@@ -4,20 +4,22 @@
 
 use std::collections::HashMap;
 
+use kiln_control::acls::{AclView, EntryRequest};
 use kiln_control::addresses::{AddressRef, AddressTarget};
 use kiln_control::routing::{RouteTableView, RouteTarget};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::routing::{
-    AddressName, AllocateAddress, AssociateAddress, AssociateRouteTable, CreateDefaultVpc, CreateInternetGateway,
-    CreateRouteTable, DeleteInternetGateway, DeleteRoute, DeleteRouteTable, DescribeAddresses,
-    DescribeAddressesAttribute, DescribeInstanceCreditSpecifications, DescribeInternetGateways, DescribeNetworkAcls,
-    DescribeNetworkInterfaces, DescribeRouteTables, DescribeVpcAttribute, DisassociateAddress, DisassociateRouteTable,
-    GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutRoute, ReleaseAddress,
-    ReplaceRouteTableAssociation, Target,
+    AddressName, AllocateAddress, AssociateAddress, AssociateDhcpOptions, AssociateRouteTable, CreateDefaultVpc,
+    CreateDhcpOptions, CreateInternetGateway, CreateNetworkAcl, CreateRouteTable, DeleteDhcpOptions,
+    DeleteInternetGateway, DeleteNetworkAcl, DeleteNetworkAclEntry, DeleteRoute, DeleteRouteTable, DescribeAddresses,
+    DescribeAddressesAttribute, DescribeDhcpOptions, DescribeInstanceCreditSpecifications, DescribeInternetGateways,
+    DescribeNetworkAcls, DescribeNetworkInterfaces, DescribeRouteTables, DescribeVpcAttribute, DisassociateAddress,
+    DisassociateRouteTable, GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute,
+    ReleaseAddress, ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
-use kiln_store::routing::{Address, InternetGateway};
-use kiln_store::vpcs::Vpc;
+use kiln_store::routing::{AclEntry, Address, InternetGateway};
+use kiln_store::vpcs::{DhcpOptions, Vpc};
 use kiln_types::ids::{interface_instance, primary_interface};
 use kiln_types::region::public_dns;
 use kiln_types::InstanceState;
@@ -277,35 +279,116 @@ pub(crate) fn create_default_vpc(ctx: &Ctx<'_>, _: CreateDefaultVpc) -> ActionRe
     Ok(w.finish("CreateDefaultVpc"))
 }
 
+// --- DHCP options sets -------------------------------------------------------------------
+
+fn write_dhcp(ctx: &Ctx<'_>, w: &mut XmlWriter, d: &DhcpOptions, tags: &[(String, String)]) {
+    w.elem("dhcpOptionsId", &d.id).elem("ownerId", &ctx.scope.account);
+    w.set("dhcpConfigurationSet", &d.values, |w, (key, values)| {
+        w.elem("key", key);
+        w.set("valueSet", values, |w, v| {
+            w.elem("value", v);
+        });
+    });
+    write_tags(w, tags);
+}
+
+pub(crate) fn create_dhcp_options(ctx: &Ctx<'_>, r: CreateDhcpOptions) -> ActionResult {
+    let tags = tag_pairs(&r.tags);
+    let d = ctx.cloud.create_dhcp_options(&ctx.scope, r.values, &tags).ec2()?;
+    let mut w = ctx.xml("CreateDhcpOptions");
+    w.start("dhcpOptions");
+    write_dhcp(ctx, &mut w, &d, &tags);
+    w.end();
+    Ok(w.finish("CreateDhcpOptions"))
+}
+
+pub(crate) fn describe_dhcp_options(ctx: &Ctx<'_>, r: DescribeDhcpOptions) -> ActionResult {
+    let all = ctx.cloud.dhcp_options(&ctx.scope, &r.ids).ec2()?;
+    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
+    let list = filter::apply(
+        all,
+        &r.filters,
+        &["dhcp-options-id", "key", "value", "owner-id"],
+        |d, name| match name {
+            "dhcp-options-id" => Field::one(d.id.clone()),
+            "key" => Field::many(d.values.iter().map(|(k, _)| k.clone())),
+            "value" => Field::many(d.values.iter().flat_map(|(_, v)| v.clone())),
+            "owner-id" => Field::one(ctx.scope.account.clone()),
+            _ => Field::Unknown,
+        },
+        |d| tags_of(&tags, &d.id),
+    )?;
+    let (page, next) = ctx.page(list, &r.paging, (5, 1000), None)?;
+    let mut w = ctx.xml("DescribeDhcpOptions");
+    w.set("dhcpOptionsSet", page, |w, d| write_dhcp(ctx, w, &d, &tags_of(&tags, &d.id)));
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeDhcpOptions"))
+}
+
+pub(crate) fn delete_dhcp_options(ctx: &Ctx<'_>, r: DeleteDhcpOptions) -> ActionResult {
+    ctx.cloud.delete_dhcp_options(&ctx.scope, &r.id).ec2()?;
+    ack(ctx, "DeleteDhcpOptions")
+}
+
+pub(crate) fn associate_dhcp_options(ctx: &Ctx<'_>, r: AssociateDhcpOptions) -> ActionResult {
+    let id = r.id.as_ref().map(|d| d.to_string());
+    ctx.cloud.associate_dhcp_options(&ctx.scope, id.as_deref(), &r.vpc_id).ec2()?;
+    ack(ctx, "AssociateDhcpOptions")
+}
+
 // --- network ACLs ----------------------------------------------------------------------
 
-/// Each VPC's default network ACL: allow everything both ways (rule 100) before the
-/// final deny (rule `*`), used by every subnet. Its id is derived from the VPC's, so
-/// it needs no row; it is what the host enforces (nothing beyond security groups).
-fn default_acl_id(vpc_id: &str) -> String {
-    format!("acl-{}", vpc_id.trim_start_matches("vpc-"))
+fn write_acl(ctx: &Ctx<'_>, w: &mut XmlWriter, v: &AclView, tags: &[(String, String)]) {
+    w.elem("networkAclId", &v.acl.id)
+        .elem("vpcId", &v.acl.vpc_id)
+        .elem("default", v.acl.is_default)
+        .elem("ownerId", &ctx.scope.account);
+    // Every ACL ends with EC2's rule `*` (32767): deny, both ways.
+    let mut entries = v.entries.clone();
+    for egress in [false, true] {
+        entries.push(AclEntry {
+            acl_id: v.acl.id.clone(),
+            egress,
+            rule_number: 32767,
+            protocol: "-1".into(),
+            allow: false,
+            cidr: "0.0.0.0/0".into(),
+            from_port: None,
+            to_port: None,
+        });
+    }
+    w.set("entrySet", entries, |w, e| {
+        w.elem("ruleNumber", e.rule_number)
+            .elem("protocol", &e.protocol)
+            .elem("ruleAction", if e.allow { "allow" } else { "deny" })
+            .elem("egress", e.egress)
+            .elem("cidrBlock", &e.cidr);
+        if let (Some(from), Some(to)) = (e.from_port, e.to_port) {
+            if e.protocol == "1" {
+                w.start("icmpTypeCode").elem("type", from).elem("code", to).end();
+            } else {
+                w.start("portRange").elem("from", from).elem("to", to).end();
+            }
+        }
+    });
+    w.set("associationSet", &v.associations, |w, a| {
+        w.elem("networkAclAssociationId", &a.id).elem("networkAclId", &a.acl_id).elem("subnetId", &a.subnet_id);
+    });
+    write_tags(w, tags);
 }
 
 pub(crate) fn describe_network_acls(ctx: &Ctx<'_>, r: DescribeNetworkAcls) -> ActionResult {
-    let vpcs = ctx.cloud.vpcs(&ctx.scope, &[]).ec2()?;
-    let subnets = ctx.cloud.subnets(&ctx.scope, &[]).ec2()?;
-    let known: Vec<String> = vpcs.iter().map(|v| default_acl_id(&v.id)).collect();
-    let missing: Vec<String> = r.ids.iter().map(|i| i.to_string()).filter(|i| !known.contains(i)).collect();
-    if !missing.is_empty() {
-        return Err(Ec2Error::not_found(kiln_types::ResourceKind::NetworkAcl, &missing));
-    }
-    let wanted: Vec<&Vpc> =
-        vpcs.iter().filter(|v| r.ids.is_empty() || r.ids.iter().any(|i| **i == default_acl_id(&v.id))).collect();
-    let subnets_of =
-        |vpc: &str| -> Vec<String> { subnets.iter().filter(|s| s.vpc_id == vpc).map(|s| s.id.clone()).collect() };
+    let all = ctx.cloud.network_acls(&ctx.scope, &r.ids).ec2()?;
+    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let list = filter::apply(
-        wanted,
+        all,
         &r.filters,
         &[
             "network-acl-id",
             "vpc-id",
             "default",
             "owner-id",
+            "association.association-id",
             "association.subnet-id",
             "association.network-acl-id",
             "entry.rule-action",
@@ -313,44 +396,77 @@ pub(crate) fn describe_network_acls(ctx: &Ctx<'_>, r: DescribeNetworkAcls) -> Ac
             "entry.rule-number",
             "entry.cidr",
             "entry.protocol",
+            "entry.port-range.from",
+            "entry.port-range.to",
         ],
         |v, name| match name {
-            "network-acl-id" | "association.network-acl-id" => Field::one(default_acl_id(&v.id)),
-            "vpc-id" => Field::one(v.id.clone()),
-            "default" => Field::one("true"),
+            "network-acl-id" | "association.network-acl-id" => Field::one(v.acl.id.clone()),
+            "vpc-id" => Field::one(v.acl.vpc_id.clone()),
+            "default" => Field::one(v.acl.is_default.to_string()),
             "owner-id" => Field::one(ctx.scope.account.clone()),
-            "association.subnet-id" => Field::many(subnets_of(&v.id)),
-            "entry.rule-action" => Field::many(["allow", "deny"]),
-            "entry.egress" => Field::many(["true", "false"]),
-            "entry.rule-number" => Field::many(["100", "32767"]),
-            "entry.cidr" => Field::one("0.0.0.0/0"),
-            "entry.protocol" => Field::one("-1"),
+            "association.association-id" => Field::many(v.associations.iter().map(|a| a.id.clone())),
+            "association.subnet-id" => Field::many(v.associations.iter().map(|a| a.subnet_id.clone())),
+            "entry.rule-action" => {
+                Field::many(v.entries.iter().map(|e| if e.allow { "allow" } else { "deny" }).chain(["deny"]))
+            }
+            "entry.egress" => Field::many(v.entries.iter().map(|e| e.egress.to_string())),
+            "entry.rule-number" => {
+                Field::many(v.entries.iter().map(|e| e.rule_number.to_string()).chain(["32767".to_owned()]))
+            }
+            "entry.cidr" => Field::many(v.entries.iter().map(|e| e.cidr.clone())),
+            "entry.protocol" => Field::many(v.entries.iter().map(|e| e.protocol.clone())),
+            "entry.port-range.from" => Field::many(v.entries.iter().filter_map(|e| e.from_port.map(|p| p.to_string()))),
+            "entry.port-range.to" => Field::many(v.entries.iter().filter_map(|e| e.to_port.map(|p| p.to_string()))),
             _ => Field::Unknown,
         },
-        |_| Vec::new(),
+        |v| tags_of(&tags, &v.acl.id),
     )?;
     let (page, next) = ctx.page(list, &r.paging, (5, 100), None)?;
     let mut w = ctx.xml("DescribeNetworkAcls");
-    w.set("networkAclSet", page, |w, v| {
-        let acl = default_acl_id(&v.id);
-        w.elem("networkAclId", &acl).elem("vpcId", &v.id).elem("default", "true").elem("ownerId", &ctx.scope.account);
-        let entries = [(100, "allow", true), (32767, "deny", true), (100, "allow", false), (32767, "deny", false)];
-        w.set("entrySet", entries, |w, (n, action, egress)| {
-            w.elem("ruleNumber", n)
-                .elem("protocol", "-1")
-                .elem("ruleAction", action)
-                .elem("egress", egress)
-                .elem("cidrBlock", "0.0.0.0/0");
-        });
-        w.set("associationSet", subnets_of(&v.id), |w, s| {
-            w.elem("networkAclAssociationId", format!("aclassoc-{}", s.trim_start_matches("subnet-")))
-                .elem("networkAclId", &acl)
-                .elem("subnetId", s);
-        });
-        w.start("tagSet").end();
-    });
+    w.set("networkAclSet", page, |w, v| write_acl(ctx, w, &v, &tags_of(&tags, &v.acl.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeNetworkAcls"))
+}
+
+pub(crate) fn create_network_acl(ctx: &Ctx<'_>, r: CreateNetworkAcl) -> ActionResult {
+    let tags = tag_pairs(&r.tags);
+    let v = ctx.cloud.create_network_acl(&ctx.scope, &r.vpc_id, &tags).ec2()?;
+    let mut w = ctx.xml("CreateNetworkAcl");
+    w.start("networkAcl");
+    write_acl(ctx, &mut w, &v, &tags);
+    w.end();
+    Ok(w.finish("CreateNetworkAcl"))
+}
+
+pub(crate) fn delete_network_acl(ctx: &Ctx<'_>, r: DeleteNetworkAcl) -> ActionResult {
+    ctx.cloud.delete_network_acl(&ctx.scope, &r.acl_id).ec2()?;
+    ack(ctx, "DeleteNetworkAcl")
+}
+
+pub(crate) fn put_network_acl_entry(ctx: &Ctx<'_>, action: &str, r: PutNetworkAclEntry) -> ActionResult {
+    let entry = EntryRequest {
+        egress: r.egress,
+        rule_number: r.rule_number,
+        protocol: r.protocol,
+        allow: r.allow,
+        cidr: r.cidr,
+        from: r.from,
+        to: r.to,
+    };
+    ctx.cloud.put_network_acl_entry(&ctx.scope, &r.acl_id, &entry, action == "ReplaceNetworkAclEntry").ec2()?;
+    ack(ctx, action)
+}
+
+pub(crate) fn delete_network_acl_entry(ctx: &Ctx<'_>, r: DeleteNetworkAclEntry) -> ActionResult {
+    ctx.cloud.delete_network_acl_entry(&ctx.scope, &r.acl_id, r.egress, r.rule_number).ec2()?;
+    ack(ctx, "DeleteNetworkAclEntry")
+}
+
+pub(crate) fn replace_network_acl_association(ctx: &Ctx<'_>, r: ReplaceNetworkAclAssociation) -> ActionResult {
+    let id = ctx.cloud.replace_network_acl_association(&ctx.scope, &r.association_id, &r.acl_id).ec2()?;
+    let mut w = ctx.xml("ReplaceNetworkAclAssociation");
+    w.elem("newAssociationId", id);
+    Ok(w.finish("ReplaceNetworkAclAssociation"))
 }
 
 // --- network interfaces ------------------------------------------------------------------

@@ -25,7 +25,7 @@ pub(crate) fn write_vpc(ctx: &Ctx<'_>, w: &mut XmlWriter, v: &Vpc, tags: &[(Stri
             w.elem("cidrBlock", &v.cidr).elem("associationId", &assoc);
             w.start("cidrBlockState").elem("state", "associated").end();
         })
-        .elem("dhcpOptionsId", "default")
+        .elem("dhcpOptionsId", v.dhcp_options_id.as_deref().unwrap_or("default"))
         .elem("instanceTenancy", "default")
         .elem("isDefault", v.is_default)
         .tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
@@ -67,7 +67,7 @@ pub(crate) fn describe_vpcs(ctx: &Ctx<'_>, r: DescribeVpcs) -> ActionResult {
             "is-default" => Field::one(v.is_default.to_string()),
             "state" => Field::one("available"),
             "owner-id" => Field::one(ctx.scope.account.clone()),
-            "dhcp-options-id" => Field::one("default"),
+            "dhcp-options-id" => Field::one(v.dhcp_options_id.clone().unwrap_or_else(|| "default".into())),
             _ => Field::Unknown,
         },
         |v| tags_of(&tags, &v.id),
