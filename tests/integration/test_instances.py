@@ -563,7 +563,21 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
         got = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")["Groups"]
         assert [g["GroupId"] for g in got] == [groups[0]["GroupId"], extra]
         expect_error("InvalidGroup.NotFound", ec2.modify_instance_attribute, InstanceId=iid, Groups=["sg-0123456789abcdef0"])
-        ec2.modify_instance_attribute(InstanceId=iid, Groups=[groups[0]["GroupId"]])
+        # The primary interface is the instance's: the same groups through its own API.
+        eni = describe(ec2, iid)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        [iface] = ec2.describe_network_interfaces(
+            Filters=[{"Name": "attachment.instance-id", "Values": [iid]}]
+        )["NetworkInterfaces"]
+        assert iface["NetworkInterfaceId"] == eni and iface["Attachment"]["InstanceId"] == iid
+        assert [g["GroupId"] for g in iface["Groups"]] == [groups[0]["GroupId"], extra]
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[groups[0]["GroupId"]])
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": True})
+        assert describe(ec2, iid)["SourceDestCheck"] is True
+        assert [g["GroupId"] for g in describe(ec2, iid)["SecurityGroups"]] == [groups[0]["GroupId"]]
+        expect_error(
+            "InvalidNetworkInterfaceID.NotFound", ec2.modify_network_interface_attribute,
+            NetworkInterfaceId="eni-0123456789abcdef0", SourceDestCheck={"Value": True},
+        )
         ec2.delete_security_group(GroupId=extra)
         # Every attribute EC2 has answers.
         for attr in ("kernel", "ramdisk", "productCodes", "sriovNetSupport", "enaSupport", "ebsOptimized",
@@ -766,7 +780,16 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
             wait_console(ec2, i, lambda t: f"marker: {marker}" in t, "the marker from the image", X86_BOOT, srv)
         devices = {m["DeviceName"] for m in describe(ec2, launched[1])["BlockDeviceMappings"]}
         assert devices == {"/dev/xvda", "/dev/sdf"}, devices
+        # Deregistered while an instance still runs from it: asked for by id, EC2
+        # answers no image rather than an error; once the instance is gone, NotFound.
+        live_snaps = [m["Ebs"]["SnapshotId"] for m in images[live]["BlockDeviceMappings"] if "SnapshotId" in m.get("Ebs", {})]
+        ec2.deregister_image(ImageId=live)
+        made.remove(live)
+        assert ec2.describe_images(ImageIds=[live])["Images"] == []
         terminate_and_wait(ec2, srv, launched + [src])
+        expect_error("InvalidAMIID.NotFound", ec2.describe_images, ImageIds=[live])
+        for s in live_snaps:
+            ec2.delete_snapshot(SnapshotId=s)
         expect_error("IncorrectInstanceState", ec2.create_image, InstanceId=src, Name=uid("late"))
     finally:
         # With their snapshots, so that the frozen layers go too (newest first).

@@ -80,12 +80,17 @@ def test_seeds_story(aws, kiln, quickstart_images, tmp_path_factory):
     assert f"inet {private}/" in out.stdout
     assert token in out.stdout
 
+    # System files are root's, as on EC2's images: ec2-user cannot write rc.local, and
+    # becomes root with sudo (no password).
+    out = ssh(public, key, "ls -ln /etc/rc.local; echo x >> /etc/rc.local; echo rc=$?; sudo -n id -u")
+    owner = out.stdout.split()[2:4]
+    assert owner == ["0", "0"] and "rc=1" in out.stdout and out.stdout.strip().endswith("0"), out.stdout
     # Install: a page and a web server that starts at boot (kiln-tiny runs /etc/rc.local
-    # as root at every boot; ec2-user may edit it).
+    # as root at every boot).
     page = f"<h1>Hello from Kiln {token}</h1>"
     install = (
         f"mkdir -p /var/www && echo '{page}' > /var/www/index.html && "
-        "printf '#!/bin/sh\\nbusybox httpd -p 80 -h /var/www\\n' > /etc/rc.local && chmod 755 /etc/rc.local && sync"
+        "printf '#!/bin/sh\\nbusybox httpd -p 80 -h /var/www\\n' | sudo tee /etc/rc.local >/dev/null && sync"
     )
     out = ssh(public, key, install)
     assert out.returncode == 0, out.stderr
@@ -454,8 +459,13 @@ def test_everything_goes_with_its_instances(aws):
         return not any(v in names for v in vpcs)
 
     wait_for("the VPCs' namespaces to go", gone, 20, interval=0.5)
-    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
-    assert POOL_PREFIX not in routes, routes
+
+    def routes_gone():
+        # The pool's routes (each address's, and the pool's unreachable one) go with
+        # the last network, just after its namespace.
+        return POOL_PREFIX not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+
+    wait_for("the pool's routes to go", routes_gone, 10, interval=0.5)
     if "ami" in STATE:
         ok(aws, "ec2", "deregister-image", "--image-id", STATE["ami"])
     for g in STATE["groups"]:

@@ -189,6 +189,10 @@ def test_subnet_cidr_errors_create_nothing(ec2, vpc):
     small = str(list(base.subnets(new_prefix=29))[-1])
     expect_error("InvalidSubnet.Range", ec2.create_subnet, VpcId=vpc["VpcId"], CidrBlock=small)
     expect_error("InvalidParameterValue", ec2.create_subnet, VpcId=vpc["VpcId"], CidrBlock="not-a-cidr")
+    # Host bits are cleared, as EC2 documents for CreateVpc and CreateSubnet.
+    canonical = ec2.create_vpc(CidrBlock="100.68.0.18/18")["Vpc"]
+    assert canonical["CidrBlock"] == "100.68.0.0/18"
+    ec2.delete_vpc(VpcId=canonical["VpcId"])
     free = str(list(base.subnets(new_prefix=24))[5])
     expect_error(
         "InvalidParameterValue", ec2.create_subnet, VpcId=vpc["VpcId"], CidrBlock=free, AvailabilityZone="us-east-1z"

@@ -133,8 +133,8 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     let user = &recipe.default_user;
     let home = root.join("home").join(user);
     mkdirs(&root, &[(&format!("home/{user}"), 0o755)])?;
-    // The default user owns its home, and /etc/rc.local and /var/www, so that it can
-    // install a service that starts at boot (the tiny image has no sudo).
+    // The default user owns its home and /var/www; system files stay root's, and the
+    // user becomes root with sudo (passwordless, as on EC2's images).
     run("setting owners", Command::new("chown").args(["-R", "1000:1000"]).arg(&home).arg(root.join("var/www")))?;
     let rc_local = root.join("etc/rc.local");
     if !rc_local.exists() {
@@ -148,7 +148,14 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
             },
         )?;
     }
-    run("setting owners", Command::new("chown").arg("1000:1000").arg(&rc_local))?;
+    // sudoers files must be root's and not writable by others; sudo itself setuid root.
+    for f in ["etc/sudoers.d/90-ec2-user", "etc/sudoers"] {
+        let path = root.join(f);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440))
+                .map_err(io(format!("making {f} read-only")))?;
+        }
+    }
 
     progress.step(4, STEPS, "making the initramfs");
     let initrd = work.join("initrd");

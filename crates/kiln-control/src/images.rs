@@ -201,10 +201,22 @@ impl Cloud {
         executable_by: &[String],
     ) -> Result<Vec<ImageView>> {
         let wanted: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
-        let all = self.store.read(|c| views(c, &scope.region, &wanted))?;
+        let (all, in_use) = self.store.read(|c| {
+            // A deregistered image that instances still run from is asked for by id as
+            // EC2 answers it: no result, not an error (the error comes once they are gone).
+            let mut in_use = Vec::new();
+            for id in &wanted {
+                if kiln_store::instances::uses_image(c, scope, id)? {
+                    in_use.push((*id).to_owned());
+                }
+            }
+            Ok::<_, Error>((views(c, &scope.region, &wanted)?, in_use))
+        })?;
         let mut visible: Vec<ImageView> = all.into_iter().filter(|v| v.launchable_by(&scope.account)).collect();
         if !ids.is_empty() {
-            crate::missing(ids, ResourceKind::Image, |i| visible.iter().any(|v| v.image.id == i))?;
+            crate::missing(ids, ResourceKind::Image, |i| {
+                visible.iter().any(|v| v.image.id == i) || in_use.iter().any(|u| u == i)
+            })?;
             visible.retain(|v| ids.iter().any(|i| v.image.id == *i));
         }
         if !owners.is_empty() {

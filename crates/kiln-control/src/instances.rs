@@ -192,6 +192,12 @@ impl Cloud {
         self.store.read(|c| Ok(volumes::of_instance(c, instance_id)?))
     }
 
+    /// The caller's volumes (instances' root and extra disks), narrowed to `ids`.
+    pub fn volumes(&self, scope: &Scope, ids: &[kiln_types::VolumeId]) -> Result<Vec<Volume>> {
+        let all = self.store.read(|c| Ok::<_, Error>(volumes::list(c, scope)?))?;
+        crate::narrow(all, ids, ResourceKind::Volume, |v| &v.id)
+    }
+
     /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
     fn in_use(conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
         let live: Vec<Instance> = instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect();

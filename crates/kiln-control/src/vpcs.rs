@@ -11,19 +11,14 @@ use crate::{acls, narrow, routing, security_groups as sg, tags, Cloud, Error, Re
 
 const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
 
-/// Parses a canonical IPv4 CIDR (no host bits set), with a netmask in `/16..=/28`.
+/// Parses an IPv4 CIDR with a netmask in `/16..=/28`, in its canonical form: as EC2's
+/// CreateVpc and CreateSubnet do, host bits are cleared (100.68.0.18/18 is 100.68.0.0/18).
 fn block(cidr: &str, what: &str) -> Result<Ipv4Net> {
-    let net: Ipv4Net = cidr.parse().map_err(|_| {
+    let net: Ipv4Net = cidr.parse::<Ipv4Net>().map(|n| n.trunc()).map_err(|_| {
         Error::InvalidParameterValue(format!(
             "Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
         ))
     })?;
-    if net.trunc() != net {
-        return Err(Error::InvalidParameterValue(format!(
-            "Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block: host bits are set (did you mean {}?)",
-            net.trunc()
-        )));
-    }
     if !(16..=28).contains(&net.prefix_len()) {
         let msg = format!("The CIDR '{cidr}' is invalid: a {what} netmask must be between /16 and /28.");
         return Err(if what == "VPC" { Error::VpcRange(msg) } else { Error::SubnetRange(msg) });
@@ -283,7 +278,7 @@ mod tests {
         assert!(block("10.0.0.0/16", "VPC").is_ok());
         assert!(matches!(block("10.0.0.0/8", "VPC"), Err(Error::VpcRange(_))));
         assert!(matches!(block("10.0.0.0/29", "subnet"), Err(Error::SubnetRange(_))));
-        assert!(matches!(block("10.0.0.1/16", "VPC"), Err(Error::InvalidParameterValue(_))));
+        assert_eq!(block("100.68.0.18/18", "VPC").ok().map(|n| n.to_string()).as_deref(), Some("100.68.0.0/18"));
         assert!(matches!(block("10.0.0.0/33", "VPC"), Err(Error::InvalidParameterValue(_))));
         assert!(matches!(block("banana", "VPC"), Err(Error::InvalidParameterValue(_))));
     }

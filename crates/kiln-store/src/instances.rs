@@ -394,6 +394,16 @@ pub fn uses_subnet(conn: &Connection, subnet_id: &str) -> Result<bool, StoreErro
     )?)
 }
 
+/// Whether an instance of `scope` that is not terminated was launched from `image_id`.
+pub fn uses_image(conn: &Connection, scope: &Scope, image_id: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM instances
+                        WHERE image_id = ?1 AND account_id = ?2 AND region = ?3 AND state != 'terminated')",
+        params![image_id, scope.account, scope.region],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn uses_group(conn: &Connection, group_id: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM instance_groups g JOIN instances i ON i.id = g.instance_id

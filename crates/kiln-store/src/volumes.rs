@@ -81,6 +81,15 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Volume>, StoreError> {
     Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM volumes WHERE id = ?1"), [id], row).optional()?)
 }
 
+/// The volumes of one account and region.
+pub fn list(conn: &Connection, scope: &crate::Scope) -> Result<Vec<Volume>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM volumes WHERE account_id = ?1 AND region = ?2 ORDER BY created_at, id"
+    ))?;
+    let rows = st.query_map(params![scope.account, scope.region], row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Every volume (for finding stray files).
 pub fn all(conn: &Connection) -> Result<Vec<Volume>, StoreError> {
     let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM volumes ORDER BY created_at"))?;

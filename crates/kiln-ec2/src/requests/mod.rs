@@ -101,6 +101,8 @@ actions! {
     DeleteNetworkAclEntry => routing::DeleteNetworkAclEntry,
     ReplaceNetworkAclAssociation => routing::ReplaceNetworkAclAssociation,
     DescribeNetworkInterfaces => routing::DescribeNetworkInterfaces,
+    DescribeVolumes => routing::DescribeVolumes,
+    ModifyNetworkInterfaceAttribute => routing::ModifyNetworkInterfaceAttribute,
     AllocateAddress => routing::AllocateAddress,
     AssociateAddress => routing::AssociateAddress,
     DisassociateAddress => routing::DisassociateAddress,

@@ -4,7 +4,7 @@
 
 use kiln_types::{
     AddressAssociationId, AllocationId, DhcpOptionsId, InstanceId, InternetGatewayId, NetworkAclAssociationId,
-    NetworkAclId, NetworkInterfaceId, RouteTableAssociationId, RouteTableId, SubnetId, VpcId,
+    NetworkAclId, NetworkInterfaceId, RouteTableAssociationId, RouteTableId, SecurityGroupId, SubnetId, VpcId,
 };
 
 use super::{ids, tag_specifications, Decode, Tag};
@@ -605,5 +605,52 @@ impl Decode for AssociateDhcpOptions {
             other => Some(other.parse()?),
         };
         Ok(Self { id, vpc_id: p.required("VpcId")?.parse()? })
+    }
+}
+
+/// ModifyNetworkInterfaceAttribute: one change to an interface.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InterfaceChange {
+    Groups(Vec<SecurityGroupId>),
+    SourceDestCheck(bool),
+    /// DeleteOnTermination=true on a primary interface: what it already is.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModifyNetworkInterfaceAttribute {
+    pub interface_id: NetworkInterfaceId,
+    pub change: InterfaceChange,
+}
+
+impl Decode for ModifyNetworkInterfaceAttribute {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let interface_id = p.required("NetworkInterfaceId")?.parse()?;
+        let groups: Vec<SecurityGroupId> = ids(p, "SecurityGroupId")?;
+        let change = if !groups.is_empty() {
+            InterfaceChange::Groups(groups)
+        } else if let Some(v) = p.bool("SourceDestCheck.Value")? {
+            InterfaceChange::SourceDestCheck(v)
+        } else if p.get("Description.Value").is_some() {
+            return Err(Ec2Error::invalid_value("Kiln does not keep interface descriptions yet"));
+        } else if let Some(v) = p.bool("Attachment.DeleteOnTermination")? {
+            if !v {
+                return Err(Ec2Error::invalid_value(
+                    "A primary network interface is always deleted with its instance in Kiln",
+                ));
+            }
+            InterfaceChange::None
+        } else {
+            return Err(Ec2Error::missing("SecurityGroupId, SourceDestCheck, Description or Attachment"));
+        };
+        Ok(Self { interface_id, change })
+    }
+}
+
+pub type DescribeVolumes = Describe<kiln_types::VolumeId>;
+
+impl Decode for DescribeVolumes {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        describe(p, "VolumeId")
     }
 }

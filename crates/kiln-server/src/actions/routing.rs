@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use kiln_control::acls::{AclView, EntryRequest};
 use kiln_control::addresses::{AddressRef, AddressTarget};
+use kiln_control::instances::InstanceChange;
 use kiln_control::routing::{RouteTableView, RouteTarget};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::routing::{
@@ -13,16 +14,19 @@ use kiln_ec2::requests::routing::{
     CreateDhcpOptions, CreateInternetGateway, CreateNetworkAcl, CreateRouteTable, DeleteDhcpOptions,
     DeleteInternetGateway, DeleteNetworkAcl, DeleteNetworkAclEntry, DeleteRoute, DeleteRouteTable, DescribeAddresses,
     DescribeAddressesAttribute, DescribeDhcpOptions, DescribeInstanceCreditSpecifications, DescribeInternetGateways,
-    DescribeNetworkAcls, DescribeNetworkInterfaces, DescribeRouteTables, DescribeVpcAttribute, DisassociateAddress,
-    DisassociateRouteTable, GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute,
-    ReleaseAddress, ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
+    DescribeNetworkAcls, DescribeNetworkInterfaces, DescribeRouteTables, DescribeVolumes, DescribeVpcAttribute,
+    DisassociateAddress, DisassociateRouteTable, GatewayAttachment, InterfaceChange, ModifyNetworkInterfaceAttribute,
+    ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute, ReleaseAddress,
+    ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::routing::{AclEntry, Address, InternetGateway};
+use kiln_store::volumes::Volume;
 use kiln_store::vpcs::{DhcpOptions, Vpc};
 use kiln_types::ids::{interface_instance, primary_interface};
 use kiln_types::region::public_dns;
 use kiln_types::InstanceState;
+use kiln_types::VolumeType;
 
 use super::instances::write_interface;
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
@@ -553,6 +557,119 @@ pub(crate) fn describe_network_interfaces(ctx: &Ctx<'_>, r: DescribeNetworkInter
     });
     next_token(&mut w, next);
     Ok(w.finish("DescribeNetworkInterfaces"))
+}
+
+/// ModifyNetworkInterfaceAttribute on an instance's primary interface: its groups and
+/// source/destination check are the instance's.
+pub(crate) fn modify_network_interface(ctx: &Ctx<'_>, r: ModifyNetworkInterfaceAttribute) -> ActionResult {
+    let eni = r.interface_id.to_string();
+    let missing = || Ec2Error::not_found(kiln_types::ResourceKind::NetworkInterface, std::slice::from_ref(&eni));
+    let instance: kiln_types::InstanceId = interface_instance(&eni).and_then(|i| i.parse().ok()).ok_or_else(missing)?;
+    let live = ctx
+        .cloud
+        .instances(&ctx.scope, std::slice::from_ref(&instance))
+        .map_err(|_| missing())?
+        .into_iter()
+        .any(|i| i.state != InstanceState::Terminated);
+    if !live {
+        return Err(missing());
+    }
+    let change = match r.change {
+        InterfaceChange::Groups(g) => Some(InstanceChange::Groups(g)),
+        InterfaceChange::SourceDestCheck(v) => Some(InstanceChange::SourceDestCheck(v)),
+        InterfaceChange::None => None,
+    };
+    if let Some(change) = change {
+        ctx.cloud.modify_instance(&ctx.scope, &instance, change).ec2()?;
+    }
+    ack(ctx, "ModifyNetworkInterfaceAttribute")
+}
+
+// --- volumes (read-only until the volume API) -------------------------------------------
+
+/// EC2's baseline IOPS and throughput a volume type reports.
+fn volume_performance(t: VolumeType, size: i64) -> (Option<i64>, Option<i64>) {
+    match t {
+        VolumeType::Gp3 => (Some(3000), Some(125)),
+        VolumeType::Gp2 => (Some((size * 3).clamp(100, 16000)), None),
+        VolumeType::Io1 | VolumeType::Io2 => (Some(100), None),
+        _ => (None, None),
+    }
+}
+
+/// DescribeVolumes: every instance's root and extra volumes as EC2 shows them, with
+/// their attachments. Creating, attaching and detaching volumes is issue 12's.
+pub(crate) fn describe_volumes(ctx: &Ctx<'_>, r: DescribeVolumes) -> ActionResult {
+    let all = ctx.cloud.volumes(&ctx.scope, &r.ids).ec2()?;
+    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
+    let status = |v: &Volume| match v.state.as_str() {
+        "creating" => "creating",
+        _ if v.instance_id.is_some() => "in-use",
+        _ => "available",
+    };
+    let list = filter::apply(
+        all,
+        &r.filters,
+        &[
+            "volume-id",
+            "volume-type",
+            "size",
+            "snapshot-id",
+            "status",
+            "availability-zone",
+            "create-time",
+            "encrypted",
+            "multi-attach-enabled",
+            "attachment.instance-id",
+            "attachment.device",
+            "attachment.status",
+            "attachment.delete-on-termination",
+            "attachment.attach-time",
+        ],
+        |v, name| match name {
+            "volume-id" => Field::one(v.id.clone()),
+            "volume-type" => Field::one(v.volume_type.as_str()),
+            "size" => Field::one(v.size_gib.to_string()),
+            "snapshot-id" => Field::opt(v.snapshot_id.clone()),
+            "status" => Field::one(status(v)),
+            "availability-zone" => Field::one(v.availability_zone.clone()),
+            "create-time" | "attachment.attach-time" => Field::one(v.created_at.clone()),
+            "encrypted" | "multi-attach-enabled" => Field::one("false"),
+            "attachment.instance-id" => Field::opt(v.instance_id.clone()),
+            "attachment.device" => Field::opt(v.device_name.clone()),
+            "attachment.status" => Field::opt(v.instance_id.as_ref().map(|_| "attached")),
+            "attachment.delete-on-termination" => Field::one(v.delete_on_termination.to_string()),
+            _ => Field::Unknown,
+        },
+        |v| tags_of(&tags, &v.id),
+    )?;
+    let (page, next) = ctx.page(list, &r.paging, (5, 500), None)?;
+    let mut w = ctx.xml("DescribeVolumes");
+    w.set("volumeSet", page, |w, v| {
+        let (iops, throughput) = volume_performance(v.volume_type, v.size_gib);
+        w.elem("volumeId", &v.id)
+            .elem("size", v.size_gib)
+            .elem("snapshotId", v.snapshot_id.as_deref().unwrap_or_default())
+            .elem("availabilityZone", &v.availability_zone)
+            .elem("status", status(&v))
+            .elem("createTime", &v.created_at);
+        w.set("attachmentSet", v.instance_id.iter(), |w, i| {
+            w.elem("volumeId", &v.id)
+                .elem("instanceId", i)
+                .elem("device", v.device_name.as_deref().unwrap_or_default())
+                .elem("status", "attached")
+                .elem("attachTime", &v.created_at)
+                .elem("deleteOnTermination", v.delete_on_termination);
+        });
+        w.elem("volumeType", v.volume_type.as_str())
+            .opt("iops", iops)
+            .opt("throughput", throughput)
+            .elem("encrypted", "false")
+            .elem("multiAttachEnabled", "false");
+        write_tags(w, &tags_of(&tags, &v.id));
+    });
+    next_token(&mut w, next);
+    Ok(w.finish("DescribeVolumes"))
 }
 
 // --- Elastic IPs -----------------------------------------------------------------------

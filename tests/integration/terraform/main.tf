@@ -1,0 +1,102 @@
+# The network stack of issue 11, as a Terraform user writes it: a VPC with DNS
+# hostnames, an internet gateway, a public subnet, a route table with a default route
+# and its association, a security group with an SSH ingress rule, a key pair,
+# kiln-tiny and an Elastic IP. Applied and destroyed by test_terraform.py.
+
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "5.100.0" }
+  }
+}
+
+variable "endpoint" { type = string }
+variable "credentials" { type = string }
+variable "name" { type = string }
+variable "public_key" { type = string }
+variable "cidr_prefix" { type = string }
+
+provider "aws" {
+  region                      = "us-east-1"
+  shared_credentials_files    = [var.credentials]
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  endpoints {
+    ec2 = var.endpoint
+    sts = var.endpoint
+  }
+}
+
+data "aws_ami" "tiny" {
+  owners      = ["amazon"]
+  most_recent = true
+  filter {
+    name   = "name"
+    values = ["kiln-tiny-x86_64*"]
+  }
+}
+
+resource "aws_vpc" "main" {
+  cidr_block           = "${var.cidr_prefix}.0.0/16"
+  enable_dns_hostnames = true
+  tags                 = { Name = var.name }
+}
+
+resource "aws_internet_gateway" "gw" {
+  vpc_id = aws_vpc.main.id
+}
+
+resource "aws_subnet" "public" {
+  vpc_id                  = aws_vpc.main.id
+  cidr_block              = "${var.cidr_prefix}.1.0/24"
+  map_public_ip_on_launch = true
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.main.id
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.gw.id
+  }
+}
+
+resource "aws_route_table_association" "public" {
+  subnet_id      = aws_subnet.public.id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_security_group" "ssh" {
+  name   = var.name
+  vpc_id = aws_vpc.main.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "ssh" {
+  security_group_id = aws_security_group.ssh.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+}
+
+resource "aws_key_pair" "key" {
+  key_name   = var.name
+  public_key = var.public_key
+}
+
+resource "aws_instance" "web" {
+  ami                    = data.aws_ami.tiny.id
+  instance_type          = "t3.micro"
+  subnet_id              = aws_subnet.public.id
+  vpc_security_group_ids = [aws_security_group.ssh.id]
+  key_name               = aws_key_pair.key.key_name
+  tags                   = { Name = var.name }
+  depends_on             = [aws_route_table_association.public]
+}
+
+resource "aws_eip" "ip" {
+  domain   = "vpc"
+  instance = aws_instance.web.id
+  depends_on = [aws_internet_gateway.gw]
+}
+
+output "public_ip" { value = aws_eip.ip.public_ip }
+output "instance_id" { value = aws_instance.web.id }
