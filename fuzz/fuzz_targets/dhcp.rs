@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
         ip: Ipv4Addr::new(172, 31, 0, 5),
         prefix_len: 20,
         gateway: Ipv4Addr::new(172, 31, 0, 1),
-        dns: Ipv4Addr::new(172, 31, 0, 2),
+        dns: vec![Ipv4Addr::new(172, 31, 0, 2)],
+        ntp: vec![Ipv4Addr::new(172, 31, 0, 3)],
         hostname: "ip-172-31-0-5".into(),
         domain: "ec2.internal".into(),
     };
