@@ -13,9 +13,17 @@ DEFAULT_REGIONS = {
     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2",
     "eu-west-3", "eu-north-1", "sa-east-1",
 } | OPT_IN_REGIONS
-PREVIOUS_FAMILIES = {"t1", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4"}
-FAMILIES = {"t2", "t3", "t3a", "t4g", "m5", "m6i", "m7g", "c5", "c6i", "c7g", "r5", "r6i", "a1"} | PREVIOUS_FAMILIES
-ARM_FAMILIES = {"a1", "t4g", "m7g", "c7g"}
+# The catalog is EC2's whole one (13xx types from moto's DescribeInstanceTypes dump, mac
+# types excepted); these are the families EC2 counts as previous generation there (m5, c5,
+# r5, m6i, r6i and a1 among them), and a sample of the others.
+PREVIOUS_FAMILIES = {
+    "t1", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4", "a1", "c5", "c6gn", "d2", "g5", "i2", "m5", "m6i",
+    "r5", "r6i", "r7g", "r7gd",
+}
+SOME_FAMILIES = {
+    "t2", "t3", "t3a", "t4g", "m7g", "c6i", "c7g", "c7i-flex", "p5", "g6", "inf2", "trn1", "u-6tb1", "x2iedn", "i4i",
+} | PREVIOUS_FAMILIES
+SOME_ARM_FAMILIES = {"a1", "t4g", "m7g", "c7g", "m6g", "r8g", "x2gd", "g5g", "hpc7g", "im4gn"}
 
 
 def all_types(ec2, page_size=25, **kwargs):
@@ -169,8 +177,8 @@ def test_previous_generation_types_are_served(ec2):
     assert by["m1.small"]["NetworkInfo"]["Ipv6Supported"] is False
     assert "SustainedClockSpeedInGhz" not in by["t1.micro"]["ProcessorInfo"]
     assert by["m4.large"]["ProcessorInfo"]["SustainedClockSpeedInGhz"] == 2.4
-    current = ec2.describe_instance_types(Filters=[{"Name": "current-generation", "Values": ["false"]}])
-    assert {t["InstanceType"].split(".")[0] for t in current["InstanceTypes"]} <= PREVIOUS_FAMILIES
+    _, previous = all_types(ec2, page_size=100, Filters=[{"Name": "current-generation", "Values": ["false"]}])
+    assert {t["InstanceType"].split(".")[0] for t in previous} == PREVIOUS_FAMILIES
 
 
 def test_several_types_at_once(ec2):
@@ -185,7 +193,8 @@ def test_arm64_filter_gives_only_arm_families(ec2):
         ec2, Filters=[{"Name": "processor-info.supported-architecture", "Values": ["arm64"]}]
     )
     families = {t["InstanceType"].split(".")[0] for t in types}
-    assert families == ARM_FAMILIES
+    assert SOME_ARM_FAMILIES <= families
+    assert not families & {"t2", "t3", "m5", "c5", "r5", "m6i", "p5"}
     assert all(t["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"] for t in types)
 
 
@@ -225,7 +234,17 @@ def test_every_family_is_present_via_the_paginator(ec2):
     assert len(pages) > 1, "25 per page must take several pages"
     names = [t["InstanceType"] for t in types]
     assert len(names) == len(set(names))
-    assert {n.split(".")[0] for n in names} == FAMILIES
+    assert len(names) > 1300, "EC2's whole catalog, mac types excepted"
+    families = {n.split(".")[0] for n in names}
+    assert SOME_FAMILIES <= families
+    assert not any(f.startswith("mac") for f in families), "mac types are not served"
+
+
+def test_bare_metal_types_have_no_hypervisor(ec2):
+    types = ec2.describe_instance_types(InstanceTypes=["m5.metal", "m5.large"])["InstanceTypes"]
+    by = {t["InstanceType"]: t for t in types}
+    assert by["m5.metal"]["BareMetal"] is True and "Hypervisor" not in by["m5.metal"]
+    assert by["m5.large"]["BareMetal"] is False and by["m5.large"]["Hypervisor"] == "nitro"
 
 
 def test_describe_instance_types_with_the_cli(aws):

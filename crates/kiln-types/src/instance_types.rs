@@ -1,10 +1,21 @@
-//! The instance-type catalog: EC2's families and sizes with AWS's published figures.
+//! The instance-type catalog: EC2's whole catalog, current and previous generation, with
+//! the figures `DescribeInstanceTypes` reports for each type (default vCPUs, cores and
+//! threads per core, memory, architectures, sustained clock speed, network performance
+//! and interface limits, EBS optimisation, hypervisor, boot modes, instance storage).
 //!
-//! Figures are those `DescribeInstanceTypes` reports for each type (default vCPUs,
-//! cores and threads per core, memory, architectures, sustained clock speed, network
-//! performance and interface limits, EBS optimisation, hypervisor, boot modes).
-//! Previous-generation families (t1, m1, m2, m3, m4, c1, c3, c4, r3, r4) are listed
-//! with their figures too; some have instance storage, which Kiln does not provide.
+//! The data is `instance_types.tsv` beside this file, compiled in with `include_str!` and
+//! parsed on first use. It is generated, one line per type, from moto's dump of EC2's
+//! DescribeInstanceTypes (`moto/ec2/resources/instance_types.json.gz`, in the project's
+//! venv) by `scripts/gen-instance-types.py`; to regenerate it (after upgrading moto), run
+//! that script, which finds the dump in `.venv` or takes its path, and commit the TSV.
+//!
+//! Left out: the mac* types (`mac1.metal`, `mac2-m2.metal` ...), whose architectures
+//! (`x86_64_mac`, `arm64_mac`) [`Architecture`] cannot represent. Every other type is
+//! here, GPU, `u-*` and bare metal included. Bare-metal types have no hypervisor. Some
+//! types have instance storage, which Kiln does not provide: the figure is only reported.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use crate::Architecture;
 
@@ -20,6 +31,9 @@ pub enum EbsOptimizedSupport {
 }
 
 impl EbsOptimizedSupport {
+    /// Every value, for parsing.
+    const ALL: [EbsOptimizedSupport; 3] = [Self::Unsupported, Self::Supported, Self::Default];
+
     /// The wire spelling: `"unsupported"`, `"supported"` or `"default"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,16 +44,19 @@ impl EbsOptimizedSupport {
     }
 }
 
-/// The hypervisor an instance type runs on.
+/// The hypervisor an instance type runs on (bare-metal types have none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hypervisor {
-    /// Xen (previous-generation types such as t2).
+    /// Xen (t2 and older types such as m4, c4, r4, i3, x1).
     Xen,
     /// The Nitro system.
     Nitro,
 }
 
 impl Hypervisor {
+    /// Every value, for parsing.
+    const ALL: [Hypervisor; 2] = [Self::Xen, Self::Nitro];
+
     /// The wire spelling: `"xen"` or `"nitro"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +76,9 @@ pub enum BootMode {
 }
 
 impl BootMode {
+    /// Every value, in the order EC2 lists them.
+    const ALL: [BootMode; 2] = [Self::LegacyBios, Self::Uefi];
+
     /// The wire spelling: `"legacy-bios"` or `"uefi"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,9 +101,9 @@ pub struct InstanceTypeInfo {
     pub threads_per_core: u32,
     /// Memory in MiB.
     pub memory_mib: u64,
-    /// Supported processor architectures.
+    /// Supported processor architectures, in [`Architecture::ALL`]'s order.
     pub architectures: &'static [Architecture],
-    /// Sustained clock speed in GHz.
+    /// Sustained clock speed in GHz; 0.0 where AWS publishes none (t1, m1, m2, c1).
     pub clock_ghz: f32,
     /// Network performance, exactly as AWS prints it (e.g. `"Up to 5 Gigabit"`).
     pub network_performance: &'static str,
@@ -91,19 +111,19 @@ pub struct InstanceTypeInfo {
     pub max_network_interfaces: u32,
     /// Maximum private IPv4 addresses per network interface.
     pub ipv4_per_interface: u32,
-    /// Maximum IPv6 addresses per network interface.
+    /// Maximum IPv6 addresses per network interface (0: no IPv6).
     pub ipv6_per_interface: u32,
     /// EBS optimisation support.
     pub ebs_optimized: EbsOptimizedSupport,
-    /// Hypervisor.
-    pub hypervisor: Hypervisor,
-    /// Whether this is a burstable-performance (T) type.
+    /// Hypervisor; `None` for bare-metal types, where `DescribeInstanceTypes` omits it.
+    pub hypervisor: Option<Hypervisor>,
+    /// Whether this is a burstable-performance type (t2, t3, t3a, t4g).
     pub burstable: bool,
     /// Whether the type is free-tier eligible.
     pub free_tier_eligible: bool,
-    /// Supported boot modes.
+    /// Supported boot modes, in [`BootMode`]'s order.
     pub boot_modes: &'static [BootMode],
-    /// Whether EC2 counts the type as current generation (false for t1, m1 … r4).
+    /// Whether EC2 counts the type as current generation.
     pub current_generation: bool,
     /// Instance store size in GB (0: EBS only). Kiln gives instances no instance
     /// store volumes; the figure is what DescribeInstanceTypes reports.
@@ -125,345 +145,320 @@ impl InstanceTypeInfo {
         self.architectures.contains(&arch)
     }
 
-    /// Marks the type free-tier eligible (used while building the table).
-    const fn free_tier(mut self) -> Self {
-        self.free_tier_eligible = true;
-        self
-    }
-
-    /// Marks a previous-generation type (used while building the table).
-    const fn previous(mut self) -> Self {
-        self.current_generation = false;
-        self
-    }
-
-    /// A type without IPv6 (used while building the table).
-    const fn ipv4_only(mut self) -> Self {
-        self.ipv6_per_interface = 0;
-        self
-    }
-
-    /// A type with instance store of `gb` GB (used while building the table).
-    const fn storage(mut self, gb: u32) -> Self {
-        self.instance_storage_gb = gb;
-        self
-    }
-
     /// The sustained clock speed, where AWS publishes one (not for t1, m1, m2, c1).
     pub fn sustained_clock_ghz(&self) -> Option<f32> {
         (self.clock_ghz > 0.0).then_some(self.clock_ghz)
     }
-}
 
-const X86: &[Architecture] = &[Architecture::X86_64];
-const X86_I386: &[Architecture] = &[Architecture::I386, Architecture::X86_64];
-const ARM: &[Architecture] = &[Architecture::Arm64];
-
-const BIOS: &[BootMode] = &[BootMode::LegacyBios];
-const BIOS_UEFI: &[BootMode] = &[BootMode::LegacyBios, BootMode::Uefi];
-const UEFI: &[BootMode] = &[BootMode::Uefi];
-
-/// What every size of a family (or part of one) has in common.
-#[derive(Clone, Copy)]
-struct Profile {
-    architectures: &'static [Architecture],
-    threads_per_core: u32,
-    ebs_optimized: EbsOptimizedSupport,
-    hypervisor: Hypervisor,
-    burstable: bool,
-    boot_modes: &'static [BootMode],
-}
-
-const fn profile(
-    architectures: &'static [Architecture],
-    threads_per_core: u32,
-    ebs_optimized: EbsOptimizedSupport,
-    hypervisor: Hypervisor,
-    burstable: bool,
-    boot_modes: &'static [BootMode],
-) -> Profile {
-    Profile { architectures, threads_per_core, ebs_optimized, hypervisor, burstable, boot_modes }
-}
-
-use self::EbsOptimizedSupport as Ebs;
-
-// t2 on Xen: nano..medium also report i386; large and up report x86_64 only.
-const T2_I386: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, true, BIOS);
-const T2: Profile = profile(X86, 1, Ebs::Unsupported, Hypervisor::Xen, true, BIOS);
-const T3: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, true, BIOS_UEFI);
-const T3A: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, true, BIOS_UEFI);
-const T4G: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, true, UEFI);
-const M5: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const M6I: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const M7G: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, false, UEFI);
-const C5: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const C6I: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const C7G: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, false, UEFI);
-const R5: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const R6I: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Nitro, false, BIOS_UEFI);
-const A1: Profile = profile(ARM, 1, Ebs::Default, Hypervisor::Nitro, false, UEFI);
-/// No published sustained clock speed (t1, m1, m2, c1).
-const NULL_GHZ: f32 = 0.0;
-
-// Previous generation (figures from DescribeInstanceTypes as moto's dump records them;
-// no published clock speed for t1, m1, m2 and c1: 0.0 means none).
-const C1_I386: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c1.medium
-const C1: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // c1.xlarge
-const C3_I386: Profile = profile(X86_I386, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c3.large
-const C3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // c3.xlarge, c3.2xlarge, c3.4xlarge
-const C3_8XL: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // c3.8xlarge
-const C4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all c4
-const M1_I386: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m1.small, m1.medium
-const M1: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m1.large, m1.xlarge
-const M2_XL: Profile = profile(X86, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m2.xlarge
-const M2: Profile = profile(X86, 1, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m2.2xlarge, m2.4xlarge
-const M3_MEDIUM: Profile = profile(X86, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m3.medium (1 vCPU = 1 core x 1 thread)
-const M3_LARGE: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // m3.large
-const M3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // m3.xlarge, m3.2xlarge
-const M4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all m4
-const R3_NOEBS: Profile = profile(X86, 2, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // r3.large, r3.8xlarge
-const R3: Profile = profile(X86, 2, Ebs::Supported, Hypervisor::Xen, false, BIOS); // r3.xlarge, r3.2xlarge, r3.4xlarge
-const R4: Profile = profile(X86, 2, Ebs::Default, Hypervisor::Xen, false, BIOS); // all r4
-const T1: Profile = profile(X86_I386, 1, Ebs::Unsupported, Hypervisor::Xen, false, BIOS); // t1.micro (BurstablePerformanceSupported: false)
-
-/// One row of the table. Cores are derived from vCPUs and the family's threads per
-/// core; IPv6 addresses per interface equal IPv4 ones for every catalogued type.
-#[allow(clippy::too_many_arguments)]
-const fn it(
-    p: Profile,
-    name: &'static str,
-    vcpus: u32,
-    memory_mib: u64,
-    clock_ghz: f32,
-    network_performance: &'static str,
-    max_network_interfaces: u32,
-    ip_per_interface: u32,
-) -> InstanceTypeInfo {
-    InstanceTypeInfo {
-        name,
-        vcpus,
-        cores: vcpus / p.threads_per_core,
-        threads_per_core: p.threads_per_core,
-        memory_mib,
-        architectures: p.architectures,
-        clock_ghz,
-        network_performance,
-        max_network_interfaces,
-        ipv4_per_interface: ip_per_interface,
-        ipv6_per_interface: ip_per_interface,
-        ebs_optimized: p.ebs_optimized,
-        hypervisor: p.hypervisor,
-        burstable: p.burstable,
-        free_tier_eligible: false,
-        boot_modes: p.boot_modes,
-        current_generation: true,
-        instance_storage_gb: 0,
+    /// Whether this is a bare-metal type (`*.metal`, `*.metal-48xl` ...): the ones
+    /// without a hypervisor.
+    pub fn bare_metal(&self) -> bool {
+        self.hypervisor.is_none()
     }
 }
 
-/// Every catalogued instance type, sorted by family name, then by size
-/// (nano, micro, small, medium, large, xlarge, 2xlarge, 4xlarge, ...).
-///
-/// Columns: profile, name, vCPUs, memory MiB, sustained GHz, network performance,
-/// max network interfaces, IPv4 (= IPv6) addresses per interface.
-#[rustfmt::skip]
-pub static INSTANCE_TYPES: &[InstanceTypeInfo] = &[
-    // a1
-    it(A1, "a1.medium", 1, 2048, 2.3, "Up to 10 Gigabit", 2, 4),
-    it(A1, "a1.large", 2, 4096, 2.3, "Up to 10 Gigabit", 3, 10),
-    it(A1, "a1.xlarge", 4, 8192, 2.3, "Up to 10 Gigabit", 4, 15),
-    it(A1, "a1.2xlarge", 8, 16384, 2.3, "Up to 10 Gigabit", 4, 15),
-    it(A1, "a1.4xlarge", 16, 32768, 2.3, "Up to 10 Gigabit", 8, 30),
-    // c1
-    it(C1_I386, "c1.medium", 2, 1740, NULL_GHZ, "Moderate", 2, 6).ipv4_only().storage(350).previous(),
-    it(C1, "c1.xlarge", 8, 7168, NULL_GHZ, "High", 4, 15).ipv4_only().storage(1680).previous(),
-    // c3
-    it(C3_I386, "c3.large", 2, 3840, 2.8, "Moderate", 3, 10).storage(32).previous(),
-    it(C3, "c3.xlarge", 4, 7680, 2.8, "Moderate", 4, 15).storage(80).previous(),
-    it(C3, "c3.2xlarge", 8, 15360, 2.8, "High", 4, 15).storage(160).previous(),
-    it(C3, "c3.4xlarge", 16, 30720, 2.8, "High", 8, 30).storage(320).previous(),
-    it(C3_8XL, "c3.8xlarge", 32, 61440, 2.8, "10 Gigabit", 8, 30).storage(640).previous(),
-    // c4
-    it(C4, "c4.large", 2, 3840, 2.9, "Moderate", 3, 10).previous(),
-    it(C4, "c4.xlarge", 4, 7680, 2.9, "High", 4, 15).previous(),
-    it(C4, "c4.2xlarge", 8, 15360, 2.9, "High", 4, 15).previous(),
-    it(C4, "c4.4xlarge", 16, 30720, 2.9, "High", 8, 30).previous(),
-    it(C4, "c4.8xlarge", 36, 61440, 2.9, "10 Gigabit", 8, 30).previous(),
-    // c5
-    it(C5, "c5.large", 2, 4096, 3.4, "Up to 10 Gigabit", 3, 10),
-    it(C5, "c5.xlarge", 4, 8192, 3.4, "Up to 10 Gigabit", 4, 15),
-    it(C5, "c5.2xlarge", 8, 16384, 3.4, "Up to 10 Gigabit", 4, 15),
-    it(C5, "c5.4xlarge", 16, 32768, 3.4, "Up to 10 Gigabit", 8, 30),
-    it(C5, "c5.9xlarge", 36, 73728, 3.4, "12 Gigabit", 8, 30),
-    it(C5, "c5.12xlarge", 48, 98304, 3.6, "12 Gigabit", 8, 30),
-    it(C5, "c5.18xlarge", 72, 147456, 3.4, "25 Gigabit", 15, 50),
-    it(C5, "c5.24xlarge", 96, 196608, 3.6, "25 Gigabit", 15, 50),
-    // c6i
-    it(C6I, "c6i.large", 2, 4096, 3.5, "Up to 12.5 Gigabit", 3, 10),
-    it(C6I, "c6i.xlarge", 4, 8192, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(C6I, "c6i.2xlarge", 8, 16384, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(C6I, "c6i.4xlarge", 16, 32768, 3.5, "Up to 12.5 Gigabit", 8, 30),
-    it(C6I, "c6i.8xlarge", 32, 65536, 3.5, "12.5 Gigabit", 8, 30),
-    it(C6I, "c6i.12xlarge", 48, 98304, 3.5, "18.75 Gigabit", 8, 30),
-    it(C6I, "c6i.16xlarge", 64, 131072, 3.5, "25 Gigabit", 15, 50),
-    it(C6I, "c6i.24xlarge", 96, 196608, 3.5, "37.5 Gigabit", 15, 50),
-    it(C6I, "c6i.32xlarge", 128, 262144, 3.5, "50 Gigabit", 15, 50),
-    // c7g
-    it(C7G, "c7g.medium", 1, 2048, 2.6, "Up to 12.5 Gigabit", 2, 4),
-    it(C7G, "c7g.large", 2, 4096, 2.6, "Up to 12.5 Gigabit", 3, 10),
-    it(C7G, "c7g.xlarge", 4, 8192, 2.6, "Up to 12.5 Gigabit", 4, 15),
-    it(C7G, "c7g.2xlarge", 8, 16384, 2.6, "Up to 15 Gigabit", 4, 15),
-    it(C7G, "c7g.4xlarge", 16, 32768, 2.6, "Up to 15 Gigabit", 8, 30),
-    it(C7G, "c7g.8xlarge", 32, 65536, 2.6, "15 Gigabit", 8, 30),
-    it(C7G, "c7g.12xlarge", 48, 98304, 2.6, "22.5 Gigabit", 8, 30),
-    it(C7G, "c7g.16xlarge", 64, 131072, 2.6, "30 Gigabit", 15, 50),
-    // m1
-    it(M1_I386, "m1.small", 1, 1740, NULL_GHZ, "Low", 2, 4).ipv4_only().storage(160).previous(),
-    it(M1_I386, "m1.medium", 1, 3788, NULL_GHZ, "Moderate", 2, 6).ipv4_only().storage(410).previous(),
-    it(M1, "m1.large", 2, 7680, NULL_GHZ, "Moderate", 3, 10).ipv4_only().storage(840).previous(),
-    it(M1, "m1.xlarge", 4, 15360, NULL_GHZ, "High", 4, 15).ipv4_only().storage(1680).previous(),
-    // m2
-    it(M2_XL, "m2.xlarge", 2, 17510, NULL_GHZ, "Moderate", 4, 15).ipv4_only().storage(420).previous(),
-    it(M2, "m2.2xlarge", 4, 35020, NULL_GHZ, "Moderate", 4, 30).ipv4_only().storage(850).previous(),
-    it(M2, "m2.4xlarge", 8, 70041, NULL_GHZ, "High", 8, 30).ipv4_only().storage(1680).previous(),
-    // m3
-    it(M3_MEDIUM, "m3.medium", 1, 3840, 2.5, "Moderate", 2, 6).ipv4_only().storage(4).previous(),
-    it(M3_LARGE, "m3.large", 2, 7680, 2.5, "Moderate", 3, 10).ipv4_only().storage(32).previous(),
-    it(M3, "m3.xlarge", 4, 15360, 2.5, "High", 4, 15).ipv4_only().storage(80).previous(),
-    it(M3, "m3.2xlarge", 8, 30720, 2.5, "High", 4, 30).ipv4_only().storage(160).previous(),
-    // m4
-    it(M4, "m4.large", 2, 8192, 2.4, "Moderate", 2, 10).previous(),
-    it(M4, "m4.xlarge", 4, 16384, 2.4, "High", 4, 15).previous(),
-    it(M4, "m4.2xlarge", 8, 32768, 2.4, "High", 4, 15).previous(),
-    it(M4, "m4.4xlarge", 16, 65536, 2.4, "High", 8, 30).previous(),
-    it(M4, "m4.10xlarge", 40, 163840, 2.4, "10 Gigabit", 8, 30).previous(),
-    it(M4, "m4.16xlarge", 64, 262144, 2.3, "25 Gigabit", 8, 30).previous(),
-    // m5
-    it(M5, "m5.large", 2, 8192, 3.1, "Up to 10 Gigabit", 3, 10),
-    it(M5, "m5.xlarge", 4, 16384, 3.1, "Up to 10 Gigabit", 4, 15),
-    it(M5, "m5.2xlarge", 8, 32768, 3.1, "Up to 10 Gigabit", 4, 15),
-    it(M5, "m5.4xlarge", 16, 65536, 3.1, "Up to 10 Gigabit", 8, 30),
-    it(M5, "m5.8xlarge", 32, 131072, 3.1, "10 Gigabit", 8, 30),
-    it(M5, "m5.12xlarge", 48, 196608, 3.1, "12 Gigabit", 8, 30),
-    it(M5, "m5.16xlarge", 64, 262144, 3.1, "20 Gigabit", 15, 50),
-    it(M5, "m5.24xlarge", 96, 393216, 3.1, "25 Gigabit", 15, 50),
-    // m6i
-    it(M6I, "m6i.large", 2, 8192, 3.5, "Up to 12.5 Gigabit", 3, 10),
-    it(M6I, "m6i.xlarge", 4, 16384, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(M6I, "m6i.2xlarge", 8, 32768, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(M6I, "m6i.4xlarge", 16, 65536, 3.5, "Up to 12.5 Gigabit", 8, 30),
-    it(M6I, "m6i.8xlarge", 32, 131072, 3.5, "12.5 Gigabit", 8, 30),
-    it(M6I, "m6i.12xlarge", 48, 196608, 3.5, "18.75 Gigabit", 8, 30),
-    it(M6I, "m6i.16xlarge", 64, 262144, 3.5, "25 Gigabit", 15, 50),
-    it(M6I, "m6i.24xlarge", 96, 393216, 3.5, "37.5 Gigabit", 15, 50),
-    it(M6I, "m6i.32xlarge", 128, 524288, 3.5, "50 Gigabit", 15, 50),
-    // m7g
-    it(M7G, "m7g.medium", 1, 4096, 2.6, "Up to 12.5 Gigabit", 2, 4),
-    it(M7G, "m7g.large", 2, 8192, 2.6, "Up to 12.5 Gigabit", 3, 10),
-    it(M7G, "m7g.xlarge", 4, 16384, 2.6, "Up to 12.5 Gigabit", 4, 15),
-    it(M7G, "m7g.2xlarge", 8, 32768, 2.6, "Up to 15 Gigabit", 4, 15),
-    it(M7G, "m7g.4xlarge", 16, 65536, 2.6, "Up to 15 Gigabit", 8, 30),
-    it(M7G, "m7g.8xlarge", 32, 131072, 2.6, "15 Gigabit", 8, 30),
-    it(M7G, "m7g.12xlarge", 48, 196608, 2.6, "22.5 Gigabit", 8, 30),
-    it(M7G, "m7g.16xlarge", 64, 262144, 2.6, "30 Gigabit", 15, 50),
-    // r3
-    it(R3_NOEBS, "r3.large", 2, 15360, 2.5, "Moderate", 3, 10).storage(32).previous(),
-    it(R3, "r3.xlarge", 4, 31232, 2.5, "Moderate", 4, 15).storage(80).previous(),
-    it(R3, "r3.2xlarge", 8, 62464, 2.5, "High", 4, 15).storage(160).previous(),
-    it(R3, "r3.4xlarge", 16, 124928, 2.5, "High", 8, 30).storage(320).previous(),
-    it(R3_NOEBS, "r3.8xlarge", 32, 249856, 2.5, "10 Gigabit", 8, 30).storage(640).previous(),
-    // r4
-    it(R4, "r4.large", 2, 15616, 2.3, "Up to 10 Gigabit", 3, 10).previous(),
-    it(R4, "r4.xlarge", 4, 31232, 2.3, "Up to 10 Gigabit", 4, 15).previous(),
-    it(R4, "r4.2xlarge", 8, 62464, 2.3, "Up to 10 Gigabit", 4, 15).previous(),
-    it(R4, "r4.4xlarge", 16, 124928, 2.3, "Up to 10 Gigabit", 8, 30).previous(),
-    it(R4, "r4.8xlarge", 32, 249856, 2.3, "10 Gigabit", 8, 30).previous(),
-    it(R4, "r4.16xlarge", 64, 499712, 2.3, "25 Gigabit", 15, 50).previous(),
-    // r5
-    it(R5, "r5.large", 2, 16384, 3.1, "Up to 10 Gigabit", 3, 10),
-    it(R5, "r5.xlarge", 4, 32768, 3.1, "Up to 10 Gigabit", 4, 15),
-    it(R5, "r5.2xlarge", 8, 65536, 3.1, "Up to 10 Gigabit", 4, 15),
-    it(R5, "r5.4xlarge", 16, 131072, 3.1, "Up to 10 Gigabit", 8, 30),
-    it(R5, "r5.8xlarge", 32, 262144, 3.1, "10 Gigabit", 8, 30),
-    it(R5, "r5.12xlarge", 48, 393216, 3.1, "12 Gigabit", 8, 30),
-    it(R5, "r5.16xlarge", 64, 524288, 3.1, "20 Gigabit", 15, 50),
-    it(R5, "r5.24xlarge", 96, 786432, 3.1, "25 Gigabit", 15, 50),
-    // r6i
-    it(R6I, "r6i.large", 2, 16384, 3.5, "Up to 12.5 Gigabit", 3, 10),
-    it(R6I, "r6i.xlarge", 4, 32768, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(R6I, "r6i.2xlarge", 8, 65536, 3.5, "Up to 12.5 Gigabit", 4, 15),
-    it(R6I, "r6i.4xlarge", 16, 131072, 3.5, "Up to 12.5 Gigabit", 8, 30),
-    it(R6I, "r6i.8xlarge", 32, 262144, 3.5, "12.5 Gigabit", 8, 30),
-    it(R6I, "r6i.12xlarge", 48, 393216, 3.5, "18.75 Gigabit", 8, 30),
-    it(R6I, "r6i.16xlarge", 64, 524288, 3.5, "25 Gigabit", 15, 50),
-    it(R6I, "r6i.24xlarge", 96, 786432, 3.5, "37.5 Gigabit", 15, 50),
-    it(R6I, "r6i.32xlarge", 128, 1048576, 3.5, "50 Gigabit", 15, 50),
-    // t1
-    it(T1, "t1.micro", 1, 627, NULL_GHZ, "Very Low", 2, 2).ipv4_only().previous(),
-    // t2
-    it(T2_I386, "t2.nano", 1, 512, 2.4, "Low to Moderate", 2, 2),
-    it(T2_I386, "t2.micro", 1, 1024, 2.5, "Low to Moderate", 2, 2).free_tier(),
-    it(T2_I386, "t2.small", 1, 2048, 2.5, "Low to Moderate", 3, 4),
-    it(T2_I386, "t2.medium", 2, 4096, 2.3, "Low to Moderate", 3, 6),
-    it(T2, "t2.large", 2, 8192, 2.3, "Low to Moderate", 3, 12),
-    it(T2, "t2.xlarge", 4, 16384, 2.3, "Moderate", 3, 15),
-    it(T2, "t2.2xlarge", 8, 32768, 2.3, "Moderate", 3, 15),
-    // t3
-    it(T3, "t3.nano", 2, 512, 2.5, "Up to 5 Gigabit", 2, 2),
-    it(T3, "t3.micro", 2, 1024, 2.5, "Up to 5 Gigabit", 2, 2).free_tier(),
-    it(T3, "t3.small", 2, 2048, 2.5, "Up to 5 Gigabit", 3, 4),
-    it(T3, "t3.medium", 2, 4096, 2.5, "Up to 5 Gigabit", 3, 6),
-    it(T3, "t3.large", 2, 8192, 2.5, "Up to 5 Gigabit", 3, 12),
-    it(T3, "t3.xlarge", 4, 16384, 2.5, "Up to 5 Gigabit", 4, 15),
-    it(T3, "t3.2xlarge", 8, 32768, 2.5, "Up to 5 Gigabit", 4, 15),
-    // t3a
-    it(T3A, "t3a.nano", 2, 512, 2.2, "Up to 5 Gigabit", 2, 2),
-    it(T3A, "t3a.micro", 2, 1024, 2.2, "Up to 5 Gigabit", 2, 2),
-    it(T3A, "t3a.small", 2, 2048, 2.2, "Up to 5 Gigabit", 2, 4),
-    it(T3A, "t3a.medium", 2, 4096, 2.2, "Up to 5 Gigabit", 3, 6),
-    it(T3A, "t3a.large", 2, 8192, 2.2, "Up to 5 Gigabit", 3, 12),
-    it(T3A, "t3a.xlarge", 4, 16384, 2.2, "Up to 5 Gigabit", 4, 15),
-    it(T3A, "t3a.2xlarge", 8, 32768, 2.2, "Up to 5 Gigabit", 4, 15),
-    // t4g
-    it(T4G, "t4g.nano", 2, 512, 2.5, "Up to 5 Gigabit", 2, 2),
-    it(T4G, "t4g.micro", 2, 1024, 2.5, "Up to 5 Gigabit", 2, 2),
-    it(T4G, "t4g.small", 2, 2048, 2.5, "Up to 5 Gigabit", 3, 4),
-    it(T4G, "t4g.medium", 2, 4096, 2.5, "Up to 5 Gigabit", 3, 6),
-    it(T4G, "t4g.large", 2, 8192, 2.5, "Up to 5 Gigabit", 3, 12),
-    it(T4G, "t4g.xlarge", 4, 16384, 2.5, "Up to 5 Gigabit", 4, 15),
-    it(T4G, "t4g.2xlarge", 8, 32768, 2.5, "Up to 5 Gigabit", 4, 15),
+/// The catalog file, generated by `scripts/gen-instance-types.py`.
+const DATA: &str = include_str!("instance_types.tsv");
+
+/// The catalog file's columns, in order; its `# name\tvcpus\t...` line must list exactly these.
+const COLUMNS: [&str; 18] = [
+    "name",
+    "vcpus",
+    "cores",
+    "threads_per_core",
+    "memory_mib",
+    "architectures",
+    "clock_ghz",
+    "network_performance",
+    "max_network_interfaces",
+    "ipv4_per_interface",
+    "ipv6_per_interface",
+    "ebs_optimized",
+    "hypervisor",
+    "burstable",
+    "free_tier_eligible",
+    "boot_modes",
+    "current_generation",
+    "instance_storage_gb",
 ];
+
+/// Every set of architectures, indexed by a bit mask over [`Architecture::ALL`]
+/// (bit 0: i386, bit 1: x86_64, bit 2: arm64), each in `ALL`'s order. Parsing never yields
+/// the empty set at index 0: a cell names at least one value.
+const ARCHITECTURE_SETS: [&[Architecture]; 8] = {
+    use crate::Architecture::{Arm64, I386, X86_64};
+    [&[], &[I386], &[X86_64], &[I386, X86_64], &[Arm64], &[I386, Arm64], &[X86_64, Arm64], &[I386, X86_64, Arm64]]
+};
+
+/// Every set of boot modes, indexed by a bit mask over [`BootMode::ALL`] (as above).
+const BOOT_MODE_SETS: [&[BootMode]; 4] =
+    [&[], &[BootMode::LegacyBios], &[BootMode::Uefi], &[BootMode::LegacyBios, BootMode::Uefi]];
+
+/// The parsed catalog, with an index by name.
+struct Catalog {
+    types: Vec<InstanceTypeInfo>,
+    by_name: HashMap<&'static str, usize>,
+}
+
+static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
+    // `DATA` is fixed at compile time and the unit test `the_shipped_catalog_parses`
+    // parses exactly it, so this cannot fail in a build whose tests pass.
+    let types = parse(DATA).unwrap_or_else(|e| panic!("instance_types.tsv: {e}"));
+    let by_name = types.iter().enumerate().map(|(i, t)| (t.name, i)).collect();
+    Catalog { types, by_name }
+});
+
+/// Every instance type, sorted by family name, then by size (nano, micro, small, medium,
+/// large, xlarge, 2xlarge, 3xlarge, ... by number, the metal variants last).
+pub fn all() -> &'static [InstanceTypeInfo] {
+    &CATALOG.types
+}
 
 /// Finds an instance type by its exact API name (e.g. `"m5.large"`).
 pub fn lookup(name: &str) -> Option<&'static InstanceTypeInfo> {
-    INSTANCE_TYPES.iter().find(|t| t.name == name)
+    let catalog: &'static Catalog = &CATALOG;
+    catalog.by_name.get(name).map(|&i| &catalog.types[i])
+}
+
+/// Parses the catalog file: `#` lines are comments, one of which names the columns (it
+/// must list [`COLUMNS`]); every other non-blank line is one type, its cells separated by
+/// tabs. Names must be unique. The error names the line and the column at fault.
+fn parse(data: &'static str) -> Result<Vec<InstanceTypeInfo>, String> {
+    let header = format!("# {}", COLUMNS.join("\t"));
+    let mut saw_header = false;
+    let mut types = Vec::new();
+    let mut names = HashSet::new();
+    for (i, line) in data.lines().enumerate() {
+        let at = |e: String| format!("line {}: {e}", i + 1);
+        if let Some(comment) = line.strip_prefix('#') {
+            if comment.trim_start().starts_with("name\t") {
+                if line != header {
+                    return Err(at(format!("the columns are not Kiln's; expected {header:?}")));
+                }
+                saw_header = true;
+            }
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !saw_header {
+            return Err(at("a type before the `# name\\tvcpus\\t...` column line".into()));
+        }
+        let t = parse_row(line).map_err(at)?;
+        if !names.insert(t.name) {
+            return Err(at(format!("{} is listed twice", t.name)));
+        }
+        types.push(t);
+    }
+    if types.is_empty() {
+        return Err("no instance types".into());
+    }
+    Ok(types)
+}
+
+/// One row of the catalog file (see [`COLUMNS`]).
+fn parse_row(line: &'static str) -> Result<InstanceTypeInfo, String> {
+    let cells: Vec<&'static str> = line.split('\t').collect();
+    let &[name, vcpus, cores, threads_per_core, memory_mib, architectures, clock_ghz, network_performance, max_network_interfaces, ipv4_per_interface, ipv6_per_interface, ebs_optimized, hypervisor, burstable, free_tier_eligible, boot_modes, current_generation, instance_storage_gb] =
+        cells.as_slice()
+    else {
+        return Err(format!("{} cells, expected {}: {line:?}", cells.len(), COLUMNS.len()));
+    };
+    let in_type = |e: String| format!("{name}: {e}");
+    let shaped = matches!(name.split_once('.'), Some((f, s)) if !f.is_empty() && !s.is_empty() && !s.contains('.'));
+    if !shaped || name.contains(char::is_whitespace) {
+        return Err(format!("name: {name:?} is not shaped family.size"));
+    }
+    if network_performance.trim().is_empty() {
+        return Err(in_type("network_performance: empty".into()));
+    }
+    let t = InstanceTypeInfo {
+        name,
+        vcpus: number("vcpus", vcpus).map_err(in_type)?,
+        cores: number("cores", cores).map_err(in_type)?,
+        threads_per_core: number("threads_per_core", threads_per_core).map_err(in_type)?,
+        memory_mib: number("memory_mib", memory_mib).map_err(in_type)?,
+        architectures: set_of(
+            "architectures",
+            architectures,
+            &Architecture::ALL,
+            &ARCHITECTURE_SETS,
+            Architecture::as_str,
+        )
+        .map_err(in_type)?,
+        clock_ghz: clock("clock_ghz", clock_ghz).map_err(in_type)?,
+        network_performance,
+        max_network_interfaces: number("max_network_interfaces", max_network_interfaces).map_err(in_type)?,
+        ipv4_per_interface: number("ipv4_per_interface", ipv4_per_interface).map_err(in_type)?,
+        ipv6_per_interface: number("ipv6_per_interface", ipv6_per_interface).map_err(in_type)?,
+        ebs_optimized: one_of("ebs_optimized", ebs_optimized, &EbsOptimizedSupport::ALL, EbsOptimizedSupport::as_str)
+            .map_err(in_type)?,
+        hypervisor: match hypervisor {
+            "-" => None,
+            h => Some(one_of("hypervisor", h, &Hypervisor::ALL, Hypervisor::as_str).map_err(in_type)?),
+        },
+        burstable: flag("burstable", burstable).map_err(in_type)?,
+        free_tier_eligible: flag("free_tier_eligible", free_tier_eligible).map_err(in_type)?,
+        boot_modes: set_of("boot_modes", boot_modes, &BootMode::ALL, &BOOT_MODE_SETS, BootMode::as_str)
+            .map_err(in_type)?,
+        current_generation: flag("current_generation", current_generation).map_err(in_type)?,
+        instance_storage_gb: number("instance_storage_gb", instance_storage_gb).map_err(in_type)?,
+    };
+    if t.vcpus == 0 || t.cores.checked_mul(t.threads_per_core) != Some(t.vcpus) {
+        return Err(in_type(format!("{} vCPUs is not {} cores x {} threads", t.vcpus, t.cores, t.threads_per_core)));
+    }
+    Ok(t)
+}
+
+fn number<T: std::str::FromStr>(column: &str, cell: &str) -> Result<T, String> {
+    cell.parse().map_err(|_| format!("{column}: {cell:?} is not a number"))
+}
+
+/// A sustained clock speed in GHz, or `-` for none (0.0).
+fn clock(column: &str, cell: &str) -> Result<f32, String> {
+    if cell == "-" {
+        return Ok(0.0);
+    }
+    match cell.parse::<f32>() {
+        Ok(ghz) if ghz.is_finite() && ghz > 0.0 => Ok(ghz),
+        _ => Err(format!("{column}: {cell:?} is neither a speed in GHz nor `-`")),
+    }
+}
+
+fn flag(column: &str, cell: &str) -> Result<bool, String> {
+    match cell {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{column}: {cell:?} is neither `true` nor `false`")),
+    }
+}
+
+/// One of `all`, by its wire spelling.
+fn one_of<T: Copy>(column: &str, cell: &str, all: &[T], spelling: fn(T) -> &'static str) -> Result<T, String> {
+    all.iter().copied().find(|&x| spelling(x) == cell).ok_or_else(|| {
+        let known: Vec<&str> = all.iter().map(|&x| spelling(x)).collect();
+        format!("{column}: {cell:?} is not one of {}", known.join(", "))
+    })
+}
+
+/// A comma-separated, non-empty set of values from `all`, as the static slice of `sets`
+/// (indexed by a bit mask over `all`) that holds them.
+fn set_of<T: Copy>(
+    column: &str,
+    cell: &str,
+    all: &[T],
+    sets: &[&'static [T]],
+    spelling: fn(T) -> &'static str,
+) -> Result<&'static [T], String> {
+    let mut mask = 0;
+    for item in cell.split(',') {
+        let bit = match all.iter().position(|&x| spelling(x) == item) {
+            Some(i) => 1 << i,
+            None => return Err(format!("{column}: {item:?} (in {cell:?}) is not known")),
+        };
+        if mask & bit != 0 {
+            return Err(format!("{column}: {item:?} is listed twice in {cell:?}"));
+        }
+        mask |= bit;
+    }
+    Ok(sets[mask])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use crate::Architecture::{Arm64, I386, X86_64};
+    use std::collections::BTreeSet;
 
     fn get(name: &str) -> &'static InstanceTypeInfo {
         lookup(name).unwrap_or_else(|| panic!("{name} missing from the catalog"))
     }
 
-    /// Position of a size suffix in EC2's size order.
-    fn size_rank(size: &str) -> u32 {
+    /// Position of a size suffix in EC2's size order: nano ... xlarge, Nxlarge by N, then
+    /// metal, metal-Nxl by N.
+    fn size_rank(size: &str) -> (u32, u32) {
+        let number = |n: Option<&str>| n.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unknown size {size}"));
         match size {
-            "nano" => 0,
-            "micro" => 1,
-            "small" => 2,
-            "medium" => 3,
-            "large" => 4,
-            "xlarge" => 5,
-            other => {
-                let n: u32 = other
-                    .strip_suffix("xlarge")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("unknown size {other}"));
-                5 + n
+            "nano" => (0, 0),
+            "micro" => (0, 1),
+            "small" => (0, 2),
+            "medium" => (0, 3),
+            "large" => (0, 4),
+            "xlarge" => (0, 5),
+            "metal" => (1, 0),
+            other if other.starts_with("metal-") => {
+                (1, number(other.strip_prefix("metal-").and_then(|n| n.strip_suffix("xl"))))
             }
+            other => (0, 4 + number(other.strip_suffix("xlarge"))),
+        }
+    }
+
+    fn families(pred: impl Fn(&InstanceTypeInfo) -> bool) -> BTreeSet<&'static str> {
+        all().iter().filter(|t| pred(t)).map(|t| t.family()).collect()
+    }
+
+    #[test]
+    fn the_shipped_catalog_parses() {
+        // Proves the `expect` in CATALOG cannot fire: this is the very text it parses.
+        let types = parse(DATA).unwrap_or_else(|e| panic!("instance_types.tsv: {e}"));
+        let rows = DATA.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count();
+        assert_eq!(types.len(), rows, "every row is a type");
+        assert!(types.len() > 1300, "EC2's whole catalog, not {}", types.len());
+        assert_eq!(all(), types.as_slice());
+        for t in all() {
+            assert!(std::ptr::eq(get(t.name), t), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn bad_rows_are_errors_naming_line_and_column() {
+        let header = format!("# {}\n", COLUMNS.join("\t"));
+        let good = "t3.micro\t2\t1\t2\t1024\tx86_64\t2.5\tUp to 5 Gigabit\t2\t2\t2\tdefault\tnitro\ttrue\ttrue\tlegacy-bios,uefi\ttrue\t0";
+        let ok = |rows: &str| -> Result<Vec<InstanceTypeInfo>, String> {
+            parse(Box::leak(format!("# comment\n{header}{rows}\n").into_boxed_str()))
+        };
+        let t = &ok(good).expect("a good row parses")[0];
+        assert_eq!(t, get("t3.micro"));
+        let err = |rows: &str| ok(rows).expect_err("a bad row is an error");
+        let bad = |from: &str, to: &str| err(&good.replacen(from, to, 1));
+        assert_eq!(bad("\t1024\t", "\tlots\t"), "line 3: t3.micro: memory_mib: \"lots\" is not a number");
+        assert_eq!(
+            bad("x86_64", "x86_64_mac"),
+            "line 3: t3.micro: architectures: \"x86_64_mac\" (in \"x86_64_mac\") is not known"
+        );
+        assert!(bad("x86_64", "x86_64,x86_64").contains("listed twice"));
+        assert!(bad("\tnitro", "\tkvm").contains("hypervisor: \"kvm\" is not one of xen, nitro"));
+        assert!(bad("\tdefault", "\tmaybe").contains("ebs_optimized"));
+        assert!(bad("\ttrue\ttrue\t", "\tyes\ttrue\t").contains("burstable: \"yes\""));
+        assert!(bad("legacy-bios,uefi", "").contains("boot_modes"));
+        assert!(bad("\t2.5\t", "\t0\t").contains("clock_ghz"));
+        assert!(bad("\t2\t1\t2\t", "\t3\t1\t2\t").contains("3 vCPUs is not 1 cores x 2 threads"));
+        assert!(bad("t3.micro", "t3micro").starts_with("line 3: name:"));
+        assert!(err(&good.replace("\t0", "")).contains("17 cells, expected 18"));
+        assert!(err(&format!("{good}\n{good}")).starts_with("line 4: t3.micro is listed twice"));
+        assert!(err("").contains("no instance types"));
+        assert!(parse(Box::leak(good.to_string().into_boxed_str()))
+            .expect_err("no column line")
+            .contains("column line"));
+        let swapped = DATA.replacen("\tvcpus\tcores\t", "\tcores\tvcpus\t", 1);
+        assert!(parse(Box::leak(swapped.into_boxed_str())).expect_err("columns swapped").contains("not Kiln's"));
+        // Absent values.
+        let metal = &ok(&good.replace("\t2.5\t", "\t-\t").replace("\tnitro\t", "\t-\t")).expect("`-` is absent")[0];
+        assert_eq!((metal.sustained_clock_ghz(), metal.hypervisor), (None, None));
+    }
+
+    #[test]
+    fn value_sets_are_indexed_by_mask() {
+        for (mask, set) in ARCHITECTURE_SETS.iter().enumerate() {
+            let want: Vec<Architecture> =
+                Architecture::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, &a)| a).collect();
+            assert_eq!(*set, want.as_slice());
+        }
+        for (mask, set) in BOOT_MODE_SETS.iter().enumerate() {
+            let want: Vec<BootMode> =
+                BootMode::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, &b)| b).collect();
+            assert_eq!(*set, want.as_slice());
         }
     }
 
@@ -475,17 +470,19 @@ mod tests {
         assert_eq!(t.cores, 1);
         assert_eq!(t.threads_per_core, 2);
         assert_eq!(t.memory_mib, 1024);
-        assert!(t.supports(Architecture::X86_64));
-        assert!(!t.supports(Architecture::I386));
-        assert!(!t.supports(Architecture::Arm64));
+        assert!(t.supports(X86_64));
+        assert!(!t.supports(I386));
+        assert!(!t.supports(Arm64));
         assert!(t.burstable);
         assert!(t.free_tier_eligible);
+        assert!(t.current_generation);
         assert_eq!(t.network_performance, "Up to 5 Gigabit");
         assert_eq!(t.max_network_interfaces, 2);
         assert_eq!(t.ipv4_per_interface, 2);
-        assert_eq!(t.hypervisor, Hypervisor::Nitro);
+        assert_eq!(t.hypervisor, Some(Hypervisor::Nitro));
         assert_eq!(t.ebs_optimized, EbsOptimizedSupport::Default);
         assert_eq!(t.boot_modes, &[BootMode::LegacyBios, BootMode::Uefi]);
+        assert_eq!(t.sustained_clock_ghz(), Some(2.5));
     }
 
     #[test]
@@ -499,6 +496,8 @@ mod tests {
         assert_eq!(t.network_performance, "Up to 10 Gigabit");
         assert_eq!(t.max_network_interfaces, 3);
         assert_eq!(t.ipv4_per_interface, 10);
+        // EC2 (as moto's dump records it) now lists m5 with the previous generation.
+        assert!(!t.current_generation);
     }
 
     #[test]
@@ -507,23 +506,25 @@ mod tests {
         assert_eq!(t.family(), "a1");
         assert_eq!(t.vcpus, 1);
         assert_eq!(t.memory_mib, 2048);
-        assert!(t.supports(Architecture::Arm64));
-        assert!(!t.supports(Architecture::X86_64));
+        assert!(t.supports(Arm64));
+        assert!(!t.supports(X86_64));
         assert_eq!(t.boot_modes, &[BootMode::Uefi]);
     }
 
     #[test]
     fn t2_is_xen_and_small_sizes_support_i386() {
         let micro = get("t2.micro");
-        assert!(micro.supports(Architecture::I386));
-        assert!(micro.supports(Architecture::X86_64));
-        assert!(micro.free_tier_eligible);
-        assert_eq!(micro.hypervisor, Hypervisor::Xen);
+        assert!(micro.supports(I386));
+        assert!(micro.supports(X86_64));
+        // EC2 no longer counts t2.micro as free-tier eligible.
+        assert!(!micro.free_tier_eligible);
+        assert!(micro.current_generation);
+        assert_eq!(micro.hypervisor, Some(Hypervisor::Xen));
         assert_eq!(micro.ebs_optimized, EbsOptimizedSupport::Unsupported);
         assert_eq!(micro.boot_modes, &[BootMode::LegacyBios]);
         assert_eq!(micro.network_performance, "Low to Moderate");
         // AWS reports x86_64 only from t2.large up.
-        assert!(!get("t2.large").supports(Architecture::I386));
+        assert!(!get("t2.large").supports(I386));
         assert_eq!(get("t2.xlarge").network_performance, "Moderate");
     }
 
@@ -538,55 +539,86 @@ mod tests {
         assert_eq!(get("t3a.small").max_network_interfaces, 2);
         assert_eq!(get("t3.small").max_network_interfaces, 3);
         assert_eq!(get("r5.24xlarge").memory_mib, 786_432);
+        // Beyond the families Kiln used to list: GPU, high-memory, dense storage.
+        let p5 = get("p5.48xlarge");
+        assert_eq!((p5.vcpus, p5.memory_mib, p5.network_performance), (192, 2_097_152, "3200 Gigabit"));
+        assert_eq!(p5.instance_storage_gb, 30_400);
+        let u = get("u-6tb1.112xlarge");
+        assert_eq!((u.family(), u.vcpus, u.cores, u.memory_mib), ("u-6tb1", 448, 224, 6_291_456));
+        assert_eq!(get("d3en.12xlarge").instance_storage_gb, 335_520);
+        assert_eq!(get("c7i-flex.large").family(), "c7i-flex");
     }
 
     #[test]
-    fn names_are_unique() {
-        let mut seen = HashSet::new();
-        for t in INSTANCE_TYPES {
-            assert!(seen.insert(t.name), "duplicate {}", t.name);
+    fn bare_metal_types_have_no_hypervisor() {
+        let m = get("m5.metal");
+        assert!(m.bare_metal());
+        assert_eq!(m.hypervisor, None);
+        assert_eq!((m.vcpus, m.memory_mib), (96, 393_216));
+        assert!(get("c7i.metal-24xl").bare_metal());
+        assert!(!get("m5.24xlarge").bare_metal());
+        for t in all() {
+            let (_, size) = t.name.split_once('.').expect("family.size");
+            assert_eq!(t.bare_metal(), size.starts_with("metal"), "{}", t.name);
         }
-        // 100 current-generation types and 41 of the previous generation.
-        assert_eq!(seen.len(), 141);
     }
 
     #[test]
-    fn arm_families_support_only_arm64() {
-        let arm = ["t4g", "m7g", "c7g", "a1"];
-        let mut count = 0;
-        for t in INSTANCE_TYPES {
-            let is_arm = arm.contains(&t.family());
-            if is_arm {
-                count += 1;
-                assert_eq!(t.architectures.len(), 1, "{}", t.name);
-            }
-            assert_eq!(t.supports(Architecture::Arm64), is_arm, "{}", t.name);
-            assert_eq!(t.supports(Architecture::X86_64), !is_arm, "{}", t.name);
-            let boot: &[BootMode] = if is_arm {
-                &[BootMode::Uefi]
-            } else if t.family() == "t2" || !t.current_generation {
-                &[BootMode::LegacyBios]
+    fn mac_types_are_left_out() {
+        assert!(lookup("mac1.metal").is_none());
+        assert!(lookup("mac2-m2pro.metal").is_none());
+        assert!(all().iter().all(|t| !t.family().starts_with("mac")));
+    }
+
+    #[test]
+    fn architectures_and_boot_modes() {
+        for t in all() {
+            if t.supports(Arm64) {
+                assert_eq!(t.architectures, &[Arm64], "{}", t.name);
+                assert_eq!(t.boot_modes, &[BootMode::Uefi], "{}", t.name);
             } else {
-                &[BootMode::LegacyBios, BootMode::Uefi]
-            };
-            assert_eq!(t.boot_modes, boot, "{}", t.name);
+                assert!(t.supports(X86_64), "{}", t.name);
+                assert!(t.boot_modes.contains(&BootMode::LegacyBios), "{}", t.name);
+            }
         }
-        assert_eq!(count, 7 + 8 + 8 + 5);
+        let arm = families(|t| t.supports(Arm64));
+        assert!(["a1", "t4g", "m7g", "c7g", "r8g", "x2gd", "g5g"].iter().all(|f| arm.contains(f)), "{arm:?}");
+        assert!(arm.iter().all(|f| f.contains('g') || *f == "a1"), "{arm:?}");
+        let i386: Vec<&str> = all().iter().filter(|t| t.supports(I386)).map(|t| t.name).collect();
+        assert_eq!(
+            i386,
+            [
+                "c1.medium",
+                "c3.large",
+                "m1.small",
+                "m1.medium",
+                "t1.micro",
+                "t2.nano",
+                "t2.micro",
+                "t2.small",
+                "t2.medium"
+            ]
+        );
     }
 
     #[test]
     fn figures_are_consistent() {
-        for t in INSTANCE_TYPES.iter().filter(|t| t.current_generation) {
-            let t2 = t.family() == "t2";
+        for t in all() {
             assert_eq!(t.vcpus, t.cores * t.threads_per_core, "{}", t.name);
-            assert_eq!(t.ipv4_per_interface, t.ipv6_per_interface, "{}", t.name);
-            assert_eq!(t.burstable, t.family().starts_with('t'), "{}", t.name);
-            let hv = if t2 { Hypervisor::Xen } else { Hypervisor::Nitro };
-            assert_eq!(t.hypervisor, hv, "{}", t.name);
-            let ebs = if t2 { EbsOptimizedSupport::Unsupported } else { EbsOptimizedSupport::Default };
-            assert_eq!(t.ebs_optimized, ebs, "{}", t.name);
-            assert!(t.clock_ghz > 2.0 && t.clock_ghz < 4.0, "{}", t.name);
+            assert!(matches!(t.threads_per_core, 1 | 2), "{}", t.name);
+            assert!(t.memory_mib >= 512 && t.max_network_interfaces >= 2 && t.ipv4_per_interface >= 2, "{}", t.name);
+            assert!(t.ipv6_per_interface == t.ipv4_per_interface || t.ipv6_per_interface == 0, "{}", t.name);
+            let t_family = ["t2", "t3", "t3a", "t4g"].contains(&t.family());
+            assert_eq!(t.burstable, t_family, "{}", t.name);
+            match t.sustained_clock_ghz() {
+                Some(ghz) => assert!((1.5..=6.0).contains(&ghz), "{}", t.name),
+                None => assert!(["t1", "m1", "m2", "c1"].contains(&t.family()), "{}", t.name),
+            }
+            if t.hypervisor == Some(Hypervisor::Xen) {
+                assert!(t.boot_modes == [BootMode::LegacyBios], "{}", t.name);
+            }
         }
+        assert_eq!(families(|t| t.hypervisor.is_some_and(|h| h == Hypervisor::Xen)).len(), 17);
     }
 
     #[test]
@@ -594,28 +626,45 @@ mod tests {
         let small = get("m1.small");
         assert!(!small.current_generation);
         assert_eq!((small.vcpus, small.memory_mib), (1, 1740));
+        assert_eq!(small.instance_storage_gb, 160);
         assert_eq!(small.ipv6_per_interface, 0);
-        assert!(small.supports(Architecture::I386));
+        assert!(small.supports(I386));
         assert_eq!(small.sustained_clock_ghz(), None);
         let micro = get("t1.micro");
+        assert!(!micro.current_generation);
         assert_eq!((micro.memory_mib, micro.network_performance), (627, "Very Low"));
         assert_eq!(get("m4.large").sustained_clock_ghz(), Some(2.4));
-        for t in INSTANCE_TYPES.iter().filter(|t| !t.current_generation) {
-            assert_eq!(t.vcpus, t.cores * t.threads_per_core, "{}", t.name);
-            assert_eq!(t.hypervisor, Hypervisor::Xen, "{}", t.name);
+        let previous = families(|t| !t.current_generation);
+        for f in ["t1", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4", "m5", "c5", "r5", "a1"] {
+            assert!(previous.contains(f), "{f} is previous generation");
         }
+        // A family is all of one generation.
+        assert!(previous.is_disjoint(&families(|t| t.current_generation)), "{previous:?}");
+        assert!(all().iter().filter(|t| t.current_generation).count() > 1200);
     }
 
     #[test]
-    fn only_t2_and_t3_micro_are_free_tier() {
-        let free: Vec<&str> = INSTANCE_TYPES.iter().filter(|t| t.free_tier_eligible).map(|t| t.name).collect();
-        assert_eq!(free, ["t2.micro", "t3.micro"]);
+    fn free_tier_types_are_ec2s() {
+        let free: Vec<&str> = all().iter().filter(|t| t.free_tier_eligible).map(|t| t.name).collect();
+        assert_eq!(
+            free,
+            [
+                "c7i-flex.large",
+                "m7i-flex.large",
+                "t3.micro",
+                "t3.small",
+                "t4g.micro",
+                "t4g.small",
+                "t8i.micro",
+                "t8i.small"
+            ]
+        );
     }
 
     #[test]
     fn sorted_by_family_then_size() {
-        let mut prev: Option<(&str, u32)> = None;
-        for t in INSTANCE_TYPES {
+        let mut prev: Option<(&str, (u32, u32))> = None;
+        for t in all() {
             let (family, size) = t.name.split_once('.').unwrap_or_else(|| panic!("{} has no size", t.name));
             assert_eq!(family, t.family());
             let rank = size_rank(size);
@@ -628,6 +677,9 @@ mod tests {
             }
             prev = Some((family, rank));
         }
+        assert_eq!(size_rank("2xlarge"), (0, 6));
+        assert!(size_rank("xlarge") < size_rank("2xlarge") && size_rank("224xlarge") < size_rank("metal"));
+        assert!(size_rank("metal-24xl") < size_rank("metal-48xl"));
     }
 
     #[test]

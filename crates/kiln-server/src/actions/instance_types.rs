@@ -3,7 +3,7 @@
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instance_types::{DescribeInstanceTypeOfferings, DescribeInstanceTypes, LocationType};
 use kiln_ec2::{Ec2Error, XmlWriter};
-use kiln_types::instance_types::{InstanceTypeInfo, INSTANCE_TYPES};
+use kiln_types::instance_types::{self, Hypervisor, InstanceTypeInfo};
 
 use super::{next_token, ActionResult, Ctx};
 
@@ -44,10 +44,10 @@ fn field(t: &&InstanceTypeInfo, name: &str) -> Field {
         "current-generation" => b(t.current_generation),
         "free-tier-eligible" => b(t.free_tier_eligible),
         "burstable-performance-supported" => b(t.burstable),
-        "bare-metal" => b(false),
+        "bare-metal" => b(t.bare_metal()),
         "hibernation-supported" => b(false),
         "instance-storage-supported" => b(t.instance_storage_gb > 0),
-        "hypervisor" => Field::one(t.hypervisor.as_str()),
+        "hypervisor" => Field::opt(t.hypervisor.map(Hypervisor::as_str)),
         "network-info.network-performance" => Field::one(t.network_performance),
         "network-info.maximum-network-interfaces" => Field::one(t.max_network_interfaces.to_string()),
         "network-info.ipv4-addresses-per-interface" => Field::one(t.ipv4_per_interface.to_string()),
@@ -67,8 +67,8 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .strings("supportedUsageClasses", ["on-demand"])
         .strings("supportedRootDeviceTypes", ["ebs"])
         .strings("supportedVirtualizationTypes", ["hvm"])
-        .elem("bareMetal", "false")
-        .elem("hypervisor", t.hypervisor.as_str());
+        .elem("bareMetal", t.bare_metal())
+        .opt("hypervisor", t.hypervisor.map(Hypervisor::as_str));
     w.start("processorInfo")
         .strings("supportedArchitectures", t.architectures.iter().map(|x| x.as_str()))
         .opt("sustainedClockSpeedInGhz", t.sustained_clock_ghz())
@@ -86,7 +86,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
     w.start("ebsInfo")
         .elem("ebsOptimizedSupport", t.ebs_optimized.as_str())
         .elem("encryptionSupport", "supported")
-        .elem("nvmeSupport", if t.hypervisor.as_str() == "nitro" { "required" } else { "unsupported" })
+        .elem("nvmeSupport", if t.hypervisor == Some(Hypervisor::Xen) { "unsupported" } else { "required" })
         .end();
     w.start("networkInfo")
         .elem("networkPerformance", t.network_performance)
@@ -101,7 +101,7 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
         .elem("ipv4AddressesPerInterface", t.ipv4_per_interface)
         .elem("ipv6AddressesPerInterface", t.ipv6_per_interface)
         .elem("ipv6Supported", t.ipv6_per_interface > 0)
-        .elem("enaSupport", if t.hypervisor.as_str() == "nitro" { "required" } else { "unsupported" })
+        .elem("enaSupport", if t.hypervisor == Some(Hypervisor::Xen) { "unsupported" } else { "required" })
         .elem("efaSupported", "false")
         .elem("encryptionInTransitSupported", "false")
         .end();
@@ -114,14 +114,10 @@ fn write_type(w: &mut XmlWriter, t: &InstanceTypeInfo) {
 }
 
 pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeInstanceTypes) -> ActionResult {
-    let mut types: Vec<&InstanceTypeInfo> = INSTANCE_TYPES.iter().collect();
+    let mut types: Vec<&InstanceTypeInfo> = instance_types::all().iter().collect();
     if !r.instance_types.is_empty() {
-        let missing: Vec<&str> = r
-            .instance_types
-            .iter()
-            .filter(|n| !INSTANCE_TYPES.iter().any(|t| t.name == n.as_str()))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> =
+            r.instance_types.iter().filter(|n| instance_types::lookup(n).is_none()).map(String::as_str).collect();
         if !missing.is_empty() {
             return Err(Ec2Error::new(
                 "InvalidInstanceType",
@@ -146,7 +142,7 @@ pub(crate) fn offerings(ctx: &Ctx<'_>, r: DescribeInstanceTypeOfferings) -> Acti
         LocationType::AvailabilityZoneId => region.zones.iter().map(|z| z.id.clone()).collect(),
     };
     let items: Vec<(&'static str, String)> =
-        INSTANCE_TYPES.iter().flat_map(|t| locations.iter().map(move |l| (t.name, l.clone()))).collect();
+        instance_types::all().iter().flat_map(|t| locations.iter().map(move |l| (t.name, l.clone()))).collect();
     let items = filter::apply(
         items,
         &r.filters,
