@@ -404,6 +404,35 @@ def test_routes_and_elastic_ips_decide_public_reachability(aws, kiln, quickstart
         ssh(eip, key, "cat /etc/resolv.conf").stdout), 60, interval=2)
     assert "search corp.example" in resolv and "nameserver 10.78.0.2" in resolv and "192.0.2.53" in resolv, resolv
     ok(aws, "ec2", "associate-dhcp-options", "--dhcp-options-id", "default", "--vpc-id", vpc)
+    # A second network interface: hot-plugged into the running VM, the guest takes its
+    # address by DHCP on it, and detaching takes it out of the guest again.
+    eni = ok(aws, "ec2", "create-network-interface", "--subnet-id", subnet, "--groups", group, "--description",
+             "second")["NetworkInterface"]
+    eni_id = eni["NetworkInterfaceId"]
+    STATE["eni"] = eni_id
+    assert eni["Status"] == "available" and eni["Description"] == "second", eni
+
+    def eni_state():
+        n = ok(aws, "ec2", "describe-network-interfaces", "--network-interface-ids", eni_id)["NetworkInterfaces"][0]
+        return (n.get("Attachment") or {}).get("Status", n["Status"])
+
+    attach = ok(aws, "ec2", "attach-network-interface", "--network-interface-id", eni_id, "--instance-id", d,
+                "--device-index", "1")
+    wait_for("the interface to be attached", lambda: eni_state() == "attached", 30, interval=1)
+    wait_for("eth1 in the guest", lambda: "eth1" in ssh(eip, key, "ls /sys/class/net").stdout, 30, interval=1)
+    out = ssh(eip, key, "sudo udhcpc -i eth1 -s /etc/kiln/udhcpc -q -n -t 5 -T 2 >/dev/null 2>&1; "
+                        "ip -4 -o addr show eth1; sudo ping -c 1 -W 3 -I eth1 10.78.1.1")
+    assert f"inet {eni['PrivateIpAddress']}/24" in out.stdout and " 0% packet loss" in out.stdout, out
+    shown = {n["NetworkInterfaceId"]: n["Attachment"]["DeviceIndex"] for n in instance(aws, d)["NetworkInterfaces"]}
+    assert shown.get(eni_id) == 1 and len(shown) == 2, shown
+    rc, _, err = aws("ec2", "delete-network-interface", "--network-interface-id", eni_id)
+    assert rc != 0 and "InvalidNetworkInterface.InUse" in err, err
+    ok(aws, "ec2", "detach-network-interface", "--attachment-id", attach["AttachmentId"])
+    wait_for("the interface to be available", lambda: eni_state() == "available", 30, interval=1)
+    assert "eth1" not in ssh(eip, key, "ls /sys/class/net").stdout
+    wait_ssh(eip, key, kiln)
+    ok(aws, "ec2", "delete-network-interface", "--network-interface-id", eni_id)
+    del STATE["eni"]
     # A gateway with mapped addresses is not detached.
     rc, _, err = aws("ec2", "detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
     assert rc != 0 and "DependencyViolation" in err, err
@@ -474,6 +503,8 @@ def test_everything_goes_with_its_instances(aws):
         ok(aws, "ec2", "release-address", "--allocation-id", STATE["eip"])
     if "dopt" in STATE:
         ok(aws, "ec2", "delete-dhcp-options", "--dhcp-options-id", STATE["dopt"])
+    if "eni" in STATE:
+        ok(aws, "ec2", "delete-network-interface", "--network-interface-id", STATE["eni"])
     for key in ("vpc", "routed_vpc"):
         if key in STATE:
             close_vpc(aws, STATE[key])

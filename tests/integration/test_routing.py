@@ -389,6 +389,78 @@ def test_network_interfaces_of_a_security_group_are_listed(ec2):
     expect_error("InvalidNetworkInterfaceID.Malformed", ec2.describe_network_interfaces, NetworkInterfaceIds=["eni-x"])
 
 
+def test_network_interface_lifecycle_and_bad_input(ec2, ec2_other, vpc):
+    """A made interface: an address of its subnet, the VPC's default group unless given
+    others, its own attributes and tags; EC2's errors change nothing; another account
+    sees none of it. (Attaching to a running VM is tested in test_network.py.)"""
+    default_group = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["vpc"]]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"][0]["GroupId"]
+    n = ec2.create_network_interface(
+        SubnetId=vpc["subnet"], Description="first",
+        TagSpecifications=[{"ResourceType": "network-interface", "Tags": [{"Key": "Name", "Value": "one"}]}],
+    )["NetworkInterface"]
+    eni = n["NetworkInterfaceId"]
+    assert_id(eni, "eni")
+    try:
+        assert n["Status"] == "available" and "Attachment" not in n
+        assert n["SubnetId"] == vpc["subnet"] and n["VpcId"] == vpc["vpc"]
+        assert [g["GroupId"] for g in n["Groups"]] == [default_group]
+        assert n["PrivateIpAddress"].startswith(vpc["cidr"].split(".0.0/")[0] + ".1.")
+        assert n["MacAddress"].startswith("02:") and n["SourceDestCheck"] is True
+        assert {t["Key"]: t["Value"] for t in n["TagSet"]} == {"Name": "one"}
+        # An address asked for; the same again is in use; outside the subnet is refused.
+        base = vpc["cidr"].split(".0.0/")[0]
+        m = ec2.create_network_interface(SubnetId=vpc["subnet"], PrivateIpAddress=f"{base}.1.40")["NetworkInterface"]
+        assert m["PrivateIpAddress"] == f"{base}.1.40"
+        expect_error("InvalidIPAddress.InUse", ec2.create_network_interface, SubnetId=vpc["subnet"],
+                     PrivateIpAddress=f"{base}.1.40")
+        expect_error("InvalidParameterValue", ec2.create_network_interface, SubnetId=vpc["subnet"],
+                     PrivateIpAddress=f"{base}.2.40")
+        expect_error("InvalidSubnetID.NotFound", ec2.create_network_interface, SubnetId="subnet-0123456789abcdef0")
+        expect_error("InvalidParameterValue", ec2.create_network_interface, SubnetId=vpc["subnet"],
+                     SecondaryPrivateIpAddressCount=2)
+        other_vpc_group = ec2.describe_security_groups(
+            Filters=[{"Name": "vpc-id", "Values": [default_vpc(ec2)["VpcId"]]}, {"Name": "group-name", "Values": ["default"]}]
+        )["SecurityGroups"][0]["GroupId"]
+        expect_error("InvalidParameterValue", ec2.create_network_interface, SubnetId=vpc["subnet"],
+                     Groups=[other_vpc_group])
+        # Described with filters; modified one attribute at a time.
+        got = ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [vpc["subnet"]]},
+                                                       {"Name": "status", "Values": ["available"]}])
+        assert {x["NetworkInterfaceId"] for x in got["NetworkInterfaces"]} == {eni, m["NetworkInterfaceId"]}
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Description={"Value": "renamed"})
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": False})
+        g = ec2.create_security_group(GroupName=uid("eni"), Description="d", VpcId=vpc["vpc"])["GroupId"]
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[g])
+        n = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+        assert (n["Description"], n["SourceDestCheck"], [x["GroupId"] for x in n["Groups"]]) == ("renamed", False, [g])
+        got = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [g]}])["NetworkInterfaces"]
+        assert [x["NetworkInterfaceId"] for x in got] == [eni]
+        # A group in use by an interface, and a subnet with interfaces, are not deleted.
+        expect_error("DependencyViolation", ec2.delete_security_group, GroupId=g)
+        expect_error("DependencyViolation", ec2.delete_subnet, SubnetId=vpc["subnet"])
+        # Attach and detach refuse what does not exist.
+        expect_error("InvalidInstanceID.NotFound", ec2.attach_network_interface, NetworkInterfaceId=eni,
+                     InstanceId="i-0123456789abcdef0", DeviceIndex=1)
+        expect_error("InvalidAttachmentID.NotFound", ec2.detach_network_interface,
+                     AttachmentId="eni-attach-0123456789abcdef0")
+        expect_error("InvalidAttachmentID.Malformed", ec2.detach_network_interface, AttachmentId="eni-attach-x")
+        # Another account sees nothing of it.
+        expect_error("InvalidNetworkInterfaceID.NotFound", ec2_other.describe_network_interfaces,
+                     NetworkInterfaceIds=[eni])
+        expect_error("InvalidNetworkInterfaceID.NotFound", ec2_other.delete_network_interface, NetworkInterfaceId=eni)
+        expect_error("InvalidNetworkInterfaceID.NotFound", ec2_other.modify_network_interface_attribute,
+                     NetworkInterfaceId=eni, Description={"Value": "theirs"})
+        ec2.delete_network_interface(NetworkInterfaceId=m["NetworkInterfaceId"])
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[default_group])
+        ec2.delete_security_group(GroupId=g)
+    finally:
+        ec2.delete_network_interface(NetworkInterfaceId=eni)
+    expect_error("InvalidNetworkInterfaceID.NotFound", ec2.describe_network_interfaces, NetworkInterfaceIds=[eni])
+    expect_error("InvalidNetworkInterfaceID.NotFound", ec2.delete_network_interface, NetworkInterfaceId=eni)
+
+
 # --- DHCP options sets -----------------------------------------------------------------
 
 

@@ -110,14 +110,29 @@ pub enum Network {
     /// reaches the metadata service at 169.254.169.254 through the host's metadata
     /// socket for it (`GuestPorts::imds_socket`).
     User,
-    /// A tap device in the VPC's network namespace on the host (see `VpcNetwork`).
-    Vpc { vpc_id: String, mac: String },
+    /// A tap device in the VPC's network namespace on the host (see `VpcNetwork`) for
+    /// the primary interface, and one for each further interface attached (`nics`, in
+    /// device order).
+    Vpc {
+        vpc_id: String,
+        mac: String,
+        #[serde(default)]
+        nics: Vec<Nic>,
+    },
 }
 
-/// The tap device of an instance inside its VPC's namespace (15 characters at most, as
-/// Linux wants).
-pub fn tap_name(instance_id: &str) -> String {
-    let hex = instance_id.trim_start_matches("i-");
+/// A network interface beyond the primary one, as the VM sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub interface_id: String,
+    pub mac: String,
+}
+
+/// The tap device of a network interface inside its VPC's namespace (15 characters at
+/// most, as Linux wants): `t` and the id's last 14 hex digits. An instance's id names
+/// its primary interface's tap (the primary `eni-` has the instance's digits).
+pub fn tap_name(id: &str) -> String {
+    let hex = id.rsplit('-').next().unwrap_or(id);
     format!("t{}", &hex[hex.len().saturating_sub(14)..])
 }
 
@@ -143,9 +158,12 @@ pub struct FlowRule {
     pub peers: Vec<(Ipv4Addr, u8)>,
 }
 
-/// An instance's place in its VPC: its tap, addresses and security-group rules.
+/// A network interface's place in its VPC: its tap, addresses and security-group
+/// rules. An instance has one per attached interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
+    /// The interface (`eni-…`); its tap is `tap_name(interface_id)`.
+    pub interface_id: String,
     pub instance_id: String,
     pub mac: String,
     pub ip: Ipv4Addr,
@@ -265,19 +283,24 @@ pub trait HostAgent: Send + Sync {
     fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError>;
     /// VPCs that have a namespace on this host.
     fn networks(&self) -> Vec<String>;
-    /// The interface index of an instance's tap, while it exists (it changes when the
-    /// tap is made again).
-    fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32>;
+    /// The interface index of a network interface's tap, while it exists (it changes
+    /// when the tap is made again).
+    fn port_index(&self, vpc_id: &str, interface_id: &str) -> Option<u32>;
+    /// Makes a running VM's further interfaces exactly `nics`: hot-plugs those missing
+    /// (their taps must exist) and asks the guest to release the others. Returns
+    /// whether the VM now has exactly `nics`; false while a release is under way (ask
+    /// again).
+    fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError>;
 }
 
 /// The sockets guest services answer on, made on the host where the guest runs. These
 /// are file descriptors and local paths, so they never cross the network: the services
 /// that use them (DHCP, DNS, metadata) run beside the agent that made them.
 pub trait GuestPorts: Send + Sync {
-    /// Sockets bound to an instance's tap: UDP port 67 for DHCP, and TCP
+    /// Sockets bound to a network interface's tap: UDP port 67 for DHCP, and TCP
     /// 169.254.169.254:80 for the metadata service, whose answers leave with an IP TTL
     /// of `hop_limit`.
-    fn port_sockets(&self, vpc_id: &str, instance_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
+    fn port_sockets(&self, vpc_id: &str, interface_id: &str, hop_limit: u32) -> Result<PortSockets, AgentError>;
     /// A UDP socket and a TCP listener bound to `addr` inside a VPC's namespace (its
     /// DNS).
     fn vpc_dns_sockets(&self, vpc_id: &str, addr: std::net::SocketAddrV4) -> Result<DnsSockets, AgentError>;
@@ -328,7 +351,11 @@ mod tests {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
             }],
-            network: Network::Vpc { vpc_id: "vpc-01234567".into(), mac: "02:00:00:00:00:01".into() },
+            network: Network::Vpc {
+                vpc_id: "vpc-01234567".into(),
+                mac: "02:00:00:00:00:01".into(),
+                nics: vec![Nic { interface_id: "eni-0123456789abcdef1".into(), mac: "02:00:00:00:00:02".into() }],
+            },
         };
         let text = serde_json::to_string(&spec).expect("serialise");
         assert_eq!(serde_json::from_str::<VmSpec>(&text).expect("deserialise"), spec);
@@ -338,6 +365,11 @@ mod tests {
         // A peer cannot smuggle a path out of the store: it is checked when decoded.
         let hostile = text_with_disk_file(&spec, "../../etc/shadow");
         assert!(serde_json::from_str::<VmSpec>(&hostile).is_err());
+        // A spec written before further interfaces existed still reads.
+        let old = r#"{"Vpc":{"vpc_id":"vpc-01234567","mac":"02:00:00:00:00:01"}}"#;
+        assert!(matches!(serde_json::from_str::<Network>(old), Ok(Network::Vpc { nics, .. }) if nics.is_empty()));
+        assert_eq!(tap_name("i-0123456789abcdef0"), tap_name("eni-0123456789abcdef0"));
+        assert_eq!(tap_name("eni-0123456789abcdef0"), "t3456789abcdef0");
     }
 
     fn text_with_disk_file(spec: &VmSpec, file: &str) -> String {

@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Accel, AgentError, GuestPorts, HostAgent, HostInfo, Network, StorePath, VmSpec, VpcNetwork};
+use kiln_agent_api::{Accel, AgentError, GuestPorts, HostAgent, HostInfo, Network, Nic, StorePath, VmSpec, VpcNetwork};
 use kiln_types::Architecture;
+use serde_json::json;
 
 pub use probe::probe_kvm;
 
@@ -332,8 +333,72 @@ impl HostAgent for LocalAgent {
         self.network.as_ref().map(|n| n.list()).unwrap_or_default()
     }
 
-    fn port_index(&self, vpc_id: &str, instance_id: &str) -> Option<u32> {
-        net::index_in(&self.network.as_ref()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id))
+    fn port_index(&self, vpc_id: &str, interface_id: &str) -> Option<u32> {
+        net::index_in(&self.network.as_ref()?.netns(vpc_id), &kiln_agent_api::tap_name(interface_id))
+    }
+
+    fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError> {
+        let q = |e: qmp::QmpError| fail(e.to_string());
+        let mut qmp = self.qmp(instance_id)?;
+        let peripherals = qmp.execute("qom-list", Some(json!({ "path": "/machine/peripheral" }))).map_err(q)?;
+        let devices: Vec<String> = peripherals
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("name")?.as_str())
+            .filter(|n| qemu::is_nic_device(n))
+            .map(str::to_owned)
+            .collect();
+        // Backends are not QOM objects: the monitor's network summary names them.
+        let summary =
+            qmp.execute("human-monitor-command", Some(json!({ "command-line": "info network" }))).map_err(q)?;
+        let netdevs: Vec<String> = summary
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim_start().trim_start_matches('\\').trim_start().split(':').next())
+            .filter(|n| qemu::is_nic_netdev(n))
+            .map(str::to_owned)
+            .collect();
+        let wanted: Vec<(String, String, &Nic)> = nics
+            .iter()
+            .map(|n| {
+                let (netdev, device) = qemu::nic_ids(&n.interface_id);
+                (netdev, device, n)
+            })
+            .collect();
+        let mut settled = true;
+        for d in devices.iter().filter(|d| !wanted.iter().any(|w| &w.1 == *d)) {
+            // The guest is asked to let go (ACPI eject); the device goes when it has.
+            // Asking again while it is going is refused by QEMU, which is fine.
+            tracing::info!(instance = %instance_id, device = %d, "removing a network interface");
+            let _ = qmp.execute("device_del", Some(json!({ "id": d })));
+            settled = false;
+        }
+        for n in netdevs.iter().filter(|n| !wanted.iter().any(|w| &w.0 == *n)) {
+            let device = format!("d{}", &n[1..]);
+            if !devices.contains(&device) {
+                qmp.execute("netdev_del", Some(json!({ "id": n }))).map_err(q)?;
+            }
+        }
+        for (netdev, device, nic) in &wanted {
+            if devices.contains(device) {
+                continue;
+            }
+            tracing::info!(instance = %instance_id, interface = %nic.interface_id, "hot-plugging a network interface");
+            if netdevs.contains(netdev) {
+                qmp.execute("netdev_del", Some(json!({ "id": netdev }))).map_err(q)?;
+            }
+            let tap = kiln_agent_api::tap_name(&nic.interface_id);
+            let backend = json!({ "type": "tap", "id": netdev, "ifname": tap, "script": "no", "downscript": "no" });
+            qmp.execute("netdev_add", Some(backend)).map_err(q)?;
+            let nic_device = json!({ "driver": "virtio-net-pci", "netdev": netdev, "mac": nic.mac, "id": device });
+            if let Err(e) = qmp.execute("device_add", Some(nic_device)) {
+                let _ = qmp.execute("netdev_del", Some(json!({ "id": netdev })));
+                return Err(q(e));
+            }
+        }
+        Ok(settled)
     }
 }
 
@@ -341,10 +406,10 @@ impl GuestPorts for LocalAgent {
     fn port_sockets(
         &self,
         vpc_id: &str,
-        instance_id: &str,
+        interface_id: &str,
         hop_limit: u32,
     ) -> Result<kiln_agent_api::PortSockets, AgentError> {
-        net::port_sockets(&self.net()?.netns(vpc_id), &kiln_agent_api::tap_name(instance_id), hop_limit)
+        net::port_sockets(&self.net()?.netns(vpc_id), &kiln_agent_api::tap_name(interface_id), hop_limit)
     }
 
     fn vpc_dns_sockets(

@@ -219,7 +219,7 @@ impl NetConfig {
         for a in std::iter::once(&IMDS_ADDR).chain(&net.router_addresses) {
             nl.replace_address(lo, *a, 32)?;
         }
-        let wanted: Vec<String> = net.ports.iter().map(|p| tap_name(&p.instance_id)).collect();
+        let wanted: Vec<String> = net.ports.iter().map(|p| tap_name(&p.interface_id)).collect();
         for l in links.iter().filter(|l| Self::is_tap(&l.name) && !wanted.contains(&l.name)) {
             nl.delete_link(l.index)?;
         }
@@ -468,7 +468,7 @@ fn render_acls(s: &mut String, net: &VpcNetwork) {
     }
     s.push_str("\tchain acl {\n\t\ttype filter hook forward priority filter - 10; policy accept;\n");
     for p in net.ports.iter().filter(|p| net.acls.iter().any(|a| a.id == p.acl)) {
-        let t = tap_name(&p.instance_id);
+        let t = tap_name(&p.interface_id);
         let (addr, len) = p.subnet;
         let _ = writeln!(s, "\t\tiifname \"{t}\" ip daddr != {addr}/{len} jump {}", acl_chain(&p.acl, true));
         let _ = writeln!(s, "\t\toifname \"{t}\" ip saddr != {addr}/{len} jump {}", acl_chain(&p.acl, false));
@@ -485,7 +485,7 @@ pub fn render(net: &VpcNetwork) -> String {
     // from 0.0.0.0), and no IPv6.
     s.push_str("\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n");
     for p in &net.ports {
-        let t = tap_name(&p.instance_id);
+        let t = tap_name(&p.interface_id);
         let _ = writeln!(s, "\t\tiifname \"{t}\" ether saddr != {} drop", p.mac);
         let _ = writeln!(s, "\t\tiifname \"{t}\" meta nfproto ipv6 drop");
         let _ = writeln!(s, "\t\tiifname \"{t}\" ip saddr 0.0.0.0 udp dport 67 accept");
@@ -506,7 +506,7 @@ pub fn render(net: &VpcNetwork) -> String {
     }
     s.push_str("\t}\n");
     for p in &net.ports {
-        let t = tap_name(&p.instance_id);
+        let t = tap_name(&p.interface_id);
         let _ = writeln!(s, "\tchain out_{t} {{");
         for r in p.egress.iter().filter_map(|r| flow(r, "daddr", "return")) {
             let _ = writeln!(s, "\t\t{r}");
@@ -522,11 +522,11 @@ pub fn render(net: &VpcNetwork) -> String {
     s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n");
     s.push_str("\t\tct state established,related accept\n\t\tct state invalid drop\n");
     for p in &net.ports {
-        let t = tap_name(&p.instance_id);
+        let t = tap_name(&p.interface_id);
         let _ = writeln!(s, "\t\tiifname \"{t}\" jump out_{t}");
     }
     for p in &net.ports {
-        let t = tap_name(&p.instance_id);
+        let t = tap_name(&p.interface_id);
         let _ = writeln!(s, "\t\toifname \"{t}\" jump in_{t}");
     }
     let _ = writeln!(s, "\t\toifname \"{UPLINK}\" accept");
@@ -549,6 +549,7 @@ mod tests {
 
     fn port(id: &str, ip: [u8; 4], public: Option<[u8; 4]>, ingress: Vec<FlowRule>) -> Port {
         Port {
+            interface_id: kiln_types::ids::primary_interface(id),
             instance_id: id.into(),
             mac: "02:00:00:00:00:01".into(),
             ip: Ipv4Addr::from(ip),

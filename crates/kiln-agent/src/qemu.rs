@@ -106,14 +106,42 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>) -> Vec<String> 
             ]);
             push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={}", mac(&spec.instance_id))]);
         }
-        Network::Vpc { mac, .. } => {
+        Network::Vpc { mac, nics, .. } => {
             let tap = kiln_agent_api::tap_name(&spec.instance_id);
             push(&["-netdev", &format!("tap,id=net0,ifname={tap},script=no,downscript=no")]);
             push(&["-device", &format!("virtio-net-pci,netdev=net0,mac={mac}")]);
+            // Further interfaces carry ids, so that hot-plug finds and removes them.
+            for nic in nics {
+                let (netdev, device) = nic_ids(&nic.interface_id);
+                let tap = kiln_agent_api::tap_name(&nic.interface_id);
+                push(&["-netdev", &format!("tap,id={netdev},ifname={tap},script=no,downscript=no")]);
+                push(&["-device", &format!("virtio-net-pci,netdev={netdev},mac={},id={device}", nic.mac)]);
+            }
         }
     }
     push(&["-device", "virtio-rng-pci"]);
     a
+}
+
+/// The QEMU ids of a further interface's backend and device: `n` and `d` with its
+/// tap's digits (QEMU ids must start with a letter).
+pub fn nic_ids(interface_id: &str) -> (String, String) {
+    let tap = kiln_agent_api::tap_name(interface_id);
+    (format!("n{}", &tap[1..]), format!("d{}", &tap[1..]))
+}
+
+/// Whether a QEMU device id is a further interface's (see `nic_ids`).
+pub fn is_nic_device(id: &str) -> bool {
+    is_nic_id(id, 'd')
+}
+
+/// Whether a QEMU netdev id is a further interface's backend (see `nic_ids`).
+pub fn is_nic_netdev(id: &str) -> bool {
+    is_nic_id(id, 'n')
+}
+
+fn is_nic_id(id: &str, first: char) -> bool {
+    id.len() == 15 && id.starts_with(first) && id[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The instance's MAC address.
@@ -174,6 +202,19 @@ mod tests {
         assert!(disk.contains("bootindex=0"));
         s.architecture = Architecture::Arm64;
         assert!(arguments(&s, Accel::Tcg, &place()).join(" ").contains(AARCH64_FIRMWARE));
+    }
+
+    #[test]
+    fn further_interfaces_get_their_own_taps_and_hot_plug_ids() {
+        let mut s = spec(Architecture::X86_64);
+        let nic = kiln_agent_api::Nic { interface_id: "eni-0aaaabbbbccccdddd".into(), mac: "02:bb:bb:cc:cc:dd".into() };
+        s.network = Network::Vpc { vpc_id: "vpc-1".into(), mac: "02:00:00:00:00:01".into(), nics: vec![nic] };
+        let a = arguments(&s, Accel::Tcg, &place()).join(" ");
+        assert!(a.contains("tap,id=net0,ifname=t3456789abcdef0,"), "{a}");
+        assert!(a.contains("tap,id=naabbbbccccdddd,ifname=taabbbbccccdddd,script=no"), "{a}");
+        assert!(a.contains("virtio-net-pci,netdev=naabbbbccccdddd,mac=02:bb:bb:cc:cc:dd,id=daabbbbccccdddd"), "{a}");
+        assert!(is_nic_device("daabbbbccccdddd") && is_nic_netdev("naabbbbccccdddd"));
+        assert!(!is_nic_device("disk0") && !is_nic_netdev("net0"));
     }
 
     #[test]

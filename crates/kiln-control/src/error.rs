@@ -83,6 +83,15 @@ pub enum Error {
     AclEntryExists(String),
     #[error("{0}")]
     AclEntryNotFound(String),
+    /// A network interface is attached (or is an instance's primary one).
+    #[error("{0}")]
+    InterfaceInUse(String),
+    /// An instance has all the interfaces its type allows.
+    #[error("{0}")]
+    AttachmentLimitExceeded(String),
+    /// This Kiln cannot do it at all (a feature its host does not give).
+    #[error("{0}")]
+    Unsupported(String),
     /// Files on the host failed (copy, link, qemu-img): an internal error.
     #[error("{context}: {detail}")]
     Host { context: String, detail: String },

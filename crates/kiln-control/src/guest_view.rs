@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use kiln_store::instances::Instance;
+use kiln_store::interfaces::Interface;
 use kiln_store::vpcs;
+use kiln_types::ids::primary_interface;
 
 use crate::network::{dns_address, gateway, has_port};
 use crate::{Cloud, Error, Result};
@@ -29,9 +31,12 @@ pub struct Lease {
     pub domain: String,
 }
 
-/// One live instance's port.
+/// One live interface's port (an instance has one per interface).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortView {
+    /// The interface, whose tap the port's services are bound to.
+    pub interface_id: String,
+    /// The instance it is attached to, whose metadata it serves.
     pub instance_id: String,
     pub vpc_id: String,
     pub hop_limit: u32,
@@ -53,10 +58,12 @@ pub struct VpcView {
 /// Every live port and VPC, as of one reconciler pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GuestView {
+    /// By interface id.
     pub ports: HashMap<String, PortView>,
     pub vpcs: HashMap<String, VpcView>,
 }
 
+/// An interface's MAC address as bytes.
 fn mac_bytes(id: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let text = kiln_types::ids::instance_mac(id);
@@ -74,43 +81,53 @@ pub struct Networks {
     pub dhcp: HashMap<String, vpcs::DhcpOptions>,
 }
 
-/// The view of `all` (the instances of one pass) with their networks.
-pub fn build(all: &[Instance], n: &Networks) -> GuestView {
+/// The lease of one interface: its address in its subnet, and its VPC's names.
+fn lease(i: &Instance, interface_id: &str, ip: &str, subnet_id: &str, n: &Networks) -> Option<Lease> {
+    let record = n.vpcs.get(&i.vpc_id);
+    let subnet = n.subnet_cidrs.get(subnet_id)?;
+    let resolver = dns_address(&record?.cidr)?;
+    let set = record.and_then(|r| r.dhcp_options_id.as_ref()).and_then(|d| n.dhcp.get(d));
+    let (domain, dns, ntp) = match set {
+        Some(set) => crate::dhcp_options::lease_values(set, Some(resolver)),
+        None => (None, vec![resolver], Vec::new()),
+    };
+    Some(Lease {
+        mac: mac_bytes(interface_id)?,
+        ip: ip.parse().ok()?,
+        prefix_len: subnet.parse::<Ipv4Net>().ok()?.prefix_len(),
+        gateway: gateway(subnet)?,
+        dns,
+        ntp,
+        hostname: kiln_types::region::private_host(ip),
+        domain: domain.unwrap_or_else(|| kiln_types::region::internal_domain(&i.region)),
+    })
+}
+
+/// The view of `all` (the instances of one pass) and the interfaces attached to them,
+/// with their networks.
+pub fn build(all: &[Instance], attached: &[Interface], n: &Networks) -> GuestView {
     let mut view = GuestView::default();
     for i in all.iter().filter(|i| has_port(i.state)) {
         let record = n.vpcs.get(&i.vpc_id);
-        let vpc = record.map(|v| &v.cidr);
-        let lease = (|| {
-            let subnet = n.subnet_cidrs.get(&i.subnet_id)?;
-            let resolver = dns_address(vpc?)?;
-            let set = record.and_then(|r| r.dhcp_options_id.as_ref()).and_then(|d| n.dhcp.get(d));
-            let (domain, dns, ntp) = match set {
-                Some(set) => crate::dhcp_options::lease_values(set, Some(resolver)),
-                None => (None, vec![resolver], Vec::new()),
-            };
-            Some(Lease {
-                mac: mac_bytes(&i.id)?,
-                ip: i.private_ip.parse().ok()?,
-                prefix_len: subnet.parse::<Ipv4Net>().ok()?.prefix_len(),
-                gateway: gateway(subnet)?,
-                dns,
-                ntp,
-                hostname: kiln_types::region::private_host(&i.private_ip),
-                domain: domain.unwrap_or_else(|| kiln_types::region::internal_domain(&i.region)),
-            })
-        })();
-        view.ports.insert(
-            i.id.clone(),
-            PortView {
-                instance_id: i.id.clone(),
-                vpc_id: i.vpc_id.clone(),
-                hop_limit: i.hop_limit.clamp(1, 64) as u32,
-                lease,
-            },
-        );
+        let primary = primary_interface(&i.id);
+        let more = attached.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+        for (interface_id, ip, subnet_id) in std::iter::once((primary, i.private_ip.as_str(), i.subnet_id.as_str()))
+            .chain(more.map(|e| (e.id.clone(), e.private_ip.as_str(), e.subnet_id.as_str())))
+        {
+            view.ports.insert(
+                interface_id.clone(),
+                PortView {
+                    lease: lease(i, &interface_id, ip, subnet_id, n),
+                    interface_id,
+                    instance_id: i.id.clone(),
+                    vpc_id: i.vpc_id.clone(),
+                    hop_limit: i.hop_limit.clamp(1, 64) as u32,
+                },
+            );
+        }
         let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView {
             region: i.region.clone(),
-            dns: vpc.and_then(|c| dns_address(c)),
+            dns: record.and_then(|r| dns_address(&r.cidr)),
             dns_support: record.is_none_or(|r| r.dns_support),
             publics: Vec::new(),
         });
@@ -131,7 +148,7 @@ impl Cloud {
     }
 
     /// Makes and publishes the view for the instances of this pass.
-    pub(crate) fn publish_view(&self, all: &[Instance]) -> Result<()> {
+    pub(crate) fn publish_view(&self, all: &[Instance], attached: &[Interface]) -> Result<()> {
         let networks = self.store.read(|c| {
             Ok::<_, Error>(Networks {
                 vpcs: vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect(),
@@ -139,7 +156,7 @@ impl Cloud {
                 dhcp: vpcs::all_dhcp_options(c)?.into_iter().map(|d| (d.id.clone(), d)).collect(),
             })
         })?;
-        let view = Arc::new(build(all, &networks));
+        let view = Arc::new(build(all, attached, &networks));
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         Ok(())
     }

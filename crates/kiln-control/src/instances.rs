@@ -116,7 +116,7 @@ fn reserved(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
     n < base + 4 || ip == net.broadcast()
 }
 
-fn check_address(net: &Ipv4Net, ip: &str, taken: &[String]) -> Result<Ipv4Addr> {
+pub(crate) fn check_address(net: &Ipv4Net, ip: &str, taken: &[String]) -> Result<Ipv4Addr> {
     let addr: Ipv4Addr = ip.parse().map_err(|_| Error::InvalidParameterValue(format!("Invalid IPv4 address: {ip}")))?;
     if !net.contains(&addr) {
         return Err(Error::InvalidParameterValue(format!(
@@ -132,7 +132,7 @@ fn check_address(net: &Ipv4Net, ip: &str, taken: &[String]) -> Result<Ipv4Addr> 
     Ok(addr)
 }
 
-fn next_address(net: &Ipv4Net, taken: &[String]) -> Option<String> {
+pub(crate) fn next_address(net: &Ipv4Net, taken: &[String]) -> Option<String> {
     net.hosts().filter(|a| !reserved(net, *a)).map(|a| a.to_string()).find(|a| !taken.contains(a))
 }
 
@@ -677,27 +677,7 @@ impl Cloud {
                     instances::set_attribute(tx, id, A::CpuCredits, &Value::Text(c.as_str().into()))?;
                 }
                 InstanceChange::Groups(groups) => {
-                    if groups.is_empty() || groups.len() > 5 {
-                        return Err(Error::InvalidParameterValue(
-                            "An instance's interface takes 1 to 5 security groups".into(),
-                        ));
-                    }
-                    let all = security_groups::list(tx, scope)?;
-                    let mut ids = Vec::new();
-                    for g in &groups {
-                        let found = all
-                            .iter()
-                            .find(|x| x.id == g.as_str())
-                            .ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, g.to_string()))?;
-                        if found.vpc_id != i.vpc_id {
-                            return Err(Error::InvalidParameterValue(format!(
-                                "Security group {g} and instance {id} belong to different networks."
-                            )));
-                        }
-                        if !ids.contains(&found.id) {
-                            ids.push(found.id.clone());
-                        }
-                    }
+                    let ids = crate::security_groups::for_interface(tx, scope, &groups, &i.vpc_id, &i.id)?;
                     instances::set_groups(tx, id, &ids)?;
                 }
                 InstanceChange::ShutdownBehavior(v) => {

@@ -13,6 +13,7 @@ pub mod guest_view;
 pub mod images;
 pub mod imports;
 pub mod instances;
+pub mod interfaces;
 pub mod key_pairs;
 pub mod network;
 pub mod reconcile;

@@ -1,5 +1,6 @@
 //! What each VPC's network should be on the host, from the store: a port for every
-//! instance that has a VM (pending to shutting-down), its security-group rules with
+//! interface of every instance that has a VM (pending to shutting-down: its primary
+//! interface and those attached to it), each port's security-group rules with
 //! group references resolved to members' addresses, and public addresses (an Elastic IP,
 //! else one from the pool) for instances whose subnet routes to an attached internet
 //! gateway: without that route, the address is not reachable, as on EC2.
@@ -12,11 +13,22 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use kiln_agent_api::{FlowRule, Port, Protocol, VpcNetwork};
 use kiln_store::instances::{self, Instance};
+use kiln_store::interfaces::Interface;
 use kiln_store::security_groups::{self, Rule};
 use kiln_store::{routing, vpcs, Scope};
-use kiln_types::ids::instance_mac;
+use kiln_types::ids::{instance_mac, primary_interface as instance_primary};
 
 use crate::{Cloud, Error, Result};
+
+/// One interface of a live instance, on its way to being a host port.
+struct PortPlan<'a> {
+    interface_id: String,
+    instance: &'a Instance,
+    ip: &'a str,
+    subnet_id: &'a str,
+    groups: &'a [String],
+    public_ip: Option<&'a str>,
+}
 
 /// States in which an instance has a VM, hence a port.
 pub fn has_port(state: kiln_types::InstanceState) -> bool {
@@ -104,7 +116,7 @@ impl Cloud {
     /// `all` is the reconciler's one read of the instances for this pass, so that an
     /// instance launched meanwhile waits for the next pass instead of starting without
     /// its port.
-    pub fn desired_networks(&self, all: &[Instance]) -> Result<Vec<VpcNetwork>> {
+    pub fn desired_networks(&self, all: &[Instance], attached: &[Interface]) -> Result<Vec<VpcNetwork>> {
         let mut live: Vec<Instance> = all.iter().filter(|i| has_port(i.state)).cloned().collect();
         self.assign_public_ips(&mut live)?;
         // Scopes in play: rules and subnets are read once per account and region.
@@ -127,17 +139,41 @@ impl Cloud {
                     routing::acl_entries(c, &scope)?,
                 ))
             })?;
+            // Every interface of these instances: the primary one, then those attached.
+            let ports: Vec<PortPlan> = list
+                .iter()
+                .flat_map(|i| {
+                    let primary = PortPlan {
+                        interface_id: instance_primary(&i.id),
+                        instance: i,
+                        ip: &i.private_ip,
+                        subnet_id: &i.subnet_id,
+                        groups: &i.groups,
+                        public_ip: i.public_ip.as_deref(),
+                    };
+                    let more = attached.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+                    std::iter::once(primary).chain(more.map(move |e| PortPlan {
+                        interface_id: e.id.clone(),
+                        instance: i,
+                        ip: &e.private_ip,
+                        subnet_id: &e.subnet_id,
+                        groups: &e.groups,
+                        public_ip: None,
+                    }))
+                })
+                .collect();
             let mut members: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
-            for i in &list {
-                if let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() {
-                    for g in &i.groups {
+            for p in &ports {
+                if let Ok(ip) = p.ip.parse::<Ipv4Addr>() {
+                    for g in p.groups {
                         members.entry(g.clone()).or_default().push(ip);
                     }
                 }
             }
-            for i in list {
-                let Ok(ip) = i.private_ip.parse::<Ipv4Addr>() else { continue };
-                let Some(subnet) = subnets.iter().find(|s| s.id == i.subnet_id) else { continue };
+            for p in ports {
+                let i = p.instance;
+                let Ok(ip) = p.ip.parse::<Ipv4Addr>() else { continue };
+                let Some(subnet) = subnets.iter().find(|s| s.id == *p.subnet_id) else { continue };
                 let Some(subnet_gateway) = gateway(&subnet.cidr) else { continue };
                 let Ok(subnet_net) = subnet.cidr.parse::<Ipv4Net>() else { continue };
                 let Some(acl) = acl_of.get(&subnet.id) else { continue };
@@ -159,7 +195,7 @@ impl Cloud {
                 let mine = |egress: bool| -> Vec<FlowRule> {
                     rules
                         .iter()
-                        .filter(|r| r.is_egress == egress && i.groups.contains(&r.group_id))
+                        .filter(|r| r.is_egress == egress && p.groups.contains(&r.group_id))
                         .filter_map(|r| flow(r, &members))
                         .collect()
                 };
@@ -167,8 +203,9 @@ impl Cloud {
                     net.acls.push(crate::acls::for_host(acl, &acl_entries));
                 }
                 net.ports.push(Port {
+                    mac: instance_mac(&p.interface_id),
+                    interface_id: p.interface_id,
                     instance_id: i.id.clone(),
-                    mac: instance_mac(&i.id),
                     ip,
                     subnet: (subnet_net.network(), subnet_net.prefix_len()),
                     acl: acl.clone(),
@@ -176,8 +213,8 @@ impl Cloud {
                     // A public address works only while the subnet routes to an
                     // internet gateway attached to the VPC, as on EC2.
                     public_ip: internet
-                        .contains(&i.subnet_id)
-                        .then(|| i.public_ip.as_deref().and_then(|p| p.parse().ok()))
+                        .contains(&subnet.id)
+                        .then(|| p.public_ip.and_then(|a| a.parse().ok()))
                         .flatten(),
                     ingress: mine(false),
                     egress: mine(true),
@@ -190,12 +227,17 @@ impl Cloud {
     /// Brings the host's VPC networks to what the store says; `applied` remembers what
     /// was last made so unchanged networks cost nothing. One VPC that fails does not
     /// hold back the others: each is tried, and the first failure is returned.
-    pub fn reconcile_networks(&self, applied: &mut HashMap<String, VpcNetwork>, all: &[Instance]) -> Result<()> {
+    pub fn reconcile_networks(
+        &self,
+        applied: &mut HashMap<String, VpcNetwork>,
+        all: &[Instance],
+        attached: &[Interface],
+    ) -> Result<()> {
         let agent = self.agent()?;
         if !agent.vpc_networking() {
             return Ok(());
         }
-        let wanted = self.desired_networks(all)?;
+        let wanted = self.desired_networks(all, attached)?;
         let mut first_error = None;
         for net in &wanted {
             if applied.get(&net.vpc_id) != Some(net) {

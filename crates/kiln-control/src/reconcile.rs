@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Disk, Network, StorePath, VmSpec};
+use kiln_agent_api::{Disk, Network, Nic, StorePath, VmSpec};
 use kiln_store::instances::{self, Instance};
+use kiln_store::interfaces::{self, Attachment, AttachmentStatus as Status, Interface};
 use kiln_store::snapshots;
 use kiln_store::volumes::{self, Volume};
 use kiln_types::{Architecture, InstanceState};
@@ -25,6 +26,23 @@ const STOP_GRACE: Duration = Duration::from_secs(45);
 /// How long terminated instances stay visible.
 const TERMINATED_VISIBLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
+/// The attachments of `i` among `attached`.
+fn attachments_of<'a>(i: &'a Instance, attached: &'a [Interface]) -> impl Iterator<Item = &'a Attachment> + 'a {
+    attached.iter().filter_map(|e| e.attachment.as_ref()).filter(move |a| a.instance_id == i.id)
+}
+
+/// The further interfaces `i`'s VM should have, in device order.
+fn wanted_nics(i: &Instance, attached: &[Interface]) -> Vec<Nic> {
+    let mut list: Vec<(i64, Nic)> = attached
+        .iter()
+        .filter_map(|e| Some((e, e.attachment.as_ref()?)))
+        .filter(|(_, a)| a.instance_id == i.id && crate::interfaces::in_vm(a))
+        .map(|(e, a)| (a.device_index, Nic { interface_id: e.id.clone(), mac: kiln_types::ids::instance_mac(&e.id) }))
+        .collect();
+    list.sort_by_key(|(index, _)| *index);
+    list.into_iter().map(|(_, n)| n).collect()
+}
+
 /// Markers on the serial console that mean the guest is up.
 const READY_MARKERS: &[&[u8]] = &[b"kiln-tiny: ready", b"Cloud-init v.", b"login:"];
 
@@ -36,6 +54,8 @@ pub struct Reconciler {
     stopping_since: Mutex<HashMap<String, (Instant, Instant)>>,
     /// The VPC networks as last made on the host.
     networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
+    /// The further interfaces each running VM was last made to have.
+    nics: Mutex<HashMap<String, Vec<Nic>>>,
     /// Pacing of failing workflows and instance steps.
     backoff: Mutex<Backoff>,
 }
@@ -80,11 +100,63 @@ impl Cloud {
                 .map(|v| Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)? }))
                 .collect::<Result<_>>()?,
             network: if self.agent()?.vpc_networking() {
-                Network::Vpc { vpc_id: i.vpc_id.clone(), mac: kiln_types::ids::instance_mac(&i.id) }
+                let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
+                Network::Vpc {
+                    vpc_id: i.vpc_id.clone(),
+                    mac: kiln_types::ids::instance_mac(&i.id),
+                    nics: wanted_nics(i, &attached),
+                }
             } else {
                 Network::User
             },
         })
+    }
+
+    /// Brings attachments still in motion to rest once the VM has (or cannot have)
+    /// its interfaces: attaching ones are attached, detaching ones are gone.
+    fn settle_interfaces(&self, i: &Instance, attached: &[Interface]) -> Result<()> {
+        let moving: Vec<&Attachment> = attachments_of(i, attached).filter(|a| a.status != Status::Attached).collect();
+        if moving.is_empty() {
+            return Ok(());
+        }
+        self.store.write(|tx| {
+            for a in moving {
+                match a.status {
+                    Status::Attaching => {
+                        interfaces::set_status(tx, &a.id, Status::Attaching, Status::Attached)?;
+                    }
+                    Status::Detaching => interfaces::detach(tx, &a.id)?,
+                    Status::Attached => {}
+                }
+            }
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// Makes a running VM's further interfaces those attached to its instance:
+    /// hot-plugs new ones once their taps exist, and has the guest let go of detached
+    /// ones; attachments settle when the VM matches.
+    fn sync_interfaces(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
+        let agent = self.agent()?;
+        if !agent.vpc_networking() {
+            return Ok(());
+        }
+        let wanted = wanted_nics(i, attached);
+        let moving = attachments_of(i, attached).any(|a| a.status != Status::Attached);
+        let mut applied = r.nics.lock().unwrap_or_else(|p| p.into_inner());
+        if !moving && applied.get(&i.id) == Some(&wanted) {
+            return Ok(());
+        }
+        if wanted.iter().any(|n| agent.port_index(&i.vpc_id, &n.interface_id).is_none()) {
+            // The network pass makes the tap first.
+            return Ok(());
+        }
+        if agent.set_nics(&i.id, &wanted).map_err(host(format!("setting {}'s interfaces", i.id)))? {
+            applied.insert(i.id.clone(), wanted);
+            drop(applied);
+            self.settle_interfaces(i, attached)?;
+        }
+        Ok(())
     }
 
     /// Makes the volume files an instance needs (idempotent).
@@ -144,7 +216,7 @@ impl Cloud {
         self.collect_layers()
     }
 
-    fn step(&self, r: &Reconciler, i: &Instance) -> Result<()> {
+    fn step(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
         let agent = self.agent()?;
         let alive = agent.is_running(&i.id);
         match i.state {
@@ -157,15 +229,24 @@ impl Cloud {
                 }
                 // On a VPC network the VM starts only once its port exists (a pass whose
                 // networking failed is simply retried).
-                if agent.vpc_networking() && agent.port_index(&i.vpc_id, &i.id).is_none() {
+                if agent.vpc_networking()
+                    && agent.port_index(&i.vpc_id, &kiln_types::ids::primary_interface(&i.id)).is_none()
+                {
                     return Ok(());
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
-                    agent.start(&spec).map_err(host(format!("starting {}", i.id)))
+                    agent.start(&spec).map_err(host(format!("starting {}", i.id)))?;
+                    if let Network::Vpc { nics, .. } = spec.network {
+                        r.nics.lock().unwrap_or_else(|p| p.into_inner()).insert(i.id.clone(), nics);
+                    }
+                    Ok(())
                 });
                 match started {
-                    Ok(()) => advance(self),
+                    Ok(()) => {
+                        self.settle_interfaces(i, attached)?;
+                        advance(self)
+                    }
                     Err(e) => {
                         tracing::error!(instance = %i.id, error = %e, "launch failed");
                         let msg = format!("Server.InternalError: {e}");
@@ -214,6 +295,7 @@ impl Cloud {
                     }
                     return self.advance(i, InstanceState::Stopped, Some(&reason), sr).map(|_| ());
                 }
+                self.sync_interfaces(r, i, attached)?;
                 if i.ready_at.is_none() {
                     let console = agent.console(&i.id, 256 * 1024);
                     if READY_MARKERS.iter().any(|m| console.windows(m.len()).any(|w| w == *m)) {
@@ -264,7 +346,7 @@ impl Cloud {
                 if alive {
                     agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
                 }
-                Ok(())
+                self.settle_interfaces(i, attached)
             }
             InstanceState::Terminated => {
                 let gone = i
@@ -289,14 +371,14 @@ impl Cloud {
     pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
         // One read for the whole pass. Networks first: a launching instance's tap must
         // exist before its VM starts.
-        let all = self.store.read(|c| Ok::<_, Error>(instances::all(c)?))?;
+        let (all, attached) = self.store.read(|c| Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?)))?;
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.reconcile_networks(&mut nets, &all) {
+        if let Err(e) = self.reconcile_networks(&mut nets, &all, &attached) {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
         drop(nets);
         // From this pass's read: a public address given just now shows in the next.
-        if let Err(e) = self.publish_view(&all) {
+        if let Err(e) = self.publish_view(&all, &attached) {
             tracing::warn!(error = %e, "cannot publish the guests' view; keeping the last one");
         }
         let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,7 +388,7 @@ impl Cloud {
             if !backoff.ready(&i.id) {
                 continue;
             }
-            match self.step(r, i) {
+            match self.step(r, i, &attached) {
                 Ok(()) => backoff.succeeded(&i.id),
                 Err(e) => {
                     let (wait, loud) = backoff.failed(&i.id);
@@ -370,7 +452,7 @@ mod tests {
         let stale = w.cloud.instances(&w.scope, std::slice::from_ref(&id)).expect("read").remove(0);
         w.agent.kill(&id).expect("power off");
         w.cloud.terminate_instances(&w.scope, std::slice::from_ref(&id)).expect("terminate");
-        w.cloud.step(&Reconciler::new(), &stale).expect("step");
+        w.cloud.step(&Reconciler::new(), &stale, &[]).expect("step");
         assert_eq!(w.state(&id), InstanceState::ShuttingDown, "the stale pass did not write stopped");
         w.passes_until(5, |w| w.state(&id) == InstanceState::Terminated);
     }

@@ -211,6 +211,37 @@ fn describe_rule(r: &Rule) -> String {
     }
 }
 
+/// The security groups of an interface of `owner` (an instance or an `eni-`) in
+/// `vpc_id`: 1 to 5, each the caller's and of that VPC; repeats fold.
+pub(crate) fn for_interface(
+    conn: &Connection,
+    scope: &Scope,
+    groups: &[kiln_types::SecurityGroupId],
+    vpc_id: &str,
+    owner: &str,
+) -> Result<Vec<String>> {
+    if groups.is_empty() || groups.len() > 5 {
+        return Err(Error::InvalidParameterValue("A network interface takes 1 to 5 security groups".into()));
+    }
+    let all = security_groups::list(conn, scope)?;
+    let mut ids = Vec::new();
+    for g in groups {
+        let found = all
+            .iter()
+            .find(|x| x.id == g.as_str())
+            .ok_or_else(|| Error::not_found(ResourceKind::SecurityGroup, g.to_string()))?;
+        if found.vpc_id != vpc_id {
+            return Err(Error::InvalidParameterValue(format!(
+                "Security group {g} and {owner} belong to different networks."
+            )));
+        }
+        if !ids.contains(&found.id) {
+            ids.push(found.id.clone());
+        }
+    }
+    Ok(ids)
+}
+
 impl Cloud {
     pub fn create_security_group(
         &self,

@@ -31,6 +31,8 @@ pub struct FakeVm {
     /// The file each disk writes to now.
     pub disks: Vec<PathBuf>,
     pub resets: u32,
+    /// Its further interfaces.
+    pub nics: Vec<String>,
 }
 
 #[derive(Default)]
@@ -43,6 +45,8 @@ pub struct FakeAgent {
     crash_at: Mutex<Option<CrashAt>>,
     /// A guest that ignores the power button.
     pub deaf: Mutex<bool>,
+    /// Whether the host gives VPC networking (ports always exist then).
+    pub vpc: std::sync::atomic::AtomicBool,
 }
 
 /// The panic an injected crash raises.
@@ -121,7 +125,7 @@ impl HostAgent for FakeAgent {
         self.effect(|| {
             let mut vms = self.vms();
             let disks = spec.disks.iter().map(|d| d.file.under(&self.store)).collect();
-            vms.entry(spec.instance_id.to_string()).or_insert_with(|| FakeVm { disks, resets: 0 });
+            vms.entry(spec.instance_id.to_string()).or_insert_with(|| FakeVm { disks, resets: 0, nics: Vec::new() });
             Ok(())
         })
     }
@@ -182,7 +186,7 @@ impl HostAgent for FakeAgent {
     }
 
     fn vpc_networking(&self) -> bool {
-        false
+        self.vpc.load(Ordering::SeqCst)
     }
 
     fn apply_network(&self, _net: &VpcNetwork) -> Result<(), AgentError> {
@@ -197,8 +201,18 @@ impl HostAgent for FakeAgent {
         Vec::new()
     }
 
-    fn port_index(&self, _vpc_id: &str, _instance_id: &str) -> Option<u32> {
-        None
+    fn port_index(&self, _vpc_id: &str, _interface_id: &str) -> Option<u32> {
+        self.vpc.load(Ordering::SeqCst).then_some(1)
+    }
+
+    fn set_nics(&self, instance_id: &str, nics: &[kiln_agent_api::Nic]) -> Result<bool, AgentError> {
+        self.effect(|| match self.vms().get_mut(instance_id) {
+            Some(vm) => {
+                vm.nics = nics.iter().map(|n| n.interface_id.clone()).collect();
+                Ok(true)
+            }
+            None => Err(fail("not running")),
+        })
     }
 }
 

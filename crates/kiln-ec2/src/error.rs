@@ -96,6 +96,9 @@ impl Ec2Error {
             ResourceKind::ElasticIp => {
                 ("InvalidAllocationID.NotFound", format!("The allocation IDs '{joined}' do not exist"))
             }
+            ResourceKind::NetworkInterfaceAttachment => {
+                ("InvalidAttachmentID.NotFound", format!("The attachment ID '{joined}' does not exist"))
+            }
         };
         Self::new(code, message)
     }
@@ -123,6 +126,7 @@ impl From<IdError> for Ec2Error {
             ResourceKind::DhcpOptions => "InvalidDhcpOptionsId.Malformed",
             ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
             ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
+            ResourceKind::NetworkInterfaceAttachment => "InvalidAttachmentID.Malformed",
         };
         Self::new(code, e.to_string())
     }

@@ -51,6 +51,9 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::DefaultVpcExists(m) => Ec2Error::new("DefaultVpcAlreadyExists", m),
         Error::AclEntryExists(m) => Ec2Error::new("NetworkAclEntryAlreadyExists", m),
         Error::AclEntryNotFound(m) => Ec2Error::new("InvalidNetworkAclEntry.NotFound", m),
+        Error::InterfaceInUse(m) => Ec2Error::new("InvalidNetworkInterface.InUse", m),
+        Error::AttachmentLimitExceeded(m) => Ec2Error::new("AttachmentLimitExceeded", m),
+        Error::Unsupported(m) => Ec2Error::new("UnsupportedOperation", m),
         Error::Host { context, detail } => {
             tracing::error!(%context, %detail, "host operation failed");
             Ec2Error::internal()

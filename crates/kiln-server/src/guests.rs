@@ -60,7 +60,7 @@ fn wanted(cloud: &Cloud) -> Vec<(PortView, Option<Binding>)> {
         .map(|p| {
             let b = if agent.vpc_networking() {
                 agent
-                    .port_index(&p.vpc_id, &p.instance_id)
+                    .port_index(&p.vpc_id, &p.interface_id)
                     .map(|ifindex| Binding::Tap { ifindex, hop_limit: p.hop_limit })
             } else {
                 Some(Binding::Unix)
@@ -136,18 +136,18 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
             }
         }
         serving.retain(|id, s| {
-            now.iter().any(|(p, b)| &p.instance_id == id && b.as_ref() == Some(&s.binding)) && s.tasks.alive()
+            now.iter().any(|(p, b)| &p.interface_id == id && b.as_ref() == Some(&s.binding)) && s.tasks.alive()
         });
         for (p, binding) in now {
             let Some(binding) = binding else { continue };
-            if serving.contains_key(&p.instance_id) {
+            if serving.contains_key(&p.interface_id) {
                 continue;
             }
             match start(&cloud, &tokens, &limits, &p, &binding).await {
                 Ok(tasks) => {
-                    serving.insert(p.instance_id.clone(), Serving { binding, tasks: Tasks(tasks) });
+                    serving.insert(p.interface_id.clone(), Serving { binding, tasks: Tasks(tasks) });
                 }
-                Err(e) => failed(&p.instance_id, "the guest's DHCP and metadata", &e),
+                Err(e) => failed(&p.interface_id, "the guest's DHCP and metadata", &e),
             }
         }
         tokio::select! {
@@ -178,7 +178,7 @@ async fn start(
             })])
         }
         Binding::Tap { hop_limit, .. } => {
-            let (c, vpc, id, hop) = (cloud.clone(), p.vpc_id.clone(), p.instance_id.clone(), *hop_limit);
+            let (c, vpc, id, hop) = (cloud.clone(), p.vpc_id.clone(), p.interface_id.clone(), *hop_limit);
             let sockets = tokio::task::spawn_blocking(move || {
                 c.guest_ports().map_err(|e| e.to_string())?.port_sockets(&vpc, &id, hop).map_err(|e| e.to_string())
             })
@@ -187,7 +187,7 @@ async fn start(
             let listener = tokio::net::TcpListener::from_std(sockets.imds).map_err(|e| e.to_string())?;
             let udp = tokio::net::UdpSocket::from_std(sockets.dhcp).map_err(|e| e.to_string())?;
             let imds_task = tokio::spawn(serve_tcp(listener, app));
-            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), limits.clone(), p.instance_id.clone(), udp));
+            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), limits.clone(), p.interface_id.clone(), udp));
             Ok(vec![imds_task, dhcp_task])
         }
     }
@@ -226,7 +226,7 @@ async fn serve_dhcp(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, id: String, soc
         let Some(answer) = lease.and_then(|l| dhcp::reply(&buf[..n], &l)) else { continue };
         // Broadcast on the tap: the guest has no address yet, and only it is there.
         if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
-            tracing::warn!(instance = %id, error = %e, "cannot answer DHCP");
+            tracing::warn!(interface = %id, error = %e, "cannot answer DHCP");
         }
     }
 }

@@ -235,20 +235,45 @@ fn meta_data(cloud: &Cloud, i: &Instance) -> BTreeMap<String, String> {
     if let Some(k) = &i.public_key {
         put("public-keys/0/openssh-key", format!("{k}\n"));
     }
-    let nic = format!("network/interfaces/macs/{mac}");
-    put(&format!("{nic}/device-number"), "0".into());
-    put(&format!("{nic}/interface-id"), format!("eni-{}", &i.id[2..]));
-    put(&format!("{nic}/local-hostname"), hostname);
-    put(&format!("{nic}/local-ipv4s"), i.private_ip.clone());
-    put(&format!("{nic}/mac"), mac.clone());
-    put(&format!("{nic}/owner-id"), i.account_id.clone());
-    put(&format!("{nic}/security-group-ids"), i.groups.join("\n"));
-    put(&format!("{nic}/security-groups"), group_names.join("\n"));
-    put(&format!("{nic}/subnet-id"), i.subnet_id.clone());
-    put(&format!("{nic}/subnet-ipv4-cidr-block"), subnet_cidr);
-    put(&format!("{nic}/vpc-id"), i.vpc_id.clone());
-    put(&format!("{nic}/vpc-ipv4-cidr-block"), vpc_cidr.clone());
-    put(&format!("{nic}/vpc-ipv4-cidr-blocks"), vpc_cidr);
+    // Every interface by MAC: the primary one, then those attached (device order).
+    let mut nics = vec![kiln_control::interfaces::primary(i)];
+    let mut attached: Vec<_> = cloud
+        .attached_interfaces(&scope)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.record.attachment.as_ref().is_some_and(|a| a.instance_id == i.id))
+        .collect();
+    attached.sort_by_key(|n| n.record.attachment.as_ref().map(|a| a.device_index));
+    nics.extend(attached);
+    for n in &nics {
+        let r = &n.record;
+        let cidr = if r.subnet_id == i.subnet_id {
+            subnet_cidr.clone()
+        } else {
+            r.subnet_id
+                .parse()
+                .ok()
+                .and_then(|id| cloud.subnets(&scope, &[id]).ok())
+                .and_then(|s| s.first().map(|s| s.cidr.clone()))
+                .unwrap_or_default()
+        };
+        let nic = format!("network/interfaces/macs/{}", n.mac);
+        let device = r.attachment.as_ref().map_or(0, |a| a.device_index);
+        let names: Vec<String> = r.groups.iter().filter_map(|g| names.get(g).cloned()).collect();
+        put(&format!("{nic}/device-number"), device.to_string());
+        put(&format!("{nic}/interface-id"), r.id.clone());
+        put(&format!("{nic}/local-hostname"), kiln_types::region::private_dns(&i.region, &r.private_ip));
+        put(&format!("{nic}/local-ipv4s"), r.private_ip.clone());
+        put(&format!("{nic}/mac"), n.mac.clone());
+        put(&format!("{nic}/owner-id"), i.account_id.clone());
+        put(&format!("{nic}/security-group-ids"), r.groups.join("\n"));
+        put(&format!("{nic}/security-groups"), names.join("\n"));
+        put(&format!("{nic}/subnet-id"), r.subnet_id.clone());
+        put(&format!("{nic}/subnet-ipv4-cidr-block"), cidr);
+        put(&format!("{nic}/vpc-id"), r.vpc_id.clone());
+        put(&format!("{nic}/vpc-ipv4-cidr-block"), vpc_cidr.clone());
+        put(&format!("{nic}/vpc-ipv4-cidr-blocks"), vpc_cidr.clone());
+    }
     put("services/domain", "amazonaws.com".into());
     put("services/partition", "aws".into());
     m

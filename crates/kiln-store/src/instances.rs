@@ -377,18 +377,22 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Private addresses in use in a subnet (by instances that are not terminated).
+/// Private addresses in use in a subnet (by instances that are not terminated, and by
+/// network interfaces).
 pub fn addresses_in_subnet(conn: &Connection, subnet_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut st =
-        conn.prepare_cached("SELECT private_ip FROM instances WHERE subnet_id = ?1 AND state != 'terminated'")?;
+    let mut st = conn.prepare_cached(
+        "SELECT private_ip FROM instances WHERE subnet_id = ?1 AND state != 'terminated'
+         UNION SELECT private_ip FROM network_interfaces WHERE subnet_id = ?1",
+    )?;
     let rows = st.query_map([subnet_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
-/// Whether any live instance uses a subnet or a security group.
+/// Whether any live instance (or network interface) uses a subnet or a security group.
 pub fn uses_subnet(conn: &Connection, subnet_id: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM instances WHERE subnet_id = ?1 AND state != 'terminated')",
+        "SELECT EXISTS (SELECT 1 FROM instances WHERE subnet_id = ?1 AND state != 'terminated')
+             OR EXISTS (SELECT 1 FROM network_interfaces WHERE subnet_id = ?1)",
         [subnet_id],
         |r| r.get(0),
     )?)
@@ -407,7 +411,8 @@ pub fn uses_image(conn: &Connection, scope: &Scope, image_id: &str) -> Result<bo
 pub fn uses_group(conn: &Connection, group_id: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM instance_groups g JOIN instances i ON i.id = g.instance_id
-                        WHERE g.group_id = ?1 AND i.state != 'terminated')",
+                        WHERE g.group_id = ?1 AND i.state != 'terminated')
+             OR EXISTS (SELECT 1 FROM network_interface_groups WHERE group_id = ?1)",
         [group_id],
         |r| r.get(0),
     )?)

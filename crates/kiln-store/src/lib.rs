@@ -7,6 +7,7 @@ pub mod client_tokens;
 pub mod images;
 pub mod imports;
 pub mod instances;
+pub mod interfaces;
 pub mod key_pairs;
 mod migrations;
 pub mod routing;

@@ -416,6 +416,54 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO routes (route_table_id, destination, target)
         SELECT t.id, '0.0.0.0/0', g.id FROM route_tables t JOIN internet_gateways g ON g.vpc_id = t.vpc_id;
     "#,
+    // 9: network interfaces made on their own (CreateNetworkInterface): a primary
+    // interface is its instance's and is not stored. Attachments live on the row;
+    // terminating the instance deletes those marked DeleteOnTermination and detaches
+    // the others.
+    r#"
+    CREATE TABLE network_interfaces (
+        id                    TEXT PRIMARY KEY,
+        account_id            TEXT NOT NULL REFERENCES accounts(id),
+        region                TEXT NOT NULL,
+        vpc_id                TEXT NOT NULL REFERENCES vpcs(id),
+        subnet_id             TEXT NOT NULL REFERENCES subnets(id),
+        availability_zone     TEXT NOT NULL,
+        private_ip            TEXT NOT NULL,
+        description           TEXT NOT NULL DEFAULT '',
+        source_dest_check     INTEGER NOT NULL DEFAULT 1,
+        instance_id           TEXT REFERENCES instances(id),
+        device_index          INTEGER,
+        attachment_id         TEXT UNIQUE,
+        attachment_status     TEXT,
+        attach_time           TEXT,
+        delete_on_termination INTEGER NOT NULL DEFAULT 0,
+        created_at            TEXT NOT NULL,
+        UNIQUE (subnet_id, private_ip)
+    );
+    CREATE UNIQUE INDEX one_interface_per_device ON network_interfaces (instance_id, device_index)
+        WHERE instance_id IS NOT NULL;
+    CREATE INDEX network_interfaces_by_scope ON network_interfaces (account_id, region);
+    CREATE TABLE network_interface_groups (
+        interface_id TEXT NOT NULL REFERENCES network_interfaces(id) ON DELETE CASCADE,
+        group_id     TEXT NOT NULL,
+        PRIMARY KEY (interface_id, group_id)
+    );
+    CREATE TRIGGER network_interfaces_tags_go AFTER DELETE ON network_interfaces
+        BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    CREATE TRIGGER interfaces_leave_terminated AFTER UPDATE OF state ON instances WHEN NEW.state = 'terminated'
+        BEGIN
+            DELETE FROM network_interfaces WHERE instance_id = NEW.id AND delete_on_termination = 1;
+            UPDATE network_interfaces SET instance_id = NULL, device_index = NULL, attachment_id = NULL,
+                attachment_status = NULL, attach_time = NULL, delete_on_termination = 0
+                WHERE instance_id = NEW.id;
+        END;
+    CREATE TRIGGER interfaces_leave_deleted BEFORE DELETE ON instances
+        BEGIN
+            UPDATE network_interfaces SET instance_id = NULL, device_index = NULL, attachment_id = NULL,
+                attachment_status = NULL, attach_time = NULL, delete_on_termination = 0
+                WHERE instance_id = OLD.id;
+        END;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

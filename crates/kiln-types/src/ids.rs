@@ -28,10 +28,11 @@ pub enum ResourceKind {
     AddressAssociation,
     NetworkAclAssociation,
     DhcpOptions,
+    NetworkInterfaceAttachment,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 19] = [
+    pub const ALL: [ResourceKind; 20] = [
         Self::KeyPair,
         Self::Vpc,
         Self::Subnet,
@@ -51,6 +52,7 @@ impl ResourceKind {
         Self::AddressAssociation,
         Self::NetworkAclAssociation,
         Self::DhcpOptions,
+        Self::NetworkInterfaceAttachment,
     ];
 
     /// The ID prefix, without the dash.
@@ -75,6 +77,7 @@ impl ResourceKind {
             Self::AddressAssociation => "eipassoc",
             Self::NetworkAclAssociation => "aclassoc",
             Self::DhcpOptions => "dopt",
+            Self::NetworkInterfaceAttachment => "eni-attach",
         }
     }
 
@@ -100,6 +103,7 @@ impl ResourceKind {
             Self::AddressAssociation => "elastic-ip-association",
             Self::NetworkAclAssociation => "network-acl-association",
             Self::DhcpOptions => "dhcp-options",
+            Self::NetworkInterfaceAttachment => "network-interface-attachment",
         }
     }
 
@@ -109,7 +113,7 @@ impl ResourceKind {
 
     /// The kind an ID belongs to, judged by its prefix alone.
     pub fn of_id(id: &str) -> Option<Self> {
-        let (prefix, _) = id.split_once('-')?;
+        let (prefix, _) = id.rsplit_once('-')?;
         Self::ALL.into_iter().find(|k| k.prefix() == prefix)
     }
 
@@ -259,6 +263,8 @@ typed_ids! {
     VolumeId => Volume,
     /// A reservation's ID (`r-…`).
     ReservationId => Reservation,
+    /// A network interface attachment's ID (`eni-attach-…`).
+    NetworkInterfaceAttachmentId => NetworkInterfaceAttachment,
 }
 
 /// An ID that does not have its kind's shape.

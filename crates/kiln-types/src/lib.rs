@@ -10,8 +10,9 @@ pub mod state;
 pub use choices::{ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeType};
 pub use ids::{
     AccountId, AddressAssociationId, AllocationId, DhcpOptionsId, IdError, ImageId, InstanceId, InternetGatewayId,
-    KeyPairId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceId, ReservationId, ResourceKind,
-    RouteTableAssociationId, RouteTableId, SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
+    KeyPairId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceAttachmentId, NetworkInterfaceId, ReservationId,
+    ResourceKind, RouteTableAssociationId, RouteTableId, SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId,
+    VolumeId, VpcId,
 };
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;

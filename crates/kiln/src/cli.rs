@@ -814,6 +814,7 @@ pub fn actions_table() -> String {
         ("key_pairs", "Key pairs"),
         ("vpcs", "VPCs"),
         ("routing", "Routing and addresses"),
+        ("interfaces", "Network interfaces"),
         ("security_groups", "Security groups"),
         ("tags", "Tags"),
         ("images", "Images"),

@@ -5,6 +5,7 @@ pub mod account;
 pub mod images;
 pub mod instance_types;
 pub mod instances;
+pub mod interfaces;
 pub mod key_pairs;
 pub mod routing;
 pub mod security_groups;
@@ -100,9 +101,13 @@ actions! {
     ReplaceNetworkAclEntry => routing::PutNetworkAclEntry,
     DeleteNetworkAclEntry => routing::DeleteNetworkAclEntry,
     ReplaceNetworkAclAssociation => routing::ReplaceNetworkAclAssociation,
-    DescribeNetworkInterfaces => routing::DescribeNetworkInterfaces,
+    DescribeNetworkInterfaces => interfaces::DescribeNetworkInterfaces,
+    CreateNetworkInterface => interfaces::CreateNetworkInterface,
+    DeleteNetworkInterface => interfaces::DeleteNetworkInterface,
+    AttachNetworkInterface => interfaces::AttachNetworkInterface,
+    DetachNetworkInterface => interfaces::DetachNetworkInterface,
     DescribeVolumes => routing::DescribeVolumes,
-    ModifyNetworkInterfaceAttribute => routing::ModifyNetworkInterfaceAttribute,
+    ModifyNetworkInterfaceAttribute => interfaces::ModifyNetworkInterfaceAttribute,
     AllocateAddress => routing::AllocateAddress,
     AssociateAddress => routing::AssociateAddress,
     DisassociateAddress => routing::DisassociateAddress,

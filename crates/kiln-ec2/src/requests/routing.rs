@@ -1,10 +1,10 @@
 //! VPC routing and addressing requests: internet gateways, route tables and routes,
-//! VPC and subnet attributes, network ACLs and interfaces (described), Elastic IPs and
+//! VPC and subnet attributes, network ACLs, Elastic IPs and
 //! instance credit specifications.
 
 use kiln_types::{
     AddressAssociationId, AllocationId, DhcpOptionsId, InstanceId, InternetGatewayId, NetworkAclAssociationId,
-    NetworkAclId, NetworkInterfaceId, RouteTableAssociationId, RouteTableId, SecurityGroupId, SubnetId, VpcId,
+    NetworkAclId, NetworkInterfaceId, RouteTableAssociationId, RouteTableId, SubnetId, VpcId,
 };
 
 use super::{ids, tag_specifications, Decode, Tag};
@@ -19,7 +19,7 @@ pub struct Describe<T> {
     pub paging: Paging,
 }
 
-fn describe<T>(p: &Params, prefix: &str) -> Result<Describe<T>, Ec2Error>
+pub(super) fn describe<T>(p: &Params, prefix: &str) -> Result<Describe<T>, Ec2Error>
 where
     T: std::str::FromStr<Err = kiln_types::IdError>,
 {
@@ -29,7 +29,6 @@ where
 pub type DescribeInternetGateways = Describe<InternetGatewayId>;
 pub type DescribeRouteTables = Describe<RouteTableId>;
 pub type DescribeNetworkAcls = Describe<NetworkAclId>;
-pub type DescribeNetworkInterfaces = Describe<NetworkInterfaceId>;
 pub type DescribeInstanceCreditSpecifications = Describe<InstanceId>;
 
 impl Decode for DescribeInternetGateways {
@@ -47,12 +46,6 @@ impl Decode for DescribeRouteTables {
 impl Decode for DescribeNetworkAcls {
     fn decode(p: &Params) -> Result<Self, Ec2Error> {
         describe(p, "NetworkAclId")
-    }
-}
-
-impl Decode for DescribeNetworkInterfaces {
-    fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        describe(p, "NetworkInterfaceId")
     }
 }
 
@@ -605,45 +598,6 @@ impl Decode for AssociateDhcpOptions {
             other => Some(other.parse()?),
         };
         Ok(Self { id, vpc_id: p.required("VpcId")?.parse()? })
-    }
-}
-
-/// ModifyNetworkInterfaceAttribute: one change to an interface.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InterfaceChange {
-    Groups(Vec<SecurityGroupId>),
-    SourceDestCheck(bool),
-    /// DeleteOnTermination=true on a primary interface: what it already is.
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModifyNetworkInterfaceAttribute {
-    pub interface_id: NetworkInterfaceId,
-    pub change: InterfaceChange,
-}
-
-impl Decode for ModifyNetworkInterfaceAttribute {
-    fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        let interface_id = p.required("NetworkInterfaceId")?.parse()?;
-        let groups: Vec<SecurityGroupId> = ids(p, "SecurityGroupId")?;
-        let change = if !groups.is_empty() {
-            InterfaceChange::Groups(groups)
-        } else if let Some(v) = p.bool("SourceDestCheck.Value")? {
-            InterfaceChange::SourceDestCheck(v)
-        } else if p.get("Description.Value").is_some() {
-            return Err(Ec2Error::invalid_value("Kiln does not keep interface descriptions yet"));
-        } else if let Some(v) = p.bool("Attachment.DeleteOnTermination")? {
-            if !v {
-                return Err(Ec2Error::invalid_value(
-                    "A primary network interface is always deleted with its instance in Kiln",
-                ));
-            }
-            InterfaceChange::None
-        } else {
-            return Err(Ec2Error::missing("SecurityGroupId, SourceDestCheck, Description or Attachment"));
-        };
-        Ok(Self { interface_id, change })
     }
 }
 

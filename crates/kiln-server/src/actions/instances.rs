@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use kiln_control::instances::{InstanceChange, RunRequest, StateChange, VolumeRequest};
+use kiln_control::interfaces::{primary, NetworkInterface};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instances::{
     DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
@@ -17,6 +18,7 @@ use kiln_store::volumes::Volume;
 use kiln_types::ids::{instance_mac, primary_interface};
 use kiln_types::instance_types;
 
+use super::interfaces::write_interface;
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
 /// What rendering instances needs besides the rows.
@@ -24,6 +26,8 @@ struct Extras {
     tags: HashMap<String, Vec<(String, String)>>,
     group_names: HashMap<String, String>,
     volumes: HashMap<String, Vec<Volume>>,
+    /// Made interfaces attached to instances of the scope.
+    interfaces: Vec<NetworkInterface>,
 }
 
 fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
@@ -50,18 +54,18 @@ fn extras_without_volumes(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec
     } else {
         ctx.cloud.tags_by_resource(&ctx.scope).ec2()?
     };
-    let group_ids: Vec<String> = list.iter().flat_map(|i| i.groups.iter().cloned()).collect();
-    Ok(Extras { tags, group_names: ctx.cloud.security_group_names_of(&ctx.scope, group_ids).ec2()?, volumes })
-}
-
-fn write_association(w: &mut XmlWriter, i: &Instance) {
-    if let Some(public) = &i.public_ip {
-        w.start("association")
-            .elem("publicIp", public)
-            .elem("publicDnsName", public_dns(&i.region, public))
-            .elem("ipOwnerId", "amazon")
-            .end();
-    }
+    let interfaces = ctx.cloud.attached_interfaces(&ctx.scope).ec2()?;
+    let group_ids: Vec<String> = list
+        .iter()
+        .flat_map(|i| i.groups.iter().cloned())
+        .chain(interfaces.iter().flat_map(|n| n.record.groups.iter().cloned()))
+        .collect();
+    Ok(Extras {
+        tags,
+        group_names: ctx.cloud.security_group_names_of(&ctx.scope, group_ids).ec2()?,
+        volumes,
+        interfaces,
+    })
 }
 
 use kiln_types::region::{private_dns, public_dns};
@@ -75,41 +79,6 @@ pub(crate) fn write_groups(w: &mut XmlWriter, groups: &[String], names: &HashMap
 
 fn write_state(w: &mut XmlWriter, name: &'static str, state: InstanceState) {
     w.start(name).elem("code", state.code()).elem("name", state.as_str()).end();
-}
-
-/// An instance's primary network interface, as DescribeInstances nests it and
-/// DescribeNetworkInterfaces lists it.
-pub(crate) fn write_interface(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, group_names: &HashMap<String, String>) {
-    let dns = private_dns(&i.region, &i.private_ip);
-    w.elem("networkInterfaceId", primary_interface(&i.id))
-        .elem("subnetId", &i.subnet_id)
-        .elem("vpcId", &i.vpc_id)
-        .elem("availabilityZone", &i.availability_zone)
-        .elem("description", "")
-        .elem("ownerId", &ctx.scope.account)
-        .elem("requesterManaged", "false")
-        .elem("status", "in-use")
-        .elem("macAddress", instance_mac(&i.id))
-        .elem("privateIpAddress", &i.private_ip)
-        .elem("privateDnsName", &dns)
-        .elem("sourceDestCheck", i.options.source_dest_check);
-    write_groups(w, &i.groups, group_names);
-    write_association(w, i);
-    w.start("attachment")
-        .elem("attachmentId", format!("eni-attach-{}", &i.id[2..]))
-        .elem("instanceId", &i.id)
-        .elem("instanceOwnerId", &ctx.scope.account)
-        .elem("deviceIndex", 0)
-        .elem("status", "attached")
-        .elem("attachTime", &i.launch_time)
-        .elem("deleteOnTermination", "true")
-        .elem("networkCardIndex", 0)
-        .end();
-    w.set("privateIpAddressesSet", [()], |w, _| {
-        w.elem("privateIpAddress", &i.private_ip).elem("privateDnsName", &dns).elem("primary", "true");
-        write_association(w, i);
-    });
-    w.start("ipv6AddressesSet").end().elem("interfaceType", "interface");
 }
 
 fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
@@ -158,7 +127,10 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
     w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
     w.elem("hypervisor", "xen");
     if !terminated {
-        w.set("networkInterfaceSet", [()], |w, _| write_interface(ctx, w, i, &x.group_names));
+        let more = x.interfaces.iter().filter(|n| n.record.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+        w.set("networkInterfaceSet", std::iter::once(primary(i)).chain(more.cloned()), |w, n| {
+            write_interface(ctx, w, &n, &x.group_names)
+        });
     }
     w.elem("ebsOptimized", i.options.ebs_optimized).elem("enaSupport", "true");
     w.start("maintenanceOptions").elem("autoRecovery", "default").end();

@@ -4,6 +4,7 @@
 mod images;
 mod instance_types;
 mod instances;
+mod interfaces;
 mod key_pairs;
 mod regions;
 mod routing;
@@ -120,9 +121,13 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         }
         Request::DeleteNetworkAclEntry(r) => routing::delete_network_acl_entry(ctx, r),
         Request::ReplaceNetworkAclAssociation(r) => routing::replace_network_acl_association(ctx, r),
-        Request::DescribeNetworkInterfaces(r) => routing::describe_network_interfaces(ctx, r),
+        Request::DescribeNetworkInterfaces(r) => interfaces::describe(ctx, r),
+        Request::CreateNetworkInterface(r) => interfaces::create(ctx, r),
+        Request::DeleteNetworkInterface(r) => interfaces::delete(ctx, r),
+        Request::AttachNetworkInterface(r) => interfaces::attach(ctx, r),
+        Request::DetachNetworkInterface(r) => interfaces::detach(ctx, r),
         Request::DescribeVolumes(r) => routing::describe_volumes(ctx, r),
-        Request::ModifyNetworkInterfaceAttribute(r) => routing::modify_network_interface(ctx, r),
+        Request::ModifyNetworkInterfaceAttribute(r) => interfaces::modify(ctx, r),
         Request::AllocateAddress(r) => routing::allocate_address(ctx, r),
         Request::AssociateAddress(r) => routing::associate_address(ctx, r),
         Request::DisassociateAddress(r) => routing::disassociate_address(ctx, r),

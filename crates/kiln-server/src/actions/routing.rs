@@ -1,12 +1,11 @@
 //! VPC routing and addressing actions: internet gateways, route tables and routes, VPC
-//! and subnet attributes, CreateDefaultVpc, network ACLs and interfaces, Elastic IPs,
+//! and subnet attributes, CreateDefaultVpc, network ACLs, Elastic IPs,
 //! and instance credit specifications.
 
 use std::collections::HashMap;
 
 use kiln_control::acls::{AclView, EntryRequest};
 use kiln_control::addresses::{AddressRef, AddressTarget};
-use kiln_control::instances::InstanceChange;
 use kiln_control::routing::{RouteTableView, RouteTarget};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::routing::{
@@ -14,21 +13,19 @@ use kiln_ec2::requests::routing::{
     CreateDhcpOptions, CreateInternetGateway, CreateNetworkAcl, CreateRouteTable, DeleteDhcpOptions,
     DeleteInternetGateway, DeleteNetworkAcl, DeleteNetworkAclEntry, DeleteRoute, DeleteRouteTable, DescribeAddresses,
     DescribeAddressesAttribute, DescribeDhcpOptions, DescribeInstanceCreditSpecifications, DescribeInternetGateways,
-    DescribeNetworkAcls, DescribeNetworkInterfaces, DescribeRouteTables, DescribeVolumes, DescribeVpcAttribute,
-    DisassociateAddress, DisassociateRouteTable, GatewayAttachment, InterfaceChange, ModifyNetworkInterfaceAttribute,
-    ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute, ReleaseAddress,
-    ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
+    DescribeNetworkAcls, DescribeRouteTables, DescribeVolumes, DescribeVpcAttribute, DisassociateAddress,
+    DisassociateRouteTable, GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute,
+    ReleaseAddress, ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::routing::{AclEntry, Address, InternetGateway};
 use kiln_store::volumes::Volume;
 use kiln_store::vpcs::{DhcpOptions, Vpc};
-use kiln_types::ids::{interface_instance, primary_interface};
+use kiln_types::ids::primary_interface;
 use kiln_types::region::public_dns;
 use kiln_types::InstanceState;
 use kiln_types::VolumeType;
 
-use super::instances::write_interface;
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
 type Tags = HashMap<String, Vec<(String, String)>>;
@@ -471,118 +468,6 @@ pub(crate) fn replace_network_acl_association(ctx: &Ctx<'_>, r: ReplaceNetworkAc
     let mut w = ctx.xml("ReplaceNetworkAclAssociation");
     w.elem("newAssociationId", id);
     Ok(w.finish("ReplaceNetworkAclAssociation"))
-}
-
-// --- network interfaces ------------------------------------------------------------------
-
-pub(crate) fn describe_network_interfaces(ctx: &Ctx<'_>, r: DescribeNetworkInterfaces) -> ActionResult {
-    let live: Vec<_> = ctx
-        .cloud
-        .instances(&ctx.scope, &[])
-        .ec2()?
-        .into_iter()
-        .filter(|i| i.state != InstanceState::Terminated)
-        .collect();
-    let missing: Vec<String> = r
-        .ids
-        .iter()
-        .map(|e| e.to_string())
-        .filter(|e| !live.iter().any(|i| interface_instance(e).as_deref() == Some(i.id.as_str())))
-        .collect();
-    if !missing.is_empty() {
-        return Err(Ec2Error::not_found(kiln_types::ResourceKind::NetworkInterface, &missing));
-    }
-    let wanted: Vec<_> = live
-        .into_iter()
-        .filter(|i| r.ids.is_empty() || r.ids.iter().any(|e| **e == primary_interface(&i.id)))
-        .collect();
-    let groups: Vec<String> = wanted.iter().flat_map(|i| i.groups.iter().cloned()).collect();
-    let names = ctx.cloud.security_group_names_of(&ctx.scope, groups).ec2()?;
-    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
-    let list = filter::apply(
-        wanted,
-        &r.filters,
-        &[
-            "network-interface-id",
-            "subnet-id",
-            "vpc-id",
-            "availability-zone",
-            "group-id",
-            "group-name",
-            "attachment.instance-id",
-            "attachment.instance-owner-id",
-            "attachment.status",
-            "attachment.device-index",
-            "attachment.attachment-id",
-            "addresses.private-ip-address",
-            "private-ip-address",
-            "association.public-ip",
-            "mac-address",
-            "owner-id",
-            "status",
-            "description",
-            "requester-managed",
-            "source-dest-check",
-            "interface-type",
-        ],
-        |i, name| match name {
-            "network-interface-id" => Field::one(primary_interface(&i.id)),
-            "subnet-id" => Field::one(i.subnet_id.clone()),
-            "vpc-id" => Field::one(i.vpc_id.clone()),
-            "availability-zone" => Field::one(i.availability_zone.clone()),
-            "group-id" => Field::many(i.groups.clone()),
-            "group-name" => Field::many(i.groups.iter().filter_map(|g| names.get(g).cloned())),
-            "attachment.instance-id" => Field::one(i.id.clone()),
-            "attachment.instance-owner-id" | "owner-id" => Field::one(ctx.scope.account.clone()),
-            "attachment.status" => Field::one("attached"),
-            "attachment.device-index" => Field::one("0"),
-            "attachment.attachment-id" => Field::one(format!("eni-attach-{}", &i.id[2..])),
-            "addresses.private-ip-address" | "private-ip-address" => Field::one(i.private_ip.clone()),
-            "association.public-ip" => Field::opt(i.public_ip.clone()),
-            "mac-address" => Field::one(kiln_types::ids::instance_mac(&i.id)),
-            "status" => Field::one("in-use"),
-            "description" => Field::one(""),
-            "requester-managed" => Field::one("false"),
-            "source-dest-check" => Field::one("true"),
-            "interface-type" => Field::one("interface"),
-            _ => Field::Unknown,
-        },
-        |i| tags_of(&tags, &primary_interface(&i.id)),
-    )?;
-    let (page, next) = ctx.page(list, &r.paging, (5, 1000), None)?;
-    let mut w = ctx.xml("DescribeNetworkInterfaces");
-    w.set("networkInterfaceSet", page, |w, i| {
-        write_interface(ctx, w, &i, &names);
-        write_tags(w, &tags_of(&tags, &primary_interface(&i.id)));
-    });
-    next_token(&mut w, next);
-    Ok(w.finish("DescribeNetworkInterfaces"))
-}
-
-/// ModifyNetworkInterfaceAttribute on an instance's primary interface: its groups and
-/// source/destination check are the instance's.
-pub(crate) fn modify_network_interface(ctx: &Ctx<'_>, r: ModifyNetworkInterfaceAttribute) -> ActionResult {
-    let eni = r.interface_id.to_string();
-    let missing = || Ec2Error::not_found(kiln_types::ResourceKind::NetworkInterface, std::slice::from_ref(&eni));
-    let instance: kiln_types::InstanceId = interface_instance(&eni).and_then(|i| i.parse().ok()).ok_or_else(missing)?;
-    let live = ctx
-        .cloud
-        .instances(&ctx.scope, std::slice::from_ref(&instance))
-        .map_err(|_| missing())?
-        .into_iter()
-        .any(|i| i.state != InstanceState::Terminated);
-    if !live {
-        return Err(missing());
-    }
-    let change = match r.change {
-        InterfaceChange::Groups(g) => Some(InstanceChange::Groups(g)),
-        InterfaceChange::SourceDestCheck(v) => Some(InstanceChange::SourceDestCheck(v)),
-        InterfaceChange::None => None,
-    };
-    if let Some(change) = change {
-        ctx.cloud.modify_instance(&ctx.scope, &instance, change).ec2()?;
-    }
-    ack(ctx, "ModifyNetworkInterfaceAttribute")
 }
 
 // --- volumes (read-only until the volume API) -------------------------------------------
