@@ -9,6 +9,8 @@ ensure_venv
 cd "$ROOT"
 say "cargo fmt --check"
 cargo fmt --all -- --check
+say "the instance-type catalog matches moto's dump"
+python "$ROOT/scripts/gen-instance-types.py" --check
 say "cargo clippy"
 cargo clippy --locked -q --all-targets -- -D warnings
 say "cargo test"
