@@ -369,6 +369,8 @@ def test_routes_and_elastic_ips_decide_public_reachability(aws, kiln, quickstart
     assoc = ok(aws, "ec2", "associate-address", "--allocation-id", alloc["AllocationId"], "--instance-id", d)
     assert assoc["AssociationId"].startswith("eipassoc-")
     assert instance(aws, d)["PublicIpAddress"] == eip
+    owner = instance(aws, d)["NetworkInterfaces"][0]["Association"]["IpOwnerId"]
+    assert owner.isdigit() and len(owner) == 12, f"an Elastic IP is the account's, not {owner}"
     wait_ssh(eip, key, kiln)
     out = ssh(eip, key, "ip -4 -o addr show eth0")
     assert f"inet {private}/" in out.stdout, out

@@ -443,6 +443,7 @@ impl Cloud {
                     terminated_at: None,
                     request_hash: Some(hash.clone()),
                     wants_public_ip: r.associate_public_ip.unwrap_or(subnet.map_public_ip),
+                    elastic_ip: false,
                     public_ip: None,
                     groups: groups.clone(),
                 };

@@ -20,6 +20,8 @@ pub struct NetworkInterface {
     pub mac: String,
     /// Its public address (an instance's primary interface only).
     pub public_ip: Option<String>,
+    /// Whether that is an Elastic IP (owned by the account, not by Amazon).
+    pub elastic_ip: bool,
     /// Whether it is an instance's primary interface (device index 0).
     pub primary: bool,
 }
@@ -51,12 +53,13 @@ pub fn primary(i: &Instance) -> NetworkInterface {
             created_at: i.launch_time.clone(),
         },
         public_ip: i.public_ip.clone(),
+        elastic_ip: i.elastic_ip,
         primary: true,
     }
 }
 
 fn secondary(record: Interface) -> NetworkInterface {
-    NetworkInterface { mac: instance_mac(&record.id), record, public_ip: None, primary: false }
+    NetworkInterface { mac: instance_mac(&record.id), record, public_ip: None, elastic_ip: false, primary: false }
 }
 
 /// Whether an attachment's interface belongs in its VM (attaching or attached; a

@@ -49,6 +49,8 @@ pub struct Instance {
     pub wants_public_ip: bool,
     /// Its public address, while it has one.
     pub public_ip: Option<String>,
+    /// Whether that address is an Elastic IP (read, never written).
+    pub elastic_ip: bool,
     /// Launch options shown back (stop protection, monitoring, credits …).
     pub options: kiln_types::InstanceOptions,
     /// Security group ids, in the order given.
@@ -72,7 +74,8 @@ const READ: &str = "id, account_id, region, reservation_id, image_id, instance_t
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, \
      COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip), \
-     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits";
+     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, \
+     EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id)";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     Ok(Instance {
@@ -124,6 +127,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
                 .transpose()
                 .map_err(|e| rusqlite::Error::FromSqlConversionFailure(41, rusqlite::types::Type::Text, Box::new(e)))?,
         },
+        elastic_ip: r.get(42)?,
         groups: Vec::new(),
     })
 }

@@ -17,12 +17,15 @@ use kiln_types::region::{private_dns, public_dns};
 use super::instances::write_groups;
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
+/// The public address of an interface: an Elastic IP is the account's, an
+/// auto-assigned one Amazon's, as EC2 says.
 fn write_association(w: &mut XmlWriter, n: &NetworkInterface) {
     if let Some(public) = &n.public_ip {
+        let owner = if n.elastic_ip { n.record.account_id.as_str() } else { "amazon" };
         w.start("association")
             .elem("publicIp", public)
             .elem("publicDnsName", public_dns(&n.record.region, public))
-            .elem("ipOwnerId", "amazon")
+            .elem("ipOwnerId", owner)
             .end();
     }
 }
