@@ -145,12 +145,10 @@ impl Cloud {
             created_at: kiln_store::now(),
         };
         self.store.write(|tx| {
-            if !vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == vpc_id) {
-                return Err(Error::not_found(ResourceKind::Vpc, vpc_id));
-            }
+            crate::vpcs::find_vpc(tx, scope, vpc_id)?;
             routing::insert_acl(tx, scope, &acl)?;
             tags::put_all(tx, scope, ResourceKind::NetworkAcl, &acl.id, tags)?;
-            Ok(())
+            Ok::<_, Error>(())
         })?;
         Ok(AclView { acl, entries: Vec::new(), associations: Vec::new() })
     }

@@ -120,9 +120,7 @@ impl Cloud {
                     return Err(Error::not_found(ResourceKind::DhcpOptions, id));
                 }
             }
-            if !vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == vpc_id) {
-                return Err(Error::not_found(ResourceKind::Vpc, vpc_id));
-            }
+            crate::vpcs::find_vpc(tx, scope, vpc_id)?;
             vpcs::set_dhcp_options(tx, vpc_id, id)?;
             Ok(())
         })

@@ -196,9 +196,7 @@ impl Cloud {
     pub fn attach_internet_gateway(&self, scope: &Scope, id: &str, vpc_id: &str) -> Result<()> {
         self.store.write(|tx| {
             let gateway = find_gateway(tx, scope, id)?;
-            if !vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == vpc_id) {
-                return Err(Error::not_found(ResourceKind::Vpc, vpc_id));
-            }
+            crate::vpcs::find_vpc(tx, scope, vpc_id)?;
             if let Some(at) = gateway.vpc_id {
                 return Err(Error::AlreadyAssociated(format!("resource {id} is already attached to network {at}")));
             }
@@ -217,17 +215,14 @@ impl Cloud {
     pub fn detach_internet_gateway(&self, scope: &Scope, id: &str, vpc_id: &str) -> Result<()> {
         self.store.write(|tx| {
             let gateway = find_gateway(tx, scope, id)?;
-            if !vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == vpc_id) {
-                return Err(Error::not_found(ResourceKind::Vpc, vpc_id));
-            }
+            crate::vpcs::find_vpc(tx, scope, vpc_id)?;
             if gateway.vpc_id.as_deref() != Some(vpc_id) {
                 return Err(Error::GatewayNotAttached(format!("resource {id} is not attached to network {vpc_id}")));
             }
-            let mapped = instances::list(tx, scope)?.into_iter().any(|i| {
-                i.vpc_id == vpc_id
-                    && i.state != InstanceState::Terminated
-                    && (i.public_ip.is_some() || routing::address_of(tx, &i.id).ok().flatten().is_some())
-            });
+            // An instance's public address reads as its Elastic IP while it has one.
+            let mapped = instances::list(tx, scope)?
+                .into_iter()
+                .any(|i| i.vpc_id == vpc_id && i.state != InstanceState::Terminated && i.public_ip.is_some());
             if mapped {
                 return Err(Error::DependencyViolation(format!(
                     "Network {vpc_id} has some mapped public address(es). Please unmap those public address(es) before detaching the gateway."
@@ -259,12 +254,10 @@ impl Cloud {
             created_at: kiln_store::now(),
         };
         self.store.write(|tx| {
-            if !vpcs::list_vpcs(tx, scope)?.iter().any(|v| v.id == vpc_id) {
-                return Err(Error::not_found(ResourceKind::Vpc, vpc_id));
-            }
+            crate::vpcs::find_vpc(tx, scope, vpc_id)?;
             routing::insert_table(tx, scope, &table)?;
             tags::put_all(tx, scope, ResourceKind::RouteTable, &table.id, tags)?;
-            Ok(())
+            Ok::<_, Error>(())
         })?;
         let mut views = self.route_tables(scope, &[table.id.as_str()])?;
         views.pop().ok_or_else(|| Error::not_found(ResourceKind::RouteTable, table.id))

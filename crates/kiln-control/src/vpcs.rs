@@ -26,7 +26,8 @@ fn block(cidr: &str, what: &str) -> Result<Ipv4Net> {
     Ok(net)
 }
 
-fn find_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<Vpc> {
+/// The caller's VPC `id`, or InvalidVpcID.NotFound.
+pub(crate) fn find_vpc(conn: &Connection, scope: &Scope, id: &str) -> Result<Vpc> {
     vpcs::list_vpcs(conn, scope)?
         .into_iter()
         .find(|v| v.id == id)

@@ -2,7 +2,7 @@
 //! with their entries and associations, and Elastic IP addresses. A VPC's `local`
 //! route is not stored: it is the VPC's CIDR.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::{Scope, StoreError};
 
@@ -223,13 +223,6 @@ pub fn all_addresses(conn: &Connection) -> Result<Vec<Address>, StoreError> {
     )?;
     let rows = st.query_map([], address_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// The Elastic IP associated with an instance, if any.
-pub fn address_of(conn: &Connection, instance_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT public_ip FROM addresses WHERE instance_id = ?1", params![instance_id], |r| r.get(0))
-        .optional()?)
 }
 
 pub fn associate_address(
