@@ -264,10 +264,17 @@ pub trait HostAgent: Send + Sync {
     fn reset(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Ends the VM at once.
     fn kill(&self, instance_id: &str) -> Result<(), AgentError>;
-    /// Switches a running VM's disk `index` to a new qcow2 overlay `overlay` whose
-    /// backing file is the disk's current file, which stops changing from then on (the
-    /// host makes it read-only). Asking again once the disk is on `overlay` does nothing.
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError>;
+    /// Switches the running VM's disk whose file is `current` to a new qcow2 overlay
+    /// `overlay` backed by it; `current` stops changing from then on (the host makes it
+    /// read-only). Asking again once the disk is on `overlay` does nothing.
+    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError>;
+    /// Makes a running VM's disks exactly `disks` (the first, its root, never changes):
+    /// hot-plugs those missing and asks the guest to release the others. Returns
+    /// whether the VM now has exactly `disks`; false while a release is under way.
+    fn set_disks(&self, instance_id: &str, disks: &[Disk]) -> Result<bool, AgentError>;
+    /// Grows a volume file to `size_gib`: live, through the VM that has it as a disk
+    /// (`instance_id`), or on the file when no VM runs it. Never shrinks.
+    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError>;
     /// The serial console output so far (the last `max` bytes).
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8>;
     /// Removes the VM's directory (after termination).

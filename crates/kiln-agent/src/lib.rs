@@ -15,7 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_agent_api::{Accel, AgentError, GuestPorts, HostAgent, HostInfo, Network, Nic, StorePath, VmSpec, VpcNetwork};
+use kiln_agent_api::{
+    Accel, AgentError, Disk, GuestPorts, HostAgent, HostInfo, Network, Nic, StorePath, VmSpec, VpcNetwork,
+};
 use kiln_types::Architecture;
 use serde_json::json;
 
@@ -263,26 +265,30 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError> {
-        let overlay = &self.file(overlay);
-        let device = format!("disk{index}");
+    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError> {
+        let (current, overlay) = (&self.file(current), &self.file(overlay));
         let mut qmp = self.qmp(instance_id)?;
         // Idempotent: after a crash the control plane asks again, and the disk may
         // already be on the overlay (QEMU finished the command on its own).
         let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
-        let current = blocks
-            .as_array()
-            .and_then(|list| list.iter().find(|b| b["device"] == device.as_str()))
-            .and_then(|b| b["inserted"]["file"].as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk {device}")))?;
-        if Path::new(&current) == overlay {
+        let on = |file: &Path| {
+            blocks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["inserted"]["file"].as_str().map(Path::new) == Some(file))
+        };
+        if on(overlay).is_some() {
             return Ok(());
         }
+        let device = on(current)
+            .and_then(|b| b["device"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk on {}", current.display())))?;
         // An overlay the disk is not on is left from an attempt that failed: nothing
         // has written to it.
         let _ = std::fs::remove_file(overlay);
-        let args = serde_json::json!({
+        let args = json!({
             "device": device,
             "snapshot-file": overlay.display().to_string(),
             "format": "qcow2",
@@ -290,12 +296,95 @@ impl HostAgent for LocalAgent {
         });
         let done = qmp.execute("blockdev-snapshot-sync", Some(args)).map(|_| ()).map_err(|e| fail(e.to_string()));
         match done {
-            Ok(()) => seal(Path::new(&current)),
+            Ok(()) => seal(current),
             Err(_) => {
                 let _ = std::fs::remove_file(overlay);
             }
         }
         done
+    }
+
+    fn set_disks(&self, instance_id: &str, disks: &[Disk]) -> Result<bool, AgentError> {
+        let q = |e: qmp::QmpError| fail(e.to_string());
+        let mut qmp = self.qmp(instance_id)?;
+        let blocks = qmp.execute("query-block", None).map_err(q)?;
+        // Drives named after volumes (`v` + hex); disks of a VM started by an older
+        // Kiln (`disk0`, …) are left alone.
+        let present: Vec<String> = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["device"].as_str())
+            .filter(|d| d.starts_with('v') && d.len() > 1 && d[1..].bytes().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_owned)
+            .collect();
+        let wanted: Vec<(String, String, &Disk)> = disks
+            .iter()
+            .map(|d| {
+                let (drive, device) = qemu::disk_ids(&d.volume_id);
+                (drive, device, d)
+            })
+            .collect();
+        let mut settled = true;
+        for drive in present.iter().filter(|p| !wanted.iter().any(|w| &w.0 == *p)) {
+            // The guest is asked to let go (ACPI eject); the drive goes with the device.
+            tracing::info!(instance = %instance_id, %drive, "removing a disk");
+            let _ = qmp.execute("device_del", Some(json!({ "id": format!("b{}", &drive[1..]) })));
+            settled = false;
+        }
+        for (drive, device, disk) in wanted.iter().skip(1) {
+            if present.contains(drive) {
+                continue;
+            }
+            tracing::info!(instance = %instance_id, volume = %disk.volume_id, "hot-plugging a disk");
+            let options = qemu::drive_options(&self.file(&disk.file), drive);
+            let added = qmp
+                .execute("human-monitor-command", Some(json!({ "command-line": format!("drive_add 0 {options}") })))
+                .map_err(q)?;
+            let text = added.as_str().unwrap_or_default();
+            if !text.trim().is_empty() && !text.contains("OK") {
+                return Err(fail(format!("adding {}'s drive: {}", disk.volume_id, text.trim())));
+            }
+            let dev =
+                json!({ "driver": "virtio-blk-pci", "drive": drive, "id": device, "serial": qemu::disk_serial(disk) });
+            if let Err(e) = qmp.execute("device_add", Some(dev)) {
+                let _ =
+                    qmp.execute("human-monitor-command", Some(json!({ "command-line": format!("drive_del {drive}") })));
+                return Err(q(e));
+            }
+        }
+        Ok(settled)
+    }
+
+    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError> {
+        let bytes = size_gib * 1024 * 1024 * 1024;
+        if let Some(id) = instance_id.filter(|id| self.pid(id).is_some()) {
+            let path = self.file(file);
+            let mut qmp = self.qmp(id)?;
+            let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
+            let device = blocks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["inserted"]["file"].as_str().map(Path::new) == Some(path.as_path()))
+                .and_then(|b| b["device"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| AgentError::NotFound(format!("{id} has no disk on {}", path.display())))?;
+            return qmp
+                .execute("block_resize", Some(json!({ "device": device, "size": bytes })))
+                .map(|_| ())
+                .map_err(|e| fail(e.to_string()));
+        }
+        let out = Command::new("qemu-img")
+            .args(["resize", "-q", "-f", "qcow2"])
+            .arg(self.file(file))
+            .arg(bytes.to_string())
+            .output()
+            .map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!("qemu-img resize: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        Ok(())
     }
 
     fn console(&self, instance_id: &str, max: usize) -> Vec<u8> {

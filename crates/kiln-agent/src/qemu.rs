@@ -81,18 +81,13 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>) -> Vec<String> 
         push(&["-bios", AARCH64_FIRMWARE]);
     }
     for (n, disk) in spec.disks.iter().enumerate() {
-        let id = format!("disk{n}");
-        push(&[
-            "-drive",
-            &format!(
-                "file={},format=qcow2,if=none,id={id},cache=writeback,discard=unmap",
-                disk.file.under(place.store).display()
-            ),
-        ]);
+        // Ids named after the volume, so that hot-plug and resizing find each disk.
+        let (drive, device) = disk_ids(&disk.volume_id);
+        push(&["-drive", &drive_options(&disk.file.under(place.store), &drive)]);
         // The root disk boots first when the firmware boots the disk (with a kernel given,
         // QEMU's loader holds boot index 0).
         let boot = if n == 0 && spec.kernel.is_none() { ",bootindex=0" } else { "" };
-        push(&["-device", &format!("virtio-blk-pci,drive={id},serial={}{boot}", disk.volume_id.replace('-', ""))]);
+        push(&["-device", &format!("virtio-blk-pci,drive={drive},id={device},serial={}{boot}", disk_serial(disk))]);
     }
     match &spec.network {
         Network::None => {}
@@ -121,6 +116,23 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>) -> Vec<String> 
     }
     push(&["-device", "virtio-rng-pci"]);
     a
+}
+
+/// The QEMU ids of a volume's drive and device: `v` and `b` with its hex digits.
+pub fn disk_ids(volume_id: &str) -> (String, String) {
+    let hex = volume_id.rsplit('-').next().unwrap_or(volume_id);
+    (format!("v{hex}"), format!("b{hex}"))
+}
+
+/// The serial number the guest reads for a disk: the volume id without its dash, as
+/// EC2's NVMe devices show it.
+pub fn disk_serial(disk: &kiln_agent_api::Disk) -> String {
+    disk.volume_id.replace('-', "")
+}
+
+/// A qcow2 drive's options (for `-drive` and for hot-plug's `drive_add`).
+pub fn drive_options(file: &Path, drive: &str) -> String {
+    format!("file={},format=qcow2,if=none,id={drive},cache=writeback,discard=unmap", file.display())
 }
 
 /// The QEMU ids of a further interface's backend and device: `n` and `d` with its
@@ -182,7 +194,9 @@ mod tests {
         assert!(
             joined.contains("-kernel /s/k/vmlinuz -initrd /s/k/initrd.img -append console=ttyS0 root=/dev/vda quiet")
         );
-        assert!(joined.contains("-drive file=/s/root.qcow2,format=qcow2,if=none,id=disk0"));
+        assert!(joined.contains("-drive file=/s/root.qcow2,format=qcow2,if=none,id=v0123456789abcdef0"));
+        assert!(joined
+            .contains("virtio-blk-pci,drive=v0123456789abcdef0,id=b0123456789abcdef0,serial=vol0123456789abcdef0"));
         assert!(joined.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
         assert!(joined.contains("-pidfile /d/qemu.pid -daemonize"));
         assert!(joined.contains("guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/kiln pipe /d/imds.sock"));

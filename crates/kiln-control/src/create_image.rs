@@ -197,7 +197,7 @@ impl Cloud {
             }
             Phase::Freeze => {
                 for f in &p.volumes {
-                    self.freeze(i, f)?;
+                    self.freeze(Some(&i.id), f)?;
                 }
                 p.phase = Phase::Restart;
                 Ok(Step::Next(Work::CreateImage(p)))
@@ -247,7 +247,7 @@ impl Cloud {
 
     /// Freezes one volume (idempotent): its current file becomes the snapshot's layer
     /// and it goes on on the new overlay, live through QEMU if the VM runs.
-    fn freeze(&self, i: &Instance, f: &Freeze) -> Result<()> {
+    pub(crate) fn freeze(&self, instance_id: Option<&str>, f: &Freeze) -> Result<()> {
         let agent = self.agent()?;
         let (vol, snap) = self
             .store
@@ -273,14 +273,9 @@ impl Cloud {
         };
         let old = crate::reconcile::store_path(&snap.file)?;
         let new = crate::reconcile::store_path(&f.new_file)?;
-        if agent.is_running(&i.id) {
-            let index = self
-                .instance_volumes(&i.id)?
-                .iter()
-                .position(|v| v.id == f.volume_id)
-                .ok_or_else(|| Error::IncorrectState(format!("Volume {} left {}", f.volume_id, i.id)))?;
+        if let Some(id) = instance_id.filter(|id| agent.is_running(id)) {
             // Idempotent in the agent: a disk already on the overlay is left as it is.
-            agent.live_snapshot(&i.id, index, &new).map_err(|e| Error::host("freezing a running volume", e))?;
+            agent.live_snapshot(id, &old, &new).map_err(|e| Error::host("freezing a running volume", e))?;
         } else {
             // Whole or not at all, and left alone when it exists (a retry).
             agent

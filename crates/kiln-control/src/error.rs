@@ -83,6 +83,22 @@ pub enum Error {
     AclEntryExists(String),
     #[error("{0}")]
     AclEntryNotFound(String),
+    /// A required parameter is absent (one the wire cannot see is required, such as
+    /// CreateVolume's size without a snapshot).
+    #[error("{0}")]
+    MissingParameter(String),
+    /// A parameter needs another one (KmsKeyId without Encrypted).
+    #[error("{0}")]
+    ParameterDependency(String),
+    /// A volume is attached.
+    #[error("{0}")]
+    VolumeInUse(String),
+    /// A volume and an instance are in different zones.
+    #[error("{0}")]
+    ZoneMismatch(String),
+    /// A volume is being modified already.
+    #[error("{0}")]
+    IncorrectModificationState(String),
     /// A network interface is attached (or is an instance's primary one).
     #[error("{0}")]
     InterfaceInUse(String),

@@ -192,12 +192,6 @@ impl Cloud {
         self.store.read(|c| Ok(volumes::of_instance(c, instance_id)?))
     }
 
-    /// The caller's volumes (instances' root and extra disks), narrowed to `ids`.
-    pub fn volumes(&self, scope: &Scope, ids: &[kiln_types::VolumeId]) -> Result<Vec<Volume>> {
-        let all = self.store.read(|c| Ok::<_, Error>(volumes::list(c, scope)?))?;
-        crate::narrow(all, ids, ResourceKind::Volume, |v| &v.id)
-    }
-
     /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
     fn in_use(conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
         let live: Vec<Instance> = instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect();
@@ -454,19 +448,21 @@ impl Cloud {
                     volumes::insert(
                         tx,
                         &Volume {
-                            id: vid.clone(),
-                            account_id: scope.account.clone(),
-                            region: scope.region.clone(),
-                            availability_zone: subnet.availability_zone.clone(),
-                            size_gib: *size,
-                            volume_type: *vtype,
-                            snapshot_id: snap.clone(),
-                            file: format!("volumes/{vid}.qcow2"),
-                            state: "creating".into(),
                             instance_id: Some(id.clone()),
                             device_name: Some(device.clone()),
                             delete_on_termination: *dot,
                             created_at: now.clone(),
+                            attach_state: Some(kiln_types::VolumeAttachState::Attached),
+                            attach_time: Some(now.clone()),
+                            ..Volume::new(
+                                vid.clone(),
+                                scope,
+                                subnet.availability_zone.clone(),
+                                *size,
+                                *vtype,
+                                snap.clone(),
+                                format!("volumes/{vid}.qcow2"),
+                            )
                         },
                     )?;
                     tags::put_all(tx, scope, ResourceKind::Volume, &vid, &r.volume_tags)?;

@@ -23,6 +23,7 @@ pub mod snapshots;
 pub mod tags;
 #[cfg(test)]
 mod testkit;
+pub mod volumes;
 pub mod vpcs;
 pub mod workflows;
 

@@ -16,7 +16,7 @@ use kiln_store::instances::{self, Instance};
 use kiln_store::interfaces::{self, Attachment, AttachmentStatus as Status, Interface};
 use kiln_store::snapshots;
 use kiln_store::volumes::{self, Volume};
-use kiln_types::{Architecture, InstanceState};
+use kiln_types::{Architecture, InstanceState, VolumeAttachState, VolumeState};
 
 use crate::workflows::Backoff;
 use crate::{Cloud, Error, Result};
@@ -29,6 +29,14 @@ const TERMINATED_VISIBLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// The attachments of `i` among `attached`.
 fn attachments_of<'a>(i: &'a Instance, attached: &'a [Interface]) -> impl Iterator<Item = &'a Attachment> + 'a {
     attached.iter().filter_map(|e| e.attachment.as_ref()).filter(move |a| a.instance_id == i.id)
+}
+
+/// The disks a VM should have: its volumes (root first) but those being detached.
+fn wanted_disks(vols: &[Volume]) -> Result<Vec<Disk>> {
+    vols.iter()
+        .filter(|v| v.attach_state != Some(VolumeAttachState::Detaching))
+        .map(|v| Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)? }))
+        .collect()
 }
 
 /// The further interfaces `i`'s VM should have, in device order.
@@ -56,6 +64,8 @@ pub struct Reconciler {
     networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
     /// The further interfaces each running VM was last made to have.
     nics: Mutex<HashMap<String, Vec<Nic>>>,
+    /// The disks each running VM was last made to have.
+    disks: Mutex<HashMap<String, Vec<Disk>>>,
     /// Pacing of failing workflows and instance steps.
     backoff: Mutex<Backoff>,
 }
@@ -95,10 +105,7 @@ impl Cloud {
             kernel: i.kernel_file.as_deref().map(store_path).transpose()?,
             initrd: i.ramdisk_file.as_deref().map(store_path).transpose()?,
             cmdline: i.kernel_cmdline.clone(),
-            disks: vols
-                .iter()
-                .map(|v| Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)? }))
-                .collect::<Result<_>>()?,
+            disks: wanted_disks(vols)?,
             network: if self.agent()?.vpc_networking() {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
                 Network::Vpc {
@@ -133,6 +140,50 @@ impl Cloud {
         })
     }
 
+    /// Brings volume attachments in motion to rest once the VM has (or cannot have)
+    /// its disks: attaching ones are attached, detaching ones available.
+    fn settle_disks(&self, vols: &[Volume]) -> Result<()> {
+        let moving: Vec<&Volume> =
+            vols.iter().filter(|v| matches!(v.attach_state, Some(a) if a != VolumeAttachState::Attached)).collect();
+        if moving.is_empty() {
+            return Ok(());
+        }
+        self.store.write(|tx| {
+            for v in moving {
+                match v.attach_state {
+                    Some(VolumeAttachState::Attaching) => {
+                        volumes::set_attach_state(
+                            tx,
+                            &v.id,
+                            VolumeAttachState::Attaching,
+                            VolumeAttachState::Attached,
+                        )?;
+                    }
+                    Some(VolumeAttachState::Detaching) => volumes::detach(tx, &v.id)?,
+                    _ => {}
+                }
+            }
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// Makes a running VM's disks its instance's volumes: hot-plugs attached ones and
+    /// has the guest release detached ones; attachments settle when the VM matches.
+    fn sync_disks(&self, r: &Reconciler, i: &Instance, vols: &[Volume]) -> Result<()> {
+        let wanted = wanted_disks(vols)?;
+        let moving = vols.iter().any(|v| matches!(v.attach_state, Some(a) if a != VolumeAttachState::Attached));
+        let mut applied = r.disks.lock().unwrap_or_else(|p| p.into_inner());
+        if !moving && applied.get(&i.id) == Some(&wanted) {
+            return Ok(());
+        }
+        if self.agent()?.set_disks(&i.id, &wanted).map_err(host(format!("setting {}'s disks", i.id)))? {
+            applied.insert(i.id.clone(), wanted);
+            drop(applied);
+            self.settle_disks(vols)?;
+        }
+        Ok(())
+    }
+
     /// Makes a running VM's further interfaces those attached to its instance:
     /// hot-plugs new ones once their taps exist, and has the guest let go of detached
     /// ones; attachments settle when the VM matches.
@@ -165,7 +216,7 @@ impl Cloud {
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
             let file = store_path(&v.file)?;
-            if v.state == "creating" || !agent.volume_exists(&file) {
+            if v.state == VolumeState::Creating || !agent.volume_exists(&file) {
                 let backing = match &v.snapshot_id {
                     Some(s) => {
                         let snap = self
@@ -180,7 +231,7 @@ impl Cloud {
                 agent
                     .create_volume(&file, backing.as_ref(), v.size_gib as u64)
                     .map_err(host(format!("creating {}", v.id)))?;
-                self.store.write(|tx| Ok::<_, Error>(volumes::set_state(tx, &v.id, "in-use")?))?;
+                self.store.write(|tx| Ok::<_, Error>(volumes::set_state(tx, &v.id, VolumeState::InUse)?))?;
             }
         }
         self.instance_volumes(&i.id)
@@ -216,7 +267,7 @@ impl Cloud {
         self.collect_layers()
     }
 
-    fn step(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
+    fn step(&self, r: &Reconciler, i: &Instance, attached: &[Interface], vols: &[Volume]) -> Result<()> {
         let agent = self.agent()?;
         let alive = agent.is_running(&i.id);
         match i.state {
@@ -240,11 +291,13 @@ impl Cloud {
                     if let Network::Vpc { nics, .. } = spec.network {
                         r.nics.lock().unwrap_or_else(|p| p.into_inner()).insert(i.id.clone(), nics);
                     }
+                    r.disks.lock().unwrap_or_else(|p| p.into_inner()).insert(i.id.clone(), spec.disks);
                     Ok(())
                 });
                 match started {
                     Ok(()) => {
                         self.settle_interfaces(i, attached)?;
+                        self.settle_disks(vols)?;
                         advance(self)
                     }
                     Err(e) => {
@@ -296,6 +349,7 @@ impl Cloud {
                     return self.advance(i, InstanceState::Stopped, Some(&reason), sr).map(|_| ());
                 }
                 self.sync_interfaces(r, i, attached)?;
+                self.sync_disks(r, i, vols)?;
                 if i.ready_at.is_none() {
                     let console = agent.console(&i.id, 256 * 1024);
                     if READY_MARKERS.iter().any(|m| console.windows(m.len()).any(|w| w == *m)) {
@@ -346,7 +400,8 @@ impl Cloud {
                 if alive {
                     agent.kill(&i.id).map_err(host(format!("stopping {}", i.id)))?;
                 }
-                self.settle_interfaces(i, attached)
+                self.settle_interfaces(i, attached)?;
+                self.settle_disks(vols)
             }
             InstanceState::Terminated => {
                 let gone = i
@@ -371,7 +426,10 @@ impl Cloud {
     pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
         // One read for the whole pass. Networks first: a launching instance's tap must
         // exist before its VM starts.
-        let (all, attached) = self.store.read(|c| Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?)))?;
+        let (all, attached, attached_volumes) = self.store.read(|c| {
+            let vols: Vec<Volume> = volumes::all(c)?.into_iter().filter(|v| v.instance_id.is_some()).collect();
+            Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?, vols))
+        })?;
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.reconcile_networks(&mut nets, &all, &attached) {
             tracing::warn!(error = %e, "networking failed; retrying");
@@ -388,7 +446,13 @@ impl Cloud {
             if !backoff.ready(&i.id) {
                 continue;
             }
-            match self.step(r, i, &attached) {
+            // Root first, then by device, as the VM has them.
+            let mut vols: Vec<Volume> =
+                attached_volumes.iter().filter(|v| v.instance_id.as_deref() == Some(i.id.as_str())).cloned().collect();
+            vols.sort_by_key(|v| {
+                (v.device_name.as_deref() != Some(i.root_device_name.as_str()), v.device_name.clone())
+            });
+            match self.step(r, i, &attached, &vols) {
                 Ok(()) => backoff.succeeded(&i.id),
                 Err(e) => {
                     let (wait, loud) = backoff.failed(&i.id);
@@ -402,6 +466,12 @@ impl Cloud {
         keys.extend(workflow_ids);
         backoff.retain(&keys);
         drop(backoff);
+        if let Err(e) = self.make_volumes() {
+            tracing::warn!(error = %e, "making volumes failed; retrying");
+        }
+        if let Err(e) = self.apply_modifications() {
+            tracing::warn!(error = %e, "growing volumes failed; retrying");
+        }
         let agent = self.agent()?;
         for id in agent.running() {
             let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity());
@@ -452,7 +522,7 @@ mod tests {
         let stale = w.cloud.instances(&w.scope, std::slice::from_ref(&id)).expect("read").remove(0);
         w.agent.kill(&id).expect("power off");
         w.cloud.terminate_instances(&w.scope, std::slice::from_ref(&id)).expect("terminate");
-        w.cloud.step(&Reconciler::new(), &stale, &[]).expect("step");
+        w.cloud.step(&Reconciler::new(), &stale, &[], &[]).expect("step");
         assert_eq!(w.state(&id), InstanceState::ShuttingDown, "the stale pass did not write stopped");
         w.passes_until(5, |w| w.state(&id) == InstanceState::Terminated);
     }

@@ -1,6 +1,8 @@
 //! Snapshots: immutable qcow2 layers under `DATA_DIR/snapshots`, adopted from files the
-//! builder or an import made, listed and deleted as EC2 does, and collected once
-//! nothing (image, child layer) needs them.
+//! builder or an import made, or frozen from a volume (CreateSnapshot: the volume's
+//! current file becomes the layer and the volume goes on a new overlay, so a snapshot
+//! stores only what was written since the last one), listed and deleted as EC2 does,
+//! and collected once nothing (image, child layer) needs them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -45,7 +47,92 @@ fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
     Ok(accounts::list(conn)?.iter().any(|a| a.id == s.account_id && a.is_provider))
 }
 
+/// Whether `account` is the provider (whose snapshots anyone may use).
+pub(crate) fn is_provider(conn: &Connection, account: &str) -> bool {
+    accounts::list(conn).is_ok_and(|l| l.iter().any(|a| a.id == account && a.is_provider))
+}
+
 impl Cloud {
+    /// CreateSnapshot of a volume. A detached volume is frozen at once; one attached to
+    /// an instance is frozen by a workflow that holds the instance (live, with the guest
+    /// paused for QEMU's switch, when its VM runs), and the snapshot is pending until
+    /// then.
+    pub fn create_snapshot(
+        &self,
+        scope: &Scope,
+        volume_id: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<Snapshot> {
+        let (snap, freeze, instance) = self.store.write(|tx| {
+            let v = kiln_store::volumes::get(tx, volume_id)?
+                .filter(|v| v.account_id == scope.account && v.region == scope.region)
+                .ok_or_else(|| Error::not_found(ResourceKind::Volume, volume_id))?;
+            if v.state == kiln_types::VolumeState::Creating {
+                return Err(Error::IncorrectState(format!("Volume {volume_id} is still being created")));
+            }
+            let snap = Snapshot {
+                id: ResourceKind::Snapshot.generate(),
+                account_id: scope.account.clone(),
+                region: scope.region.clone(),
+                parent_id: v.snapshot_id.clone(),
+                file: v.file.clone(),
+                volume_size: v.size_gib,
+                state: "pending".into(),
+                progress: 0,
+                description: description.to_owned(),
+                volume_id: Some(v.id.clone()),
+                created_at: kiln_store::now(),
+            };
+            snapshots::insert(tx, &snap)?;
+            crate::tags::put_all(tx, scope, ResourceKind::Snapshot, &snap.id, tags)?;
+            let freeze = crate::workflows::Freeze {
+                volume_id: v.id.clone(),
+                snapshot_id: snap.id.clone(),
+                new_file: format!("volumes/{}-{}.qcow2", v.id, snap.id),
+            };
+            if let Some(i) = &v.instance_id {
+                crate::workflows::record(
+                    tx,
+                    crate::workflows::Work::CreateSnapshot { instance_id: i.clone(), freeze: freeze.clone() },
+                )?;
+            }
+            Ok::<_, Error>((snap, freeze, v.instance_id))
+        })?;
+        if instance.is_some() {
+            return Ok(snap);
+        }
+        // No VM can have it: frozen here, whole or, on failure, undone.
+        match self.freeze(None, &freeze).and_then(|()| self.snapshot_done(&snap.id)) {
+            Ok(()) => {}
+            Err(e) => {
+                self.snapshot_failed(&freeze)?;
+                return Err(e);
+            }
+        }
+        let done = self.store.read(|c| Ok::<_, Error>(snapshots::get(c, &snap.id)?))?;
+        done.ok_or_else(|| Error::not_found(ResourceKind::Snapshot, snap.id))
+    }
+
+    /// A frozen snapshot is complete.
+    pub(crate) fn snapshot_done(&self, id: &str) -> Result<()> {
+        self.store.write(|tx| Ok::<_, Error>(snapshots::set_state(tx, id, "completed", 100)?))
+    }
+
+    /// A snapshot that could not be frozen: complete if the volume did switch to its
+    /// overlay (the layer is whole), else gone (its row names the volume's live file).
+    pub(crate) fn snapshot_failed(&self, f: &crate::workflows::Freeze) -> Result<()> {
+        self.store.write(|tx| {
+            let switched = kiln_store::volumes::get(tx, &f.volume_id)?.is_some_and(|v| v.file == f.new_file);
+            if switched {
+                snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
+            } else {
+                snapshots::remove(tx, &f.snapshot_id)?;
+            }
+            Ok::<_, Error>(())
+        })
+    }
+
     /// Snapshots the caller may see, narrowed by ids (all must exist) and owners
     /// (`self`, `amazon` or account ids).
     pub fn snapshots(&self, scope: &Scope, ids: &[kiln_types::SnapshotId], owners: &[String]) -> Result<Vec<Snapshot>> {

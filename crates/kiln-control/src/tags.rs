@@ -39,8 +39,9 @@ fn exists(conn: &Connection, scope: &Scope, kind: ResourceKind, id: &str) -> Res
         ResourceKind::Instance => instances::get(conn, id)?.is_some_and(|i| {
             i.account_id == scope.account && i.region == scope.region && i.state != InstanceState::Terminated
         }),
-        ResourceKind::Volume => volumes::get(conn, id)?
-            .is_some_and(|v| v.account_id == scope.account && v.region == scope.region && v.state != "deleted"),
+        ResourceKind::Volume => {
+            volumes::get(conn, id)?.is_some_and(|v| v.account_id == scope.account && v.region == scope.region)
+        }
         ResourceKind::InternetGateway => routing::gateways(conn, scope)?.iter().any(|g| g.id == id),
         ResourceKind::RouteTable => routing::tables(conn, scope)?.iter().any(|t| t.id == id),
         ResourceKind::ElasticIp => routing::addresses(conn, scope)?.iter().any(|a| a.allocation_id == id),

@@ -45,6 +45,8 @@ pub struct FakeAgent {
     crash_at: Mutex<Option<CrashAt>>,
     /// A guest that ignores the power button.
     pub deaf: Mutex<bool>,
+    /// Volume files grown, and to what size.
+    pub grown: Mutex<Vec<(PathBuf, u64)>>,
     /// Whether the host gives VPC networking (ports always exist then).
     pub vpc: std::sync::atomic::AtomicBool,
 }
@@ -160,17 +162,35 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn live_snapshot(&self, instance_id: &str, index: usize, overlay: &StorePath) -> Result<(), AgentError> {
-        let overlay = overlay.under(&self.store);
+    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError> {
+        let (current, overlay) = (current.under(&self.store), overlay.under(&self.store));
         self.effect(|| {
             let mut vms = self.vms();
             let vm = vms.get_mut(instance_id).ok_or_else(|| fail("not running"))?;
-            let disk = vm.disks.get_mut(index).ok_or_else(|| fail("no such disk"))?;
-            if *disk == overlay {
+            if vm.disks.contains(&overlay) {
                 return Ok(());
             }
+            let disk = vm.disks.iter_mut().find(|d| **d == current).ok_or_else(|| fail("no such disk"))?;
             std::fs::write(&overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
             *disk = overlay;
+            Ok(())
+        })
+    }
+
+    fn set_disks(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<bool, AgentError> {
+        self.effect(|| match self.vms().get_mut(instance_id) {
+            Some(vm) => {
+                vm.disks = disks.iter().map(|d| d.file.under(&self.store)).collect();
+                Ok(true)
+            }
+            None => Err(fail("not running")),
+        })
+    }
+
+    fn grow_volume(&self, file: &StorePath, size_gib: u64, _instance_id: Option<&str>) -> Result<(), AgentError> {
+        let path = file.under(&self.store);
+        self.effect(|| {
+            self.grown.lock().unwrap_or_else(|p| p.into_inner()).push((path.clone(), size_gib));
             Ok(())
         })
     }

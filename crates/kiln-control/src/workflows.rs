@@ -23,6 +23,7 @@ use crate::{Cloud, Error, Result};
 pub const REBOOT: &str = "reboot";
 pub const FORCE_STOP: &str = "force-stop";
 pub const CREATE_IMAGE: &str = "create-image";
+pub const CREATE_SNAPSHOT: &str = "create-snapshot";
 
 /// Failed attempts at one step before the workflow gives up and compensates.
 const MAX_ATTEMPTS: i64 = 8;
@@ -79,6 +80,9 @@ pub enum Work {
     ForceStop { instance_id: String },
     /// CreateImage (see `create_image.rs`).
     CreateImage(ImagePlan),
+    /// CreateSnapshot of a volume attached to an instance (see `snapshots.rs`): the
+    /// instance is held while its volume is frozen, live when its VM runs.
+    CreateSnapshot { instance_id: String, freeze: Freeze },
 }
 
 impl Work {
@@ -87,12 +91,15 @@ impl Work {
             Work::Reboot { .. } => REBOOT,
             Work::ForceStop { .. } => FORCE_STOP,
             Work::CreateImage(_) => CREATE_IMAGE,
+            Work::CreateSnapshot { .. } => CREATE_SNAPSHOT,
         }
     }
 
     pub fn instance_id(&self) -> &str {
         match self {
-            Work::Reboot { instance_id } | Work::ForceStop { instance_id } => instance_id,
+            Work::Reboot { instance_id }
+            | Work::ForceStop { instance_id }
+            | Work::CreateSnapshot { instance_id, .. } => instance_id,
             Work::CreateImage(p) => &p.instance_id,
         }
     }
@@ -248,6 +255,11 @@ impl Cloud {
                     Step::Done
                 }
                 Work::CreateImage(plan) => self.image_step(plan.clone(), instance)?,
+                Work::CreateSnapshot { instance_id, freeze } => {
+                    self.freeze(Some(instance_id), freeze)?;
+                    self.snapshot_done(&freeze.snapshot_id)?;
+                    Step::Done
+                }
             };
             match step {
                 Step::Done => {
@@ -281,8 +293,10 @@ impl Cloud {
 
     /// Ends a failed workflow: undoes what it made, then records why it failed.
     fn compensate(&self, id: &str, work: &Work, e: &Error) -> Result<()> {
-        if let Work::CreateImage(plan) = work {
-            self.undo_image(plan, &e.to_string())?;
+        match work {
+            Work::CreateImage(plan) => self.undo_image(plan, &e.to_string())?,
+            Work::CreateSnapshot { freeze, .. } => self.snapshot_failed(freeze)?,
+            _ => {}
         }
         self.store.write(|tx| Ok::<_, Error>(workflows::finish(tx, id, "failed", Some(&e.to_string()))?))
     }

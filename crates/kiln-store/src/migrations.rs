@@ -464,6 +464,45 @@ const MIGRATIONS: &[&str] = &[
                 WHERE instance_id = OLD.id;
         END;
     "#,
+    // 10: the volume API: a volume's performance and encryption as created, its
+    // attachment's state, its modifications, and the account's EBS encryption default.
+    r#"
+    ALTER TABLE volumes ADD COLUMN iops INTEGER;
+    ALTER TABLE volumes ADD COLUMN throughput INTEGER;
+    ALTER TABLE volumes ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE volumes ADD COLUMN kms_key_id TEXT;
+    ALTER TABLE volumes ADD COLUMN multi_attach INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE volumes ADD COLUMN auto_enable_io INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE volumes ADD COLUMN attach_state TEXT;
+    ALTER TABLE volumes ADD COLUMN attach_time TEXT;
+    ALTER TABLE volumes ADD COLUMN client_token TEXT;
+    UPDATE volumes SET attach_state = 'attached', attach_time = created_at WHERE instance_id IS NOT NULL;
+    UPDATE volumes SET iops = 3000, throughput = 125 WHERE volume_type = 'gp3';
+    CREATE UNIQUE INDEX volume_client_tokens ON volumes (account_id, region, client_token)
+        WHERE client_token IS NOT NULL;
+    CREATE UNIQUE INDEX one_volume_per_device ON volumes (instance_id, device_name) WHERE instance_id IS NOT NULL;
+    CREATE TABLE volume_modifications (
+        volume_id           TEXT PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
+        state               TEXT NOT NULL,
+        original_size       INTEGER NOT NULL,
+        target_size         INTEGER NOT NULL,
+        original_type       TEXT NOT NULL,
+        target_type         TEXT NOT NULL,
+        original_iops       INTEGER,
+        target_iops         INTEGER,
+        original_throughput INTEGER,
+        target_throughput   INTEGER,
+        start_time          TEXT NOT NULL,
+        end_time            TEXT
+    );
+    CREATE TABLE ebs_defaults (
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        region     TEXT NOT NULL,
+        encrypted  INTEGER NOT NULL,
+        kms_key_id TEXT,
+        PRIMARY KEY (account_id, region)
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

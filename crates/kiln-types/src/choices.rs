@@ -138,6 +138,65 @@ choice! {
     }
 }
 
+choice! {
+    /// Where a volume is in its life, as DescribeVolumes shows it.
+    VolumeState, "VolumeState" {
+        Creating = "creating",
+        Available = "available",
+        InUse = "in-use",
+    }
+}
+
+choice! {
+    /// Where a volume's attachment is: the guest gains or loses the disk while it runs.
+    VolumeAttachState, "VolumeAttachState" {
+        Attaching = "attaching",
+        Attached = "attached",
+        Detaching = "detaching",
+    }
+}
+
+/// What EC2 allows for one volume type: its sizes (GiB), and its IOPS and throughput
+/// (MiB/s) when they are set, with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeLimits {
+    pub min_gib: i64,
+    pub max_gib: i64,
+    /// (min, max, default, max per GiB) where IOPS may be set.
+    pub iops: Option<(i64, i64, i64, i64)>,
+    /// (min, max, default) where throughput may be set (gp3).
+    pub throughput: Option<(i64, i64, i64)>,
+}
+
+impl VolumeType {
+    /// EC2's documented limits for the type.
+    pub fn limits(self) -> VolumeLimits {
+        let (min_gib, max_gib, iops, throughput) = match self {
+            VolumeType::Gp3 => (1, 16384, Some((3000, 16000, 3000, 500)), Some((125, 1000, 125))),
+            VolumeType::Gp2 => (1, 16384, None, None),
+            VolumeType::Io1 => (4, 16384, Some((100, 64000, 100, 50)), None),
+            VolumeType::Io2 => (4, 65536, Some((100, 256000, 100, 1000)), None),
+            VolumeType::St1 | VolumeType::Sc1 => (125, 16384, None, None),
+            VolumeType::Standard => (1, 1024, None, None),
+        };
+        VolumeLimits { min_gib, max_gib, iops, throughput }
+    }
+
+    /// The IOPS a volume of this type and size reports (gp2's baseline is 3 per GiB,
+    /// 100 to 16000); None for types without IOPS.
+    pub fn iops_of(self, size_gib: i64, set: Option<i64>) -> Option<i64> {
+        match self {
+            VolumeType::Gp2 => Some((size_gib * 3).clamp(100, 16000)),
+            _ => self.limits().iops.map(|(_, _, default, _)| set.unwrap_or(default)),
+        }
+    }
+
+    /// Whether volumes of this type may attach to several instances (io1, io2).
+    pub fn multi_attach(self) -> bool {
+        matches!(self, VolumeType::Io1 | VolumeType::Io2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

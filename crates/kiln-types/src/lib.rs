@@ -7,7 +7,10 @@ pub mod instance_types;
 pub mod region;
 pub mod state;
 
-pub use choices::{ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeType};
+pub use choices::{
+    ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeAttachState,
+    VolumeState, VolumeType,
+};
 pub use ids::{
     AccountId, AddressAssociationId, AllocationId, DhcpOptionsId, IdError, ImageId, InstanceId, InternetGatewayId,
     KeyPairId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceAttachmentId, NetworkInterfaceId, ReservationId,

@@ -815,6 +815,7 @@ pub fn actions_table() -> String {
         ("vpcs", "VPCs"),
         ("routing", "Routing and addresses"),
         ("interfaces", "Network interfaces"),
+        ("volumes", "Volumes"),
         ("security_groups", "Security groups"),
         ("tags", "Tags"),
         ("images", "Images"),

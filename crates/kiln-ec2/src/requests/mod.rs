@@ -10,6 +10,7 @@ pub mod key_pairs;
 pub mod routing;
 pub mod security_groups;
 pub mod tags;
+pub mod volumes;
 pub mod vpcs;
 
 use crate::{Ec2Error, Params};
@@ -106,7 +107,6 @@ actions! {
     DeleteNetworkInterface => interfaces::DeleteNetworkInterface,
     AttachNetworkInterface => interfaces::AttachNetworkInterface,
     DetachNetworkInterface => interfaces::DetachNetworkInterface,
-    DescribeVolumes => routing::DescribeVolumes,
     ModifyNetworkInterfaceAttribute => interfaces::ModifyNetworkInterfaceAttribute,
     AllocateAddress => routing::AllocateAddress,
     AssociateAddress => routing::AssociateAddress,
@@ -115,6 +115,20 @@ actions! {
     DescribeAddresses => routing::DescribeAddresses,
     DescribeAddressesAttribute => routing::DescribeAddressesAttribute,
     DescribeInstanceCreditSpecifications => routing::DescribeInstanceCreditSpecifications,
+    DescribeVolumes => volumes::DescribeVolumes,
+    CreateVolume => volumes::CreateVolume,
+    DeleteVolume => volumes::VolumeRequest,
+    AttachVolume => volumes::AttachVolume,
+    DetachVolume => volumes::DetachVolume,
+    ModifyVolume => volumes::ModifyVolume,
+    DescribeVolumesModifications => volumes::VolumeQuery,
+    DescribeVolumeStatus => volumes::VolumeQuery,
+    DescribeVolumeAttribute => volumes::DescribeVolumeAttribute,
+    CreateSnapshot => volumes::CreateSnapshot,
+    ModifyVolumeAttribute => volumes::ModifyVolumeAttribute,
+    EnableEbsEncryptionByDefault => volumes::EncryptionByDefault,
+    DisableEbsEncryptionByDefault => volumes::EncryptionByDefault,
+    GetEbsEncryptionByDefault => volumes::EncryptionByDefault,
     CreateSecurityGroup => security_groups::CreateSecurityGroup,
     DescribeSecurityGroups => security_groups::DescribeSecurityGroups,
     DeleteSecurityGroup => security_groups::DeleteSecurityGroup,

@@ -600,11 +600,3 @@ impl Decode for AssociateDhcpOptions {
         Ok(Self { id, vpc_id: p.required("VpcId")?.parse()? })
     }
 }
-
-pub type DescribeVolumes = Describe<kiln_types::VolumeId>;
-
-impl Decode for DescribeVolumes {
-    fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        describe(p, "VolumeId")
-    }
-}

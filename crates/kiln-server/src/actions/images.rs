@@ -11,6 +11,7 @@ use kiln_ec2::requests::images::{DescribeImportTasks, DiskContainer};
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::images::BlockDevice;
 use kiln_store::imports::ImportTask;
+use kiln_store::snapshots::Snapshot;
 
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
@@ -311,23 +312,25 @@ pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionR
     )?;
     let (page, next) = ctx.page(snaps, &r.paging, (5, 1000), None)?;
     let mut w = ctx.xml("DescribeSnapshots");
-    w.set("snapshotSet", page, |w, s| {
-        w.elem("snapshotId", &s.id)
-            .elem("volumeId", s.volume_id.as_deref().unwrap_or("vol-ffffffff"))
-            .elem("status", &s.state)
-            .elem("startTime", &s.created_at)
-            .elem("progress", format!("{}%", s.progress))
-            .elem("ownerId", &s.account_id)
-            .opt("ownerAlias", (s.account_id == provider).then_some("amazon"))
-            .elem("volumeSize", s.volume_size)
-            .elem("description", &s.description)
-            .elem("encrypted", "false")
-            .elem("storageTier", "standard");
-        let t = tags_of(&s.id);
-        w.tags(t.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-    });
+    w.set("snapshotSet", page, |w, s| write_snapshot(w, &s, &provider, &tags_of(&s.id)));
     next_token(&mut w, next);
     Ok(w.finish("DescribeSnapshots"))
+}
+
+/// One snapshot as DescribeSnapshots and CreateSnapshot show it.
+pub(crate) fn write_snapshot(w: &mut XmlWriter, s: &Snapshot, provider: &str, tags: &[(String, String)]) {
+    w.elem("snapshotId", &s.id)
+        .elem("volumeId", s.volume_id.as_deref().unwrap_or("vol-ffffffff"))
+        .elem("status", &s.state)
+        .elem("startTime", &s.created_at)
+        .elem("progress", format!("{}%", s.progress))
+        .elem("ownerId", &s.account_id)
+        .opt("ownerAlias", (s.account_id == provider).then_some("amazon"))
+        .elem("volumeSize", s.volume_size)
+        .elem("description", &s.description)
+        .elem("encrypted", "false")
+        .elem("storageTier", "standard");
+    w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
 }
 
 pub(crate) fn delete_snapshot(ctx: &Ctx<'_>, r: DeleteSnapshot) -> ActionResult {

@@ -117,8 +117,8 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
         w.elem("deviceName", v.device_name.as_deref().unwrap_or_default());
         w.start("ebs")
             .elem("volumeId", &v.id)
-            .elem("status", if v.state == "creating" { "attaching" } else { "attached" })
-            .elem("attachTime", &v.created_at)
+            .elem("status", v.attachment_status())
+            .elem("attachTime", v.attach_time.as_deref().unwrap_or(&v.created_at))
             .elem("deleteOnTermination", v.delete_on_termination)
             .end();
     });

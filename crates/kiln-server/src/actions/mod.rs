@@ -10,6 +10,7 @@ mod regions;
 mod routing;
 mod security_groups;
 mod tags;
+mod volumes;
 mod vpcs;
 
 use kiln_control::{Cloud, Scope};
@@ -126,7 +127,20 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::DeleteNetworkInterface(r) => interfaces::delete(ctx, r),
         Request::AttachNetworkInterface(r) => interfaces::attach(ctx, r),
         Request::DetachNetworkInterface(r) => interfaces::detach(ctx, r),
-        Request::DescribeVolumes(r) => routing::describe_volumes(ctx, r),
+        Request::DescribeVolumes(r) => volumes::describe(ctx, r),
+        Request::CreateVolume(r) => volumes::create(ctx, r),
+        Request::DeleteVolume(r) => volumes::delete(ctx, r),
+        Request::AttachVolume(r) => volumes::attach(ctx, r),
+        Request::DetachVolume(r) => volumes::detach(ctx, r),
+        Request::ModifyVolume(r) => volumes::modify(ctx, r),
+        Request::DescribeVolumesModifications(r) => volumes::modifications(ctx, r),
+        Request::DescribeVolumeStatus(r) => volumes::status(ctx, r),
+        Request::DescribeVolumeAttribute(r) => volumes::describe_attribute(ctx, r),
+        Request::ModifyVolumeAttribute(r) => volumes::modify_attribute(ctx, r),
+        Request::CreateSnapshot(r) => volumes::create_snapshot(ctx, r),
+        Request::EnableEbsEncryptionByDefault(r)
+        | Request::DisableEbsEncryptionByDefault(r)
+        | Request::GetEbsEncryptionByDefault(r) => volumes::encryption_default(ctx, action, r),
         Request::ModifyNetworkInterfaceAttribute(r) => interfaces::modify(ctx, r),
         Request::AllocateAddress(r) => routing::allocate_address(ctx, r),
         Request::AssociateAddress(r) => routing::associate_address(ctx, r),

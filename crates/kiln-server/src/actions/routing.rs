@@ -13,18 +13,16 @@ use kiln_ec2::requests::routing::{
     CreateDhcpOptions, CreateInternetGateway, CreateNetworkAcl, CreateRouteTable, DeleteDhcpOptions,
     DeleteInternetGateway, DeleteNetworkAcl, DeleteNetworkAclEntry, DeleteRoute, DeleteRouteTable, DescribeAddresses,
     DescribeAddressesAttribute, DescribeDhcpOptions, DescribeInstanceCreditSpecifications, DescribeInternetGateways,
-    DescribeNetworkAcls, DescribeRouteTables, DescribeVolumes, DescribeVpcAttribute, DisassociateAddress,
-    DisassociateRouteTable, GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute,
-    ReleaseAddress, ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
+    DescribeNetworkAcls, DescribeRouteTables, DescribeVpcAttribute, DisassociateAddress, DisassociateRouteTable,
+    GatewayAttachment, ModifySubnetAttribute, ModifyVpcAttribute, PutNetworkAclEntry, PutRoute, ReleaseAddress,
+    ReplaceNetworkAclAssociation, ReplaceRouteTableAssociation, Target,
 };
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::routing::{AclEntry, Address, InternetGateway};
-use kiln_store::volumes::Volume;
 use kiln_store::vpcs::{DhcpOptions, Vpc};
 use kiln_types::ids::primary_interface;
 use kiln_types::region::public_dns;
 use kiln_types::InstanceState;
-use kiln_types::VolumeType;
 
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
@@ -468,93 +466,6 @@ pub(crate) fn replace_network_acl_association(ctx: &Ctx<'_>, r: ReplaceNetworkAc
     let mut w = ctx.xml("ReplaceNetworkAclAssociation");
     w.elem("newAssociationId", id);
     Ok(w.finish("ReplaceNetworkAclAssociation"))
-}
-
-// --- volumes (read-only until the volume API) -------------------------------------------
-
-/// EC2's baseline IOPS and throughput a volume type reports.
-fn volume_performance(t: VolumeType, size: i64) -> (Option<i64>, Option<i64>) {
-    match t {
-        VolumeType::Gp3 => (Some(3000), Some(125)),
-        VolumeType::Gp2 => (Some((size * 3).clamp(100, 16000)), None),
-        VolumeType::Io1 | VolumeType::Io2 => (Some(100), None),
-        _ => (None, None),
-    }
-}
-
-/// DescribeVolumes: every instance's root and extra volumes as EC2 shows them, with
-/// their attachments. Creating, attaching and detaching volumes is issue 12's.
-pub(crate) fn describe_volumes(ctx: &Ctx<'_>, r: DescribeVolumes) -> ActionResult {
-    let all = ctx.cloud.volumes(&ctx.scope, &r.ids).ec2()?;
-    let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
-    let status = |v: &Volume| match v.state.as_str() {
-        "creating" => "creating",
-        _ if v.instance_id.is_some() => "in-use",
-        _ => "available",
-    };
-    let list = filter::apply(
-        all,
-        &r.filters,
-        &[
-            "volume-id",
-            "volume-type",
-            "size",
-            "snapshot-id",
-            "status",
-            "availability-zone",
-            "create-time",
-            "encrypted",
-            "multi-attach-enabled",
-            "attachment.instance-id",
-            "attachment.device",
-            "attachment.status",
-            "attachment.delete-on-termination",
-            "attachment.attach-time",
-        ],
-        |v, name| match name {
-            "volume-id" => Field::one(v.id.clone()),
-            "volume-type" => Field::one(v.volume_type.as_str()),
-            "size" => Field::one(v.size_gib.to_string()),
-            "snapshot-id" => Field::opt(v.snapshot_id.clone()),
-            "status" => Field::one(status(v)),
-            "availability-zone" => Field::one(v.availability_zone.clone()),
-            "create-time" | "attachment.attach-time" => Field::one(v.created_at.clone()),
-            "encrypted" | "multi-attach-enabled" => Field::one("false"),
-            "attachment.instance-id" => Field::opt(v.instance_id.clone()),
-            "attachment.device" => Field::opt(v.device_name.clone()),
-            "attachment.status" => Field::opt(v.instance_id.as_ref().map(|_| "attached")),
-            "attachment.delete-on-termination" => Field::one(v.delete_on_termination.to_string()),
-            _ => Field::Unknown,
-        },
-        |v| tags_of(&tags, &v.id),
-    )?;
-    let (page, next) = ctx.page(list, &r.paging, (5, 500), None)?;
-    let mut w = ctx.xml("DescribeVolumes");
-    w.set("volumeSet", page, |w, v| {
-        let (iops, throughput) = volume_performance(v.volume_type, v.size_gib);
-        w.elem("volumeId", &v.id)
-            .elem("size", v.size_gib)
-            .elem("snapshotId", v.snapshot_id.as_deref().unwrap_or_default())
-            .elem("availabilityZone", &v.availability_zone)
-            .elem("status", status(&v))
-            .elem("createTime", &v.created_at);
-        w.set("attachmentSet", v.instance_id.iter(), |w, i| {
-            w.elem("volumeId", &v.id)
-                .elem("instanceId", i)
-                .elem("device", v.device_name.as_deref().unwrap_or_default())
-                .elem("status", "attached")
-                .elem("attachTime", &v.created_at)
-                .elem("deleteOnTermination", v.delete_on_termination);
-        });
-        w.elem("volumeType", v.volume_type.as_str())
-            .opt("iops", iops)
-            .opt("throughput", throughput)
-            .elem("encrypted", "false")
-            .elem("multiAttachEnabled", "false");
-        write_tags(w, &tags_of(&tags, &v.id));
-    });
-    next_token(&mut w, next);
-    Ok(w.finish("DescribeVolumes"))
 }
 
 // --- Elastic IPs -----------------------------------------------------------------------
