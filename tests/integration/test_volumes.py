@@ -1,0 +1,222 @@
+"""EBS volumes and snapshots: the API with EC2's errors and two accounts kept apart,
+and real disks in real VMs (hot-plugged, moved between running instances with their
+data, snapshotted, grown live)."""
+
+import uuid
+
+import pytest
+
+from instances_helpers import wait_for
+from kiln_helpers import expect_error
+from story_helpers import BOOT, ssh, wait_ssh
+
+ZONE = "us-east-1a"
+
+
+def volume(ec2, vid):
+    return ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+
+
+def wait_volume(ec2, vid, state, timeout=30):
+    return wait_for(f"{vid} {state}", lambda: volume(ec2, vid)["State"] == state, timeout, interval=0.5)
+
+
+def wait_attachment(ec2, vid, state, timeout=60):
+    def now():
+        att = volume(ec2, vid)["Attachments"]
+        return (att[0]["State"] if att else "detached") == state
+
+    return wait_for(f"{vid}'s attachment {state}", now, timeout, interval=0.5)
+
+
+def test_create_describe_modify_delete_with_ec2s_errors(ec2, ec2_other):
+    v = ec2.create_volume(AvailabilityZone=ZONE, Size=10, VolumeType="gp3", Iops=4000, Throughput=250,
+                          TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "api"}]}],
+                          ClientToken=f"ct-{uuid.uuid4().hex}")
+    vid = v["VolumeId"]
+    try:
+        assert v["State"] in ("creating", "available") and v["Size"] == 10
+        assert (v["Iops"], v["Throughput"], v["Encrypted"], v["MultiAttachEnabled"]) == (4000, 250, False, False)
+        wait_volume(ec2, vid, "available")
+        got = ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["api"]},
+                                            {"Name": "status", "Values": ["available"]}])["Volumes"]
+        assert [x["VolumeId"] for x in got] == [vid]
+        assert ec2.describe_volumes(Filters=[{"Name": "size", "Values": ["10"]},
+                                             {"Name": "volume-type", "Values": ["gp3"]}])["Volumes"]
+        status = ec2.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"][0]
+        assert status["VolumeStatus"]["Status"] == "ok"
+        # Bad input: EC2's codes, nothing made.
+        before = {x["VolumeId"] for x in ec2.describe_volumes()["Volumes"]}
+        expect_error("InvalidParameterValue", ec2.create_volume, AvailabilityZone=ZONE, Size=20000, VolumeType="gp2")
+        expect_error("InvalidParameterValue", ec2.create_volume, AvailabilityZone=ZONE, Size=10, VolumeType="st1")
+        expect_error("InvalidParameterCombination", ec2.create_volume, AvailabilityZone=ZONE, Size=10,
+                     VolumeType="gp2", Iops=300)
+        expect_error("MissingParameter", ec2.create_volume, AvailabilityZone=ZONE, Size=10, VolumeType="io1")
+        expect_error("InvalidParameterValue", ec2.create_volume, AvailabilityZone=ZONE, Size=10, VolumeType="io1",
+                     Iops=1000)
+        expect_error("InvalidParameterCombination", ec2.create_volume, AvailabilityZone=ZONE, Size=10,
+                     VolumeType="io2", Iops=1000, Throughput=200)
+        expect_error("InvalidParameterCombination", ec2.create_volume, AvailabilityZone=ZONE, Size=10,
+                     VolumeType="gp3", MultiAttachEnabled=True)
+        expect_error("InvalidParameterDependency", ec2.create_volume, AvailabilityZone=ZONE, Size=10,
+                     KmsKeyId="alias/aws/ebs")
+        expect_error("InvalidParameterValue", ec2.create_volume, AvailabilityZone="us-east-1q", Size=10)
+        expect_error("MissingParameter", ec2.create_volume, AvailabilityZone=ZONE)
+        expect_error("InvalidSnapshot.NotFound", ec2.create_volume, AvailabilityZone=ZONE,
+                     SnapshotId="snap-0123456789abcdef0")
+        assert {x["VolumeId"] for x in ec2.describe_volumes()["Volumes"]} == before
+        # Modify: grow, change type; never shrink.
+        expect_error("InvalidParameterValue", ec2.modify_volume, VolumeId=vid, Size=5)
+        m = ec2.modify_volume(VolumeId=vid, Size=12, VolumeType="gp3", Iops=5000)["VolumeModification"]
+        assert (m["OriginalSize"], m["TargetSize"], m["TargetIops"]) == (10, 12, 5000)
+        wait_for("the volume to grow", lambda: volume(ec2, vid)["Size"] == 12, 30, interval=0.5)
+        mods = ec2.describe_volumes_modifications(VolumeIds=[vid])["VolumesModifications"]
+        assert mods[0]["ModificationState"] == "completed" and mods[0]["TargetSize"] == 12
+        ec2.modify_volume_attribute(VolumeId=vid, AutoEnableIO={"Value": True})
+        assert ec2.describe_volume_attribute(VolumeId=vid, Attribute="autoEnableIO")["AutoEnableIO"]["Value"] is True
+        # Another account sees none of it.
+        expect_error("InvalidVolume.NotFound", ec2_other.describe_volumes, VolumeIds=[vid])
+        expect_error("InvalidVolume.NotFound", ec2_other.delete_volume, VolumeId=vid)
+        expect_error("InvalidVolume.NotFound", ec2_other.create_snapshot, VolumeId=vid)
+        expect_error("InvalidVolumeID.Malformed", ec2.describe_volumes, VolumeIds=["vol-x"])
+        # A snapshot of a detached volume is complete at once; a smaller volume from it
+        # is refused, an equal or larger one made.
+        s = ec2.create_snapshot(VolumeId=vid, Description="api")
+        sid = s["SnapshotId"]
+        assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "completed"
+        expect_error("InvalidSnapshot.NotFound", ec2_other.describe_snapshots, SnapshotIds=[sid])
+        expect_error("InvalidParameterValue", ec2.create_volume, AvailabilityZone=ZONE, SnapshotId=sid, Size=5)
+        w = ec2.create_volume(AvailabilityZone=ZONE, SnapshotId=sid)
+        assert (w["Size"], w["SnapshotId"]) == (12, sid)
+        wait_volume(ec2, w["VolumeId"], "available")
+        ec2.delete_volume(VolumeId=w["VolumeId"])
+        ec2.delete_snapshot(SnapshotId=sid)
+    finally:
+        ec2.delete_volume(VolumeId=vid)
+    expect_error("InvalidVolume.NotFound", ec2.describe_volumes, VolumeIds=[vid])
+
+
+def test_encryption_by_default(ec2_other):
+    ec2 = ec2_other
+    assert ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False
+    assert ec2.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"] is True
+    try:
+        v = ec2.create_volume(AvailabilityZone=ZONE, Size=1)
+        assert v["Encrypted"] is True
+        plain = ec2.create_volume(AvailabilityZone=ZONE, Size=1, Encrypted=False)
+        assert plain["Encrypted"] is False
+        for x in (v, plain):
+            wait_volume(ec2, x["VolumeId"], "available")
+            ec2.delete_volume(VolumeId=x["VolumeId"])
+    finally:
+        assert ec2.disable_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False
+
+
+def device_of(ip, key, vid):
+    """The guest's block device whose serial is the volume's id (as EC2's NVMe shows it)."""
+    serial = vid.replace("-", "")
+    out = ssh(ip, key, f'for d in /sys/block/vd*; do [ "$(cat $d/serial)" = {serial} ] && echo ${{d##*/}}; done')
+    return out.stdout.strip()
+
+
+def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, quickstart_images, tmp_path):
+    name = f"vol-{uuid.uuid4().hex[:10]}"
+    key = tmp_path / "key.pem"
+    key.write_text(ec2.create_key_pair(KeyName=name)["KeyMaterial"].strip() + "\n")
+    key.chmod(0o600)
+    group = ec2.create_security_group(GroupName=name, Description="volumes")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    image = quickstart_images["x86_64"]["ImageId"]
+    made = ec2.run_instances(ImageId=image, InstanceType="t3.micro", KeyName=name, SecurityGroupIds=[group],
+                             MinCount=2, MaxCount=2, Placement={"AvailabilityZone": ZONE})["Instances"]
+    a, b = (i["InstanceId"] for i in made)
+    volumes = []
+    snapshot = None
+    try:
+        ec2.get_waiter("instance_running").wait(InstanceIds=[a, b])
+        ips = {}
+        for i in ec2.describe_instances(InstanceIds=[a, b])["Reservations"][0]["Instances"]:
+            ips[i["InstanceId"]] = i["PublicIpAddress"]
+        for ip in ips.values():
+            wait_ssh(ip, key, kiln)
+        roots = {i: volume_of(ec2, i) for i in (a, b)}
+
+        # A 1 GiB gp3 volume hot-plugged into a: the guest sees a 1 GiB disk.
+        vid = ec2.create_volume(AvailabilityZone=ZONE, Size=1, VolumeType="gp3")["VolumeId"]
+        volumes.append(vid)
+        wait_volume(ec2, vid, "available")
+        att = ec2.attach_volume(VolumeId=vid, InstanceId=a, Device="/dev/sdf")
+        assert att["State"] == "attaching" and att["Device"] == "/dev/sdf"
+        expect_error("IncorrectState", ec2.attach_volume, VolumeId=vid, InstanceId=b, Device="/dev/sdf")
+        expect_error("VolumeInUse", ec2.delete_volume, VolumeId=vid)
+        wait_attachment(ec2, vid, "attached")
+        dev = wait_for("the disk in a", lambda: device_of(ips[a], key, vid), 30, interval=1)
+        assert ssh(ips[a], key, f"cat /sys/block/{dev}/size").stdout.strip() == str(2 * 1024 * 1024)
+        out = ssh(ips[a], key, f"sudo busybox mke2fs -q /dev/{dev} && sudo mkdir -p /mnt/v && "
+                               f"sudo busybox mount /dev/{dev} /mnt/v && echo first | sudo tee /mnt/v/file && "
+                               "sync && sudo busybox umount /mnt/v && echo done", timeout=120)
+        assert out.stdout.strip().endswith("done"), out
+
+        # Detached from a (the guest lets it go), attached to b: the file is there.
+        ec2.detach_volume(VolumeId=vid)
+        wait_volume(ec2, vid, "available", timeout=60)
+        assert device_of(ips[a], key, vid) == ""
+        ec2.attach_volume(VolumeId=vid, InstanceId=b, Device="/dev/sdg")
+        wait_attachment(ec2, vid, "attached")
+        dev_b = wait_for("the disk in b", lambda: device_of(ips[b], key, vid), 30, interval=1)
+        out = ssh(ips[b], key, f"sudo mkdir -p /mnt/v && sudo busybox mount /dev/{dev_b} /mnt/v && "
+                               "cat /mnt/v/file && sudo busybox umount /mnt/v")
+        assert out.stdout.strip() == "first", out
+
+        # A snapshot of the attached volume (live), then more writes: a volume made
+        # from the snapshot has only the old content.
+        snapshot = ec2.create_snapshot(VolumeId=vid, Description="live")["SnapshotId"]
+        wait_for("the snapshot", lambda: ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["State"]
+                 == "completed", 60, interval=0.5)
+        out = ssh(ips[b], key, f"sudo busybox mount /dev/{dev_b} /mnt/v && echo second | sudo tee /mnt/v/more && "
+                               "sync && sudo busybox umount /mnt/v && echo done")
+        assert out.stdout.strip().endswith("done"), out
+        old = ec2.create_volume(AvailabilityZone=ZONE, SnapshotId=snapshot, VolumeType="gp3")["VolumeId"]
+        volumes.append(old)
+        wait_volume(ec2, old, "available")
+        ec2.attach_volume(VolumeId=old, InstanceId=a, Device="/dev/sdh")
+        wait_attachment(ec2, old, "attached")
+        dev_old = wait_for("the snapshot's volume in a", lambda: device_of(ips[a], key, old), 30, interval=1)
+        out = ssh(ips[a], key, f"sudo busybox mount /dev/{dev_old} /mnt/v && cat /mnt/v/file && "
+                               "ls /mnt/v; sudo busybox umount /mnt/v")
+        assert out.stdout.splitlines()[0] == "first" and "more" not in out.stdout, out
+
+        # Grown live to 2 GiB: the guest sees the new size without a reboot.
+        ec2.modify_volume(VolumeId=vid, Size=2)
+        wait_for("the modification", lambda: ec2.describe_volumes_modifications(VolumeIds=[vid])[
+            "VolumesModifications"][0]["ModificationState"] == "completed", 60, interval=0.5)
+        wait_for("the guest to see 2 GiB", lambda: ssh(ips[b], key, f"cat /sys/block/{dev_b}/size").stdout.strip()
+                 == str(4 * 1024 * 1024), 30, interval=1)
+
+        # Terminating deletes the root volumes (DeleteOnTermination) and keeps the
+        # attached ones, available.
+        ec2.terminate_instances(InstanceIds=[a, b])
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=[a, b])
+        for v in (vid, old):
+            wait_volume(ec2, v, "available")
+        for root in roots.values():
+            expect_error("InvalidVolume.NotFound", ec2.describe_volumes, VolumeIds=[root])
+        expect_error("IncorrectInstanceState", ec2.attach_volume, VolumeId=vid, InstanceId=a, Device="/dev/sdf")
+    finally:
+        ec2.terminate_instances(InstanceIds=[a, b])
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=[a, b])
+        for v in volumes:
+            wait_volume(ec2, v, "available")
+            ec2.delete_volume(VolumeId=v)
+        if snapshot:
+            ec2.delete_snapshot(SnapshotId=snapshot)
+        ec2.delete_key_pair(KeyName=name)
+        ec2.delete_security_group(GroupId=group)
+
+
+def volume_of(ec2, instance_id):
+    """An instance's root volume id."""
+    vols = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"]
+    assert len(vols) == 1, vols
+    return vols[0]["VolumeId"]
