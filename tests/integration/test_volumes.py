@@ -194,14 +194,21 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
         wait_for("the guest to see 2 GiB", lambda: ssh(ips[b], key, f"cat /sys/block/{dev_b}/size").stdout.strip()
                  == str(4 * 1024 * 1024), 30, interval=1)
 
-        # Terminating deletes the root volumes (DeleteOnTermination) and keeps the
-        # attached ones, available.
+        # Terminating deletes the volumes marked DeleteOnTermination (b's root) and
+        # keeps the others, available: the attached ones, and a's root once its mark
+        # is taken off with ModifyInstanceAttribute.
+        root_device = ec2.describe_instances(InstanceIds=[a])["Reservations"][0]["Instances"][0]["RootDeviceName"]
+        ec2.modify_instance_attribute(InstanceId=a, BlockDeviceMappings=[
+            {"DeviceName": root_device, "Ebs": {"DeleteOnTermination": False}}])
+        expect_error("InvalidParameterValue", ec2.modify_instance_attribute, InstanceId=a, BlockDeviceMappings=[
+            {"DeviceName": "/dev/sdz", "Ebs": {"DeleteOnTermination": False}}])
+        assert volume(ec2, roots[a])["Attachments"][0]["DeleteOnTermination"] is False
         ec2.terminate_instances(InstanceIds=[a, b])
         ec2.get_waiter("instance_terminated").wait(InstanceIds=[a, b])
-        for v in (vid, old):
+        volumes.append(roots[a])
+        for v in (vid, old, roots[a]):
             wait_volume(ec2, v, "available")
-        for root in roots.values():
-            expect_error("InvalidVolume.NotFound", ec2.describe_volumes, VolumeIds=[root])
+        expect_error("InvalidVolume.NotFound", ec2.describe_volumes, VolumeIds=[roots[b]])
         expect_error("IncorrectInstanceState", ec2.attach_volume, VolumeId=vid, InstanceId=a, Device="/dev/sdf")
     finally:
         ec2.terminate_instances(InstanceIds=[a, b])

@@ -677,6 +677,19 @@ impl Cloud {
                     let ids = crate::security_groups::for_interface(tx, scope, &groups, &i.vpc_id, &i.id)?;
                     instances::set_groups(tx, id, &ids)?;
                 }
+                InstanceChange::DeleteOnTermination(list) => {
+                    let vols = volumes::of_instance(tx, id)?;
+                    for (device, on) in &list {
+                        let v = vols.iter().find(|v| v.device_name.as_deref() == Some(device.as_str())).ok_or_else(
+                            || {
+                                Error::InvalidParameterValue(format!(
+                                    "The device '{device}' is not a block device of instance '{id}'"
+                                ))
+                            },
+                        )?;
+                        volumes::set_delete_on_termination(tx, &v.id, *on)?;
+                    }
+                }
                 InstanceChange::ShutdownBehavior(v) => {
                     instances::set_attribute(tx, id, A::ShutdownBehavior, &Value::Text(v.as_str().into()))?;
                 }
@@ -716,6 +729,8 @@ pub enum InstanceChange {
     CpuCredits(kiln_types::CpuCredits),
     /// The primary interface's security groups (GroupId.N).
     Groups(Vec<SecurityGroupId>),
+    /// Whether each named device's volume goes with the instance.
+    DeleteOnTermination(Vec<(String, bool)>),
     ShutdownBehavior(ShutdownBehavior),
     /// ModifyInstanceMetadataOptions: the options given change, the others stay.
     MetadataOptions {

@@ -235,6 +235,8 @@ pub enum InstanceAttributeChange {
     SourceDestCheck(bool),
     Groups(Vec<SecurityGroupId>),
     ShutdownBehavior(ShutdownBehavior),
+    /// BlockDeviceMapping.N: each device's Ebs.DeleteOnTermination.
+    DeleteOnTermination(Vec<(String, bool)>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -296,10 +298,18 @@ impl Decode for ModifyInstanceAttribute {
             C::SourceDestCheck(bool_of(v, "sourceDestCheck")?)
         } else if !p.list("GroupId").is_empty() {
             C::Groups(ids(p, "GroupId")?)
-        } else if p.iter().any(|(k, _)| k.starts_with("BlockDeviceMapping.")) {
-            return Err(Ec2Error::invalid_value(
-                "Kiln cannot change block device mappings of an instance yet (DeleteOnTermination comes with volumes)",
-            ));
+        } else if !p.members("BlockDeviceMapping").is_empty() {
+            let mut list = Vec::new();
+            for m in p.members("BlockDeviceMapping") {
+                let device = m.required("DeviceName")?;
+                let on = m.bool("Ebs.DeleteOnTermination")?.ok_or_else(|| {
+                    Ec2Error::invalid_value(format!(
+                        "Only Ebs.DeleteOnTermination can be changed on an instance's mapping ({device})"
+                    ))
+                })?;
+                list.push((device, on));
+            }
+            C::DeleteOnTermination(list)
         } else if let Some(attr) = p.get("Attribute") {
             let value = p.required("Value")?;
             match attr {

@@ -473,6 +473,7 @@ pub(crate) fn modify_attribute(ctx: &Ctx<'_>, r: ModifyInstanceAttribute) -> Act
         InstanceAttributeChange::EbsOptimized(b) => InstanceChange::EbsOptimized(b),
         InstanceAttributeChange::SourceDestCheck(b) => InstanceChange::SourceDestCheck(b),
         InstanceAttributeChange::Groups(g) => InstanceChange::Groups(g),
+        InstanceAttributeChange::DeleteOnTermination(list) => InstanceChange::DeleteOnTermination(list),
     };
     ctx.cloud.modify_instance(&ctx.scope, &r.instance_id, change).ec2()?;
     ack(ctx, "ModifyInstanceAttribute")
