@@ -133,6 +133,7 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
     a, b = (i["InstanceId"] for i in made)
     volumes = []
     snapshot = None
+    snapshots = []
     try:
         ec2.get_waiter("instance_running").wait(InstanceIds=[a, b])
         ips = {}
@@ -174,6 +175,15 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
         snapshot = ec2.create_snapshot(VolumeId=vid, Description="live")["SnapshotId"]
         wait_for("the snapshot", lambda: ec2.describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["State"]
                  == "completed", 60, interval=0.5)
+        # CreateSnapshots: b's root and data volume at one instant.
+        together = ec2.create_snapshots(InstanceSpecification={"InstanceId": b}, Description="together",
+                                        CopyTagsFromSource="volume")["Snapshots"]
+        assert {s["VolumeId"] for s in together} == {roots[b], vid}, together
+        snapshots.extend(s["SnapshotId"] for s in together)
+        wait_for("the instance's snapshots", lambda: all(
+            s["State"] == "completed"
+            for s in ec2.describe_snapshots(SnapshotIds=[s["SnapshotId"] for s in together])["Snapshots"]), 60,
+            interval=0.5)
         out = ssh(ips[b], key, f"sudo busybox mount /dev/{dev_b} /mnt/v && echo second | sudo tee /mnt/v/more && "
                                "sync && sudo busybox umount /mnt/v && echo done")
         assert out.stdout.strip().endswith("done"), out
@@ -216,8 +226,8 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
         for v in volumes:
             wait_volume(ec2, v, "available")
             ec2.delete_volume(VolumeId=v)
-        if snapshot:
-            ec2.delete_snapshot(SnapshotId=snapshot)
+        for s in snapshots + ([snapshot] if snapshot else []):
+            ec2.delete_snapshot(SnapshotId=s)
         ec2.delete_key_pair(KeyName=name)
         ec2.delete_security_group(GroupId=group)
 

@@ -264,10 +264,11 @@ pub trait HostAgent: Send + Sync {
     fn reset(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Ends the VM at once.
     fn kill(&self, instance_id: &str) -> Result<(), AgentError>;
-    /// Switches the running VM's disk whose file is `current` to a new qcow2 overlay
-    /// `overlay` backed by it; `current` stops changing from then on (the host makes it
-    /// read-only). Asking again once the disk is on `overlay` does nothing.
-    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError>;
+    /// Switches each running VM disk whose file is a `current` to its new qcow2
+    /// `overlay` backed by it, all at one instant (one QMP transaction); each `current`
+    /// stops changing from then on (the host makes it read-only). Disks already on
+    /// their overlay are left alone, so asking again does nothing.
+    fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError>;
     /// Makes a running VM's disks exactly `disks` (the first, its root, never changes):
     /// hot-plugs those missing and asks the guest to release the others. Returns
     /// whether the VM now has exactly `disks`; false while a release is under way.

@@ -265,11 +265,10 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError> {
-        let (current, overlay) = (&self.file(current), &self.file(overlay));
+    fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError> {
         let mut qmp = self.qmp(instance_id)?;
-        // Idempotent: after a crash the control plane asks again, and the disk may
-        // already be on the overlay (QEMU finished the command on its own).
+        // Idempotent: after a crash the control plane asks again, and a disk may
+        // already be on its overlay (QEMU finished the command on its own).
         let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
         let on = |file: &Path| {
             blocks
@@ -278,27 +277,45 @@ impl HostAgent for LocalAgent {
                 .flatten()
                 .find(|b| b["inserted"]["file"].as_str().map(Path::new) == Some(file))
         };
-        if on(overlay).is_some() {
+        let mut actions = Vec::new();
+        let mut frozen = Vec::new();
+        for (current, overlay) in switches {
+            let (current, overlay) = (self.file(current), self.file(overlay));
+            if on(&overlay).is_some() {
+                continue;
+            }
+            let device = on(&current)
+                .and_then(|b| b["device"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk on {}", current.display())))?;
+            // An overlay the disk is not on is left from an attempt that failed:
+            // nothing has written to it.
+            let _ = std::fs::remove_file(&overlay);
+            actions.push(json!({
+                "type": "blockdev-snapshot-sync",
+                "data": {
+                    "device": device,
+                    "snapshot-file": overlay.display().to_string(),
+                    "format": "qcow2",
+                    "mode": "absolute-paths",
+                },
+            }));
+            frozen.push((current, overlay));
+        }
+        if actions.is_empty() {
             return Ok(());
         }
-        let device = on(current)
-            .and_then(|b| b["device"].as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk on {}", current.display())))?;
-        // An overlay the disk is not on is left from an attempt that failed: nothing
-        // has written to it.
-        let _ = std::fs::remove_file(overlay);
-        let args = json!({
-            "device": device,
-            "snapshot-file": overlay.display().to_string(),
-            "format": "qcow2",
-            "mode": "absolute-paths",
-        });
-        let done = qmp.execute("blockdev-snapshot-sync", Some(args)).map(|_| ()).map_err(|e| fail(e.to_string()));
-        match done {
-            Ok(()) => seal(current),
-            Err(_) => {
-                let _ = std::fs::remove_file(overlay);
+        // All or none: QEMU pauses the guest's I/O for the switch of every disk at once.
+        let done = qmp
+            .execute("transaction", Some(json!({ "actions": actions })))
+            .map(|_| ())
+            .map_err(|e| fail(e.to_string()));
+        for (current, overlay) in &frozen {
+            match done {
+                Ok(()) => seal(current),
+                Err(_) => {
+                    let _ = std::fs::remove_file(overlay);
+                }
             }
         }
         done

@@ -248,39 +248,51 @@ impl Cloud {
     /// Freezes one volume (idempotent): its current file becomes the snapshot's layer
     /// and it goes on on the new overlay, live through QEMU if the VM runs.
     pub(crate) fn freeze(&self, instance_id: Option<&str>, f: &Freeze) -> Result<()> {
+        self.freeze_all(instance_id, std::slice::from_ref(f))
+    }
+
+    /// Freezes volumes of one instance at one instant (idempotent): each switch is
+    /// recorded first, then a running VM switches every disk in one QMP transaction;
+    /// without a VM, each overlay is made on its file.
+    pub(crate) fn freeze_all(&self, instance_id: Option<&str>, freezes: &[Freeze]) -> Result<()> {
         let agent = self.agent()?;
-        let (vol, snap) = self
-            .store
-            .read(|c| Ok::<_, Error>((volumes::get(c, &f.volume_id)?, snapshots::get(c, &f.snapshot_id)?)))?;
-        let (Some(vol), Some(snap)) = (vol, snap) else {
-            return Err(Error::IncorrectState(format!(
-                "Volume {} or snapshot {} is gone; the image cannot be made",
-                f.volume_id, f.snapshot_id
-            )));
-        };
-        let snap = if vol.file != f.new_file {
-            // Recorded before the file changes: from now on the volume's current file is
-            // the snapshot's layer and the overlay the volume's, whatever happens next.
-            // (Taken now, not at the request: an earlier CreateImage queued on the same
-            // instance may have moved the volume on since.)
-            self.store.write(|tx| {
-                snapshots::set_origin(tx, &snap.id, &vol.file, vol.snapshot_id.as_deref())?;
-                volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?;
-                Ok::<_, Error>(Snapshot { file: vol.file.clone(), parent_id: vol.snapshot_id.clone(), ..snap })
-            })?
-        } else {
-            snap
-        };
-        let old = crate::reconcile::store_path(&snap.file)?;
-        let new = crate::reconcile::store_path(&f.new_file)?;
+        let mut switches = Vec::new();
+        for f in freezes {
+            let (vol, snap) = self
+                .store
+                .read(|c| Ok::<_, Error>((volumes::get(c, &f.volume_id)?, snapshots::get(c, &f.snapshot_id)?)))?;
+            let (Some(vol), Some(snap)) = (vol, snap) else {
+                return Err(Error::IncorrectState(format!(
+                    "Volume {} or snapshot {} is gone; the snapshot cannot be made",
+                    f.volume_id, f.snapshot_id
+                )));
+            };
+            let snap = if vol.file != f.new_file {
+                // Recorded before the file changes: from now on the volume's current file
+                // is the snapshot's layer and the overlay the volume's, whatever happens
+                // next. (Taken now, not at the request: an earlier workflow queued on the
+                // same instance may have moved the volume on since.)
+                self.store.write(|tx| {
+                    snapshots::set_origin(tx, &snap.id, &vol.file, vol.snapshot_id.as_deref())?;
+                    volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?;
+                    Ok::<_, Error>(Snapshot { file: vol.file.clone(), parent_id: vol.snapshot_id.clone(), ..snap })
+                })?
+            } else {
+                snap
+            };
+            let old = crate::reconcile::store_path(&snap.file)?;
+            let new = crate::reconcile::store_path(&f.new_file)?;
+            switches.push((old, new, vol.size_gib as u64));
+        }
         if let Some(id) = instance_id.filter(|id| agent.is_running(id)) {
-            // Idempotent in the agent: a disk already on the overlay is left as it is.
-            agent.live_snapshot(id, &old, &new).map_err(|e| Error::host("freezing a running volume", e))?;
+            // Idempotent in the agent: a disk already on its overlay is left as it is.
+            let pairs: Vec<_> = switches.into_iter().map(|(old, new, _)| (old, new)).collect();
+            agent.live_snapshot(id, &pairs).map_err(|e| Error::host("freezing running volumes", e))?;
         } else {
-            // Whole or not at all, and left alone when it exists (a retry).
-            agent
-                .create_volume(&new, Some(&old), vol.size_gib as u64)
-                .map_err(|e| Error::host("making the new overlay", e))?;
+            for (old, new, size) in switches {
+                // Whole or not at all, and left alone when it exists (a retry).
+                agent.create_volume(&new, Some(&old), size).map_err(|e| Error::host("making the new overlay", e))?;
+            }
         }
         Ok(())
     }

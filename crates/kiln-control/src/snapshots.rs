@@ -52,6 +52,51 @@ pub(crate) fn is_provider(conn: &Connection, account: &str) -> bool {
     accounts::list(conn).is_ok_and(|l| l.iter().any(|a| a.id == account && a.is_provider))
 }
 
+/// What CreateSnapshots asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceSnapshots {
+    pub instance_id: String,
+    pub exclude_boot: bool,
+    pub exclude: Vec<String>,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+    pub copy_tags: bool,
+}
+
+/// Records a pending snapshot of volume `v` and the freeze that will make it.
+fn plan_snapshot(
+    conn: &Connection,
+    scope: &Scope,
+    v: &kiln_store::volumes::Volume,
+    description: &str,
+    tags: &[(String, String)],
+) -> Result<(Snapshot, crate::workflows::Freeze)> {
+    if v.state == kiln_types::VolumeState::Creating {
+        return Err(Error::IncorrectState(format!("Volume {} is still being created", v.id)));
+    }
+    let snap = Snapshot {
+        id: ResourceKind::Snapshot.generate(),
+        account_id: scope.account.clone(),
+        region: scope.region.clone(),
+        parent_id: v.snapshot_id.clone(),
+        file: v.file.clone(),
+        volume_size: v.size_gib,
+        state: "pending".into(),
+        progress: 0,
+        description: description.to_owned(),
+        volume_id: Some(v.id.clone()),
+        created_at: kiln_store::now(),
+    };
+    snapshots::insert(conn, &snap)?;
+    crate::tags::put_all(conn, scope, ResourceKind::Snapshot, &snap.id, tags)?;
+    let freeze = crate::workflows::Freeze {
+        volume_id: v.id.clone(),
+        snapshot_id: snap.id.clone(),
+        new_file: format!("volumes/{}-{}.qcow2", v.id, snap.id),
+    };
+    Ok((snap, freeze))
+}
+
 impl Cloud {
     /// CreateSnapshot of a volume. A detached volume is frozen at once; one attached to
     /// an instance is frozen by a workflow that holds the instance (live, with the guest
@@ -68,29 +113,7 @@ impl Cloud {
             let v = kiln_store::volumes::get(tx, volume_id)?
                 .filter(|v| v.account_id == scope.account && v.region == scope.region)
                 .ok_or_else(|| Error::not_found(ResourceKind::Volume, volume_id))?;
-            if v.state == kiln_types::VolumeState::Creating {
-                return Err(Error::IncorrectState(format!("Volume {volume_id} is still being created")));
-            }
-            let snap = Snapshot {
-                id: ResourceKind::Snapshot.generate(),
-                account_id: scope.account.clone(),
-                region: scope.region.clone(),
-                parent_id: v.snapshot_id.clone(),
-                file: v.file.clone(),
-                volume_size: v.size_gib,
-                state: "pending".into(),
-                progress: 0,
-                description: description.to_owned(),
-                volume_id: Some(v.id.clone()),
-                created_at: kiln_store::now(),
-            };
-            snapshots::insert(tx, &snap)?;
-            crate::tags::put_all(tx, scope, ResourceKind::Snapshot, &snap.id, tags)?;
-            let freeze = crate::workflows::Freeze {
-                volume_id: v.id.clone(),
-                snapshot_id: snap.id.clone(),
-                new_file: format!("volumes/{}-{}.qcow2", v.id, snap.id),
-            };
+            let (snap, freeze) = plan_snapshot(tx, scope, &v, description, tags)?;
             if let Some(i) = &v.instance_id {
                 crate::workflows::record(
                     tx,
@@ -103,15 +126,57 @@ impl Cloud {
             return Ok(snap);
         }
         // No VM can have it: frozen here, whole or, on failure, undone.
-        match self.freeze(None, &freeze).and_then(|()| self.snapshot_done(&snap.id)) {
-            Ok(()) => {}
-            Err(e) => {
-                self.snapshot_failed(&freeze)?;
-                return Err(e);
-            }
+        if let Err(e) = self.freeze(None, &freeze).and_then(|()| self.snapshot_done(&snap.id)) {
+            self.snapshot_failed(&freeze)?;
+            return Err(e);
         }
         let done = self.store.read(|c| Ok::<_, Error>(snapshots::get(c, &snap.id)?))?;
         done.ok_or_else(|| Error::not_found(ResourceKind::Snapshot, snap.id))
+    }
+
+    /// CreateSnapshots: a snapshot of each of an instance's volumes (but those
+    /// excluded), all frozen at one instant by a workflow holding the instance; they
+    /// are pending until then. `copy_tags` gives each snapshot its volume's tags.
+    pub fn create_snapshots(&self, scope: &Scope, request: &InstanceSnapshots) -> Result<Vec<Snapshot>> {
+        self.store.write(|tx| {
+            let i = kiln_store::instances::get(tx, &request.instance_id)?
+                .filter(|i| i.account_id == scope.account && i.region == scope.region)
+                .filter(|i| i.state != kiln_types::InstanceState::Terminated)
+                .ok_or_else(|| Error::not_found(ResourceKind::Instance, request.instance_id.clone()))?;
+            let all = kiln_store::volumes::of_instance(tx, &i.id)?;
+            if let Some(x) = request.exclude.iter().find(|x| !all.iter().any(|v| &v.id == *x)) {
+                return Err(Error::InvalidParameterValue(format!("Volume {x} is not attached to {}", i.id)));
+            }
+            let vols: Vec<_> = all
+                .into_iter()
+                .filter(|v| !(request.exclude_boot && v.device_name.as_deref() == Some(i.root_device_name.as_str())))
+                .filter(|v| !request.exclude.contains(&v.id))
+                .collect();
+            if vols.is_empty() {
+                return Err(Error::InvalidParameterValue(format!("No volume of {} is left to snapshot", i.id)));
+            }
+            let mut made = Vec::new();
+            let mut freezes = Vec::new();
+            for v in &vols {
+                let mut tags = request.tags.clone();
+                if request.copy_tags {
+                    let of_volume = kiln_store::tags::of_resources(tx, scope, &[v.id.as_str()])?;
+                    for (k, val) in of_volume.get(&v.id).cloned().unwrap_or_default() {
+                        if !tags.iter().any(|(t, _)| *t == k) {
+                            tags.push((k, val));
+                        }
+                    }
+                }
+                let (snap, freeze) = plan_snapshot(tx, scope, v, &request.description, &tags)?;
+                made.push(snap);
+                freezes.push(freeze);
+            }
+            crate::workflows::record(
+                tx,
+                crate::workflows::Work::CreateSnapshots { instance_id: i.id.clone(), freezes },
+            )?;
+            Ok(made)
+        })
     }
 
     /// A frozen snapshot is complete.

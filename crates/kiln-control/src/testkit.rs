@@ -162,17 +162,19 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn live_snapshot(&self, instance_id: &str, current: &StorePath, overlay: &StorePath) -> Result<(), AgentError> {
-        let (current, overlay) = (current.under(&self.store), overlay.under(&self.store));
+    fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError> {
         self.effect(|| {
             let mut vms = self.vms();
             let vm = vms.get_mut(instance_id).ok_or_else(|| fail("not running"))?;
-            if vm.disks.contains(&overlay) {
-                return Ok(());
+            for (current, overlay) in switches {
+                let (current, overlay) = (current.under(&self.store), overlay.under(&self.store));
+                if vm.disks.contains(&overlay) {
+                    continue;
+                }
+                let disk = vm.disks.iter_mut().find(|d| **d == current).ok_or_else(|| fail("no such disk"))?;
+                std::fs::write(&overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
+                *disk = overlay;
             }
-            let disk = vm.disks.iter_mut().find(|d| **d == current).ok_or_else(|| fail("no such disk"))?;
-            std::fs::write(&overlay, b"qcow2").map_err(|e| fail(&e.to_string()))?;
-            *disk = overlay;
             Ok(())
         })
     }

@@ -574,4 +574,37 @@ mod tests {
         assert!(!w.dir.join(&v.file).exists());
         assert!(matches!(w.cloud.volumes(&w.scope, &[v.id.parse().expect("vol")]), Err(Error::NotFound { .. })));
     }
+
+    #[test]
+    fn an_instances_volumes_are_snapshotted_together() {
+        let mut w = crate::testkit::World::new("snapshots-together");
+        let i = w.launch();
+        w.passes_until(10, |w| w.state(&i) == InstanceState::Running);
+        let zone = w.cloud.instances(&w.scope, std::slice::from_ref(&i)).expect("i")[0].availability_zone.clone();
+        let new = NewVolume { availability_zone: zone, size_gib: Some(1), ..NewVolume::default() };
+        let v = w.cloud.create_volume(&w.scope, &new).expect("create");
+        w.passes_until(3, |w| volume(w, &v.id).state == VolumeState::Available);
+        w.cloud.attach_volume(&w.scope, &v.id, &i, "/dev/sdf").expect("attach");
+        w.passes_until(3, |w| volume(w, &v.id).attach_state == Some(VolumeAttachState::Attached));
+        let request = crate::snapshots::InstanceSnapshots { instance_id: i.to_string(), ..Default::default() };
+        let made = w.cloud.create_snapshots(&w.scope, &request).expect("snapshots");
+        assert_eq!(made.len(), 2);
+        assert!(made.iter().all(|s| s.state == "pending"));
+        let ids: Vec<kiln_types::SnapshotId> = made.iter().map(|s| s.id.parse().expect("snap")).collect();
+        w.passes_until(5, |w| {
+            w.cloud.snapshots(&w.scope, &ids, &[]).expect("snaps").iter().all(|s| s.state == "completed")
+        });
+        // Both disks of the VM went on their new overlays.
+        for n in 0..2 {
+            let disk = w.agent.disk(&i, n).expect("disk").display().to_string();
+            assert!(made.iter().any(|s| disk.ends_with(&format!("-{}.qcow2", s.id))), "{disk}");
+        }
+        let only_data = crate::snapshots::InstanceSnapshots {
+            instance_id: i.to_string(),
+            exclude_boot: true,
+            exclude: vec![v.id.clone()],
+            ..Default::default()
+        };
+        assert!(matches!(w.cloud.create_snapshots(&w.scope, &only_data), Err(Error::InvalidParameterValue(_))));
+    }
 }

@@ -83,6 +83,8 @@ pub enum Work {
     /// CreateSnapshot of a volume attached to an instance (see `snapshots.rs`): the
     /// instance is held while its volume is frozen, live when its VM runs.
     CreateSnapshot { instance_id: String, freeze: Freeze },
+    /// CreateSnapshots: every chosen volume of an instance frozen at one instant.
+    CreateSnapshots { instance_id: String, freezes: Vec<Freeze> },
 }
 
 impl Work {
@@ -91,7 +93,7 @@ impl Work {
             Work::Reboot { .. } => REBOOT,
             Work::ForceStop { .. } => FORCE_STOP,
             Work::CreateImage(_) => CREATE_IMAGE,
-            Work::CreateSnapshot { .. } => CREATE_SNAPSHOT,
+            Work::CreateSnapshot { .. } | Work::CreateSnapshots { .. } => CREATE_SNAPSHOT,
         }
     }
 
@@ -99,7 +101,8 @@ impl Work {
         match self {
             Work::Reboot { instance_id }
             | Work::ForceStop { instance_id }
-            | Work::CreateSnapshot { instance_id, .. } => instance_id,
+            | Work::CreateSnapshot { instance_id, .. }
+            | Work::CreateSnapshots { instance_id, .. } => instance_id,
             Work::CreateImage(p) => &p.instance_id,
         }
     }
@@ -260,6 +263,13 @@ impl Cloud {
                     self.snapshot_done(&freeze.snapshot_id)?;
                     Step::Done
                 }
+                Work::CreateSnapshots { instance_id, freezes } => {
+                    self.freeze_all(Some(instance_id), freezes)?;
+                    for f in freezes {
+                        self.snapshot_done(&f.snapshot_id)?;
+                    }
+                    Step::Done
+                }
             };
             match step {
                 Step::Done => {
@@ -296,6 +306,11 @@ impl Cloud {
         match work {
             Work::CreateImage(plan) => self.undo_image(plan, &e.to_string())?,
             Work::CreateSnapshot { freeze, .. } => self.snapshot_failed(freeze)?,
+            Work::CreateSnapshots { freezes, .. } => {
+                for f in freezes {
+                    self.snapshot_failed(f)?;
+                }
+            }
             _ => {}
         }
         self.store.write(|tx| Ok::<_, Error>(workflows::finish(tx, id, "failed", Some(&e.to_string()))?))

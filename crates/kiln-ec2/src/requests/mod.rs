@@ -125,6 +125,7 @@ actions! {
     DescribeVolumeStatus => volumes::VolumeQuery,
     DescribeVolumeAttribute => volumes::DescribeVolumeAttribute,
     CreateSnapshot => volumes::CreateSnapshot,
+    CreateSnapshots => volumes::CreateSnapshots,
     ModifyVolumeAttribute => volumes::ModifyVolumeAttribute,
     EnableEbsEncryptionByDefault => volumes::EncryptionByDefault,
     DisableEbsEncryptionByDefault => volumes::EncryptionByDefault,

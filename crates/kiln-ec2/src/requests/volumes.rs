@@ -203,6 +203,41 @@ impl Decode for CreateSnapshot {
     }
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSnapshots {
+    pub instance_id: InstanceId,
+    pub exclude_boot: bool,
+    pub exclude: Vec<VolumeId>,
+    pub description: String,
+    pub tags: Vec<Tag>,
+    pub copy_tags: bool,
+}
+
+impl Decode for CreateSnapshots {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let copy_tags = match p.get("CopyTagsFromSource") {
+            None => false,
+            Some("volume") => true,
+            Some(other) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({other}) for parameter CopyTagsFromSource is invalid. Valid values: volume"
+                )))
+            }
+        };
+        if p.get("OutpostArn").is_some() {
+            return Err(Ec2Error::invalid_value("Kiln has no Outposts (OutpostArn)"));
+        }
+        Ok(Self {
+            instance_id: p.required("InstanceSpecification.InstanceId")?.parse()?,
+            exclude_boot: p.flag("InstanceSpecification.ExcludeBootVolume")?,
+            exclude: super::ids(p, "InstanceSpecification.ExcludeDataVolumeId")?,
+            description: p.string("Description").unwrap_or_default(),
+            tags: tag_specifications(p, "snapshot")?,
+            copy_tags,
+        })
+    }
+}
+
 /// Enable, Disable and GetEbsEncryptionByDefault take nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncryptionByDefault;

@@ -138,6 +138,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::DescribeVolumeAttribute(r) => volumes::describe_attribute(ctx, r),
         Request::ModifyVolumeAttribute(r) => volumes::modify_attribute(ctx, r),
         Request::CreateSnapshot(r) => volumes::create_snapshot(ctx, r),
+        Request::CreateSnapshots(r) => volumes::create_snapshots(ctx, r),
         Request::EnableEbsEncryptionByDefault(r)
         | Request::DisableEbsEncryptionByDefault(r)
         | Request::GetEbsEncryptionByDefault(r) => volumes::encryption_default(ctx, action, r),

@@ -1,11 +1,13 @@
 //! EBS volume actions: Create, Delete, Attach, Detach, Modify and Describe volumes,
 //! their modifications, status and attributes, and the encryption default.
 
+use kiln_control::snapshots::InstanceSnapshots;
 use kiln_control::volumes::{NewVolume, VolumeChange};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::volumes::{
-    AttachVolume, CreateSnapshot, CreateVolume, DescribeVolumeAttribute, DescribeVolumes, DetachVolume,
-    EncryptionByDefault, ModifyVolume, ModifyVolumeAttribute, VolumeAttribute, VolumeQuery, VolumeRequest,
+    AttachVolume, CreateSnapshot, CreateSnapshots, CreateVolume, DescribeVolumeAttribute, DescribeVolumes,
+    DetachVolume, EncryptionByDefault, ModifyVolume, ModifyVolumeAttribute, VolumeAttribute, VolumeQuery,
+    VolumeRequest,
 };
 use kiln_ec2::XmlWriter;
 use kiln_store::volumes::{Modification, Volume};
@@ -260,6 +262,35 @@ pub(crate) fn create_snapshot(ctx: &Ctx<'_>, r: CreateSnapshot) -> ActionResult 
     let mut w = ctx.xml("CreateSnapshot");
     super::images::write_snapshot(&mut w, &s, &provider, &tags);
     Ok(w.finish("CreateSnapshot"))
+}
+
+pub(crate) fn create_snapshots(ctx: &Ctx<'_>, r: CreateSnapshots) -> ActionResult {
+    let request = InstanceSnapshots {
+        instance_id: r.instance_id.to_string(),
+        exclude_boot: r.exclude_boot,
+        exclude: r.exclude.iter().map(|v| v.to_string()).collect(),
+        description: r.description,
+        tags: tag_pairs(&r.tags),
+        copy_tags: r.copy_tags,
+    };
+    let made = ctx.cloud.create_snapshots(&ctx.scope, &request).ec2()?;
+    let ids: Vec<&str> = made.iter().map(|s| s.id.as_str()).collect();
+    let tags = ctx.cloud.tags_of(&ctx.scope, &ids).ec2()?;
+    let mut w = ctx.xml("CreateSnapshots");
+    w.set("snapshotSet", made, |w, s| {
+        w.elem("snapshotId", &s.id)
+            .elem("volumeId", s.volume_id.as_deref().unwrap_or_default())
+            .elem("state", &s.state)
+            .elem("startTime", &s.created_at)
+            .elem("progress", format!("{}%", s.progress))
+            .elem("ownerId", &s.account_id)
+            .elem("volumeSize", s.volume_size)
+            .elem("description", &s.description)
+            .elem("encrypted", false);
+        let t = tags.get(&s.id).cloned().unwrap_or_default();
+        w.tags(t.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    });
+    Ok(w.finish("CreateSnapshots"))
 }
 
 pub(crate) fn encryption_default(ctx: &Ctx<'_>, action: &'static str, _r: EncryptionByDefault) -> ActionResult {
