@@ -144,3 +144,45 @@ def test_run_by_family_name_waits_only_as_long_as_ssh_can_answer(kiln_cli, quick
         assert inst["state"] == "running"
     finally:
         ec2.terminate_instances(InstanceIds=[inst["id"]])
+
+
+def test_volume_and_snapshot_commands(kiln_cli, ec2):
+    """A volume's life through `kiln volumes` and `kiln snapshots`, each command waiting
+    for the state it makes: created available, snapshotted completed, grown."""
+    [vol] = kiln_cli("volumes", "create", "--size", "1", "--name", "cli-vol")
+    vid = vol["id"]
+    try:
+        assert vid.startswith("vol-") and vol["state"] == "available" and vol["size_gib"] == "1"
+        assert (vol["type"], vol["name"], vol["instance"]) == ("gp3", "cli-vol", "")
+        first_zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+        assert vol["zone"] == first_zone
+        listed = {v["id"]: v for v in kiln_cli("volumes", "list")}
+        assert listed[vid]["size_gib"] == "1" and listed[vid]["state"] == "available"
+        table = kiln_cli("volumes", output=None)
+        assert table.splitlines()[0].split()[:4] == ["ID", "SIZE", "GIB", "TYPE"] and vid in table
+        [snap] = kiln_cli("snapshots", "create", vid, "--description", "cli snapshot")
+        sid = snap["id"]
+        assert sid.startswith("snap-") and snap["state"] == "completed" and snap["volume"] == vid
+        snaps = {s["id"]: s for s in kiln_cli("snapshots")}
+        assert snaps[sid]["description"] == "cli snapshot" and snaps[sid]["progress"] == "100%"
+        # Only the caller's own: not the Quick Start images' snapshots, not another account's.
+        assert {s["id"] for s in kiln_cli("snapshots", "list")} == {
+            s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+        assert sid not in {s["id"] for s in kiln_cli("snapshots", "--profile", "other")}
+        [grown] = kiln_cli("volumes", "grow", vid, "2")
+        assert (grown["original_size_gib"], grown["size_gib"], grown["state"]) == ("1", "2", "completed")
+        assert {v["id"]: v for v in kiln_cli("volumes")}[vid]["size_gib"] == "2"
+        kiln_cli("snapshots", "rm", sid, output=None)
+        assert sid not in {s["id"] for s in kiln_cli("snapshots")}
+    finally:
+        kiln_cli("volumes", "rm", vid, output=None)
+    assert vid not in {v["id"] for v in kiln_cli("volumes")}
+
+
+def test_volume_command_errors(kiln_cli):
+    err = kiln_cli("volumes", "rm", "vol-0123456789abcdef0", ok=False)
+    assert "InvalidVolume.NotFound" in err
+    err = kiln_cli("snapshots", "create", "vol-0123456789abcdef0", ok=False)
+    assert "InvalidVolume.NotFound" in err
+    err = kiln_cli("volumes", "create", ok=False)
+    assert "--size" in err

@@ -237,3 +237,61 @@ def volume_of(ec2, instance_id):
     vols = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])["Volumes"]
     assert len(vols) == 1, vols
     return vols[0]["VolumeId"]
+
+
+def test_snapshots_are_shared_and_copied_without_copying_data(ec2, ec2_other, ec2_west):
+    vid = ec2.create_volume(AvailabilityZone=ZONE, Size=2)["VolumeId"]
+    wait_volume(ec2, vid, "available")
+    sid = ec2.create_snapshot(VolumeId=vid, Description="to share")["SnapshotId"]
+    made = []
+    try:
+        other = ec2_other.describe_security_groups()["SecurityGroups"][0]["OwnerId"]
+        # Not shared: another account can neither see nor use it.
+        expect_error("InvalidSnapshot.NotFound", ec2_other.create_volume, AvailabilityZone=ZONE, SnapshotId=sid)
+        expect_error("InvalidSnapshot.NotFound", ec2_other.describe_snapshots, SnapshotIds=[sid])
+        expect_error("InvalidSnapshot.NotFound", ec2_other.modify_snapshot_attribute, SnapshotId=sid,
+                     Attribute="createVolumePermission", OperationType="add", UserIds=[other])
+        expect_error("InvalidParameterValue", ec2.modify_snapshot_attribute, SnapshotId=sid,
+                     Attribute="createVolumePermission", OperationType="add", UserIds=["not-an-account"])
+        # Shared with the other account: it sees it (RestorableBy self) and makes a volume.
+        ec2.modify_snapshot_attribute(SnapshotId=sid, CreateVolumePermission={"Add": [{"UserId": other}]})
+        perms = ec2.describe_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission")
+        assert perms["CreateVolumePermissions"] == [{"UserId": other}], perms
+        mine = ec2_other.describe_snapshots(RestorableByUserIds=["self"])["Snapshots"]
+        assert sid in {s["SnapshotId"] for s in mine}
+        theirs = ec2_other.create_volume(AvailabilityZone=ZONE, SnapshotId=sid)["VolumeId"]
+        wait_volume(ec2_other, theirs, "available")
+        ec2_other.delete_volume(VolumeId=theirs)
+        # Reset: the owner's alone again.
+        ec2.reset_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission")
+        assert ec2.describe_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission")[
+            "CreateVolumePermissions"] == []
+        expect_error("InvalidSnapshot.NotFound", ec2_other.create_volume, AvailabilityZone=ZONE, SnapshotId=sid)
+        # Shared with everyone (group all), then unshared.
+        ec2.modify_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission", OperationType="add",
+                                      GroupNames=["all"])
+        assert ec2_other.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["OwnerId"] != other
+        ec2.modify_snapshot_attribute(SnapshotId=sid, CreateVolumePermission={"Remove": [{"Group": "all"}]})
+        expect_error("InvalidSnapshot.NotFound", ec2_other.describe_snapshots, SnapshotIds=[sid])
+        # Copied to another region: complete at once, and a volume there has its size.
+        copy = ec2_west.copy_snapshot(SourceRegion="us-east-1", SourceSnapshotId=sid, Description="west")["SnapshotId"]
+        made.append((ec2_west, copy))
+        got = ec2_west.describe_snapshots(SnapshotIds=[copy])["Snapshots"][0]
+        assert (got["State"], got["VolumeSize"], got["Description"]) == ("completed", 2, "west")
+        west_vol = ec2_west.create_volume(AvailabilityZone="eu-west-1a", SnapshotId=copy)["VolumeId"]
+        wait_volume(ec2_west, west_vol, "available")
+        ec2_west.delete_volume(VolumeId=west_vol)
+        expect_error("InvalidSnapshot.NotFound", ec2_west.copy_snapshot, SourceRegion="us-east-1",
+                     SourceSnapshotId="snap-0123456789abcdef0")
+        # The source goes; the copy still makes volumes (the layer stays while used).
+        ec2.delete_snapshot(SnapshotId=sid)
+        sid = None
+        again = ec2_west.create_volume(AvailabilityZone="eu-west-1a", SnapshotId=copy)["VolumeId"]
+        wait_volume(ec2_west, again, "available")
+        ec2_west.delete_volume(VolumeId=again)
+    finally:
+        for client, s in made:
+            client.delete_snapshot(SnapshotId=s)
+        if sid:
+            ec2.delete_snapshot(SnapshotId=sid)
+        ec2.delete_volume(VolumeId=vid)

@@ -409,7 +409,7 @@ mod tests {
             let image = w.cloud.create_image(&w.scope, &id, "img", "", no_reboot, &[], &[], &[]).expect("create");
             assert_eq!(image.state, "pending");
             // The snapshot shows as pending meanwhile, and cannot be deleted.
-            let snaps = w.cloud.snapshots(&w.scope, &[], &["self".into()]).expect("snapshots");
+            let snaps = w.cloud.snapshots(&w.scope, &[], &["self".into()], &[]).expect("snapshots");
             let pending: Vec<_> = snaps.iter().filter(|s| s.state == "pending").collect();
             assert_eq!(pending.len(), 1);
             assert!(matches!(w.cloud.delete_snapshot(&w.scope, &pending[0].id), Err(Error::IncorrectState(_))));
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(w.state(&id), InstanceState::Running);
         assert!(w.agent.is_running(&id));
         // Nothing of the failed image is visible but the image itself, in `failed`.
-        let snaps = w.cloud.snapshots(&w.scope, &[], &["self".into()]).expect("snapshots");
+        let snaps = w.cloud.snapshots(&w.scope, &[], &["self".into()], &[]).expect("snapshots");
         assert!(snaps.iter().all(|s| s.description == "base"), "{snaps:?}");
         no_orphans_nothing_missing(&w);
     }

@@ -38,13 +38,30 @@ pub(crate) fn adopt_file(data_dir: &Path, id: &str, source: &Path) -> Result<Str
     Ok(rel)
 }
 
-/// Whether `viewer` may see a snapshot: its own, or the provider's (whose Quick Start
-/// images anyone may launch).
-fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
-    if s.account_id == viewer {
+/// Whether `viewer` may see a snapshot and make volumes from it: its own, the
+/// provider's (whose Quick Start images anyone may launch), or one shared with it
+/// (createVolumePermission for its account or `all`).
+pub(crate) fn visible(conn: &Connection, s: &Snapshot, viewer: &str) -> Result<bool> {
+    if s.account_id == viewer || is_provider(conn, &s.account_id) {
         return Ok(true);
     }
-    Ok(accounts::list(conn)?.iter().any(|a| a.id == s.account_id && a.is_provider))
+    Ok(snapshots::permissions(conn, &s.id)?.iter().any(|g| g == viewer || g == "all"))
+}
+
+/// A change to who may make volumes from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    Account(String),
+    All,
+}
+
+impl Grantee {
+    fn stored(&self) -> &str {
+        match self {
+            Grantee::Account(a) => a,
+            Grantee::All => "all",
+        }
+    }
 }
 
 /// Whether `account` is the provider (whose snapshots anyone may use).
@@ -95,6 +112,13 @@ fn plan_snapshot(
         new_file: format!("volumes/{}-{}.qcow2", v.id, snap.id),
     };
     Ok((snap, freeze))
+}
+
+/// The caller's own snapshot `id` (others', shared or not, are NotFound for changes).
+fn owned(conn: &Connection, scope: &Scope, id: &str) -> Result<Snapshot> {
+    snapshots::get(conn, id)?
+        .filter(|s| s.account_id == scope.account && s.region == scope.region)
+        .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, id))
 }
 
 impl Cloud {
@@ -198,27 +222,32 @@ impl Cloud {
         })
     }
 
-    /// Snapshots the caller may see, narrowed by ids (all must exist) and owners
-    /// (`self`, `amazon` or account ids).
-    pub fn snapshots(&self, scope: &Scope, ids: &[kiln_types::SnapshotId], owners: &[String]) -> Result<Vec<Snapshot>> {
+    /// Snapshots the caller may see, narrowed by ids (all must exist), owners
+    /// (`self`, `amazon` or account ids) and RestorableBy (`self` or account ids).
+    pub fn snapshots(
+        &self,
+        scope: &Scope,
+        ids: &[kiln_types::SnapshotId],
+        owners: &[String],
+        restorable_by: &[String],
+    ) -> Result<Vec<Snapshot>> {
         self.store.read(|c| {
             let accounts = accounts::list(c)?;
             let provider: Vec<String> = accounts.iter().filter(|a| a.is_provider).map(|a| a.id.clone()).collect();
-            let visible = |s: &Snapshot| {
-                s.region == scope.region && (s.account_id == scope.account || provider.contains(&s.account_id))
-            };
             let all = if ids.is_empty() {
                 let mut all = snapshots::list_owned(c, scope)?;
                 for p in provider.iter().filter(|p| **p != scope.account) {
                     all.extend(snapshots::list_owned(c, &Scope { account: p.clone(), region: scope.region.clone() })?);
                 }
+                all.extend(snapshots::shared_with(c, &scope.account, &scope.region)?);
                 all
             } else {
                 // Named ones are read by key.
                 let mut found: Vec<Snapshot> = Vec::new();
                 for id in ids {
-                    if let Some(s) = snapshots::get(c, id)?.filter(|s| visible(s)) {
-                        if !found.iter().any(|f| f.id == s.id) {
+                    let s = snapshots::get(c, id)?.filter(|s| s.region == scope.region);
+                    if let Some(s) = s {
+                        if visible(c, &s, &scope.account)? && !found.iter().any(|f| f.id == s.id) {
                             found.push(s);
                         }
                     }
@@ -235,10 +264,20 @@ impl Cloud {
                         id => s.account_id == id,
                     })
                 });
-            } else if ids.is_empty() {
-                // Unscoped, EC2 lists your own and public ones; only the provider's
-                // catalog is public here.
-                out.retain(|s| s.account_id == scope.account || provider.contains(&s.account_id));
+            }
+            if !restorable_by.is_empty() {
+                let mut keep = Vec::new();
+                for s in out {
+                    let mut ok = false;
+                    for r in restorable_by {
+                        let who = if r == "self" { scope.account.as_str() } else { r.as_str() };
+                        ok |= visible(c, &s, who)?;
+                    }
+                    if ok {
+                        keep.push(s);
+                    }
+                }
+                out = keep;
             }
             Ok(out)
         })
@@ -252,6 +291,101 @@ impl Cloud {
                 Some(s) if visible(c, &s, &scope.account)? => Ok(s),
                 _ => Err(Error::not_found(ResourceKind::Snapshot, id)),
             }
+        })
+    }
+
+    /// CopySnapshot into the caller's region (`scope`) from `source_region`: a new
+    /// snapshot on the same layer file (the store counts a file's users before
+    /// removing it), so nothing is copied whatever the size or the regions.
+    pub fn copy_snapshot(
+        &self,
+        scope: &Scope,
+        source_region: &str,
+        source_id: &str,
+        description: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<Snapshot> {
+        if self.region(source_region).is_none() {
+            return Err(Error::InvalidParameterValue(format!("The source region {source_region} is not served here")));
+        }
+        self.store.write(|tx| {
+            let src = snapshots::get(tx, source_id)?
+                .filter(|s| s.region == source_region)
+                .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, source_id))?;
+            if !visible(tx, &src, &scope.account)? {
+                return Err(Error::not_found(ResourceKind::Snapshot, source_id));
+            }
+            if src.state != "completed" {
+                return Err(Error::IncorrectState(format!("Snapshot {source_id} is not completed yet")));
+            }
+            let copy = Snapshot {
+                id: ResourceKind::Snapshot.generate(),
+                account_id: scope.account.clone(),
+                region: scope.region.clone(),
+                parent_id: src.parent_id.clone(),
+                file: src.file.clone(),
+                volume_size: src.volume_size,
+                state: "completed".into(),
+                progress: 100,
+                description: description
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("Copied for DestinationSnapshot from {source_id} ({source_region})")),
+                volume_id: None,
+                created_at: kiln_store::now(),
+            };
+            snapshots::insert(tx, &copy)?;
+            crate::tags::put_all(tx, scope, ResourceKind::Snapshot, &copy.id, tags)?;
+            Ok(copy)
+        })
+    }
+
+    /// Who besides the owner may make volumes from the caller's snapshot.
+    pub fn snapshot_permissions(&self, scope: &Scope, id: &str) -> Result<Vec<Grantee>> {
+        self.store.read(|c| {
+            owned(c, scope, id)?;
+            Ok(snapshots::permissions(c, id)?
+                .into_iter()
+                .map(|g| if g == "all" { Grantee::All } else { Grantee::Account(g) })
+                .collect())
+        })
+    }
+
+    /// ModifySnapshotAttribute (createVolumePermission): grants and revocations,
+    /// together or not at all. Account ids must have EC2's shape (12 digits).
+    pub fn modify_snapshot_permissions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        add: &[Grantee],
+        remove: &[Grantee],
+    ) -> Result<()> {
+        for g in add.iter().chain(remove) {
+            if let Grantee::Account(a) = g {
+                if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Error::InvalidParameterValue(format!("Invalid user id: '{a}' (expecting 12 digits)")));
+                }
+            }
+        }
+        self.store.write(|tx| {
+            let s = owned(tx, scope, id)?;
+            if s.state != "completed" {
+                return Err(Error::IncorrectState(format!("Snapshot {id} is not completed yet")));
+            }
+            for g in add {
+                snapshots::add_permission(tx, id, g.stored())?;
+            }
+            for g in remove {
+                snapshots::remove_permission(tx, id, Some(g.stored()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// ResetSnapshotAttribute (createVolumePermission): the snapshot is its owner's alone.
+    pub fn reset_snapshot_permissions(&self, scope: &Scope, id: &str) -> Result<()> {
+        self.store.write(|tx| {
+            owned(tx, scope, id)?;
+            Ok(snapshots::remove_permission(tx, id, None)?)
         })
     }
 

@@ -186,12 +186,13 @@ impl Cloud {
                 }
             }
             let snapshot = match &new.snapshot_id {
-                Some(id) => Some(
-                    snapshots::get(tx, id)?
-                        .filter(|s| s.region == scope.region && s.state == "completed")
-                        .filter(|s| s.account_id == scope.account || crate::snapshots::is_provider(tx, &s.account_id))
-                        .ok_or_else(|| Error::not_found(ResourceKind::Snapshot, id.clone()))?,
-                ),
+                Some(id) => {
+                    let found = snapshots::get(tx, id)?.filter(|s| s.region == scope.region && s.state == "completed");
+                    match found {
+                        Some(s) if crate::snapshots::visible(tx, &s, &scope.account)? => Some(s),
+                        _ => return Err(Error::not_found(ResourceKind::Snapshot, id.clone())),
+                    }
+                }
                 None => None,
             };
             let size = match (new.size_gib, &snapshot) {
@@ -592,7 +593,7 @@ mod tests {
         assert!(made.iter().all(|s| s.state == "pending"));
         let ids: Vec<kiln_types::SnapshotId> = made.iter().map(|s| s.id.parse().expect("snap")).collect();
         w.passes_until(5, |w| {
-            w.cloud.snapshots(&w.scope, &ids, &[]).expect("snaps").iter().all(|s| s.state == "completed")
+            w.cloud.snapshots(&w.scope, &ids, &[], &[]).expect("snaps").iter().all(|s| s.state == "completed")
         });
         // Both disks of the VM went on their new overlays.
         for n in 0..2 {

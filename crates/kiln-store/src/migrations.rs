@@ -503,6 +503,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, region)
     );
     "#,
+    // 11: snapshot sharing (createVolumePermission): an account id, or `all`.
+    r#"
+    CREATE TABLE snapshot_permissions (
+        snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+        grantee     TEXT NOT NULL,
+        PRIMARY KEY (snapshot_id, grantee)
+    );
+    CREATE INDEX snapshot_permissions_by_grantee ON snapshot_permissions (grantee);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -132,3 +132,39 @@ pub fn all_files(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// Who may make volumes from a snapshot besides its owner: account ids, or `all`.
+pub fn permissions(conn: &Connection, snapshot_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT grantee FROM snapshot_permissions WHERE snapshot_id = ?1 ORDER BY grantee")?;
+    let rows = st.query_map([snapshot_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn add_permission(conn: &Connection, snapshot_id: &str, grantee: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO snapshot_permissions (snapshot_id, grantee) VALUES (?1, ?2)",
+        params![snapshot_id, grantee],
+    )?;
+    Ok(())
+}
+
+/// Removes one grantee, or every one (`None`).
+pub fn remove_permission(conn: &Connection, snapshot_id: &str, grantee: Option<&str>) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM snapshot_permissions WHERE snapshot_id = ?1 AND (?2 IS NULL OR grantee = ?2)",
+        params![snapshot_id, grantee],
+    )?;
+    Ok(())
+}
+
+/// Snapshots of a region shared with `account` (by id or with `all`), not its own.
+pub fn shared_with(conn: &Connection, account: &str, region: &str) -> Result<Vec<Snapshot>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM snapshots WHERE deleted = 0 AND region = ?2 AND account_id != ?1
+             AND id IN (SELECT snapshot_id FROM snapshot_permissions WHERE grantee IN (?1, 'all'))
+         ORDER BY created_at, id"
+    ))?;
+    let rows = st.query_map(params![account, region], row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}

@@ -218,6 +218,22 @@ pub(crate) enum Command {
         #[command(flatten)]
         g: cli::Global,
     },
+    /// EBS volumes: create, attach, detach, grow, rm (each waits for the state it makes).
+    #[command(alias = "volume")]
+    Volumes {
+        #[command(subcommand)]
+        command: Option<VolumesCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Your EBS snapshots: create (waits until completed), rm.
+    #[command(alias = "snapshot")]
+    Snapshots {
+        #[command(subcommand)]
+        command: Option<SnapshotsCommand>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
     /// Make an AMI of an instance (rebooted for consistency unless --no-reboot).
     CreateImage {
         instance: String,
@@ -462,6 +478,90 @@ pub(crate) enum EipCommand {
     /// Disassociate and release an Elastic IP.
     Rm {
         address: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum VolumesCommand {
+    /// List your volumes and what they are attached to.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Create a volume (blank, or from --snapshot) and wait until it is available.
+    Create {
+        /// Its size in GiB [default with --snapshot: the snapshot's].
+        #[arg(long, required_unless_present = "snapshot")]
+        size: Option<u32>,
+        /// The volume type: gp3, gp2, io1, io2, st1, sc1 or standard.
+        #[arg(long = "type", default_value = "gp3")]
+        volume_type: String,
+        /// The availability zone [default: the region's first].
+        #[arg(long)]
+        zone: Option<String>,
+        /// Make it from this snapshot.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// A Name tag.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Attach a volume to an instance of its zone and wait until it is attached.
+    Attach {
+        volume: String,
+        instance: String,
+        /// The device name [default: the first of /dev/sdf to /dev/sdp the instance does not use].
+        #[arg(long)]
+        device: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Detach a volume and wait until it is available.
+    Detach {
+        volume: String,
+        /// Detach at once, without the guest's cooperation.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Grow a volume to SIZE GiB (live when attached) and wait until it is done.
+    Grow {
+        volume: String,
+        size: u32,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a volume (detach it first).
+    Rm {
+        volume: String,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SnapshotsCommand {
+    /// List your snapshots.
+    List {
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Snapshot a volume and wait until the snapshot is completed.
+    Create {
+        volume: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        g: cli::Global,
+    },
+    /// Delete a snapshot (refused while an image uses it).
+    Rm {
+        snapshot: String,
         #[command(flatten)]
         g: cli::Global,
     },

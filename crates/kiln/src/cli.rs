@@ -91,7 +91,7 @@ pub(crate) fn text(node: Node<'_, '_>, path: &[&str]) -> String {
     child(n, path[path.len() - 1]).unwrap_or_default()
 }
 
-fn tag(node: Node<'_, '_>, key: &str) -> String {
+pub(crate) fn tag(node: Node<'_, '_>, key: &str) -> String {
     items(node, "tagSet")
         .into_iter()
         .find(|t| child(*t, "key").as_deref() == Some(key))

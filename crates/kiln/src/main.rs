@@ -14,13 +14,14 @@ mod pipe;
 mod quickstart;
 mod serve;
 mod ssh;
+mod volumes_cli;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use args::{
     AccountCommand, Cli, Command, EipCommand, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand, SgCommand,
-    VpcCommand,
+    SnapshotsCommand, VolumesCommand, VpcCommand,
 };
 use host::host_info;
 use kiln_types::region::FIRST_REGION;
@@ -169,6 +170,42 @@ fn run(cli: Cli) -> Result<()> {
             network_cli::associate(&g, &address, &instance)
         }
         Command::Eip { command: Some(EipCommand::Rm { address, g }), .. } => network_cli::release(&g, &address),
+        Command::Volumes { command: None, g } | Command::Volumes { command: Some(VolumesCommand::List { g }), .. } => {
+            volumes_cli::volumes(&g)
+        }
+        Command::Volumes {
+            command: Some(VolumesCommand::Create { size, volume_type, zone, snapshot, name, g }),
+            ..
+        } => volumes_cli::create_volume(
+            &g,
+            &volumes_cli::NewVolume {
+                size,
+                volume_type: &volume_type,
+                zone: zone.as_deref(),
+                snapshot: snapshot.as_deref(),
+                name: name.as_deref(),
+            },
+        ),
+        Command::Volumes { command: Some(VolumesCommand::Attach { volume, instance, device, g }), .. } => {
+            volumes_cli::attach(&g, &volume, &instance, device.as_deref())
+        }
+        Command::Volumes { command: Some(VolumesCommand::Detach { volume, force, g }), .. } => {
+            volumes_cli::detach(&g, &volume, force)
+        }
+        Command::Volumes { command: Some(VolumesCommand::Grow { volume, size, g }), .. } => {
+            volumes_cli::grow(&g, &volume, size)
+        }
+        Command::Volumes { command: Some(VolumesCommand::Rm { volume, g }), .. } => {
+            volumes_cli::delete_volume(&g, &volume)
+        }
+        Command::Snapshots { command: None, g }
+        | Command::Snapshots { command: Some(SnapshotsCommand::List { g }), .. } => volumes_cli::snapshots(&g),
+        Command::Snapshots { command: Some(SnapshotsCommand::Create { volume, description, g }), .. } => {
+            volumes_cli::create_snapshot(&g, &volume, description.as_deref())
+        }
+        Command::Snapshots { command: Some(SnapshotsCommand::Rm { snapshot, g }), .. } => {
+            volumes_cli::delete_snapshot(&g, &snapshot)
+        }
         Command::CreateImage { instance, name, description, no_reboot, no_wait, g } => {
             cli::create_image(&g, &instance, &name, description.as_deref(), no_reboot, !no_wait)
         }

@@ -214,10 +214,10 @@ fn permissions(members: Vec<Params>) -> Result<Vec<Permission>, Ec2Error> {
             (Some(u), _) => Ok(Permission::User(u.to_owned())),
             (None, Some("all")) => Ok(Permission::All),
             (None, Some(g)) => {
-                Err(Ec2Error::invalid_value(format!("Invalid launch permission group '{g}': only 'all' exists")))
+                Err(Ec2Error::invalid_value(format!("Invalid permission group '{g}': only 'all' exists")))
             }
             _ => Err(Ec2Error::invalid_value(
-                "Organization and OU launch permissions are not supported: give UserId or Group=all",
+                "Organization and OU permissions are not supported: give UserId or Group=all",
             )),
         })
         .collect()
@@ -324,6 +324,7 @@ impl Decode for ResetImageAttribute {
 pub struct DescribeSnapshots {
     pub snapshot_ids: Vec<SnapshotId>,
     pub owners: Vec<String>,
+    pub restorable_by: Vec<String>,
     pub filters: Vec<Filter>,
     pub paging: Paging,
 }
@@ -333,9 +334,106 @@ impl Decode for DescribeSnapshots {
         Ok(Self {
             snapshot_ids: ids(p, "SnapshotId")?,
             owners: p.list("Owner"),
+            restorable_by: p.list("RestorableBy"),
             filters: p.filters()?,
             paging: Paging::decode(p)?,
         })
+    }
+}
+
+/// ModifySnapshotAttribute: createVolumePermission grants and revocations, in the
+/// structured form (CreateVolumePermission.Add.N) or the legacy one (OperationType
+/// with UserId.N / UserGroup.N).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModifySnapshotAttribute {
+    pub snapshot_id: SnapshotId,
+    pub add: Vec<Permission>,
+    pub remove: Vec<Permission>,
+}
+
+impl Decode for ModifySnapshotAttribute {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let snapshot_id = p.required("SnapshotId")?.parse()?;
+        let mut add = permissions(p.sub("CreateVolumePermission").members("Add"))?;
+        let mut remove = permissions(p.sub("CreateVolumePermission").members("Remove"))?;
+        match p.get("Attribute") {
+            None | Some("createVolumePermission") => {}
+            Some(other) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({other}) for parameter attribute is invalid. Valid values: createVolumePermission"
+                )))
+            }
+        }
+        let mut legacy: Vec<Permission> = p.list("UserId").into_iter().map(Permission::User).collect();
+        // UserGroup.N on the wire (the SDKs' GroupNames).
+        for g in p.list("UserGroup").into_iter().chain(p.list("GroupName")) {
+            if g != "all" {
+                return Err(Ec2Error::invalid_value(format!("Invalid permission group '{g}': only 'all' exists")));
+            }
+            legacy.push(Permission::All);
+        }
+        if !legacy.is_empty() {
+            match p.get("OperationType") {
+                Some("add") => add.extend(legacy),
+                Some("remove") => remove.extend(legacy),
+                _ => return Err(Ec2Error::missing("OperationType (add or remove)")),
+            }
+        }
+        if add.is_empty() && remove.is_empty() {
+            return Err(Ec2Error::missing("CreateVolumePermission"));
+        }
+        Ok(Self { snapshot_id, add, remove })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopySnapshot {
+    pub source_region: String,
+    pub source_snapshot_id: SnapshotId,
+    pub description: Option<String>,
+    pub tags: Vec<super::Tag>,
+}
+
+impl Decode for CopySnapshot {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        if p.bool("Encrypted")? == Some(true) || p.get("KmsKeyId").is_some() {
+            return Err(Ec2Error::invalid_value("Kiln does not encrypt snapshot copies (Encrypted, KmsKeyId)"));
+        }
+        Ok(Self {
+            source_region: p.required("SourceRegion")?,
+            source_snapshot_id: p.required("SourceSnapshotId")?.parse()?,
+            description: p.string("Description"),
+            tags: super::tag_specifications(p, "snapshot")?,
+        })
+    }
+}
+
+/// The snapshot attributes DescribeSnapshotAttribute answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotAttribute {
+    CreateVolumePermission,
+    ProductCodes,
+}
+
+/// DescribeSnapshotAttribute and ResetSnapshotAttribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotAttributeRequest {
+    pub snapshot_id: SnapshotId,
+    pub attribute: SnapshotAttribute,
+}
+
+impl Decode for SnapshotAttributeRequest {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        let attribute = match p.required("Attribute")?.as_str() {
+            "createVolumePermission" => SnapshotAttribute::CreateVolumePermission,
+            "productCodes" => SnapshotAttribute::ProductCodes,
+            other => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({other}) for parameter attribute is invalid. Valid values: createVolumePermission, productCodes"
+                )))
+            }
+        };
+        Ok(Self { snapshot_id: p.required("SnapshotId")?.parse()?, attribute })
     }
 }
 

@@ -2,10 +2,12 @@
 
 use kiln_control::images::{ImageView, LaunchPermission, NewImage};
 use kiln_control::imports::ImportRequest;
+use kiln_control::snapshots::Grantee;
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::images::{
-    CopyImage, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages, DescribeSnapshots,
-    ImageAttribute, ModifyImageAttribute, Permission, RegisterImage, ResetImageAttribute,
+    CopyImage, CopySnapshot, DeleteSnapshot, DeregisterImage, DescribeImageAttribute, DescribeImages,
+    DescribeSnapshots, ImageAttribute, ModifyImageAttribute, ModifySnapshotAttribute, Permission, RegisterImage,
+    ResetImageAttribute, SnapshotAttribute, SnapshotAttributeRequest,
 };
 use kiln_ec2::requests::images::{DescribeImportTasks, DiskContainer};
 use kiln_ec2::{Ec2Error, XmlWriter};
@@ -278,7 +280,7 @@ pub(crate) fn describe_attribute(ctx: &Ctx<'_>, r: DescribeImageAttribute) -> Ac
 }
 
 pub(crate) fn describe_snapshots(ctx: &Ctx<'_>, r: DescribeSnapshots) -> ActionResult {
-    let snaps = ctx.cloud.snapshots(&ctx.scope, &r.snapshot_ids, &r.owners).ec2()?;
+    let snaps = ctx.cloud.snapshots(&ctx.scope, &r.snapshot_ids, &r.owners, &r.restorable_by).ec2()?;
     let provider = ctx.cloud.provider().ec2()?.id;
     let tags = ctx.cloud.tags_by_resource(&ctx.scope).ec2()?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
@@ -331,6 +333,62 @@ pub(crate) fn write_snapshot(w: &mut XmlWriter, s: &Snapshot, provider: &str, ta
         .elem("encrypted", "false")
         .elem("storageTier", "standard");
     w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+}
+
+fn grantees(list: Vec<Permission>) -> Vec<Grantee> {
+    list.into_iter()
+        .map(|p| match p {
+            Permission::User(a) => Grantee::Account(a),
+            Permission::All => Grantee::All,
+        })
+        .collect()
+}
+
+pub(crate) fn copy_snapshot(ctx: &Ctx<'_>, r: CopySnapshot) -> ActionResult {
+    let tags = super::tag_pairs(&r.tags);
+    let s = ctx
+        .cloud
+        .copy_snapshot(&ctx.scope, &r.source_region, &r.source_snapshot_id, r.description.as_deref(), &tags)
+        .ec2()?;
+    let mut w = ctx.xml("CopySnapshot");
+    w.elem("snapshotId", &s.id);
+    w.tags(tags.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    Ok(w.finish("CopySnapshot"))
+}
+
+pub(crate) fn modify_snapshot_attribute(ctx: &Ctx<'_>, r: ModifySnapshotAttribute) -> ActionResult {
+    ctx.cloud.modify_snapshot_permissions(&ctx.scope, &r.snapshot_id, &grantees(r.add), &grantees(r.remove)).ec2()?;
+    ack(ctx, "ModifySnapshotAttribute")
+}
+
+pub(crate) fn describe_snapshot_attribute(ctx: &Ctx<'_>, r: SnapshotAttributeRequest) -> ActionResult {
+    let granted = ctx.cloud.snapshot_permissions(&ctx.scope, &r.snapshot_id).ec2()?;
+    let mut w = ctx.xml("DescribeSnapshotAttribute");
+    w.elem("snapshotId", r.snapshot_id.as_str());
+    match r.attribute {
+        SnapshotAttribute::CreateVolumePermission => {
+            w.set("createVolumePermission", granted, |w, g| match g {
+                Grantee::Account(a) => {
+                    w.elem("userId", a);
+                }
+                Grantee::All => {
+                    w.elem("group", "all");
+                }
+            });
+        }
+        SnapshotAttribute::ProductCodes => {
+            w.start("productCodes").end();
+        }
+    }
+    Ok(w.finish("DescribeSnapshotAttribute"))
+}
+
+pub(crate) fn reset_snapshot_attribute(ctx: &Ctx<'_>, r: SnapshotAttributeRequest) -> ActionResult {
+    if r.attribute != SnapshotAttribute::CreateVolumePermission {
+        return Err(kiln_ec2::Ec2Error::invalid_value("Only createVolumePermission can be reset"));
+    }
+    ctx.cloud.reset_snapshot_permissions(&ctx.scope, &r.snapshot_id).ec2()?;
+    ack(ctx, "ResetSnapshotAttribute")
 }
 
 pub(crate) fn delete_snapshot(ctx: &Ctx<'_>, r: DeleteSnapshot) -> ActionResult {
