@@ -12,10 +12,13 @@
 //! - `create-image`: CreateImage of a running instance with a 1 GiB and a 20 GiB root
 //!   volume (NoReboot and the default reboot): time and bytes written, beside a full
 //!   copy of the same volume with `qemu-img convert`.
+//! - `ebs`: CreateVolume from small and large snapshots, incremental CreateSnapshot,
+//!   and AttachVolume until the guest sees the disk (`ebs.rs`).
 //! - `load`: point and list lookups with 1,000 instances in the store, at 1, 8 and 64
 //!   clients, beside an earlier kiln and moto_server, and again while a guest floods
 //!   its DNS and metadata service (`load.rs`).
 
+mod ebs;
 mod load;
 
 use std::io::Write as _;
@@ -77,6 +80,17 @@ enum BenchWhat {
         #[arg(long)]
         cache_dir: Option<std::path::PathBuf>,
     },
+    /// EBS volumes: CreateVolume from a 1 and a 50 GiB snapshot beside a full copy,
+    /// CreateSnapshot after 10 and 500 MiB of writes (bytes stored), and AttachVolume
+    /// until the guest sees the disk.
+    Ebs {
+        /// Timed repetitions per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where downloaded Debian packages are kept (shared with other data dirs).
+        #[arg(long)]
+        cache_dir: Option<std::path::PathBuf>,
+    },
     /// Lookups with many instances in the store, at several concurrencies, beside an
     /// earlier kiln and moto_server, and again under a guest's DNS and metadata flood.
     Load(load::LoadArgs),
@@ -111,6 +125,7 @@ fn main() -> Result<()> {
         BenchWhat::Instances { runs, cache_dir, batch } => instances(runs.max(1), cache_dir, batch.max(1)),
         BenchWhat::CreateImage { sizes, runs, cache_dir } => create_image(&sizes, runs.max(1), cache_dir),
         BenchWhat::Load(args) => load::run(args),
+        BenchWhat::Ebs { runs, cache_dir } => ebs::run(runs.max(1), cache_dir),
     }
 }
 
