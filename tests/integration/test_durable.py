@@ -37,7 +37,8 @@ from instances_helpers import (
 
 X86_BOOT = 120.0
 IMAGES_TIMEOUT = 600.0
-WORKFLOWS = ("launch", "stop_start", "reboot", "terminate", "image_no_reboot", "image_reboot", "import")
+WORKFLOWS = ("launch", "stop_start", "reboot", "terminate", "image_no_reboot", "image_reboot", "import", "volume",
+             "snapshots")
 KINDS = tuple(k for k in (os.environ.get("KILN_CRASH_KINDS") or ",".join(WORKFLOWS)).split(",") if k)
 CYCLES = int(os.environ.get("KILN_CRASH_CYCLES") or len(KINDS))
 SEED = int(os.environ.get("KILN_CRASH_SEED") or time.time())
@@ -324,6 +325,27 @@ def test_kill_9_during_every_workflow_loses_nothing(srv, x86):
                     "SELECT count(*) FROM snapshots WHERE description = ?", (description,)
                 ).fetchone()[0]
             assert n_snaps == 1, f"import made {n_snaps} snapshots"
+        elif kind == "volume":
+            zone = ec2.describe_instances(InstanceIds=[subject])["Reservations"][0]["Instances"][0]["Placement"][
+                "AvailabilityZone"]
+            vid = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
+            ec2 = crash()
+            vol = lambda: ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]  # noqa: E731
+            settle(srv, ec2, f"{vid} available", lambda: vol()["State"] == "available")
+            ec2.attach_volume(VolumeId=vid, InstanceId=subject, Device="/dev/sdf")
+            ec2 = crash()
+            settle(srv, ec2, f"{vid} attached", lambda: vol()["Attachments"][0]["State"] == "attached")
+            ec2.detach_volume(VolumeId=vid)
+            ec2 = crash()
+            settle(srv, ec2, f"{vid} detached", lambda: vol()["State"] == "available", 120)
+            ec2.delete_volume(VolumeId=vid)
+        elif kind == "snapshots":
+            made = ec2.create_snapshots(InstanceSpecification={"InstanceId": subject})["Snapshots"]
+            ids = [m["SnapshotId"] for m in made]
+            ec2 = crash()
+            settle(srv, ec2, "the instance's snapshots", lambda: all(
+                x["State"] == "completed" for x in ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"]), 120)
+            settle(srv, ec2, "the subject running", lambda: state_of(ec2, subject) == "running")
         # Quiet for a moment (terminations finish), then the invariants.
         settle(srv, ec2, "the workflows to finish", lambda: not db(srv).execute(
             "SELECT 1 FROM workflows WHERE status IN ('running', 'queued') UNION ALL "
