@@ -82,19 +82,7 @@ impl Cloud {
             if !mapping.iter().any(|m| m.device_name == b.device_name) {
                 continue;
             }
-            let snap = Snapshot {
-                id: ResourceKind::Snapshot.generate(),
-                account_id: scope.account.clone(),
-                region: scope.region.clone(),
-                parent_id: v.snapshot_id.clone(),
-                file: v.file.clone(),
-                volume_size: v.size_gib,
-                state: "pending".into(),
-                progress: 0,
-                description: format!("Created by CreateImage({}) for {}", i.id, v.id),
-                volume_id: Some(v.id.clone()),
-                created_at: kiln_store::now(),
-            };
+            let snap = crate::snapshots::pending(scope, v, &format!("Created by CreateImage({}) for {}", i.id, v.id));
             plan.push((
                 b.device_name.clone(),
                 Freeze {

@@ -80,18 +80,9 @@ pub struct InstanceSnapshots {
     pub copy_tags: bool,
 }
 
-/// Records a pending snapshot of volume `v` and the freeze that will make it.
-fn plan_snapshot(
-    conn: &Connection,
-    scope: &Scope,
-    v: &kiln_store::volumes::Volume,
-    description: &str,
-    tags: &[(String, String)],
-) -> Result<(Snapshot, crate::workflows::Freeze)> {
-    if v.state == kiln_types::VolumeState::Creating {
-        return Err(Error::IncorrectState(format!("Volume {} is still being created", v.id)));
-    }
-    let snap = Snapshot {
+/// A new pending snapshot of volume `v`: its layer will be the volume's current file.
+pub(crate) fn pending(scope: &Scope, v: &kiln_store::volumes::Volume, description: &str) -> Snapshot {
+    Snapshot {
         id: ResourceKind::Snapshot.generate(),
         account_id: scope.account.clone(),
         region: scope.region.clone(),
@@ -103,7 +94,21 @@ fn plan_snapshot(
         description: description.to_owned(),
         volume_id: Some(v.id.clone()),
         created_at: kiln_store::now(),
-    };
+    }
+}
+
+/// Records a pending snapshot of volume `v` and the freeze that will make it.
+fn plan_snapshot(
+    conn: &Connection,
+    scope: &Scope,
+    v: &kiln_store::volumes::Volume,
+    description: &str,
+    tags: &[(String, String)],
+) -> Result<(Snapshot, crate::workflows::Freeze)> {
+    if v.state == kiln_types::VolumeState::Creating {
+        return Err(Error::IncorrectState(format!("Volume {} is still being created", v.id)));
+    }
+    let snap = pending(scope, v, description);
     snapshots::insert(conn, &snap)?;
     crate::tags::put_all(conn, scope, ResourceKind::Snapshot, &snap.id, tags)?;
     let freeze = crate::workflows::Freeze {
