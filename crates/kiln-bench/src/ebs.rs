@@ -96,8 +96,10 @@ pub fn run(runs: usize, cache_dir: Option<std::path::PathBuf>) -> Result<()> {
         attach(&api, runs)?;
         Ok(())
     })();
-    drop(kiln);
+    // The server removes its networks a pass after the last instance ends: wait for
+    // that before stopping it, so nothing stays on the host.
     crate::settle_networks(&dir);
+    drop(kiln);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
