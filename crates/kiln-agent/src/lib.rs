@@ -349,8 +349,16 @@ impl HostAgent for LocalAgent {
             let _ = qmp.execute("device_del", Some(json!({ "id": format!("b{}", &drive[1..]) })));
             settled = false;
         }
+        // A disk is also present when a drive already has its file open (the disks of a
+        // VM started before drives were named after volumes: `disk1`, …).
+        let open: Vec<std::path::PathBuf> = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["inserted"]["file"].as_str().map(std::path::PathBuf::from))
+            .collect();
         for (drive, device, disk) in wanted.iter().skip(1) {
-            if present.contains(drive) {
+            if present.contains(drive) || open.contains(&self.file(&disk.file)) {
                 continue;
             }
             tracing::info!(instance = %instance_id, volume = %disk.volume_id, "hot-plugging a disk");

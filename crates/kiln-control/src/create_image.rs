@@ -262,7 +262,16 @@ impl Cloud {
                 // same instance may have moved the volume on since.)
                 self.store.write(|tx| {
                     snapshots::set_origin(tx, &snap.id, &vol.file, vol.snapshot_id.as_deref())?;
-                    volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?;
+                    if instance_id.is_some() {
+                        // The workflow holds the instance: nothing else moves the volume.
+                        volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?;
+                    } else if !volumes::set_layer_if_detached(tx, &vol.id, &vol.file, &f.new_file, &f.snapshot_id)? {
+                        // Attached or moved on since it was read: not frozen here.
+                        return Err(Error::IncorrectState(format!(
+                            "Volume {} changed while being snapshotted; try again",
+                            vol.id
+                        )));
+                    }
                     Ok::<_, Error>(Snapshot { file: vol.file.clone(), parent_id: vol.snapshot_id.clone(), ..snap })
                 })?
             } else {

@@ -150,17 +150,10 @@ impl Cloud {
         }
         self.store.write(|tx| {
             for v in moving {
-                match v.attach_state {
-                    Some(VolumeAttachState::Attaching) => {
-                        volumes::set_attach_state(
-                            tx,
-                            &v.id,
-                            VolumeAttachState::Attaching,
-                            VolumeAttachState::Attached,
-                        )?;
-                    }
-                    Some(VolumeAttachState::Detaching) => volumes::detach(tx, &v.id)?,
-                    _ => {}
+                // Only the attachment this pass read: a volume force-detached and
+                // attached elsewhere meanwhile is left alone.
+                if let (Some(from), Some(owner)) = (v.attach_state, v.instance_id.as_deref()) {
+                    volumes::settle(tx, &v.id, owner, from)?;
                 }
             }
             Ok::<_, Error>(())

@@ -108,6 +108,16 @@ fn plan_snapshot(
     if v.state == kiln_types::VolumeState::Creating {
         return Err(Error::IncorrectState(format!("Volume {} is still being created", v.id)));
     }
+    // Whether its VM has the disk is settling: freezing now could switch a disk the VM
+    // does not have, or leave one it still writes.
+    if let Some(a @ (kiln_types::VolumeAttachState::Attaching | kiln_types::VolumeAttachState::Detaching)) =
+        v.attach_state
+    {
+        return Err(Error::IncorrectState(format!(
+            "Volume {} is {a}; snapshot it once it is attached or available",
+            v.id
+        )));
+    }
     let snap = pending(scope, v, description);
     snapshots::insert(conn, &snap)?;
     crate::tags::put_all(conn, scope, ResourceKind::Snapshot, &snap.id, tags)?;
@@ -151,7 +161,8 @@ impl Cloud {
             }
             Ok::<_, Error>((snap, freeze, v.instance_id))
         })?;
-        if instance.is_some() {
+        // A DryRun's rows are rolled back: nothing is frozen.
+        if instance.is_some() || kiln_store::is_dry_run() {
             return Ok(snap);
         }
         // No VM can have it: frozen here, whole or, on failure, undone.
@@ -417,6 +428,11 @@ impl Cloud {
     /// Removes deleted layers that nothing needs, and their files when no other
     /// snapshot shares them. Returns how many files went.
     pub fn collect_layers(&self) -> Result<()> {
+        // Under DryRun the rows' removal is rolled back: no file may go (and the loop
+        // would never see the rows gone).
+        if kiln_store::is_dry_run() {
+            return Ok(());
+        }
         loop {
             let doomed = self.store.write(|tx| {
                 let doomed = snapshots::collectable(tx)?;

@@ -253,6 +253,10 @@ impl Cloud {
             volumes::delete(tx, id)?;
             Ok(v)
         })?;
+        // A DryRun's writes are rolled back: its file must stay too.
+        if kiln_store::is_dry_run() {
+            return Ok(());
+        }
         let file = crate::reconcile::store_path(&v.file)?;
         if let Err(e) = self.agent()?.delete_volume(&file) {
             tracing::warn!(volume = %id, error = %e, "the volume's file stays until the next start");
@@ -427,11 +431,13 @@ impl Cloud {
         for v in todo {
             let backing = match &v.snapshot_id {
                 Some(s) => {
-                    let snap = self.store.read(|c| Ok::<_, Error>(snapshots::get(c, s)?));
-                    match snap? {
-                        Some(snap) => Some(crate::reconcile::store_path(&snap.file)?),
-                        None => None,
-                    }
+                    // Deleted since the request, its row and layer stay while this volume
+                    // names it: read it hidden or not, and never make a blank disk instead.
+                    let snap = self.store.read(|c| Ok::<_, Error>(snapshots::get_even_deleted(c, s)?))?;
+                    let snap = snap.ok_or_else(|| {
+                        Error::host(format!("creating {}", v.id), format!("its snapshot {s} is gone"))
+                    })?;
+                    Some(crate::reconcile::store_path(&snap.file)?)
                 }
                 None => None,
             };
@@ -571,6 +577,13 @@ mod tests {
         assert_eq!(d.attach_state, Some(VolumeAttachState::Detaching));
         w.passes_until(3, |w| volume(w, &v.id).state == VolumeState::Available);
         assert!(w.agent.disk(&i, 1).is_none(), "the disk left the VM");
+        // DryRun changes nothing: not the row, not the file, and it makes no layer.
+        let files = || std::fs::read_dir(w.dir.join("volumes")).expect("volumes").count();
+        let before = files();
+        kiln_store::dry_run(|| w.cloud.create_snapshot(&w.scope, &v.id, "dry", &[])).expect("dry snapshot");
+        kiln_store::dry_run(|| w.cloud.delete_volume(&w.scope, &v.id)).expect("dry delete");
+        assert_eq!((files(), volume(&w, &v.id).state), (before, VolumeState::Available));
+        assert!(w.dir.join(&v.file).exists());
         w.cloud.delete_volume(&w.scope, &v.id).expect("delete");
         assert!(!w.dir.join(&v.file).exists());
         assert!(matches!(w.cloud.volumes(&w.scope, &[v.id.parse().expect("vol")]), Err(Error::NotFound { .. })));

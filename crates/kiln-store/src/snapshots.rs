@@ -168,3 +168,8 @@ pub fn shared_with(conn: &Connection, account: &str, region: &str) -> Result<Vec
     let rows = st.query_map(params![account, region], row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// A snapshot by id, hidden (deleted, kept as a layer) or not.
+pub fn get_even_deleted(conn: &Connection, id: &str) -> Result<Option<Snapshot>, StoreError> {
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM snapshots WHERE id = ?1"), [id], row).optional()?)
+}

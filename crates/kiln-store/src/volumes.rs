@@ -248,6 +248,39 @@ pub fn set_attach_state(
     )? == 1)
 }
 
+/// Brings an attachment of `instance_id` to rest, if it is still the one a pass read
+/// (compare-and-set on the instance and the state): attaching becomes attached,
+/// detaching ends (the volume is available).
+pub fn settle(conn: &Connection, id: &str, instance_id: &str, from: VolumeAttachState) -> Result<bool, StoreError> {
+    let sql = match from {
+        VolumeAttachState::Attaching => {
+            "UPDATE volumes SET attach_state = 'attached' WHERE id = ?1 AND instance_id = ?2 AND attach_state = ?3"
+        }
+        VolumeAttachState::Detaching => {
+            "UPDATE volumes SET instance_id = NULL, device_name = NULL, state = 'available', attach_state = NULL,
+                 attach_time = NULL, delete_on_termination = 0
+             WHERE id = ?1 AND instance_id = ?2 AND attach_state = ?3"
+        }
+        VolumeAttachState::Attached => return Ok(false),
+    };
+    Ok(conn.execute(sql, params![id, instance_id, from.as_str()])? == 1)
+}
+
+/// Points a detached volume still on `from` at a new top layer; false when it was
+/// attached or moved on meanwhile (compare-and-set).
+pub fn set_layer_if_detached(
+    conn: &Connection,
+    id: &str,
+    from: &str,
+    file: &str,
+    snapshot_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE volumes SET file = ?3, snapshot_id = ?4 WHERE id = ?1 AND file = ?2 AND instance_id IS NULL",
+        params![id, from, file, snapshot_id],
+    )? == 1)
+}
+
 /// Standalone volumes still to be made (CreateVolume), of every account.
 pub fn to_make(conn: &Connection) -> Result<Vec<Volume>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
