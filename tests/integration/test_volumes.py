@@ -79,6 +79,10 @@ def test_create_describe_modify_delete_with_ec2s_errors(ec2, ec2_other):
         expect_error("InvalidVolume.NotFound", ec2_other.delete_volume, VolumeId=vid)
         expect_error("InvalidVolume.NotFound", ec2_other.create_snapshot, VolumeId=vid)
         expect_error("InvalidVolumeID.Malformed", ec2.describe_volumes, VolumeIds=["vol-x"])
+        # DryRun deletes nothing: the volume and its data stay (the snapshot below reads them).
+        expect_error("DryRunOperation", ec2.delete_volume, VolumeId=vid, DryRun=True, status=412)
+        expect_error("DryRunOperation", ec2.create_snapshot, VolumeId=vid, DryRun=True, status=412)
+        assert volume(ec2, vid)["State"] == "available"
         # A snapshot of a detached volume is complete at once; a smaller volume from it
         # is refused, an equal or larger one made.
         s = ec2.create_snapshot(VolumeId=vid, Description="api")
