@@ -249,8 +249,8 @@ def kiln():
         args += ["--quickstart", QUICKSTART_RECIPES]
     if _serve_has_option("--public-ip-pool"):
         # A pool of its own (test_instances.py runs a second server), and nothing
-        # forwarded off the machine.
-        args += ["--public-ip-pool", "100.64.1.0/24", "--no-egress-nat"]
+        # forwarded off the machine. KILN_TEST_POOL lets a second run share the machine.
+        args += ["--public-ip-pool", os.environ.get("KILN_TEST_POOL", "100.64.1.0/24"), "--no-egress-nat"]
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         args,

@@ -105,6 +105,12 @@ pub enum Error {
     /// An instance has all the interfaces its type allows.
     #[error("{0}")]
     AttachmentLimitExceeded(String),
+    /// No launch template has this name (in the caller's scope).
+    #[error("launch template '{0}' not found")]
+    TemplateNameNotFound(String),
+    /// A launch template has no such version.
+    #[error("{0}")]
+    TemplateVersionNotFound(String),
     /// This Kiln cannot do it at all (a feature its host does not give).
     #[error("{0}")]
     Unsupported(String),

@@ -15,6 +15,7 @@ pub mod imports;
 pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
+pub mod launch_templates;
 pub mod network;
 pub mod reconcile;
 pub mod routing;

@@ -99,6 +99,10 @@ impl Ec2Error {
             ResourceKind::NetworkInterfaceAttachment => {
                 ("InvalidAttachmentID.NotFound", format!("The attachment ID '{joined}' does not exist"))
             }
+            ResourceKind::LaunchTemplate => (
+                "InvalidLaunchTemplateId.NotFound",
+                format!("The specified launch template, with template ID {joined}, does not exist."),
+            ),
         };
         Self::new(code, message)
     }
@@ -127,6 +131,7 @@ impl From<IdError> for Ec2Error {
             ResourceKind::NetworkInterface => "InvalidNetworkInterfaceID.Malformed",
             ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
             ResourceKind::NetworkInterfaceAttachment => "InvalidAttachmentID.Malformed",
+            ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
         };
         Self::new(code, e.to_string())
     }

@@ -27,6 +27,15 @@ impl Params {
         Self { map: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
     }
 
+    pub fn from_owned(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self { map: pairs.into_iter().collect() }
+    }
+
+    /// Every parameter, sorted by key.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }

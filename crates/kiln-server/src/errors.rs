@@ -16,6 +16,10 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
             ResourceKind::Image => {
                 Ec2Error::new("InvalidAMIName.Duplicate", format!("AMI name {name} is already in use by another AMI"))
             }
+            ResourceKind::LaunchTemplate => Ec2Error::new(
+                "InvalidLaunchTemplateName.AlreadyExistsException",
+                format!("Launch template name already in use: {name}. Add a version to it with CreateLaunchTemplateVersion, or choose another name."),
+            ),
             _ => Ec2Error::invalid_value(format!("'{name}' already exists")),
         },
         Error::InvalidParameterValue(m) => Ec2Error::invalid_value(m),
@@ -58,6 +62,11 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::IncorrectModificationState(m) => Ec2Error::new("IncorrectModificationState", m),
         Error::InterfaceInUse(m) => Ec2Error::new("InvalidNetworkInterface.InUse", m),
         Error::AttachmentLimitExceeded(m) => Ec2Error::new("AttachmentLimitExceeded", m),
+        Error::TemplateNameNotFound(name) => Ec2Error::new(
+            "InvalidLaunchTemplateName.NotFoundException",
+            format!("At least one of the launch templates specified in the request does not exist: {name}"),
+        ),
+        Error::TemplateVersionNotFound(m) => Ec2Error::new("InvalidLaunchTemplateId.VersionNotFound", m),
         Error::Unsupported(m) => Ec2Error::new("UnsupportedOperation", m),
         Error::Host { context, detail } => {
             tracing::error!(%context, %detail, "host operation failed");

@@ -9,6 +9,7 @@ pub mod imports;
 pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
+pub mod launch_templates;
 mod migrations;
 pub mod routing;
 pub mod security_groups;

@@ -512,6 +512,37 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX snapshot_permissions_by_grantee ON snapshot_permissions (grantee);
     "#,
+    // 12: launch templates and their numbered versions. A version's data is the
+    // request's LaunchTemplateData as flat query parameters (JSON), as given.
+    r#"
+    CREATE TABLE launch_templates (
+        id           TEXT PRIMARY KEY,
+        account_id   TEXT NOT NULL REFERENCES accounts(id),
+        region       TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        default_version INTEGER NOT NULL,
+        -- The last number given to a version: deleted numbers are never reused.
+        last_number  INTEGER NOT NULL,
+        client_token TEXT,
+        created_at   TEXT NOT NULL,
+        UNIQUE (account_id, region, name)
+    );
+    CREATE UNIQUE INDEX launch_templates_by_token ON launch_templates (account_id, region, client_token)
+        WHERE client_token IS NOT NULL;
+    CREATE TABLE launch_template_versions (
+        template_id  TEXT NOT NULL REFERENCES launch_templates(id) ON DELETE CASCADE,
+        version      INTEGER NOT NULL,
+        description  TEXT,
+        data         TEXT NOT NULL,
+        client_token TEXT,
+        created_at   TEXT NOT NULL,
+        PRIMARY KEY (template_id, version)
+    );
+    CREATE UNIQUE INDEX launch_template_versions_by_token ON launch_template_versions (template_id, client_token)
+        WHERE client_token IS NOT NULL;
+    CREATE TRIGGER launch_templates_tags_go AFTER DELETE ON launch_templates
+        BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

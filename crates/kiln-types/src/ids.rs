@@ -29,10 +29,11 @@ pub enum ResourceKind {
     NetworkAclAssociation,
     DhcpOptions,
     NetworkInterfaceAttachment,
+    LaunchTemplate,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 20] = [
+    pub const ALL: [ResourceKind; 21] = [
         Self::KeyPair,
         Self::Vpc,
         Self::Subnet,
@@ -53,6 +54,7 @@ impl ResourceKind {
         Self::NetworkAclAssociation,
         Self::DhcpOptions,
         Self::NetworkInterfaceAttachment,
+        Self::LaunchTemplate,
     ];
 
     /// The ID prefix, without the dash.
@@ -78,6 +80,7 @@ impl ResourceKind {
             Self::NetworkAclAssociation => "aclassoc",
             Self::DhcpOptions => "dopt",
             Self::NetworkInterfaceAttachment => "eni-attach",
+            Self::LaunchTemplate => "lt",
         }
     }
 
@@ -104,6 +107,7 @@ impl ResourceKind {
             Self::NetworkAclAssociation => "network-acl-association",
             Self::DhcpOptions => "dhcp-options",
             Self::NetworkInterfaceAttachment => "network-interface-attachment",
+            Self::LaunchTemplate => "launch-template",
         }
     }
 
@@ -265,6 +269,8 @@ typed_ids! {
     ReservationId => Reservation,
     /// A network interface attachment's ID (`eni-attach-…`).
     NetworkInterfaceAttachmentId => NetworkInterfaceAttachment,
+    /// A launch template's ID (`lt-…`).
+    LaunchTemplateId => LaunchTemplate,
 }
 
 /// An ID that does not have its kind's shape.

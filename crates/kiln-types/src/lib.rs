@@ -6,6 +6,7 @@ pub mod ids;
 pub mod instance_types;
 pub mod region;
 pub mod state;
+pub mod templates;
 
 pub use choices::{
     ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeAttachState,
@@ -13,12 +14,13 @@ pub use choices::{
 };
 pub use ids::{
     AccountId, AddressAssociationId, AllocationId, DhcpOptionsId, IdError, ImageId, InstanceId, InternetGatewayId,
-    KeyPairId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceAttachmentId, NetworkInterfaceId, ReservationId,
-    ResourceKind, RouteTableAssociationId, RouteTableId, SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId,
-    VolumeId, VpcId,
+    KeyPairId, LaunchTemplateId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceAttachmentId,
+    NetworkInterfaceId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId, SecurityGroupId,
+    SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
 };
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;
+pub use templates::{TemplateRef, VersionRef};
 
 use std::fmt;
 use std::str::FromStr;

@@ -272,11 +272,18 @@ pub fn console(g: &Global, id: &str, follow: bool) -> Result<()> {
 /// RunInstances options as a person gives them.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
-    /// An AMI id, or an image name (wildcards allowed; the newest match wins).
-    pub image: String,
-    /// The instance type.
-    #[arg(long = "type", default_value = "t3.micro")]
-    pub instance_type: String,
+    /// An AMI id, or an image name (wildcards allowed; the newest match wins). With
+    /// --template it overrides the template's image.
+    #[arg(required_unless_present = "template")]
+    pub image: Option<String>,
+    /// A launch template, by name or id, with an optional version:
+    /// `NAME`, `NAME:3`, `NAME:$Latest` (the template's default version otherwise).
+    /// Options given here override the template's.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// The instance type (t3.micro unless the template names one).
+    #[arg(long = "type")]
+    pub instance_type: Option<String>,
     /// The key pair (see `kiln keys`).
     #[arg(long)]
     pub key: Option<String>,
@@ -336,15 +343,36 @@ fn resolve_image(client: &Client, image: &str) -> Result<String> {
     })
 }
 
+/// RunInstances' `LaunchTemplate` from `NAME`, `lt-ID`, either with `:VERSION`.
+fn template_params(spec: &str) -> Vec<(String, String)> {
+    let (template, version) = match spec.rsplit_once(':') {
+        Some((t, v)) => (t, Some(v)),
+        None => (spec, None),
+    };
+    let by_id = template.starts_with("lt-") && template.parse::<kiln_types::LaunchTemplateId>().is_ok();
+    let key = if by_id { "LaunchTemplate.LaunchTemplateId" } else { "LaunchTemplate.LaunchTemplateName" };
+    let mut p = vec![(key.to_owned(), template.to_owned())];
+    if let Some(v) = version {
+        p.push(("LaunchTemplate.Version".into(), v.to_owned()));
+    }
+    p
+}
+
 pub fn run(g: &Global, a: &RunArgs) -> Result<()> {
     let client = Client::new(&g.client)?;
-    let image = resolve_image(&client, &a.image)?;
-    let mut p: Vec<(String, String)> = vec![
-        ("ImageId".into(), image.clone()),
-        ("InstanceType".into(), a.instance_type.clone()),
-        ("MinCount".into(), a.count.to_string()),
-        ("MaxCount".into(), a.count.to_string()),
-    ];
+    let mut p: Vec<(String, String)> =
+        vec![("MinCount".into(), a.count.to_string()), ("MaxCount".into(), a.count.to_string())];
+    if let Some(image) = &a.image {
+        p.push(("ImageId".into(), resolve_image(&client, image)?));
+    }
+    match (&a.template, &a.instance_type) {
+        (Some(t), _) => p.extend(template_params(t)),
+        (None, None) => p.push(("InstanceType".into(), "t3.micro".into())),
+        (None, Some(_)) => {}
+    }
+    if let Some(t) = &a.instance_type {
+        p.push(("InstanceType".into(), t.clone()));
+    }
     if let Some(k) = &a.key {
         p.push(("KeyName".into(), k.clone()));
     }
@@ -820,6 +848,7 @@ pub fn actions_table() -> String {
         ("tags", "Tags"),
         ("images", "Images"),
         ("instances", "Instances"),
+        ("launch_templates", "Launch templates"),
     ];
     let mut out = String::from("| Area | Actions |\n|---|---|\n");
     for (module, title) in areas {

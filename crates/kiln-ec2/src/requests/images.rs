@@ -15,6 +15,12 @@ pub struct BlockDeviceMapping {
     pub volume_size: Option<i64>,
     pub volume_type: Option<VolumeType>,
     pub delete_on_termination: Option<bool>,
+    /// Ebs.Iops, Ebs.Throughput, Ebs.Encrypted and Ebs.KmsKeyId: recorded (launch
+    /// templates show them back); a launch does not act on them yet.
+    pub iops: Option<i64>,
+    pub throughput: Option<i64>,
+    pub encrypted: Option<bool>,
+    pub kms_key_id: Option<String>,
 }
 
 /// `/dev/xvda`, `/dev/sda1`, `xvdf`: the names EC2 accepts for devices.
@@ -59,6 +65,10 @@ pub fn block_device_mappings(p: &Params) -> Result<Vec<BlockDeviceMapping>, Ec2E
             volume_size,
             volume_type,
             delete_on_termination: ebs.bool("DeleteOnTermination")?,
+            iops: ebs.int("Iops")?,
+            throughput: ebs.int("Throughput")?,
+            encrypted: ebs.bool("Encrypted")?,
+            kms_key_id: ebs.string("KmsKeyId"),
         });
     }
     Ok(out)

@@ -3,10 +3,11 @@
 use base64::Engine;
 use kiln_types::{
     CpuCredits, HttpEndpoint, HttpTokens, ImageId, InstanceId, InstanceOptions, SecurityGroupId, ShutdownBehavior,
-    SubnetId,
+    SubnetId, TemplateRef, VersionRef,
 };
 
 use super::images::{block_device_mappings, BlockDeviceMapping};
+use super::launch_templates::{launch_template_spec, overlay, Tags};
 use super::{decode_tags, ids, Decode, Tag};
 use crate::page::Paging;
 use crate::{Ec2Error, Filter, Params};
@@ -30,15 +31,45 @@ fn tag_specs(p: &Params, allowed: &[&str]) -> Result<Vec<(String, Vec<Tag>)>, Ec
     Ok(out)
 }
 
-fn decode_user_data(raw: &str) -> Result<Vec<u8>, Ec2Error> {
+pub(crate) fn decode_user_data(raw: &str) -> Result<Vec<u8>, Ec2Error> {
     let compact: String = raw.split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(compact)
         .map_err(|_| Ec2Error::new("InvalidUserData.Malformed", "Invalid BASE64 encoding of user data."))
 }
 
+/// RunInstances: its parameters decoded, or (with `LaunchTemplate`) the template
+/// version to lay them over, which only the control plane can read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunInstances {
+pub enum RunInstances {
+    Direct(Box<LaunchSpec>),
+    FromTemplate { template: TemplateRef, version: VersionRef, params: Params },
+}
+
+impl Decode for RunInstances {
+    fn decode(p: &Params) -> Result<Self, Ec2Error> {
+        match launch_template_spec(p)? {
+            None => Ok(Self::Direct(Box::new(LaunchSpec::decode(p)?))),
+            Some((template, version)) => {
+                let params =
+                    Params::from_owned(p.pairs().into_iter().filter(|(k, _)| !k.starts_with("LaunchTemplate.")));
+                Ok(Self::FromTemplate { template, version, params })
+            }
+        }
+    }
+}
+
+impl LaunchSpec {
+    /// A launch from a template version's `data` with the request's `params` laid
+    /// over it, as EC2 merges them.
+    pub fn over_template(data: &[(String, String)], params: &Params) -> Result<Self, Ec2Error> {
+        Self::decode(&Params::from_owned(overlay(data, &params.pairs(), Tags::Merge)))
+    }
+}
+
+/// The parameters of one launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
     pub image_id: ImageId,
     pub instance_type: String,
     pub min_count: i64,
@@ -64,11 +95,8 @@ pub struct RunInstances {
     pub options: InstanceOptions,
 }
 
-impl Decode for RunInstances {
-    fn decode(p: &Params) -> Result<Self, Ec2Error> {
-        if p.get("LaunchTemplate.LaunchTemplateId").is_some() || p.get("LaunchTemplate.LaunchTemplateName").is_some() {
-            return Err(Ec2Error::invalid_value("Launch templates are not supported by Kiln yet"));
-        }
+impl LaunchSpec {
+    pub fn decode(p: &Params) -> Result<Self, Ec2Error> {
         let image_id = p.required("ImageId")?.parse()?;
         let min_count = p.int("MinCount")?.ok_or_else(|| Ec2Error::missing("MinCount"))?;
         let max_count = p.int("MaxCount")?.ok_or_else(|| Ec2Error::missing("MaxCount"))?;
@@ -423,7 +451,7 @@ mod tests {
 &Placement.AvailabilityZone=&Placement.Tenancy=&InstanceInitiatedShutdownBehavior=&MetadataOptions.HttpTokens=\
 &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Empty&TagSpecification.1.Tag.1.Value=",
         );
-        let r = RunInstances::decode(&p).expect("decode");
+        let r = LaunchSpec::decode(&p).expect("decode");
         assert_eq!(r.availability_zone, None);
         assert_eq!(r.shutdown_behavior, None);
         assert_eq!(r.http_tokens, None);
@@ -439,7 +467,7 @@ mod tests {
 &BlockDeviceMapping.1.Ebs.VolumeSize=20&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name\
 &TagSpecification.1.Tag.1.Value=web&MetadataOptions.HttpTokens=required&ClientToken=2922b863",
         );
-        let r = RunInstances::decode(&p).expect("decode");
+        let r = LaunchSpec::decode(&p).expect("decode");
         assert_eq!(r.user_data.as_deref(), Some(&b"#!/bin/sh\necho hi"[..]));
         assert_eq!(r.group_ids.iter().map(|g| g.as_str()).collect::<Vec<_>>(), vec!["sg-12345678"]);
         assert_eq!(r.block_devices[0].volume_size, Some(20));
@@ -458,7 +486,7 @@ mod tests {
             "ImageId=ami-12345678&MinCount=1&MaxCount=1&UserData=%%%",
             "ImageId=bogus&MinCount=1&MaxCount=1",
         ] {
-            assert!(RunInstances::decode(&Params::parse(q, b"")).is_err(), "{q}");
+            assert!(LaunchSpec::decode(&Params::parse(q, b"")).is_err(), "{q}");
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod instance_types;
 pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
+pub mod launch_templates;
 pub mod routing;
 pub mod security_groups;
 pub mod tags;
@@ -173,6 +174,14 @@ actions! {
     ModifyInstanceCreditSpecification => instances::ModifyInstanceCreditSpecification,
     MonitorInstances => instances::InstanceList,
     UnmonitorInstances => instances::InstanceList,
+    CreateLaunchTemplate => launch_templates::CreateLaunchTemplate,
+    CreateLaunchTemplateVersion => launch_templates::CreateLaunchTemplateVersion,
+    DescribeLaunchTemplates => launch_templates::DescribeLaunchTemplates,
+    DescribeLaunchTemplateVersions => launch_templates::DescribeLaunchTemplateVersions,
+    ModifyLaunchTemplate => launch_templates::ModifyLaunchTemplate,
+    DeleteLaunchTemplate => launch_templates::DeleteLaunchTemplate,
+    DeleteLaunchTemplateVersions => launch_templates::DeleteLaunchTemplateVersions,
+    GetLaunchTemplateData => launch_templates::GetLaunchTemplateData,
 }
 
 /// A tag as given in a request.

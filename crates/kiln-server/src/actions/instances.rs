@@ -9,9 +9,10 @@ use kiln_control::interfaces::{primary, NetworkInterface};
 use kiln_ec2::filter::{self, Field};
 use kiln_ec2::requests::instances::{
     DescribeInstanceAttribute, DescribeInstanceStatus, DescribeInstances, GetConsoleOutput, InstanceAttribute,
-    InstanceAttributeChange, InstanceList, ModifyInstanceAttribute, ModifyInstanceCreditSpecification,
+    InstanceAttributeChange, InstanceList, LaunchSpec, ModifyInstanceAttribute, ModifyInstanceCreditSpecification,
     ModifyInstanceMetadataOptions, RunInstances,
 };
+use kiln_ec2::requests::Tag;
 use kiln_ec2::{Ec2Error, XmlWriter};
 use kiln_store::instances::Instance;
 use kiln_store::volumes::Volume;
@@ -175,7 +176,27 @@ pub(crate) fn volume_requests(mappings: Vec<kiln_ec2::requests::images::BlockDev
         .collect()
 }
 
+/// The launch a RunInstances asks for: as given, or laid over a template version,
+/// the instance then carrying the `aws:ec2launchtemplate:*` tags as on EC2.
+fn launch_spec(ctx: &Ctx<'_>, r: RunInstances) -> Result<LaunchSpec, Ec2Error> {
+    match r {
+        RunInstances::Direct(spec) => Ok(*spec),
+        RunInstances::FromTemplate { template, version, params } => {
+            let v = ctx.cloud.launch_template_version(&ctx.scope, &template, version).ec2()?;
+            let mut spec = LaunchSpec::over_template(&v.data, &params)?;
+            for (key, value) in
+                [("aws:ec2launchtemplate:id", v.template_id), ("aws:ec2launchtemplate:version", v.version.to_string())]
+            {
+                spec.instance_tags.retain(|t| t.key != key);
+                spec.instance_tags.push(Tag { key: key.into(), value });
+            }
+            Ok(spec)
+        }
+    }
+}
+
 pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
+    let r = launch_spec(ctx, r)?;
     let req = RunRequest {
         image_id: r.image_id,
         instance_type: r.instance_type,

@@ -6,6 +6,7 @@ mod instance_types;
 mod instances;
 mod interfaces;
 mod key_pairs;
+mod launch_templates;
 mod regions;
 mod routing;
 mod security_groups;
@@ -127,6 +128,14 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::DeleteNetworkInterface(r) => interfaces::delete(ctx, r),
         Request::AttachNetworkInterface(r) => interfaces::attach(ctx, r),
         Request::DetachNetworkInterface(r) => interfaces::detach(ctx, r),
+        Request::CreateLaunchTemplate(r) => launch_templates::create(ctx, r),
+        Request::CreateLaunchTemplateVersion(r) => launch_templates::create_version(ctx, r),
+        Request::DescribeLaunchTemplates(r) => launch_templates::describe(ctx, r),
+        Request::DescribeLaunchTemplateVersions(r) => launch_templates::describe_versions(ctx, r),
+        Request::ModifyLaunchTemplate(r) => launch_templates::modify(ctx, r),
+        Request::DeleteLaunchTemplate(r) => launch_templates::delete(ctx, r),
+        Request::DeleteLaunchTemplateVersions(r) => launch_templates::delete_versions(ctx, r),
+        Request::GetLaunchTemplateData(r) => launch_templates::get_data(ctx, r),
         Request::DescribeVolumes(r) => volumes::describe(ctx, r),
         Request::CreateVolume(r) => volumes::create(ctx, r),
         Request::DeleteVolume(r) => volumes::delete(ctx, r),
