@@ -64,6 +64,12 @@ def test_terraform_applies_and_destroys_the_network_stack(kiln, ec2, quickstart_
         ip, instance = out["public_ip"]["value"], out["instance_id"]["value"]
         desc = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
         assert desc["PublicIpAddress"] == ip
+        vol = ec2.describe_volumes(VolumeIds=[out["volume_id"]["value"]])["Volumes"][0]
+        assert [(a["InstanceId"], a["Device"], a["State"]) for a in vol["Attachments"]] == [(instance, "/dev/sdf", "attached")]
+        templated = ec2.describe_instances(InstanceIds=[out["templated_id"]["value"]])["Reservations"][0]["Instances"][0]
+        tags = {t["Key"]: t["Value"] for t in templated["Tags"]}
+        assert tags["aws:ec2launchtemplate:id"] == out["template_id"]["value"]
+        assert tags["Name"] == f"{name}-templated" and templated["MetadataOptions"]["HttpTokens"] == "required"
         wait_ssh(ip, key, kiln)
         # What was applied is what Kiln reads back: a second plan has nothing to do.
         p = tf("plan", "-detailed-exitcode", "-input=false", "-no-color", *args)

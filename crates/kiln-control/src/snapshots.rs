@@ -108,6 +108,9 @@ fn plan_snapshot(
     if v.state == kiln_types::VolumeState::Creating {
         return Err(Error::IncorrectState(format!("Volume {} is still being created", v.id)));
     }
+    if v.state == kiln_types::VolumeState::Error {
+        return Err(Error::IncorrectState(format!("Volume {} is in the error state; delete it", v.id)));
+    }
     // Whether its VM has the disk is settling: freezing now could switch a disk the VM
     // does not have, or leave one it still writes.
     if let Some(a @ (kiln_types::VolumeAttachState::Attaching | kiln_types::VolumeAttachState::Detaching)) =

@@ -355,6 +355,9 @@ impl Cloud {
             if v.state == VolumeState::Creating {
                 return Err(Error::IncorrectState(format!("Volume {id} is still being created")));
             }
+            if v.state == VolumeState::Error {
+                return Err(Error::IncorrectState(format!("Volume {id} is in the error state; delete it")));
+            }
             if volumes::modifications(tx, scope)?.iter().any(|m| m.volume_id == id && m.state == "modifying") {
                 return Err(Error::IncorrectModificationState(format!(
                     "Volume {id} is already being modified; wait for the modification to complete."
@@ -421,7 +424,9 @@ impl Cloud {
     }
 
     /// Makes the files of volumes CreateVolume recorded (a reconciler step): whole or
-    /// not at all, then `available`.
+    /// not at all, then `available`. Each volume on its own: one that fails is retried
+    /// next pass (or, when its snapshot is gone for good, marked `error`) and holds
+    /// up no other.
     pub(crate) fn make_volumes(&self) -> Result<()> {
         let todo = self.store.read(|c| Ok::<_, Error>(volumes::to_make(c)?))?;
         if todo.is_empty() {
@@ -429,31 +434,44 @@ impl Cloud {
         }
         let agent = self.agent()?;
         for v in todo {
-            let backing = match &v.snapshot_id {
+            let made = match &v.snapshot_id {
                 Some(s) => {
                     // Deleted since the request, its row and layer stay while this volume
                     // names it: read it hidden or not, and never make a blank disk instead.
-                    let snap = self.store.read(|c| Ok::<_, Error>(snapshots::get_even_deleted(c, s)?))?;
-                    let snap = snap.ok_or_else(|| {
-                        Error::host(format!("creating {}", v.id), format!("its snapshot {s} is gone"))
-                    })?;
-                    Some(crate::reconcile::store_path(&snap.file)?)
+                    match self.store.read(|c| Ok::<_, Error>(snapshots::get_even_deleted(c, s)?))? {
+                        Some(snap) => crate::reconcile::store_path(&snap.file).map(Some),
+                        None => {
+                            tracing::warn!(volume = %v.id, snapshot = %s, "the volume's snapshot is gone; marking it error");
+                            self.settle_made(&v.id, VolumeState::Error)?;
+                            continue;
+                        }
+                    }
                 }
-                None => None,
-            };
-            let file = crate::reconcile::store_path(&v.file)?;
-            agent
-                .create_volume(&file, backing.as_ref(), v.size_gib as u64)
-                .map_err(|e| Error::host(format!("creating {}", v.id), e))?;
-            self.store.write(|tx| {
-                // Still the same volume, still being made (it may have been deleted).
-                if volumes::get(tx, &v.id)?.is_some_and(|now| now.state == VolumeState::Creating) {
-                    volumes::set_state(tx, &v.id, VolumeState::Available)?;
-                }
-                Ok::<_, Error>(())
-            })?;
+                None => Ok(None),
+            }
+            .and_then(|backing| {
+                let file = crate::reconcile::store_path(&v.file)?;
+                agent
+                    .create_volume(&file, backing.as_ref(), v.size_gib as u64)
+                    .map_err(|e| Error::host(format!("creating {}", v.id), e))
+            });
+            match made {
+                Ok(()) => self.settle_made(&v.id, VolumeState::Available)?,
+                Err(e) => tracing::warn!(volume = %v.id, error = %e, "making the volume failed; retrying"),
+            }
         }
         Ok(())
+    }
+
+    /// Moves a volume out of `creating`, if it is still the same volume being made
+    /// (it may have been deleted meanwhile).
+    fn settle_made(&self, id: &str, state: VolumeState) -> Result<()> {
+        self.store.write(|tx| {
+            if volumes::get(tx, id)?.is_some_and(|now| now.state == VolumeState::Creating) {
+                volumes::set_state(tx, id, state)?;
+            }
+            Ok::<_, Error>(())
+        })
     }
 
     /// Grows the files of volumes whose modification asks for more (a reconciler
@@ -470,11 +488,17 @@ impl Cloud {
         })?;
         let agent = self.agent()?;
         for (m, v) in pending {
-            let file = crate::reconcile::store_path(&v.file)?;
-            let running = v.instance_id.as_deref().filter(|i| agent.is_running(i));
-            agent
-                .grow_volume(&file, m.target_size as u64, running)
-                .map_err(|e| Error::host(format!("growing {}", v.id), e))?;
+            let grown = crate::reconcile::store_path(&v.file).and_then(|file| {
+                let running = v.instance_id.as_deref().filter(|i| agent.is_running(i));
+                agent
+                    .grow_volume(&file, m.target_size as u64, running)
+                    .map_err(|e| Error::host(format!("growing {}", v.id), e))
+            });
+            if let Err(e) = grown {
+                // Retried next pass; the other volumes go on.
+                tracing::warn!(volume = %v.id, error = %e, "growing the volume failed; retrying");
+                continue;
+            }
             self.store.write(|tx| {
                 volumes::set_shape(tx, &v.id, m.target_size, v.volume_type, v.iops, v.throughput)?;
                 volumes::put_modification(
@@ -519,6 +543,38 @@ mod tests {
 
     fn volume(w: &crate::testkit::World, id: &str) -> Volume {
         w.cloud.volumes(&w.scope, &[id.parse().expect("vol")]).expect("volume").remove(0)
+    }
+
+    #[test]
+    fn one_volume_that_cannot_be_made_holds_up_no_other() {
+        let mut w = crate::testkit::World::new("volumes-apart");
+        let zone = "us-east-1a".to_string();
+        let new = || NewVolume {
+            availability_zone: zone.clone(),
+            size_gib: Some(1),
+            volume_type: Some(VolumeType::Gp3),
+            ..NewVolume::default()
+        };
+        let bad = w.cloud.create_volume(&w.scope, &new()).expect("bad");
+        let good = w.cloud.create_volume(&w.scope, &new()).expect("good");
+        let file = bad.file.clone();
+        // A file the host cannot make (a path out of the data directory).
+        let set_file = |w: &crate::testkit::World, f: &str| {
+            w.cloud
+                .store
+                .write(|tx| {
+                    tx.execute("UPDATE volumes SET file = ?2 WHERE id = ?1", [bad.id.as_str(), f])?;
+                    Ok::<_, kiln_store::StoreError>(())
+                })
+                .expect("file")
+        };
+        set_file(&w, "../outside.qcow2");
+        w.passes_until(3, |w| volume(w, &good.id).state == VolumeState::Available);
+        assert_eq!(volume(&w, &good.id).state, VolumeState::Available);
+        assert_eq!(volume(&w, &bad.id).state, VolumeState::Creating, "retried, not given up");
+        set_file(&w, &file);
+        w.passes_until(3, |w| volume(w, &bad.id).state == VolumeState::Available);
+        assert_eq!(volume(&w, &bad.id).state, VolumeState::Available);
     }
 
     #[test]

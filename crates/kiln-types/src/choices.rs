@@ -144,6 +144,8 @@ choice! {
         Creating = "creating",
         Available = "available",
         InUse = "in-use",
+        /// Its file cannot be made (its snapshot is gone): it can only be deleted.
+        Error = "error",
     }
 }
 

@@ -1,7 +1,9 @@
 # The network stack of issue 11, as a Terraform user writes it: a VPC with DNS
 # hostnames, an internet gateway, a public subnet, a route table with a default route
 # and its association, a security group with an SSH ingress rule, a key pair,
-# kiln-tiny and an Elastic IP. Applied and destroyed by test_terraform.py.
+# kiln-tiny and an Elastic IP; and issue 12's: an EBS volume attached to it, and a
+# launch template with a second instance launched from it. Applied and destroyed by
+# test_terraform.py.
 
 terraform {
   required_providers {
@@ -98,5 +100,48 @@ resource "aws_eip" "ip" {
   depends_on = [aws_internet_gateway.gw]
 }
 
+resource "aws_ebs_volume" "data" {
+  availability_zone = aws_instance.web.availability_zone
+  size              = 1
+  type              = "gp3"
+  tags              = { Name = var.name }
+}
+
+resource "aws_volume_attachment" "data" {
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.data.id
+  instance_id = aws_instance.web.id
+}
+
+resource "aws_launch_template" "web" {
+  name                   = var.name
+  image_id               = data.aws_ami.tiny.id
+  instance_type          = "t3.micro"
+  key_name               = aws_key_pair.key.key_name
+  vpc_security_group_ids = [aws_security_group.ssh.id]
+  metadata_options {
+    http_tokens = "required"
+  }
+  tag_specifications {
+    resource_type = "instance"
+    tags          = { Name = "${var.name}-templated" }
+  }
+}
+
+resource "aws_instance" "templated" {
+  subnet_id = aws_subnet.public.id
+  # As on EC2, the template's tags land on the instance, so the instance names them
+  # too (or every plan would offer to remove them).
+  tags = { Name = "${var.name}-templated" }
+  launch_template {
+    id      = aws_launch_template.web.id
+    version = "$Latest"
+  }
+  depends_on = [aws_route_table_association.public]
+}
+
 output "public_ip" { value = aws_eip.ip.public_ip }
+output "templated_id" { value = aws_instance.templated.id }
+output "template_id" { value = aws_launch_template.web.id }
+output "volume_id" { value = aws_ebs_volume.data.id }
 output "instance_id" { value = aws_instance.web.id }

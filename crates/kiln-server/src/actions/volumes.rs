@@ -205,6 +205,15 @@ pub(crate) fn modifications(ctx: &Ctx<'_>, r: VolumeQuery) -> ActionResult {
 
 /// DescribeVolumeStatus: every volume's I/O is enabled and its checks pass (Kiln's
 /// volumes are local files: there is no impairment to report).
+/// A volume's status and its io-enabled check: a volume in `error` has no disk.
+fn health(v: &Volume) -> (&'static str, &'static str) {
+    if v.state == kiln_types::VolumeState::Error {
+        ("impaired", "failed")
+    } else {
+        ("ok", "passed")
+    }
+}
+
 pub(crate) fn status(ctx: &Ctx<'_>, r: VolumeQuery) -> ActionResult {
     let all = ctx.cloud.volumes(&ctx.scope, &r.ids).ec2()?;
     let list = filter::apply(
@@ -212,7 +221,7 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: VolumeQuery) -> ActionResult {
         &r.filters,
         &["volume-status.status", "volume-status.details-name", "volume-status.details-status", "availability-zone"],
         |v, name| match name {
-            "volume-status.status" => Field::one("ok"),
+            "volume-status.status" => Field::one(health(v).0),
             "volume-status.details-name" => Field::many(["io-enabled", "io-performance"]),
             "volume-status.details-status" => Field::many(["passed", "not-applicable"]),
             "availability-zone" => Field::one(v.availability_zone.clone()),
@@ -224,8 +233,9 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: VolumeQuery) -> ActionResult {
     let mut w = ctx.xml("DescribeVolumeStatus");
     w.set("volumeStatusSet", page, |w, v| {
         w.elem("volumeId", &v.id).elem("availabilityZone", &v.availability_zone);
-        w.start("volumeStatus").elem("status", "ok");
-        w.set("details", [("io-enabled", "passed"), ("io-performance", "not-applicable")], |w, (n, s)| {
+        let (status, io) = health(&v);
+        w.start("volumeStatus").elem("status", status);
+        w.set("details", [("io-enabled", io), ("io-performance", "not-applicable")], |w, (n, s)| {
             w.elem("name", n).elem("status", s);
         });
         w.end();
