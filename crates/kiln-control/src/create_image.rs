@@ -264,7 +264,7 @@ impl Cloud {
                     snapshots::set_origin(tx, &snap.id, &vol.file, vol.snapshot_id.as_deref())?;
                     if instance_id.is_some() {
                         // The workflow holds the instance: nothing else moves the volume.
-                        volumes::set_layer(tx, &vol.id, &f.new_file, &f.snapshot_id)?;
+                        volumes::set_layer(tx, &vol.id, &f.new_file, Some(&f.snapshot_id))?;
                     } else if !volumes::set_layer_if_detached(tx, &vol.id, &vol.file, &f.new_file, &f.snapshot_id)? {
                         // Attached or moved on since it was read: not frozen here.
                         return Err(Error::IncorrectState(format!(
@@ -294,6 +294,30 @@ impl Cloud {
         Ok(())
     }
 
+    /// Whether `f`'s volume really went on to its overlay, for work that gives up. The
+    /// switch is recorded before it is made, and the agent removes an overlay a VM did
+    /// not switch to (as `create_volume` makes one whole or not at all), so it was made
+    /// when the store says so and the overlay exists. A switch recorded but never made
+    /// is undone here: the volume is on its old file (the VM still writes it) again.
+    pub(crate) fn settle_switch(&self, tx: &kiln_store::Connection, f: &Freeze) -> Result<bool> {
+        let Some(vol) = volumes::get(tx, &f.volume_id)? else { return Ok(false) };
+        if vol.file != f.new_file {
+            return Ok(false);
+        }
+        if self.agent()?.volume_exists(&crate::reconcile::store_path(&f.new_file)?) {
+            return Ok(true);
+        }
+        let snap = snapshots::get_even_deleted(tx, &f.snapshot_id)?.ok_or_else(|| {
+            Error::Store(kiln_store::StoreError::Corrupt(format!(
+                "volume {} names snapshot {} as its layer, which has no row",
+                vol.id, f.snapshot_id
+            )))
+        })?;
+        tracing::warn!(volume = %vol.id, snapshot = %snap.id, "the switch to a new overlay was recorded but never made; undoing it");
+        volumes::set_layer(tx, &vol.id, &snap.file, snap.parent_id.as_deref())?;
+        Ok(false)
+    }
+
     /// Undoes a CreateImage that cannot finish: the guest runs again if the workflow
     /// powered it off; snapshots already frozen stay as hidden layers under their
     /// volumes; the others go; the image is `failed` with the reason.
@@ -306,8 +330,7 @@ impl Cloud {
         }
         self.store.write(|tx| {
             for f in &p.volumes {
-                let switched = volumes::get(tx, &f.volume_id)?.is_some_and(|v| v.file == f.new_file);
-                if switched {
+                if self.settle_switch(tx, f)? {
                     snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
                     snapshots::mark_deleted(tx, &f.snapshot_id)?;
                 } else {

@@ -228,11 +228,11 @@ impl Cloud {
     }
 
     /// A snapshot that could not be frozen: complete if the volume did switch to its
-    /// overlay (the layer is whole), else gone (its row names the volume's live file).
+    /// overlay (the layer is whole), else gone (its row names the volume's live file)
+    /// and a switch recorded but never made undone (`settle_switch`).
     pub(crate) fn snapshot_failed(&self, f: &crate::workflows::Freeze) -> Result<()> {
         self.store.write(|tx| {
-            let switched = kiln_store::volumes::get(tx, &f.volume_id)?.is_some_and(|v| v.file == f.new_file);
-            if switched {
+            if self.settle_switch(tx, f)? {
                 snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
             } else {
                 snapshots::remove(tx, &f.snapshot_id)?;

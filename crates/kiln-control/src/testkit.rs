@@ -45,6 +45,8 @@ pub struct FakeAgent {
     crash_at: Mutex<Option<CrashAt>>,
     /// A guest that ignores the power button.
     pub deaf: Mutex<bool>,
+    /// QMP's `transaction` fails: live snapshots switch nothing.
+    pub stuck_disks: std::sync::atomic::AtomicBool,
     /// Volume files grown, and to what size.
     pub grown: Mutex<Vec<(PathBuf, u64)>>,
     /// Whether the host gives VPC networking (ports always exist then).
@@ -164,6 +166,9 @@ impl HostAgent for FakeAgent {
 
     fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError> {
         self.effect(|| {
+            if self.stuck_disks.load(Ordering::SeqCst) {
+                return Err(fail("transaction: the disks would not switch"));
+            }
             let mut vms = self.vms();
             let vm = vms.get_mut(instance_id).ok_or_else(|| fail("not running"))?;
             for (current, overlay) in switches {

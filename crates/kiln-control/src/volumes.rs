@@ -646,6 +646,35 @@ mod tests {
     }
 
     #[test]
+    fn a_live_snapshot_whose_switch_never_happens_is_undone_not_completed() {
+        let mut w = crate::testkit::World::new("snapshot-stuck");
+        let i = w.launch();
+        w.passes_until(10, |w| w.state(&i) == InstanceState::Running);
+        let root = w.cloud.instance_volumes(&i).expect("volumes").remove(0);
+        let disk = w.agent.disk(&i, 0).expect("disk");
+        w.agent.stuck_disks.store(true, std::sync::atomic::Ordering::SeqCst);
+        let snap = w.cloud.create_snapshot(&w.scope, &root.id, "stuck", &[]).expect("snapshot");
+        // The switch is recorded first; the VM never makes it.
+        w.passes_until(5, |w| volume(w, &root.id).file != root.file);
+        let recorded = volume(&w, &root.id);
+        assert_ne!(recorded.file, root.file);
+        let freeze = crate::workflows::Freeze {
+            volume_id: root.id.clone(),
+            snapshot_id: snap.id.clone(),
+            new_file: recorded.file.clone(),
+        };
+        w.cloud.snapshot_failed(&freeze).expect("give up");
+        let after = volume(&w, &root.id);
+        assert_eq!(
+            (after.file.as_str(), after.snapshot_id.as_deref()),
+            (root.file.as_str(), root.snapshot_id.as_deref())
+        );
+        assert_eq!(w.agent.disk(&i, 0).expect("disk"), disk, "the VM still writes the file the volume names");
+        let ids = [snap.id.parse::<kiln_types::SnapshotId>().expect("id")];
+        assert!(w.cloud.snapshots(&w.scope, &ids, &[], &[]).is_err(), "no snapshot claims the live file");
+    }
+
+    #[test]
     fn an_instances_volumes_are_snapshotted_together() {
         let mut w = crate::testkit::World::new("snapshots-together");
         let i = w.launch();

@@ -436,7 +436,7 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
 }
 
 /// Points a volume at a new top layer (after CreateImage froze the old one into a snapshot).
-pub fn set_layer(conn: &Connection, id: &str, file: &str, snapshot_id: &str) -> Result<(), StoreError> {
+pub fn set_layer(conn: &Connection, id: &str, file: &str, snapshot_id: Option<&str>) -> Result<(), StoreError> {
     conn.execute("UPDATE volumes SET file = ?2, snapshot_id = ?3 WHERE id = ?1", params![id, file, snapshot_id])?;
     Ok(())
 }
