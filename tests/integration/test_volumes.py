@@ -2,11 +2,12 @@
 and real disks in real VMs (hot-plugged, moved between running instances with their
 data, snapshotted, grown live)."""
 
+import os
 import uuid
 
 import pytest
 
-from instances_helpers import wait_for
+from instances_helpers import qemu_pid_of, wait_for
 from kiln_helpers import expect_error
 from story_helpers import BOOT, ssh, wait_ssh
 
@@ -201,6 +202,13 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
                                "ls /mnt/v; sudo busybox umount /mnt/v")
         assert out.stdout.splitlines()[0] == "first" and "more" not in out.stdout, out
 
+        # Forced off a while its guest has it mounted: the disk is pulled from under
+        # the guest and QEMU lets go of the file at once, so the volume is free to move.
+        ssh(ips[a], key, f"sudo busybox mount /dev/{dev_old} /mnt/v")
+        ec2.detach_volume(VolumeId=old, Force=True)
+        wait_volume(ec2, old, "available", timeout=30)
+        assert not [f for f in open_files(qemu_pid_of(kiln.data_dir, a)) if old in f]
+
         # Grown live to 2 GiB: the guest sees the new size without a reboot.
         ec2.modify_volume(VolumeId=vid, Size=2)
         wait_for("the modification", lambda: ec2.describe_volumes_modifications(VolumeIds=[vid])[
@@ -234,6 +242,17 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
             ec2.delete_snapshot(SnapshotId=s)
         ec2.delete_key_pair(KeyName=name)
         ec2.delete_security_group(GroupId=group)
+
+
+def open_files(pid):
+    """The files a process has open."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
 
 
 def volume_of(ec2, instance_id):

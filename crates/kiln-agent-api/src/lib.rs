@@ -270,9 +270,11 @@ pub trait HostAgent: Send + Sync {
     /// their overlay are left alone, so asking again does nothing.
     fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError>;
     /// Makes a running VM's disks exactly `disks` (the first, its root, never changes):
-    /// hot-plugs those missing and asks the guest to release the others. Returns
-    /// whether the VM now has exactly `disks`; false while a release is under way.
-    fn set_disks(&self, instance_id: &str, disks: &[Disk]) -> Result<bool, AgentError>;
+    /// hot-plugs those missing and asks the guest to release the others, except the
+    /// volumes in `force`, whose drives are pulled at once (the guest's I/O on them
+    /// fails from then on). Returns whether the VM now has exactly `disks` open;
+    /// false while a release is under way.
+    fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError>;
     /// Grows a volume file to `size_gib`: live, through the VM that has it as a disk
     /// (`instance_id`), or on the file when no VM runs it. Never shrinks.
     fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError>;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use kiln_agent_api::{
     Accel, AgentError, Disk, GuestPorts, HostAgent, HostInfo, Network, Nic, StorePath, VmSpec, VpcNetwork,
 };
-use kiln_types::Architecture;
+use kiln_types::{Architecture, VolumeId};
 use serde_json::json;
 
 pub use probe::probe_kvm;
@@ -321,7 +321,7 @@ impl HostAgent for LocalAgent {
         done
     }
 
-    fn set_disks(&self, instance_id: &str, disks: &[Disk]) -> Result<bool, AgentError> {
+    fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError> {
         let q = |e: qmp::QmpError| fail(e.to_string());
         let mut qmp = self.qmp(instance_id)?;
         let blocks = qmp.execute("query-block", None).map_err(q)?;
@@ -335,6 +335,16 @@ impl HostAgent for LocalAgent {
             .filter(|d| d.starts_with('v') && d.len() > 1 && d[1..].bytes().all(|c| c.is_ascii_hexdigit()))
             .map(str::to_owned)
             .collect();
+        // The guest's devices (`b` + hex): a drive may lack its device (a crash between
+        // drive_add and device_add), and a device may outlive its drive (pulled).
+        let peripherals = qmp.execute("qom-list", Some(json!({ "path": "/machine/peripheral" }))).map_err(q)?;
+        let devices: Vec<String> = peripherals
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("name")?.as_str())
+            .map(str::to_owned)
+            .collect();
         let wanted: Vec<(String, String, &Disk)> = disks
             .iter()
             .map(|d| {
@@ -342,12 +352,34 @@ impl HostAgent for LocalAgent {
                 (drive, device, d)
             })
             .collect();
+        let forced: Vec<String> = force.iter().map(|v| qemu::disk_ids(v).0).collect();
+        let hmp = |qmp: &mut qmp::Qmp, line: String| {
+            qmp.execute("human-monitor-command", Some(json!({ "command-line": line }))).map_err(q).and_then(|out| {
+                let text = out.as_str().unwrap_or_default().trim().to_owned();
+                if text.is_empty() || text.contains("OK") {
+                    Ok(())
+                } else {
+                    Err(fail(text))
+                }
+            })
+        };
         let mut settled = true;
         for drive in present.iter().filter(|p| !wanted.iter().any(|w| &w.0 == *p)) {
-            // The guest is asked to let go (ACPI eject); the drive goes with the device.
-            tracing::info!(instance = %instance_id, %drive, "removing a disk");
-            let _ = qmp.execute("device_del", Some(json!({ "id": format!("b{}", &drive[1..]) })));
-            settled = false;
+            let device = format!("b{}", &drive[1..]);
+            if forced.contains(drive) || !devices.contains(&device) {
+                // Pulled at once: QEMU closes the file and the guest's I/O on the disk
+                // fails. A drive without its device goes the same way.
+                tracing::info!(instance = %instance_id, %drive, "pulling a disk");
+                hmp(&mut qmp, format!("drive_del {drive}"))?;
+                if devices.contains(&device) {
+                    let _ = qmp.execute("device_del", Some(json!({ "id": device })));
+                }
+            } else {
+                // The guest is asked to let go (ACPI eject); the drive goes with the device.
+                tracing::info!(instance = %instance_id, %drive, "removing a disk");
+                let _ = qmp.execute("device_del", Some(json!({ "id": device })));
+                settled = false;
+            }
         }
         // A disk is also present when a drive already has its file open (the disks of a
         // VM started before drives were named after volumes: `disk1`, …).
@@ -358,23 +390,25 @@ impl HostAgent for LocalAgent {
             .filter_map(|b| b["inserted"]["file"].as_str().map(std::path::PathBuf::from))
             .collect();
         for (drive, device, disk) in wanted.iter().skip(1) {
-            if present.contains(drive) || open.contains(&self.file(&disk.file)) {
+            let has_drive = present.contains(drive);
+            if (has_drive && devices.contains(device)) || (!has_drive && open.contains(&self.file(&disk.file))) {
                 continue;
             }
-            tracing::info!(instance = %instance_id, volume = %disk.volume_id, "hot-plugging a disk");
-            let options = qemu::drive_options(&self.file(&disk.file), drive);
-            let added = qmp
-                .execute("human-monitor-command", Some(json!({ "command-line": format!("drive_add 0 {options}") })))
-                .map_err(q)?;
-            let text = added.as_str().unwrap_or_default();
-            if !text.trim().is_empty() && !text.contains("OK") {
-                return Err(fail(format!("adding {}'s drive: {}", disk.volume_id, text.trim())));
+            if !has_drive {
+                if devices.contains(device) {
+                    // The device of a pulled drive lingers until the guest lets it go.
+                    settled = false;
+                    continue;
+                }
+                tracing::info!(instance = %instance_id, volume = %disk.volume_id, "hot-plugging a disk");
+                let options = qemu::drive_options(&self.file(&disk.file), drive);
+                hmp(&mut qmp, format!("drive_add 0 {options}"))
+                    .map_err(|e| fail(format!("adding {}'s drive: {e}", disk.volume_id)))?;
             }
             let dev =
                 json!({ "driver": "virtio-blk-pci", "drive": drive, "id": device, "serial": qemu::disk_serial(disk) });
             if let Err(e) = qmp.execute("device_add", Some(dev)) {
-                let _ =
-                    qmp.execute("human-monitor-command", Some(json!({ "command-line": format!("drive_del {drive}") })));
+                let _ = hmp(&mut qmp, format!("drive_del {drive}"));
                 return Err(q(e));
             }
         }

@@ -169,7 +169,12 @@ impl Cloud {
         if !moving && applied.get(&i.id) == Some(&wanted) {
             return Ok(());
         }
-        if self.agent()?.set_disks(&i.id, &wanted).map_err(host(format!("setting {}'s disks", i.id)))? {
+        let force: Vec<kiln_types::VolumeId> = vols
+            .iter()
+            .filter(|v| v.force_detach && v.attach_state == Some(VolumeAttachState::Detaching))
+            .map(|v| stored_id(&v.id))
+            .collect::<Result<_>>()?;
+        if self.agent()?.set_disks(&i.id, &wanted, &force).map_err(host(format!("setting {}'s disks", i.id)))? {
             applied.insert(i.id.clone(), wanted);
             drop(applied);
             self.settle_disks(vols)?;

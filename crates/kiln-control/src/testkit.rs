@@ -184,7 +184,12 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn set_disks(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<bool, AgentError> {
+    fn set_disks(
+        &self,
+        instance_id: &str,
+        disks: &[kiln_agent_api::Disk],
+        _force: &[kiln_types::VolumeId],
+    ) -> Result<bool, AgentError> {
         self.effect(|| match self.vms().get_mut(instance_id) {
             Some(vm) => {
                 vm.disks = disks.iter().map(|d| d.file.under(&self.store)).collect();

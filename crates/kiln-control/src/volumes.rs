@@ -336,7 +336,12 @@ impl Cloud {
             }
             let running = crate::network::has_port(i.state);
             match v.attach_state {
-                _ if !running || force => volumes::detach(tx, id)?,
+                _ if !running => volumes::detach(tx, id)?,
+                // The VM's disk is pulled from under the guest (QEMU closes the file at
+                // once); the volume is available when QEMU has let go of it.
+                Some(_) if force => {
+                    volumes::force_detach(tx, id)?;
+                }
                 Some(from @ (VolumeAttachState::Attaching | VolumeAttachState::Attached)) => {
                     volumes::set_attach_state(tx, id, from, VolumeAttachState::Detaching)?;
                 }

@@ -543,6 +543,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER launch_templates_tags_go AFTER DELETE ON launch_templates
         BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
     "#,
+    // 13: a forced detach from a running VM pulls the disk rather than waiting for
+    // the guest to release it.
+    r#"
+    ALTER TABLE volumes ADD COLUMN force_detach INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -34,6 +34,9 @@ pub struct Volume {
     pub attach_state: Option<VolumeAttachState>,
     pub attach_time: Option<String>,
     pub client_token: Option<String>,
+    /// DetachVolume with Force on a running VM: its disk is pulled from under the
+    /// guest rather than released by it.
+    pub force_detach: bool,
 }
 
 impl Volume {
@@ -82,13 +85,14 @@ impl Volume {
             attach_state: None,
             attach_time: None,
             client_token: None,
+            force_detach: false,
         }
     }
 }
 
 const COLUMNS: &str = "id, account_id, region, availability_zone, size_gib, volume_type, snapshot_id, file, state, \
      instance_id, device_name, delete_on_termination, created_at, iops, throughput, encrypted, kms_key_id, \
-     multi_attach, auto_enable_io, attach_state, attach_time, client_token";
+     multi_attach, auto_enable_io, attach_state, attach_time, client_token, force_detach";
 
 fn optional<T: std::str::FromStr>(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>>
 where
@@ -124,6 +128,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Volume> {
         attach_state: optional(r, 19)?,
         attach_time: r.get(20)?,
         client_token: r.get(21)?,
+        force_detach: r.get(22)?,
     })
 }
 
@@ -131,7 +136,7 @@ pub fn insert(conn: &Connection, v: &Volume) -> Result<(), StoreError> {
     conn.execute(
         &format!(
             "INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+             ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
         ),
         params![
             v.id,
@@ -155,7 +160,8 @@ pub fn insert(conn: &Connection, v: &Volume) -> Result<(), StoreError> {
             v.auto_enable_io,
             v.attach_state.map(|a| a.as_str()),
             v.attach_time,
-            v.client_token
+            v.client_token,
+            v.force_detach
         ],
     )?;
     Ok(())
@@ -206,7 +212,7 @@ pub fn set_state(conn: &Connection, id: &str, state: VolumeState) -> Result<(), 
 pub fn detach(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE volumes SET instance_id = NULL, device_name = NULL, state = 'available', attach_state = NULL,
-             attach_time = NULL, delete_on_termination = 0
+             attach_time = NULL, delete_on_termination = 0, force_detach = 0
          WHERE id = ?1",
         params![id],
     )?;
@@ -236,6 +242,16 @@ pub fn attach(
 }
 
 /// Moves an attachment from one state to another (compare-and-set).
+/// DetachVolume with Force on a running VM: detaching, the disk to be pulled from
+/// under the guest; false when the volume is not attached (any more).
+pub fn force_detach(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE volumes SET attach_state = 'detaching', force_detach = 1
+         WHERE id = ?1 AND instance_id IS NOT NULL AND attach_state IS NOT NULL",
+        [id],
+    )? == 1)
+}
+
 pub fn set_attach_state(
     conn: &Connection,
     id: &str,
@@ -258,7 +274,7 @@ pub fn settle(conn: &Connection, id: &str, instance_id: &str, from: VolumeAttach
         }
         VolumeAttachState::Detaching => {
             "UPDATE volumes SET instance_id = NULL, device_name = NULL, state = 'available', attach_state = NULL,
-                 attach_time = NULL, delete_on_termination = 0
+                 attach_time = NULL, delete_on_termination = 0, force_detach = 0
              WHERE id = ?1 AND instance_id = ?2 AND attach_state = ?3"
         }
         VolumeAttachState::Attached => return Ok(false),
