@@ -195,6 +195,8 @@ def test_a_volume_moves_between_running_instances_and_keeps_its_data(ec2, kiln, 
         old = ec2.create_volume(AvailabilityZone=ZONE, SnapshotId=snapshot, VolumeType="gp3")["VolumeId"]
         volumes.append(old)
         wait_volume(ec2, old, "available")
+        # SnapshotId is where a volume came from, whatever was snapshotted since.
+        assert (volume(ec2, vid)["SnapshotId"], volume(ec2, old)["SnapshotId"]) == ("", snapshot)
         ec2.attach_volume(VolumeId=old, InstanceId=a, Device="/dev/sdh")
         wait_attachment(ec2, old, "attached")
         dev_old = wait_for("the snapshot's volume in a", lambda: device_of(ips[a], key, old), 30, interval=1)

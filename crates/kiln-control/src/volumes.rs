@@ -176,7 +176,8 @@ impl Cloud {
                 if let Some(v) = volumes::by_client_token(tx, scope, token)? {
                     let same = v.availability_zone == new.availability_zone
                         && new.size_gib.is_none_or(|s| s == v.size_gib)
-                        && v.volume_type == t;
+                        && v.volume_type == t
+                        && v.source_snapshot_id == new.snapshot_id;
                     if !same {
                         return Err(Error::IdempotentMismatch(format!(
                             "The client token {token} was used with other parameters"

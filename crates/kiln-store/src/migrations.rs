@@ -548,6 +548,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE volumes ADD COLUMN force_detach INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 14: the snapshot a volume was made from, kept apart from the layer its file is
+    // on now (which moves on with every snapshot of it). Volumes snapshotted before
+    // this keep their current layer as their source: the first is not recorded.
+    r#"
+    ALTER TABLE volumes ADD COLUMN source_snapshot_id TEXT;
+    UPDATE volumes SET source_snapshot_id = snapshot_id;
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -15,7 +15,11 @@ pub struct Volume {
     pub availability_zone: String,
     pub size_gib: i64,
     pub volume_type: VolumeType,
+    /// The snapshot layer the file is an overlay on (it moves on as the volume is
+    /// snapshotted).
     pub snapshot_id: Option<String>,
+    /// The snapshot the volume was made from, as EC2 shows it: it never changes.
+    pub source_snapshot_id: Option<String>,
     /// The volume's file, relative to the data directory.
     pub file: String,
     pub state: VolumeState,
@@ -69,6 +73,7 @@ impl Volume {
             availability_zone,
             size_gib,
             volume_type,
+            source_snapshot_id: snapshot_id.clone(),
             snapshot_id,
             file,
             state: VolumeState::Creating,
@@ -92,7 +97,7 @@ impl Volume {
 
 const COLUMNS: &str = "id, account_id, region, availability_zone, size_gib, volume_type, snapshot_id, file, state, \
      instance_id, device_name, delete_on_termination, created_at, iops, throughput, encrypted, kms_key_id, \
-     multi_attach, auto_enable_io, attach_state, attach_time, client_token, force_detach";
+     multi_attach, auto_enable_io, attach_state, attach_time, client_token, force_detach, source_snapshot_id";
 
 fn optional<T: std::str::FromStr>(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>>
 where
@@ -129,6 +134,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Volume> {
         attach_time: r.get(20)?,
         client_token: r.get(21)?,
         force_detach: r.get(22)?,
+        source_snapshot_id: r.get(23)?,
     })
 }
 
@@ -136,7 +142,7 @@ pub fn insert(conn: &Connection, v: &Volume) -> Result<(), StoreError> {
     conn.execute(
         &format!(
             "INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+             ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
         ),
         params![
             v.id,
@@ -161,7 +167,8 @@ pub fn insert(conn: &Connection, v: &Volume) -> Result<(), StoreError> {
             v.attach_state.map(|a| a.as_str()),
             v.attach_time,
             v.client_token,
-            v.force_detach
+            v.force_detach,
+            v.source_snapshot_id
         ],
     )?;
     Ok(())

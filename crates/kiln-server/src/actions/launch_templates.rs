@@ -378,7 +378,7 @@ pub(crate) fn get_data(ctx: &Ctx<'_>, r: GetLaunchTemplateData) -> ActionResult 
             .map(|v| BlockDeviceMapping {
                 device_name: v.device_name.clone().unwrap_or_default(),
                 no_device: false,
-                snapshot_id: v.snapshot_id.as_deref().and_then(|s| s.parse().ok()),
+                snapshot_id: v.source_snapshot_id.as_deref().and_then(|s| s.parse().ok()),
                 volume_size: Some(v.size_gib),
                 volume_type: Some(v.volume_type),
                 delete_on_termination: Some(v.delete_on_termination),

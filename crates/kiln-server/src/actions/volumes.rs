@@ -28,7 +28,7 @@ fn write_attachment(w: &mut XmlWriter, v: &Volume) {
 fn write_volume(w: &mut XmlWriter, v: &Volume, tags: &[(String, String)]) {
     w.elem("volumeId", &v.id)
         .elem("size", v.size_gib)
-        .elem("snapshotId", v.snapshot_id.as_deref().unwrap_or_default())
+        .elem("snapshotId", v.source_snapshot_id.as_deref().unwrap_or_default())
         .elem("availabilityZone", &v.availability_zone)
         .elem("status", v.state.as_str())
         .elem("createTime", &v.created_at);
@@ -75,7 +75,7 @@ pub(crate) fn describe(ctx: &Ctx<'_>, r: DescribeVolumes) -> ActionResult {
                 "volume-id" => Field::one(v.id.clone()),
                 "volume-type" => Field::one(v.volume_type.as_str()),
                 "size" => Field::one(v.size_gib.to_string()),
-                "snapshot-id" => Field::opt(v.snapshot_id.clone()),
+                "snapshot-id" => Field::opt(v.source_snapshot_id.clone()),
                 "status" => Field::one(v.state.as_str()),
                 "availability-zone" => Field::one(v.availability_zone.clone()),
                 "create-time" => Field::one(v.created_at.clone()),
