@@ -9,7 +9,7 @@ import pytest
 
 from instances_helpers import qemu_pid_of, wait_for
 from kiln_helpers import expect_error
-from story_helpers import BOOT, ssh, wait_ssh
+from story_helpers import BOOT, ok, ssh, wait_ssh
 
 ZONE = "us-east-1a"
 
@@ -320,3 +320,68 @@ def test_snapshots_are_shared_and_copied_without_copying_data(ec2, ec2_other, ec
         if sid:
             ec2.delete_snapshot(SnapshotId=sid)
         ec2.delete_volume(VolumeId=vid)
+
+
+def test_the_aws_cli_drives_volumes_and_snapshots(aws):
+    """Every volume and snapshot action that needs no VM, through the AWS CLI, with
+    EC2's error codes on stderr and a failing exit status."""
+    vol = ok(aws, "ec2", "create-volume", "--availability-zone", ZONE, "--size", "3", "--volume-type", "gp3",
+             "--tag-specifications", "ResourceType=volume,Tags=[{Key=Name,Value=cli}]")
+    vid = vol["VolumeId"]
+    made_snaps = []
+    try:
+        wait_for("the volume", lambda: ok(aws, "ec2", "describe-volumes", "--volume-ids", vid)["Volumes"][0]["State"]
+                 == "available", 30, interval=0.5)
+        found = ok(aws, "ec2", "describe-volumes", "--filters", "Name=tag:Name,Values=cli", "Name=size,Values=3")
+        assert [v["VolumeId"] for v in found["Volumes"]] == [vid]
+        status = ok(aws, "ec2", "describe-volume-status", "--volume-ids", vid)["VolumeStatuses"][0]
+        assert status["VolumeStatus"]["Status"] == "ok"
+        ok(aws, "ec2", "modify-volume-attribute", "--volume-id", vid, "--auto-enable-io")
+        attr = ok(aws, "ec2", "describe-volume-attribute", "--volume-id", vid, "--attribute", "autoEnableIO")
+        assert attr["AutoEnableIO"]["Value"] is True
+        mod = ok(aws, "ec2", "modify-volume", "--volume-id", vid, "--size", "4")["VolumeModification"]
+        assert mod["TargetSize"] == 4
+        wait_for("the modification", lambda: ok(aws, "ec2", "describe-volumes-modifications", "--volume-ids", vid)[
+            "VolumesModifications"][0]["ModificationState"] == "completed", 30, interval=0.5)
+
+        snap = ok(aws, "ec2", "create-snapshot", "--volume-id", vid, "--description", "cli")
+        sid = snap["SnapshotId"]
+        made_snaps.append(sid)
+        wait_for("the snapshot", lambda: ok(aws, "ec2", "describe-snapshots", "--snapshot-ids", sid)["Snapshots"][0][
+            "State"] == "completed", 30, interval=0.5)
+        mine = ok(aws, "ec2", "describe-snapshots", "--owner-ids", "self", "--filters", f"Name=volume-id,Values={vid}")
+        assert [s["SnapshotId"] for s in mine["Snapshots"]] == [sid]
+        ok(aws, "ec2", "modify-snapshot-attribute", "--snapshot-id", sid, "--attribute", "createVolumePermission",
+           "--operation-type", "add", "--group-names", "all")
+        perms = ok(aws, "ec2", "describe-snapshot-attribute", "--snapshot-id", sid, "--attribute",
+                   "createVolumePermission")
+        assert perms["CreateVolumePermissions"] == [{"Group": "all"}]
+        ok(aws, "ec2", "reset-snapshot-attribute", "--snapshot-id", sid, "--attribute", "createVolumePermission")
+        copy = ok(aws, "ec2", "copy-snapshot", "--source-region", "us-east-1", "--source-snapshot-id", sid,
+                  "--description", "copied")
+        made_snaps.append(copy["SnapshotId"])
+        assert ok(aws, "ec2", "get-ebs-encryption-by-default")["EbsEncryptionByDefault"] is False
+
+        # Errors: EC2's code on stderr, a failing status, nothing changed.
+        for args, code in [
+            (("create-volume", "--availability-zone", ZONE, "--size", "20000", "--volume-type", "gp2"),
+             "InvalidParameterValue"),
+            (("create-volume", "--availability-zone", ZONE, "--size", "10", "--volume-type", "gp2", "--iops", "300"),
+             "InvalidParameterCombination"),
+            (("modify-volume", "--volume-id", vid, "--size", "2"), "InvalidParameterValue"),
+            (("describe-volumes", "--volume-ids", "vol-0123456789abcdef0"), "InvalidVolume.NotFound"),
+            (("describe-volumes", "--volume-ids", "vol-x"), "InvalidVolumeID.Malformed"),
+            (("attach-volume", "--volume-id", vid, "--instance-id", "i-0123456789abcdef0", "--device", "/dev/sdf"),
+             "InvalidInstanceID.NotFound"),
+            (("detach-volume", "--volume-id", vid), "IncorrectState"),
+            (("delete-snapshot", "--snapshot-id", "snap-0123456789abcdef0"), "InvalidSnapshot.NotFound"),
+        ]:
+            rc, _, err = aws("ec2", *args)
+            assert rc != 0 and code in err, (args, err)
+        assert ok(aws, "ec2", "describe-volumes", "--volume-ids", vid)["Volumes"][0]["Size"] == 4
+    finally:
+        for s in made_snaps:
+            aws("ec2", "delete-snapshot", "--snapshot-id", s)
+        ok(aws, "ec2", "delete-volume", "--volume-id", vid)
+    rc, _, err = aws("ec2", "describe-volumes", "--volume-ids", vid)
+    assert rc != 0 and "InvalidVolume.NotFound" in err
