@@ -15,11 +15,12 @@ pub struct NewAccount {
     pub key: AccessKey,
 }
 
-fn access_key_id() -> String {
+/// A fresh access key id: `AKIA` for long-term keys, `ASIA` for temporary ones.
+pub(crate) fn access_key_id(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rng = rand::thread_rng();
     let tail: String = (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
-    format!("AKIA{tail}")
+    format!("{prefix}{tail}")
 }
 
 impl Cloud {
@@ -43,9 +44,10 @@ impl Cloud {
             };
             accounts::insert(tx, &account)?;
             let key = AccessKey {
-                access_key_id: access_key_id(),
+                access_key_id: access_key_id("AKIA"),
                 account_id: account.id.clone(),
                 secret: Alphanumeric.sample_string(&mut rand::thread_rng(), 40),
+                session: None,
             };
             accounts::insert_key(tx, &key)?;
             self.ensure_defaults_in(tx, &account.id)?;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod acls;
 pub mod addresses;
 pub mod block_devices;
+pub mod console;
 pub mod create_image;
 pub mod dhcp_options;
 pub mod error;

@@ -13,6 +13,11 @@ pub(crate) enum Service {
     Sts,
 }
 
+/// One value of a query string, decoded.
+fn form_value(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
 pub(crate) fn authenticate(
     state: &AppState,
     method: &Method,
@@ -40,6 +45,27 @@ pub(crate) fn authenticate(
     sigv4::check_time(&claim, chrono::Utc::now(), state.config.max_skew)?;
     let key = state.cloud.access_key(&claim.access_key_id).map_err(errors::to_ec2)?.ok_or_else(sigv4::auth_failure)?;
     sigv4::verify(&req, &claim, &key.secret)?;
+    if let Some(limits) = &key.session {
+        // Temporary credentials: the request carries their session token (signed),
+        // and they work until they expire or the session ends.
+        let token = header_list
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+            .map(|(_, v)| v.clone())
+            .or_else(|| form_value(uri.query().unwrap_or_default(), "X-Amz-Security-Token"))
+            .ok_or_else(|| {
+                Ec2Error::new("AuthFailure", "Temporary credentials need their session token (X-Amz-Security-Token)")
+            })?;
+        if kiln_control::console::token_hash(&token) != limits.token_hash {
+            return Err(sigv4::auth_failure());
+        }
+        if kiln_control::console::expired(limits, chrono::Utc::now()) {
+            return Err(Ec2Error::new(
+                "ExpiredToken",
+                "The security token included in the request is expired. Sign in to the console again.",
+            ));
+        }
+    }
     if state.cloud.region(&claim.region).is_none() {
         let served: Vec<&str> = state.cloud.regions.iter().map(|r| r.name.as_str()).collect();
         return Err(Ec2Error::new(

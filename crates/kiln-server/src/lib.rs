@@ -5,6 +5,7 @@
 
 mod actions;
 mod auth;
+mod console;
 pub mod dhcp;
 pub mod dns;
 mod errors;
@@ -45,12 +46,21 @@ impl Default for ApiConfig {
 struct AppState {
     cloud: Arc<Cloud>,
     config: ApiConfig,
+    sign_ins: console::SignInGuard,
 }
 
-/// The API's routes: EC2's Query protocol at `/`.
+/// The API's routes: EC2's Query protocol at `/`, the console at `/console/`.
 pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
-    let state = Arc::new(AppState { cloud, config });
-    Router::new().fallback(handle).with_state(state)
+    use axum::routing::{get, post};
+    let state = Arc::new(AppState { cloud, config, sign_ins: Default::default() });
+    Router::new()
+        .route("/console/api/signin", post(console::sign_in))
+        .route("/console/api/signout", post(console::sign_out))
+        .route("/console", get(console::to_console))
+        .route("/console/", get(console::index))
+        .route("/console/{*path}", get(console::asset))
+        .fallback(handle)
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -71,6 +81,10 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // A browser opening the endpoint: the console. API calls carry a query or a body.
+    if method == Method::GET && uri.path() == "/" && uri.query().is_none_or(str::is_empty) {
+        return axum::response::Redirect::to("/console/").into_response();
+    }
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = handle_inner(state, method, uri, headers, body, &request_id).await;

@@ -1,4 +1,5 @@
-//! Accounts and their access keys.
+//! Accounts, their access keys, console passwords (stored hashed by the control
+//! plane) and the console's temporary credentials.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -20,6 +21,16 @@ pub struct AccessKey {
     pub access_key_id: String,
     pub account_id: String,
     pub secret: String,
+    /// Temporary credentials (a console session): the hash of the session token a
+    /// request must carry, and when they stop working.
+    pub session: Option<SessionLimits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Hex SHA-256 of the session token.
+    pub token_hash: String,
+    pub expires_at: String,
 }
 
 pub fn insert(conn: &Connection, a: &Account) -> Result<(), StoreError> {
@@ -63,9 +74,61 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Account>, StoreEr
 pub fn key(conn: &Connection, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT access_key_id, account_id, secret FROM access_keys WHERE access_key_id = ?1",
+            "SELECT access_key_id, account_id, secret, NULL, NULL FROM access_keys WHERE access_key_id = ?1
+             UNION ALL
+             SELECT access_key_id, account_id, secret, token_hash, expires_at FROM console_sessions
+             WHERE access_key_id = ?1",
             [access_key_id],
-            |r| Ok(AccessKey { access_key_id: r.get(0)?, account_id: r.get(1)?, secret: r.get(2)? }),
+            |r| {
+                let token_hash: Option<String> = r.get(3)?;
+                let expires_at: Option<String> = r.get(4)?;
+                Ok(AccessKey {
+                    access_key_id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    secret: r.get(2)?,
+                    session: token_hash
+                        .zip(expires_at)
+                        .map(|(token_hash, expires_at)| SessionLimits { token_hash, expires_at }),
+                })
+            },
         )
         .optional()?)
+}
+
+/// Sets an account's console password hash (a PHC string); false when no account
+/// has that name.
+pub fn set_console_password(conn: &Connection, name: &str, hash: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE accounts SET console_password = ?2 WHERE name = ?1", params![name, hash])? == 1)
+}
+
+/// An account's id and console password hash, by name (no hash: no password set).
+pub fn console_password(conn: &Connection, name: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+    Ok(conn
+        .query_row("SELECT id, console_password FROM accounts WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Records a console session's temporary credentials.
+pub fn insert_session(conn: &Connection, key: &AccessKey, created_at: &str) -> Result<(), StoreError> {
+    let limits =
+        key.session.as_ref().ok_or_else(|| StoreError::Corrupt("a session needs its token and expiry".into()))?;
+    conn.execute(
+        "INSERT INTO console_sessions (access_key_id, account_id, secret, token_hash, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![key.access_key_id, key.account_id, key.secret, limits.token_hash, limits.expires_at, created_at],
+    )?;
+    Ok(())
+}
+
+/// Ends a session (sign-out) when its token matches; returns whether one ended.
+pub fn delete_session(conn: &Connection, access_key_id: &str, token_hash: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM console_sessions WHERE access_key_id = ?1 AND token_hash = ?2",
+        params![access_key_id, token_hash],
+    )? == 1)
+}
+
+/// Forgets sessions that expired before `now` (RFC 3339, as stored).
+pub fn purge_sessions(conn: &Connection, now: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM console_sessions WHERE expires_at < ?1", [now])?)
 }

@@ -555,6 +555,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE volumes ADD COLUMN source_snapshot_id TEXT;
     UPDATE volumes SET source_snapshot_id = snapshot_id;
     "#,
+    // 15: the console: an account's password (an argon2 PHC string, never the
+    // password) and the temporary credentials of its sessions.
+    r#"
+    ALTER TABLE accounts ADD COLUMN console_password TEXT;
+    CREATE TABLE console_sessions (
+        access_key_id TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL REFERENCES accounts(id),
+        secret        TEXT NOT NULL,
+        token_hash    TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

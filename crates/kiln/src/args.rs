@@ -605,6 +605,13 @@ pub(crate) enum AccountCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// Set an account's console password (asked twice on a terminal; else read as
+    /// the first line of standard input).
+    Password {
+        name: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
 #[derive(clap::Args)]

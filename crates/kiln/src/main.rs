@@ -71,6 +71,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("profile    {name} in {}", dir.join("credentials").display());
             Ok(())
         }
+        Command::Account { command: AccountCommand::Password { name, dir } } => {
+            let dir = dir.resolve()?;
+            let cloud = open(&dir, &default_regions())?;
+            let password = read_password()?;
+            cloud.set_console_password(&name, &password)?;
+            println!("Console password set for {name}: sign in at /console/ on the API's address.");
+            Ok(())
+        }
         Command::Account { command: AccountCommand::List { dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;
@@ -222,4 +230,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A new password: asked twice without echo on a terminal, else the first line of
+/// standard input (for scripts).
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New console password (8 to 128 characters): ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

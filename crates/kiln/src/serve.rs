@@ -67,6 +67,7 @@ pub(crate) fn serve(
         let new = cloud.create_account(OPERATOR, false)?;
         credentials::add_profile(&dir, "default", &new.key.access_key_id, &new.key.secret)?;
         println!("Created the operator account {} and its access key.", new.account.id);
+        println!("Set its console password with: kiln account password {OPERATOR} --data-dir {}", dir.display());
     }
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &cloud.regions[0].name)?;
@@ -124,6 +125,7 @@ pub(crate) fn serve(
             config = dir.join("config").display()
         );
         println!("  aws --endpoint-url http://{addr} ec2 describe-regions");
+        println!("The console: http://{addr}/console/ (kiln account password NAME sets a password)");
         tracing::info!(%addr, "listening");
         let (imds_stop, imds_rx) = tokio::sync::watch::channel(false);
         let imds = tokio::spawn(kiln_server::guests::run(cloud.clone(), imds_rx));
