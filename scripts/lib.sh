@@ -53,3 +53,31 @@ ensure_venv() {
   fi
   export PATH="$venv/bin:$PATH"
 }
+
+# Debian's Chromium, for the console's end-to-end tests (Playwright drives it; it
+# downloads no browser of its own).
+ensure_browser() {
+  command -v chromium >/dev/null && return 0
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing chromium (for the console's browser tests)"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
+# The web console, built into console/dist before cargo compiles it into kiln. Its
+# npm packages are installed from the lockfile only when the lockfile changed.
+# Without npm, kiln still builds and serves a page saying the console was not built.
+ensure_console() {
+  local dir="$ROOT/console"
+  [ -f "$dir/package.json" ] || return 0
+  if ! command -v npm >/dev/null; then
+    say "npm is missing: kiln will be built without its console (install Node.js 20 and npm to have it)"
+    return 0
+  fi
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.json" 2>/dev/null; then
+    say "installing the console's npm packages"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  say "building the console"
+  (cd "$dir" && npm run --silent build >/dev/null)
+}

@@ -6,7 +6,11 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_debs
 ensure_venv
+ensure_browser
+ensure_console
 cd "$ROOT"
+say "console unit tests (Vitest)"
+(cd console && npm test --silent)
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "the instance-type catalog matches moto's dump"

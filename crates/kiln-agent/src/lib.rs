@@ -337,14 +337,7 @@ impl HostAgent for LocalAgent {
             .collect();
         // The guest's devices (`b` + hex): a drive may lack its device (a crash between
         // drive_add and device_add), and a device may outlive its drive (pulled).
-        let peripherals = qmp.execute("qom-list", Some(json!({ "path": "/machine/peripheral" }))).map_err(q)?;
-        let devices: Vec<String> = peripherals
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.get("name")?.as_str())
-            .map(str::to_owned)
-            .collect();
+        let devices = peripherals(&mut qmp)?;
         let wanted: Vec<(String, String, &Disk)> = disks
             .iter()
             .map(|d| {
@@ -488,15 +481,7 @@ impl HostAgent for LocalAgent {
     fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError> {
         let q = |e: qmp::QmpError| fail(e.to_string());
         let mut qmp = self.qmp(instance_id)?;
-        let peripherals = qmp.execute("qom-list", Some(json!({ "path": "/machine/peripheral" }))).map_err(q)?;
-        let devices: Vec<String> = peripherals
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.get("name")?.as_str())
-            .filter(|n| qemu::is_nic_device(n))
-            .map(str::to_owned)
-            .collect();
+        let devices: Vec<String> = peripherals(&mut qmp)?.into_iter().filter(|n| qemu::is_nic_device(n)).collect();
         // Backends are not QOM objects: the monitor's network summary names them.
         let summary =
             qmp.execute("human-monitor-command", Some(json!({ "command-line": "info network" }))).map_err(q)?;
@@ -578,4 +563,11 @@ impl GuestPorts for LocalAgent {
 fn seal(layer: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let _ = std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o444));
+}
+
+/// The ids of a VM's devices added by id (`/machine/peripheral`).
+fn peripherals(qmp: &mut qmp::Qmp) -> Result<Vec<String>, AgentError> {
+    let list =
+        qmp.execute("qom-list", Some(json!({ "path": "/machine/peripheral" }))).map_err(|e| fail(e.to_string()))?;
+    Ok(list.as_array().into_iter().flatten().filter_map(|p| p.get("name")?.as_str()).map(str::to_owned).collect())
 }

@@ -50,44 +50,31 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<LaunchTemplate>, Sto
     Ok(rows)
 }
 
-pub fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<LaunchTemplate>, StoreError> {
+/// The scope's template whose `column` is `value` (a column of this module's choosing).
+fn one_by(conn: &Connection, scope: &Scope, column: &str, value: &str) -> Result<Option<LaunchTemplate>, StoreError> {
     Ok(conn
         .query_row(
             &format!(
                 "SELECT {TEMPLATE_COLUMNS} FROM launch_templates t
-                 WHERE t.id = ?1 AND t.account_id = ?2 AND t.region = ?3"
+                 WHERE t.{column} = ?1 AND t.account_id = ?2 AND t.region = ?3"
             ),
-            params![id, scope.account, scope.region],
+            params![value, scope.account, scope.region],
             template_row,
         )
         .optional()?)
 }
 
+pub fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<LaunchTemplate>, StoreError> {
+    one_by(conn, scope, "id", id)
+}
+
 pub fn by_name(conn: &Connection, scope: &Scope, name: &str) -> Result<Option<LaunchTemplate>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!(
-                "SELECT {TEMPLATE_COLUMNS} FROM launch_templates t
-                 WHERE t.name = ?1 AND t.account_id = ?2 AND t.region = ?3"
-            ),
-            params![name, scope.account, scope.region],
-            template_row,
-        )
-        .optional()?)
+    one_by(conn, scope, "name", name)
 }
 
 /// The template first made with `token`, if any.
 pub fn by_token(conn: &Connection, scope: &Scope, token: &str) -> Result<Option<LaunchTemplate>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!(
-                "SELECT {TEMPLATE_COLUMNS} FROM launch_templates t
-                 WHERE t.client_token = ?1 AND t.account_id = ?2 AND t.region = ?3"
-            ),
-            params![token, scope.account, scope.region],
-            template_row,
-        )
-        .optional()?)
+    one_by(conn, scope, "client_token", token)
 }
 
 /// Inserts a template with no versions yet; `Ok(false)` when the name is taken.

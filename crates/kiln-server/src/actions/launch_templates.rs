@@ -161,12 +161,7 @@ pub(crate) fn create(ctx: &Ctx<'_>, r: CreateLaunchTemplate) -> ActionResult {
             r.client_token.as_deref(),
         )
         .ec2()?;
-    let tags = ctx.cloud.tags_of(&ctx.scope, &[t.id.as_str()]).ec2()?.remove(&t.id).unwrap_or_default();
-    let mut w = ctx.xml("CreateLaunchTemplate");
-    w.start("launchTemplate");
-    write_template(ctx, &mut w, &t, &tags);
-    w.end();
-    Ok(w.finish("CreateLaunchTemplate"))
+    answer_template(ctx, "CreateLaunchTemplate", &t)
 }
 
 pub(crate) fn create_version(ctx: &Ctx<'_>, r: CreateLaunchTemplateVersion) -> ActionResult {
