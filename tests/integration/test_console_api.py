@@ -155,6 +155,9 @@ def test_the_console_is_served_and_a_browser_is_sent_there(kiln):
         assert r.read().decode() == page
     with urllib.request.urlopen(kiln.endpoint + "/console/..%2f..%2fkiln.db", timeout=10) as r:
         assert r.read().decode() == page
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(kiln.endpoint + "/console/assets/gone-0000.js", timeout=10)
+    assert info.value.code == 404
     # API requests, GET with a query included, are unaffected.
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(kiln.endpoint + "/?Action=DescribeRegions&Version=2016-11-15", timeout=10)

@@ -192,6 +192,11 @@ fn lookup(path: &str) -> Option<(Vec<u8>, String)> {
 fn serve(path: &str) -> Response {
     let ((data, mime), name) = match lookup(path) {
         Some(f) => (f, path),
+        // A built file that is not there (an old page after an upgrade): no app in
+        // its place, which the browser would take for a script.
+        None if path.starts_with("assets/") => {
+            return (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-cache")], "Not found").into_response()
+        }
         None => match lookup("index.html") {
             Some(f) => (f, "index.html"),
             None => {
