@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 import {
   DeleteKeyPairCommand, DeleteSecurityGroupCommand, DeleteSnapshotCommand, DeleteVolumeCommand, DeleteVpcCommand, DeregisterImageCommand,
   DescribeAddressesCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeVolumesCommand,
-  DetachVolumeCommand, DisassociateAddressCommand, EC2Client, ReleaseAddressCommand, TerminateInstancesCommand,
+  DeleteLaunchTemplateCommand, DetachVolumeCommand, DisassociateAddressCommand, EC2Client, ReleaseAddressCommand, TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 
 const ENDPOINT = (process.env.KILN_ENDPOINT ?? '').replace(/\/+$/, '');
@@ -43,8 +43,9 @@ const names = {
   group: `e2e-sg-${stamp}`,
   image: `e2e-img-${stamp}`,
   importedKey: `e2e-imported-${stamp}`,
+  template: `e2e-lt-${stamp}`,
 };
-const created = { instances: [], imageId: null, copy: null, vpc: null, volumes: [], snapshots: [], addresses: [] };
+const created = { instances: [], imageId: null, copy: null, vpc: null, volumes: [], snapshots: [], addresses: [], templates: [] };
 const browserErrors = [];
 
 const overall = setTimeout(() => {
@@ -128,7 +129,7 @@ async function gotoPage(nav, readySelector) {
 }
 
 /** Fills the wizard fields common to both launches and launches; returns the instance id. */
-async function launchFromWizard({ name, keyName, newGroup, existingGroup }) {
+async function launchFromWizard({ name, keyName, newGroup, existingGroup, extraVolume, saveTemplate }) {
   await page.fill('[data-testid="launch-name"]', name);
   await page.fill('[data-testid="type-search"]', 't3.micro');
   const type = page.locator('[data-testid="type-option"][data-type="t3.micro"]');
@@ -148,6 +149,12 @@ async function launchFromWizard({ name, keyName, newGroup, existingGroup }) {
     await pick.waitFor({ timeout: 30_000 });
     await pick.check();
   }
+  if (extraVolume) {
+    await page.click('[data-testid="add-volume"]');
+    const v = page.locator('[data-testid="extra-volume"]');
+    await v.waitFor();
+    await v.locator('[data-testid="extra-volume-size"]').fill('3');
+  }
   const submit = page.locator('[data-testid="launch-submit"]');
   await until('the Launch button to be enabled', 60_000, async () => {
     if (await submit.isEnabled()) return true;
@@ -155,6 +162,19 @@ async function launchFromWizard({ name, keyName, newGroup, existingGroup }) {
     if (await p.count()) log(`  waiting; the wizard says: ${(await p.innerText()).replace(/\n/g, '; ')}`);
     return false;
   }, 1000);
+  if (saveTemplate) {
+    // Saved before launching: the template's new security group is the launch's too.
+    await page.click('[data-testid="template-save-open"]');
+    await page.fill('[data-testid="template-name"]', saveTemplate);
+    await page.click('[data-testid="template-save"]');
+    created.templates.push(saveTemplate);
+    const saved = page.locator('[data-testid="template-saved"]');
+    await until(`launch template ${saveTemplate} to be saved`, 30_000, async () => {
+      await noInlineError('launch-error');
+      return saved.count();
+    });
+    log(`  ${(await saved.innerText()).trim()}`);
+  }
   await shot(newGroup ? 'launch.png' : 'launch-from-image.png');
   await submit.click();
   await until('the Instances page after Launch', 120_000, async () => {
@@ -174,26 +194,31 @@ async function selectOnly(id) {
   await until(`${id} alone to be selected`, 10_000, async () => (await page.locator('[data-testid="instance-row"][data-selected="true"]').count()) === 1 && (await attr(row(id), 'data-selected')) === 'true');
 }
 
-async function cleanup() {
-  log('cleanup (best effort)');
-  let creds;
-  try {
-    const res = await fetch(`${ENDPOINT}/console/api/signin`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ account: ACCOUNT, password: PASSWORD }),
-    });
-    if (!res.ok) throw new Error(`sign-in for cleanup answered ${res.status}`);
-    creds = await res.json();
-  } catch (e) {
-    log(`  cleanup: cannot sign in: ${e.message}`);
-    return;
-  }
-  const ec2 = new EC2Client({
+/** An SDK client of its own session, to check what the pages did and to clean up. */
+async function sdk() {
+  const res = await fetch(`${ENDPOINT}/console/api/signin`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ account: ACCOUNT, password: PASSWORD }),
+  });
+  if (!res.ok) throw new Error(`sign-in for the SDK answered ${res.status}`);
+  const creds = await res.json();
+  return new EC2Client({
     region: 'us-east-1',
     endpoint: ENDPOINT,
     credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken },
   });
+}
+
+async function cleanup() {
+  log('cleanup (best effort)');
+  let ec2;
+  try {
+    ec2 = await sdk();
+  } catch (e) {
+    log(`  cleanup: cannot sign in: ${e.message}`);
+    return;
+  }
   const tryIt = async (what, fn) => {
     try {
       await fn();
@@ -249,6 +274,7 @@ async function cleanup() {
     }
     west.destroy();
   }
+  for (const name of created.templates) await tryIt(`delete launch template ${name}`, () => ec2.send(new DeleteLaunchTemplateCommand({ LaunchTemplateName: name })));
   if (created.vpc) await tryIt(`delete ${created.vpc}`, () => ec2.send(new DeleteVpcCommand({ VpcId: created.vpc })));
   await tryIt(`delete key pair ${names.key}`, () => ec2.send(new DeleteKeyPairCommand({ KeyName: names.key })));
   const groups = await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: [names.group] }] })).catch(() => null);
@@ -323,10 +349,19 @@ async function main() {
       const regions = await page.locator('[data-testid="region-select"] option').count();
       log(`  region selector lists ${regions} regions`);
       if (regions < 2) throw new Error('the region selector lists fewer than two regions');
+      // The operator sees the host's capacity beside its own quota.
+      const hostCpu = page.locator('[data-testid="capacity-host-vcpus"]');
+      await hostCpu.waitFor({ timeout: 30_000 });
+      const quota = (await page.locator('[data-testid="capacity-quota"]').innerText()).replace(/\s+/g, ' ');
+      if (!/\d+ vCPUs of \d+ vCPUs/.test(quota)) throw new Error(`the quota meter says: ${quota}`);
+      const mem = (await page.locator('[data-testid="capacity-host-memory"]').innerText()).replace(/\s+/g, ' ');
+      if (!/of [\d.]+ GiB/.test(mem)) throw new Error(`the host memory meter says: ${mem}`);
+      log(`  capacity: ${quota}; ${(await hostCpu.innerText()).replace(/\s+/g, ' ')}; ${mem}`);
       await shot('dashboard.png');
     });
 
     let idA;
+    let extraVolumeId;
     await step('2. launch from Quick Start kiln-tiny-x86_64 with a new key pair and security group', async () => {
       await gotoPage('launch', '[data-testid="ami-search"]');
       await page.fill('[data-testid="ami-search"]', 'kiln-tiny-x86_64');
@@ -354,7 +389,7 @@ async function main() {
       if (chosen !== names.key) throw new Error(`the new key is not selected (${chosen})`);
       log(`  key pair ${names.key} created; PEM downloaded once (${pem.length} bytes)`);
 
-      idA = await launchFromWizard({ name: names.instanceA, newGroup: names.group });
+      idA = await launchFromWizard({ name: names.instanceA, newGroup: names.group, extraVolume: true, saveTemplate: names.template });
     });
 
     await step('3. watch the instance go from pending to running', async () => {
@@ -364,6 +399,46 @@ async function main() {
       if (seen[0] !== 'pending') log(`  note: the first state seen was ${seen[0]}, not pending`);
       await selectOnly(idA);
       await shot('instances.png');
+
+      // Type and tag filters, and a chosen column that stays chosen after a reload.
+      await page.selectOption('[data-testid="type-filter"]', 't3.micro');
+      await row(idA).waitFor();
+      await page.fill('[data-testid="tag-filter"]', `Name=${names.instanceA}-nope`);
+      await row(idA).waitFor({ state: 'detached' });
+      await page.fill('[data-testid="tag-filter"]', `Name=${names.instanceA}`);
+      await row(idA).waitFor();
+      if ((await page.locator('[data-testid="instance-row"]').count()) !== 1) throw new Error('the Name tag filter shows more than one instance');
+      await page.click('[data-testid="column-chooser"] summary');
+      await page.check('[data-testid="column-key"]');
+      await page.uncheck('[data-testid="column-ami"]');
+      await shot('instances-columns.png');
+      await page.reload();
+      await row(idA).waitFor({ timeout: 30_000 });
+      const keyCell = (await row(idA).locator('td[data-col="key"]').innerText()).trim();
+      if (keyCell !== names.key) throw new Error(`the chosen Key pair column shows "${keyCell}"`);
+      if (await row(idA).locator('td[data-col="ami"]').count()) throw new Error('the AMI column is still shown after unchoosing it');
+      await page.click('[data-testid="column-chooser"] summary');
+      await page.uncheck('[data-testid="column-key"]');
+      await page.check('[data-testid="column-ami"]');
+      await page.click('[data-testid="column-chooser"] summary');
+      await page.selectOption('[data-testid="type-filter"]', '');
+      await page.fill('[data-testid="tag-filter"]', '');
+      await page.selectOption('[data-testid="state-filter"]', '');
+      log('  type and tag filters narrow the table; the Key pair column was chosen and kept across a reload');
+
+      // The wizard's added volume: a second disk, attached as /dev/sdf, 3 GiB gp3.
+      const ec2 = await sdk();
+      try {
+        const vols = (await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [idA] }] }))).Volumes ?? [];
+        const extra = vols.find((v) => v.Attachments?.[0]?.Device === '/dev/sdf');
+        if (!extra || extra.Size !== 3 || extra.VolumeType !== 'gp3' || !extra.Attachments[0].DeleteOnTermination) {
+          throw new Error(`${idA} has no 3 GiB gp3 /dev/sdf deleted on termination: ${JSON.stringify(vols.map((v) => [v.VolumeId, v.Size, v.VolumeType, v.Attachments]))}`);
+        }
+        extraVolumeId = extra.VolumeId;
+        log(`  ${extra.VolumeId} (3 GiB gp3) attached to ${idA} as /dev/sdf`);
+      } finally {
+        ec2.destroy();
+      }
     });
 
     await step('4. console output shows "kiln-tiny: ready"', async () => {
@@ -488,11 +563,18 @@ async function main() {
       const vol = /vol-[0-9a-f]+/.exec(await flash.innerText())[0];
       created.volumes.push(vol);
       const vrow = page.locator(`[data-testid="volume-row"][data-volume-id="${vol}"]`);
-      const volState = (want, ms = 120_000) => until(`${vol} to be ${want}`, ms, async () => (await attr(vrow, 'data-state')) === want);
+      const volState = (want, ms = 120_000) =>
+        until(`${vol} to be ${want}`, ms, async () => {
+          await noInlineError('error');
+          return (await attr(vrow, 'data-state')) === want;
+        });
       await volState('available');
       await vrow.locator('td[data-col="id"]').click();
       await page.click('[data-testid="volume-attach"]');
       await page.selectOption('[data-testid="volume-attach-instance"]', idB);
+      // idB came from idA's image, which holds idA's added /dev/sdf: the dialog offers the next free device.
+      const device = await page.inputValue('[data-testid="volume-attach-device"]');
+      if (device !== '/dev/sdg') throw new Error(`the attach dialog offers ${device}, not /dev/sdg`);
       await page.click('[data-testid="volume-attach-submit"]');
       await volState('in-use');
       log(`  ${vol} attached to ${idB}`);
@@ -571,6 +653,63 @@ async function main() {
       const [a, b] = await Promise.all([watchState(idA, 'terminated', 300_000), watchState(idB, 'terminated', 300_000)]);
       log(`  ${idA}: ${a.join(' → ')}; ${idB}: ${b.join(' → ')}`);
       await shot('instances-terminated.png');
+      const ec2 = await sdk();
+      try {
+        await until(`${extraVolumeId} (DeleteOnTermination) to be deleted`, 60_000, async () => {
+          try {
+            const v = (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [extraVolumeId] }))).Volumes?.[0];
+            return !v || v.State === 'deleted';
+          } catch (e) {
+            if (e.name === 'InvalidVolume.NotFound') return true;
+            throw e;
+          }
+        });
+        log(`  ${extraVolumeId} went with ${idA}`);
+      } finally {
+        ec2.destroy();
+      }
+    });
+
+    await step('6b. launch from the saved launch template, then delete the template', async () => {
+      await gotoPage('templates', '[data-testid="templates-table"]');
+      const t = page.locator(`[data-testid="template-row"][data-template-name="${names.template}"]`);
+      await t.waitFor({ timeout: 30_000 });
+      await t.locator('td[data-col="name"]').click();
+      const details = page.locator('[data-testid="template-details"]');
+      await until('the version details', 30_000, async () => (await details.innerText()).includes('/dev/sdf'));
+      const text = await details.innerText();
+      for (const want of ['t3.micro', names.key, '3 GiB gp3', `Name=${names.instanceA}`]) {
+        if (!text.includes(want)) throw new Error(`the template's version 1 lacks ${want}: ${text}`);
+      }
+      await shot('launch-templates.png');
+      await page.click('[data-testid="template-launch"]');
+      await page.fill('[data-testid="template-count"]', '1');
+      await page.click('[data-testid="confirm-ok"]');
+      await until('the Instances page after launching from the template', 120_000, async () => {
+        const d = page.locator('[data-testid="confirm-dialog"] .error');
+        if (await d.count()) throw new Error(`launch from template failed: ${await d.innerText()}`);
+        return page.url().includes('#/instances');
+      });
+      const idC = new URL(page.url().replace('#/', '')).searchParams.get('launched');
+      if (!idC) throw new Error(`no launched instance id in ${page.url()}`);
+      created.instances.push(idC);
+      await row(idC).waitFor({ timeout: 30_000 });
+      const name = (await row(idC).locator('td[data-col="name"]').innerText()).trim();
+      if (name !== names.instanceA) throw new Error(`the template's Name tag did not carry over: "${name}"`);
+      await page.selectOption('[data-testid="state-filter"]', '');
+      await watchState(idC, 'running', 300_000);
+      await selectOnly(idC);
+      await page.click('[data-testid="action-terminate"]');
+      await page.click('[data-testid="confirm-ok"]');
+      await watchState(idC, 'terminated', 300_000);
+      log(`  ${idC} launched from ${names.template} (tags, key and volume from the template), then terminated`);
+      await gotoPage('templates', '[data-testid="templates-table"]');
+      await t.locator('td[data-col="name"]').click();
+      await page.click('[data-testid="template-delete"]');
+      await page.click('[data-testid="confirm-ok"]');
+      await t.waitFor({ state: 'detached', timeout: 30_000 });
+      created.templates = created.templates.filter((n) => n !== names.template);
+      log(`  ${names.template} deleted`);
     });
 
     await step('visit the other pages', async () => {

@@ -15,11 +15,13 @@ import Volumes from './pages/Volumes';
 import Snapshots from './pages/Snapshots';
 import Addresses from './pages/Addresses';
 import Vpcs from './pages/Vpcs';
+import LaunchTemplates from './pages/LaunchTemplates';
 
 const NAV: { page: Page; label: string }[] = [
   { page: 'dashboard', label: 'Dashboard' },
   { page: 'instances', label: 'Instances' },
   { page: 'launch', label: 'Launch instances' },
+  { page: 'templates', label: 'Launch templates' },
   { page: 'amis', label: 'AMIs' },
   { page: 'keypairs', label: 'Key pairs' },
   { page: 'security-groups', label: 'Security groups' },
@@ -165,6 +167,8 @@ function PageView({ route }: { route: Route }) {
       return <Volumes />;
     case 'snapshots':
       return <Snapshots />;
+    case 'templates':
+      return <LaunchTemplates />;
     case 'addresses':
       return <Addresses />;
     case 'vpcs':

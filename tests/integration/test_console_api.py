@@ -163,3 +163,54 @@ def test_the_console_is_served_and_a_browser_is_sent_there(kiln):
         urllib.request.urlopen(kiln.endpoint + "/?Action=DescribeRegions&Version=2016-11-15", timeout=10)
     assert info.value.code in (400, 401, 403)
     assert b"<Code>" in info.value.read(), "an EC2 error document, not the console"
+
+
+# --- the dashboard's capacity figures ---------------------------------------------------
+
+KILN_ACCOUNT_ATTRS = ["kiln:vcpu-limit", "kiln:vcpus-in-use"]
+KILN_HOST_ATTRS = ["kiln:host-vcpus", "kiln:host-vcpus-in-use", "kiln:host-memory-mib",
+                   "kiln:host-memory-mib-in-use", "kiln:host-instances"]
+
+
+def attribute_values(ec2, names):
+    attrs = ec2.describe_account_attributes(AttributeNames=names)["AccountAttributes"]
+    return {a["AttributeName"]: int(a["AttributeValues"][0]["AttributeValue"]) for a in attrs}
+
+
+def vcpus_held(ec2):
+    """vCPUs of the caller's instances in the region that hold capacity (not stopped or
+    terminated), from DescribeInstances and the type catalogue."""
+    held = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] not in ("stopped", "terminated")]
+    types = {i["InstanceType"] for i in held}
+    sizes = {t["InstanceType"]: t["VCpuInfo"]["DefaultVCpus"]
+             for t in (ec2.describe_instance_types(InstanceTypes=sorted(types))["InstanceTypes"] if types else [])}
+    return sum(sizes[i["InstanceType"]] for i in held)
+
+
+def test_capacity_attributes_show_the_quota_to_all_and_the_host_to_the_operator(ec2, ec2_other):
+    # A plain call answers as EC2 does: none of Kiln's own attributes.
+    plain = {a["AttributeName"] for a in ec2.describe_account_attributes()["AccountAttributes"]}
+    assert "max-instances" in plain and not any(n.startswith("kiln:") for n in plain)
+
+    # The operator (the default profile) sees its quota and the host's offer and use.
+    for _ in range(5):
+        before = vcpus_held(ec2)
+        mine = attribute_values(ec2, KILN_ACCOUNT_ATTRS + KILN_HOST_ATTRS)
+        if vcpus_held(ec2) == before:
+            break
+    assert mine["kiln:vcpus-in-use"] == before
+    assert mine["kiln:vcpu-limit"] > 0
+    assert mine["kiln:host-vcpus"] >= 1 and mine["kiln:host-memory-mib"] >= 256
+    assert 0 <= mine["kiln:host-vcpus-in-use"] and 0 <= mine["kiln:host-memory-mib-in-use"]
+    assert mine["kiln:host-instances"] >= 0
+    assert mine["kiln:host-vcpus-in-use"] >= mine["kiln:vcpus-in-use"]
+
+    # Another tenant sees its own quota, never the host's.
+    theirs = attribute_values(ec2_other, KILN_ACCOUNT_ATTRS)
+    assert theirs["kiln:vcpus-in-use"] == vcpus_held(ec2_other)
+    assert theirs["kiln:vcpu-limit"] == mine["kiln:vcpu-limit"]
+    err = expect_error("UnauthorizedOperation", ec2_other.describe_account_attributes,
+                       AttributeNames=["kiln:host-vcpus"], status=403)
+    assert "operator" in err["Error"]["Message"]
+    expect_error("InvalidParameterValue", ec2.describe_account_attributes, AttributeNames=["kiln:no-such"], status=400)

@@ -1,5 +1,6 @@
 // Small shared pieces: dialogs, errors, tabs, badges, fields.
 import { useEffect, useId, useRef, type ReactNode } from 'react';
+import { useAction } from '../api';
 import { errorInfo } from '../lib/errors';
 import { stateClass } from '../lib/instances';
 
@@ -204,5 +205,35 @@ export function Refreshing({ on }: { on: boolean }) {
     <span className={on ? 'refreshing' : 'refreshing refreshing-off'} aria-hidden={!on}>
       refreshing…
     </span>
+  );
+}
+
+/** A confirmation that runs one API call, shows its error inline, and closes on success. */
+export function SimpleConfirm({
+  title, label, text, danger, action, onClose, onDone,
+}: {
+  title: string;
+  label: string;
+  text: string;
+  danger?: boolean;
+  action: Parameters<ReturnType<typeof useAction>['run']>[0];
+  onClose: () => void;
+  onDone: () => void;
+}) {
+  const { run, busy, error } = useAction();
+  return (
+    <ConfirmDialog
+      title={title}
+      confirmLabel={label}
+      danger={danger}
+      busy={busy}
+      error={error}
+      onCancel={onClose}
+      onConfirm={async () => {
+        if ((await run(action)) !== undefined) onDone();
+      }}
+    >
+      <p>{text}</p>
+    </ConfirmDialog>
   );
 }

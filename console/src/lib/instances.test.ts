@@ -1,6 +1,8 @@
 import type { Instance } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
-import { allowedActions, connectCommands, countByState, filterInstances, flattenReservations } from './instances';
+import {
+  allowedActions, chosenColumns, connectCommands, countByState, filterInstances, flattenReservations, parseTagFilter, typesPresent,
+} from './instances';
 
 function inst(id: string, state: string, extra: Partial<Instance> = {}): Instance {
   return { InstanceId: id, State: { Name: state as never }, ...extra };
@@ -53,6 +55,43 @@ describe('filterInstances', () => {
     expect(ids(filterInstances(list, { text: 'env=prod' }))).toEqual(['i-0bb']);
     expect(ids(filterInstances(list, { text: 't3.micro web' }))).toEqual(['i-0aa']);
     expect(ids(filterInstances(list, { text: 't3.micro', state: 'active' }))).toEqual(['i-0aa']);
+  });
+
+  it('filters by type and by tag key or key=value', () => {
+    expect(ids(filterInstances(list, { type: 'm5.large' }))).toEqual(['i-0bb']);
+    expect(ids(filterInstances(list, { type: 't3.micro', state: 'active' }))).toEqual(['i-0aa']);
+    expect(ids(filterInstances(list, { tag: 'env' }))).toEqual(['i-0bb']);
+    expect(ids(filterInstances(list, { tag: 'env=prod' }))).toEqual(['i-0bb']);
+    expect(ids(filterInstances(list, { tag: 'env=dev' }))).toEqual([]);
+    expect(ids(filterInstances(list, { tag: 'Name=web' }))).toEqual(['i-0aa']);
+    expect(ids(filterInstances(list, { tag: '  ' }))).toHaveLength(3);
+  });
+
+  it('lists the types present for the filter', () => {
+    expect(typesPresent(list)).toEqual(['m5.large', 't3.micro']);
+  });
+});
+
+describe('parseTagFilter', () => {
+  it('splits on the first equals sign', () => {
+    expect(parseTagFilter('')).toBeNull();
+    expect(parseTagFilter(' env ')).toEqual({ key: 'env' });
+    expect(parseTagFilter('env = prod')).toEqual({ key: 'env', value: 'prod' });
+    expect(parseTagFilter('url=a=b')).toEqual({ key: 'url', value: 'a=b' });
+    expect(parseTagFilter('env=')).toEqual({ key: 'env', value: '' });
+  });
+});
+
+describe('chosenColumns', () => {
+  it('falls back to the defaults for nothing or garbage saved', () => {
+    const defaults = ['name', 'id', 'state', 'type', 'ami', 'public', 'private', 'zone', 'launch'];
+    expect(chosenColumns(null)).toEqual(defaults);
+    expect(chosenColumns('not json')).toEqual(defaults);
+    expect(chosenColumns('{"a":1}')).toEqual(defaults);
+  });
+  it("keeps known keys in the table's order and always the instance ID", () => {
+    expect(chosenColumns('["vpc","state","bogus",3]')).toEqual(['id', 'state', 'vpc']);
+    expect(chosenColumns('[]')).toEqual(['id']);
   });
 });
 

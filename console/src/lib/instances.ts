@@ -35,15 +35,78 @@ export interface InstanceFilter {
   text?: string;
   /** A state name, or 'active' (everything but terminated), or '' for all. */
   state?: string;
+  /** An instance type, or '' for all. */
+  type?: string;
+  /** `key` (the tag is present) or `key=value` (it has that value); '' for all. */
+  tag?: string;
 }
 
-/** Filters by state and by text matched against id, Name, type, AMI, IPs, zone and key. */
+/** A tag filter as typed: `key` or `key=value` (only the first `=` splits). */
+export function parseTagFilter(text: string): { key: string; value?: string } | null {
+  const t = text.trim();
+  if (!t) return null;
+  const eq = t.indexOf('=');
+  return eq < 0 ? { key: t } : { key: t.slice(0, eq).trim(), value: t.slice(eq + 1).trim() };
+}
+
+/** The instance types present, sorted, for the type filter's choices. */
+export function typesPresent(instances: Instance[]): string[] {
+  return [...new Set(instances.map((i) => i.InstanceType ?? '').filter(Boolean))].sort();
+}
+
+/** The instances table's columns: key and header, and whether shown until chosen otherwise. */
+export const INSTANCE_COLUMNS = [
+  { key: 'name', header: 'Name', shown: true },
+  { key: 'id', header: 'Instance ID', shown: true },
+  { key: 'state', header: 'State', shown: true },
+  { key: 'type', header: 'Type', shown: true },
+  { key: 'ami', header: 'AMI', shown: true },
+  { key: 'public', header: 'Public IP', shown: true },
+  { key: 'private', header: 'Private IP', shown: true },
+  { key: 'zone', header: 'Zone', shown: true },
+  { key: 'launch', header: 'Launch time', shown: true },
+  { key: 'key', header: 'Key pair', shown: false },
+  { key: 'vpc', header: 'VPC', shown: false },
+  { key: 'subnet', header: 'Subnet', shown: false },
+  { key: 'groups', header: 'Security groups', shown: false },
+  { key: 'arch', header: 'Architecture', shown: false },
+  { key: 'dns', header: 'Public DNS', shown: false },
+] as const;
+
+export type InstanceColumn = (typeof INSTANCE_COLUMNS)[number]['key'];
+
+/**
+ * The chosen columns from what was saved (a JSON list of keys): unknown keys are
+ * dropped, the order is the table's, and nothing usable saved means the defaults.
+ * The identifying column (Instance ID) is always kept.
+ */
+export function chosenColumns(saved: string | null): InstanceColumn[] {
+  const defaults = INSTANCE_COLUMNS.filter((c) => c.shown).map((c) => c.key);
+  let keys: unknown;
+  try {
+    keys = saved ? JSON.parse(saved) : null;
+  } catch {
+    keys = null;
+  }
+  if (!Array.isArray(keys)) return defaults;
+  const want = new Set(keys.filter((k): k is string => typeof k === 'string'));
+  want.add('id');
+  return INSTANCE_COLUMNS.map((c) => c.key).filter((k) => want.has(k));
+}
+
+/** Filters by state, type and tag, and by text matched against id, Name, type, AMI, IPs, zone and key. */
 export function filterInstances(instances: Instance[], f: InstanceFilter): Instance[] {
   const words = (f.text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   return instances.filter((i) => {
     const s = stateOf(i);
     if (f.state === 'active' && s === 'terminated') return false;
     if (f.state && f.state !== 'active' && s !== f.state) return false;
+    if (f.type && i.InstanceType !== f.type) return false;
+    const tag = parseTagFilter(f.tag ?? '');
+    if (tag) {
+      const t = (i.Tags ?? []).find((t) => t.Key === tag.key);
+      if (!t || (tag.value !== undefined && t.Value !== tag.value)) return false;
+    }
     if (words.length === 0) return true;
     const hay = [
       i.InstanceId,

@@ -2,7 +2,8 @@ import type { Image } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
 import { decodeBase64Utf8 } from './encoding';
 import {
-  buildRunInstancesInput, defaultGroupName, ingressPermissions, initialWizardState, rootDevice, subnetPublicIpDefault, validateWizard,
+  buildRunInstancesInput, defaultGroupName, ingressPermissions, initialWizardState, newExtraVolume, nextDeviceName, rootDevice,
+  subnetPublicIpDefault, validateWizard,
 } from './launch';
 
 const image: Image = {
@@ -87,6 +88,19 @@ describe('buildRunInstancesInput', () => {
       { DeviceName: '/dev/xvda', Ebs: { VolumeSize: 2, VolumeType: 'gp2', DeleteOnTermination: true } },
     ]);
   });
+
+  it('maps added volumes after the root, each with its own DeleteOnTermination', () => {
+    const extraVolumes = [
+      { deviceName: '/dev/sdf', sizeGiB: 10, volumeType: 'gp3', deleteOnTermination: true },
+      { deviceName: '/dev/sdg', sizeGiB: 125, volumeType: 'st1', deleteOnTermination: false },
+    ];
+    expect(buildRunInstancesInput({ ...base, extraVolumes }, [], { image }).BlockDeviceMappings).toEqual([
+      { DeviceName: '/dev/sdf', Ebs: { VolumeSize: 10, VolumeType: 'gp3', DeleteOnTermination: true } },
+      { DeviceName: '/dev/sdg', Ebs: { VolumeSize: 125, VolumeType: 'st1', DeleteOnTermination: false } },
+    ]);
+    const withRoot = buildRunInstancesInput({ ...base, rootSize: 4, extraVolumes }, [], { image }).BlockDeviceMappings ?? [];
+    expect(withRoot.map((m) => m.DeviceName)).toEqual(['/dev/xvda', '/dev/sdf', '/dev/sdg']);
+  });
 });
 
 describe('validateWizard', () => {
@@ -108,6 +122,19 @@ describe('validateWizard', () => {
     expect(validateWizard({ ...base, newGroupName: ' ' })).toContain('Name the new security group.');
     expect(validateWizard({ ...base, sgMode: 'existing' })).toContain('Select at least one security group.');
     expect(validateWizard({ ...base, newGroupName: 'sg-x' })).toContain('Security group names cannot start with sg-.');
+  });
+
+  it('checks added volumes against their type and devices', () => {
+    const v = (deviceName: string, sizeGiB: number, volumeType: string) => ({ deviceName, sizeGiB, volumeType, deleteOnTermination: true });
+    expect(validateWizard({ ...base, extraVolumes: [v('/dev/sdf', 8, 'gp3')] }, { image })).toEqual([]);
+    expect(validateWizard({ ...base, extraVolumes: [v('/dev/sdf', 8, 'st1')] }, { image })).toEqual([
+      'A st1 volume (/dev/sdf) is 125–16384 GiB.',
+    ]);
+    expect(validateWizard({ ...base, extraVolumes: [v('/dev/sdf', 8, 'gp3'), v('/dev/sdf', 9, 'gp3')] }, { image })).toEqual([
+      '/dev/sdf is used twice.',
+    ]);
+    expect(validateWizard({ ...base, extraVolumes: [v('/dev/xvda', 8, 'gp3')] }, { image })).toEqual(['/dev/xvda is used twice.']);
+    expect(validateWizard({ ...base, extraVolumes: [v('/dev/sdf', 1.5, 'gp3')] }, { image })).toHaveLength(1);
   });
 
   it('needs an AMI', () => {
@@ -137,5 +164,12 @@ describe('helpers', () => {
   it('finds the root device', () => {
     expect(rootDevice(image)).toEqual({ deviceName: '/dev/xvda', sizeGiB: 2, volumeType: 'gp3' });
     expect(rootDevice(undefined)).toEqual({});
+  });
+
+  it('offers the next free device from sdf to sdp', () => {
+    expect(nextDeviceName([])).toBe('/dev/sdf');
+    expect(nextDeviceName(['/dev/sdf', '/dev/xvdg'])).toBe('/dev/sdh');
+    expect(nextDeviceName('fghijklmnop'.split('').map((c) => `/dev/sd${c}`))).toBeUndefined();
+    expect(newExtraVolume([], '/dev/xvda')).toEqual({ deviceName: '/dev/sdf', sizeGiB: 8, volumeType: 'gp3', deleteOnTermination: true });
   });
 });

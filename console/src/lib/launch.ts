@@ -29,6 +29,8 @@ export interface WizardState {
   /** '' keeps the AMI's size. */
   rootSize: number | '';
   rootType: string;
+  /** EBS volumes made and attached at launch, beside the root. */
+  extraVolumes: ExtraVolume[];
   userData: string;
   imdsv2Required: boolean;
   shutdownBehavior: 'stop' | 'terminate';
@@ -37,6 +39,43 @@ export interface WizardState {
 }
 
 export const ROOT_VOLUME_TYPES = ['gp3', 'gp2', 'standard'] as const;
+/** What an added volume can be: the root's types and the provisioned and HDD ones. */
+export const EXTRA_VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'] as const;
+
+/** One added volume of the wizard's storage section. */
+export interface ExtraVolume {
+  deviceName: string;
+  sizeGiB: number;
+  volumeType: string;
+  deleteOnTermination: boolean;
+}
+
+/** EC2's size limits per volume type, in GiB. */
+export const VOLUME_SIZE_LIMITS: Record<string, [number, number]> = {
+  gp2: [1, 16384],
+  gp3: [1, 16384],
+  io1: [4, 16384],
+  io2: [4, 65536],
+  st1: [125, 16384],
+  sc1: [125, 16384],
+  standard: [1, 1024],
+};
+
+/** The first free device of /dev/sdf–/dev/sdp, as the console on AWS offers them. */
+export function nextDeviceName(taken: string[]): string | undefined {
+  const used = new Set(taken);
+  for (const c of 'fghijklmnop') {
+    const name = `/dev/sd${c}`;
+    if (!used.has(name) && !used.has(`/dev/xvd${c}`)) return name;
+  }
+  return undefined;
+}
+
+/** A new added volume on the next free device: 8 GiB gp3, deleted with the instance. */
+export function newExtraVolume(existing: ExtraVolume[], rootDeviceName?: string): ExtraVolume | undefined {
+  const deviceName = nextDeviceName([...existing.map((v) => v.deviceName), ...(rootDeviceName ? [rootDeviceName] : [])]);
+  return deviceName ? { deviceName, sizeGiB: 8, volumeType: 'gp3', deleteOnTermination: true } : undefined;
+}
 
 export function initialWizardState(overrides: Partial<WizardState> = {}): WizardState {
   return {
@@ -55,6 +94,7 @@ export function initialWizardState(overrides: Partial<WizardState> = {}): Wizard
     existingGroupIds: [],
     rootSize: '',
     rootType: 'gp3',
+    extraVolumes: [],
     userData: '',
     imdsv2Required: true,
     shutdownBehavior: 'stop',
@@ -141,6 +181,15 @@ export function validateWizard(s: WizardState, ctx: LaunchContext = {}): string[
     if (!Number.isInteger(s.rootSize) || s.rootSize < 1 || s.rootSize > 16384) errors.push('Root volume size is 1–16384 GiB.');
     else if (root.sizeGiB && s.rootSize < root.sizeGiB) errors.push(`The root volume must be at least the AMI's ${root.sizeGiB} GiB.`);
   }
+  const devices = new Set<string>();
+  for (const v of s.extraVolumes) {
+    const [min, max] = VOLUME_SIZE_LIMITS[v.volumeType] ?? [1, 16384];
+    if (!Number.isInteger(v.sizeGiB) || v.sizeGiB < min || v.sizeGiB > max) {
+      errors.push(`A ${v.volumeType} volume (${v.deviceName}) is ${min}–${max} GiB.`);
+    }
+    if (devices.has(v.deviceName) || v.deviceName === root.deviceName) errors.push(`${v.deviceName} is used twice.`);
+    devices.add(v.deviceName);
+  }
   if (new TextEncoder().encode(s.userData).length > 16384) errors.push('User data is at most 16 KiB.');
   return errors;
 }
@@ -190,18 +239,24 @@ export function buildRunInstancesInput(
   const root = rootDevice(ctx.image);
   const sizeChanged = s.rootSize !== '' && s.rootSize !== root.sizeGiB;
   const typeChanged = !!s.rootType && s.rootType !== (root.volumeType ?? '');
+  const mappings: NonNullable<RunInstancesCommandInput['BlockDeviceMappings']> = [];
   if (root.deviceName && (sizeChanged || typeChanged)) {
-    input.BlockDeviceMappings = [
-      {
-        DeviceName: root.deviceName,
-        Ebs: {
-          ...(s.rootSize !== '' ? { VolumeSize: s.rootSize } : root.sizeGiB ? { VolumeSize: root.sizeGiB } : {}),
-          ...(s.rootType ? { VolumeType: s.rootType as 'gp3' } : {}),
-          DeleteOnTermination: true,
-        },
+    mappings.push({
+      DeviceName: root.deviceName,
+      Ebs: {
+        ...(s.rootSize !== '' ? { VolumeSize: s.rootSize } : root.sizeGiB ? { VolumeSize: root.sizeGiB } : {}),
+        ...(s.rootType ? { VolumeType: s.rootType as 'gp3' } : {}),
+        DeleteOnTermination: true,
       },
-    ];
+    });
   }
+  for (const v of s.extraVolumes) {
+    mappings.push({
+      DeviceName: v.deviceName,
+      Ebs: { VolumeSize: v.sizeGiB, VolumeType: v.volumeType as 'gp3', DeleteOnTermination: v.deleteOnTermination },
+    });
+  }
+  if (mappings.length > 0) input.BlockDeviceMappings = mappings;
 
   if (s.userData) input.UserData = encodeBase64Utf8(s.userData);
   input.MetadataOptions = { HttpTokens: s.imdsv2Required ? 'required' : 'optional', HttpEndpoint: 'enabled' };

@@ -1,7 +1,7 @@
 // Hash routes: #/instances, #/launch?ami=ami-123, #/amis?tab=mine.
 
 export const PAGES = [
-  'dashboard', 'instances', 'launch', 'amis', 'keypairs', 'security-groups', 'volumes', 'snapshots', 'addresses', 'vpcs',
+  'dashboard', 'instances', 'launch', 'templates', 'amis', 'keypairs', 'security-groups', 'volumes', 'snapshots', 'addresses', 'vpcs',
 ] as const;
 export type Page = (typeof PAGES)[number] | 'signin';
 

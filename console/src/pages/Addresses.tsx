@@ -5,10 +5,9 @@ import {
 import { useState } from 'react';
 import { useAction, useQuery } from '../api';
 import { DataTable, type Column } from '../components/DataTable';
-import { ErrorBox, Field, Modal, Notice, PageHeader } from '../components/ui';
+import { ErrorBox, Field, Modal, Notice, PageHeader, SimpleConfirm } from '../components/ui';
 import { describeAllInstances } from '../lib/ec2list';
 import { nameOf } from '../lib/tags';
-import { SimpleConfirm } from './Volumes';
 
 export default function Addresses() {
   const q = useQuery((c) => c.send(new DescribeAddressesCommand({})), []);

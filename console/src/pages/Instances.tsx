@@ -8,7 +8,10 @@ import { DataTable, type Column } from '../components/DataTable';
 import { ConfirmDialog, ErrorBox, Field, KeyValues, Modal, Notice, PageHeader, Refreshing, StateBadge, Tabs } from '../components/ui';
 import { cleanConsoleText, decodeBase64Utf8 } from '../lib/encoding';
 import { describeAllInstances } from '../lib/ec2list';
-import { allowedActions, connectCommands, filterInstances, INSTANCE_STATES, stateOf } from '../lib/instances';
+import {
+  allowedActions, chosenColumns, connectCommands, filterInstances, INSTANCE_COLUMNS, INSTANCE_STATES, stateOf, typesPresent,
+  type InstanceColumn,
+} from '../lib/instances';
 import { href } from '../lib/route';
 import { nameOf } from '../lib/tags';
 import { formatTime } from '../lib/time';
@@ -23,10 +26,32 @@ const LIFECYCLE: Record<Lifecycle, { label: string; verb: string; danger: boolea
   terminate: { label: 'Terminate', verb: 'Terminate', danger: true },
 };
 
+/** Where the chosen columns are kept between visits (this browser only). */
+const COLUMNS_KEY = 'kiln.console.instanceColumns';
+
+function readColumns(): string | null {
+  try {
+    return window.localStorage.getItem(COLUMNS_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function writeColumns(value: string) {
+  try {
+    window.localStorage.setItem(COLUMNS_KEY, value);
+  } catch {
+    // Storage may be off (private windows); the choice then lasts for this page only.
+  }
+}
+
 export default function Instances({ params }: { params: Record<string, string> }) {
   const q = useQuery((c) => describeAllInstances(c), [], 3000);
   const [text, setText] = useState(params.q ?? '');
   const [state, setState] = useState(params.state ?? 'active');
+  const [type, setType] = useState(params.type ?? '');
+  const [tag, setTag] = useState(params.tag ?? '');
+  const [shown, setShown] = useState<InstanceColumn[]>(() => chosenColumns(readColumns()));
   const [selected, setSelected] = useState<string[]>(params.launched ? params.launched.split(',') : []);
   const [confirm, setConfirm] = useState<Lifecycle | null>(null);
   const [dialog, setDialog] = useState<'image' | 'console' | 'connect' | null>(null);
@@ -34,7 +59,13 @@ export default function Instances({ params }: { params: Record<string, string> }
   const action = useAction();
 
   const all = q.data;
-  const rows = useMemo(() => (all ? filterInstances(all, { text, state }) : undefined), [all, text, state]);
+  const rows = useMemo(() => (all ? filterInstances(all, { text, state, type, tag }) : undefined), [all, text, state, type, tag]);
+  const types = useMemo(() => typesPresent(all ?? []), [all]);
+  const toggleColumn = (key: InstanceColumn, on: boolean) => {
+    const next = chosenColumns(JSON.stringify(on ? [...shown, key] : shown.filter((k) => k !== key)));
+    setShown(next);
+    writeColumns(JSON.stringify(next));
+  };
   const chosen = useMemo(() => (all ?? []).filter((i) => selected.includes(i.InstanceId ?? '')), [all, selected]);
   const allowed = allowedActions(chosen);
   const one = chosen.length === 1 ? chosen[0] : undefined;
@@ -60,17 +91,28 @@ export default function Instances({ params }: { params: Record<string, string> }
     }
   };
 
-  const columns: Column<Instance>[] = [
-    { key: 'name', header: 'Name', render: (i) => nameOf(i.Tags) || <span className="muted">—</span> },
-    { key: 'id', header: 'Instance ID', render: (i) => <code>{i.InstanceId}</code> },
-    { key: 'state', header: 'State', render: (i) => <StateBadge state={stateOf(i)} testid="instance-state" /> },
-    { key: 'type', header: 'Type', render: (i) => i.InstanceType },
-    { key: 'ami', header: 'AMI', render: (i) => <code>{i.ImageId}</code>, className: 'hide-narrow' },
-    { key: 'public', header: 'Public IP', render: (i) => i.PublicIpAddress ?? '—' },
-    { key: 'private', header: 'Private IP', render: (i) => i.PrivateIpAddress ?? '—', className: 'hide-narrow' },
-    { key: 'zone', header: 'Zone', render: (i) => i.Placement?.AvailabilityZone ?? '—', className: 'hide-narrow' },
-    { key: 'launch', header: 'Launch time', render: (i) => <LaunchTime value={i.LaunchTime} />, className: 'hide-narrow' },
-  ];
+  const render: Record<InstanceColumn, Pick<Column<Instance>, 'render' | 'className'>> = {
+    name: { render: (i) => nameOf(i.Tags) || <span className="muted">—</span> },
+    id: { render: (i) => <code>{i.InstanceId}</code> },
+    state: { render: (i) => <StateBadge state={stateOf(i)} testid="instance-state" /> },
+    type: { render: (i) => i.InstanceType },
+    ami: { render: (i) => <code>{i.ImageId}</code>, className: 'hide-narrow' },
+    public: { render: (i) => i.PublicIpAddress ?? '—' },
+    private: { render: (i) => i.PrivateIpAddress ?? '—', className: 'hide-narrow' },
+    zone: { render: (i) => i.Placement?.AvailabilityZone ?? '—', className: 'hide-narrow' },
+    launch: { render: (i) => <LaunchTime value={i.LaunchTime} />, className: 'hide-narrow' },
+    key: { render: (i) => i.KeyName ?? '—', className: 'hide-narrow' },
+    vpc: { render: (i) => (i.VpcId ? <code>{i.VpcId}</code> : '—'), className: 'hide-narrow' },
+    subnet: { render: (i) => (i.SubnetId ? <code>{i.SubnetId}</code> : '—'), className: 'hide-narrow' },
+    groups: { render: (i) => (i.SecurityGroups ?? []).map((g) => g.GroupName).join(', ') || '—', className: 'hide-narrow' },
+    arch: { render: (i) => i.Architecture ?? '—', className: 'hide-narrow' },
+    dns: { render: (i) => i.PublicDnsName || '—', className: 'hide-narrow' },
+  };
+  const columns: Column<Instance>[] = INSTANCE_COLUMNS.filter((c) => shown.includes(c.key)).map((c) => ({
+    key: c.key,
+    header: c.header,
+    ...render[c.key],
+  }));
 
   return (
     <section>
@@ -111,6 +153,41 @@ export default function Instances({ params }: { params: Record<string, string> }
             </select>
           )}
         </Field>
+        <Field label="Type">
+          {(id) => (
+            <select id={id} value={type} onChange={(e) => setType(e.target.value)} data-testid="type-filter">
+              <option value="">All types</option>
+              {[...new Set([...types, ...(type ? [type] : [])])].map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <Field label="Tag">
+          {(id) => (
+            <input id={id} type="search" placeholder="key or key=value" value={tag} onChange={(e) => setTag(e.target.value)} data-testid="tag-filter" />
+          )}
+        </Field>
+        <details className="column-chooser" data-testid="column-chooser">
+          <summary>Columns</summary>
+          <fieldset>
+            <legend className="sr-only">Columns shown</legend>
+            {INSTANCE_COLUMNS.map((c) => (
+              <label key={c.key} className="check">
+                <input
+                  type="checkbox"
+                  checked={shown.includes(c.key)}
+                  disabled={c.key === 'id'}
+                  onChange={(e) => toggleColumn(c.key, e.target.checked)}
+                  data-testid={`column-${c.key}`}
+                />{' '}
+                {c.header}
+              </label>
+            ))}
+          </fieldset>
+        </details>
       </div>
 
       <div className="actionbar" role="toolbar" aria-label="Instance actions">
@@ -161,7 +238,7 @@ export default function Instances({ params }: { params: Record<string, string> }
         error={q.error}
         empty={
           all && all.length > 0 ? (
-            `No instance matches the search and state filter (${all.length} in all).`
+            `No instance matches the search and filters (${all.length} in all).`
           ) : (
             <>
               No instances yet. <a href={href('launch')}>Launch one</a>.

@@ -1,5 +1,5 @@
 import {
-  AuthorizeSecurityGroupIngressCommand, CreateSecurityGroupCommand, DescribeImagesCommand, DescribeKeyPairsCommand,
+  AuthorizeSecurityGroupIngressCommand, CreateLaunchTemplateCommand, CreateSecurityGroupCommand, DescribeImagesCommand, DescribeKeyPairsCommand,
   DescribeSecurityGroupsCommand, DescribeSubnetsCommand, DescribeVpcsCommand, RunInstancesCommand, type Image,
 } from '@aws-sdk/client-ec2';
 import { useEffect, useMemo, useState } from 'react';
@@ -10,13 +10,17 @@ import { ErrorBox, Field, Notice, PageHeader, Spinner } from '../components/ui';
 import { loadInstanceTypes } from '../lib/catalog';
 import { chooseCompatible, filterTypes, formatMemory, sortTypes } from '../lib/instanceTypes';
 import {
-  buildRunInstancesInput, defaultGroupName, ingressPermissions, initialWizardState, rootDevice, ROOT_VOLUME_TYPES,
+  buildRunInstancesInput, defaultGroupName, EXTRA_VOLUME_TYPES, type ExtraVolume, ingressPermissions, initialWizardState, newExtraVolume,
+  rootDevice, ROOT_VOLUME_TYPES, VOLUME_SIZE_LIMITS,
   subnetPublicIpDefault, validateWizard, type WizardState,
 } from '../lib/launch';
 import { href } from '../lib/route';
 import { parseTags } from '../lib/tags';
+import { templateDataOf, templateNameProblem } from '../lib/templates';
 
 const MAX_TYPES_SHOWN = 60;
+
+const DEVICE_LETTERS = 'fghijklmnop'.split('');
 
 export default function Launch({ params }: { params: Record<string, string> }) {
   const api = useApi();
@@ -28,6 +32,9 @@ export default function Launch({ params }: { params: Record<string, string> }) {
   const [launching, setLaunching] = useState<string | null>(null);
   const [launchError, setLaunchError] = useState<unknown>(undefined);
   const [createdGroup, setCreatedGroup] = useState<{ name: string; vpcId: string; id: string } | null>(null);
+  /** The name being typed for Save as launch template; null while that form is closed. */
+  const [templateName, setTemplateName] = useState<string | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
 
   // The preselected AMI (from the AMIs page).
   const pre = useQuery(
@@ -95,38 +102,62 @@ export default function Launch({ params }: { params: Record<string, string> }) {
   const problems = validateWizard(s, ctx);
   const root = rootDevice(image);
 
+  /** The groups to use: the selected ones, or the new group, made once. */
+  const ensureGroups = async (): Promise<string[]> => {
+    if (s.sgMode !== 'new') return s.existingGroupIds;
+    const name = s.newGroupName.trim();
+    if (createdGroup && createdGroup.name === name && createdGroup.vpcId === s.vpcId) return [createdGroup.id];
+    setLaunching(`Creating security group ${name}…`);
+    const g = await api.call((c) =>
+      c.send(
+        new CreateSecurityGroupCommand({
+          GroupName: name,
+          Description: s.newGroupDescription.trim() || `Created by the Kiln console launch wizard`,
+          VpcId: s.vpcId || undefined,
+        }),
+      ),
+    );
+    const perms = ingressPermissions(s.newGroupRules);
+    if (perms.length) {
+      setLaunching(`Opening ports on ${g.GroupId}…`);
+      await api.call((c) => c.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: g.GroupId, IpPermissions: perms })));
+    }
+    setCreatedGroup({ name, vpcId: s.vpcId, id: g.GroupId! });
+    return [g.GroupId!];
+  };
+
   const launch = async () => {
     setLaunchError(undefined);
     try {
-      let groupIds = s.existingGroupIds;
-      if (s.sgMode === 'new') {
-        const name = s.newGroupName.trim();
-        if (createdGroup && createdGroup.name === name && createdGroup.vpcId === s.vpcId) {
-          groupIds = [createdGroup.id];
-        } else {
-          setLaunching(`Creating security group ${name}…`);
-          const g = await api.call((c) =>
-            c.send(
-              new CreateSecurityGroupCommand({
-                GroupName: name,
-                Description: s.newGroupDescription.trim() || `Created by the Kiln console launch wizard`,
-                VpcId: s.vpcId || undefined,
-              }),
-            ),
-          );
-          const perms = ingressPermissions(s.newGroupRules);
-          if (perms.length) {
-            setLaunching(`Opening ports on ${g.GroupId}…`);
-            await api.call((c) => c.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: g.GroupId, IpPermissions: perms })));
-          }
-          setCreatedGroup({ name, vpcId: s.vpcId, id: g.GroupId! });
-          groupIds = [g.GroupId!];
-        }
-      }
+      const groupIds = await ensureGroups();
       setLaunching('Launching…');
       const out = await api.call((c) => c.send(new RunInstancesCommand(buildRunInstancesInput(s, groupIds, ctx))));
       const ids = (out.Instances ?? []).map((i) => i.InstanceId).filter(Boolean);
       window.location.hash = href('instances', { launched: ids.join(',') });
+    } catch (e) {
+      setLaunchError(e);
+      setLaunching(null);
+    }
+  };
+
+  /** Saves the wizard's choices as a new launch template (the count stays a launch's). */
+  const saveTemplate = async (name: string) => {
+    setLaunchError(undefined);
+    try {
+      const groupIds = await ensureGroups();
+      setLaunching(`Saving launch template ${name}…`);
+      const out = await api.call((c) =>
+        c.send(
+          new CreateLaunchTemplateCommand({
+            LaunchTemplateName: name,
+            VersionDescription: 'Saved from the launch wizard',
+            LaunchTemplateData: templateDataOf(buildRunInstancesInput(s, groupIds, ctx)),
+          }),
+        ),
+      );
+      setLaunching(null);
+      setTemplateName(null);
+      setSaved(`Saved launch template ${out.LaunchTemplate?.LaunchTemplateName} (${out.LaunchTemplate?.LaunchTemplateId}).`);
     } catch (e) {
       setLaunchError(e);
       setLaunching(null);
@@ -410,6 +441,59 @@ export default function Launch({ params }: { params: Record<string, string> }) {
                 )}
               </Field>
             </div>
+            {s.extraVolumes.map((v, n) => {
+              const setVol = (patch: Partial<ExtraVolume>) =>
+                set('extraVolumes', s.extraVolumes.map((old, m) => (m === n ? { ...old, ...patch } : old)));
+              const [min, max] = VOLUME_SIZE_LIMITS[v.volumeType] ?? [1, 16384];
+              return (
+                <div className="row extra-volume" key={v.deviceName} data-testid="extra-volume">
+                  <Field label={`Volume ${n + 2} device`}>
+                    {(id) => (
+                      <select id={id} value={v.deviceName} onChange={(e) => setVol({ deviceName: e.target.value })}>
+                        {[v.deviceName, ...DEVICE_LETTERS.map((c) => `/dev/sd${c}`).filter((d) => !s.extraVolumes.some((o) => o.deviceName === d))].map((d) => (
+                          <option key={d} value={d}>
+                            {d}
+                          </option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  <Field label="Size (GiB)" hint={`${min}–${max} GiB for ${v.volumeType}.`}>
+                    {(id) => (
+                      <input id={id} type="number" className="narrow" min={min} max={max} value={v.sizeGiB} onChange={(e) => setVol({ sizeGiB: Number(e.target.value) })} data-testid="extra-volume-size" />
+                    )}
+                  </Field>
+                  <Field label="Type">
+                    {(id) => (
+                      <select id={id} value={v.volumeType} onChange={(e) => setVol({ volumeType: e.target.value })} data-testid="extra-volume-type">
+                        {EXTRA_VOLUME_TYPES.map((t) => (
+                          <option key={t} value={t}>
+                            {t}
+                          </option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  <label className="check">
+                    <input type="checkbox" checked={v.deleteOnTermination} onChange={(e) => setVol({ deleteOnTermination: e.target.checked })} /> Delete on termination
+                  </label>
+                  <button type="button" className="btn-link" onClick={() => set('extraVolumes', s.extraVolumes.filter((_, m) => m !== n))} aria-label={`Remove volume ${v.deviceName}`}>
+                    Remove
+                  </button>
+                </div>
+              );
+            })}
+            <button
+              type="button"
+              disabled={!newExtraVolume(s.extraVolumes, root.deviceName)}
+              onClick={() => {
+                const v = newExtraVolume(s.extraVolumes, root.deviceName);
+                if (v) set('extraVolumes', [...s.extraVolumes, v]);
+              }}
+              data-testid="add-volume"
+            >
+              Add new volume
+            </button>
           </fieldset>
 
           <details className="panel">
@@ -471,6 +555,7 @@ export default function Launch({ params }: { params: Record<string, string> }) {
             <dt>Storage</dt>
             <dd>
               {s.rootSize === '' ? (root.sizeGiB !== undefined ? `${root.sizeGiB} GiB` : 'the AMI\'s size,') : `${s.rootSize} GiB`} {s.rootType}
+              {s.extraVolumes.map((v) => `, ${v.deviceName} ${v.sizeGiB} GiB ${v.volumeType}`).join('')}
             </dd>
           </dl>
           {problems.length > 0 && (
@@ -485,6 +570,36 @@ export default function Launch({ params }: { params: Record<string, string> }) {
           <button type="button" className="btn-primary btn-block" disabled={problems.length > 0 || !!launching} onClick={() => void launch()} data-testid="launch-submit">
             {launching ? 'Launching…' : 'Launch instance'}
           </button>
+          {templateName === null ? (
+            <button type="button" className="btn-block" disabled={problems.length > 0 || !!launching} onClick={() => { setSaved(null); setTemplateName(''); }} data-testid="template-save-open">
+              Save as launch template
+            </button>
+          ) : (
+            <form
+              className="template-save"
+              onSubmit={(e) => {
+                e.preventDefault();
+                if (!templateNameProblem(templateName.trim())) void saveTemplate(templateName.trim());
+              }}
+            >
+              <Field label="Launch template name" hint={templateName && templateNameProblem(templateName.trim()) ? <span className="warn-text">{templateNameProblem(templateName.trim())}</span> : 'Counts are chosen at each launch.'}>
+                {(id) => <input id={id} value={templateName} onChange={(e) => setTemplateName(e.target.value)} autoFocus data-testid="template-name" />}
+              </Field>
+              <div className="actionbar">
+                <button type="button" onClick={() => setTemplateName(null)}>
+                  Cancel
+                </button>
+                <button type="submit" className="btn-primary" disabled={!!templateNameProblem(templateName.trim()) || !!launching} data-testid="template-save">
+                  Save
+                </button>
+              </div>
+            </form>
+          )}
+          {saved && (
+            <Notice kind="ok" testid="template-saved">
+              {saved} <a href={href('templates')}>See launch templates</a>.
+            </Notice>
+          )}
         </aside>
       </div>
     </section>

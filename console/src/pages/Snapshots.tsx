@@ -2,10 +2,10 @@ import { DeleteSnapshotCommand, DescribeSnapshotsCommand, type Snapshot } from '
 import { useState } from 'react';
 import { useQuery } from '../api';
 import { DataTable, type Column } from '../components/DataTable';
-import { Notice, PageHeader, Refreshing, StateBadge } from '../components/ui';
+import { Notice, PageHeader, Refreshing, SimpleConfirm, StateBadge } from '../components/ui';
 import { nameOf } from '../lib/tags';
 import { formatTime } from '../lib/time';
-import { SimpleConfirm, SnapshotVolume } from './Volumes';
+import { SnapshotVolume } from './Volumes';
 
 export default function Snapshots() {
   const q = useQuery((c) => c.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'] })), [], 3000);

@@ -5,8 +5,9 @@ import {
 import { useState } from 'react';
 import { useAction, useQuery } from '../api';
 import { DataTable, type Column } from '../components/DataTable';
-import { ConfirmDialog, ErrorBox, Field, Modal, Notice, PageHeader, Refreshing, StateBadge } from '../components/ui';
+import { ErrorBox, Field, Modal, Notice, PageHeader, Refreshing, SimpleConfirm, StateBadge } from '../components/ui';
 import { describeAllInstances } from '../lib/ec2list';
+import { nextDeviceName } from '../lib/launch';
 import { nameOf } from '../lib/tags';
 import { formatTime } from '../lib/time';
 
@@ -107,35 +108,6 @@ export default function Volumes() {
   );
 }
 
-export function SimpleConfirm({
-  title, label, text, danger, action, onClose, onDone,
-}: {
-  title: string;
-  label: string;
-  text: string;
-  danger?: boolean;
-  action: Parameters<ReturnType<typeof useAction>['run']>[0];
-  onClose: () => void;
-  onDone: () => void;
-}) {
-  const { run, busy, error } = useAction();
-  return (
-    <ConfirmDialog
-      title={title}
-      confirmLabel={label}
-      danger={danger}
-      busy={busy}
-      error={error}
-      onCancel={onClose}
-      onConfirm={async () => {
-        if ((await run(action)) !== undefined) onDone();
-      }}
-    >
-      <p>{text}</p>
-    </ConfirmDialog>
-  );
-}
-
 function CreateVolume({ onClose, onDone }: { onClose: () => void; onDone: (id: string) => void }) {
   const zones = useQuery((c) => c.send(new DescribeAvailabilityZonesCommand({})), []);
   const [size, setSize] = useState(8);
@@ -212,9 +184,13 @@ function AttachVolume({ volume, onClose, onDone }: { volume: Volume; onClose: ()
     [volume.VolumeId],
   );
   const [instanceId, setInstanceId] = useState('');
-  const [device, setDevice] = useState('/dev/sdf');
+  /** '' until typed: then the chosen instance's first free device is offered. */
+  const [typed, setTyped] = useState('');
   const { run, busy, error } = useAction();
   const chosen = instanceId || instances.data?.[0]?.InstanceId || '';
+  const target = instances.data?.find((i) => i.InstanceId === chosen);
+  const taken = [target?.RootDeviceName ?? '', ...(target?.BlockDeviceMappings ?? []).map((b) => b.DeviceName ?? '')];
+  const device = typed || nextDeviceName(taken) || '';
   return (
     <Modal
       title={`Attach ${volume.VolumeId}`}
@@ -251,7 +227,9 @@ function AttachVolume({ volume, onClose, onDone }: { volume: Volume; onClose: ()
           </select>
         )}
       </Field>
-      <Field label="Device name">{(id) => <input id={id} value={device} onChange={(e) => setDevice(e.target.value)} />}</Field>
+      <Field label="Device name" hint={taken.filter(Boolean).length ? `In use on ${chosen}: ${taken.filter(Boolean).join(', ')}.` : undefined}>
+        {(id) => <input id={id} value={device} onChange={(e) => setTyped(e.target.value)} data-testid="volume-attach-device" />}
+      </Field>
       <ErrorBox error={error ?? instances.error} />
     </Modal>
   );

@@ -23,6 +23,9 @@ pub(crate) fn access_key_id(prefix: &str) -> String {
     format!("{prefix}{tail}")
 }
 
+/// The account `kiln serve` makes on first start: the one who runs the cloud.
+pub const OPERATOR: &str = "operator";
+
 impl Cloud {
     /// Creates an account with one access key and its defaults in every region.
     pub fn create_account(&self, name: &str, is_provider: bool) -> Result<NewAccount> {
@@ -53,6 +56,12 @@ impl Cloud {
             self.ensure_defaults_in(tx, &account.id)?;
             Ok(NewAccount { account, key })
         })
+    }
+
+    /// Whether `account` is the operator's, which alone may see the host's capacity.
+    pub fn is_operator(&self, account: &str) -> Result<bool> {
+        let operator = self.store.read(|c| accounts::by_name(c, OPERATOR))?;
+        Ok(operator.is_some_and(|a| a.id == account))
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>> {

@@ -41,6 +41,9 @@ pub enum Error {
     ImageNameMalformed(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is known but may not do this (EC2's UnauthorizedOperation).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     IncorrectInstanceState(String),
     #[error("{0}")]

@@ -136,6 +136,26 @@ pub(crate) fn next_address(net: &Ipv4Net, taken: &[String]) -> Option<String> {
     net.hosts().filter(|a| !reserved(net, *a)).map(|a| a.to_string()).find(|a| !taken.contains(a))
 }
 
+/// An account's use of its vCPU quota in one region, and the host's when it may see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacity {
+    pub vcpu_limit: i64,
+    pub vcpus_in_use: i64,
+    /// Only for the operator account.
+    pub host: Option<HostCapacity>,
+}
+
+/// What the host offers (its CPUs and memory times the overcommit ratios) and what
+/// running, pending and stopping instances hold of it, across all accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCapacity {
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub vcpus_in_use: i64,
+    pub memory_mib_in_use: i64,
+    pub instances: i64,
+}
+
 impl Cloud {
     fn find_instance(&self, conn: &Connection, scope: &Scope, id: &str) -> Result<Instance> {
         instances::get(conn, id)?
@@ -198,6 +218,27 @@ impl Cloud {
         let vcpus = live.iter().map(|i| i.vcpus).sum();
         let mem = live.iter().map(|i| i.memory_mib).sum();
         Ok((live, vcpus, mem))
+    }
+
+    /// What the caller's account runs in its region against its vCPU quota, and, for the
+    /// operator account only, the host's offer and use: other tenants' load is not theirs
+    /// to see.
+    pub fn capacity(&self, scope: &Scope) -> Result<Capacity> {
+        let operator = self.is_operator(&scope.account)?;
+        let agent = if operator { Some(self.agent()?) } else { None };
+        let (live, vcpus, mem) = self.store.read(Self::in_use)?;
+        let mine = live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region);
+        let host = agent.map(|a| {
+            let info = a.info();
+            HostCapacity {
+                vcpus: (info.cpus as f64 * self.limits.cpu_overcommit) as i64,
+                memory_mib: (info.memory_mib as f64 * self.limits.memory_overcommit) as i64,
+                vcpus_in_use: vcpus,
+                memory_mib_in_use: mem,
+                instances: live.len() as i64,
+            }
+        });
+        Ok(Capacity { vcpu_limit: i64::from(self.limits.vcpu_quota), vcpus_in_use: mine.map(|i| i.vcpus).sum(), host })
     }
 
     /// How many instances of `t` fit, on the host and in the account's quota.

@@ -36,6 +36,7 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::SnapshotInUse(m) => Ec2Error::new("InvalidSnapshot.InUse", m),
         Error::ImageNameMalformed(m) => Ec2Error::new("InvalidAMIName.Malformed", m),
         Error::Unauthorized(m) => Ec2Error::new("AuthFailure", m),
+        Error::Forbidden(m) => Ec2Error::new("UnauthorizedOperation", m),
         Error::IncorrectInstanceState(m) => Ec2Error::new("IncorrectInstanceState", m),
         Error::OperationNotPermitted(m) => Ec2Error::new("OperationNotPermitted", m),
         Error::InsufficientCapacity(m) => Ec2Error::new("InsufficientInstanceCapacity", m),

@@ -16,7 +16,7 @@ use crate::args::HostArgs;
 use crate::{credentials, data_dir, quickstart};
 
 /// The account made on first start, whose key is the `[default]` profile.
-pub(crate) const OPERATOR: &str = "operator";
+pub(crate) use kiln_control::accounts::OPERATOR;
 
 /// Every public EC2 region: what a Kiln serves unless `--regions` narrows it.
 pub(crate) fn default_regions() -> Vec<String> {

@@ -120,6 +120,10 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
     Ok(w.finish("DescribeAvailabilityZones"))
 }
 
+/// The prefix of the attributes Kiln adds to DescribeAccountAttributes.
+const KILN_ATTR: &str = "kiln:";
+const KILN_HOST_ATTR: &str = "kiln:host-";
+
 pub(crate) fn describe_account_attributes(ctx: &Ctx<'_>, r: DescribeAccountAttributes) -> ActionResult {
     let default_vpc = ctx.cloud.vpcs(&ctx.scope, &[]).ec2()?.into_iter().find(|v| v.is_default).map(|v| v.id);
     let attrs: Vec<(&str, Vec<String>)> = vec![
@@ -130,6 +134,26 @@ pub(crate) fn describe_account_attributes(ctx: &Ctx<'_>, r: DescribeAccountAttri
         ("max-elastic-ips", vec!["5".into()]),
         ("vpc-max-elastic-ips", vec!["5".into()]),
     ];
+    // Kiln's own attributes are answered only when named, so that a plain call looks
+    // exactly like EC2's. The host's are the operator's alone.
+    let mut attrs = attrs;
+    if r.names.iter().any(|n| n.starts_with(KILN_ATTR)) {
+        let cap = ctx.cloud.capacity(&ctx.scope).ec2()?;
+        attrs.push(("kiln:vcpu-limit", vec![cap.vcpu_limit.to_string()]));
+        attrs.push(("kiln:vcpus-in-use", vec![cap.vcpus_in_use.to_string()]));
+        if let Some(h) = cap.host {
+            attrs.push(("kiln:host-vcpus", vec![h.vcpus.to_string()]));
+            attrs.push(("kiln:host-vcpus-in-use", vec![h.vcpus_in_use.to_string()]));
+            attrs.push(("kiln:host-memory-mib", vec![h.memory_mib.to_string()]));
+            attrs.push(("kiln:host-memory-mib-in-use", vec![h.memory_mib_in_use.to_string()]));
+            attrs.push(("kiln:host-instances", vec![h.instances.to_string()]));
+        } else if r.names.iter().any(|n| n.starts_with(KILN_HOST_ATTR)) {
+            return Err(Ec2Error::new(
+                "UnauthorizedOperation",
+                "The host's capacity is shown to the operator account only; ask for kiln:vcpu-limit and kiln:vcpus-in-use instead.",
+            ));
+        }
+    }
     if let Some(bad) = r.names.iter().find(|n| !attrs.iter().any(|(a, _)| a == n)) {
         return Err(Ec2Error::invalid_value(format!("Value ({bad}) for parameter attributeName is invalid.")));
     }
