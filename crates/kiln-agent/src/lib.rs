@@ -36,12 +36,27 @@ pub struct LocalAgent {
     cpus: u32,
     memory_mib: u64,
     network: Option<net::NetConfig>,
+    tuning: qemu::Tuning,
     /// `qemu-system-x86_64 --version`, probed once (the first `info`).
     qemu_version: OnceLock<String>,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
     AgentError::Failed(msg.into())
+}
+
+/// VmRSS of a process, MiB.
+pub fn process_resident_mib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// MemAvailable of the host, MiB: what it can still give without swapping.
+pub fn host_available_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 fn host_memory_mib() -> u64 {
@@ -71,8 +86,32 @@ impl LocalAgent {
             cpus,
             memory_mib: host_memory_mib(),
             network: None,
+            tuning: qemu::Tuning::default(),
             qemu_version: OnceLock::new(),
         }
+    }
+
+    /// Starts VMs with `tuning` instead of the default (the translation cache size and
+    /// the free-page-reporting balloon).
+    pub fn with_tuning(mut self, tuning: qemu::Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// The resident memory of each running VM's QEMU, MiB, by instance id: what the
+    /// host really gives each instance.
+    pub fn vm_resident_mib(&self) -> Vec<(String, u64)> {
+        let Ok(dirs) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let mut out: Vec<(String, u64)> = dirs
+            .filter_map(std::result::Result::ok)
+            .filter_map(|e| {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let pid = self.pid(&id)?;
+                Some((id, process_resident_mib(pid)?))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Gives guests VPC networking (namespaces, taps, nftables) instead of QEMU's
@@ -108,6 +147,16 @@ impl LocalAgent {
             Some(k) => probe_kvm(&self.file(k), &self.root),
             None => Accel::Tcg,
         })
+    }
+
+    /// Settles the accelerator ahead of the first launch by probing KVM with `kernel`
+    /// (an x86 guest kernel), so that no launch waits for the probe. A no-op when the
+    /// accelerator is forced or already known.
+    pub fn probe_with(&self, kernel: &Path) -> Accel {
+        if let Some(a) = self.forced {
+            return a;
+        }
+        *self.accel.get_or_init(|| probe_kvm(kernel, &self.root))
     }
 
     fn pid(&self, id: &str) -> Option<i32> {
@@ -210,7 +259,7 @@ impl HostAgent for LocalAgent {
         let accel = self.accel_for(spec);
         let program = qemu::program(spec.architecture);
         let place = qemu::Place { vm_dir: &dir, store: &self.store, pipe_program: &self.pipe_program };
-        let args = qemu::arguments(spec, accel, &place);
+        let args = qemu::arguments(spec, accel, &place, &self.tuning);
         tracing::info!(instance = %spec.instance_id, %program, accel = accel.as_str(), "starting QEMU");
         // With -daemonize, QEMU returns once the VM is set up, or fails with its reason.
         // A guest on a VPC runs in its VPC's namespace, where its tap is.

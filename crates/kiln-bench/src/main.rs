@@ -18,6 +18,7 @@
 //!   clients, beside an earlier kiln and moto_server, and again while a guest floods
 //!   its DNS and metadata service (`load.rs`).
 
+mod density;
 mod ebs;
 mod load;
 
@@ -91,6 +92,9 @@ enum BenchWhat {
         #[arg(long)]
         cache_dir: Option<std::path::PathBuf>,
     },
+    /// Memory per idle instance before and after Kiln's tuning, RunInstances to SSH and
+    /// to status ok beside a bare boot, 20 at once, and (with --fill) how many fit.
+    Density(density::DensityArgs),
     /// Lookups with many instances in the store, at several concurrencies, beside an
     /// earlier kiln and moto_server, and again under a guest's DNS and metadata flood.
     Load(load::LoadArgs),
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
         BenchWhat::CreateImage { sizes, runs, cache_dir } => create_image(&sizes, runs.max(1), cache_dir),
         BenchWhat::Load(args) => load::run(args),
         BenchWhat::Ebs { runs, cache_dir } => ebs::run(runs.max(1), cache_dir),
+        BenchWhat::Density(args) => density::run(args),
     }
 }
 
@@ -725,9 +730,14 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
     result
 }
 
-/// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory and
-/// user-mode network, no Kiln) and times it to the guest's ready line.
+/// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory,
+/// accelerator options and balloon as Kiln's defaults, user-mode network, no Kiln) and
+/// times it to the guest's ready line.
 fn bare_boot(dir: &Path) -> Result<Duration> {
+    bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default())
+}
+
+fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, tuning: &kiln_agent::qemu::Tuning) -> Result<Duration> {
     let build = std::fs::read_dir(dir.join("builds"))?
         .filter_map(std::result::Result::ok)
         .map(|e| e.path())
@@ -752,7 +762,9 @@ fn bare_boot(dir: &Path) -> Result<Duration> {
     ])?;
     let t0 = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-machine", "pc,accel=tcg", "-cpu", "qemu64", "-smp", "2", "-m", "1024M", "-nodefaults", "-display", "none"])
+        .args(["-machine", "pc", "-accel", &kiln_agent::qemu::accel_option(kiln_agent_api::Accel::Tcg, tuning)])
+        .args(["-cpu", "qemu64", "-smp", "2", "-m", &format!("{memory_mib}M"), "-nodefaults", "-display", "none"])
+        .args(if tuning.balloon { vec!["-device", kiln_agent::qemu::BALLOON_DEVICE] } else { vec![] })
         .arg("-kernel")
         .arg(build.join("vmlinuz"))
         .arg("-initrd")
@@ -777,7 +789,8 @@ fn bare_boot(dir: &Path) -> Result<Duration> {
         .context("running qemu-system-x86_64")?;
     let took = until(t0, Duration::from_secs(300), || {
         Ok(std::fs::read(&serial).is_ok_and(|b| b.windows(16).any(|w| w == b"kiln-tiny: ready")))
-    });
+    })
+    .with_context(|| format!("a bare boot of {label}"));
     let _ = child.kill();
     let _ = child.wait();
     took

@@ -145,8 +145,9 @@ pub struct Capacity {
     pub host: Option<HostCapacity>,
 }
 
-/// What the host offers (its CPUs and memory times the overcommit ratios) and what
-/// running, pending and stopping instances hold of it, across all accounts.
+/// What the host offers (its CPUs, and its memory less the host's reserve, times the
+/// overcommit ratios) and what instances other than stopped and terminated ones hold of
+/// it across all accounts (each type's memory plus QEMU's overhead per instance).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCapacity {
     pub vcpus: i64,
@@ -213,10 +214,12 @@ impl Cloud {
     }
 
     /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
-    fn in_use(conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
+    /// The instances holding capacity, their vCPUs, and the host memory they cost
+    /// (each type's memory and QEMU's overhead).
+    fn in_use(&self, conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
         let live: Vec<Instance> = instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect();
         let vcpus = live.iter().map(|i| i.vcpus).sum();
-        let mem = live.iter().map(|i| i.memory_mib).sum();
+        let mem = live.iter().map(|i| self.limits.memory_cost_mib(i.memory_mib)).sum();
         Ok((live, vcpus, mem))
     }
 
@@ -226,13 +229,13 @@ impl Cloud {
     pub fn capacity(&self, scope: &Scope) -> Result<Capacity> {
         let operator = self.is_operator(&scope.account)?;
         let agent = if operator { Some(self.agent()?) } else { None };
-        let (live, vcpus, mem) = self.store.read(Self::in_use)?;
+        let (live, vcpus, mem) = self.store.read(|c| self.in_use(c))?;
         let mine = live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region);
         let host = agent.map(|a| {
             let info = a.info();
             HostCapacity {
                 vcpus: (info.cpus as f64 * self.limits.cpu_overcommit) as i64,
-                memory_mib: (info.memory_mib as f64 * self.limits.memory_overcommit) as i64,
+                memory_mib: self.limits.memory_offered_mib(info.memory_mib),
                 vcpus_in_use: vcpus,
                 memory_mib_in_use: mem,
                 instances: live.len() as i64,
@@ -245,10 +248,11 @@ impl Cloud {
     fn fit(&self, conn: &Connection, scope: &Scope, t: &InstanceTypeInfo, want: i64) -> Result<(i64, i64)> {
         let agent = self.agent()?;
         let info = agent.info();
-        let (live, vcpus, mem) = Self::in_use(conn)?;
+        let (live, vcpus, mem) = self.in_use(conn)?;
         let cap_cpu = (info.cpus as f64 * self.limits.cpu_overcommit) as i64 - vcpus;
-        let cap_mem = (info.memory_mib as f64 * self.limits.memory_overcommit) as i64 - mem;
-        let host_fit = (cap_cpu / t.vcpus as i64).min(cap_mem / t.memory_mib as i64).max(0);
+        let cap_mem = self.limits.memory_offered_mib(info.memory_mib) - mem;
+        let host_fit =
+            (cap_cpu / t.vcpus as i64).min(cap_mem / self.limits.memory_cost_mib(t.memory_mib as i64)).max(0);
         let mine: i64 =
             live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region).map(|i| i.vcpus).sum();
         let quota_fit = ((self.limits.vcpu_quota as i64 - mine) / t.vcpus as i64).max(0);
@@ -784,6 +788,33 @@ pub enum InstanceChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_counts_qemus_overhead_and_keeps_the_hosts_reserve() {
+        // The fake host: 8 CPUs, 64 GiB; the defaults keep 1 GiB and count 96 MiB a VM.
+        let w = crate::testkit::World::new("capacity");
+        let tenant = w.cloud.capacity(&w.scope).expect("capacity");
+        assert_eq!((tenant.vcpu_limit, tenant.vcpus_in_use, tenant.host), (64, 0, None), "a tenant sees no host");
+        let operator = w.cloud.create_account(crate::accounts::OPERATOR, false).expect("operator").account;
+        let op = Scope { account: operator.id, region: "us-east-1".into() };
+        let host = w.cloud.capacity(&op).expect("capacity").host.expect("the operator sees the host");
+        assert_eq!((host.memory_mib, host.memory_mib_in_use, host.vcpus), (64 * 1024 - 1024, 0, 64));
+
+        w.launch();
+        let host = w.cloud.capacity(&op).expect("capacity").host.expect("host");
+        assert_eq!((host.memory_mib_in_use, host.vcpus_in_use, host.instances), (1024 + 96, 2, 1));
+        assert_eq!(w.cloud.capacity(&w.scope).expect("capacity").vcpus_in_use, 2);
+
+        // t3.2xlarge: 32 GiB. One fits beside the t3.micro; a second would need
+        // 2 x (32768 + 96) + 1120 > 64512 MiB.
+        let mut two = RunRequest::new(w.image_id.clone());
+        two.instance_type = "t3.2xlarge".into();
+        two.min_count = 2;
+        two.max_count = 2;
+        assert!(matches!(w.cloud.run_instances(&w.scope, two.clone()), Err(Error::InsufficientCapacity(_))));
+        two.min_count = 1;
+        assert_eq!(w.cloud.run_instances(&w.scope, two).expect("one fits").len(), 1);
+    }
 
     #[test]
     fn addresses_skip_reserved_and_taken() {

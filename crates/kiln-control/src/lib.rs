@@ -48,13 +48,43 @@ pub struct Limits {
     pub memory_overcommit: f64,
     /// vCPUs one account may run at once in a region.
     pub vcpu_quota: u32,
+    /// Host memory each instance costs beyond its type's: QEMU itself (the translation
+    /// cache under TCG, the kernel and initrd it keeps for reboots, device buffers).
+    pub vm_overhead_mib: u32,
+    /// Host memory never offered to instances: what the host itself needs.
+    pub host_reserved_mib: u32,
+}
+
+impl Limits {
+    /// Memory one instance of `type_mib` holds against the host's offer.
+    pub fn memory_cost_mib(&self, type_mib: i64) -> i64 {
+        type_mib + i64::from(self.vm_overhead_mib)
+    }
+
+    /// The memory the host offers instances: what it has less its reserve, times the
+    /// overcommit ratio.
+    pub fn memory_offered_mib(&self, host_mib: u64) -> i64 {
+        (host_mib.saturating_sub(u64::from(self.host_reserved_mib)) as f64 * self.memory_overcommit) as i64
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { cpu_overcommit: 8.0, memory_overcommit: 1.0, vcpu_quota: 64 }
+        Self {
+            cpu_overcommit: 8.0,
+            memory_overcommit: 1.0,
+            vcpu_quota: 64,
+            vm_overhead_mib: DEFAULT_VM_OVERHEAD_MIB,
+            host_reserved_mib: DEFAULT_HOST_RESERVED_MIB,
+        }
     }
 }
+
+/// QEMU's own memory per idle kiln-tiny VM under TCG with the default tuning (a 32 MiB
+/// translation cache), measured with `kiln-bench density` and rounded up.
+pub const DEFAULT_VM_OVERHEAD_MIB: u32 = 96;
+/// What the host keeps for itself by default.
+pub const DEFAULT_HOST_RESERVED_MIB: u32 = 1024;
 
 /// The control plane of one installation.
 pub struct Cloud {
@@ -75,6 +105,33 @@ pub struct Cloud {
     pub public_pool: ipnet::Ipv4Net,
     /// What guests' services read, published by each reconciler pass.
     view: std::sync::RwLock<Arc<guest_view::GuestView>>,
+    /// Wakes the reconciler when a request leaves it work.
+    pub nudge: Nudge,
+}
+
+/// A wake-up for a loop that otherwise polls: requests that change what should run
+/// nudge it, so a launch does not wait for the next tick.
+#[derive(Default)]
+pub struct Nudge {
+    pending: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl Nudge {
+    pub fn nudge(&self) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = true;
+            self.wake.notify_all();
+        }
+    }
+
+    /// Returns when nudged (at once if a nudge came since the last wait) or after `max`.
+    pub fn wait(&self, max: std::time::Duration) {
+        let Ok(p) = self.pending.lock() else { return std::thread::sleep(max) };
+        if let Ok((mut p, _)) = self.wake.wait_timeout_while(p, max, |p| !*p) {
+            *p = false;
+        }
+    }
 }
 
 /// The default pool of public addresses (shared address space, RFC 6598).
@@ -92,6 +149,7 @@ impl Cloud {
             import_dirs: Vec::new(),
             public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
             view: Default::default(),
+            nudge: Nudge::default(),
         }
     }
 

@@ -196,7 +196,13 @@ fn run_blocking(
         // Every check runs, in transactions that are rolled back.
         kiln_store::dry_run(|| actions::dispatch(&ctx, request)).and_then(|_| Err(Ec2Error::dry_run_ok()))
     } else {
-        actions::dispatch(&ctx, request)
+        let xml = actions::dispatch(&ctx, request);
+        // A change may have work for the reconciler (a VM to start, a disk to plug):
+        // it starts its pass now rather than at its next tick.
+        if xml.is_ok() && !action_name.starts_with("Describe") && !action_name.starts_with("Get") {
+            state.cloud.nudge.nudge();
+        }
+        xml
     }
     .map_err(fail)?;
     Ok((action, xml))

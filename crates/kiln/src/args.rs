@@ -376,6 +376,19 @@ pub(crate) struct HostArgs {
     /// vCPUs one account may run at once in a region.
     #[arg(long, default_value_t = 64)]
     pub(crate) vcpu_quota: u32,
+    /// Host memory counted per instance beyond its type's (QEMU's own), MiB.
+    #[arg(long, default_value_t = kiln_control::DEFAULT_VM_OVERHEAD_MIB)]
+    pub(crate) vm_overhead_mib: u32,
+    /// Host memory never offered to instances, MiB.
+    #[arg(long, default_value_t = kiln_control::DEFAULT_HOST_RESERVED_MIB)]
+    pub(crate) host_reserved_mib: u32,
+    /// Each TCG guest's translation cache, MiB; 0 keeps QEMU's own default (larger).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) tcg_tb_size: u32,
+    /// Start guests without the free-page-reporting balloon (freed guest memory then
+    /// stays with QEMU).
+    #[arg(long)]
+    pub(crate) no_balloon: bool,
     /// Guest networking: vpc (namespaces, taps, nftables; needs root, iproute2 and
     /// nftables), user (QEMU's user-mode network: an unprivileged fallback without
     /// public addresses or security groups), or auto (vpc where possible).

@@ -80,7 +80,10 @@ impl HostArgs {
         };
         // QEMU runs this binary's `kiln pipe` to bridge a guest's metadata connection.
         let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
-        let agent = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced);
+        let agent = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced).with_tuning(kiln_agent::qemu::Tuning {
+            tb_size_mib: (self.tcg_tb_size > 0).then_some(self.tcg_tb_size),
+            balloon: !self.no_balloon,
+        });
         let vpc = match self.network.as_str() {
             "vpc" => true,
             "user" => false,
@@ -110,8 +113,60 @@ impl HostArgs {
             cpu_overcommit: self.cpu_overcommit,
             memory_overcommit: self.memory_overcommit,
             vcpu_quota: self.vcpu_quota,
+            vm_overhead_mib: self.vm_overhead_mib,
+            host_reserved_mib: self.host_reserved_mib,
         }
     }
+}
+
+/// An x86 guest kernel in the data directory, copied to `scratch` (builds move and
+/// vanish): a finished Quick Start build's (its recipe names an x86_64 or amd64
+/// image), or one a build in progress has unpacked (its `vmlinuz` copy is made only
+/// once the package is fully unpacked), so the probe need not wait for the image.
+fn x86_kernel_copy(dir: &std::path::Path, scratch: &std::path::Path) -> Option<std::path::PathBuf> {
+    let builds = std::fs::read_dir(dir.join("builds")).ok()?.filter_map(std::result::Result::ok).map(|e| e.path());
+    let kernel = builds.into_iter().find_map(|b| {
+        if b.extension().is_some_and(|e| e == "partial") {
+            if !b.join("vmlinuz").is_file() {
+                return None;
+            }
+            let boot = std::fs::read_dir(b.join("kernel/boot")).ok()?;
+            return boot.filter_map(std::result::Result::ok).map(|e| e.path()).find(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with("vmlinuz-") && n.to_string_lossy().ends_with("amd64")
+                })
+            });
+        }
+        let recipe = std::fs::read_to_string(b.join("recipe")).ok()?;
+        let x86 = recipe.trim().ends_with("x86_64") || recipe.trim().ends_with("amd64");
+        (x86 && b.join("done").is_file()).then(|| b.join("vmlinuz"))
+    })?;
+    std::fs::create_dir_all(scratch).ok()?;
+    let copy = scratch.join(format!("kvm-probe-{}.vmlinuz", std::process::id()));
+    std::fs::copy(&kernel, &copy).ok()?;
+    Some(copy)
+}
+
+/// Probes KVM in the background as soon as an x86 kernel is unpacked (at once on a
+/// data directory that has one), so the first launch does not wait for it: where
+/// /dev/kvm exists but cannot run a guest, the probe takes its full 8 s.
+pub(crate) fn probe_ahead(
+    agent: Arc<kiln_agent::LocalAgent>,
+    dir: std::path::PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        let scratch = dir.join("instances");
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(kernel) = x86_kernel_copy(&dir, &scratch) {
+                let accel = agent.probe_with(&kernel);
+                let _ = std::fs::remove_file(&kernel);
+                tracing::info!(accel = accel.as_str(), "accelerator settled ahead of the first launch");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
 }
 
 pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
@@ -129,21 +184,42 @@ pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
     };
     let info = agent.info();
     let cloud = open(dir, &default_regions())?;
+    let limits = host.limits();
     let (mut vcpus, mut mem, mut n) = (0i64, 0i64, 0);
     for i in cloud.store.read(kiln_store::instances::all)? {
         if i.state.holds_capacity() {
             vcpus += i.vcpus;
-            mem += i.memory_mib;
+            mem += limits.memory_cost_mib(i.memory_mib);
             n += 1;
         }
     }
     let offered_cpu = info.cpus as f64 * host.cpu_overcommit;
-    let offered_mem = info.memory_mib as f64 * host.memory_overcommit;
+    let offered_mem = limits.memory_offered_mib(info.memory_mib);
+    let resident = agent.vm_resident_mib();
+    let real: u64 = resident.iter().map(|(_, mib)| mib).sum();
     println!("accelerator   {}", accel.as_str());
     println!("qemu          {}", info.qemu_version);
     println!("cpus          {} (offering {offered_cpu:.0} vCPUs at {}x)", info.cpus, host.cpu_overcommit);
-    println!("memory        {} MiB (offering {offered_mem:.0} MiB at {}x)", info.memory_mib, host.memory_overcommit);
-    println!("in use        {n} instances, {vcpus} vCPUs, {mem} MiB");
+    println!(
+        "memory        {} MiB (offering {offered_mem} MiB: {} MiB kept for the host, then {}x)",
+        info.memory_mib, host.host_reserved_mib, host.memory_overcommit
+    );
+    println!(
+        "counted       {n} instances, {vcpus} vCPUs, {mem} MiB (types' memory and {} MiB of QEMU each)",
+        host.vm_overhead_mib
+    );
+    println!(
+        "resident      {real} MiB in {} QEMU processes{}",
+        resident.len(),
+        if resident.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} MiB each on average)", real / resident.len() as u64)
+        }
+    );
+    if let Some(avail) = kiln_agent::host_available_mib() {
+        println!("available     {avail} MiB (the host's MemAvailable)");
+    }
     for (kind, status, count) in cloud.workflow_counts()? {
         println!("workflows     {kind} {status}: {count}");
     }

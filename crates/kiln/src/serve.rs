@@ -58,6 +58,7 @@ pub(crate) fn serve(
     } else {
         None
     };
+    let probe_agent = agent.clone();
     let mut cloud = open(&dir, regions)?.with_agent(agent.clone(), host.limits()).with_guest_ports(agent);
     cloud.import_dirs = import_dirs;
     cloud.public_pool = host.public_ip_pool;
@@ -82,6 +83,7 @@ pub(crate) fn serve(
     cloud.fail_interrupted_builds()?;
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::host::probe_ahead(probe_agent, dir.clone(), stop.clone());
     let reconciler = {
         let (cloud, stop) = (cloud.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -90,7 +92,7 @@ pub(crate) fn serve(
                 if let Err(e) = cloud.reconcile(&r) {
                     tracing::warn!(error = %e, "reconcile pass failed");
                 }
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                cloud.nudge.wait(std::time::Duration::from_millis(500));
             }
         })
     };

@@ -1,0 +1,291 @@
+//! `kiln-bench density`: how much of the host one instance costs and how soon it is
+//! usable, each beside a baseline from the same run.
+//!
+//! - Memory: the host RSS of one idle kiln-tiny t3.micro's QEMU some time after status
+//!   ok, with the old settings (QEMU's default translation cache, no balloon) and with
+//!   Kiln's defaults (a 32 MiB cache, free-page reporting).
+//! - Boot: RunInstances to SSH reachable and to status ok, median of `runs`, beside a
+//!   bare QEMU boot of the same kernel, initramfs and disk with the same options.
+//! - Many at once: one RunInstances with MaxCount=`batch`: seconds until every guest
+//!   answers on SSH, and the host's memory in use then.
+//! - The largest count that fits (`--fill`): t3.nano instances launched until
+//!   RunInstances answers InsufficientInstanceCapacity, and the host's free memory then.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{bare_boot_as, call, median, ok, settle_networks, start_tiny_kiln, tiny_ami, until, xml_first, Server};
+
+const V: &str = "Version=2016-11-15";
+
+#[derive(clap::Args)]
+pub struct DensityArgs {
+    /// Seconds an instance idles after status ok before its memory is read.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Launches timed for the boot figures (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Instances in the one RunInstances of "many at once" (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    batch: usize,
+    /// Also launch t3.nano instances until the host refuses one (minutes).
+    #[arg(long)]
+    fill: bool,
+    /// Where downloaded Debian packages are kept (shared with other data dirs).
+    #[arg(long)]
+    cache_dir: Option<std::path::PathBuf>,
+}
+
+/// Room for many small guests: vCPUs are not what this measures.
+const ROOMY: [&str; 4] = ["--cpu-overcommit", "64", "--vcpu-quota", "4096"];
+const POOL: &str = "100.64.203.0/24";
+
+pub fn run(args: DensityArgs) -> Result<()> {
+    println!("kiln-bench density: kiln-tiny x86_64 under the host's accelerator; one machine, one run");
+    println!();
+    let old = memory_case("old settings", &["--tcg-tb-size", "0", "--no-balloon"], &args)?;
+    let new = memory_case("Kiln's defaults", &[], &args)?;
+    println!();
+    println!("{:<52} {:>10} {:>10}", "memory of one idle t3.micro (1 GiB)", "RSS MiB", "ratio");
+    println!("{:<52} {:>10} {:>10.2}", "old: QEMU's default TB cache, no balloon", old, 1.0);
+    println!(
+        "{:<52} {:>10} {:>10.2}",
+        format!("new: 32 MiB TB cache, free-page reporting ({} s idle)", args.idle_secs),
+        new,
+        new as f64 / old as f64
+    );
+    println!();
+
+    let (dir, kiln) = start_tiny_kiln("density", args.cache_dir.clone(), POOL, &ROOMY)?;
+    let result = boot_and_many(&dir, &kiln, &args);
+    terminate_all(&kiln)?;
+    settle_networks(&dir);
+    drop(kiln);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// One server with `flags`; one t3.micro to status ok, idle, then its QEMU's RSS.
+fn memory_case(label: &str, flags: &[&str], args: &DensityArgs) -> Result<u64> {
+    let mut all: Vec<&str> = ROOMY.to_vec();
+    all.extend_from_slice(flags);
+    let name = if flags.is_empty() { "density-new" } else { "density-old" };
+    let (dir, kiln) = start_tiny_kiln(name, args.cache_dir.clone(), POOL, &all)?;
+    let result = (|| -> Result<u64> {
+        let client = client()?;
+        let ami = tiny_ami(&client, &kiln)?;
+        let ids = launch(&client, &kiln, &ami, "t3.micro", 1, None)?;
+        let id = &ids[0];
+        until(Instant::now(), Duration::from_secs(300), || status_ok(&client, &kiln, id))?;
+        eprintln!("  {label}: {id} is ok; idling {} s", args.idle_secs);
+        std::thread::sleep(Duration::from_secs(args.idle_secs));
+        let rss = qemu_rss(&dir, id).with_context(|| format!("reading {id}'s QEMU memory"))?;
+        eprintln!("  {label}: {rss} MiB resident");
+        Ok(rss)
+    })();
+    let _ = terminate_all(&kiln);
+    settle_networks(&dir);
+    drop(kiln);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn boot_and_many(dir: &Path, kiln: &Server, args: &DensityArgs) -> Result<()> {
+    let client = client()?;
+    let ami = tiny_ami(&client, kiln)?;
+    let group = ssh_group(&client, kiln)?;
+    let (mut to_ssh, mut to_ok, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 0..args.runs {
+        let t0 = Instant::now();
+        let ids = launch(&client, kiln, &ami, "t3.micro", 1, Some(&group))?;
+        let id = &ids[0];
+        let ip = until(t0, Duration::from_secs(120), || Ok(public_ip(&client, kiln, id)?.is_some()))
+            .and_then(|_| public_ip(&client, kiln, id)?.context("no public IP"))?;
+        to_ssh.push(until(t0, Duration::from_secs(300), || Ok(ssh_answers(&ip)))?.as_secs_f64());
+        to_ok.push(until(t0, Duration::from_secs(300), || status_ok(&client, kiln, id))?.as_secs_f64());
+        ok(&client, kiln, &format!("Action=TerminateInstances&{V}&InstanceId.1={id}"))?;
+        bare.push(bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default())?.as_secs_f64());
+        eprintln!("  boot {}: SSH {:.2} s, ok {:.2} s, bare {:.2} s", n + 1, to_ssh[n], to_ok[n], bare[n]);
+    }
+    let (ssh, ok_s, bare_s) = (median(to_ssh), median(to_ok), median(bare));
+    println!("{:<52} {:>10} {:>10}", format!("boot, t3.micro, median of {}", args.runs), "s", "vs bare");
+    println!("{:<52} {:>10.2} {:>10.2}", "RunInstances -> SSH reachable", ssh, ssh / bare_s);
+    println!("{:<52} {:>10.2} {:>10.2}", "RunInstances -> status ok", ok_s, ok_s / bare_s);
+    println!("{:<52} {:>10.2} {:>10.2}", "bare QEMU, same kernel, initramfs and options -> ready", bare_s, 1.0);
+    println!("overhead of Kiln to status ok: {:.0}%", (ok_s / bare_s - 1.0) * 100.0);
+    println!();
+    terminate_all(kiln)?;
+
+    if args.batch > 0 {
+        let before = used_mib();
+        let t0 = Instant::now();
+        let ids = launch(&client, kiln, &ami, "t3.micro", args.batch, Some(&group))?;
+        let mut ready = std::collections::HashSet::new();
+        until(t0, Duration::from_secs(900), || {
+            for id in &ids {
+                if !ready.contains(id) {
+                    if let Some(ip) = public_ip(&client, kiln, id)? {
+                        if ssh_answers(&ip) {
+                            ready.insert(id.clone());
+                        }
+                    }
+                }
+            }
+            Ok(ready.len() == ids.len())
+        })?;
+        let took = t0.elapsed().as_secs_f64();
+        let rss: u64 = ids.iter().filter_map(|id| qemu_rss(dir, id)).sum();
+        let used = used_mib();
+        println!(
+            "{:<52} {:>10.1}",
+            format!("{} x t3.micro in one RunInstances: all SSH reachable, s", ids.len()),
+            took
+        );
+        println!("{:<52} {:>10}", "  host memory in use then, MiB (before the launch)", format!("{used} ({before})"));
+        println!("{:<52} {:>10}", "  their QEMUs' RSS together, MiB", rss);
+        println!();
+        terminate_all(kiln)?;
+    }
+
+    if args.fill {
+        fill(dir, kiln, &client, &ami)?;
+    }
+    Ok(())
+}
+
+/// t3.nano instances, five per request and then one at a time, until the host refuses.
+fn fill(dir: &Path, kiln: &Server, client: &reqwest::blocking::Client, ami: &str) -> Result<()> {
+    let mut launched: Vec<String> = Vec::new();
+    let refusal = loop {
+        let step = if launched.len().is_multiple_of(5) { 5 } else { 1 };
+        let (status, text) = call(
+            client,
+            kiln,
+            &format!("Action=RunInstances&{V}&ImageId={ami}&InstanceType=t3.nano&MinCount=1&MaxCount={step}"),
+        )?;
+        if status != 200 {
+            if text.contains("InsufficientInstanceCapacity") {
+                break xml_first(&text, "Message").unwrap_or("").to_owned();
+            }
+            bail!("RunInstances answered {status}: {}", text.chars().take(300).collect::<String>());
+        }
+        let ids = crate::all_ids(&text);
+        for id in &ids {
+            until(Instant::now(), Duration::from_secs(600), || status_ok(client, kiln, id))?;
+        }
+        launched.extend(ids);
+        eprintln!("  {} t3.nano running; host MemAvailable {} MiB", launched.len(), available_mib());
+    };
+    let rss: u64 = launched.iter().filter_map(|id| qemu_rss(dir, id)).sum();
+    println!("{:<52} {:>10}", "t3.nano (512 MiB) instances the host holds", launched.len());
+    println!("{:<52} {:>10}", "  host MemAvailable at the refusal, MiB", available_mib());
+    println!("{:<52} {:>10}", "  their QEMUs' RSS together, MiB", rss);
+    println!("  the refusal: InsufficientInstanceCapacity: {refusal}");
+    terminate_all(kiln)
+}
+
+fn client() -> Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?)
+}
+
+fn launch(
+    client: &reqwest::blocking::Client,
+    kiln: &Server,
+    ami: &str,
+    itype: &str,
+    count: usize,
+    group: Option<&str>,
+) -> Result<Vec<String>> {
+    let sg = group.map(|g| format!("&SecurityGroupId.1={g}")).unwrap_or_default();
+    let xml = ok(
+        client,
+        kiln,
+        &format!("Action=RunInstances&{V}&ImageId={ami}&InstanceType={itype}&MinCount={count}&MaxCount={count}{sg}"),
+    )?;
+    let ids = crate::all_ids(&xml);
+    if ids.len() != count {
+        bail!("RunInstances launched {} of {count}", ids.len());
+    }
+    Ok(ids)
+}
+
+fn status_ok(client: &reqwest::blocking::Client, kiln: &Server, id: &str) -> Result<bool> {
+    let x = ok(client, kiln, &format!("Action=DescribeInstanceStatus&{V}&InstanceId.1={id}"))?;
+    Ok(x.contains("<instanceStatus><status>ok</status>"))
+}
+
+fn public_ip(client: &reqwest::blocking::Client, kiln: &Server, id: &str) -> Result<Option<String>> {
+    let x = ok(client, kiln, &format!("Action=DescribeInstances&{V}&InstanceId.1={id}"))?;
+    Ok(xml_first(&x, "ipAddress").map(str::to_owned))
+}
+
+/// A security group of the default VPC open to SSH from anywhere.
+fn ssh_group(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String> {
+    let name = format!("density-ssh-{}", std::process::id());
+    let x = ok(client, kiln, &format!("Action=CreateSecurityGroup&{V}&GroupName={name}&GroupDescription=ssh"))?;
+    let id = xml_first(&x, "groupId").context("CreateSecurityGroup returned no group")?.to_owned();
+    ok(
+        client,
+        kiln,
+        &format!(
+            "Action=AuthorizeSecurityGroupIngress&{V}&GroupId={id}&IpPermissions.1.IpProtocol=tcp\
+             &IpPermissions.1.FromPort=22&IpPermissions.1.ToPort=22&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0/0"
+        ),
+    )?;
+    Ok(id)
+}
+
+/// Whether an SSH server answers on `ip`:22 with its banner.
+fn ssh_answers(ip: &str) -> bool {
+    let Ok(addr) = format!("{ip}:22").parse::<SocketAddr>() else { return false };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1500)));
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// The resident memory of an instance's QEMU, MiB.
+fn qemu_rss(dir: &Path, id: &str) -> Option<u64> {
+    let pid: i32 =
+        std::fs::read_to_string(dir.join("instances").join(id).join("qemu.pid")).ok()?.trim().parse().ok()?;
+    kiln_agent::process_resident_mib(pid)
+}
+
+fn available_mib() -> u64 {
+    kiln_agent::host_available_mib().unwrap_or(0)
+}
+
+/// The host's memory in use: MemTotal less MemAvailable.
+fn used_mib() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024;
+    total.saturating_sub(available_mib())
+}
+
+/// Terminates every instance the bench account has and waits until all are gone.
+fn terminate_all(kiln: &Server) -> Result<()> {
+    let client = client()?;
+    let x = ok(&client, kiln, &format!("Action=DescribeInstances&{V}"))?;
+    let live: Vec<String> = crate::all_ids(&x);
+    if live.is_empty() {
+        return Ok(());
+    }
+    let mut body = format!("Action=TerminateInstances&{V}");
+    for (n, id) in live.iter().enumerate() {
+        body.push_str(&format!("&InstanceId.{}={id}", n + 1));
+    }
+    ok(&client, kiln, &body)?;
+    until(Instant::now(), Duration::from_secs(300), || {
+        let x = ok(&client, kiln, &format!("Action=DescribeInstances&{V}"))?;
+        Ok(x.matches("<name>terminated</name>").count() >= crate::all_ids(&x).len())
+    })?;
+    Ok(())
+}
