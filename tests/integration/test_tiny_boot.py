@@ -36,11 +36,11 @@ SSH_TIMEOUT = 90.0
 ARCHES = {
     "x86_64": {
         "qemu": ["qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-m", "256"],
-        "cmdline": "console=ttyS0 root=/dev/vda quiet",
+        "cmdline": "console=ttyS0 root=/dev/vda quiet cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp",
     },
     "i386": {
         "qemu": ["qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-m", "256"],
-        "cmdline": "console=ttyS0 root=/dev/vda quiet",
+        "cmdline": "console=ttyS0 root=/dev/vda quiet cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp",
     },
     "arm64": {
         "qemu": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg", "-m", "512"],

@@ -108,8 +108,10 @@ fn boot_and_many(dir: &Path, kiln: &Server, args: &DensityArgs) -> Result<()> {
             .and_then(|_| public_ip(&client, kiln, id)?.context("no public IP"))?;
         to_ssh.push(until(t0, Duration::from_secs(300), || Ok(ssh_answers(&ip)))?.as_secs_f64());
         to_ok.push(until(t0, Duration::from_secs(300), || status_ok(&client, kiln, id))?.as_secs_f64());
+        let append = crate::qemu_append(dir, id).context("reading the instance's kernel command line")?;
         ok(&client, kiln, &format!("Action=TerminateInstances&{V}&InstanceId.1={id}"))?;
-        bare.push(bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default())?.as_secs_f64());
+        let tuning = kiln_agent::qemu::Tuning::default();
+        bare.push(bare_boot_as(dir, "t3.micro", 1024, &tuning, &append)?.as_secs_f64());
         eprintln!("  boot {}: SSH {:.2} s, ok {:.2} s, bare {:.2} s", n + 1, to_ssh[n], to_ok[n], bare[n]);
     }
     let (ssh, ok_s, bare_s) = (median(to_ssh), median(to_ok), median(bare));

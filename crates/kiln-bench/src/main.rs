@@ -534,8 +534,9 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
                 })?
                 .as_secs_f64(),
             );
+            let append = qemu_append(&dir, &id).context("reading the instance's kernel command line")?;
             ok(&client, &kiln, &format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}"))?;
-            bare.push(bare_boot(&dir)?.as_secs_f64());
+            bare.push(bare_boot(&dir, &append)?.as_secs_f64());
         }
         println!();
         println!("{:<44} {:>10}", "case", "median s");
@@ -733,11 +734,27 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
 /// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory,
 /// accelerator options and balloon as Kiln's defaults, user-mode network, no Kiln) and
 /// times it to the guest's ready line.
-fn bare_boot(dir: &Path) -> Result<Duration> {
-    bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default())
+fn bare_boot(dir: &Path, append: &str) -> Result<Duration> {
+    bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default(), append)
 }
 
-fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, tuning: &kiln_agent::qemu::Tuning) -> Result<Duration> {
+/// The kernel command line (`-append`) an instance's QEMU was started with: what a
+/// bare boot must pass to boot the same way.
+fn qemu_append(dir: &Path, id: &str) -> Option<String> {
+    let pid = std::fs::read_to_string(dir.join("instances").join(id).join("qemu.pid")).ok()?;
+    let argv = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok()?;
+    let args: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
+    let at = args.iter().position(|a| *a == b"-append")?;
+    Some(String::from_utf8_lossy(args.get(at + 1)?).into_owned())
+}
+
+fn bare_boot_as(
+    dir: &Path,
+    label: &str,
+    memory_mib: u64,
+    tuning: &kiln_agent::qemu::Tuning,
+    append: &str,
+) -> Result<Duration> {
     let build = std::fs::read_dir(dir.join("builds"))?
         .filter_map(std::result::Result::ok)
         .map(|e| e.path())
@@ -769,7 +786,7 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, tuning: &kiln_agent::q
         .arg(build.join("vmlinuz"))
         .arg("-initrd")
         .arg(build.join("initrd.img"))
-        .args(["-append", "console=ttyS0 root=/dev/vda quiet"])
+        .args(["-append", append])
         .arg("-drive")
         .arg(format!("file={},format=qcow2,if=none,id=d0", overlay.display()))
         .args(["-device", "virtio-blk-pci,drive=d0"])
