@@ -7,7 +7,6 @@
 mod debian;
 mod debs;
 mod kmod;
-mod pvh;
 pub mod recipe;
 mod run;
 mod tiny;

@@ -6,8 +6,6 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_types::Architecture;
-
 use crate::kmod::Modules;
 use crate::recipe::{FileSpec, Recipe};
 use crate::run::{run, shell};
@@ -80,17 +78,7 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
         .map(|n| kdir.join(format!("boot/{n}-{version}")))
         .find(|p| p.exists())
         .ok_or_else(|| BuildError::Missing(format!("no /boot/vmlinuz-{version} in the kernel package")))?;
-    // On x86_64 the kernel goes uncompressed, booted through its PVH entry, where it
-    // has one (src/pvh.rs); otherwise as packaged.
-    let packaged = std::fs::read(&vmlinuz).map_err(io("reading the kernel"))?;
-    let kernel = match recipe.architecture {
-        Architecture::X86_64 => crate::pvh::pvh_kernel(&packaged),
-        _ => None,
-    };
-    if kernel.is_none() && recipe.architecture == Architecture::X86_64 {
-        tracing::info!("the kernel has no LZ4 payload with a PVH entry: it boots compressed");
-    }
-    write_file(work, "vmlinuz", &FileSpec { contents: kernel.unwrap_or(packaged), mode: 0o644 })?;
+    std::fs::copy(&vmlinuz, work.join("vmlinuz")).map_err(io("copying the kernel"))?;
     let modules = Modules::index(&kdir.join("lib/modules").join(&version))?;
     let boot = modules.load_order(&recipe.boot_modules)?;
     let all: Vec<String> = recipe.boot_modules.iter().chain(&recipe.modules).cloned().collect();
