@@ -266,7 +266,8 @@ def make_cli(server):
 
 
 def qemu_processes(data_dir):
-    """{pid: argv} of the QEMU processes whose command line names `data_dir`."""
+    """{pid: argv} of the VMs whose command line names `data_dir`: QEMU processes named
+    `kiln-<instance>` (the accelerator probe's short-lived QEMU is not a VM)."""
     marker = str(data_dir).rstrip("/") + "/"
     out = {}
     for entry in os.listdir("/proc"):
@@ -279,7 +280,8 @@ def qemu_processes(data_dir):
         argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
         if not argv or not os.path.basename(argv[0]).startswith("qemu-system"):
             continue
-        if any(marker in a for a in argv):
+        named = any(a == "-name" and b.startswith("kiln-") for a, b in zip(argv, argv[1:]))
+        if named and any(marker in a for a in argv):
             out[int(entry)] = argv
     return out
 

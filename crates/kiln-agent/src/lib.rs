@@ -149,6 +149,11 @@ impl LocalAgent {
         })
     }
 
+    /// Whether the accelerator is known: forced, or probed already.
+    pub fn accel_settled(&self) -> bool {
+        self.forced.is_some() || self.accel.get().is_some()
+    }
+
     /// Settles the accelerator ahead of the first launch by probing KVM with `kernel`
     /// (an x86 guest kernel), so that no launch waits for the probe. A no-op when the
     /// accelerator is forced or already known.

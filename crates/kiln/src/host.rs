@@ -157,7 +157,8 @@ pub(crate) fn probe_ahead(
 ) {
     std::thread::spawn(move || {
         let scratch = dir.join("instances");
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // Done once it is known: forced with --accel, or probed by a launch meanwhile.
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && !agent.accel_settled() {
             if let Some(kernel) = x86_kernel_copy(&dir, &scratch) {
                 let accel = agent.probe_with(&kernel);
                 let _ = std::fs::remove_file(&kernel);
