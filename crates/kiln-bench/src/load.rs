@@ -262,51 +262,52 @@ fn measure_moto(args: &LoadArgs) -> Result<Vec<(String, usize, Run)>> {
 /// instances began has), in the operator's default subnet and group; returns one
 /// instance id and one security group id (`bench-7`).
 fn seed(db: &Path, n: usize) -> Result<(String, String)> {
-    let mut conn = kiln_store::Connection::open(db)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    let account: String = conn.query_row("SELECT id FROM accounts WHERE name = 'operator'", [], |r| r.get(0))?;
-    let (subnet, vpc, cidr, zone): (String, String, String, String) = conn.query_row(
-        "SELECT id, vpc_id, cidr, availability_zone FROM subnets WHERE account_id = ?1 AND region = ?2 AND default_for_az = 1
-         ORDER BY availability_zone LIMIT 1",
-        [&account, REGION],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    let group: String =
-        conn.query_row("SELECT id FROM security_groups WHERE vpc_id = ?1 AND name = 'default'", [&vpc], |r| r.get(0))?;
-    let bench_group: String =
-        conn.query_row("SELECT id FROM security_groups WHERE name = 'bench-7'", [], |r| r.get(0))?;
-    let base: ipnet::Ipv4Net = cidr.parse()?;
-    let base = u32::from(base.network());
-    let tx = conn.transaction()?;
-    let mut first = String::new();
-    for k in 0..n {
-        let id = kiln_types::ResourceKind::Instance.generate();
-        let ip = std::net::Ipv4Addr::from(base + 1000 + k as u32).to_string();
-        tx.execute(
-            "INSERT INTO instances (id, account_id, region, reservation_id, image_id, instance_type, architecture,
-               vcpus, memory_mib, state, transition_reason, subnet_id, vpc_id, availability_zone, private_ip,
-               launch_index, http_tokens, http_endpoint, hop_limit, disable_api_termination, shutdown_behavior,
-               root_device_name, launch_time)
-             VALUES (?1, ?2, ?3, ?4, 'ami-0123456789abcdef0', 't3.micro', 'x86_64', 2, 1024, 'stopped', '', ?5, ?6,
-               ?7, ?8, 0, 'optional', 'enabled', 1, 0, 'stop', '/dev/xvda', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-            kiln_store::params_from_iter([
-                id.as_str(),
-                &account,
-                REGION,
-                &kiln_types::ResourceKind::Reservation.generate(),
-                &subnet,
-                &vpc,
-                &zone,
-                &ip,
-            ]),
+    let store = kiln_store::Store::open_at(&kiln_store::Location::parse(&db.to_string_lossy()))?;
+    let ids = store.write(|tx| -> Result<(String, String)> {
+        let account: String = tx.query_row("SELECT id FROM accounts WHERE name = 'operator'", (), |r| r.get(0))?;
+        let (subnet, vpc, cidr, zone): (String, String, String, String) = tx.query_row(
+            "SELECT id, vpc_id, cidr, availability_zone FROM subnets WHERE account_id = ?1 AND region = ?2 AND default_for_az = 1
+             ORDER BY availability_zone LIMIT 1",
+            [account.as_str(), REGION],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        tx.execute("INSERT INTO instance_groups (instance_id, group_id, position) VALUES (?1, ?2, 0)", [&id, &group])?;
-        if first.is_empty() {
-            first = id;
+        let group: String =
+            tx.query_row("SELECT id FROM security_groups WHERE vpc_id = ?1 AND name = 'default'", [&vpc], |r| r.get(0))?;
+        let bench_group: String =
+            tx.query_row("SELECT id FROM security_groups WHERE name = 'bench-7'", (), |r| r.get(0))?;
+        let base: ipnet::Ipv4Net = cidr.parse()?;
+        let base = u32::from(base.network());
+        let mut first = String::new();
+        for k in 0..n {
+            let id = kiln_types::ResourceKind::Instance.generate();
+            let ip = std::net::Ipv4Addr::from(base + 1000 + k as u32).to_string();
+            tx.execute(
+                "INSERT INTO instances (id, account_id, region, reservation_id, image_id, instance_type, architecture,
+                   vcpus, memory_mib, state, transition_reason, subnet_id, vpc_id, availability_zone, private_ip,
+                   launch_index, http_tokens, http_endpoint, hop_limit, disable_api_termination, shutdown_behavior,
+                   root_device_name, launch_time)
+                 VALUES (?1, ?2, ?3, ?4, 'ami-0123456789abcdef0', 't3.micro', 'x86_64', 2, 1024, 'stopped', '', ?5, ?6,
+                   ?7, ?8, 0, 'optional', 'enabled', 1, 0, 'stop', '/dev/xvda', ?9)",
+                kiln_store::params_from_iter([
+                    id.clone(),
+                    account.clone(),
+                    REGION.to_owned(),
+                    kiln_types::ResourceKind::Reservation.generate(),
+                    subnet.clone(),
+                    vpc.clone(),
+                    zone.clone(),
+                    ip,
+                    kiln_store::now(),
+                ]),
+            )?;
+            tx.execute("INSERT INTO instance_groups (instance_id, group_id, position) VALUES (?1, ?2, 0)", [&id, &group])?;
+            if first.is_empty() {
+                first = id;
+            }
         }
-    }
-    tx.commit()?;
-    Ok((first, bench_group))
+        Ok((first, bench_group))
+    })?;
+    Ok(ids)
 }
 
 /// Measures one case and prints its row at once (a later failure keeps what was

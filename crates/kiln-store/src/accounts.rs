@@ -1,7 +1,7 @@
 //! Accounts, their access keys, console passwords (stored hashed by the control
 //! plane) and the console's temporary credentials.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 
 use crate::StoreError;
 
@@ -49,7 +49,7 @@ pub fn insert_key(conn: &Connection, k: &AccessKey) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+fn row(r: &crate::db::Row<'_>) -> crate::db::Result<Account> {
     Ok(Account { id: r.get(0)?, name: r.get(1)?, is_provider: r.get(2)?, created_at: r.get(3)?, is_vendor: r.get(4)? })
 }
 
@@ -61,7 +61,7 @@ pub fn set_vendor(conn: &Connection, id: &str) -> Result<(), StoreError> {
 pub fn list(conn: &Connection) -> Result<Vec<Account>, StoreError> {
     let mut st =
         conn.prepare("SELECT id, name, is_provider, created_at, is_vendor FROM accounts ORDER BY created_at, name")?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -2,7 +2,7 @@
 //! enforced by the table's primary key, so that concurrent retries of one request
 //! launch once.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 
 use crate::{Scope, StoreError};
 
@@ -38,6 +38,6 @@ pub fn purge_unused(conn: &Connection) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "DELETE FROM client_tokens WHERE NOT EXISTS
            (SELECT 1 FROM instances i WHERE i.reservation_id = client_tokens.reservation_id)",
-        [],
+        (),
     )?)
 }

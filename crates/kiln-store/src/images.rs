@@ -2,7 +2,7 @@
 //! permissions. Images of every account in a region are listed together, since
 //! visibility (public, shared) crosses accounts; the control plane decides who sees what.
 
-use rusqlite::{params, Connection, Row};
+use crate::db::{params, Connection, Row};
 
 use crate::{Scope, StoreError};
 
@@ -46,7 +46,7 @@ const COLUMNS: &str =
      ramdisk_file, kernel_cmdline, default_user, state, state_reason, is_public, product_codes, deprecation_time, \
      source_instance_id, recipe, recipe_hash, created_at";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Image> {
+fn row(r: &Row<'_>) -> crate::db::Result<Image> {
     Ok(Image {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -143,7 +143,7 @@ pub fn by_ids(conn: &Connection, region: &str, ids: &[&str]) -> Result<Vec<Image
 
 /// A block device from the five columns (name, snapshot, size, type, delete on
 /// termination) that start at `at`.
-fn device(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<BlockDevice> {
+fn device(r: &crate::db::Row<'_>, at: usize) -> crate::db::Result<BlockDevice> {
     Ok(BlockDevice {
         device_name: r.get(at)?,
         snapshot_id: r.get(at + 1)?,
@@ -224,7 +224,7 @@ pub fn set_state(conn: &Connection, image_id: &str, state: &str, reason: Option<
 
 /// The id of the scope's image of that name, if it has one.
 pub fn by_name(conn: &Connection, scope: &Scope, name: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension;
+    use crate::db::OptionalExtension;
     Ok(conn
         .query_row(
             "SELECT id FROM images WHERE account_id = ?1 AND region = ?2 AND name = ?3",
@@ -236,7 +236,7 @@ pub fn by_name(conn: &Connection, scope: &Scope, name: &str) -> Result<Option<St
 
 /// An image's state, whoever owns it; `None` when there is no such image.
 pub fn state(conn: &Connection, image_id: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension;
+    use crate::db::OptionalExtension;
     Ok(conn.query_row("SELECT state FROM images WHERE id = ?1", [image_id], |r| r.get(0)).optional()?)
 }
 

@@ -1,6 +1,6 @@
 //! Disk image import tasks (ImportSnapshot and ImportImage).
 
-use rusqlite::{params, Connection, Row};
+use crate::db::{params, Connection, Row};
 
 use crate::{Scope, StoreError};
 
@@ -28,7 +28,7 @@ pub struct ImportTask {
 const COLUMNS: &str = "id, account_id, region, kind, url, format, description, architecture, status, status_message, \
      progress, snapshot_id, image_id, disk_size, created_at";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<ImportTask> {
+fn row(r: &Row<'_>) -> crate::db::Result<ImportTask> {
     Ok(ImportTask {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -83,12 +83,12 @@ pub fn list(conn: &Connection, scope: &Scope, kind: &str) -> Result<Vec<ImportTa
 /// Tasks that were running when the daemon stopped.
 pub fn active(conn: &Connection) -> Result<Vec<ImportTask>, StoreError> {
     let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM import_tasks WHERE status = 'active'"))?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<ImportTask>, StoreError> {
-    use rusqlite::OptionalExtension;
+    use crate::db::OptionalExtension;
     Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM import_tasks WHERE id = ?1"), [id], row).optional()?)
 }
 

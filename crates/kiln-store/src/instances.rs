@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{params, Connection, OptionalExtension, Row};
 use kiln_types::{HttpEndpoint, HttpTokens, InstanceState, ShutdownBehavior};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{parsed, Scope, StoreError};
 
@@ -77,7 +77,7 @@ const READ: &str = "id, account_id, region, reservation_id, image_id, instance_t
      disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, \
      EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id)";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
+fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
     Ok(Instance {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -125,7 +125,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
                 .get::<_, Option<String>>(41)?
                 .map(|c| c.parse())
                 .transpose()
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(41, rusqlite::types::Type::Text, Box::new(e)))?,
+                .map_err(|e| crate::db::Error::conversion(41, e))?,
         },
         elastic_ip: r.get(42)?,
         groups: Vec::new(),
@@ -237,11 +237,11 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Instance>, StoreErro
 pub fn all(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
     let columns = READ.replace("user_data", "NULL");
     let mut st = conn.prepare_cached(&format!("SELECT {columns} FROM instances ORDER BY launch_time, id"))?;
-    let mut rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut rows = st.query_map((), row)?.collect::<Result<Vec<_>, _>>()?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
     let mut st =
         conn.prepare_cached("SELECT instance_id, group_id FROM instance_groups ORDER BY instance_id, position")?;
-    for pair in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+    for pair in st.query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         let (i, g) = pair?;
         groups.entry(i).or_default().push(g);
     }
@@ -312,7 +312,7 @@ pub fn clear_public_ip(conn: &Connection, id: &str) -> Result<(), StoreError> {
 /// Public addresses in use.
 pub fn public_ips(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare_cached("SELECT public_ip FROM instances WHERE public_ip IS NOT NULL")?;
-    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -332,7 +332,7 @@ pub fn set_attribute(
     conn: &Connection,
     id: &str,
     column: Attribute,
-    value: &rusqlite::types::Value,
+    value: &crate::db::Value,
 ) -> Result<(), StoreError> {
     let col = match column {
         Attribute::InstanceType => "instance_type",

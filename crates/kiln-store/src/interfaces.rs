@@ -2,7 +2,7 @@
 //! their attachment to an instance. An instance's primary interface is not stored: it
 //! is the instance's own (`kiln_types::ids::primary_interface`).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::db::{params, Connection, OptionalExtension, Row};
 
 use crate::{Scope, StoreError};
 
@@ -67,7 +67,7 @@ const COLUMNS: &str = "id, account_id, region, vpc_id, subnet_id, availability_z
      source_dest_check, instance_id, device_index, attachment_id, attachment_status, attach_time, \
      delete_on_termination, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Interface> {
+fn from_row(r: &Row<'_>) -> crate::db::Result<Interface> {
     let attachment = match (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(11)?) {
         (Some(instance_id), Some(id)) => Some(Attachment {
             id,
@@ -154,7 +154,7 @@ pub fn attached(conn: &Connection) -> Result<Vec<Interface>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM network_interfaces WHERE instance_id IS NOT NULL ORDER BY instance_id, device_index"
     ))?;
-    let rows = st.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), from_row)?.collect::<Result<_, _>>()?;
     with_groups(conn, rows)
 }
 

@@ -1,6 +1,6 @@
 //! Key pairs: only public keys and fingerprints are stored, never private keys.
 
-use rusqlite::{params, Connection};
+use crate::db::{params, Connection};
 
 use crate::{Scope, StoreError};
 

@@ -2,7 +2,7 @@
 //! flat query parameters it was given (`ImageId`, `BlockDeviceMapping.1.DeviceName` …);
 //! what they mean is the edge's business, not the store's.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 
 use crate::{Scope, StoreError};
 
@@ -31,7 +31,7 @@ pub struct TemplateVersion {
 const TEMPLATE_COLUMNS: &str = "t.id, t.name, t.default_version,
     (SELECT max(version) FROM launch_template_versions v WHERE v.template_id = t.id), t.created_at";
 
-fn template_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LaunchTemplate> {
+fn template_row(r: &crate::db::Row<'_>) -> crate::db::Result<LaunchTemplate> {
     Ok(LaunchTemplate {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -148,8 +148,7 @@ pub fn versions(
     let rows = st
         .query_map(params![scope.account, scope.region, template_id], |r| {
             let json: String = r.get(4)?;
-            let data = serde_json::from_str(&json)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
+            let data = serde_json::from_str(&json).map_err(|e| crate::db::Error::conversion(4, e))?;
             Ok(TemplateVersion {
                 template_id: r.get(0)?,
                 template_name: r.get(1)?,

@@ -1,5 +1,10 @@
-//! Versioned schema migrations, applied in order inside one transaction each; the
-//! version lives in SQLite's `user_version`.
+//! Versioned schema migrations, applied in order inside one transaction each. On
+//! SQLite the version lives in `user_version`; on PostgreSQL in `kiln_schema`, and
+//! migrating holds an advisory lock so that servers starting together migrate once.
+//!
+//! PostgreSQL starts at version 15 from one script (`schema/postgres-15.sql`, the
+//! schema SQLite reaches through migrations 1 to 15, in PostgreSQL's dialect); every
+//! later migration is written for both, once where the SQL is the same.
 
 use rusqlite::Connection;
 
@@ -570,13 +575,73 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The schema SQLite reaches at `POSTGRES_BASE`, made at once on PostgreSQL.
+const POSTGRES_BASE_SQL: &str = include_str!("schema/postgres-15.sql");
+const POSTGRES_BASE: i64 = 15;
+const _: () = assert!(MIGRATIONS.len() as i64 == POSTGRES_BASE, "add new migrations to LATER, in both dialects");
+
+/// Migrations after `POSTGRES_BASE`: (SQLite's, PostgreSQL's where it differs).
+const LATER: &[(&str, Option<&str>)] = &[];
+
+/// The newest schema version this kiln knows.
+pub fn known_version() -> i64 {
+    MIGRATIONS.len() as i64 + LATER.len() as i64
+}
+
+/// The schema version of a PostgreSQL database (0 when Kiln has not made it yet).
+pub(crate) fn postgres_version(client: &mut postgres::Client) -> Result<i64, StoreError> {
+    let exists: bool = client.query_one("SELECT to_regclass('kiln_schema') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one("SELECT version FROM kiln_schema", &[])?.get(0))
+}
+
+/// Brings a PostgreSQL database up to date, under the migration lock.
+pub(crate) fn migrate_postgres(client: &mut postgres::Client) -> Result<(), StoreError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&crate::postgres_pool::MIGRATE_LOCK])?;
+    let out = migrate_postgres_locked(client);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&crate::postgres_pool::MIGRATE_LOCK]);
+    out?;
+    unlocked?;
+    Ok(())
+}
+
+fn migrate_postgres_locked(client: &mut postgres::Client) -> Result<(), StoreError> {
+    let known = known_version();
+    let found = postgres_version(client)?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    if found == 0 {
+        let mut tx = client.transaction()?;
+        tx.batch_execute(POSTGRES_BASE_SQL)?;
+        tx.batch_execute("CREATE TABLE kiln_schema (version BIGINT NOT NULL)")?;
+        tx.execute("INSERT INTO kiln_schema VALUES ($1)", &[&POSTGRES_BASE])?;
+        tx.commit()?;
+    }
+    let found = postgres_version(client)?;
+    for (i, (sqlite, pg)) in LATER.iter().enumerate() {
+        let version = POSTGRES_BASE + 1 + i as i64;
+        if version <= found {
+            continue;
+        }
+        let mut tx = client.transaction()?;
+        tx.batch_execute(pg.unwrap_or(sqlite))?;
+        tx.execute("UPDATE kiln_schema SET version = $1", &[&version])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
+    let known = known_version();
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > known {
         return Err(StoreError::TooNew { found, known });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let all = MIGRATIONS.iter().copied().chain(LATER.iter().map(|(sqlite, _)| *sqlite));
+    for (i, sql) in all.enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -595,10 +660,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("kiln.db");
         let s = Store::open(&path).expect("open");
-        assert_eq!(s.schema_version().expect("v"), super::MIGRATIONS.len() as i64);
+        assert_eq!(s.schema_version().expect("v"), super::known_version());
         drop(s);
         let s = Store::open(&path).expect("reopen");
-        assert_eq!(s.schema_version().expect("v"), super::MIGRATIONS.len() as i64);
+        assert_eq!(s.schema_version().expect("v"), super::known_version());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -632,7 +697,7 @@ mod tests {
         })
         .expect("rows");
         // A rule deleted by cascade takes its tags too.
-        s.write(|tx| Ok::<_, crate::StoreError>(tx.execute("DELETE FROM security_groups WHERE id = 'sg-1'", [])?))
+        s.write(|tx| Ok::<_, crate::StoreError>(tx.execute("DELETE FROM security_groups WHERE id = 'sg-1'", ())?))
             .expect("delete group");
         assert_eq!((count(&s, "sg-1"), count(&s, "sgr-1")), (0, 0));
         // A snapshot's tags go when it is hidden, not only when its row goes.

@@ -2,7 +2,7 @@
 //! with their entries and associations, and Elastic IP addresses. A VPC's `local`
 //! route is not stored: it is the VPC's CIDR.
 
-use rusqlite::{params, Connection};
+use crate::db::{params, Connection};
 
 use crate::{Scope, StoreError};
 
@@ -197,7 +197,7 @@ pub fn insert_address(conn: &Connection, scope: &Scope, a: &Address) -> Result<(
     Ok(())
 }
 
-fn address_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Address> {
+fn address_row(r: &crate::db::Row<'_>) -> crate::db::Result<Address> {
     Ok(Address {
         allocation_id: r.get(0)?,
         public_ip: r.get(1)?,
@@ -221,7 +221,7 @@ pub fn all_addresses(conn: &Connection) -> Result<Vec<Address>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT allocation_id, public_ip, instance_id, association_id, created_at FROM addresses ORDER BY public_ip",
     )?;
-    let rows = st.query_map([], address_row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), address_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -1,6 +1,6 @@
 //! Security groups and their rules.
 
-use rusqlite::{params, Connection};
+use crate::db::{params, Connection};
 
 use crate::{Scope, StoreError};
 
@@ -43,7 +43,7 @@ pub fn insert(conn: &Connection, scope: &Scope, g: &SecurityGroup) -> Result<boo
     }
 }
 
-fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SecurityGroup> {
+fn group_row(r: &crate::db::Row<'_>) -> crate::db::Result<SecurityGroup> {
     Ok(SecurityGroup {
         id: r.get(0)?,
         vpc_id: r.get(1)?,
@@ -87,7 +87,7 @@ pub fn by_name(
     vpc_id: &str,
     name: &str,
 ) -> Result<Option<SecurityGroup>, StoreError> {
-    use rusqlite::OptionalExtension;
+    use crate::db::OptionalExtension;
     Ok(conn
         .query_row(
             "SELECT id, vpc_id, name, description, created_at FROM security_groups
@@ -128,7 +128,7 @@ pub fn insert_rule(conn: &Connection, r: &Rule) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn rule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rule> {
+fn rule_row(r: &crate::db::Row<'_>) -> crate::db::Result<Rule> {
     Ok(Rule {
         id: r.get(0)?,
         group_id: r.get(1)?,

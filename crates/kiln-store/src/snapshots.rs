@@ -1,7 +1,7 @@
 //! Snapshots: immutable qcow2 layers, with their parent (backing) layer. A deleted
 //! snapshot stays as a hidden row while anything still builds on it.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::db::{params, Connection, OptionalExtension, Row};
 
 use crate::{Scope, StoreError};
 
@@ -24,7 +24,7 @@ pub struct Snapshot {
 const COLUMNS: &str =
     "id, account_id, region, parent_id, file, volume_size, state, progress, description, volume_id, created_at";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
+fn row(r: &Row<'_>) -> crate::db::Result<Snapshot> {
     Ok(Snapshot {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -112,7 +112,7 @@ pub fn collectable(conn: &Connection) -> Result<Vec<Snapshot>, StoreError> {
            AND NOT EXISTS (SELECT 1 FROM image_block_devices b WHERE b.snapshot_id = s.id)
            AND NOT EXISTS (SELECT 1 FROM volumes v WHERE v.snapshot_id = s.id)"
     ))?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -129,7 +129,7 @@ pub fn file_users(conn: &Connection, file: &str) -> Result<i64, StoreError> {
 /// Every layer file the store knows, for finding strays on disk.
 pub fn all_files(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare("SELECT DISTINCT file FROM snapshots")?;
-    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -2,8 +2,8 @@
 //! or a blank disk, attached to at most one instance; their modifications, and each
 //! account's EBS encryption default.
 
+use crate::db::{params, Connection, OptionalExtension, Row};
 use kiln_types::{VolumeAttachState, VolumeState, VolumeType};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{Scope, StoreError};
 
@@ -99,17 +99,14 @@ const COLUMNS: &str = "id, account_id, region, availability_zone, size_gib, volu
      instance_id, device_name, delete_on_termination, created_at, iops, throughput, encrypted, kms_key_id, \
      multi_attach, auto_enable_io, attach_state, attach_time, client_token, force_detach, source_snapshot_id";
 
-fn optional<T: std::str::FromStr>(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>>
+fn optional<T: std::str::FromStr>(r: &Row<'_>, idx: usize) -> crate::db::Result<Option<T>>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
-    r.get::<_, Option<String>>(idx)?
-        .map(|t| t.parse())
-        .transpose()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+    r.get::<_, Option<String>>(idx)?.map(|t| t.parse()).transpose().map_err(|e| crate::db::Error::conversion(idx, e))
 }
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Volume> {
+fn row(r: &Row<'_>) -> crate::db::Result<Volume> {
     Ok(Volume {
         id: r.get(0)?,
         account_id: r.get(1)?,
@@ -200,7 +197,7 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<Volume>, StoreError>
 /// Every volume (for finding stray files).
 pub fn all(conn: &Connection) -> Result<Vec<Volume>, StoreError> {
     let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM volumes ORDER BY created_at"))?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -309,7 +306,7 @@ pub fn to_make(conn: &Connection) -> Result<Vec<Volume>, StoreError> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM volumes WHERE state = 'creating' AND instance_id IS NULL ORDER BY created_at"
     ))?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -410,11 +407,11 @@ pub fn pending_modifications(conn: &Connection) -> Result<Vec<Modification>, Sto
                 target_iops, original_throughput, target_throughput, start_time, end_time
          FROM volume_modifications WHERE state = 'modifying' ORDER BY start_time",
     )?;
-    let rows = st.query_map([], modification)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), modification)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
-fn modification(r: &Row<'_>) -> rusqlite::Result<Modification> {
+fn modification(r: &Row<'_>) -> crate::db::Result<Modification> {
     Ok(Modification {
         volume_id: r.get(0)?,
         state: r.get(1)?,

@@ -1,6 +1,6 @@
 //! VPCs and subnets.
 
-use rusqlite::{params, Connection};
+use crate::db::{params, Connection};
 
 use crate::{Scope, StoreError};
 
@@ -20,7 +20,7 @@ pub struct Vpc {
 
 const VPC_COLUMNS: &str = "id, cidr, is_default, created_at, dns_support, dns_hostnames, dhcp_options_id";
 
-fn vpc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vpc> {
+fn vpc_row(r: &crate::db::Row<'_>) -> crate::db::Result<Vpc> {
     Ok(Vpc {
         id: r.get(0)?,
         cidr: r.get(1)?,
@@ -64,7 +64,7 @@ pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreErro
 /// Every VPC of every account (the host's networking serves them all).
 pub fn all_vpcs(conn: &Connection) -> Result<Vec<Vpc>, StoreError> {
     let mut st = conn.prepare_cached(&format!("SELECT {VPC_COLUMNS} FROM vpcs ORDER BY id"))?;
-    let rows = st.query_map([], vpc_row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), vpc_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -108,7 +108,7 @@ pub fn insert_dhcp_options(conn: &Connection, scope: &Scope, d: &DhcpOptions) ->
     Ok(())
 }
 
-fn dhcp_rows(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<DhcpOptions>, StoreError> {
+fn dhcp_rows(conn: &Connection, sql: &str, args: &[&dyn crate::db::ToValue]) -> Result<Vec<DhcpOptions>, StoreError> {
     let mut st = conn.prepare_cached(sql)?;
     let rows: Vec<(String, String, Option<String>, Option<String>)> =
         st.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
@@ -210,7 +210,7 @@ pub fn list_subnets(conn: &Connection, scope: &Scope) -> Result<Vec<Subnet>, Sto
 /// Every subnet's CIDR by id (for the guests' view: gateways and masks).
 pub fn subnet_cidrs(conn: &Connection) -> Result<std::collections::HashMap<String, String>, StoreError> {
     let mut st = conn.prepare_cached("SELECT id, cidr FROM subnets")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -4,7 +4,7 @@
 //! most one workflow runs per instance at a time (a unique index says so): others wait
 //! `queued` and start, oldest first, when it ends.
 
-use rusqlite::{params, Connection, Row};
+use crate::db::{params, Connection, Row};
 
 use crate::StoreError;
 
@@ -27,7 +27,7 @@ pub struct Workflow {
 
 const COLUMNS: &str = "id, kind, instance_id, params, step, status, attempts, error, created_at, updated_at";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
+fn row(r: &Row<'_>) -> crate::db::Result<Workflow> {
     Ok(Workflow {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -78,7 +78,7 @@ pub fn holding(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT DISTINCT instance_id FROM workflows WHERE status IN ('running', 'queued') AND instance_id IS NOT NULL",
     )?;
-    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -95,12 +95,12 @@ pub fn pending_on(conn: &Connection, instance_id: &str) -> Result<Vec<String>, S
 pub fn running(conn: &Connection) -> Result<Vec<Workflow>, StoreError> {
     let mut st = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE status = 'running' ORDER BY created_at, id"))?;
-    let rows = st.query_map([], row)?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Workflow>, StoreError> {
-    use rusqlite::OptionalExtension;
+    use crate::db::OptionalExtension;
     Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1"), [id], row).optional()?)
 }
 
@@ -154,6 +154,6 @@ pub fn purge_finished(conn: &Connection, days: i64) -> Result<usize, StoreError>
 pub fn counts(conn: &Connection) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut st =
         conn.prepare("SELECT kind, status, count(*) FROM workflows GROUP BY kind, status ORDER BY kind, status")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
