@@ -81,3 +81,45 @@ ensure_console() {
   say "building the console"
   (cd "$dir" && npm run --silent build >/dev/null)
 }
+
+# PostgreSQL's server programs from Debian (`postgresql`), for the tests that run Kiln
+# on PostgreSQL; prints their directory.
+ensure_postgres() {
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing postgresql"
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  fi
+  dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)"
+}
+
+# Starts a PostgreSQL cluster of its own in DIR (made here; nothing else is assumed to
+# run), as an unprivileged user, on a free loopback port, and exports
+# KILN_TEST_POSTGRES, the URL of its `postgres` database as superuser `kiln`.
+# fsync is off: the cluster holds only test data and is thrown away.
+start_postgres() {
+  local dir=$1 bin port as=()
+  bin=$(ensure_postgres)
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$dir"; as=(runuser -u postgres --)
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U kiln -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null \
+    || { cat "$dir/server.log" >&2; return 1; }
+  export KILN_TEST_POSTGRES="postgres://kiln@127.0.0.1:$port/postgres"
+  say "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') for the tests at 127.0.0.1:$port ($dir)"
+}
+
+# Stops the cluster start_postgres made in DIR.
+stop_postgres() {
+  local dir=$1 bin as=()
+  bin=$(ensure_postgres)
+  [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}

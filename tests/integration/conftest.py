@@ -10,6 +10,9 @@ Environment:
   KILN_KEEP_DATA   keep the temporary data directory after the session
   KILN_TEST_CACHE  the Debian package cache shared by test runs (default:
                    <repo>/.kiln-test-cache, git-ignored); only the first run downloads
+  KILN_TEST_POSTGRES  run every test server on PostgreSQL: the URL of a cluster's
+                   `postgres` database; each server gets a database of its own
+                   (scripts/test.sh starts a cluster for its PostgreSQL pass)
   KILN_TEST_QUICKSTART  the Quick Start recipes the session server builds, comma-separated,
                    or `all` (default: the three kiln-tiny recipes, which the tests use;
                    passed as `--quickstart` when the binary has that option)
@@ -34,7 +37,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from kiln_helpers import BOOT_TIMES, CLIENT_CONFIG, http, remove_host_state
+from kiln_helpers import BOOT_TIMES, CLIENT_CONFIG, database_args, http, remove_host_state
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -244,6 +247,7 @@ def kiln():
         data_dir,
         "--cache-dir",
         str(TEST_CACHE),
+        *database_args(),
     ]
     if QUICKSTART_RECIPES != "all" and _serve_has_option("--quickstart"):
         args += ["--quickstart", QUICKSTART_RECIPES]

@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import WaiterError
 
-from kiln_helpers import expect_error  # noqa: F401  (re-exported for test_instances)
+from kiln_helpers import database_args, expect_error  # noqa: F401  (expect_error re-exported for test_instances)
 
 REPO = Path(__file__).resolve().parents[2]
 KILN_BIN = os.environ.get("KILN_BIN") or str(REPO / "target" / "debug" / "kiln")
@@ -83,6 +83,7 @@ class Server:
         # A pool apart from the session server's; by default nothing is forwarded off
         # the machine.
         self.network_args = ["--public-ip-pool", pool] + ([] if egress_nat else ["--no-egress-nat"])
+        self.database_args = database_args()
         self.proc = None
         self.starts = 0
 
@@ -114,6 +115,7 @@ class Server:
                     "--quickstart",
                     "kiln-tiny-x86_64,kiln-tiny-arm64",
                     *self.network_args,
+                    *self.database_args,
                     *self.extra_args,
                 ],
                 stdout=log,

@@ -184,3 +184,60 @@ def remove_host_state(data_dir):
         removed.append(f"netns {ns}")
     subprocess.run(["nft", "delete", "table", "ip", f"kiln_{tag}"], capture_output=True)
     return removed
+
+
+def database_args():
+    """`--database URL` for a new test server when the suite runs Kiln on PostgreSQL
+    (KILN_TEST_POSTGRES, the URL of a cluster's `postgres` database, set by
+    scripts/test.sh): a database of its own, made here. Else [] (SQLite)."""
+    import os
+    import urllib.parse
+
+    admin = os.environ.get("KILN_TEST_POSTGRES")
+    if not admin:
+        return []
+    import psycopg
+
+    name = f"kiln_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    u = urllib.parse.urlsplit(admin)
+    return ["--database", urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))]
+
+
+class _Postgres:
+    """A psycopg connection that takes SQLite's `?` placeholders, so that tests read
+    either store with the same SQL."""
+
+    def __init__(self, url):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql, params=()):
+        return self.conn.execute(sql.replace("?", "%s"), params)
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def store(data_dir, readonly=False):
+    """The database of the cloud in `data_dir`, as a DB-API connection: the PostgreSQL
+    database the server recorded in DATA_DIR/database, else DATA_DIR/kiln.db. For
+    checking what the API cannot show."""
+    import sqlite3
+    from pathlib import Path
+
+    recorded = Path(data_dir) / "database"
+    if recorded.exists() and recorded.read_text().strip().startswith("postgres"):
+        return _Postgres(recorded.read_text().strip())
+    path = Path(data_dir) / "kiln.db"
+    if readonly:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    return sqlite3.connect(str(path), timeout=10)

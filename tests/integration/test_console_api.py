@@ -5,7 +5,6 @@ sessions confined to their own account; the assets at /console/ and the redirect
 browser opening the endpoint."""
 
 import json
-import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import KILN_BIN
-from kiln_helpers import expect_error
+from kiln_helpers import expect_error, store
 
 PASSWORD = "a console password"
 
@@ -78,7 +77,7 @@ def test_sign_in_gives_credentials_that_sigv4_accepts_until_sign_out(kiln, passw
     assert post(kiln, "/console/api/signout", {"accessKeyId": s["accessKeyId"],
                                                "sessionToken": s["sessionToken"]})[0] == 204
     # The password is stored as an argon2 hash, never as itself.
-    with sqlite3.connect(str(kiln.data_dir / "kiln.db")) as db:
+    with store(kiln.data_dir) as db:
         stored = db.execute("SELECT console_password FROM accounts WHERE name = 'operator'").fetchone()[0]
     assert stored.startswith("$argon2id$") and passwords not in stored
 
@@ -88,7 +87,7 @@ def test_expired_credentials_get_expired_token(kiln, passwords):
     assert status == 200, s
     c = session_client(kiln, s)
     c.describe_key_pairs()
-    with sqlite3.connect(str(kiln.data_dir / "kiln.db")) as db:
+    with store(kiln.data_dir) as db:
         db.execute("UPDATE console_sessions SET expires_at = '2020-01-01T00:00:00Z' WHERE access_key_id = ?",
                    (s["accessKeyId"],))
     expect_error("ExpiredToken", c.describe_key_pairs, status=400)

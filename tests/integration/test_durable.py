@@ -12,7 +12,6 @@ cycles (the long form, on demand). `KILN_CRASH_SEED` fixes the random draws.
 import os
 import random
 import re
-import sqlite3
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln_helpers import remove_host_state
+from kiln_helpers import remove_host_state, store
 from instances_helpers import (
     Server,
     all_instances,
@@ -105,7 +104,7 @@ def launch(ec2, image, **kwargs):
 
 def db(srv):
     """The server's database, read-only (for checking invariants the API cannot show)."""
-    return sqlite3.connect(f"file:{srv.data_dir / 'kiln.db'}?mode=ro", uri=True, timeout=10)
+    return store(srv.data_dir, readonly=True)
 
 
 # --- idempotency --------------------------------------------------------------------------

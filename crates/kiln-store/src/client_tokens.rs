@@ -27,8 +27,8 @@ pub fn insert(
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO client_tokens (account_id, region, token, reservation_id, request_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        params![scope.account, scope.region, token, reservation_id, hash],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![scope.account, scope.region, token, reservation_id, hash, crate::now()],
     )?;
     Ok(())
 }

@@ -32,8 +32,9 @@ pub enum Value {
 pub enum Error {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error(transparent)]
-    Postgres(#[from] postgres::Error),
+    /// Shown as PostgreSQL's own message (the error's cause is not repeated).
+    #[error("{}", pg_message(.0))]
+    Postgres(postgres::Error),
     #[error("query returned no rows")]
     NoRows,
     #[error("column {column}: {message}")]
@@ -43,6 +44,29 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Postgres(e)
+    }
+}
+
+/// PostgreSQL's message, with its detail and hint where it gives them.
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!("; {d}"));
+            }
+            if let Some(h) = db.hint() {
+                m.push_str(&format!("; {h}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
+}
 
 impl Error {
     /// A column whose stored text does not parse as the type it stands for.

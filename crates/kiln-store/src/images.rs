@@ -193,7 +193,7 @@ pub fn permissions_in_region(conn: &Connection, region: &str) -> Result<Vec<(Str
 
 pub fn add_permission(conn: &Connection, image_id: &str, account: &str) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO launch_permissions (image_id, account_id) VALUES (?1, ?2)",
+        "INSERT INTO launch_permissions (image_id, account_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![image_id, account],
     )?;
     Ok(())
@@ -201,7 +201,7 @@ pub fn add_permission(conn: &Connection, image_id: &str, account: &str) -> Resul
 
 pub fn remove_permission(conn: &Connection, image_id: &str, account: Option<&str>) -> Result<(), StoreError> {
     conn.execute(
-        "DELETE FROM launch_permissions WHERE image_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
+        "DELETE FROM launch_permissions WHERE image_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR account_id = ?2)",
         params![image_id, account],
     )?;
     Ok(())

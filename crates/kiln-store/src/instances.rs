@@ -284,11 +284,19 @@ pub fn transition(
     let n = conn.execute(
         "UPDATE instances SET state = ?3, transition_reason = COALESCE(?4, transition_reason),
            state_reason_code = ?5, state_reason_message = ?6,
-           terminated_at = CASE WHEN ?3 = 'terminated' THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE terminated_at END,
+           terminated_at = CASE WHEN ?3 = 'terminated' THEN ?7 ELSE terminated_at END,
            ready_at = CASE WHEN ?3 = 'running' THEN ready_at ELSE NULL END,
            public_ip = CASE WHEN ?3 IN ('stopped', 'terminated') THEN NULL ELSE public_ip END
          WHERE id = ?1 AND state = ?2",
-        params![id, from.as_str(), to.as_str(), reason, state_reason.map(|r| r.0), state_reason.map(|r| r.1)],
+        params![
+            id,
+            from.as_str(),
+            to.as_str(),
+            reason,
+            state_reason.map(|r| r.0),
+            state_reason.map(|r| r.1),
+            crate::now()
+        ],
     )?;
     Ok(n > 0)
 }

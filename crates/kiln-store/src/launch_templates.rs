@@ -142,7 +142,7 @@ pub fn versions(
     let mut st = conn.prepare_cached(
         "SELECT v.template_id, t.name, v.version, v.description, v.data, v.created_at, v.version = t.default_version
          FROM launch_template_versions v JOIN launch_templates t ON t.id = v.template_id
-         WHERE t.account_id = ?1 AND t.region = ?2 AND (?3 IS NULL OR t.id = ?3)
+         WHERE t.account_id = ?1 AND t.region = ?2 AND (CAST(?3 AS TEXT) IS NULL OR t.id = ?3)
          ORDER BY t.name, v.version",
     )?;
     let rows = st

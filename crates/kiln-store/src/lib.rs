@@ -216,10 +216,10 @@ impl Store {
                 }
                 out
             }
-            Backend::Postgres(pool) => {
+            Backend::Postgres(pool) => blocking(|| {
                 let mut client = pool.get()?;
                 f(&Connection::postgres(&mut client))
-            }
+            }),
         }
     }
 
@@ -243,15 +243,22 @@ impl Store {
                 out
             }
             Backend::Postgres(pool) => {
-                let mut client = pool.get()?;
-                let mut tx = postgres_pool::WriteTx::begin(&mut client)?;
-                let out = f(&Connection::postgres(tx.client()))?;
-                if is_dry_run() {
-                    tx.rollback()?;
-                    return Ok(out);
+                let dry = is_dry_run();
+                let done = blocking(|| -> Result<(T, bool), E> {
+                    let mut client = pool.get()?;
+                    let mut tx = postgres_pool::WriteTx::begin(&mut client)?;
+                    let out = f(&Connection::postgres(tx.client()))?;
+                    if dry {
+                        tx.rollback()?;
+                    } else {
+                        tx.commit()?;
+                    }
+                    Ok((out, dry))
+                })?;
+                if done.1 {
+                    return Ok(done.0);
                 }
-                tx.commit()?;
-                out
+                done.0
             }
         };
         self.commits.fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -265,7 +272,7 @@ impl Store {
     pub fn commits(&self) -> u64 {
         match &self.backend {
             Backend::Sqlite { .. } => self.commits.load(std::sync::atomic::Ordering::Acquire),
-            Backend::Postgres(pool) => pool.generation().unwrap_or_else(|_| {
+            Backend::Postgres(pool) => blocking(|| pool.generation()).unwrap_or_else(|_| {
                 // Unreadable: a number never seen before, so no cache is trusted.
                 u64::MAX - self.commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             }),
@@ -276,7 +283,7 @@ impl Store {
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => Ok(lock(writer).pragma_query_value(None, "user_version", |r| r.get(0))?),
-            Backend::Postgres(pool) => migrations::postgres_version(&mut pool.get()?.client),
+            Backend::Postgres(pool) => blocking(|| migrations::postgres_version(&mut pool.get()?.client)),
         }
     }
 
@@ -294,6 +301,17 @@ impl Store {
             }
             Backend::Postgres(pool) => pool.state(),
         }
+    }
+}
+
+/// Runs `f`, which blocks on PostgreSQL, where blocking is allowed: on a worker thread
+/// of a multi-threaded tokio runtime (an async handler reading the store) through
+/// `block_in_place`, since the `postgres` client drives its own runtime and would
+/// otherwise refuse to start inside one; elsewhere directly.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -330,8 +330,8 @@ pub fn put_acl_entry(conn: &Connection, e: &AclEntry, replace: bool) -> Result<b
         "UPDATE network_acl_entries SET protocol = ?4, allow = ?5, cidr = ?6, from_port = ?7, to_port = ?8
          WHERE acl_id = ?1 AND egress = ?2 AND rule_number = ?3"
     } else {
-        "INSERT OR IGNORE INTO network_acl_entries (acl_id, egress, rule_number, protocol, allow, cidr, from_port, to_port)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        "INSERT INTO network_acl_entries (acl_id, egress, rule_number, protocol, allow, cidr, from_port, to_port)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING"
     };
     let n = conn.execute(
         sql,

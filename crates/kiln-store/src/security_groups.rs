@@ -91,7 +91,7 @@ pub fn by_name(
     Ok(conn
         .query_row(
             "SELECT id, vpc_id, name, description, created_at FROM security_groups
-             WHERE vpc_id = ?1 AND name = ?2 COLLATE NOCASE AND account_id = ?3 AND region = ?4",
+             WHERE vpc_id = ?1 AND lower(name) = lower(?2) AND account_id = ?3 AND region = ?4",
             params![vpc_id, name, scope.account, scope.region],
             group_row,
         )

@@ -143,7 +143,7 @@ pub fn permissions(conn: &Connection, snapshot_id: &str) -> Result<Vec<String>, 
 
 pub fn add_permission(conn: &Connection, snapshot_id: &str, grantee: &str) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO snapshot_permissions (snapshot_id, grantee) VALUES (?1, ?2)",
+        "INSERT INTO snapshot_permissions (snapshot_id, grantee) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![snapshot_id, grantee],
     )?;
     Ok(())
@@ -152,7 +152,7 @@ pub fn add_permission(conn: &Connection, snapshot_id: &str, grantee: &str) -> Re
 /// Removes one grantee, or every one (`None`).
 pub fn remove_permission(conn: &Connection, snapshot_id: &str, grantee: Option<&str>) -> Result<(), StoreError> {
     conn.execute(
-        "DELETE FROM snapshot_permissions WHERE snapshot_id = ?1 AND (?2 IS NULL OR grantee = ?2)",
+        "DELETE FROM snapshot_permissions WHERE snapshot_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR grantee = ?2)",
         params![snapshot_id, grantee],
     )?;
     Ok(())

@@ -41,7 +41,7 @@ pub fn delete(
 ) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM tags WHERE resource_id = ?1 AND account_id = ?2 AND region = ?3
-           AND (?4 IS NULL OR key = ?4) AND (?5 IS NULL OR value = ?5)",
+           AND (CAST(?4 AS TEXT) IS NULL OR key = ?4) AND (CAST(?5 AS TEXT) IS NULL OR value = ?5)",
         params![resource_id, scope.account, scope.region, key, value],
     )?;
     Ok(())

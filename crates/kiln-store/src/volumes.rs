@@ -367,9 +367,15 @@ pub struct Modification {
 
 pub fn put_modification(conn: &Connection, m: &Modification) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR REPLACE INTO volume_modifications (volume_id, state, original_size, target_size, original_type,
+        "INSERT INTO volume_modifications (volume_id, state, original_size, target_size, original_type,
              target_type, original_iops, target_iops, original_throughput, target_throughput, start_time, end_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (volume_id) DO UPDATE SET state = excluded.state, original_size = excluded.original_size,
+             target_size = excluded.target_size, original_type = excluded.original_type,
+             target_type = excluded.target_type, original_iops = excluded.original_iops,
+             target_iops = excluded.target_iops, original_throughput = excluded.original_throughput,
+             target_throughput = excluded.target_throughput, start_time = excluded.start_time,
+             end_time = excluded.end_time",
         params![
             m.volume_id,
             m.state,

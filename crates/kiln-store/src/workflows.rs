@@ -108,9 +108,9 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Workflow>, StoreError> 
 /// running workflow moves (compare-and-set on the status); returns whether it did.
 pub fn advance(conn: &Connection, id: &str, step: &str, params: &str) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "UPDATE workflows SET step = ?2, params = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        "UPDATE workflows SET step = ?2, params = ?3, updated_at = ?4
          WHERE id = ?1 AND status = 'running'",
-        params![id, step, params],
+        params![id, step, params, crate::now()],
     )?;
     Ok(n > 0)
 }
@@ -118,9 +118,9 @@ pub fn advance(conn: &Connection, id: &str, step: &str, params: &str) -> Result<
 /// Counts a failed attempt at the current step, with its error; returns the count.
 pub fn failed_attempt(conn: &Connection, id: &str, error: &str) -> Result<i64, StoreError> {
     conn.execute(
-        "UPDATE workflows SET attempts = attempts + 1, error = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        "UPDATE workflows SET attempts = attempts + 1, error = ?2, updated_at = ?3
          WHERE id = ?1",
-        params![id, error],
+        params![id, error, crate::now()],
     )?;
     Ok(conn.query_row("SELECT attempts FROM workflows WHERE id = ?1", [id], |r| r.get(0))?)
 }
@@ -129,15 +129,15 @@ pub fn failed_attempt(conn: &Connection, id: &str, error: &str) -> Result<i64, S
 /// next one queued on its instance.
 pub fn finish(conn: &Connection, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE workflows SET status = ?2, error = COALESCE(?3, error), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        "UPDATE workflows SET status = ?2, error = COALESCE(?3, error), updated_at = ?4
          WHERE id = ?1 AND status = 'running'",
-        params![id, status, error],
+        params![id, status, error, crate::now()],
     )?;
     conn.execute(
-        "UPDATE workflows SET status = 'running', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        "UPDATE workflows SET status = 'running', updated_at = ?2
          WHERE id = (SELECT q.id FROM workflows q JOIN workflows w ON q.instance_id = w.instance_id
                      WHERE w.id = ?1 AND q.status = 'queued' ORDER BY q.created_at, q.id LIMIT 1)",
-        [id],
+        params![id, crate::now()],
     )?;
     Ok(())
 }
@@ -145,8 +145,8 @@ pub fn finish(conn: &Connection, id: &str, status: &str, error: Option<&str>) ->
 /// Forgets finished workflows older than `days` days.
 pub fn purge_finished(conn: &Connection, days: i64) -> Result<usize, StoreError> {
     Ok(conn.execute(
-        "DELETE FROM workflows WHERE status IN ('done', 'failed') AND updated_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
-        [format!("-{days} days")],
+        "DELETE FROM workflows WHERE status IN ('done', 'failed') AND updated_at < ?1",
+        [(chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()],
     )?)
 }
 

@@ -60,6 +60,11 @@ pub(crate) enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         dir: DataDirArg,
+        /// Keep the cloud's state in this PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB;
+        /// also $KILN_DATABASE_URL) instead of SQLite in DATA_DIR/kiln.db. Recorded in DATA_DIR/database, so
+        /// later `kiln` commands on the same data directory use it too. Several servers may share one.
+        #[arg(long)]
+        database: Option<String>,
         /// Regions to serve, comma-separated [default: every public EC2 region]. EC2's
         /// regions have their real zones; another name like `lab-east-1` gets zones a, b, c.
         #[arg(long, value_delimiter = ',')]

@@ -44,8 +44,22 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, dir, regions, max_body, no_quickstart, quickstart, cache_dir, host, import_dir } => {
+        Command::Serve {
+            listen,
+            dir,
+            database,
+            regions,
+            max_body,
+            no_quickstart,
+            quickstart,
+            cache_dir,
+            host,
+            import_dir,
+        } => {
             let dir = dir.resolve()?;
+            if let Some(url) = &database {
+                serve::record_database(&dir, url)?;
+            }
             let cache = cache_dir.unwrap_or_else(|| dir.join("cache"));
             for q in &quickstart {
                 if !kiln_builder::Recipe::builtin_ids().contains(q) {

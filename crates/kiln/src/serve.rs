@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use kiln_control::Cloud;
-use kiln_store::Store;
+use kiln_store::{Location, Store};
 use kiln_types::region::RegionConfig;
 
 use crate::args::HostArgs;
@@ -34,12 +34,40 @@ pub(crate) fn region_configs(names: &[String]) -> Result<Vec<RegionConfig>> {
         .collect()
 }
 
+/// The file in which a server started with `--database` records it, so that every
+/// `kiln` command given the same data directory reaches the same store.
+const DATABASE_FILE: &str = "database";
+
+/// Where the data directory's cloud keeps its state: `$KILN_DATABASE_URL`, else the
+/// database a server recorded in DATA_DIR/database, else SQLite in DATA_DIR/kiln.db.
+pub(crate) fn location(dir: &std::path::Path) -> Result<Location> {
+    if let Some(url) = std::env::var("KILN_DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) {
+        return Ok(Location::parse(url.trim()));
+    }
+    match std::fs::read_to_string(dir.join(DATABASE_FILE)) {
+        Ok(url) if !url.trim().is_empty() => Ok(Location::parse(url.trim())),
+        Ok(_) => Ok(Location::Sqlite(dir.join("kiln.db"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Location::Sqlite(dir.join("kiln.db"))),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(DATABASE_FILE).display())),
+    }
+}
+
+/// Records `url` as the data directory's database (owner-only: it may hold a password).
+pub(crate) fn record_database(dir: &std::path::Path, url: &str) -> Result<()> {
+    data_dir::prepare(dir)?;
+    let path = dir.join(DATABASE_FILE);
+    std::fs::write(&path, format!("{url}\n")).with_context(|| format!("writing {}", path.display()))?;
+    data_dir::restrict(&path)
+}
+
 /// Opens the data directory's store as a control plane.
 pub(crate) fn open(dir: &std::path::Path, regions: &[String]) -> Result<Cloud> {
     data_dir::prepare(dir)?;
-    let store =
-        Store::open(&dir.join("kiln.db")).with_context(|| format!("opening the database in {}", dir.display()))?;
-    data_dir::restrict(&dir.join("kiln.db"))?;
+    let at = location(dir)?;
+    let store = Store::open_at(&at).with_context(|| format!("opening the database {}", at.redacted()))?;
+    if let Location::Sqlite(path) = &at {
+        data_dir::restrict(path)?;
+    }
     Ok(Cloud::new(store, region_configs(regions)?, dir.to_path_buf()))
 }
 
