@@ -17,6 +17,8 @@ pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
 pub mod launch_templates;
+pub mod leases;
+pub mod metrics;
 pub mod network;
 pub mod reconcile;
 pub mod routing;

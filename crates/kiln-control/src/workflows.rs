@@ -230,12 +230,17 @@ impl Cloud {
             };
             let instance = all.iter().find(|i| Some(&i.id) == w.instance_id.as_ref());
             match self.drive(&w.id, work.clone(), instance) {
-                Ok(()) => backoff.succeeded(&w.id),
+                Ok(()) => {
+                    crate::metrics::workflow_step(&w.kind, "ok");
+                    backoff.succeeded(&w.id)
+                }
                 Err(e) => {
                     let attempts =
                         self.store.write(|tx| Ok::<_, Error>(workflows::failed_attempt(tx, &w.id, &e.to_string())?))?;
                     let (wait, loud) = backoff.failed(&w.id);
-                    if attempts >= MAX_ATTEMPTS || !e.is_transient() {
+                    let gives_up = attempts >= MAX_ATTEMPTS || !e.is_transient();
+                    crate::metrics::workflow_step(&w.kind, if gives_up { "failed" } else { "retry" });
+                    if gives_up {
                         tracing::error!(workflow = %w.id, kind = %w.kind, error = %e, "workflow failed; undoing it");
                         self.compensate(&w.id, &work, &e)?;
                         backoff.succeeded(&w.id);

@@ -10,6 +10,7 @@ pub mod dhcp;
 pub mod dns;
 mod errors;
 pub mod guests;
+mod health;
 pub mod imds;
 pub mod limits;
 
@@ -59,6 +60,9 @@ pub fn router(cloud: Arc<Cloud>, config: ApiConfig) -> Router {
         .route("/console", get(console::to_console))
         .route("/console/", get(console::index))
         .route("/console/{*path}", get(console::asset))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(handle)
         .with_state(state)
 }
@@ -101,7 +105,10 @@ async fn handle(
             (status, xml, action)
         }
     };
-    tracing::debug!(action, status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    let took = started.elapsed();
+    tracing::debug!(action, status = status.as_u16(), micros = took.as_micros() as u64, "request");
+    let known = if ACTIONS.contains(&action.as_str()) { action.as_str() } else { "other" };
+    kiln_control::metrics::request(known, status.as_u16(), took);
     (
         status,
         [

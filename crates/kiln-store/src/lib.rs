@@ -10,11 +10,13 @@ pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
 pub mod launch_templates;
+pub mod leases;
 mod migrations;
 pub mod routing;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;
+pub mod transfer;
 pub mod volumes;
 pub mod vpcs;
 pub mod workflows;
@@ -26,6 +28,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub use db::{params_from_iter, Connection, Dialect, Transaction, Value};
+pub use migrations::known_version as known_schema_version;
 
 /// A store error: the database failed or holds something it should not.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,12 @@ impl Location {
         } else {
             Location::Sqlite(path)
         }
+    }
+
+    /// Whether several servers may share it (PostgreSQL); a SQLite file is one
+    /// server's.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Location::Postgres(_))
     }
 
     /// The location as it may be printed: a PostgreSQL URL without its password.

@@ -581,7 +581,33 @@ const POSTGRES_BASE: i64 = 15;
 const _: () = assert!(MIGRATIONS.len() as i64 == POSTGRES_BASE, "add new migrations to LATER, in both dialects");
 
 /// Migrations after `POSTGRES_BASE`: (SQLite's, PostgreSQL's where it differs).
-const LATER: &[(&str, Option<&str>)] = &[];
+const LATER: &[(&str, Option<&str>)] = &[
+    // 16: leases: background work (a host's reconciler, imports, image builds and guest
+    // services) is done by the one server holding its lease, until it lapses. Times are
+    // Unix milliseconds.
+    (
+        r#"
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        renewed_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    "#,
+        Some(
+            r#"
+    CREATE TABLE leases (
+        name        TEXT COLLATE "C" PRIMARY KEY,
+        holder      TEXT COLLATE "C" NOT NULL,
+        acquired_at BIGINT NOT NULL,
+        renewed_at  BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL
+    );
+    "#,
+        ),
+    ),
+];
 
 /// The newest schema version this kiln knows.
 pub fn known_version() -> i64 {

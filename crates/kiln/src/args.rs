@@ -98,6 +98,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: HostCommand,
     },
+    /// The cloud's database: its schema and leases, and moving it to PostgreSQL.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Manage accounts (local administration of a data directory).
     Account {
         #[command(subcommand)]
@@ -352,6 +357,28 @@ pub(crate) enum MarketplaceCommand {
         region: String,
         #[command(flatten)]
         dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DbCommand {
+    /// Show where the cloud's state is kept, its schema version, which server holds
+    /// which lease, and the workflows by kind and status.
+    Status {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Copy a cloud kept in SQLite (accounts, images, instances and everything else)
+    /// into an empty PostgreSQL database, check the counts, and make the data
+    /// directory use it. Stop `kiln serve` first; its instances keep running and the
+    /// next `kiln serve` adopts them.
+    Migrate {
+        /// The cloud to copy: sqlite:DATA_DIR (or the path of its kiln.db).
+        #[arg(long)]
+        from: String,
+        /// The database to copy it into: postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+        #[arg(long)]
+        to: String,
     },
 }
 

@@ -16,13 +16,21 @@ const POOLS: &str = "/run/kiln/pools";
 /// Claims `pool` for the Kiln of `dir` on this machine for as long as the returned lock
 /// lives. Refuses a pool that overlaps one another running Kiln holds: two Kilns
 /// routing one pool would take each other's host routes and cut instances off. A
-/// file whose server is gone is unlocked and does not count.
-pub(crate) fn claim_pool(dir: &std::path::Path, pool: ipnet::Ipv4Net) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// file whose server is gone is unlocked and does not count. With a `shared` store
+/// (PostgreSQL) several servers may run on one data directory, each with a file of its
+/// own, since the host-work lease decides which of them routes (see `lead`); they must
+/// be given the same pool.
+pub(crate) fn claim_pool(
+    dir: &std::path::Path,
+    pool: ipnet::Ipv4Net,
+    shared: bool,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
     use std::io::Write as _;
     let registry = std::path::Path::new(POOLS);
     std::fs::create_dir_all(registry).with_context(|| format!("creating {POOLS}"))?;
-    let mine = registry.join(kiln_agent::net::net_tag(dir));
+    let tag = kiln_agent::net::net_tag(dir);
+    let mine = registry.join(if shared { format!("{tag}.{}", std::process::id()) } else { tag.clone() });
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -40,6 +48,8 @@ pub(crate) fn claim_pool(dir: &std::path::Path, pool: ipnet::Ipv4Net) -> Result<
         if path == mine {
             continue;
         }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let same_dir = name.split('.').next() == Some(tag.as_str());
         let Ok(file) = std::fs::File::open(&path) else { continue };
         let held = match Flock::lock(file, FlockArg::LockSharedNonblock) {
             Ok(free) => {
@@ -54,6 +64,18 @@ pub(crate) fn claim_pool(dir: &std::path::Path, pool: ipnet::Ipv4Net) -> Result<
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let (theirs, their_dir) = text.trim().split_once(' ').unwrap_or((text.trim(), "?"));
         let Ok(theirs) = theirs.parse::<ipnet::Ipv4Net>() else { continue };
+        if same_dir {
+            if !shared {
+                bail!("another kiln serve is already running with the data directory {}", dir.display());
+            }
+            if theirs != pool {
+                bail!(
+                    "the other kiln serve of {} routes the pool {theirs}: give this one the same --public-ip-pool",
+                    dir.display()
+                );
+            }
+            continue;
+        }
         if theirs.contains(&pool.network()) || pool.contains(&theirs.network()) {
             bail!(
                 "the public address pool {pool} overlaps {theirs}, which the Kiln of {their_dir} is routing on this \
@@ -62,6 +84,18 @@ pub(crate) fn claim_pool(dir: &std::path::Path, pool: ipnet::Ipv4Net) -> Result<
         }
     }
     Ok(lock)
+}
+
+/// Whether a `kiln serve` of `dir` is running on this machine (it holds its pool file).
+pub(crate) fn serving(dir: &std::path::Path) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let tag = kiln_agent::net::net_tag(dir);
+    let Ok(entries) = std::fs::read_dir(POOLS) else { return false };
+    entries.filter_map(std::result::Result::ok).any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.split('.').next() == Some(tag.as_str())
+            && std::fs::File::open(e.path()).is_ok_and(|f| Flock::lock(f, FlockArg::LockSharedNonblock).is_err())
+    })
 }
 
 /// Whether this process can make namespaces and nftables rules.

@@ -7,8 +7,10 @@ mod cli;
 mod client;
 mod credentials;
 mod data_dir;
+mod db_cli;
 mod host;
 mod keys;
+mod lead;
 mod network_cli;
 mod pipe;
 mod quickstart;
@@ -20,8 +22,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use args::{
-    AccountCommand, Cli, Command, EipCommand, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand, SgCommand,
-    SnapshotsCommand, VolumesCommand, VpcCommand,
+    AccountCommand, Cli, Command, DbCommand, EipCommand, HostCommand, ImageCommand, KeysCommand, MarketplaceCommand,
+    SgCommand, SnapshotsCommand, VolumesCommand, VpcCommand,
 };
 use host::host_info;
 use kiln_types::region::FIRST_REGION;
@@ -73,6 +75,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
+        Command::Db { command: DbCommand::Status { dir } } => db_cli::status(&dir.resolve()?),
+        Command::Db { command: DbCommand::Migrate { from, to } } => db_cli::migrate(&from, &to),
         Command::Account { command: AccountCommand::Create { name, dir } } => {
             let dir = dir.resolve()?;
             let cloud = open(&dir, &default_regions())?;

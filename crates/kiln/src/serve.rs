@@ -81,8 +81,9 @@ pub(crate) fn serve(
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
     let agent = host.agent(&dir);
+    let shared = location(&dir)?.is_shared();
     let _pool = if kiln_agent_api::HostAgent::vpc_networking(agent.as_ref()) {
-        Some(crate::host::claim_pool(&dir, host.public_ip_pool)?)
+        Some(crate::host::claim_pool(&dir, host.public_ip_pool, shared)?)
     } else {
         None
     };
@@ -100,46 +101,70 @@ pub(crate) fn serve(
     }
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &cloud.regions[0].name)?;
-    cloud.remove_stray_volumes()?;
-    cloud.collect_layers()?;
-    cloud.purge_finished_workflows()?;
     // Probed once, here, rather than by the first RunInstances.
     tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
-    for action in kiln_builder::clean_interrupted(&dir.join("builds")) {
-        tracing::warn!(%action, "cleaning up an interrupted image build");
-    }
-    cloud.fail_interrupted_builds()?;
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lead = Arc::new(crate::lead::Lead::new(listen));
+    // Settled before anything starts: a lone server leads from its first pass.
+    lead.renew(&cloud);
     crate::host::probe_ahead(probe_agent, dir.clone(), stop.clone());
+    let keeper = {
+        let (cloud, stop, lead, dir) = (cloud.clone(), stop.clone(), lead.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let mut builder = None;
+            let mut led = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let leading = lead.leads();
+                if leading && !led {
+                    // The host's work is ours now: finish what a previous holder left.
+                    if let Err(e) = take_over(&cloud, &dir) {
+                        tracing::warn!(error = %e, "cleaning up after the previous holder failed");
+                    }
+                    if builder.is_none() {
+                        builder = quickstart.clone().map(|(cache, only)| {
+                            // The API answers at once; the images appear as they are built.
+                            let (cloud, stop) = (cloud.clone(), stop.clone());
+                            std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop))
+                        });
+                    }
+                }
+                led = leading;
+                lead.sleep_renewing(&cloud, &stop);
+            }
+            lead.release(&cloud);
+            builder
+        })
+    };
     let reconciler = {
-        let (cloud, stop) = (cloud.clone(), stop.clone());
+        let (cloud, stop, lead) = (cloud.clone(), stop.clone(), lead.clone());
         std::thread::spawn(move || {
             let r = kiln_control::reconcile::Reconciler::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Err(e) = cloud.reconcile(&r) {
-                    tracing::warn!(error = %e, "reconcile pass failed");
+                if lead.leads() {
+                    let started = std::time::Instant::now();
+                    if let Err(e) = cloud.reconcile(&r) {
+                        tracing::warn!(error = %e, "reconcile pass failed");
+                    }
+                    kiln_control::metrics::reconcile_pass(started.elapsed());
                 }
                 cloud.nudge.wait(std::time::Duration::from_millis(500));
             }
         })
     };
     let importer = {
-        let (cloud, stop) = (cloud.clone(), stop.clone());
+        let (cloud, stop, lead) = (cloud.clone(), stop.clone(), lead.clone());
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Err(e) = cloud.process_imports() {
-                    tracing::warn!(error = %e, "import pass failed");
+                if lead.leads() {
+                    if let Err(e) = cloud.process_imports() {
+                        tracing::warn!(error = %e, "import pass failed");
+                    }
                 }
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
         })
     };
-    let builder = quickstart.map(|(cache, only)| {
-        // The API answers at once; the images appear as they are built.
-        let (cloud, stop) = (cloud.clone(), stop.clone());
-        std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop))
-    });
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -157,24 +182,37 @@ pub(crate) fn serve(
         println!("  aws --endpoint-url http://{addr} ec2 describe-regions");
         println!("The console: http://{addr}/console/ (kiln account password NAME sets a password)");
         tracing::info!(%addr, "listening");
-        let (imds_stop, imds_rx) = tokio::sync::watch::channel(false);
-        let imds = tokio::spawn(kiln_server::guests::run(cloud.clone(), imds_rx));
+        let (guests_stop, guests_rx) = tokio::sync::watch::channel(false);
+        let guests = tokio::spawn(crate::lead::guest_services(cloud.clone(), lead.clone(), guests_rx));
         let config = kiln_server::ApiConfig { max_body, ..Default::default() };
         kiln_server::serve(listener, cloud, config, shutdown_signal()).await?;
-        let _ = imds_stop.send(true);
-        let _ = imds.await;
+        let _ = guests_stop.send(true);
+        let _ = guests.await;
         Ok::<_, anyhow::Error>(())
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = reconciler.join();
     let _ = importer.join();
-    if let Some(b) = builder {
+    if let Ok(Some(b)) = keeper.join() {
         if !b.is_finished() {
             println!("Waiting for the image build in progress to finish...");
         }
         let _ = b.join();
     }
     println!("Kiln stopped (instances keep running and are adopted at the next start).");
+    Ok(())
+}
+
+/// What the server that takes the host's work does first: clears what a previous
+/// holder (this data directory's last server, or a server that died) left half done.
+fn take_over(cloud: &Cloud, dir: &std::path::Path) -> Result<()> {
+    cloud.remove_stray_volumes()?;
+    cloud.collect_layers()?;
+    cloud.purge_finished_workflows()?;
+    for action in kiln_builder::clean_interrupted(&dir.join("builds")) {
+        tracing::warn!(%action, "cleaning up an interrupted image build");
+    }
+    cloud.fail_interrupted_builds()?;
     Ok(())
 }
 

@@ -1,0 +1,147 @@
+//! Which server does this host's work: the holder of the host-work lease in the shared
+//! database. Every server answers the API; only the holder runs the reconciler (and so
+//! every workflow step), imports, Quick Start builds and the guests' services. The
+//! holder renews the lease every `RENEW`; when it stops (it died or hangs), another
+//! takes the lease once it lapses, after `TTL`, or at once when the holder was a
+//! process on this machine that is gone.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_control::leases::HOST_WORK;
+use kiln_control::Cloud;
+
+/// A lease lasts this long unless renewed.
+const TTL: Duration = Duration::from_secs(10);
+/// How often the holder renews it (and a standby tries for it).
+const RENEW: Duration = Duration::from_secs(2);
+
+/// This server's standing.
+pub(crate) struct Lead {
+    /// `HOSTNAME:PID:LISTEN`: the process, where to find it, and how to tell it died.
+    me: String,
+    /// Leading until this many milliseconds after `epoch` (0: not leading). A lease
+    /// renewal that fails leaves it to run out on its own, a little before the lease does.
+    until_ms: AtomicU64,
+    epoch: Instant,
+    said: AtomicBool,
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+impl Lead {
+    pub(crate) fn new(listen: std::net::SocketAddr) -> Self {
+        Self {
+            me: format!("{}:{}:{listen}", hostname(), std::process::id()),
+            until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            said: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether this server does the host's work now.
+    pub(crate) fn leads(&self) -> bool {
+        self.now_ms() < self.until_ms.load(Ordering::Acquire)
+    }
+
+    /// Takes or renews the lease; takes it from a holder on this machine whose process
+    /// is gone without waiting for it to lapse.
+    pub(crate) fn renew(&self, cloud: &Cloud) {
+        let asked = self.now_ms();
+        let held = match cloud.hold_lease(HOST_WORK, &self.me, TTL) {
+            Ok(true) => true,
+            Ok(false) => self.take_from_the_dead(cloud),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the host-work lease");
+                false
+            }
+        };
+        kiln_control::metrics::leading(held);
+        if held {
+            // Counted from before the renewal was asked, and a second short of the
+            // lease, so this server stops before another may start.
+            self.until_ms.store(asked + (TTL - Duration::from_secs(1)).as_millis() as u64, Ordering::Release);
+            if !self.said.swap(true, Ordering::AcqRel) {
+                tracing::info!(holder = %self.me, "this server does the host's work");
+            }
+        } else {
+            self.until_ms.store(0, Ordering::Release);
+            if self.said.swap(false, Ordering::AcqRel) {
+                tracing::warn!(holder = %self.me, "another server has the host's work now");
+            }
+        }
+    }
+
+    fn take_from_the_dead(&self, cloud: &Cloud) -> bool {
+        let Ok((leases, _)) = cloud.leases() else { return false };
+        let Some(lease) = leases.into_iter().find(|l| l.name == HOST_WORK) else { return false };
+        let mut parts = lease.holder.splitn(3, ':');
+        let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
+            return false;
+        };
+        if host != hostname() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return false;
+        }
+        tracing::info!(previous = %lease.holder, "the host-work lease's holder on this machine is gone");
+        cloud.take_lease_from(HOST_WORK, &lease.holder, &self.me, TTL).unwrap_or(false)
+    }
+
+    /// Sleeps until the next renewal (or until the server stops), then renews.
+    pub(crate) fn sleep_renewing(&self, cloud: &Cloud, stop: &AtomicBool) {
+        let until = Instant::now() + RENEW;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !stop.load(Ordering::Relaxed) {
+            self.renew(cloud);
+        }
+    }
+
+    /// Gives the lease up (a clean stop), so another server takes it at once.
+    pub(crate) fn release(&self, cloud: &Cloud) {
+        self.until_ms.store(0, Ordering::Release);
+        if let Err(e) = cloud.release_lease(HOST_WORK, &self.me) {
+            tracing::warn!(error = %e, "cannot release the host-work lease; it will lapse");
+        }
+    }
+}
+
+/// Runs the guests' services (DHCP, DNS, metadata) while this server leads, and stops
+/// them when it no longer does or the server stops.
+pub(crate) async fn guest_services(cloud: Arc<Cloud>, lead: Arc<Lead>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        while !lead.leads() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(kiln_server::guests::run(cloud.clone(), rx));
+        let stopping = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if !lead.leads() {
+                        break false;
+                    }
+                }
+                _ = stop.changed() => break true,
+            }
+        };
+        let _ = tx.send(true);
+        let _ = task.await;
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
