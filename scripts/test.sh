@@ -19,6 +19,12 @@ say "the instance-type catalog matches moto's dump"
 python "$ROOT/scripts/gen-instance-types.py" --check
 say "cargo clippy"
 cargo clippy --locked -q --all-targets -- -D warnings
+# A PostgreSQL cluster of the suite's own (Debian's postgresql, an unprivileged user, a
+# free port, a temporary directory), for the store's PostgreSQL tests, test_postgres.py
+# and the PostgreSQL pass.
+pg_dir=$(mktemp -d /tmp/kiln-test-pg.XXXXXX)
+trap 'stop_postgres "$pg_dir"; rm -rf "$pg_dir"' EXIT
+start_postgres "$pg_dir"
 say "cargo test"
 cargo test --locked -q --workspace
 # CI runs the short form (25 s a target); `bash scripts/fuzz.sh` alone runs longer.
@@ -27,5 +33,19 @@ say "fuzzing (each target ${FUZZ_SECONDS:-$fuzz_default} s from its kept corpus)
 FUZZ_SECONDS="${FUZZ_SECONDS:-$fuzz_default}" bash "$ROOT/scripts/fuzz.sh"
 say "building kiln for the integration suite"
 cargo build --locked -q -p kiln
-say "integration suite (boto3 and the AWS CLI against kiln serve)"
-KILN_BIN="$(target_dir)/debug/kiln" python -m pytest -q tests/integration "$@"
+export KILN_BIN="$(target_dir)/debug/kiln"
+store="${KILN_TEST_STORE:-sqlite}"
+say "integration suite on $store (boto3 and the AWS CLI against kiln serve)"
+KILN_TEST_STORE="$store" python -m pytest -q tests/integration "$@"
+# Then the same servers on PostgreSQL: in CI the API's tests and the crash tests (the
+# whole suite twice would not fit CI's time); `KILN_TEST_STORE=postgres bash
+# scripts/test.sh` runs all of it on PostgreSQL.
+if [ "$store" = "sqlite" ] && [ $# -eq 0 ]; then
+  say "integration suite on postgres (the API and crash tests)"
+  KILN_TEST_STORE=postgres python -m pytest -q \
+    tests/integration/test_key_pairs.py tests/integration/test_security_groups.py tests/integration/test_vpcs.py \
+    tests/integration/test_tags.py tests/integration/test_routing.py tests/integration/test_protocol.py \
+    tests/integration/test_regions_types.py tests/integration/test_sts.py tests/integration/test_console_api.py \
+    tests/integration/test_launch_templates.py tests/integration/test_isolation.py \
+    tests/integration/test_durable.py
+fi

@@ -10,9 +10,11 @@ Environment:
   KILN_KEEP_DATA   keep the temporary data directory after the session
   KILN_TEST_CACHE  the Debian package cache shared by test runs (default:
                    <repo>/.kiln-test-cache, git-ignored); only the first run downloads
-  KILN_TEST_POSTGRES  run every test server on PostgreSQL: the URL of a cluster's
-                   `postgres` database; each server gets a database of its own
-                   (scripts/test.sh starts a cluster for its PostgreSQL pass)
+  KILN_TEST_STORE  `postgres` runs every test server on PostgreSQL, each on a database
+                   of its own (default: `sqlite`)
+  KILN_TEST_POSTGRES  the URL of a PostgreSQL cluster's `postgres` database to make those
+                   databases in (scripts/test.sh starts one); without it, the tests
+                   that need PostgreSQL start a cluster of their own
   KILN_TEST_QUICKSTART  the Quick Start recipes the session server builds, comma-separated,
                    or `all` (default: the three kiln-tiny recipes, which the tests use;
                    passed as `--quickstart` when the binary has that option)

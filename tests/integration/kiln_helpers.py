@@ -186,23 +186,65 @@ def remove_host_state(data_dir):
     return removed
 
 
-def database_args():
-    """`--database URL` for a new test server when the suite runs Kiln on PostgreSQL
-    (KILN_TEST_POSTGRES, the URL of a cluster's `postgres` database, set by
-    scripts/test.sh): a database of its own, made here. Else [] (SQLite)."""
+_CLUSTER = {}
+
+
+def postgres_admin_url():
+    """The URL of a PostgreSQL cluster's `postgres` database, as a superuser, for tests
+    that make databases: KILN_TEST_POSTGRES (scripts/test.sh starts a cluster and sets
+    it), else a cluster of this process's own, started here with scripts/lib.sh's
+    start_postgres in a temporary directory and stopped when the process exits."""
+    import atexit
     import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("KILN_TEST_POSTGRES"):
+        return os.environ["KILN_TEST_POSTGRES"]
+    if "url" not in _CLUSTER:
+        lib = Path(__file__).resolve().parents[2] / "scripts" / "lib.sh"
+        where = tempfile.mkdtemp(prefix="kiln-pg-")
+        p = subprocess.run(
+            ["bash", "-c", f'source "{lib}"; start_postgres "$1" && echo "$KILN_TEST_POSTGRES"', "-", where],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert p.returncode == 0, f"cannot start PostgreSQL for the tests:\n{p.stdout}\n{p.stderr}"
+        _CLUSTER["url"] = p.stdout.strip().splitlines()[-1]
+
+        def stop():
+            subprocess.run(["bash", "-c", f'source "{lib}"; stop_postgres "$1"', "-", where],
+                           capture_output=True, timeout=120)
+            import shutil
+
+            shutil.rmtree(where, ignore_errors=True)
+
+        atexit.register(stop)
+    return _CLUSTER["url"]
+
+
+def new_database():
+    """A new, empty PostgreSQL database; its URL."""
     import urllib.parse
 
-    admin = os.environ.get("KILN_TEST_POSTGRES")
-    if not admin:
-        return []
     import psycopg
 
+    admin = postgres_admin_url()
     name = f"kiln_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     u = urllib.parse.urlsplit(admin)
-    return ["--database", urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))]
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+def database_args():
+    """`--database URL` (a new database of its own) for a new test server when the suite
+    runs Kiln on PostgreSQL (KILN_TEST_STORE=postgres); else [] (SQLite)."""
+    import os
+
+    if os.environ.get("KILN_TEST_STORE", "sqlite") != "postgres":
+        return []
+    return ["--database", new_database()]
 
 
 class _Postgres:

@@ -43,6 +43,28 @@ pub struct LoadArgs {
     /// Where downloaded Debian packages are kept (shared with other data dirs).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Also measure kiln on PostgreSQL, with one API server and with two sharing the
+    /// database (half the connections each): the URL of a cluster's `postgres` database
+    /// as a user that may create databases.
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+/// Where a measured kiln keeps its state, and how many API servers share it.
+#[derive(Debug, Clone)]
+enum Backing {
+    Sqlite,
+    Postgres { admin: String, servers: usize },
+}
+
+/// A new database in the cluster of `admin`; its URL.
+fn new_database(admin: &str) -> Result<String> {
+    let name = format!("kiln_bench_{}_{}", std::process::id(), rand::random::<u32>());
+    let mut c = postgres::Client::connect(admin, postgres::NoTls).context("connecting to --postgres")?;
+    c.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let mut url = url::Url::parse(admin)?;
+    url.set_path(&name);
+    Ok(url.to_string())
 }
 
 /// What wrk measured.
@@ -78,9 +100,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
         "kiln-bench load: {} instances and {} security groups per server; wrk for {} s per case at {:?} connections",
         args.instances, args.groups, args.seconds, args.clients
     );
-    let mut kilns = vec![("kiln", kiln_exe()?)];
+    let mut kilns = vec![("kiln", kiln_exe()?, Backing::Sqlite)];
     if let Some(b) = &args.baseline {
-        kilns.push(("kiln-base", b.clone()));
+        kilns.push(("kiln-base", b.clone(), Backing::Sqlite));
+    }
+    if let Some(admin) = &args.postgres {
+        kilns.push(("kiln-pg", kiln_exe()?, Backing::Postgres { admin: admin.clone(), servers: 1 }));
+        kilns.push(("kiln-pg-x2", kiln_exe()?, Backing::Postgres { admin: admin.clone(), servers: 2 }));
     }
     println!();
     println!(
@@ -88,8 +114,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
         "case", "server", "guest", "conns", "req/s", "p50 ms", "p99 ms", "errors"
     );
     let mut table: Vec<(String, String, String, usize, Run)> = Vec::new();
-    for (label, exe) in &kilns {
-        for (case, clients, phase, r) in measure_kiln(&args, label, exe)? {
+    for (label, exe, backing) in &kilns {
+        for (case, clients, phase, r) in measure_kiln(&args, label, exe, backing)? {
             table.push((case, label.to_string(), phase, clients, r));
         }
     }
@@ -117,6 +143,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
             }
             if let Some(b) = find(case, "kiln-base", "quiet", n) {
                 line += &format!(", kiln/kiln-base {:.1}x req/s", k.rps / b.rps);
+            }
+            if let Some(pg) = find(case, "kiln-pg", "quiet", n) {
+                line += &format!(", kiln-pg/kiln {:.2}x req/s", pg.rps / k.rps);
+                if let Some(two) = find(case, "kiln-pg-x2", "quiet", n) {
+                    line += &format!(", kiln-pg-x2/kiln-pg {:.2}x", two.rps / pg.rps);
+                }
             }
             if let Some(f) = find(case, "kiln", "flooded", n) {
                 line += &format!(", flood p99 {:.2}x of quiet", f.p99_ms / k.p99_ms);
@@ -147,6 +179,11 @@ fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
             group.to_owned(),
         ),
         (
+            "CreateTags (a write)".into(),
+            format!("Action=CreateTags&Version=2016-11-15&ResourceId.1={group}&Tag.1.Key=bench&Tag.1.Value=load"),
+            "<return>true</return>".into(),
+        ),
+        (
             "DescribeInstances (page of 100)".into(),
             "Action=DescribeInstances&Version=2016-11-15&MaxResults=100".into(),
             "<instanceId>".into(),
@@ -154,28 +191,57 @@ fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
     ]
 }
 
-fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String, usize, String, Run)>> {
+fn measure_kiln(
+    args: &LoadArgs,
+    label: &str,
+    exe: &Path,
+    backing: &Backing,
+) -> Result<Vec<(String, usize, String, Run)>> {
     let dir = std::env::temp_dir().join(format!("kiln-bench-load-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cache = args.cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("kiln-bench-cache"));
     let cache_s = cache.to_string_lossy().into_owned();
-    let pool = if label == "kiln" { "100.64.211.0/24" } else { "100.64.212.0/24" };
-    let mut extra = vec!["--public-ip-pool", pool, "--no-egress-nat", "--vcpu-quota", "512"];
-    if args.flood {
-        extra.extend(["--cache-dir", &cache_s, "--quickstart", "kiln-tiny-x86_64"]);
+    let pool = match label {
+        "kiln" => "100.64.211.0/24",
+        "kiln-base" => "100.64.212.0/24",
+        "kiln-pg" => "100.64.213.0/24",
+        _ => "100.64.214.0/24",
+    };
+    let mut extra: Vec<String> =
+        ["--public-ip-pool", pool, "--no-egress-nat", "--vcpu-quota", "512"].map(String::from).to_vec();
+    let servers = match backing {
+        Backing::Sqlite => 1,
+        Backing::Postgres { admin, servers } => {
+            extra.extend(["--database".to_owned(), new_database(admin)?]);
+            *servers
+        }
+    };
+    let quick: Vec<String> = if args.flood {
+        ["--cache-dir", &cache_s, "--quickstart", "kiln-tiny-x86_64"].map(String::from).to_vec()
     } else {
-        extra.push("--no-quickstart");
-    }
-    let mut kiln = start_kiln_from(exe, &dir, &extra)?;
+        vec!["--no-quickstart".to_owned()]
+    };
+    let first_args: Vec<&str> = extra.iter().chain(&quick).map(String::as_str).collect();
+    let mut kiln = start_kiln_from(exe, &dir, &first_args)?;
     kiln.name = if label == "kiln" { "kiln" } else { "kiln-base" };
+    // More servers on the same database and data directory (the database is recorded
+    // there), API only: the first keeps the host's work.
+    let mut more = Vec::new();
+    for _ in 1..servers {
+        let shared = ["--public-ip-pool", pool, "--no-egress-nat", "--no-quickstart"];
+        let mut s = start_kiln_from(exe, &dir, &shared)?;
+        s.name = "kiln-pg-x2";
+        more.push(s);
+    }
     let client = reqwest::blocking::Client::new();
     let result = (|| {
         fill(&client, &kiln, args.groups)?;
-        let (instance, group) = seed(&dir.join("kiln.db"), args.instances)?;
+        let (instance, group) = seed(&dir, args.instances)?;
         eprintln!("  {label}: {} stopped instances written to its store", args.instances);
         let list = cases(&instance, &group);
         // The image is built before anything is measured: the build would share the CPU.
         let ami = if args.flood { Some(tiny_ami(&client, &kiln)?) } else { None };
+        let all: Vec<&Server> = std::iter::once(&kiln).chain(more.iter()).collect();
         let mut out = Vec::new();
         for (case, body, expect) in &list {
             for &n in &args.clients {
@@ -183,7 +249,7 @@ fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String,
                     case.clone(),
                     n,
                     "quiet".to_owned(),
-                    measured(&kiln, "quiet", case, body, expect, n, args.seconds),
+                    measured_on(&all, label, "quiet", case, body, expect, n, args.seconds),
                 ));
             }
         }
@@ -210,7 +276,7 @@ fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String,
                         case.clone(),
                         n,
                         "flooded".to_owned(),
-                        measured(&kiln, "flooded", case, body, expect, n, args.seconds),
+                        measured(&kiln, label, "flooded", case, body, expect, n, args.seconds),
                     ));
                 }
             }
@@ -219,6 +285,7 @@ fn measure_kiln(args: &LoadArgs, label: &str, exe: &Path) -> Result<Vec<(String,
         }
         Ok(out)
     })();
+    drop(more);
     drop(kiln);
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -252,7 +319,7 @@ fn measure_moto(args: &LoadArgs) -> Result<Vec<(String, usize, Run)>> {
     let mut out = Vec::new();
     for (case, body, expect) in cases(&first, &group) {
         for &n in &args.clients {
-            out.push((case.clone(), n, measured(&moto, "quiet", &case, &body, &expect, n, args.seconds)));
+            out.push((case.clone(), n, measured(&moto, "moto", "quiet", &case, &body, &expect, n, args.seconds)));
         }
     }
     Ok(out)
@@ -261,8 +328,13 @@ fn measure_moto(args: &LoadArgs) -> Result<Vec<(String, usize, Run)>> {
 /// Writes `n` stopped instances into a kiln store (columns every schema since
 /// instances began has), in the operator's default subnet and group; returns one
 /// instance id and one security group id (`bench-7`).
-fn seed(db: &Path, n: usize) -> Result<(String, String)> {
-    let store = kiln_store::Store::open_at(&kiln_store::Location::parse(&db.to_string_lossy()))?;
+fn seed(dir: &Path, n: usize) -> Result<(String, String)> {
+    // The database the server recorded in its data directory, else its SQLite file.
+    let at = match std::fs::read_to_string(dir.join("database")) {
+        Ok(url) if !url.trim().is_empty() => kiln_store::Location::parse(url.trim()),
+        _ => kiln_store::Location::Sqlite(dir.join("kiln.db")),
+    };
+    let store = kiln_store::Store::open_at(&at)?;
     let ids = store.write(|tx| -> Result<(String, String)> {
         let account: String = tx.query_row("SELECT id FROM accounts WHERE name = 'operator'", (), |r| r.get(0))?;
         let (subnet, vpc, cidr, zone): (String, String, String, String) = tx.query_row(
@@ -310,16 +382,70 @@ fn seed(db: &Path, n: usize) -> Result<(String, String)> {
     Ok(ids)
 }
 
+/// Measures one case on one server, or on several at once with the connections shared
+/// out (requests per second added up, the worst p99, the mean p50), and prints its row.
+#[allow(clippy::too_many_arguments)]
+fn measured_on(
+    servers: &[&Server],
+    label: &str,
+    phase: &str,
+    case: &str,
+    body: &str,
+    expect: &str,
+    clients: usize,
+    seconds: u64,
+) -> Run {
+    if servers.len() == 1 || clients < servers.len() {
+        return measured(servers[0], label, phase, case, body, expect, clients, seconds);
+    }
+    let each = clients / servers.len();
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = servers
+            .iter()
+            .map(|srv| {
+                s.spawn(move || {
+                    wrk(srv, body, expect, each, seconds).unwrap_or_else(|e| {
+                        eprintln!("  {label}: {case} at {each} on {}: {e:#}", srv.addr);
+                        Run { errors: 1, ..Run::default() }
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Run { errors: 1, ..Run::default() })).collect()
+    });
+    let r = Run {
+        rps: runs.iter().map(|r| r.rps).sum(),
+        p50_ms: runs.iter().map(|r| r.p50_ms).sum::<f64>() / runs.len() as f64,
+        p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    };
+    println!(
+        "{case:<34} {label:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+        r.rps, r.p50_ms, r.p99_ms, r.errors
+    );
+    r
+}
+
 /// Measures one case and prints its row at once (a later failure keeps what was
 /// measured); a case that cannot be measured counts as one error at 0 req/s.
-fn measured(server: &Server, phase: &str, case: &str, body: &str, expect: &str, clients: usize, seconds: u64) -> Run {
+#[allow(clippy::too_many_arguments)]
+fn measured(
+    server: &Server,
+    name: &str,
+    phase: &str,
+    case: &str,
+    body: &str,
+    expect: &str,
+    clients: usize,
+    seconds: u64,
+) -> Run {
     let r = wrk(server, body, expect, clients, seconds).unwrap_or_else(|e| {
-        eprintln!("  {}: {case} at {clients}: {e:#}", server.name);
+        eprintln!("  {name}: {case} at {clients}: {e:#}");
         Run { errors: 1, ..Run::default() }
     });
     println!(
-        "{case:<34} {:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-        server.name, r.rps, r.p50_ms, r.p99_ms, r.errors
+        "{case:<34} {name:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+        r.rps, r.p50_ms, r.p99_ms, r.errors
     );
     r
 }
@@ -340,7 +466,8 @@ fn wrk(server: &Server, body: &str, expect: &str, clients: usize, seconds: u64) 
     for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
         lua += &format!("wrk.headers[{k:?}] = {v:?}\n");
     }
-    let script = std::env::temp_dir().join(format!("kiln-bench-load-{}.lua", std::process::id()));
+    let script =
+        std::env::temp_dir().join(format!("kiln-bench-load-{}-{}.lua", std::process::id(), server.addr.port()));
     std::fs::write(&script, lua)?;
     let out = Command::new("wrk")
         .args([

@@ -367,7 +367,8 @@ impl PgClient {
 
 enum Backend<'a> {
     Sqlite(&'a rusqlite::Connection),
-    Postgres(RefCell<&'a mut PgClient>),
+    /// A client, and whether it is inside a write transaction.
+    Postgres(RefCell<&'a mut PgClient>, bool),
 }
 
 /// A connection (or an open transaction) to run statements on.
@@ -385,13 +386,20 @@ impl<'a> Connection<'a> {
     }
 
     pub(crate) fn postgres(client: &'a mut PgClient) -> Self {
-        Self { backend: Backend::Postgres(RefCell::new(client)) }
+        Self { backend: Backend::Postgres(RefCell::new(client), false) }
+    }
+
+    /// A client inside a write transaction: each statement there runs under a
+    /// savepoint, so that one that fails (a UNIQUE violation the caller handles, as it
+    /// may on SQLite) undoes only itself rather than aborting the transaction.
+    pub(crate) fn postgres_tx(client: &'a mut PgClient) -> Self {
+        Self { backend: Backend::Postgres(RefCell::new(client), true) }
     }
 
     pub fn dialect(&self) -> Dialect {
         match self.backend {
             Backend::Sqlite(_) => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
+            Backend::Postgres(..) => Dialect::Postgres,
         }
     }
 
@@ -400,11 +408,25 @@ impl<'a> Connection<'a> {
         let values = params.values();
         match &self.backend {
             Backend::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values.iter()))?),
-            Backend::Postgres(c) => {
+            Backend::Postgres(c, in_tx) => {
                 let mut c = c.borrow_mut();
                 let st = c.statement(sql)?;
                 let args = pg_args(&values);
-                Ok(usize::try_from(c.client.execute(&st, &args)?).unwrap_or(usize::MAX))
+                if !*in_tx {
+                    return Ok(usize::try_from(c.client.execute(&st, &args)?).unwrap_or(usize::MAX));
+                }
+                c.client.batch_execute("SAVEPOINT kiln_statement")?;
+                match c.client.execute(&st, &args) {
+                    Ok(n) => {
+                        c.client.batch_execute("RELEASE SAVEPOINT kiln_statement")?;
+                        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+                    }
+                    Err(e) => {
+                        c.client
+                            .batch_execute("ROLLBACK TO SAVEPOINT kiln_statement; RELEASE SAVEPOINT kiln_statement")?;
+                        Err(e.into())
+                    }
+                }
             }
         }
     }
@@ -413,7 +435,7 @@ impl<'a> Connection<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.backend {
             Backend::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Backend::Postgres(c) => Ok(c.borrow_mut().client.batch_execute(sql)?),
+            Backend::Postgres(c, _) => Ok(c.borrow_mut().client.batch_execute(sql)?),
         }
     }
 
@@ -434,7 +456,7 @@ impl<'a> Connection<'a> {
                 }
                 Ok(out)
             }
-            Backend::Postgres(c) => {
+            Backend::Postgres(c, _) => {
                 let mut c = c.borrow_mut();
                 let st = c.statement(sql)?;
                 let args = pg_args(&values);

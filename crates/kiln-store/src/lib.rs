@@ -256,7 +256,7 @@ impl Store {
                 let done = blocking(|| -> Result<(T, bool), E> {
                     let mut client = pool.get()?;
                     let mut tx = postgres_pool::WriteTx::begin(&mut client)?;
-                    let out = f(&Connection::postgres(tx.client()))?;
+                    let out = f(&Connection::postgres_tx(tx.client()))?;
                     if dry {
                         tx.rollback()?;
                     } else {

@@ -2,8 +2,9 @@
 //! database. Every server answers the API; only the holder runs the reconciler (and so
 //! every workflow step), imports, Quick Start builds and the guests' services. The
 //! holder renews the lease every `RENEW`; when it stops (it died or hangs), another
-//! takes the lease once it lapses, after `TTL`, or at once when the holder was a
-//! process on this machine that is gone.
+//! takes the lease once it lapses, after `TTL`. On SQLite, where one server has the
+//! data directory by construction, a restarted server takes the lease of its dead
+//! predecessor at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub(crate) struct Lead {
     until_ms: AtomicU64,
     epoch: Instant,
     said: AtomicBool,
+    /// Whether other servers may share the store: then only a lapse frees the lease
+    /// (a process on this machine being gone says nothing of servers elsewhere).
+    shared: bool,
 }
 
 fn hostname() -> String {
@@ -33,8 +37,9 @@ fn hostname() -> String {
 }
 
 impl Lead {
-    pub(crate) fn new(listen: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(listen: std::net::SocketAddr, shared: bool) -> Self {
         Self {
+            shared,
             me: format!("{}:{}:{listen}", hostname(), std::process::id()),
             until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -57,7 +62,8 @@ impl Lead {
         let asked = self.now_ms();
         let held = match cloud.hold_lease(HOST_WORK, &self.me, TTL) {
             Ok(true) => true,
-            Ok(false) => self.take_from_the_dead(cloud),
+            Ok(false) if !self.shared => self.take_from_the_dead(cloud),
+            Ok(false) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew the host-work lease");
                 false

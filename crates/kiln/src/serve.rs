@@ -105,7 +105,7 @@ pub(crate) fn serve(
     tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lead = Arc::new(crate::lead::Lead::new(listen));
+    let lead = Arc::new(crate::lead::Lead::new(listen, shared));
     // Settled before anything starts: a lone server leads from its first pass.
     lead.renew(&cloud);
     crate::host::probe_ahead(probe_agent, dir.clone(), stop.clone());
