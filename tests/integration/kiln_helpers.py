@@ -257,7 +257,7 @@ class _Postgres:
         self.conn = psycopg.connect(url, autocommit=True)
 
     def execute(self, sql, params=()):
-        return self.conn.execute(sql.replace("?", "%s"), params)
+        return self.conn.execute(sql.replace("%", "%%").replace("?", "%s"), params)
 
     def close(self):
         self.conn.close()

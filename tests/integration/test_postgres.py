@@ -98,7 +98,7 @@ def test_two_servers_share_one_database_and_take_over_each_others_work():
         key = uid("key")
         ea.create_key_pair(KeyName=key)
         assert [k["KeyName"] for k in eb.describe_key_pairs(KeyNames=[key])["KeyPairs"]] == [key]
-        group = eb.create_security_group(GroupName=uid("sg"), Description="two servers")["GroupId"]
+        group = eb.create_security_group(GroupName=uid("grp"), Description="two servers")["GroupId"]
         ea.authorize_security_group_ingress(GroupId=group, IpPermissions=[
             {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
         rules = eb.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])
@@ -183,7 +183,7 @@ def test_a_sqlite_cloud_moves_to_postgres_and_keeps_its_running_instances():
         image = tiny_x86(ec2, s)
         key = uid("key")
         ec2.create_key_pair(KeyName=key)
-        group = ec2.create_security_group(GroupName=uid("sg"), Description="moved")["GroupId"]
+        group = ec2.create_security_group(GroupName=uid("grp"), Description="moved")["GroupId"]
         ec2.create_tags(Resources=[group], Tags=[{"Key": "moved", "Value": "yes"}])
         iid = ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1, KeyName=key,
                                 SecurityGroupIds=[group])["Instances"][0]["InstanceId"]
