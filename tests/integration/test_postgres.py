@@ -244,3 +244,36 @@ def test_probes_need_no_signature_and_show_no_account(kiln, path):
     status, body = get(kiln.endpoint + path)
     assert status == 200
     assert not re.search(r"\d{12}", body), "no account id in a probe"
+
+
+def test_readiness_follows_the_database():
+    import psycopg
+
+    from kiln_helpers import postgres_admin_url
+
+    url = new_database()
+    name = url.rsplit("/", 1)[1]
+    s = Server(pool="100.64.10.0/24")
+    s.database_args = ["--database", url]
+    s.start()
+    admin = psycopg.connect(postgres_admin_url(), autocommit=True)
+    try:
+        assert get(s.endpoint + "/readyz")[0] == 200
+        # The database stops taking connections and drops the server's.
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        status, body = wait_for("readiness to fail", lambda: (r := get(s.endpoint + "/readyz"))[0] == 503 and r,
+                                30, 0.5)
+        assert "database" in body and "postgres://" not in body, body
+        assert get(s.endpoint + "/healthz") == (200, "ok\n"), "the process itself is alive"
+        # A request that needs the database fails as EC2's InternalError (500), not a hang.
+        expect_error("InternalError", s.client("default").describe_vpcs, status=500)
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        wait_for("readiness to come back", lambda: get(s.endpoint + "/readyz")[0] == 200, 30, 0.5)
+        assert s.client("default").describe_vpcs()["Vpcs"]
+    finally:
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        admin.close()
+        s.stop()
+        remove_host_state(s.data_dir)
+        s.cleanup_dirs()

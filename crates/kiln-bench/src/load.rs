@@ -181,7 +181,7 @@ fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
         (
             "CreateTags (a write)".into(),
             format!("Action=CreateTags&Version=2016-11-15&ResourceId.1={group}&Tag.1.Key=bench&Tag.1.Value=load"),
-            "<return>true</return>".into(),
+            "CreateTagsResponse".into(),
         ),
         (
             "DescribeInstances (page of 100)".into(),
@@ -223,7 +223,12 @@ fn measure_kiln(
     };
     let first_args: Vec<&str> = extra.iter().chain(&quick).map(String::as_str).collect();
     let mut kiln = start_kiln_from(exe, &dir, &first_args)?;
-    kiln.name = if label == "kiln" { "kiln" } else { "kiln-base" };
+    kiln.name = match label {
+        "kiln" => "kiln",
+        "kiln-base" => "kiln-base",
+        "kiln-pg" => "kiln-pg",
+        _ => "kiln-pg-x2",
+    };
     // More servers on the same database and data directory (the database is recorded
     // there), API only: the first keeps the host's work.
     let mut more = Vec::new();

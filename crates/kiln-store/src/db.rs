@@ -84,6 +84,21 @@ impl Error {
         }
     }
 
+    /// True when trying again may succeed: no connection, a lock or statement timeout,
+    /// a serialisation failure or deadlock (SQLSTATE 40001, 40P01, 55P03, 57014).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Pool(_) => true,
+            Error::Postgres(e) => {
+                e.is_closed()
+                    || e.code().is_none_or(|c| {
+                        ["40001", "40P01", "55P03", "57014"].contains(&c.code()) || c.code().starts_with("08")
+                    })
+            }
+            _ => false,
+        }
+    }
+
     /// True when the database itself could not be reached (not a bad statement).
     pub fn is_unavailable(&self) -> bool {
         match self {

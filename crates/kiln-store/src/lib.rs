@@ -254,8 +254,8 @@ impl Store {
             Backend::Postgres(pool) => {
                 let dry = is_dry_run();
                 let done = blocking(|| -> Result<(T, bool), E> {
-                    let mut client = pool.get()?;
-                    let mut tx = postgres_pool::WriteTx::begin(&mut client)?;
+                    let mut client = pool.begin_write()?;
+                    let mut tx = postgres_pool::WriteTx::started(&mut client);
                     let out = f(&Connection::postgres_tx(tx.client()))?;
                     if dry {
                         tx.rollback()?;
@@ -298,7 +298,12 @@ impl Store {
 
     /// Whether the database answers now (readiness).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", (), |r| r.get::<_, i64>(0)).map_err(StoreError::from)).map(|_| ())
+        match &self.backend {
+            Backend::Postgres(pool) => blocking(|| pool.ping()),
+            Backend::Sqlite { .. } => {
+                self.read(|c| c.query_row("SELECT 1", (), |r| r.get::<_, i64>(0)).map_err(StoreError::from)).map(|_| ())
+            }
+        }
     }
 
     /// Connections open and idle (PostgreSQL's pool; SQLite's readers and writer).

@@ -54,6 +54,10 @@ pub(crate) struct Pool {
     pool: r2d2::Pool<Manager>,
 }
 
+/// Attempts at beginning a write (connecting, `BEGIN`, the write lock) before its
+/// error is returned.
+const BEGIN_ATTEMPTS: u32 = 5;
+
 /// Connections per server at most: writes are serialised, so more would only wait.
 const MAX_CONNECTIONS: u32 = 16;
 
@@ -69,6 +73,10 @@ impl Pool {
         let pool = r2d2::Pool::builder()
             .max_size(MAX_CONNECTIONS)
             .min_idle(Some(1))
+            // No round trip to test each connection as it is handed out (it doubled the
+            // cost of a read); a broken one is dropped when it is returned (`has_broken`),
+            // and a write's begin is tried again on another.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(15))
             .build(Manager { config })
             .map_err(|e| StoreError::Config(format!("cannot connect to {}: {e}", redact(url))))?;
@@ -79,6 +87,42 @@ impl Pool {
 
     pub(crate) fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool.get().map_err(|e| StoreError::Db(Error::Pool(e.to_string())))
+    }
+
+    /// A connection inside a write transaction that holds the write lock. A failure
+    /// before the caller's statements run (no connection, the lock not granted in
+    /// time, a serialisation failure) is tried again, up to `BEGIN_ATTEMPTS` times with
+    /// a doubling pause; the caller's work itself is never run twice.
+    pub(crate) fn begin_write(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let begun = self.get().and_then(|mut c| match c.client.batch_execute(&begin_sql()) {
+                Ok(()) => Ok(c),
+                Err(e) => {
+                    // A failed lock leaves the transaction aborted: end it before the
+                    // connection goes back to the pool.
+                    let _ = c.client.batch_execute("ROLLBACK");
+                    Err(e.into())
+                }
+            });
+            match begun {
+                Ok(c) => return Ok(c),
+                Err(StoreError::Db(e)) if attempt < BEGIN_ATTEMPTS && e.is_retryable() => {
+                    tracing::warn!(error = %e, attempt, "cannot begin a write; trying again");
+                    std::thread::sleep(Duration::from_millis(50 << attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the database answers within a few seconds (readiness).
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
+        let mut c =
+            self.pool.get_timeout(Duration::from_secs(3)).map_err(|e| StoreError::Db(Error::Pool(e.to_string())))?;
+        c.client.batch_execute("SELECT 1")?;
+        Ok(())
     }
 
     /// The count of committed writes, kept in the database by every server.
@@ -101,10 +145,14 @@ pub(crate) struct WriteTx<'a> {
     open: bool,
 }
 
+fn begin_sql() -> String {
+    format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+}
+
 impl<'a> WriteTx<'a> {
-    pub(crate) fn begin(client: &'a mut PgClient) -> Result<Self, StoreError> {
-        client.client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
-        Ok(Self { client, open: true })
+    /// The transaction `Pool::begin_write` began on `client`.
+    pub(crate) fn started(client: &'a mut PgClient) -> Self {
+        Self { client, open: true }
     }
 
     pub(crate) fn client(&mut self) -> &mut PgClient {
