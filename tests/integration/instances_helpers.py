@@ -338,6 +338,18 @@ def wait_for(what, fn, timeout, interval=1.0, diag=None):
         time.sleep(interval)
 
 
+def tiny_image(ec2, server, arch="x86_64", timeout=600.0):
+    """The id of the available kiln-tiny Quick Start image for `arch`, once built."""
+
+    def ready():
+        for img in ec2.describe_images(Owners=["amazon"])["Images"]:
+            if img["State"] == "available" and img["Name"].startswith(f"kiln-tiny-{arch}-"):
+                return img["ImageId"]
+        return None
+
+    return wait_for(f"the kiln-tiny {arch} image", ready, timeout, 2, diag=server.log_tail)
+
+
 def describe(ec2, instance_id):
     res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     found = [i for r in res for i in r["Instances"]]

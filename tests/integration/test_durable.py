@@ -30,6 +30,7 @@ from instances_helpers import (
     qemu_processes,
     ready_line,
     state_of,
+    tiny_image,
     wait_for,
     waiter,
 )
@@ -88,13 +89,7 @@ def ec2(srv):
 
 @pytest.fixture(scope="module")
 def x86(srv, ec2):
-    def ready():
-        for img in ec2.describe_images(Owners=["amazon"])["Images"]:
-            if img["State"] == "available" and img["Name"].startswith("kiln-tiny-x86_64-"):
-                return img["ImageId"]
-        return None
-
-    return wait_for("the kiln-tiny x86_64 image", ready, IMAGES_TIMEOUT, 2, diag=srv.log_tail)
+    return tiny_image(ec2, srv, "x86_64", IMAGES_TIMEOUT)
 
 
 def launch(ec2, image, **kwargs):

@@ -22,6 +22,7 @@ from instances_helpers import (
     kill_all_qemu,
     qemu_pid_of,
     qemu_processes,
+    tiny_image,
     wait_for,
     waiter,
 )
@@ -38,13 +39,7 @@ def uid(prefix):
 
 
 def tiny_x86(ec2, server):
-    def ready():
-        for img in ec2.describe_images(Owners=["amazon"])["Images"]:
-            if img["State"] == "available" and img["Name"].startswith("kiln-tiny-x86_64-"):
-                return img["ImageId"]
-        return None
-
-    return wait_for("the kiln-tiny x86_64 image", ready, IMAGES_TIMEOUT, 2, diag=server.log_tail)
+    return tiny_image(ec2, server, "x86_64", IMAGES_TIMEOUT)
 
 
 def get(url):

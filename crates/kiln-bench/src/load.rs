@@ -254,7 +254,7 @@ fn measure_kiln(
                     case.clone(),
                     n,
                     "quiet".to_owned(),
-                    measured_on(&all, label, "quiet", case, body, expect, n, args.seconds),
+                    measured(&all, label, "quiet", case, body, expect, n, args.seconds),
                 ));
             }
         }
@@ -281,7 +281,7 @@ fn measure_kiln(
                         case.clone(),
                         n,
                         "flooded".to_owned(),
-                        measured(&kiln, label, "flooded", case, body, expect, n, args.seconds),
+                        measured(&[&kiln], label, "flooded", case, body, expect, n, args.seconds),
                     ));
                 }
             }
@@ -324,7 +324,7 @@ fn measure_moto(args: &LoadArgs) -> Result<Vec<(String, usize, Run)>> {
     let mut out = Vec::new();
     for (case, body, expect) in cases(&first, &group) {
         for &n in &args.clients {
-            out.push((case.clone(), n, measured(&moto, "moto", "quiet", &case, &body, &expect, n, args.seconds)));
+            out.push((case.clone(), n, measured(&[&moto], "moto", "quiet", &case, &body, &expect, n, args.seconds)));
         }
     }
     Ok(out)
@@ -387,12 +387,14 @@ fn seed(dir: &Path, n: usize) -> Result<(String, String)> {
     Ok(ids)
 }
 
-/// Measures one case on one server, or on several at once with the connections shared
-/// out (requests per second added up, the worst p99, the mean p50), and prints its row.
+/// Measures one case and prints its row at once (a later failure keeps what was
+/// measured); a case that cannot be measured counts as one error at 0 req/s. With
+/// several servers the connections are shared out among them (requests per second
+/// added up, the worst p99, the mean p50).
 #[allow(clippy::too_many_arguments)]
-fn measured_on(
+fn measured(
     servers: &[&Server],
-    label: &str,
+    name: &str,
     phase: &str,
     case: &str,
     body: &str,
@@ -400,17 +402,15 @@ fn measured_on(
     clients: usize,
     seconds: u64,
 ) -> Run {
-    if servers.len() == 1 || clients < servers.len() {
-        return measured(servers[0], label, phase, case, body, expect, clients, seconds);
-    }
-    let each = clients / servers.len();
+    let used = if clients < servers.len() { &servers[..1] } else { servers };
+    let each = clients / used.len();
     let runs: Vec<Run> = std::thread::scope(|s| {
-        let handles: Vec<_> = servers
+        let handles: Vec<_> = used
             .iter()
             .map(|srv| {
                 s.spawn(move || {
                     wrk(srv, body, expect, each, seconds).unwrap_or_else(|e| {
-                        eprintln!("  {label}: {case} at {each} on {}: {e:#}", srv.addr);
+                        eprintln!("  {name}: {case} at {each} on {}: {e:#}", srv.addr);
                         Run { errors: 1, ..Run::default() }
                     })
                 })
@@ -424,30 +424,6 @@ fn measured_on(
         p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
         errors: runs.iter().map(|r| r.errors).sum(),
     };
-    println!(
-        "{case:<34} {label:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-        r.rps, r.p50_ms, r.p99_ms, r.errors
-    );
-    r
-}
-
-/// Measures one case and prints its row at once (a later failure keeps what was
-/// measured); a case that cannot be measured counts as one error at 0 req/s.
-#[allow(clippy::too_many_arguments)]
-fn measured(
-    server: &Server,
-    name: &str,
-    phase: &str,
-    case: &str,
-    body: &str,
-    expect: &str,
-    clients: usize,
-    seconds: u64,
-) -> Run {
-    let r = wrk(server, body, expect, clients, seconds).unwrap_or_else(|e| {
-        eprintln!("  {name}: {case} at {clients}: {e:#}");
-        Run { errors: 1, ..Run::default() }
-    });
     println!(
         "{case:<34} {name:<10} {phase:<8} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>7}",
         r.rps, r.p50_ms, r.p99_ms, r.errors
