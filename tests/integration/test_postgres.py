@@ -236,9 +236,11 @@ def test_a_sqlite_cloud_moves_to_postgres_and_keeps_its_running_instances():
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 def test_probes_need_no_signature_and_show_no_account(kiln, path):
+    accounts = {v["OwnerId"] for v in kiln.client("default").describe_vpcs()["Vpcs"]}
+    accounts |= {v["OwnerId"] for v in kiln.client("other").describe_vpcs()["Vpcs"]}
     status, body = get(kiln.endpoint + path)
     assert status == 200
-    assert not re.search(r"\d{12}", body), "no account id in a probe"
+    assert accounts and not any(a in body for a in accounts), "no account id in a probe"
 
 
 def test_readiness_follows_the_database():
