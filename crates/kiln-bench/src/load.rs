@@ -193,7 +193,7 @@ fn cases(instance: &str, group: &str) -> Vec<(String, String, String)> {
 
 fn measure_kiln(
     args: &LoadArgs,
-    label: &str,
+    label: &'static str,
     exe: &Path,
     backing: &Backing,
 ) -> Result<Vec<(String, usize, String, Run)>> {
@@ -223,19 +223,14 @@ fn measure_kiln(
     };
     let first_args: Vec<&str> = extra.iter().chain(&quick).map(String::as_str).collect();
     let mut kiln = start_kiln_from(exe, &dir, &first_args)?;
-    kiln.name = match label {
-        "kiln" => "kiln",
-        "kiln-base" => "kiln-base",
-        "kiln-pg" => "kiln-pg",
-        _ => "kiln-pg-x2",
-    };
+    kiln.name = label;
     // More servers on the same database and data directory (the database is recorded
     // there), API only: the first keeps the host's work.
     let mut more = Vec::new();
     for _ in 1..servers {
         let shared = ["--public-ip-pool", pool, "--no-egress-nat", "--no-quickstart"];
         let mut s = start_kiln_from(exe, &dir, &shared)?;
-        s.name = "kiln-pg-x2";
+        s.name = label;
         more.push(s);
     }
     let client = reqwest::blocking::Client::new();

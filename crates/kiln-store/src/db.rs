@@ -98,15 +98,6 @@ impl Error {
             _ => false,
         }
     }
-
-    /// True when the database itself could not be reached (not a bad statement).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            Error::Postgres(e) => e.is_closed() || e.code().is_none_or(|c| c.code().starts_with("08")),
-            Error::Pool(_) => true,
-            _ => false,
-        }
-    }
 }
 
 /// A Rust value that can be a statement parameter.

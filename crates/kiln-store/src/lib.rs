@@ -57,13 +57,6 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-impl StoreError {
-    /// True when the database could not be reached, rather than refused a statement.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Db(e) if e.is_unavailable())
-    }
-}
-
 /// Column `idx` of `row` as a typed value parsed from its text (a state or an option
 /// enum); a value this kiln does not know is corrupt data, not a default.
 pub(crate) fn parsed<T>(row: &db::Row<'_>, idx: usize) -> db::Result<T>
@@ -253,7 +246,7 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 let dry = is_dry_run();
-                let done = blocking(|| -> Result<(T, bool), E> {
+                let out = blocking(|| -> Result<T, E> {
                     let mut client = pool.begin_write()?;
                     let mut tx = postgres_pool::WriteTx::started(&mut client);
                     let out = f(&Connection::postgres_tx(tx.client()))?;
@@ -262,12 +255,12 @@ impl Store {
                     } else {
                         tx.commit()?;
                     }
-                    Ok((out, dry))
+                    Ok(out)
                 })?;
-                if done.1 {
-                    return Ok(done.0);
+                if dry {
+                    return Ok(out);
                 }
-                done.0
+                out
             }
         };
         self.commits.fetch_add(1, std::sync::atomic::Ordering::Release);

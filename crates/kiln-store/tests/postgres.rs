@@ -81,9 +81,12 @@ fn a_handled_unique_violation_leaves_the_transaction_usable() {
         })
         .expect("write");
     assert_eq!((dup, next), (false, true));
-    let names: Vec<String> =
-        s.read(|c| key_pairs::list(c, &scope())).expect("list").into_iter().map(|k| k.name).collect();
-    assert_eq!(names, ["one", "two"]);
+    assert_eq!(key_names(&s), ["one", "two"]);
+}
+
+/// The key pairs' names in the test scope, as listed.
+fn key_names(s: &Store) -> Vec<String> {
+    s.read(|c| key_pairs::list(c, &scope())).expect("list").into_iter().map(|k| k.name).collect()
 }
 
 fn key2(name: &str) -> key_pairs::KeyPair {
@@ -102,9 +105,7 @@ fn text_orders_bytewise_as_on_sqlite() {
         Ok::<_, StoreError>(())
     })
     .expect("keys");
-    let names: Vec<String> =
-        s.read(|c| key_pairs::list(c, &scope())).expect("list").into_iter().map(|k| k.name).collect();
-    assert_eq!(names, ["B", "Z", "_x", "a", "b"]);
+    assert_eq!(key_names(&s), ["B", "Z", "_x", "a", "b"]);
 }
 
 #[test]

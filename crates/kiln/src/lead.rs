@@ -27,6 +27,9 @@ pub(crate) struct Lead {
     until_ms: AtomicU64,
     epoch: Instant,
     said: AtomicBool,
+    /// Whether the clean-up a new holder owes (`serve::take_over`) is done for the
+    /// lease held now: the host's work waits for it.
+    settled: AtomicBool,
     /// Whether other servers may share the store: then only a lapse frees the lease
     /// (a process on this machine being gone says nothing of servers elsewhere).
     shared: bool,
@@ -44,6 +47,7 @@ impl Lead {
             until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             said: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
         }
     }
 
@@ -51,9 +55,26 @@ impl Lead {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Whether this server does the host's work now.
-    pub(crate) fn leads(&self) -> bool {
+    /// Whether this server holds the lease now.
+    pub(crate) fn holds(&self) -> bool {
         self.now_ms() < self.until_ms.load(Ordering::Acquire)
+    }
+
+    /// Whether this server does the host's work now: it holds the lease and has
+    /// cleaned up after the previous holder.
+    pub(crate) fn leads(&self) -> bool {
+        self.holds() && self.settled.load(Ordering::Acquire)
+    }
+
+    /// Whether the lease is held but the previous holder's leftovers are not yet
+    /// cleaned up (then `settle` must run before the host's work starts).
+    pub(crate) fn unsettled(&self) -> bool {
+        self.holds() && !self.settled.load(Ordering::Acquire)
+    }
+
+    /// Marks the clean-up done: the host's work may start.
+    pub(crate) fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
     }
 
     /// Takes or renews the lease; takes it from a holder on this machine whose process
@@ -79,6 +100,7 @@ impl Lead {
             }
         } else {
             self.until_ms.store(0, Ordering::Release);
+            self.settled.store(false, Ordering::Release);
             if self.said.swap(false, Ordering::AcqRel) {
                 tracing::warn!(holder = %self.me, "another server has the host's work now");
             }
@@ -113,6 +135,7 @@ impl Lead {
     /// Gives the lease up (a clean stop), so another server takes it at once.
     pub(crate) fn release(&self, cloud: &Cloud) {
         self.until_ms.store(0, Ordering::Release);
+        self.settled.store(false, Ordering::Release);
         if let Err(e) = cloud.release_lease(HOST_WORK, &self.me) {
             tracing::warn!(error = %e, "cannot release the host-work lease; it will lapse");
         }

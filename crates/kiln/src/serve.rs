@@ -106,30 +106,34 @@ pub(crate) fn serve(
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lead = Arc::new(crate::lead::Lead::new(listen, shared));
-    // Settled before anything starts: a lone server leads from its first pass.
+    // Settled before anything starts: a lone server cleans up after its predecessor here,
+    // as before, and leads from its first pass.
     lead.renew(&cloud);
+    if lead.unsettled() {
+        take_over(&cloud, &dir)?;
+        lead.settle();
+    }
     crate::host::probe_ahead(probe_agent, dir.clone(), stop.clone());
     let keeper = {
         let (cloud, stop, lead, dir) = (cloud.clone(), stop.clone(), lead.clone(), dir.clone());
+        let mut quickstart = quickstart;
         std::thread::spawn(move || {
             let mut builder = None;
-            let mut led = false;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let leading = lead.leads();
-                if leading && !led {
-                    // The host's work is ours now: finish what a previous holder left.
+                if lead.unsettled() {
+                    // The lease is ours now: finish what a previous holder left before
+                    // the host's work starts here.
                     if let Err(e) = take_over(&cloud, &dir) {
                         tracing::warn!(error = %e, "cleaning up after the previous holder failed");
                     }
-                    if builder.is_none() {
-                        builder = quickstart.clone().map(|(cache, only)| {
-                            // The API answers at once; the images appear as they are built.
-                            let (cloud, stop) = (cloud.clone(), stop.clone());
-                            std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop))
-                        });
-                    }
+                    lead.settle();
                 }
-                led = leading;
+                // The API answers at once; the images appear as they are built, by the
+                // first server here to do the host's work.
+                if let Some((cache, only)) = quickstart.take_if(|_| lead.leads()) {
+                    let (cloud, stop) = (cloud.clone(), stop.clone());
+                    builder = Some(std::thread::spawn(move || quickstart::ensure(&cloud, &cache, &only, &stop)));
+                }
                 lead.sleep_renewing(&cloud, &stop);
             }
             lead.release(&cloud);
