@@ -6,7 +6,7 @@
 //! networks by their IDs, and errors by kind. Sockets, which cannot cross a network,
 //! are the separate `GuestPorts`: the guest services that use them run on the host
 //! that holds the guest's tap. This crate holds no logic beyond checking a
-//! `StorePath`.
+//! `StorePath` and a `HostId`.
 
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
@@ -387,4 +387,109 @@ mod tests {
         v["disks"][0]["file"] = serde_json::Value::String(file.into());
         v.to_string()
     }
+}
+
+/// A joined host's ID (`h-` and 17 hex digits, the shape of EC2's host IDs). Made only
+/// by `generate` or by parsing, which refuses any other shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostId(String);
+
+impl HostId {
+    pub fn generate() -> Self {
+        let n: u128 = rand::random();
+        Self(format!("h-{:017x}", n & ((1u128 << 68) - 1)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for HostId {
+    type Err = AgentError;
+    fn from_str(s: &str) -> Result<Self, AgentError> {
+        let ok = s.strip_prefix("h-").is_some_and(|h| h.len() == 17 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if ok {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(AgentError::Refused(format!("'{s}' is not a host ID (h- and 17 hex digits)")))
+        }
+    }
+}
+
+impl TryFrom<String> for HostId {
+    type Error = AgentError;
+    fn try_from(s: String) -> Result<Self, AgentError> {
+        s.parse()
+    }
+}
+
+impl From<HostId> for String {
+    fn from(id: HostId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for HostId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an operator has decided for a host. Only `Active` hosts take new instances;
+/// `Draining` also asks for its instances to be moved off, `Cordoned` keeps them
+/// where they are; a `Retired` host has left the fleet and its certificate is no longer
+/// accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    Active,
+    Draining,
+    Cordoned,
+    Retired,
+}
+
+impl HostState {
+    pub const ALL: [HostState; 4] = [HostState::Active, HostState::Draining, HostState::Cordoned, HostState::Retired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Active => "active",
+            HostState::Draining => "draining",
+            HostState::Cordoned => "cordoned",
+            HostState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+/// What an agent reports about its host when it joins and with every heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub hostname: String,
+    pub architectures: Vec<Architecture>,
+    #[serde(flatten)]
+    pub info: HostInfo,
+}
+
+/// An agent's request to join: the one-time token's secret, its report, and a
+/// certificate signing request (PEM) for the key it made and keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub secret: String,
+    pub report: HostReport,
+    pub csr_pem: String,
+}
+
+/// The control plane's answer to a join or a renewal: who the host is and the client
+/// certificate (PEM) it presents from now on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub host_id: HostId,
+    pub zone: String,
+    pub cert_pem: String,
 }

@@ -12,7 +12,7 @@ use crate::{Cloud, Result};
 /// imports, Quick Start builds, guest services and the start-up clean-ups.
 pub const HOST_WORK: &str = "host";
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

@@ -11,6 +11,7 @@ pub mod create_image;
 pub mod dhcp_options;
 pub mod error;
 pub mod guest_view;
+pub mod hosts;
 pub mod images;
 pub mod imports;
 pub mod instances;

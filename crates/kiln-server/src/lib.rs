@@ -4,6 +4,7 @@
 //! (`errors.rs`).
 
 mod actions;
+pub mod agents;
 mod auth;
 mod console;
 pub mod dhcp;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod client_tokens;
+pub mod hosts;
 pub mod images;
 pub mod imports;
 pub mod instances;

@@ -607,6 +607,75 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         ),
     ),
+    // 17: hosts joined with `kiln agent`, their one-time join tokens (kept as hashes) and
+    // the certificate authority that issues the hosts' client certificates. Times are
+    // Unix milliseconds. The CA's key is a secret kept here, beside the accounts'.
+    (
+        r#"
+    CREATE TABLE host_ca (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        cert_pem   TEXT NOT NULL,
+        key_pem    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE host_join_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        zone         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        used_by      TEXT
+    );
+    CREATE TABLE hosts (
+        host_id          TEXT PRIMARY KEY,
+        zone             TEXT NOT NULL,
+        hostname         TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        architectures    TEXT NOT NULL,
+        accel            TEXT NOT NULL,
+        cpus             INTEGER NOT NULL,
+        memory_mib       INTEGER NOT NULL,
+        qemu_version     TEXT NOT NULL,
+        cert_sha256      TEXT NOT NULL UNIQUE,
+        prev_cert_sha256 TEXT,
+        cert_expires_at  INTEGER NOT NULL,
+        joined_at        INTEGER NOT NULL,
+        heartbeat_at     INTEGER NOT NULL
+    );
+    "#,
+        Some(
+            r#"
+    CREATE TABLE host_ca (
+        id         BIGINT PRIMARY KEY CHECK (id = 1),
+        cert_pem   TEXT COLLATE "C" NOT NULL,
+        key_pem    TEXT COLLATE "C" NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE host_join_tokens (
+        token_sha256 TEXT COLLATE "C" PRIMARY KEY,
+        zone         TEXT COLLATE "C" NOT NULL,
+        created_at   BIGINT NOT NULL,
+        expires_at   BIGINT NOT NULL,
+        used_by      TEXT COLLATE "C"
+    );
+    CREATE TABLE hosts (
+        host_id          TEXT COLLATE "C" PRIMARY KEY,
+        zone             TEXT COLLATE "C" NOT NULL,
+        hostname         TEXT COLLATE "C" NOT NULL,
+        state            TEXT COLLATE "C" NOT NULL,
+        architectures    TEXT COLLATE "C" NOT NULL,
+        accel            TEXT COLLATE "C" NOT NULL,
+        cpus             BIGINT NOT NULL,
+        memory_mib       BIGINT NOT NULL,
+        qemu_version     TEXT COLLATE "C" NOT NULL,
+        cert_sha256      TEXT COLLATE "C" NOT NULL UNIQUE,
+        prev_cert_sha256 TEXT COLLATE "C",
+        cert_expires_at  BIGINT NOT NULL,
+        joined_at        BIGINT NOT NULL,
+        heartbeat_at     BIGINT NOT NULL
+    );
+    "#,
+        ),
+    ),
 ];
 
 /// The newest schema version this kiln knows.

@@ -88,6 +88,31 @@ pub(crate) enum Command {
         /// DATA_DIR/imports); repeat for more.
         #[arg(long)]
         import_dir: Vec<PathBuf>,
+        /// Serve the hosts' agents (`kiln agent`) here: HTTP/2 over mutual TLS.
+        #[arg(long)]
+        agent_listen: Option<SocketAddr>,
+        /// A name or address agents reach the control plane by, for its certificate
+        /// (besides the --agent-listen address, localhost and 127.0.0.1); repeat for more.
+        #[arg(long)]
+        agent_name: Vec<String>,
+    },
+    /// Run this machine as a host of a control plane: join it once with a token from
+    /// `kiln host join-token`, then report to it.
+    Agent {
+        /// The control plane's agents' endpoint, https://HOST:PORT (kiln serve --agent-listen).
+        #[arg(long)]
+        control: String,
+        /// The one-time join token (needed only the first time).
+        #[arg(long, env = "KILN_JOIN_TOKEN")]
+        token: Option<String>,
+        /// Renew the host's client certificate now.
+        #[arg(long)]
+        renew: bool,
+        /// The accelerator: probe (auto), or force kvm or tcg.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+        accel: String,
+        #[command(flatten)]
+        dir: DataDirArg,
     },
     /// Bridge standard input and output to a Unix socket (QEMU runs this to carry a
     /// guest's metadata requests to Kiln).
@@ -384,6 +409,42 @@ pub(crate) enum DbCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum HostCommand {
+    /// Print a one-time token a host joins the cloud's ZONE with (`kiln agent --token`).
+    JoinToken {
+        #[arg(long)]
+        zone: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// The joined hosts: zone, state, capacity and last heartbeat.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Stop new placements on HOST and ask for its instances to be moved off.
+    Drain {
+        host: kiln_agent_api::HostId,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Stop new placements on HOST; its instances stay.
+    Cordon {
+        host: kiln_agent_api::HostId,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Take HOST out of the fleet: its certificate is no longer accepted.
+    Retire {
+        host: kiln_agent_api::HostId,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Let HOST take new placements again (after drain or cordon).
+    Activate {
+        host: kiln_agent_api::HostId,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
     /// Show the accelerator (KVM or TCG, as probed), capacity and use.
     Info {
         #[command(flatten)]

@@ -2,12 +2,14 @@
 //! data directory; `kiln image` builds images (the
 //! benchmarks are the dev-only `kiln-bench`).
 
+mod agent;
 mod args;
 mod cli;
 mod client;
 mod credentials;
 mod data_dir;
 mod db_cli;
+mod fleet_cli;
 mod host;
 mod keys;
 mod lead;
@@ -57,6 +59,8 @@ fn run(cli: Cli) -> Result<()> {
             cache_dir,
             host,
             import_dir,
+            agent_listen,
+            agent_name,
         } => {
             let dir = dir.resolve()?;
             if let Some(url) = &database {
@@ -71,10 +75,15 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
+            let listen = serve::Listen { api: listen, agents: agent_listen.map(|a| (a, agent_name)) };
             serve(listen, dir, &regions, max_body, (!no_quickstart).then_some((cache, quickstart)), &host, import_dir)
         }
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
+        Command::Host { command } => fleet_cli::fleet(command),
+        Command::Agent { control, token, renew, accel, dir } => {
+            agent::run(&dir.resolve()?, &control, token.as_deref(), renew, Some(accel.as_str()))
+        }
         Command::Db { command: DbCommand::Status { dir } } => db_cli::status(&dir.resolve()?),
         Command::Db { command: DbCommand::Migrate { from, to } } => db_cli::migrate(&from, &to),
         Command::Account { command: AccountCommand::Create { name, dir } } => {

@@ -71,8 +71,15 @@ pub(crate) fn open(dir: &std::path::Path, regions: &[String]) -> Result<Cloud> {
     Ok(Cloud::new(store, region_configs(regions)?, dir.to_path_buf()))
 }
 
+/// Where a server listens: the EC2 API, and the hosts' agents' endpoint with the names
+/// its certificate carries, if it serves one.
+pub(crate) struct Listen {
+    pub(crate) api: SocketAddr,
+    pub(crate) agents: Option<(SocketAddr, Vec<String>)>,
+}
+
 pub(crate) fn serve(
-    listen: SocketAddr,
+    listen: Listen,
     dir: PathBuf,
     regions: &[String],
     max_body: usize,
@@ -80,6 +87,7 @@ pub(crate) fn serve(
     host: &HostArgs,
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
+    let Listen { api: listen, agents } = listen;
     let agent = host.agent(&dir);
     let shared = location(&dir)?.is_shared();
     let _pool = if kiln_agent_api::HostAgent::vpc_networking(agent.as_ref()) {
@@ -170,8 +178,30 @@ pub(crate) fn serve(
         })
     };
 
+    let agents = match agents {
+        Some((addr, mut names)) => {
+            names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+            if !addr.ip().is_unspecified() {
+                names.push(addr.ip().to_string());
+            }
+            let acceptor = kiln_server::agents::tls_acceptor(&cloud, &names)?;
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the agents' endpoint {addr}: try another --agent-listen"))?;
+            listener.set_nonblocking(true)?;
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let agents = match agents {
+            Some((listener, acceptor)) => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                println!("Hosts' agents join at https://{} (kiln host join-token --zone ZONE)", listener.local_addr()?);
+                Some(tokio::spawn(kiln_server::agents::serve(listener, acceptor, cloud.clone())))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}: is another kiln running? try --listen 127.0.0.1:PORT"))?;
@@ -192,6 +222,9 @@ pub(crate) fn serve(
         kiln_server::serve(listener, cloud, config, shutdown_signal()).await?;
         let _ = guests_stop.send(true);
         let _ = guests.await;
+        if let Some(a) = agents {
+            a.abort();
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -77,6 +77,10 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
     if !r.zone_names.is_empty() || !r.zone_ids.is_empty() {
         zones.retain(|z| r.zone_names.contains(&z.name) || r.zone_ids.contains(&z.id));
     }
+    // A zone with joined hosts is available while one of them is live; a zone without
+    // any is served by this server's own host.
+    let liveness = ctx.cloud.zone_liveness().ec2()?;
+    let state = |z: &Zone| if liveness.get(&z.name) == Some(&false) { "impaired" } else { "available" };
     let zones = filter::apply(
         zones,
         &r.filters,
@@ -94,7 +98,7 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
         |z, name| match name {
             "zone-name" => Field::one(z.name.clone()),
             "zone-id" => Field::one(z.id.clone()),
-            "state" => Field::one("available"),
+            "state" => Field::one(state(z)),
             "region-name" => Field::one(region.name.clone()),
             "zone-type" => Field::one("availability-zone"),
             "group-name" | "network-border-group" => Field::one(region.name.clone()),
@@ -108,7 +112,7 @@ pub(crate) fn describe_zones(ctx: &Ctx<'_>, r: DescribeAvailabilityZones) -> Act
     w.set("availabilityZoneInfo", zones, |w, z| {
         w.elem("zoneName", &z.name)
             .elem("zoneId", &z.id)
-            .elem("zoneState", "available")
+            .elem("zoneState", state(z))
             .elem("regionName", &region.name)
             .elem("zoneType", "availability-zone")
             .elem("groupName", &region.name)

@@ -1,0 +1,351 @@
+//! Hosts that join with `kiln agent`: one-time join tokens, the certificate authority
+//! (kept in the store, so every server issues and checks the same certificates), the
+//! client certificates hosts authenticate with, heartbeats, the operator's states
+//! (drain, cordon, retire) and which zones have a live host.
+//!
+//! A token reads `K1.<sha256 of the CA certificate>.<secret>`: the agent checks the
+//! control plane's CA against the hash before it trusts it (as kubeadm's discovery
+//! hash does), and the control plane keeps only the secret's hash.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_agent_api::{Enrolled, HostId, HostReport, HostState, JoinRequest};
+use kiln_store::hosts::{self as store, Ca, Host, JoinToken};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use sha2::{Digest, Sha256};
+
+use crate::leases::now_ms;
+use crate::{Cloud, Error, Result};
+
+/// How long a host's client certificate is valid; agents renew with a third left.
+pub const HOST_CERT_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a join token stays usable.
+pub const JOIN_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A host is live while its last heartbeat is younger than this (agents beat every
+/// `HEARTBEAT_EVERY`).
+pub const HOST_LIVE: Duration = Duration::from_secs(15);
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+
+const TOKEN_PREFIX: &str = "K1";
+
+/// A host as the operator sees it: its row and whether it is live now.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub host: Host,
+    pub live: bool,
+    pub heartbeat_age_ms: i64,
+}
+
+/// The SHA-256 of a certificate's DER, in hex: how hosts and the CA are named.
+pub fn cert_sha256(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// The DER of the first certificate in `pem`.
+pub fn pem_der(pem: &str) -> Result<Vec<u8>> {
+    let p = pem::parse(pem).map_err(|e| Error::Crypto(format!("not a PEM certificate: {e}")))?;
+    Ok(p.into_contents())
+}
+
+fn crypto(e: rcgen::Error) -> Error {
+    Error::Crypto(e.to_string())
+}
+
+fn validity(params: &mut CertificateParams, lifetime: Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(lifetime.as_secs() as i64);
+}
+
+/// The CA's certificate and key, ready to sign.
+struct Issuer {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Issuer {
+    fn load(ca: &Ca) -> Result<Self> {
+        let key = KeyPair::from_pem(&ca.key_pem).map_err(crypto)?;
+        let params = CertificateParams::from_ca_cert_pem(&ca.cert_pem).map_err(crypto)?;
+        let cert = params.self_signed(&key).map_err(crypto)?;
+        Ok(Self { cert, key })
+    }
+
+    /// A client certificate for `host` on the key in `csr_pem`.
+    fn client(&self, host: &HostId, csr_pem: &str) -> Result<(String, String, i64)> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::InvalidParameterValue(format!("the certificate signing request is not valid: {e}")))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, host.as_str());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, HOST_CERT_LIFETIME);
+        csr.params = params;
+        let cert = csr.signed_by(&self.cert, &self.key).map_err(crypto)?;
+        let expires = now_ms() + HOST_CERT_LIFETIME.as_millis() as i64;
+        Ok((cert.pem(), cert_sha256(cert.der()), expires))
+    }
+}
+
+fn new_ca() -> Result<Ca> {
+    let key = KeyPair::generate().map_err(crypto)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "Kiln hosts CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity(&mut params, Duration::from_secs(10 * 365 * 24 * 3600));
+    let cert = params.self_signed(&key).map_err(crypto)?;
+    Ok(Ca { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// A server certificate and its key (PEM), for the agents' endpoint.
+pub struct ServerIdentity {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Cloud {
+    /// The hosts' CA, made on first use (servers starting together keep one).
+    fn host_ca(&self) -> Result<Ca> {
+        if let Some(ca) = self.store.read(store::ca)? {
+            return Ok(ca);
+        }
+        let made = new_ca()?;
+        Ok(self.store.write(|tx| store::put_ca(tx, &made, now_ms()))?)
+    }
+
+    /// The CA certificate (PEM) agents trust.
+    pub fn host_ca_pem(&self) -> Result<String> {
+        Ok(self.host_ca()?.cert_pem)
+    }
+
+    /// A fresh certificate for the agents' endpoint naming `names` (IP addresses or DNS
+    /// names), signed by the hosts' CA.
+    pub fn agent_endpoint_identity(&self, names: &[String]) -> Result<ServerIdentity> {
+        let ca = self.host_ca()?;
+        let issuer = Issuer::load(&ca)?;
+        let key = KeyPair::generate().map_err(crypto)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "Kiln control plane");
+        for n in names {
+            params.subject_alt_names.push(match n.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(n.clone().try_into().map_err(crypto)?),
+            });
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params, HOST_CERT_LIFETIME);
+        let cert = params.signed_by(&key, &issuer.cert, &issuer.key).map_err(crypto)?;
+        Ok(ServerIdentity { ca_pem: ca.cert_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// A one-time token for a host of `zone` to join with.
+    pub fn create_join_token(&self, zone: &str) -> Result<String> {
+        if !self.regions.iter().any(|r| r.zone(zone).is_some()) {
+            return Err(Error::InvalidParameterValue(format!(
+                "The zone '{zone}' does not exist in any region this cloud serves"
+            )));
+        }
+        let ca_hash = cert_sha256(&pem_der(&self.host_ca()?.cert_pem)?);
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let now = now_ms();
+        let token = JoinToken {
+            token_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            zone: zone.to_owned(),
+            created_at: now,
+            expires_at: now + JOIN_TOKEN_LIFETIME.as_millis() as i64,
+            used_by: None,
+        };
+        self.store.write(|tx| store::insert_token(tx, &token))?;
+        Ok(format!("{TOKEN_PREFIX}.{ca_hash}.{secret}"))
+    }
+
+    /// Joins a host: spends its token (once, whoever else tries it), records the host
+    /// and issues its client certificate.
+    pub fn join_host(&self, req: &JoinRequest) -> Result<Enrolled> {
+        let hash = hex::encode(Sha256::digest(req.secret.as_bytes()));
+        let refused = || {
+            Error::Unauthorized(
+                "The join token is unknown, used or expired: make a new one with `kiln host join-token`".into(),
+            )
+        };
+        let token = self.store.read(|c| store::token(c, &hash))?.ok_or_else(refused)?;
+        let now = now_ms();
+        if token.used_by.is_some() || token.expires_at < now {
+            return Err(refused());
+        }
+        let issuer = Issuer::load(&self.host_ca()?)?;
+        let host_id = HostId::generate();
+        let (cert_pem, cert_hash, expires) = issuer.client(&host_id, &req.csr_pem)?;
+        let host = Host {
+            host_id: host_id.clone(),
+            zone: token.zone.clone(),
+            hostname: req.report.hostname.clone(),
+            state: HostState::Active,
+            architectures: architectures(&req.report),
+            accel: req.report.info.accel.as_str().to_owned(),
+            cpus: req.report.info.cpus as i64,
+            memory_mib: req.report.info.memory_mib as i64,
+            qemu_version: req.report.info.qemu_version.clone(),
+            cert_sha256: cert_hash,
+            prev_cert_sha256: None,
+            cert_expires_at: expires,
+            joined_at: now,
+            heartbeat_at: now,
+        };
+        self.store.write(|tx| {
+            if !store::use_token(tx, &hash, &host_id)? {
+                return Err(refused());
+            }
+            store::insert(tx, &host)?;
+            Ok(())
+        })?;
+        tracing::info!(host = %host_id, zone = %token.zone, hostname = %host.hostname, "a host joined");
+        Ok(Enrolled { host_id, zone: token.zone, cert_pem })
+    }
+
+    /// The host presenting the client certificate whose DER hashes to `cert_sha256`;
+    /// a retired host is refused.
+    pub fn authenticate_host(&self, cert_sha256: &str) -> Result<Host> {
+        match self.store.read(|c| store::by_cert(c, cert_sha256))? {
+            Some(h) if h.state != HostState::Retired => Ok(h),
+            Some(h) => Err(Error::Unauthorized(format!("Host {} is retired", h.host_id))),
+            None => Err(Error::Unauthorized("This certificate belongs to no host of this cloud".into())),
+        }
+    }
+
+    pub fn host_heartbeat(&self, host: &Host, report: &HostReport, presented_sha256: &str) -> Result<()> {
+        Ok(self.store.write(|tx| {
+            store::heartbeat(
+                tx,
+                &host.host_id,
+                &report.hostname,
+                &architectures(report),
+                report.info.accel.as_str(),
+                report.info.cpus as i64,
+                report.info.memory_mib as i64,
+                &report.info.qemu_version,
+                presented_sha256,
+                now_ms(),
+            )
+        })?)
+    }
+
+    /// A new client certificate for a host, on the key in `csr_pem`; the one it
+    /// presented stays valid until it is seen with the new one.
+    pub fn renew_host_cert(&self, host: &Host, presented_sha256: &str, csr_pem: &str) -> Result<Enrolled> {
+        let issuer = Issuer::load(&self.host_ca()?)?;
+        let (cert_pem, hash, expires) = issuer.client(&host.host_id, csr_pem)?;
+        self.store.write(|tx| store::renew(tx, &host.host_id, presented_sha256, &hash, expires))?;
+        tracing::info!(host = %host.host_id, "a host's certificate was renewed");
+        Ok(Enrolled { host_id: host.host_id.clone(), zone: host.zone.clone(), cert_pem })
+    }
+
+    /// Every joined host, and whether it is live.
+    pub fn hosts(&self) -> Result<Vec<HostView>> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .read(store::all)?
+            .into_iter()
+            .map(|host| {
+                let age = now - host.heartbeat_at;
+                HostView { live: age < HOST_LIVE.as_millis() as i64, heartbeat_age_ms: age, host }
+            })
+            .collect())
+    }
+
+    pub fn set_host_state(&self, id: &HostId, state: HostState) -> Result<Host> {
+        self.store.write(|tx| {
+            if !store::set_state(tx, id, state)? {
+                return Err(Error::InvalidParameterValue(format!("There is no host {id} in this cloud")));
+            }
+            store::get(tx, id)?.ok_or_else(|| Error::InvalidParameterValue(format!("There is no host {id}")))
+        })
+    }
+
+    /// The zones that have joined hosts (retired ones aside), each with whether one of
+    /// them is live. A zone without joined hosts is served by this server's own host.
+    pub fn zone_liveness(&self) -> Result<BTreeMap<String, bool>> {
+        let mut zones = BTreeMap::new();
+        for v in self.hosts()? {
+            if v.host.state != HostState::Retired {
+                *zones.entry(v.host.zone.clone()).or_insert(false) |= v.live;
+            }
+        }
+        Ok(zones)
+    }
+}
+
+fn architectures(r: &HostReport) -> String {
+    r.architectures.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::World;
+    use kiln_agent_api::{Accel, HostInfo};
+
+    fn csr() -> String {
+        let key = KeyPair::generate().expect("key");
+        CertificateParams::default().serialize_request(&key).expect("csr").pem().expect("pem")
+    }
+
+    fn request(secret: &str) -> JoinRequest {
+        JoinRequest {
+            secret: secret.to_owned(),
+            report: HostReport {
+                hostname: "h1".into(),
+                architectures: vec![kiln_types::Architecture::X86_64],
+                info: HostInfo { accel: Accel::Tcg, cpus: 2, memory_mib: 2048, qemu_version: "7.2".into() },
+            },
+            csr_pem: csr(),
+        }
+    }
+
+    #[test]
+    fn a_token_joins_one_host_whose_certificate_the_ca_signed_and_renewal_retires_the_old_one() {
+        let w = World::new("hosts");
+        assert!(w.cloud.create_join_token("nowhere-1z").is_err());
+        let token = w.cloud.create_join_token("us-east-1b").expect("token");
+        let [prefix, ca_hash, secret] = token.split('.').collect::<Vec<_>>()[..] else { panic!("{token}") };
+        assert_eq!(prefix, "K1");
+        let ca_pem = w.cloud.host_ca_pem().expect("ca");
+        assert_eq!(ca_hash, cert_sha256(&pem_der(&ca_pem).expect("der")));
+        assert!(matches!(w.cloud.join_host(&request("not-the-secret")), Err(Error::Unauthorized(_))));
+
+        let enrolled = w.cloud.join_host(&request(secret)).expect("join");
+        assert_eq!(enrolled.zone, "us-east-1b");
+        assert!(matches!(w.cloud.join_host(&request(secret)), Err(Error::Unauthorized(_))), "spent");
+        let (_, cert) = x509_parser::pem::parse_x509_pem(enrolled.cert_pem.as_bytes()).expect("pem");
+        let cert = cert.parse_x509().expect("x509");
+        let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("pem");
+        let ca = ca.parse_x509().expect("x509");
+        cert.verify_signature(Some(ca.public_key())).expect("signed by the hosts' CA");
+        assert_eq!(cert.subject().to_string(), format!("CN={}", enrolled.host_id));
+
+        let first = cert_sha256(&pem_der(&enrolled.cert_pem).expect("der"));
+        let host = w.cloud.authenticate_host(&first).expect("known");
+        assert_eq!(host.host_id, enrolled.host_id);
+        assert!(w.cloud.authenticate_host("00").is_err());
+        assert_eq!(w.cloud.zone_liveness().expect("zones").get("us-east-1b"), Some(&true));
+
+        // Renewed: both certificates work until the new one is seen, then only it.
+        let renewed = w.cloud.renew_host_cert(&host, &first, &csr()).expect("renew");
+        let second = cert_sha256(&pem_der(&renewed.cert_pem).expect("der"));
+        assert!(w.cloud.authenticate_host(&first).is_ok() && w.cloud.authenticate_host(&second).is_ok());
+        w.cloud.host_heartbeat(&host, &request("").report, &second).expect("beat");
+        assert!(w.cloud.authenticate_host(&first).is_err());
+
+        // Retired: refused, and its zone no longer counts it.
+        w.cloud.set_host_state(&host.host_id, HostState::Retired).expect("retire");
+        assert!(matches!(w.cloud.authenticate_host(&second), Err(Error::Unauthorized(_))));
+        assert_eq!(w.cloud.zone_liveness().expect("zones").get("us-east-1b"), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! `kiln agent`: joins this host to a control plane with a one-time token, then keeps
+//! it known there with a heartbeat carrying its report (zone, architectures,
+//! accelerator, vCPUs, memory, QEMU version), over HTTP/2 and mutual TLS. The host's key,
+//! certificate and the CA it trusts live in DATA_DIR/agent (0600); the certificate is
+//! renewed when a third of its life is left, or at once with `--renew`.
+//!
+//! Joining trusts the control plane's CA only if its SHA-256 is the one the token
+//! carries, so a token read by someone else cannot point the host at another CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use kiln_agent_api::{Enrolled, HostAgent, HostId, HostReport, HostState, JoinRequest};
+use kiln_types::Architecture;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What the agent keeps about its membership, beside its key and certificate.
+#[derive(Serialize, Deserialize)]
+struct Membership {
+    host_id: HostId,
+    zone: String,
+    control: String,
+    /// Unix seconds: when the certificate was issued and when it lapses.
+    issued_at: u64,
+    expires_at: u64,
+}
+
+const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes a private file whole (a temporary file renamed over it), mode 0600.
+fn write_private(path: &Path, data: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Accepts any server certificate: used once, to fetch the CA whose hash the token
+/// pins (the hash is checked before anything is trusted or sent).
+#[derive(Debug)]
+struct PinnedLater(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for PinnedLater {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// An HTTP/2 client trusting `ca_pem` only, presenting `identity` (cert, key PEM) if
+/// given.
+fn client(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<reqwest::blocking::Client> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(pem.as_bytes())?)?;
+            builder.with_root_certificates(roots)
+        }
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedLater(provider()))),
+    };
+    let mut config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(cert.as_bytes())?],
+            PrivateKeyDer::from_pem_slice(key.as_bytes())?,
+        )?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(config)
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(15))
+        .build()?)
+}
+
+/// A fresh key (PEM) and a signing request for it.
+fn key_and_csr() -> Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "kiln agent");
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key.serialize_pem(), csr))
+}
+
+/// What this host is, as it reports it.
+fn report(host: &kiln_agent::LocalAgent) -> HostReport {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    };
+    HostReport {
+        hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        architectures: Architecture::ALL.into_iter().filter(|a| on_path(kiln_agent::qemu::program(*a))).collect(),
+        info: host.info(),
+    }
+}
+
+/// The answer's body as `T`, or what the control plane said.
+fn answer<T: serde::de::DeserializeOwned>(r: reqwest::blocking::Response) -> Result<T> {
+    let status = r.status();
+    let body = r.text()?;
+    if !status.is_success() {
+        bail!("the control plane refused ({status}): {body}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("the control plane's answer: {body}"))
+}
+
+struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    fn read(&self, name: &str) -> Result<String> {
+        std::fs::read_to_string(self.path(name)).with_context(|| format!("reading {}", self.path(name).display()))
+    }
+    fn membership(&self) -> Result<Option<Membership>> {
+        match std::fs::read_to_string(self.path("host.json")) {
+            Ok(s) => Ok(Some(serde_json::from_str(&s)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+    /// Keeps a new key and certificate (the key first: a certificate is never kept
+    /// without its key).
+    fn keep(&self, m: &Membership, key_pem: &str, e: &Enrolled) -> Result<()> {
+        write_private(&self.path("key.pem"), key_pem)?;
+        write_private(&self.path("cert.pem"), &e.cert_pem)?;
+        write_private(&self.path("host.json"), &serde_json::to_string_pretty(m)?)
+    }
+}
+
+fn join(files: &Files, control: &str, token: &str, host: &kiln_agent::LocalAgent) -> Result<Membership> {
+    let mut parts = token.trim().splitn(3, '.');
+    let (Some("K1"), Some(ca_hash), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("that is not a join token (K1.<CA hash>.<secret>): make one with `kiln host join-token --zone ZONE`");
+    };
+    let ca_pem = client(None, None)?
+        .get(format!("{control}/v1/ca"))
+        .send()
+        .with_context(|| format!("reaching the control plane at {control}"))?
+        .error_for_status()?
+        .text()?;
+    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("the control plane's CA")?;
+    if hex::encode(Sha256::digest(&der)) != ca_hash {
+        bail!(
+            "the control plane at {control} shows a CA whose hash is not the token's: not joining (is the URL right?)"
+        );
+    }
+    let (key_pem, csr_pem) = key_and_csr()?;
+    let req = JoinRequest { secret: secret.to_owned(), report: report(host), csr_pem };
+    let enrolled: Enrolled =
+        answer(client(Some(&ca_pem), None)?.post(format!("{control}/v1/join")).json(&req).send()?)?;
+    let m = Membership {
+        host_id: enrolled.host_id.clone(),
+        zone: enrolled.zone.clone(),
+        control: control.to_owned(),
+        issued_at: now(),
+        expires_at: now() + LIFETIME.as_secs(),
+    };
+    std::fs::create_dir_all(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
+    write_private(&files.path("ca.pem"), &ca_pem)?;
+    files.keep(&m, &key_pem, &enrolled)?;
+    println!("Joined the control plane at {control} as host {} in zone {}.", m.host_id, m.zone);
+    Ok(m)
+}
+
+fn renew(files: &Files, m: &mut Membership) -> Result<()> {
+    let c = client(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))?;
+    let (key_pem, csr_pem) = key_and_csr()?;
+    let enrolled: Enrolled =
+        answer(c.post(format!("{}/v1/renew", m.control)).json(&serde_json::json!({ "csr_pem": csr_pem })).send()?)?;
+    m.issued_at = now();
+    m.expires_at = now() + LIFETIME.as_secs();
+    files.keep(m, &key_pem, &enrolled)?;
+    println!("Renewed host {}'s certificate (valid until Unix time {}).", m.host_id, m.expires_at);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Beat {
+    state: HostState,
+}
+
+pub(crate) fn run(
+    dir: &Path,
+    control: &str,
+    token: Option<&str>,
+    force_renew: bool,
+    accel: Option<&str>,
+) -> Result<()> {
+    let control = control.trim_end_matches('/');
+    if !control.starts_with("https://") {
+        bail!("--control must be the control plane's agents' endpoint, https://HOST:PORT (kiln serve --agent-listen)");
+    }
+    let files = Files { dir: dir.join("agent") };
+    let forced = match accel {
+        Some("kvm") => Some(kiln_agent_api::Accel::Kvm),
+        Some("tcg") => Some(kiln_agent_api::Accel::Tcg),
+        _ => None,
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
+    let host = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced);
+    let mut m = match (files.membership()?, token) {
+        (Some(m), _) if m.control == control => m,
+        (Some(m), _) => bail!(
+            "{} already belongs to the control plane at {} as {}: use another --data-dir",
+            dir.display(),
+            m.control,
+            m.host_id
+        ),
+        (None, Some(token)) => join(&files, control, token, &host)?,
+        (None, None) => bail!("this host has not joined yet: pass --token (from `kiln host join-token --zone ZONE`)"),
+    };
+    if force_renew {
+        renew(&files, &mut m)?;
+    }
+    println!("Host {} (zone {}) reports to {control} every {} s.", m.host_id, m.zone, HEARTBEAT.as_secs());
+    let mut last_state = None;
+    loop {
+        if now() > m.issued_at + (m.expires_at - m.issued_at) * 2 / 3 {
+            if let Err(e) = renew(&files, &mut m) {
+                tracing::warn!(error = %e, "renewing the host's certificate failed; trying again at the next beat");
+            }
+        }
+        let c = client(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))?;
+        match c.post(format!("{control}/v1/heartbeat")).json(&report(&host)).send() {
+            Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => {
+                bail!("the control plane refused this host: {}", r.text().unwrap_or_default())
+            }
+            Ok(r) => match answer::<Beat>(r) {
+                Ok(beat) => {
+                    if last_state != Some(beat.state) {
+                        println!("Host {} is {}.", m.host_id, beat.state.as_str());
+                        last_state = Some(beat.state);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a heartbeat was refused"),
+            },
+            Err(e) => tracing::warn!(error = %anyhow!(e), "the control plane did not answer a heartbeat"),
+        }
+        std::thread::sleep(HEARTBEAT);
+    }
+}
+
+const HEARTBEAT: Duration = kiln_control::hosts::HEARTBEAT_EVERY;

@@ -1,0 +1,73 @@
+//! `kiln host join-token | list | drain | cordon | retire | activate`: the hosts joined
+//! to this data directory's cloud with `kiln agent`, read and changed in its store.
+
+use anyhow::Result;
+use kiln_agent_api::HostState;
+
+use crate::args::HostCommand;
+use crate::serve::{default_regions, open};
+
+pub(crate) fn fleet(command: HostCommand) -> Result<()> {
+    let (dir, change) = match command {
+        HostCommand::Info { .. } => unreachable!("kiln host info is this machine's, handled in main"),
+        HostCommand::JoinToken { zone, dir } => {
+            let cloud = open(&dir.resolve()?, &default_regions())?;
+            println!("{}", cloud.create_join_token(&zone)?);
+            eprintln!(
+                "Run on the new host, within {} h: kiln agent --control https://THIS-SERVER:PORT --token TOKEN",
+                kiln_control::hosts::JOIN_TOKEN_LIFETIME.as_secs() / 3600
+            );
+            return Ok(());
+        }
+        HostCommand::List { dir } => return list(&dir.resolve()?),
+        HostCommand::Drain { host, dir } => (dir, (host, HostState::Draining)),
+        HostCommand::Cordon { host, dir } => (dir, (host, HostState::Cordoned)),
+        HostCommand::Retire { host, dir } => (dir, (host, HostState::Retired)),
+        HostCommand::Activate { host, dir } => (dir, (host, HostState::Active)),
+    };
+    let cloud = open(&dir.resolve()?, &default_regions())?;
+    let h = cloud.set_host_state(&change.0, change.1)?;
+    println!("Host {} ({}) is {}.", h.host_id, h.zone, h.state.as_str());
+    Ok(())
+}
+
+fn list(dir: &std::path::Path) -> Result<()> {
+    let cloud = open(dir, &default_regions())?;
+    let hosts = cloud.hosts()?;
+    if hosts.is_empty() {
+        println!("No hosts have joined (this server's own host runs every instance).");
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING).set_header([
+        "HOST",
+        "ZONE",
+        "STATE",
+        "HEALTH",
+        "HOSTNAME",
+        "ARCH",
+        "ACCEL",
+        "VCPUS",
+        "MEMORY",
+        "QEMU",
+        "HEARTBEAT",
+    ]);
+    for v in hosts {
+        let h = &v.host;
+        t.add_row([
+            h.host_id.to_string(),
+            h.zone.clone(),
+            h.state.as_str().to_owned(),
+            if v.live { "live" } else { "lost" }.to_owned(),
+            h.hostname.clone(),
+            h.architectures.clone(),
+            h.accel.clone(),
+            h.cpus.to_string(),
+            format!("{} MiB", h.memory_mib),
+            h.qemu_version.clone(),
+            format!("{:.1} s ago", v.heartbeat_age_ms as f64 / 1000.0),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}

@@ -1,0 +1,195 @@
+"""Hosts joining a control plane with `kiln agent`: a one-time token, mutual TLS with
+certificates the cloud's CA issues at join, heartbeats, `kiln host list`, drain, cordon,
+activate and retire, certificate renewal, and DescribeAvailabilityZones showing a zone
+`impaired` while none of its joined hosts is live.
+
+The agents run on this machine with data directories of their own; they run no
+instances yet (placement on joined hosts is the next part of the many-hosts work)."""
+
+import json
+import re
+import shutil
+import signal
+import ssl
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from instances_helpers import KILN_BIN, Server, free_port, wait_for
+
+ZONE = "us-east-1b"
+# kiln_control::hosts: a host is live while its last heartbeat is younger than 15 s.
+LIVE_FOR = 15.0
+REPORT = {"hostname": "test", "architectures": ["x86_64"], "accel": "Tcg", "cpus": 1, "memory_mib": 512,
+          "qemu_version": "test"}
+
+
+def kiln(*args, timeout=60):
+    return subprocess.run([KILN_BIN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Agent:
+    def __init__(self, control, data_dir):
+        self.control, self.data_dir, self.proc = control, data_dir, None
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, *extra):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [KILN_BIN, "agent", "--control", self.control, "--data-dir", str(self.data_dir), "--accel", "tcg", *extra],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def output(self):
+        return self.log.read_text() if self.log.exists() else ""
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def file(self, name):
+        return self.data_dir / "agent" / name
+
+
+def hosts(server):
+    out = kiln("host", "list", "--data-dir", str(server.data_dir))
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in out.stdout.splitlines()[1:]:
+        cols = line.split()
+        if cols and cols[0].startswith("h-"):
+            rows[cols[0]] = {"zone": cols[1], "state": cols[2], "health": cols[3], "line": line}
+    return rows, out.stdout
+
+
+def zone_state(ec2, zone=ZONE):
+    [z] = ec2.describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
+    return z["State"]
+
+
+def call(endpoint, path, agent=None, body=None, cert=None):
+    """POSTs JSON to the agents' endpoint, trusting only the cloud's CA; `cert` is a
+    (cert, key) pair to present. Returns (status, text)."""
+    ctx = ssl.create_default_context(cafile=str(agent.file("ca.pem")))
+    if cert:
+        ctx.load_cert_chain(*map(str, cert))
+    req = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture
+def control():
+    port = free_port()
+    s = Server(extra_args=["--no-quickstart", "--agent-listen", f"127.0.0.1:{port}"])
+    s.agents = f"https://127.0.0.1:{port}"
+    s.start()
+    yield s
+    s.stop()
+    shutil.rmtree(s.data_dir, ignore_errors=True)
+
+
+def test_hosts_join_report_and_go_impaired_when_they_stop(control, tmp_path):
+    ec2 = control.client("default")
+    assert zone_state(ec2) == "available"  # no joined host: this server's own host serves it
+    out = kiln("host", "join-token", "--zone", "us-east-1z", "--data-dir", str(control.data_dir))
+    assert out.returncode != 0 and "us-east-1z" in out.stderr, out.stderr
+    assert hosts(control)[0] == {}
+
+    token = kiln("host", "join-token", "--zone", ZONE, "--data-dir", str(control.data_dir)).stdout.strip()
+    assert re.fullmatch(r"K1\.[0-9a-f]{64}\.[0-9a-f]{64}", token), token
+
+    # A token whose CA hash is not the control plane's: the agent refuses to join.
+    forged = "K1." + "0" * 64 + "." + token.split(".")[2]
+    out = kiln("agent", "--control", control.agents, "--token", forged, "--data-dir", str(tmp_path / "forged"))
+    assert out.returncode != 0 and "CA whose hash is not the token's" in out.stderr, out.stderr
+    assert not (tmp_path / "forged" / "agent").exists()
+
+    a = Agent(control.agents, tmp_path / "a").start("--token", token)
+    try:
+        wait_for("the host to join", lambda: hosts(control)[0], 30, 0.5)
+        [(host_id, row)] = hosts(control)[0].items()
+        assert row["zone"] == ZONE and row["state"] == "active" and row["health"] == "live", row
+        assert "tcg" in row["line"] and "x86_64" in row["line"] and "QEMU" in row["line"], row
+        assert f"as host {host_id} in zone {ZONE}" in a.output()
+        for name in ("key.pem", "cert.pem", "ca.pem", "host.json"):
+            assert stat.S_IMODE(a.file(name).stat().st_mode) == 0o600, name
+        assert zone_state(ec2) == "available"
+
+        # The token is spent: a second host cannot join with it, and keeps nothing.
+        out = kiln("agent", "--control", control.agents, "--token", token, "--data-dir", str(tmp_path / "b"))
+        assert out.returncode != 0 and "unknown, used or expired" in out.stderr, out.stderr
+        assert not (tmp_path / "b" / "agent").exists()
+        assert len(hosts(control)[0]) == 1
+
+        # Paths past joining need the host's certificate; one the cloud's CA did not
+        # issue does not get through the handshake.
+        assert call(control.agents, "/v1/heartbeat", a, REPORT)[0] == 401
+        assert call(control.agents, "/v1/heartbeat", a, REPORT, (a.file("cert.pem"), a.file("key.pem")))[0] == 200
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-subj", "/CN=" + host_id, "-days", "1", "-keyout", str(tmp_path / "k.pem"),
+                        "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            call(control.agents, "/v1/heartbeat", a, REPORT, (tmp_path / "c.pem", tmp_path / "k.pem"))
+        if shutil.which("curl"):
+            v = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2", "--cacert",
+                                str(a.file("ca.pem")), control.agents + "/v1/ca"], capture_output=True, text=True)
+            assert v.stdout == "2", v  # HTTP/2 over TLS
+
+        # Drain, cordon, activate: the host hears its state at the next heartbeat.
+        for verb, state in (("drain", "draining"), ("cordon", "cordoned"), ("activate", "active")):
+            out = kiln("host", verb, host_id, "--data-dir", str(control.data_dir))
+            assert out.returncode == 0 and f"is {state}" in out.stdout, out.stderr
+            assert hosts(control)[0][host_id]["state"] == state
+            wait_for(f"the agent to hear {state}", lambda: f"is {state}." in a.output(), 15, 0.5)
+        out = kiln("host", "drain", "h-00000000000000000", "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and "no host h-00000000000000000" in out.stderr, out.stderr
+        out = kiln("host", "drain", "i-0123", "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and "not a host ID" in out.stderr, out.stderr
+
+        # The agent dies: once its heartbeats are overdue the zone is impaired, the
+        # other zones are not, and the list says the host is lost.
+        a.kill()
+        started = time.monotonic()
+        wait_for("the zone to be impaired", lambda: zone_state(ec2) == "impaired", LIVE_FOR + 15, 0.5)
+        assert time.monotonic() - started > LIVE_FOR - 5
+        assert zone_state(ec2, "us-east-1a") == "available"
+        filtered = ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["impaired"]}])
+        assert [z["ZoneName"] for z in filtered["AvailabilityZones"]] == [ZONE]
+        assert hosts(control)[0][host_id]["health"] == "lost"
+
+        # It comes back without a token (its certificate is its identity) and the zone
+        # with it, also across a restart of the control plane (the CA is in the store).
+        control.kill9()
+        control.start()
+        old_cert = a.file("cert.pem").read_text()
+        shutil.copy(a.file("cert.pem"), tmp_path / "old-cert.pem")
+        shutil.copy(a.file("key.pem"), tmp_path / "old-key.pem")
+        a.start("--renew")
+        wait_for("the zone to be available", lambda: zone_state(ec2) == "available", 30, 0.5)
+        assert hosts(control)[0][host_id]["health"] == "live"
+        assert "Renewed host" in a.output() and a.file("cert.pem").read_text() != old_cert
+        # Once the host has used its new certificate, the old one is refused.
+        time.sleep(4)
+        old = (tmp_path / "old-cert.pem", tmp_path / "old-key.pem")
+        assert call(control.agents, "/v1/heartbeat", a, REPORT, old)[0] == 403
+
+        # Retired: the host's certificate is refused, the agent stops, and the zone is
+        # served by this server's own host again.
+        out = kiln("host", "retire", host_id, "--data-dir", str(control.data_dir))
+        assert out.returncode == 0, out.stderr
+        wait_for("the agent to stop", lambda: a.proc.poll() is not None, 15, 0.5)
+        assert "retired" in a.output(), a.output()
+        assert zone_state(ec2) == "available"
+    finally:
+        a.kill()
