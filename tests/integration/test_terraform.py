@@ -64,6 +64,8 @@ def test_terraform_applies_and_destroys_the_network_stack(kiln, ec2, quickstart_
         ip, instance = out["public_ip"]["value"], out["instance_id"]["value"]
         desc = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
         assert desc["PublicIpAddress"] == ip
+        assert (desc["Placement"]["GroupName"], desc["Placement"]["PartitionNumber"]) == (name, 2)
+        assert desc["Placement"]["GroupId"] == out["placement_group_id"]["value"]
         vol = ec2.describe_volumes(VolumeIds=[out["volume_id"]["value"]])["Volumes"][0]
         assert [(a["InstanceId"], a["Device"], a["State"]) for a in vol["Attachments"]] == [(instance, "/dev/sdf", "attached")]
         templated = ec2.describe_instances(InstanceIds=[out["templated_id"]["value"]])["Reservations"][0]["Instances"][0]

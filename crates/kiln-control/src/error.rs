@@ -90,6 +90,9 @@ pub enum Error {
     /// CreateVolume's size without a snapshot).
     #[error("{0}")]
     MissingParameter(String),
+    /// A placement group still has instances.
+    #[error("{0}")]
+    PlacementGroupInUse(String),
     /// A parameter needs another one (KmsKeyId without Encrypted).
     #[error("{0}")]
     ParameterDependency(String),

@@ -36,6 +36,9 @@ pub struct RunRequest {
     pub user_data: Option<Vec<u8>>,
     pub volumes: Vec<VolumeRequest>,
     pub availability_zone: Option<String>,
+    /// The placement group to launch into, and the partition (partition groups).
+    pub placement_group: Option<crate::placement_groups::GroupRef>,
+    pub partition_number: Option<i64>,
     pub instance_tags: Vec<(String, String)>,
     pub volume_tags: Vec<(String, String)>,
     pub client_token: Option<String>,
@@ -66,6 +69,8 @@ impl RunRequest {
             user_data: None,
             volumes: Vec::new(),
             availability_zone: None,
+            placement_group: None,
+            partition_number: None,
             instance_tags: Vec::new(),
             volume_tags: Vec::new(),
             client_token: None,
@@ -349,6 +354,20 @@ impl Cloud {
                 // transaction and then find the reservation above.
                 client_tokens::insert(tx, scope, token, &reservation_id, &hash)?;
             }
+            // A placement group first: a cluster group's zone is where its instances go.
+            let seats = match &r.placement_group {
+                Some(g) => Some(crate::placement_groups::Seats::of(tx, scope, g)?),
+                None if r.partition_number.is_some() => {
+                    return Err(Error::ParameterDependency(
+                        "Placement.PartitionNumber needs Placement.GroupName or Placement.GroupId".into(),
+                    ))
+                }
+                None => None,
+            };
+            let wanted_zone = match (&r.availability_zone, &r.subnet_id) {
+                (None, None) => seats.as_ref().and_then(|s| s.zone.clone()),
+                _ => r.availability_zone.clone(),
+            };
             // Placement: the subnet given, else the default subnet of the zone asked (or the first).
             let subnets = vpcs::list_subnets(tx, scope)?;
             let subnet = match &r.subnet_id {
@@ -356,8 +375,8 @@ impl Cloud {
                 None => subnets
                     .iter()
                     .filter(|s| s.default_for_az)
-                    .find(|s| r.availability_zone.as_ref().is_none_or(|z| &s.availability_zone == z))
-                    .ok_or_else(|| match &r.availability_zone {
+                    .find(|s| wanted_zone.as_ref().is_none_or(|z| &s.availability_zone == z))
+                    .ok_or_else(|| match &wanted_zone {
                         Some(z) => Error::InvalidParameterValue(format!("Invalid availability zone: [{z}]")),
                         None => Error::InvalidParameterValue("No default subnet: give SubnetId".into()),
                     })?,
@@ -432,6 +451,10 @@ impl Cloud {
                 )));
             }
             let count = host_fit.min(quota_fit);
+            let partitions = match &seats {
+                Some(s) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
+                None => vec![None; count as usize],
+            };
             let net: Ipv4Net = subnet.cidr.parse().map_err(|_| kiln_store::StoreError::Corrupt(format!("subnet CIDR {}", subnet.cidr)))?;
             let mut taken = instances::addresses_in_subnet(tx, &subnet.id)?;
             let mut made = Vec::new();
@@ -488,6 +511,9 @@ impl Cloud {
                 };
                 instances::insert(tx, &inst)?;
                 tags::put_all(tx, scope, ResourceKind::Instance, &id, &r.instance_tags)?;
+                if let Some(s) = &seats {
+                    s.join(tx, &id, partitions[n as usize])?;
+                }
                 for (device, snap, size, vtype, dot) in &plan {
                     let vid = ResourceKind::Volume.generate();
                     volumes::insert(

@@ -21,6 +21,7 @@ pub mod launch_templates;
 pub mod leases;
 pub mod metrics;
 pub mod network;
+pub mod placement_groups;
 pub mod reconcile;
 pub mod routing;
 pub mod security_groups;

@@ -103,6 +103,9 @@ impl Ec2Error {
                 "InvalidLaunchTemplateId.NotFound",
                 format!("The specified launch template, with template ID {joined}, does not exist."),
             ),
+            ResourceKind::PlacementGroup => {
+                ("InvalidPlacementGroup.Unknown", format!("The Placement Group '{joined}' is unknown."))
+            }
         };
         Self::new(code, message)
     }
@@ -132,6 +135,7 @@ impl From<IdError> for Ec2Error {
             ResourceKind::ElasticIp => "InvalidAllocationID.Malformed",
             ResourceKind::NetworkInterfaceAttachment => "InvalidAttachmentID.Malformed",
             ResourceKind::LaunchTemplate => "InvalidLaunchTemplateId.Malformed",
+            ResourceKind::PlacementGroup => "InvalidPlacementGroupId.Malformed",
         };
         Self::new(code, e.to_string())
     }

@@ -20,6 +20,10 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
                 "InvalidLaunchTemplateName.AlreadyExistsException",
                 format!("Launch template name already in use: {name}. Add a version to it with CreateLaunchTemplateVersion, or choose another name."),
             ),
+            ResourceKind::PlacementGroup => Ec2Error::new(
+                "InvalidPlacementGroup.Duplicate",
+                format!("The Placement Group '{name}' already exists."),
+            ),
             _ => Ec2Error::invalid_value(format!("'{name}' already exists")),
         },
         Error::InvalidParameterValue(m) => Ec2Error::invalid_value(m),
@@ -57,6 +61,7 @@ pub(crate) fn to_ec2(e: Error) -> Ec2Error {
         Error::AclEntryExists(m) => Ec2Error::new("NetworkAclEntryAlreadyExists", m),
         Error::AclEntryNotFound(m) => Ec2Error::new("InvalidNetworkAclEntry.NotFound", m),
         Error::MissingParameter(m) => Ec2Error::new("MissingParameter", m),
+        Error::PlacementGroupInUse(m) => Ec2Error::new("InvalidPlacementGroup.InUse", m),
         Error::ParameterDependency(m) => Ec2Error::new("InvalidParameterDependency", m),
         Error::VolumeInUse(m) => Ec2Error::new("VolumeInUse", m),
         Error::ZoneMismatch(m) => Ec2Error::new("InvalidVolume.ZoneMismatch", m),

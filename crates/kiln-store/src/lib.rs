@@ -13,6 +13,7 @@ pub mod key_pairs;
 pub mod launch_templates;
 pub mod leases;
 mod migrations;
+pub mod placement_groups;
 pub mod routing;
 pub mod security_groups;
 pub mod snapshots;

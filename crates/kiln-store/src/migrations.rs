@@ -676,6 +676,59 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         ),
     ),
+    // 18: placement groups, and which instances were launched into one (a table of its
+    // own, so an instance row stays as it was).
+    (
+        r#"
+    CREATE TABLE placement_groups (
+        id              TEXT PRIMARY KEY,
+        account_id      TEXT NOT NULL REFERENCES accounts(id),
+        region          TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        strategy        TEXT NOT NULL,
+        partition_count INTEGER,
+        spread_level    TEXT,
+        created_at      TEXT NOT NULL,
+        UNIQUE (account_id, region, name)
+    );
+    CREATE TABLE placement_group_members (
+        instance_id      TEXT PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+        group_id         TEXT NOT NULL REFERENCES placement_groups(id),
+        partition_number INTEGER
+    );
+    CREATE INDEX placement_group_members_by_group ON placement_group_members (group_id);
+    CREATE TRIGGER placement_groups_tags_go AFTER DELETE ON placement_groups
+        BEGIN DELETE FROM tags WHERE resource_id = OLD.id; END;
+    "#,
+        Some(
+            r#"
+    CREATE TABLE placement_groups (
+        id              TEXT COLLATE "C" PRIMARY KEY,
+        account_id      TEXT COLLATE "C" NOT NULL REFERENCES accounts(id),
+        region          TEXT COLLATE "C" NOT NULL,
+        name            TEXT COLLATE "C" NOT NULL,
+        strategy        TEXT COLLATE "C" NOT NULL,
+        partition_count BIGINT,
+        spread_level    TEXT COLLATE "C",
+        created_at      TEXT COLLATE "C" NOT NULL,
+        UNIQUE (account_id, region, name)
+    );
+    CREATE TABLE placement_group_members (
+        instance_id      TEXT COLLATE "C" PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+        group_id         TEXT COLLATE "C" NOT NULL REFERENCES placement_groups(id),
+        partition_number BIGINT
+    );
+    CREATE INDEX placement_group_members_by_group ON placement_group_members (group_id);
+    CREATE FUNCTION placement_groups_tags_go() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            DELETE FROM tags WHERE resource_id = OLD.id;
+            RETURN NULL;
+        END $fn$;
+    CREATE TRIGGER placement_groups_tags_go AFTER DELETE ON placement_groups
+        FOR EACH ROW EXECUTE FUNCTION placement_groups_tags_go();
+    "#,
+        ),
+    ),
 ];
 
 /// The newest schema version this kiln knows.

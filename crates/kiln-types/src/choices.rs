@@ -220,3 +220,20 @@ mod tests {
         assert!("".parse::<HttpEndpoint>().is_err());
     }
 }
+
+choice! {
+    /// How a placement group places its instances.
+    PlacementStrategy, "Strategy" {
+        Cluster = "cluster",
+        Spread = "spread",
+        Partition = "partition",
+    }
+}
+
+choice! {
+    /// What a spread placement group spreads its instances over.
+    SpreadLevel, "SpreadLevel" {
+        Host = "host",
+        Rack = "rack",
+    }
+}

@@ -30,10 +30,11 @@ pub enum ResourceKind {
     DhcpOptions,
     NetworkInterfaceAttachment,
     LaunchTemplate,
+    PlacementGroup,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 21] = [
+    pub const ALL: [ResourceKind; 22] = [
         Self::KeyPair,
         Self::Vpc,
         Self::Subnet,
@@ -55,6 +56,7 @@ impl ResourceKind {
         Self::DhcpOptions,
         Self::NetworkInterfaceAttachment,
         Self::LaunchTemplate,
+        Self::PlacementGroup,
     ];
 
     /// The ID prefix, without the dash.
@@ -81,6 +83,7 @@ impl ResourceKind {
             Self::DhcpOptions => "dopt",
             Self::NetworkInterfaceAttachment => "eni-attach",
             Self::LaunchTemplate => "lt",
+            Self::PlacementGroup => "pg",
         }
     }
 
@@ -108,6 +111,7 @@ impl ResourceKind {
             Self::DhcpOptions => "dhcp-options",
             Self::NetworkInterfaceAttachment => "network-interface-attachment",
             Self::LaunchTemplate => "launch-template",
+            Self::PlacementGroup => "placement-group",
         }
     }
 
@@ -271,6 +275,8 @@ typed_ids! {
     NetworkInterfaceAttachmentId => NetworkInterfaceAttachment,
     /// A launch template's ID (`lt-…`).
     LaunchTemplateId => LaunchTemplate,
+    /// A placement group's ID (`pg-…`).
+    PlacementGroupId => PlacementGroup,
 }
 
 /// An ID that does not have its kind's shape.

@@ -9,14 +9,14 @@ pub mod state;
 pub mod templates;
 
 pub use choices::{
-    ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, ShutdownBehavior, VolumeAttachState,
-    VolumeState, VolumeType,
+    ChoiceError, CpuCredits, HttpEndpoint, HttpTokens, InstanceOptions, PlacementStrategy, ShutdownBehavior,
+    SpreadLevel, VolumeAttachState, VolumeState, VolumeType,
 };
 pub use ids::{
     AccountId, AddressAssociationId, AllocationId, DhcpOptionsId, IdError, ImageId, InstanceId, InternetGatewayId,
     KeyPairId, LaunchTemplateId, NetworkAclAssociationId, NetworkAclId, NetworkInterfaceAttachmentId,
-    NetworkInterfaceId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId, SecurityGroupId,
-    SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
+    NetworkInterfaceId, PlacementGroupId, ReservationId, ResourceKind, RouteTableAssociationId, RouteTableId,
+    SecurityGroupId, SecurityGroupRuleId, SnapshotId, SubnetId, VolumeId, VpcId,
 };
 pub use region::{RegionConfig, Zone};
 pub use state::InstanceState;

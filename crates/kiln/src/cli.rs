@@ -848,6 +848,7 @@ pub fn actions_table() -> String {
         ("tags", "Tags"),
         ("images", "Images"),
         ("instances", "Instances"),
+        ("placement_groups", "Placement groups"),
         ("launch_templates", "Launch templates"),
     ];
     let mut out = String::from("| Area | Actions |\n|---|---|\n");

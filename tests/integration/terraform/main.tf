@@ -84,10 +84,19 @@ resource "aws_key_pair" "key" {
   public_key = var.public_key
 }
 
+resource "aws_placement_group" "web" {
+  name            = var.name
+  strategy        = "partition"
+  partition_count = 2
+  tags            = { Name = var.name }
+}
+
 resource "aws_instance" "web" {
-  ami                    = data.aws_ami.tiny.id
-  instance_type          = "t3.micro"
-  subnet_id              = aws_subnet.public.id
+  ami                        = data.aws_ami.tiny.id
+  instance_type              = "t3.micro"
+  placement_group            = aws_placement_group.web.name
+  placement_partition_number = 2
+  subnet_id                  = aws_subnet.public.id
   vpc_security_group_ids = [aws_security_group.ssh.id]
   key_name               = aws_key_pair.key.key_name
   tags                   = { Name = var.name }
@@ -145,3 +154,4 @@ output "templated_id" { value = aws_instance.templated.id }
 output "template_id" { value = aws_launch_template.web.id }
 output "volume_id" { value = aws_ebs_volume.data.id }
 output "instance_id" { value = aws_instance.web.id }
+output "placement_group_id" { value = aws_placement_group.web.placement_group_id }

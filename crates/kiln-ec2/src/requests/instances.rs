@@ -8,6 +8,7 @@ use kiln_types::{
 
 use super::images::{block_device_mappings, BlockDeviceMapping};
 use super::launch_templates::{launch_template_spec, overlay, Tags};
+use super::placement_groups::PlacementGroupRef;
 use super::{decode_tags, ids, Decode, Tag};
 use crate::page::Paging;
 use crate::{Ec2Error, Filter, Params};
@@ -84,6 +85,8 @@ pub struct LaunchSpec {
     pub user_data: Option<Vec<u8>>,
     pub block_devices: Vec<BlockDeviceMapping>,
     pub availability_zone: Option<String>,
+    pub placement_group: Option<PlacementGroupRef>,
+    pub partition_number: Option<i64>,
     pub instance_tags: Vec<Tag>,
     pub volume_tags: Vec<Tag>,
     pub client_token: Option<String>,
@@ -162,6 +165,8 @@ impl LaunchSpec {
             user_data,
             block_devices: block_device_mappings(p)?,
             availability_zone: p.string("Placement.AvailabilityZone"),
+            placement_group: PlacementGroupRef::from(&p.sub("Placement"))?,
+            partition_number: p.int("Placement.PartitionNumber")?,
             instance_tags: tags_for("instance"),
             volume_tags: tags_for("volume"),
             client_token,

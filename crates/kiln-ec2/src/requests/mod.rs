@@ -8,6 +8,7 @@ pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
 pub mod launch_templates;
+pub mod placement_groups;
 pub mod routing;
 pub mod security_groups;
 pub mod tags;
@@ -68,6 +69,9 @@ actions! {
     ImportKeyPair => key_pairs::ImportKeyPair,
     DescribeKeyPairs => key_pairs::DescribeKeyPairs,
     DeleteKeyPair => key_pairs::DeleteKeyPair,
+    CreatePlacementGroup => placement_groups::CreatePlacementGroup,
+    DescribePlacementGroups => placement_groups::DescribePlacementGroups,
+    DeletePlacementGroup => placement_groups::DeletePlacementGroup,
     CreateVpc => vpcs::CreateVpc,
     DescribeVpcs => vpcs::DescribeVpcs,
     DeleteVpc => vpcs::DeleteVpc,

@@ -19,6 +19,9 @@ use kiln_store::volumes::Volume;
 use kiln_types::ids::{instance_mac, primary_interface};
 use kiln_types::instance_types;
 
+use kiln_control::placement_groups::GroupRef;
+use kiln_ec2::requests::placement_groups::PlacementGroupRef;
+
 use super::interfaces::write_interface;
 use super::{ack, next_token, tag_pairs, ActionResult, Ctx, OrEc2};
 
@@ -29,6 +32,8 @@ struct Extras {
     volumes: HashMap<String, Vec<Volume>>,
     /// Made interfaces attached to instances of the scope.
     interfaces: Vec<NetworkInterface>,
+    /// Instances in a placement group: the membership and the group's name.
+    placements: HashMap<String, (kiln_store::placement_groups::Member, String)>,
 }
 
 fn extras(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec2Error> {
@@ -66,6 +71,7 @@ fn extras_without_volumes(ctx: &Ctx<'_>, list: &[Instance]) -> Result<Extras, Ec
         group_names: ctx.cloud.security_group_names_of(&ctx.scope, group_ids).ec2()?,
         volumes,
         interfaces,
+        placements: ctx.cloud.placements(&ctx.scope).ec2()?,
     })
 }
 
@@ -97,9 +103,12 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
         .end()
         .elem("instanceType", &i.instance_type)
         .elem("launchTime", &i.launch_time);
+    let placed = x.placements.get(&i.id);
     w.start("placement")
         .elem("availabilityZone", &i.availability_zone)
-        .elem("groupName", "")
+        .elem("groupName", placed.map(|(_, name)| name.as_str()).unwrap_or_default())
+        .opt("groupId", placed.map(|(m, _)| m.group_id.as_str()))
+        .opt("partitionNumber", placed.and_then(|(m, _)| m.partition_number))
         .elem("tenancy", "default")
         .end();
     w.start("monitoring").elem("state", if i.options.monitoring { "enabled" } else { "disabled" }).end();
@@ -211,6 +220,11 @@ pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
         user_data: r.user_data,
         volumes: volume_requests(r.block_devices),
         availability_zone: r.availability_zone,
+        placement_group: r.placement_group.map(|g| match g {
+            PlacementGroupRef::Name(n) => GroupRef::Name(n),
+            PlacementGroupRef::Id(i) => GroupRef::Id(i),
+        }),
+        partition_number: r.partition_number,
         instance_tags: tag_pairs(&r.instance_tags),
         volume_tags: tag_pairs(&r.volume_tags),
         client_token: r.client_token,
@@ -230,6 +244,8 @@ pub(crate) fn run(ctx: &Ctx<'_>, r: RunInstances) -> ActionResult {
 }
 
 const INSTANCE_FILTERS: &[&str] = &[
+    "placement-group-name",
+    "placement-partition-number",
     "instance-state-name",
     "instance-state-code",
     "instance-id",
@@ -294,6 +310,10 @@ fn instance_field(i: &Instance, name: &str, x: &Extras, account: &str) -> Field 
         "instance-id" => Field::one(i.id.clone()),
         "image-id" => Field::one(i.image_id.clone()),
         "instance-type" => Field::one(i.instance_type.clone()),
+        "placement-group-name" => Field::opt(x.placements.get(&i.id).map(|(_, n)| n.clone())),
+        "placement-partition-number" => {
+            Field::opt(x.placements.get(&i.id).and_then(|(m, _)| m.partition_number).map(|p| p.to_string()))
+        }
         "key-name" => Field::opt(i.key_name.clone()),
         "availability-zone" => Field::one(i.availability_zone.clone()),
         "vpc-id" => Field::one(i.vpc_id.clone()),

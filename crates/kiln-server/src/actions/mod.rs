@@ -7,6 +7,7 @@ mod instances;
 mod interfaces;
 mod key_pairs;
 mod launch_templates;
+mod placement_groups;
 mod regions;
 mod routing;
 mod security_groups;
@@ -88,6 +89,9 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, request: Request) -> ActionResult {
         Request::ImportKeyPair(r) => key_pairs::import(ctx, r),
         Request::DescribeKeyPairs(r) => key_pairs::describe(ctx, r),
         Request::DeleteKeyPair(r) => key_pairs::delete(ctx, r),
+        Request::CreatePlacementGroup(r) => placement_groups::create(ctx, r),
+        Request::DescribePlacementGroups(r) => placement_groups::describe(ctx, r),
+        Request::DeletePlacementGroup(r) => placement_groups::delete(ctx, r),
         Request::CreateVpc(r) => vpcs::create_vpc(ctx, r),
         Request::DescribeVpcs(r) => vpcs::describe_vpcs(ctx, r),
         Request::DeleteVpc(r) => vpcs::delete_vpc(ctx, r),
