@@ -120,6 +120,9 @@ const REGION: &str = "us-east-1";
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPeRv2ECfF4Lys99Z25Cyvm8S5sbR+L5Ui7BVZtJo1V bench";
 
 fn main() -> Result<()> {
+    // reqwest is built with rustls for the kiln binary's agent; its clients need a
+    // process-wide crypto provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = <BenchArgs as clap::Parser>::parse();
     match args.what {
         BenchWhat::Api { entries, requests, concurrency, moto } => api(entries, requests, concurrency.max(1), &moto),

@@ -40,6 +40,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // One TLS crypto provider for the process (ring): reqwest's clients and the agents'
+    // endpoint use it. Installing fails only if one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = run(Cli::parse_from(args::with_globals_last(std::env::args_os().collect()))) {
         eprintln!("kiln: {e:#}");
         std::process::exit(1);
