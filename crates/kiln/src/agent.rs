@@ -21,6 +21,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::credentials::write_private;
+
 /// What the agent keeps about its membership, beside its key and certificate.
 #[derive(Serialize, Deserialize)]
 struct Membership {
@@ -36,24 +38,6 @@ const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Writes a private file whole (a temporary file renamed over it), mode 0600.
-fn write_private(path: &Path, data: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(data.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// Accepts any server certificate: used once, to fetch the CA whose hash the token

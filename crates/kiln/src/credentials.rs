@@ -48,7 +48,8 @@ pub fn write_config(dir: &Path, region: &str) -> Result<()> {
     write_private(&path, &format!("[default]\nregion = {region}\noutput = json\n"))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Writes a private file (0600) whole: beside it first, then renamed over it.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     // Write beside and rename, so a crash never leaves half a file.
     let tmp = path.with_extension("tmp");
     {
