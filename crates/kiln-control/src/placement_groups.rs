@@ -37,7 +37,6 @@ pub struct NewGroup {
 /// each new instance's partition.
 #[derive(Debug, Clone)]
 pub(crate) struct Seats {
-    pub group_id: String,
     pub zone: Option<String>,
     group: PlacementGroup,
     live: Vec<Live>,
@@ -69,7 +68,7 @@ impl Seats {
             PlacementStrategy::Cluster => live.first().map(|m| m.availability_zone.clone()),
             _ => None,
         };
-        Ok(Self { group_id: group.id.clone(), zone, group, live })
+        Ok(Self { zone, group, live })
     }
 
     /// Checks that `count` instances fit in `zone` and gives each its partition
@@ -134,7 +133,7 @@ impl Seats {
             conn,
             &Member {
                 instance_id: instance_id.to_owned(),
-                group_id: self.group_id.clone(),
+                group_id: self.group.id.clone(),
                 partition_number: partition,
             },
         )?;

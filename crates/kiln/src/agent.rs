@@ -34,7 +34,8 @@ struct Membership {
     expires_at: u64,
 }
 
-const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The certificates the control plane issues last this long.
+const LIFETIME: Duration = kiln_control::hosts::HOST_CERT_LIFETIME;
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -201,8 +202,13 @@ fn join(files: &Files, control: &str, token: &str, host: &kiln_agent::LocalAgent
     Ok(m)
 }
 
+/// A client presenting the host's current certificate.
+fn host_client(files: &Files) -> Result<reqwest::blocking::Client> {
+    client(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))
+}
+
 fn renew(files: &Files, m: &mut Membership) -> Result<()> {
-    let c = client(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))?;
+    let c = host_client(files)?;
     let (key_pem, csr_pem) = key_and_csr()?;
     let enrolled: Enrolled =
         answer(c.post(format!("{}/v1/renew", m.control)).json(&serde_json::json!({ "csr_pem": csr_pem })).send()?)?;
@@ -253,13 +259,17 @@ pub(crate) fn run(
     }
     println!("Host {} (zone {}) reports to {control} every {} s.", m.host_id, m.zone, HEARTBEAT.as_secs());
     let mut last_state = None;
+    // One client (and connection) for the heartbeats, made again after a renewal.
+    let mut c = host_client(&files)?;
     loop {
         if now() > m.issued_at + (m.expires_at - m.issued_at) * 2 / 3 {
-            if let Err(e) = renew(&files, &mut m) {
-                tracing::warn!(error = %e, "renewing the host's certificate failed; trying again at the next beat");
+            match renew(&files, &mut m) {
+                Ok(()) => c = host_client(&files)?,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the host's certificate failed; trying again at the next beat")
+                }
             }
         }
-        let c = client(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))?;
         match c.post(format!("{control}/v1/heartbeat")).json(&report(&host)).send() {
             Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => {
                 bail!("the control plane refused this host: {}", r.text().unwrap_or_default())
