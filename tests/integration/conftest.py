@@ -268,6 +268,8 @@ def kiln():
         start_new_session=True,
     )
     server = Kiln(proc, port, data_dir, log_path)
+    global SESSION_SERVER
+    SESSION_SERVER = server
 
     def fail(why):
         if proc.poll() is None:
@@ -477,6 +479,40 @@ def aws(kiln):
         return p.returncode, data, p.stderr
 
     return run
+
+
+# The session's server, once started: a failing test shows what it logged meanwhile.
+SESSION_SERVER = None
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    server = SESSION_SERVER
+    try:
+        item.kiln_log_from = server.log_path.stat().st_size if server else 0
+    except OSError:
+        item.kiln_log_from = 0
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    server = SESSION_SERVER
+    if not report.failed or server is None or "kiln" not in getattr(item, "fixturenames", ()):
+        return
+    try:
+        with open(server.log_path, "rb") as f:
+            f.seek(getattr(item, "kiln_log_from", 0))
+            lines = _ANSI.sub("", f.read().decode(errors="replace")).splitlines()
+    except OSError:
+        return
+    # Every warning and error of the test's time, then its last lines.
+    loud = [l for l in lines if " WARN " in l or " ERROR " in l][-80:]
+    text = "\n".join(["warnings and errors:", *loud, "", "last lines:", *lines[-60:]])
+    report.sections.append((f"kiln serve's log during {call.when}", text))
 
 
 def pytest_terminal_summary(terminalreporter):
