@@ -84,6 +84,8 @@ class Server:
         # the machine.
         self.network_args = ["--public-ip-pool", pool] + ([] if egress_nat else ["--no-egress-nat"])
         self.database_args = database_args()
+        # More environment for the server (e.g. KILN_MACHINE_ID, to look like another machine).
+        self.env = {}
         self.proc = None
         self.starts = 0
 
@@ -121,7 +123,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env},
             )
         self.starts += 1
         deadline = time.monotonic() + timeout

@@ -80,6 +80,9 @@ def test_two_servers_share_one_database_and_take_over_each_others_work():
     a.start()
     b = Server(pool="100.64.4.0/24")
     b.data_dir, b.database_args = a.data_dir, []  # the database is recorded in the data directory
+    # B names another machine, as a server elsewhere would: A's process being gone from
+    # this machine's /proc then says nothing to B, which must wait for the lapse.
+    b.env = {"KILN_MACHINE_ID": "another-machine"}
     try:
         b.start()
         ea, eb = a.client("default"), b.client("default")

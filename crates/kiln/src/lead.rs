@@ -2,9 +2,10 @@
 //! database. Every server answers the API; only the holder runs the reconciler (and so
 //! every workflow step), imports, Quick Start builds and the guests' services. The
 //! holder renews the lease every `RENEW`; when it stops (it died or hangs), another
-//! takes the lease once it lapses, after `TTL`. On SQLite, where one server has the
-//! data directory by construction, a restarted server takes the lease of its dead
-//! predecessor at once.
+//! takes the lease once it lapses, after `TTL`. A server restarted on the machine of a
+//! holder whose process is gone takes its lease at once: on SQLite that is always the
+//! case (one server has the data directory by construction), on a shared store it
+//! spares the guests a lapse's wait without DHCP and metadata answers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ const RENEW: Duration = Duration::from_secs(2);
 
 /// This server's standing.
 pub(crate) struct Lead {
-    /// `HOSTNAME:PID:LISTEN`: the process, where to find it, and how to tell it died.
+    /// `MACHINE:PID:LISTEN`: the process, where to find it, and how to tell it died.
     me: String,
     /// Leading until this many milliseconds after `epoch` (0: not leading). A lease
     /// renewal that fails leaves it to run out on its own, a little before the lease does.
@@ -28,22 +29,35 @@ pub(crate) struct Lead {
     epoch: Instant,
     said: AtomicBool,
     /// Whether the clean-up a new holder owes (`serve::take_over`) is done for the
-    /// lease held now: the host's work waits for it.
+    /// lease held now: the host's work waits for it. A renewal that keeps the lease
+    /// without a gap keeps it done (the clean-up would remove this server's own work
+    /// in progress).
     settled: AtomicBool,
-    /// Whether other servers may share the store: then only a lapse frees the lease
-    /// (a process on this machine being gone says nothing of servers elsewhere).
-    shared: bool,
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+/// This machine, as the lease's holder names it: `KILN_MACHINE_ID` if set (machines
+/// cloned with one machine ID and one hostname must set it), else its hostname and its
+/// systemd/D-Bus machine ID (two machines may share a hostname; a cloned machine that
+/// kept its image's machine ID usually has another hostname). Servers that find the same
+/// name see one another's processes in `/proc`.
+fn machine() -> String {
+    if let Some(id) = std::env::var("KILN_MACHINE_ID").ok().filter(|id| !id.trim().is_empty()) {
+        return id.trim().replace(':', "");
+    }
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|id| id.trim().to_owned())
+        .find(|id| !id.is_empty())
+        .unwrap_or_default();
+    format!("{host}/{id}").replace(':', "")
 }
 
 impl Lead {
-    pub(crate) fn new(listen: std::net::SocketAddr, shared: bool) -> Self {
+    pub(crate) fn new(listen: std::net::SocketAddr) -> Self {
         Self {
-            shared,
-            me: format!("{}:{}:{listen}", hostname(), std::process::id()),
+            me: format!("{}:{}:{listen}", machine(), std::process::id()),
             until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             said: AtomicBool::new(false),
@@ -83,14 +97,21 @@ impl Lead {
         let asked = self.now_ms();
         let held = match cloud.hold_lease(HOST_WORK, &self.me, TTL) {
             Ok(true) => true,
-            Ok(false) if !self.shared => self.take_from_the_dead(cloud),
-            Ok(false) => false,
+            Ok(false) => self.take_from_the_dead(cloud),
             Err(e) => {
+                // Not known to be lost: leading runs out on its own unless a renewal
+                // succeeds first, and a renewal in time keeps the clean-up done.
                 tracing::warn!(error = %e, "cannot renew the host-work lease");
-                false
+                kiln_control::metrics::leading(self.holds());
+                return;
             }
         };
         kiln_control::metrics::leading(held);
+        if held && !self.holds() {
+            // Held again after a gap, or for the first time: another server may have
+            // had it meanwhile, so its leftovers are cleaned up before the work starts.
+            self.settled.store(false, Ordering::Release);
+        }
         if held {
             // Counted from before the renewal was asked, and a second short of the
             // lease, so this server stops before another may start.
@@ -114,7 +135,7 @@ impl Lead {
         let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
             return false;
         };
-        if host != hostname() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if host != machine() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return false;
         }
         tracing::info!(previous = %lease.holder, "the host-work lease's holder on this machine is gone");

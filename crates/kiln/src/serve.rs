@@ -113,7 +113,7 @@ pub(crate) fn serve(
     tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lead = Arc::new(crate::lead::Lead::new(listen, shared));
+    let lead = Arc::new(crate::lead::Lead::new(listen));
     // Settled before anything starts: a lone server cleans up after its predecessor here,
     // as before, and leads from its first pass.
     lead.renew(&cloud);
