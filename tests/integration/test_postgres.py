@@ -22,7 +22,9 @@ from instances_helpers import (
     kill_all_qemu,
     qemu_pid_of,
     qemu_processes,
+    ready_line,
     tiny_image,
+    wait_console,
     wait_for,
     waiter,
 )
@@ -137,6 +139,11 @@ def test_two_servers_share_one_database_and_take_over_each_others_work():
         assert leader and leader.endswith(f":127.0.0.1:{a.port}"), status
         vm = qemu_pid_of(a.data_dir, iid)
         assert vm, "the instance's QEMU"
+        # And a guest that asks for DHCP while no server answers: its VM started by the
+        # first server, which dies as the guest boots.
+        booting = eb.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1, KeyName=key,
+                                   SecurityGroupIds=[group])["Instances"][0]["InstanceId"]
+        waiter(eb, "instance_running", [booting], BOOT, a, delay=0.2)
         made = eb.create_image(InstanceId=iid, Name=uid("taken-over"), NoReboot=True)["ImageId"]
         assert eb.describe_images(ImageIds=[made])["Images"][0]["State"] == "pending"
         killed = time.monotonic()
@@ -155,6 +162,11 @@ def test_two_servers_share_one_database_and_take_over_each_others_work():
         assert qemu_pid_of(a.data_dir, iid) == vm and vm in qemu_processes(a.data_dir)
         waiter(eb, "instance_status_ok", [iid], BOOT, b)
         assert "this server does the host's work" in b.log()
+        # The guest kept asking through the failover and came up with its network (its
+        # ready line follows the metadata's SSH key and user data).
+        text = wait_console(eb, booting, lambda t: ready_line(booting) in t, "the ready line", BOOT, b)
+        assert "no DHCP answer" not in text, text[-2000:]
+        assert "the metadata service did not answer" not in text, text[-2000:]
         # The image launches, driven by the server that took over.
         second = eb.run_instances(ImageId=made, InstanceType="t3.micro", MinCount=1, MaxCount=1)
         waiter(eb, "instance_running", [second["Instances"][0]["InstanceId"]], BOOT, b)
