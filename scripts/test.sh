@@ -40,7 +40,7 @@ KILN_TEST_STORE="$store" python -m pytest -q tests/integration "$@"
 # Then a second pass with every server on PostgreSQL. In CI (the short form): every
 # test of the API and the store (accounts, keys, groups, VPCs, routing, tags, images,
 # launch templates, placement groups, hosts, isolation, protocol, STS, the console's
-# API, pools) and the crash and kill -9 tests; the tests whose time goes to guests and
+# API, pools) and the crash and kill -9 tests (and a restart's takeover of running VMs); the tests whose time goes to guests and
 # clients rather than the store (Debian, Terraform, Ansible, Chromium, VM networking)
 # would not fit CI's time twice. `KILN_TEST_STORE=postgres bash scripts/test.sh` (the
 # long form) runs every test on PostgreSQL.
@@ -52,5 +52,6 @@ if [ "$store" = "sqlite" ] && [ $# -eq 0 ]; then
     tests/integration/test_regions_types.py tests/integration/test_sts.py tests/integration/test_console_api.py \
     tests/integration/test_launch_templates.py tests/integration/test_isolation.py \
     tests/integration/test_placement_groups.py tests/integration/test_hosts.py tests/integration/test_pools.py \
-    tests/integration/test_images.py tests/integration/test_durable.py
+    tests/integration/test_images.py tests/integration/test_durable.py \
+    tests/integration/test_instances.py::test_crash_recovery_adopts_vms
 fi
