@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,11 @@ def test_hosts_join_report_and_go_impaired_when_they_stop(control, tmp_path):
         [(host_id, row)] = hosts(control)[0].items()
         assert row["zone"] == ZONE and row["state"] == "active" and row["health"] == "live", row
         assert "tcg" in row["line"] and "x86_64" in row["line"] and "QEMU" in row["line"], row
+        # Its use, as the agent measured it: no VMs of its own, and this machine's MemAvailable.
+        use = re.search(r"(\d+) VMs, (\d+) MiB; (\d+) MiB available", row["line"])
+        assert use and use.group(1) == "0" and use.group(2) == "0", row
+        available = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024
+        assert available / 2 < int(use.group(3)) < available * 2, (row, available)
         assert f"as host {host_id} in zone {ZONE}" in a.output()
         for name in ("key.pem", "cert.pem", "ca.pem", "host.json"):
             assert stat.S_IMODE(a.file(name).stat().st_mode) == 0o600, name

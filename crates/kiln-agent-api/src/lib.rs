@@ -474,6 +474,20 @@ pub struct HostReport {
     pub architectures: Vec<Architecture>,
     #[serde(flatten)]
     pub info: HostInfo,
+    /// Measured at each report (absent from an older agent's: zeros).
+    #[serde(default)]
+    pub usage: HostUsage,
+}
+
+/// What a host has in use, as its agent measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostUsage {
+    /// VMs (QEMU processes) running on the host.
+    pub vms: u32,
+    /// Their resident memory, MiB.
+    pub vm_resident_mib: u64,
+    /// The host's MemAvailable, MiB: what it can still give without swapping.
+    pub memory_available_mib: u64,
 }
 
 /// An agent's request to join: the one-time token's secret, its report, and a

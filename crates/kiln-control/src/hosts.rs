@@ -182,21 +182,25 @@ impl Cloud {
         let issuer = Issuer::load(&self.host_ca()?)?;
         let host_id = HostId::generate();
         let (cert_pem, cert_hash, expires) = issuer.client(&host_id, &req.csr_pem)?;
+        let r = stored_report(&req.report);
         let host = Host {
             host_id: host_id.clone(),
             zone: token.zone.clone(),
-            hostname: req.report.hostname.clone(),
+            hostname: r.hostname,
             state: HostState::Active,
-            architectures: architectures(&req.report),
-            accel: req.report.info.accel.as_str().to_owned(),
-            cpus: req.report.info.cpus as i64,
-            memory_mib: req.report.info.memory_mib as i64,
-            qemu_version: req.report.info.qemu_version.clone(),
+            architectures: r.architectures,
+            accel: r.accel,
+            cpus: r.cpus,
+            memory_mib: r.memory_mib,
+            qemu_version: r.qemu_version,
             cert_sha256: cert_hash,
             prev_cert_sha256: None,
             cert_expires_at: expires,
             joined_at: now,
             heartbeat_at: now,
+            vms: r.vms,
+            vm_resident_mib: r.vm_resident_mib,
+            memory_available_mib: r.memory_available_mib,
         };
         self.store.write(|tx| {
             if !store::use_token(tx, &hash, &host_id)? {
@@ -220,20 +224,8 @@ impl Cloud {
     }
 
     pub fn host_heartbeat(&self, host: &Host, report: &HostReport, presented_sha256: &str) -> Result<()> {
-        Ok(self.store.write(|tx| {
-            store::heartbeat(
-                tx,
-                &host.host_id,
-                &report.hostname,
-                &architectures(report),
-                report.info.accel.as_str(),
-                report.info.cpus as i64,
-                report.info.memory_mib as i64,
-                &report.info.qemu_version,
-                presented_sha256,
-                now_ms(),
-            )
-        })?)
+        let r = stored_report(report);
+        Ok(self.store.write(|tx| store::heartbeat(tx, &host.host_id, &r, presented_sha256, now_ms()))?)
     }
 
     /// A new client certificate for a host, on the key in `csr_pem`; the one it
@@ -282,15 +274,27 @@ impl Cloud {
     }
 }
 
-fn architectures(r: &HostReport) -> String {
-    r.architectures.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+/// A host's report as the store keeps it.
+fn stored_report(r: &HostReport) -> store::Report {
+    let mib = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    store::Report {
+        hostname: r.hostname.clone(),
+        architectures: r.architectures.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(","),
+        accel: r.info.accel.as_str().to_owned(),
+        cpus: i64::from(r.info.cpus),
+        memory_mib: mib(r.info.memory_mib),
+        qemu_version: r.info.qemu_version.clone(),
+        vms: i64::from(r.usage.vms),
+        vm_resident_mib: mib(r.usage.vm_resident_mib),
+        memory_available_mib: mib(r.usage.memory_available_mib),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::World;
-    use kiln_agent_api::{Accel, HostInfo};
+    use kiln_agent_api::{Accel, HostInfo, HostUsage};
 
     fn csr() -> String {
         let key = KeyPair::generate().expect("key");
@@ -304,6 +308,7 @@ mod tests {
                 hostname: "h1".into(),
                 architectures: vec![kiln_types::Architecture::X86_64],
                 info: HostInfo { accel: Accel::Tcg, cpus: 2, memory_mib: 2048, qemu_version: "7.2".into() },
+                usage: HostUsage { vms: 1, vm_resident_mib: 190, memory_available_mib: 1500 },
             },
             csr_pem: csr(),
         }
@@ -340,8 +345,13 @@ mod tests {
         let renewed = w.cloud.renew_host_cert(&host, &first, &csr()).expect("renew");
         let second = cert_sha256(&pem_der(&renewed.cert_pem).expect("der"));
         assert!(w.cloud.authenticate_host(&first).is_ok() && w.cloud.authenticate_host(&second).is_ok());
-        w.cloud.host_heartbeat(&host, &request("").report, &second).expect("beat");
+        let mut busier = request("").report;
+        busier.usage = HostUsage { vms: 3, vm_resident_mib: 600, memory_available_mib: 900 };
+        w.cloud.host_heartbeat(&host, &busier, &second).expect("beat");
         assert!(w.cloud.authenticate_host(&first).is_err());
+        // Each heartbeat's measured use is what the host list shows.
+        let [seen] = &w.cloud.hosts().expect("hosts")[..] else { panic!("one host") };
+        assert_eq!((seen.host.vms, seen.host.vm_resident_mib, seen.host.memory_available_mib), (3, 600, 900));
 
         // Retired: refused, and its zone no longer counts it.
         w.cloud.set_host_state(&host.host_id, HostState::Retired).expect("retire");

@@ -103,10 +103,31 @@ pub struct Host {
     pub cert_expires_at: i64,
     pub joined_at: i64,
     pub heartbeat_at: i64,
+    /// In use at the last heartbeat: running VMs, their resident memory (MiB), and the
+    /// host's MemAvailable (MiB).
+    pub vms: i64,
+    pub vm_resident_mib: i64,
+    pub memory_available_mib: i64,
+}
+
+/// What a host says of itself at each heartbeat.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub hostname: String,
+    /// Comma-separated.
+    pub architectures: String,
+    pub accel: String,
+    pub cpus: i64,
+    pub memory_mib: i64,
+    pub qemu_version: String,
+    pub vms: i64,
+    pub vm_resident_mib: i64,
+    pub memory_available_mib: i64,
 }
 
 const COLUMNS: &str = "host_id, zone, hostname, state, architectures, accel, cpus, memory_mib, qemu_version, \
-                       cert_sha256, prev_cert_sha256, cert_expires_at, joined_at, heartbeat_at";
+                       cert_sha256, prev_cert_sha256, cert_expires_at, joined_at, heartbeat_at, vms, \
+                       vm_resident_mib, memory_available_mib";
 
 fn row(r: &crate::db::Row<'_>) -> crate::db::Result<Host> {
     let id: String = r.get(0)?;
@@ -127,12 +148,15 @@ fn row(r: &crate::db::Row<'_>) -> crate::db::Result<Host> {
         cert_expires_at: r.get(11)?,
         joined_at: r.get(12)?,
         heartbeat_at: r.get(13)?,
+        vms: r.get(14)?,
+        vm_resident_mib: r.get(15)?,
+        memory_available_mib: r.get(16)?,
     })
 }
 
 pub fn insert(conn: &Connection, h: &Host) -> Result<(), StoreError> {
     conn.execute(
-        &format!("INSERT INTO hosts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO hosts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
         params![
             h.host_id.as_str(),
             h.zone,
@@ -147,7 +171,10 @@ pub fn insert(conn: &Connection, h: &Host) -> Result<(), StoreError> {
             h.prev_cert_sha256,
             h.cert_expires_at,
             h.joined_at,
-            h.heartbeat_at
+            h.heartbeat_at,
+            h.vms,
+            h.vm_resident_mib,
+            h.memory_available_mib
         ],
     )?;
     Ok(())
@@ -181,25 +208,26 @@ pub fn by_cert(conn: &Connection, cert_sha256: &str) -> Result<Option<Host>, Sto
 
 /// Records a heartbeat and the host's report. Presenting the current certificate
 /// retires the previous one.
-#[allow(clippy::too_many_arguments)]
-pub fn heartbeat(
-    conn: &Connection,
-    id: &HostId,
-    hostname: &str,
-    architectures: &str,
-    accel: &str,
-    cpus: i64,
-    memory_mib: i64,
-    qemu_version: &str,
-    cert_sha256: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn heartbeat(conn: &Connection, id: &HostId, r: &Report, cert_sha256: &str, now: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE hosts SET hostname = ?2, architectures = ?3, accel = ?4, cpus = ?5, memory_mib = ?6,
-           qemu_version = ?7, heartbeat_at = ?9,
+           qemu_version = ?7, heartbeat_at = ?9, vms = ?10, vm_resident_mib = ?11, memory_available_mib = ?12,
            prev_cert_sha256 = CASE WHEN cert_sha256 = ?8 THEN NULL ELSE prev_cert_sha256 END
          WHERE host_id = ?1",
-        params![id.as_str(), hostname, architectures, accel, cpus, memory_mib, qemu_version, cert_sha256, now],
+        params![
+            id.as_str(),
+            r.hostname,
+            r.architectures,
+            r.accel,
+            r.cpus,
+            r.memory_mib,
+            r.qemu_version,
+            cert_sha256,
+            now,
+            r.vms,
+            r.vm_resident_mib,
+            r.memory_available_mib
+        ],
     )?;
     Ok(())
 }

@@ -729,6 +729,21 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         ),
     ),
+    // 19: what each joined host has in use, as its agent measures at every heartbeat.
+    (
+        r#"
+    ALTER TABLE hosts ADD COLUMN vms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN vm_resident_mib INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN memory_available_mib INTEGER NOT NULL DEFAULT 0;
+    "#,
+        Some(
+            r#"
+    ALTER TABLE hosts ADD COLUMN vms BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN vm_resident_mib BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE hosts ADD COLUMN memory_available_mib BIGINT NOT NULL DEFAULT 0;
+    "#,
+        ),
+    ),
 ];
 
 /// The newest schema version this kiln knows.

@@ -49,6 +49,7 @@ fn list(dir: &std::path::Path) -> Result<()> {
         "ACCEL",
         "VCPUS",
         "MEMORY",
+        "IN USE",
         "QEMU",
         "HEARTBEAT",
     ]);
@@ -64,6 +65,7 @@ fn list(dir: &std::path::Path) -> Result<()> {
             h.accel.clone(),
             h.cpus.to_string(),
             format!("{} MiB", h.memory_mib),
+            format!("{} VMs, {} MiB; {} MiB available", h.vms, h.vm_resident_mib, h.memory_available_mib),
             h.qemu_version.clone(),
             format!("{:.1} s ago", v.heartbeat_age_ms as f64 / 1000.0),
         ]);
