@@ -25,6 +25,9 @@ use crate::{Cloud, Error, Result};
 const STOP_GRACE: Duration = Duration::from_secs(45);
 /// How long terminated instances stay visible.
 const TERMINATED_VISIBLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// A step longer than this is logged: one pass drives every VM, so a slow step holds
+/// up every launch, stop and attachment behind it.
+pub(crate) const SLOW_STEP: Duration = Duration::from_secs(5);
 
 /// The attachments of `i` among `attached`.
 fn attachments_of<'a>(i: &'a Instance, attached: &'a [Interface]) -> impl Iterator<Item = &'a Attachment> + 'a {
@@ -429,8 +432,12 @@ impl Cloud {
             Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?, vols))
         })?;
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
         if let Err(e) = self.reconcile_networks(&mut nets, &all, &attached) {
             tracing::warn!(error = %e, "networking failed; retrying");
+        }
+        if started.elapsed() > SLOW_STEP {
+            tracing::warn!(took = ?started.elapsed(), "making the VPC networks was slow and held up the pass");
         }
         drop(nets);
         // From this pass's read: a public address given just now shows in the next.
@@ -450,7 +457,12 @@ impl Cloud {
             vols.sort_by_key(|v| {
                 (v.device_name.as_deref() != Some(i.root_device_name.as_str()), v.device_name.clone())
             });
-            match self.step(r, i, &attached, &vols) {
+            let started = Instant::now();
+            let stepped = self.step(r, i, &attached, &vols);
+            if started.elapsed() > SLOW_STEP {
+                tracing::warn!(instance = %i.id, state = %i.state, took = ?started.elapsed(), "a slow reconcile step held up the others");
+            }
+            match stepped {
                 Ok(()) => backoff.succeeded(&i.id),
                 Err(e) => {
                     let (wait, loud) = backoff.failed(&i.id);

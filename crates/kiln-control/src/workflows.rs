@@ -229,7 +229,12 @@ impl Cloud {
                 }
             };
             let instance = all.iter().find(|i| Some(&i.id) == w.instance_id.as_ref());
-            match self.drive(&w.id, work.clone(), instance) {
+            let started = std::time::Instant::now();
+            let driven = self.drive(&w.id, work.clone(), instance);
+            if started.elapsed() > crate::reconcile::SLOW_STEP {
+                tracing::warn!(workflow = %w.id, kind = %w.kind, took = ?started.elapsed(), "a slow workflow step held up the pass");
+            }
+            match driven {
                 Ok(()) => {
                     crate::metrics::workflow_step(&w.kind, "ok");
                     backoff.succeeded(&w.id)
