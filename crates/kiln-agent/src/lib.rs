@@ -114,6 +114,16 @@ impl LocalAgent {
         out
     }
 
+    /// What the host has in use now: its VMs, their resident memory and MemAvailable.
+    pub fn usage(&self) -> kiln_agent_api::HostUsage {
+        let vms = self.vm_resident_mib();
+        kiln_agent_api::HostUsage {
+            vms: vms.len() as u32,
+            vm_resident_mib: vms.iter().map(|(_, mib)| mib).sum(),
+            memory_available_mib: host_available_mib().unwrap_or(0),
+        }
+    }
+
     /// Gives guests VPC networking (namespaces, taps, nftables) instead of QEMU's
     /// user-mode network.
     pub fn with_network(mut self, config: net::NetConfig) -> Self {

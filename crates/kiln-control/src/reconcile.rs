@@ -27,7 +27,15 @@ const STOP_GRACE: Duration = Duration::from_secs(45);
 const TERMINATED_VISIBLE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// A step longer than this is logged: one pass drives every VM, so a slow step holds
 /// up every launch, stop and attachment behind it.
-pub(crate) const SLOW_STEP: Duration = Duration::from_secs(5);
+const SLOW_STEP: Duration = Duration::from_secs(5);
+
+/// Runs `f`, and with its result how long it took if that was longer than `SLOW_STEP`
+/// (for the caller to log as slow, naming what it was for).
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, Option<Duration>) {
+    let started = Instant::now();
+    let out = f();
+    (out, Some(started.elapsed()).filter(|took| *took > SLOW_STEP))
+}
 
 /// The attachments of `i` among `attached`.
 fn attachments_of<'a>(i: &'a Instance, attached: &'a [Interface]) -> impl Iterator<Item = &'a Attachment> + 'a {
@@ -432,12 +440,12 @@ impl Cloud {
             Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?, vols))
         })?;
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
-        let started = Instant::now();
-        if let Err(e) = self.reconcile_networks(&mut nets, &all, &attached) {
+        let (made, slow) = timed(|| self.reconcile_networks(&mut nets, &all, &attached));
+        if let Err(e) = made {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
-        if started.elapsed() > SLOW_STEP {
-            tracing::warn!(took = ?started.elapsed(), "making the VPC networks was slow and held up the pass");
+        if let Some(took) = slow {
+            tracing::warn!(?took, "making the VPC networks was slow and held up the pass");
         }
         drop(nets);
         // From this pass's read: a public address given just now shows in the next.
@@ -457,10 +465,9 @@ impl Cloud {
             vols.sort_by_key(|v| {
                 (v.device_name.as_deref() != Some(i.root_device_name.as_str()), v.device_name.clone())
             });
-            let started = Instant::now();
-            let stepped = self.step(r, i, &attached, &vols);
-            if started.elapsed() > SLOW_STEP {
-                tracing::warn!(instance = %i.id, state = %i.state, took = ?started.elapsed(), "a slow reconcile step held up the others");
+            let (stepped, slow) = timed(|| self.step(r, i, &attached, &vols));
+            if let Some(took) = slow {
+                tracing::warn!(instance = %i.id, state = %i.state, ?took, "a slow reconcile step held up the others");
             }
             match stepped {
                 Ok(()) => backoff.succeeded(&i.id),

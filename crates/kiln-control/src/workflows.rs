@@ -229,10 +229,9 @@ impl Cloud {
                 }
             };
             let instance = all.iter().find(|i| Some(&i.id) == w.instance_id.as_ref());
-            let started = std::time::Instant::now();
-            let driven = self.drive(&w.id, work.clone(), instance);
-            if started.elapsed() > crate::reconcile::SLOW_STEP {
-                tracing::warn!(workflow = %w.id, kind = %w.kind, took = ?started.elapsed(), "a slow workflow step held up the pass");
+            let (driven, slow) = crate::reconcile::timed(|| self.drive(&w.id, work.clone(), instance));
+            if let Some(took) = slow {
+                tracing::warn!(workflow = %w.id, kind = %w.kind, ?took, "a slow workflow step held up the pass");
             }
             match driven {
                 Ok(()) => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use kiln_agent_api::{Enrolled, HostAgent, HostId, HostReport, HostState, HostUsage, JoinRequest};
+use kiln_agent_api::{Enrolled, HostAgent, HostId, HostReport, HostState, JoinRequest};
 use kiln_types::Architecture;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -127,17 +127,7 @@ fn report(host: &kiln_agent::LocalAgent) -> HostReport {
         hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         architectures: Architecture::ALL.into_iter().filter(|a| on_path(kiln_agent::qemu::program(*a))).collect(),
         info: host.info(),
-        usage: usage(host),
-    }
-}
-
-/// What the host has in use now.
-fn usage(host: &kiln_agent::LocalAgent) -> HostUsage {
-    let vms = host.vm_resident_mib();
-    HostUsage {
-        vms: vms.len() as u32,
-        vm_resident_mib: vms.iter().map(|(_, mib)| mib).sum(),
-        memory_available_mib: kiln_agent::host_available_mib().unwrap_or(0),
+        usage: host.usage(),
     }
 }
 

@@ -230,8 +230,7 @@ pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
     }
     let offered_cpu = info.cpus as f64 * host.cpu_overcommit;
     let offered_mem = limits.memory_offered_mib(info.memory_mib);
-    let resident = agent.vm_resident_mib();
-    let real: u64 = resident.iter().map(|(_, mib)| mib).sum();
+    let usage = agent.usage();
     println!("accelerator   {}", accel.as_str());
     println!("qemu          {}", info.qemu_version);
     println!("cpus          {} (offering {offered_cpu:.0} vCPUs at {}x)", info.cpus, host.cpu_overcommit);
@@ -244,17 +243,16 @@ pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
         host.vm_overhead_mib
     );
     println!(
-        "resident      {real} MiB in {} QEMU processes{}",
-        resident.len(),
-        if resident.is_empty() {
+        "resident      {} MiB in {} QEMU processes{}",
+        usage.vm_resident_mib,
+        usage.vms,
+        if usage.vms == 0 {
             String::new()
         } else {
-            format!(" ({} MiB each on average)", real / resident.len() as u64)
+            format!(" ({} MiB each on average)", usage.vm_resident_mib / u64::from(usage.vms))
         }
     );
-    if let Some(avail) = kiln_agent::host_available_mib() {
-        println!("available     {avail} MiB (the host's MemAvailable)");
-    }
+    println!("available     {} MiB (the host's MemAvailable)", usage.memory_available_mib);
     for (kind, status, count) in cloud.workflow_counts()? {
         println!("workflows     {kind} {status}: {count}");
     }

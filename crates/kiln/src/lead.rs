@@ -135,7 +135,9 @@ impl Lead {
         let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
             return false;
         };
-        if host != machine() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // `me` starts with this machine's name, worked out once in `new`.
+        let mine = self.me.split(':').next().unwrap_or_default();
+        if host != mine || std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return false;
         }
         tracing::info!(previous = %lease.holder, "the host-work lease's holder on this machine is gone");
