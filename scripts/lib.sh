@@ -22,9 +22,12 @@ ensure_debs() {
   for pair in openssl:openssl ssh-keygen:openssh-client ssh:openssh-client python3:python3 \
               qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm qemu-img:qemu-utils \
               busybox:busybox-static cpio:cpio mkfs.ext4:e2fsprogs dpkg-deb:dpkg \
-              ip:iproute2 nft:nftables mmdebstrap:mmdebstrap curl:curl prlimit:util-linux; do
+              ip:iproute2 nft:nftables mmdebstrap:mmdebstrap curl:curl prlimit:util-linux \
+              make:make gcc:gcc flex:flex bison:bison bc:bc xz:xz-utils \
+              /usr/include/gelf.h:libelf-dev /usr/include/openssl/ssl.h:libssl-dev; do
     cmd=${pair%%:*}; pkg=${pair#*:}
-    command -v "$cmd" >/dev/null && continue
+    # A command on PATH, or (for build headers) a file.
+    { command -v "$cmd" >/dev/null || [ -e "$cmd" ]; } && continue
     if [ -z "$updated" ]; then say "updating the package lists"; $sudo apt-get update -qq || true; updated=1; fi
     say "installing $pkg (for $cmd)"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null

@@ -319,10 +319,11 @@ def test_quickstart_image_boots_and_is_configured_from_imds(arch, quickstart_ima
             assert served_id == instance_id, f"the guest reports {served_id}, IMDS served {instance_id}\n{text[-3000:]}"
 
             p = ssh(key, ssh_port,
-                    "cat ~/.ssh/authorized_keys; echo ---; cat /home/ec2-user/user-data-marker; echo ---; hostname",
+                    "cat ~/.ssh/authorized_keys; echo ---; cat /home/ec2-user/user-data-marker; echo ---; hostname;"
+                    " echo ---; uname -r",
                     SSH_TIMEOUT)
             assert p.returncode == 0, f"ssh failed ({p.returncode}): {p.stderr}\n--- console ---\n{console.read_text()[-3000:]}"
-            keys, got_marker, hostname = (part.strip() for part in p.stdout.split("---\n"))
+            keys, got_marker, hostname, kernel = (part.strip() for part in p.stdout.split("---\n"))
             record(arch, ready_seconds=round(seconds, 1), image=image["ImageId"], build=build.name)
         finally:
             if proc.poll() is None:
@@ -332,6 +333,12 @@ def test_quickstart_image_boots_and_is_configured_from_imds(arch, quickstart_ima
     assert keys == public_key
     assert got_marker == marker, f"user data did not run: {got_marker!r}"
     assert hostname == "ip-169-254-169-15"
+    # x86_64 runs kiln-tiny's own kernel, built from Debian's linux-source (no flavour
+    # suffix); the others run Debian's packaged kernels.
+    if arch == "x86_64":
+        assert re.fullmatch(r"6\.1\.\d+", kernel), f"not kiln-tiny's own kernel: {kernel}"
+    else:
+        assert re.fullmatch(r"6\.1\.0-\d+-\S+", kernel), f"not a Debian kernel: {kernel}"
 
     seen = imds.seen()
     puts = [r for r in seen if r[0] == "PUT"]

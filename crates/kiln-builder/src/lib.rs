@@ -6,6 +6,7 @@
 
 mod debian;
 mod debs;
+mod kernel;
 mod kmod;
 pub mod recipe;
 mod run;
@@ -13,7 +14,7 @@ mod tiny;
 
 use std::path::{Path, PathBuf};
 
-pub use recipe::{Recipe, RecipeError, BUILTIN};
+pub use recipe::{KernelSource, Recipe, RecipeError, BUILTIN};
 
 /// What can go wrong in a build. Each message says what to do next.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,9 @@ struct RecipeFile {
     kind: Kind,
     #[serde(default)]
     kernel_package: String,
+    /// A kernel built from source instead of `kernel_package` (tiny kind, x86_64).
+    #[serde(default)]
+    kernel_source: Option<KernelSourceFile>,
     kernel_cmdline: String,
     #[serde(default)]
     packages: Vec<String>,
@@ -62,6 +65,23 @@ struct RecipeFile {
     commands: Vec<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KernelSourceFile {
+    package: String,
+    config: String,
+}
+
+/// A kernel built from Debian's kernel source package and a config fragment merged
+/// onto `make tinyconfig`.
+#[derive(Debug, Clone)]
+pub struct KernelSource {
+    /// The source package (`linux-source-6.1`).
+    pub package: String,
+    /// The config fragment's text.
+    pub config: Vec<u8>,
+}
+
 /// A file the recipe adds: contents and mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
@@ -79,6 +99,7 @@ pub struct Recipe {
     pub architecture: Architecture,
     pub kind: Kind,
     pub kernel_package: String,
+    pub kernel_source: Option<KernelSource>,
     pub kernel_cmdline: String,
     pub packages: Vec<String>,
     pub boot_modules: Vec<String>,
@@ -224,9 +245,24 @@ impl Recipe {
             return Err(bad("root_size_gib must be 1 to 64".into()));
         }
         let valid_pkg = |p: &String| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-        let kernel: Vec<&String> = if f.kind == Kind::Tiny { vec![&f.kernel_package] } else { Vec::new() };
+        let kernel: Vec<&String> = match (&f.kind, &f.kernel_source) {
+            (Kind::Tiny, Some(src)) => vec![&src.package],
+            (Kind::Tiny, None) => vec![&f.kernel_package],
+            (Kind::Debian, _) => Vec::new(),
+        };
         if let Some(p) = f.packages.iter().chain(kernel).find(|p| !valid_pkg(p)) {
             return Err(bad(format!("'{p}' is not a Debian package name")));
+        }
+        if f.kernel_source.is_some() {
+            if f.kind != Kind::Tiny || architecture != Architecture::X86_64 {
+                return Err(bad("kernel_source builds x86_64 kernels for the tiny kind only".into()));
+            }
+            if !f.kernel_package.is_empty() || !f.boot_modules.is_empty() || !f.modules.is_empty() {
+                return Err(bad(
+                    "a kernel built from kernel_source has every driver built in: drop kernel_package, boot_modules and modules"
+                        .into(),
+                ));
+            }
         }
         if f.kind == Kind::Tiny && f.initramfs_init.is_none() {
             return Err(bad("the tiny kind needs initramfs_init".into()));
@@ -245,6 +281,10 @@ impl Recipe {
             None => None,
         };
         let overlay = source.tree(id, &f.overlay)?;
+        let kernel_source = match &f.kernel_source {
+            Some(k) => Some(KernelSource { package: k.package.clone(), config: source.read(id, &k.config)? }),
+            None => None,
+        };
         Ok(Recipe {
             id: id.to_owned(),
             name: f.name,
@@ -252,6 +292,7 @@ impl Recipe {
             architecture,
             kind: f.kind,
             kernel_package: f.kernel_package,
+            kernel_source,
             kernel_cmdline: f.kernel_cmdline,
             packages: f.packages,
             boot_modules: f.boot_modules,
@@ -273,6 +314,9 @@ impl Recipe {
         h.update(self.text.as_bytes());
         if let Some(init) = &self.init {
             h.update(&init.contents);
+        }
+        if let Some(k) = &self.kernel_source {
+            h.update(&k.config);
         }
         for (path, f) in &self.overlay {
             h.update(path.as_bytes());
@@ -319,6 +363,34 @@ mod tests {
         let arm = Recipe::load("kiln-tiny-arm64").expect("arm");
         assert_ne!(x86.content_hash(), arm.content_hash());
         assert_eq!(arm.deb_arch(), "arm64");
+        let own = x86.kernel_source.as_ref().expect("kiln-tiny x86_64 builds its own kernel");
+        assert!(String::from_utf8_lossy(&own.config).contains("CONFIG_VIRTIO_BLK=y"));
+        assert!(x86.boot_modules.is_empty() && arm.kernel_source.is_none());
+    }
+
+    #[test]
+    fn a_kernel_from_source_is_hashed_and_checked() {
+        let dir = std::env::temp_dir().join(format!("kiln-recipe-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).expect("dir");
+        std::fs::write(dir.join("init"), "#!/bin/sh\n").expect("init");
+        std::fs::write(dir.join("k.config"), "CONFIG_VIRTIO_BLK=y\n").expect("config");
+        let recipe = |extra: &str| {
+            let text = format!(
+                "name = \"t\"\ndescription = \"t\"\narchitecture = \"x86_64\"\nkind = \"tiny\"\n\
+                 kernel_cmdline = \"console=ttyS0\"\ninitramfs_init = \"init\"\noverlay = \"rootfs\"\n\
+                 default_user = \"ec2-user\"\nroot_size_gib = 1\n{extra}"
+            );
+            Recipe::parse("t", &text, &Source::Disk(&dir))
+        };
+        let src = "kernel_source = { package = \"linux-source-6.1\", config = \"k.config\" }\n";
+        let first = recipe(src).expect("parse").content_hash();
+        std::fs::write(dir.join("k.config"), "CONFIG_VIRTIO_BLK=y\nCONFIG_EXT4_FS=y\n").expect("config");
+        assert_ne!(first, recipe(src).expect("parse").content_hash(), "the fragment is part of the hash");
+        let with_modules = format!("{src}modules = [\"virtio_net\"]\n");
+        assert!(matches!(recipe(&with_modules), Err(RecipeError::Invalid(..))));
+        let escaping = "kernel_source = { package = \"linux-source-6.1\", config = \"../k.config\" }\n";
+        assert!(matches!(recipe(escaping), Err(RecipeError::Invalid(..))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `tiny` kind: busybox and a few packages on an ext4 root volume, with a Debian
-//! kernel and a small initramfs (busybox, the block drivers, an `/init` that mounts
-//! the root volume) booted directly by QEMU.
+//! kernel (or one built from source, every driver built in) and a small initramfs
+//! (busybox, the block drivers, an `/init` that mounts the root volume) booted
+//! directly by QEMU.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::process::Command;
 use crate::kmod::Modules;
 use crate::recipe::{FileSpec, Recipe};
 use crate::run::{run, shell};
-use crate::{debs, io, BuildError, Progress};
+use crate::{debs, io, kernel, BuildError, Progress};
 
 const STEPS: usize = 6;
 
@@ -58,12 +59,18 @@ fn copy_modules(list: &[(String, PathBuf)], dest: &Path) -> Result<Vec<String>, 
     Ok(names)
 }
 
-pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress) -> Result<(), BuildError> {
-    let arch = recipe.deb_arch();
-    progress.step(1, STEPS, &format!("downloading {} Debian packages and the kernel ({arch})", recipe.packages.len()));
-    let kernel_deb = debs::fetch_kernel(arch, &recipe.kernel_package, cache)?;
-    let debs = debs::fetch(arch, &recipe.packages, cache)?;
+/// Modules by name and file, in load order.
+type Loads = Vec<(String, PathBuf)>;
 
+/// Unpacks the recipe's Debian kernel into `work/vmlinuz`; returns the modules the
+/// initramfs loads and those the root filesystem loads later, each in load order.
+fn debian_kernel(
+    recipe: &Recipe,
+    work: &Path,
+    cache: &Path,
+    progress: &dyn Progress,
+) -> Result<(Loads, Loads), BuildError> {
+    let kernel_deb = debs::fetch_kernel(recipe.deb_arch(), &recipe.kernel_package, cache)?;
     progress.step(2, STEPS, "unpacking the kernel and its modules");
     let kdir = work.join("kernel");
     debs::extract(&kernel_deb, &kdir)?;
@@ -82,8 +89,25 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     let modules = Modules::index(&kdir.join("lib/modules").join(&version))?;
     let boot = modules.load_order(&recipe.boot_modules)?;
     let all: Vec<String> = recipe.boot_modules.iter().chain(&recipe.modules).cloned().collect();
-    let later: Vec<(String, PathBuf)> =
+    let later: Loads =
         modules.load_order(&all)?.into_iter().filter(|(n, _)| !boot.iter().any(|(b, _)| b == n)).collect();
+    Ok((boot, later))
+}
+
+pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress) -> Result<(), BuildError> {
+    let arch = recipe.deb_arch();
+    progress.step(1, STEPS, &format!("downloading {} Debian packages and the kernel ({arch})", recipe.packages.len()));
+    let debs = debs::fetch(arch, &recipe.packages, cache)?;
+    let (boot, later) = match &recipe.kernel_source {
+        Some(source) => {
+            progress.step(2, STEPS, &format!("the kernel, built from {}", source.package));
+            let say = |what: &str| progress.step(2, STEPS, what);
+            let image = kernel::build(arch, source, cache, &say)?;
+            std::fs::copy(&image, work.join("vmlinuz")).map_err(io("copying the kernel"))?;
+            (Vec::new(), Vec::new())
+        }
+        None => debian_kernel(recipe, work, cache, progress)?,
+    };
 
     progress.step(3, STEPS, "assembling the root filesystem");
     let root = work.join("root");
