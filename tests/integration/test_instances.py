@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import botocore.exceptions
 import pytest
 
 from kiln_helpers import remove_host_state
@@ -612,6 +613,43 @@ def test_stop_start_reboot_modify_terminate(srv, ec2, x86):
 
 
 # --- 3. The guest powers itself off -------------------------------------------------------------
+
+
+def test_the_only_instance_of_a_vpc_stopped_and_started_at_once_gets_its_network(srv, ec2, x86):
+    """Stopping a VPC's only instance removes the VPC's namespace; a start right after
+    makes it again, where the tap can get the same interface index as before. The
+    guest's DHCP, metadata and DNS must be served on the new namespace, not left on
+    sockets of the old one (which once left a restarted guest without network)."""
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24")["Subnet"]["SubnetId"]
+    iid = run_one(ec2, x86, SubnetId=subnet)
+    try:
+        waiter(ec2, "instance_running", [iid], X86_BOOT, srv)
+        text = wait_console(ec2, iid, lambda t: ready_line(iid) in t, "the first ready line", 60, srv)
+        for n in range(4):
+            before = text
+            ec2.stop_instances(InstanceIds=[iid])
+            waiter(ec2, "instance_stopped", [iid], STOP_TIMEOUT, srv, delay=1)
+            ec2.start_instances(InstanceIds=[iid])
+
+            def ready(t):
+                seg = new_segment(before, t)
+                assert "ready instance-id=unknown" not in seg, f"start {n + 1}: the guest got no network:\n{seg[-1500:]}"
+                return ready_line(iid) in seg
+
+            text = wait_console(ec2, iid, ready, f"the ready line after start {n + 1}", 60, srv)
+    finally:
+        terminate_and_wait(ec2, srv, [iid])
+        wait_for("the subnet to be deletable", lambda: _deleted(ec2, subnet, vpc), 60)
+
+
+def _deleted(ec2, subnet, vpc):
+    try:
+        ec2.delete_subnet(SubnetId=subnet)
+        ec2.delete_vpc(VpcId=vpc)
+        return True
+    except botocore.exceptions.ClientError:
+        return False
 
 
 def test_guest_initiated_shutdown(srv, ec2, x86):

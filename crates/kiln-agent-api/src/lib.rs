@@ -293,14 +293,26 @@ pub trait HostAgent: Send + Sync {
     fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError>;
     /// VPCs that have a namespace on this host.
     fn networks(&self) -> Vec<String>;
-    /// The interface index of a network interface's tap, while it exists (it changes
-    /// when the tap is made again).
-    fn port_index(&self, vpc_id: &str, interface_id: &str) -> Option<u32>;
+    /// Which namespace a VPC has now, while it has one: it changes when the namespace
+    /// is made again (sockets made in the old one never see the new one's traffic).
+    fn network_id(&self, vpc_id: &str) -> Option<u64>;
+    /// Which tap a network interface has now, while it exists: it changes when the tap
+    /// or its VPC's namespace is made again.
+    fn tap_id(&self, vpc_id: &str, interface_id: &str) -> Option<TapId>;
     /// Makes a running VM's further interfaces exactly `nics`: hot-plugs those missing
     /// (their taps must exist) and asks the guest to release the others. Returns
     /// whether the VM now has exactly `nics`; false while a release is under way (ask
     /// again).
     fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError>;
+}
+
+/// A tap as the host knows it now: its namespace (see `HostAgent::network_id`) and its
+/// interface index there. A tap made again after its namespace was made again can have
+/// the same index, so the index alone does not tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapId {
+    pub netns: u64,
+    pub ifindex: u32,
 }
 
 /// The sockets guest services answer on, made on the host where the guest runs. These

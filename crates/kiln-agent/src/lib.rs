@@ -538,8 +538,16 @@ impl HostAgent for LocalAgent {
         self.network.as_ref().map(|n| n.list()).unwrap_or_default()
     }
 
-    fn port_index(&self, vpc_id: &str, interface_id: &str) -> Option<u32> {
-        net::index_in(&self.network.as_ref()?.netns(vpc_id), &kiln_agent_api::tap_name(interface_id))
+    fn network_id(&self, vpc_id: &str) -> Option<u64> {
+        net::netns_id(&self.network.as_ref()?.netns(vpc_id))
+    }
+
+    fn tap_id(&self, vpc_id: &str, interface_id: &str) -> Option<kiln_agent_api::TapId> {
+        let ns = self.network.as_ref()?.netns(vpc_id);
+        let netns = net::netns_id(&ns)?;
+        let ifindex = net::index_in(&ns, &kiln_agent_api::tap_name(interface_id))?;
+        // Asked again: the namespace may have been made again between the two looks.
+        (net::netns_id(&ns) == Some(netns)).then_some(kiln_agent_api::TapId { netns, ifindex })
     }
 
     fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError> {

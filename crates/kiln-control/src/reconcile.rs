@@ -207,7 +207,7 @@ impl Cloud {
         if !moving && applied.get(&i.id) == Some(&wanted) {
             return Ok(());
         }
-        if wanted.iter().any(|n| agent.port_index(&i.vpc_id, &n.interface_id).is_none()) {
+        if wanted.iter().any(|n| agent.tap_id(&i.vpc_id, &n.interface_id).is_none()) {
             // The network pass makes the tap first.
             return Ok(());
         }
@@ -290,7 +290,7 @@ impl Cloud {
                 // On a VPC network the VM starts only once its port exists (a pass whose
                 // networking failed is simply retried).
                 if agent.vpc_networking()
-                    && agent.port_index(&i.vpc_id, &kiln_types::ids::primary_interface(&i.id)).is_none()
+                    && agent.tap_id(&i.vpc_id, &kiln_types::ids::primary_interface(&i.id)).is_none()
                 {
                     return Ok(());
                 }

@@ -233,8 +233,12 @@ impl HostAgent for FakeAgent {
         Vec::new()
     }
 
-    fn port_index(&self, _vpc_id: &str, _interface_id: &str) -> Option<u32> {
+    fn network_id(&self, _vpc_id: &str) -> Option<u64> {
         self.vpc.load(Ordering::SeqCst).then_some(1)
+    }
+
+    fn tap_id(&self, _vpc_id: &str, _interface_id: &str) -> Option<kiln_agent_api::TapId> {
+        self.vpc.load(Ordering::SeqCst).then_some(kiln_agent_api::TapId { netns: 1, ifindex: 1 })
     }
 
     fn set_nics(&self, instance_id: &str, nics: &[kiln_agent_api::Nic]) -> Result<bool, AgentError> {

@@ -23,8 +23,8 @@ use crate::limits::{GuestLimits, Service};
 enum Binding {
     /// A Unix socket in the instance's directory (user-mode network).
     Unix,
-    /// Sockets on the tap with this interface index, answering with this hop limit.
-    Tap { ifindex: u32, hop_limit: u32 },
+    /// Sockets on this tap, answering with this hop limit.
+    Tap { tap: kiln_agent_api::TapId, hop_limit: u32 },
 }
 
 /// Tasks that end when dropped.
@@ -59,9 +59,7 @@ fn wanted(cloud: &Cloud) -> Vec<(PortView, Option<Binding>)> {
         .values()
         .map(|p| {
             let b = if agent.vpc_networking() {
-                agent
-                    .port_index(&p.vpc_id, &p.interface_id)
-                    .map(|ifindex| Binding::Tap { ifindex, hop_limit: p.hop_limit })
+                agent.tap_id(&p.vpc_id, &p.interface_id).map(|tap| Binding::Tap { tap, hop_limit: p.hop_limit })
             } else {
                 Some(Binding::Unix)
             };
@@ -70,17 +68,11 @@ fn wanted(cloud: &Cloud) -> Vec<(PortView, Option<Binding>)> {
         .collect()
 }
 
-/// VPCs with a namespace on this host, and their DNS addresses.
-fn vpc_dns(cloud: &Cloud) -> Vec<(String, Ipv4Addr)> {
+/// VPCs with a namespace on this host, with which namespace that is and their DNS
+/// addresses.
+fn vpc_dns(cloud: &Cloud) -> Vec<(String, u64, Ipv4Addr)> {
     let Ok(agent) = cloud.agent() else { return Vec::new() };
-    let present = agent.networks();
-    cloud
-        .guest_view()
-        .vpcs
-        .iter()
-        .filter(|(id, _)| present.contains(id))
-        .filter_map(|(id, v)| Some((id.clone(), v.dns?)))
-        .collect()
+    cloud.guest_view().vpcs.iter().filter_map(|(id, v)| Some((id.clone(), agent.network_id(id)?, v.dns?))).collect()
 }
 
 /// Keeps every live instance's services running, until `shutdown`.
@@ -90,7 +82,8 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
     // One resolver (and cache) for every VPC's forwarded questions.
     let upstream = Arc::new(crate::dns::Upstream::from_host());
     let mut serving: HashMap<String, Serving> = HashMap::new();
-    let mut dns: HashMap<String, Tasks> = HashMap::new();
+    // By VPC: the namespace the DNS sockets were made in, and their tasks.
+    let mut dns: HashMap<String, (u64, Tasks)> = HashMap::new();
     // Binding fails for a moment while a namespace or tap is being made; only a failure
     // that lasts is worth a warning.
     let mut failures: HashMap<String, u32> = HashMap::new();
@@ -106,8 +99,8 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
     loop {
         let c = cloud.clone();
         let (now, vpcs) = tokio::task::spawn_blocking(move || (wanted(&c), vpc_dns(&c))).await.unwrap_or_default();
-        dns.retain(|vpc, t| vpcs.iter().any(|(v, _)| v == vpc) && t.alive());
-        for (vpc, addr) in vpcs {
+        dns.retain(|vpc, (netns, t)| vpcs.iter().any(|(v, n, _)| v == vpc && n == netns) && t.alive());
+        for (vpc, netns, addr) in vpcs {
             if dns.contains_key(&vpc) {
                 continue;
             }
@@ -130,7 +123,7 @@ pub async fn run(cloud: Arc<Cloud>, mut shutdown: tokio::sync::watch::Receiver<b
                 Ok((udp, tcp)) => {
                     let server = crate::dns::Server::new(cloud.clone(), limits.clone(), upstream.clone(), vpc.clone());
                     let tasks = vec![tokio::spawn(server.clone().udp(udp)), tokio::spawn(server.tcp(tcp))];
-                    dns.insert(vpc, Tasks(tasks));
+                    dns.insert(vpc, (netns, Tasks(tasks)));
                 }
                 Err(e) => failed(&vpc, "the VPC's DNS", &e),
             }
