@@ -2,8 +2,9 @@
 //! usable, each beside a baseline from the same run.
 //!
 //! - Memory: the host RSS of one idle kiln-tiny t3.micro's QEMU some time after status
-//!   ok, with the old settings (QEMU's default translation cache, no balloon) and with
-//!   Kiln's defaults (a 32 MiB cache, free-page reporting).
+//!   ok, as it was (Debian's cloud kernel, QEMU's default translation cache, no
+//!   balloon), with Kiln's QEMU settings alone (a 32 MiB cache, free-page reporting),
+//!   and as it is (those and kiln-tiny's own kernel).
 //! - Boot: RunInstances to SSH reachable and to status ok, median of `runs`, beside a
 //!   bare QEMU boot of the same kernel, initramfs and disk with the same options.
 //! - Many at once: one RunInstances with MaxCount=`batch`: seconds until every guest
@@ -36,7 +37,7 @@ pub struct DensityArgs {
     /// Also launch t3.nano instances until the host refuses one (minutes).
     #[arg(long)]
     fill: bool,
-    /// Where downloaded Debian packages are kept (shared with other data dirs).
+    /// Where downloaded Debian packages and built kernels are kept [default: the source tree's .kiln-test-cache].
     #[arg(long)]
     cache_dir: Option<std::path::PathBuf>,
 }
@@ -48,17 +49,26 @@ const POOL: &str = "100.64.203.0/24";
 pub fn run(args: DensityArgs) -> Result<()> {
     println!("kiln-bench density: kiln-tiny x86_64 under the host's accelerator; one machine, one run");
     println!();
-    let old = memory_case("old settings", &["--tcg-tb-size", "0", "--no-balloon"], &args)?;
-    let new = memory_case("Kiln's defaults", &[], &args)?;
+    let old =
+        memory_case("old: Debian's kernel, old QEMU settings", &["--tcg-tb-size", "0", "--no-balloon"], true, &args)?;
+    let tuned = memory_case("Debian's kernel, Kiln's QEMU settings", &[], true, &args)?;
+    let new = memory_case("new: kiln-tiny's kernel, Kiln's QEMU settings", &[], false, &args)?;
     println!();
-    println!("{:<52} {:>10} {:>10}", "memory of one idle t3.micro (1 GiB)", "RSS MiB", "ratio");
-    println!("{:<52} {:>10} {:>10.2}", "old: QEMU's default TB cache, no balloon", old, 1.0);
     println!(
-        "{:<52} {:>10} {:>10.2}",
-        format!("new: 32 MiB TB cache, free-page reporting ({} s idle)", args.idle_secs),
-        new,
-        new as f64 / old as f64
+        "{:<60} {:>8} {:>8}",
+        format!("memory of one idle t3.micro (1 GiB), {} s after status ok", args.idle_secs),
+        "RSS MiB",
+        "ratio"
     );
+    println!("{:<60} {:>8} {:>8.2}", "old: Debian's cloud kernel, QEMU's TB cache, no balloon", old, 1.0);
+    let ratio = |m: u64| m as f64 / old as f64;
+    println!(
+        "{:<60} {:>8} {:>8.2}",
+        "Debian's cloud kernel, 32 MiB TB cache, free-page reporting",
+        tuned,
+        ratio(tuned)
+    );
+    println!("{:<60} {:>8} {:>8.2}", "new: kiln-tiny's own kernel, the same QEMU settings", new, ratio(new));
     println!();
 
     let (dir, kiln) = start_tiny_kiln("density", args.cache_dir.clone(), POOL, &ROOMY)?;
@@ -70,15 +80,68 @@ pub fn run(args: DensityArgs) -> Result<()> {
     result
 }
 
-/// One server with `flags`; one t3.micro to status ok, idle, then its QEMU's RSS.
-fn memory_case(label: &str, flags: &[&str], args: &DensityArgs) -> Result<u64> {
+/// kiln-tiny x86_64 as it was before it had a kernel of its own: Debian's cloud
+/// kernel, the modules it loads and its command line. The "old" of the memory figure.
+const DEBIAN_KERNEL_RECIPE: &str = r#"
+name = "kiln-tiny-debian-kernel"
+description = "kiln-tiny on Debian's cloud kernel (kiln-bench density's baseline)"
+architecture = "x86_64"
+kind = "tiny"
+kernel_package = "linux-image-cloud-amd64"
+kernel_cmdline = "console=ttyS0 root=/dev/vda quiet cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp"
+packages = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g",
+            "sudo", "libpam0g", "libpam-modules", "libaudit1", "libcap-ng0", "libselinux1", "libpcre2-8-0", "libssl3"]
+boot_modules = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"]
+modules = ["virtio_net", "virtio_rng", "virtio_balloon", "evdev", "button"]
+initramfs_init = "kiln-tiny/initramfs/init"
+overlay = "kiln-tiny/rootfs"
+default_user = "ec2-user"
+root_size_gib = 1
+"#;
+
+/// Builds and registers kiln-tiny on Debian's kernel for the operator in `dir`, with
+/// the files of this source tree's kiln-tiny recipe; returns the AMI.
+fn debian_kernel_ami(dir: &Path, cache: &Path) -> Result<String> {
+    let recipes = dir.join("recipes");
+    std::fs::create_dir_all(&recipes)?;
+    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/kiln-tiny");
+    std::os::unix::fs::symlink(&files, recipes.join("kiln-tiny"))?;
+    let recipe = recipes.join("kiln-tiny-debian-kernel.toml");
+    std::fs::write(&recipe, DEBIAN_KERNEL_RECIPE)?;
+    eprintln!("  building kiln-tiny on Debian's cloud kernel (the baseline)...");
+    let out = std::process::Command::new(crate::kiln_exe()?)
+        .args(["images", "build"])
+        .arg(&recipe)
+        .args(["--region", crate::REGION, "--data-dir"])
+        .arg(dir)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("building the baseline image failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("ami-"))
+        .map(str::to_owned)
+        .with_context(|| format!("no AMI in the build's output: {stdout}"))
+}
+
+/// One server with `flags`; one t3.micro (of kiln-tiny on Debian's kernel if
+/// `debian_kernel`) to status ok, idle, then its QEMU's RSS.
+fn memory_case(label: &str, flags: &[&str], debian_kernel: bool, args: &DensityArgs) -> Result<u64> {
     let mut all: Vec<&str> = ROOMY.to_vec();
     all.extend_from_slice(flags);
-    let name = if flags.is_empty() { "density-new" } else { "density-old" };
-    let (dir, kiln) = start_tiny_kiln(name, args.cache_dir.clone(), POOL, &all)?;
+    let name = format!("density-{}-{}", if flags.is_empty() { "new" } else { "old" }, u8::from(debian_kernel));
+    let (dir, kiln) = start_tiny_kiln(&name, args.cache_dir.clone(), POOL, &all)?;
     let result = (|| -> Result<u64> {
         let client = client()?;
-        let ami = tiny_ami(&client, &kiln)?;
+        let ami = if debian_kernel {
+            debian_kernel_ami(&dir, &crate::cache_or_shared(args.cache_dir.clone()))?
+        } else {
+            tiny_ami(&client, &kiln)?
+        };
         let ids = launch(&client, &kiln, &ami, "t3.micro", 1, None)?;
         let id = &ids[0];
         until(Instant::now(), Duration::from_secs(300), || status_ok(&client, &kiln, id))?;
@@ -245,7 +308,7 @@ fn ssh_group(client: &reqwest::blocking::Client, kiln: &Server) -> Result<String
 /// Whether an SSH server answers on `ip`:22 with its banner.
 fn ssh_answers(ip: &str) -> bool {
     let Ok(addr) = format!("{ip}:22").parse::<SocketAddr>() else { return false };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(150)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(1500)));
     let mut buf = [0u8; 4];
     s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
