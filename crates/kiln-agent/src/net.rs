@@ -331,7 +331,6 @@ impl NetConfig {
     }
 }
 
-/// The interface index of `dev` inside the namespace `ns`.
 /// The identity of the namespace named `ns` while it exists: the inode of its
 /// namespace file, unique among the namespaces alive at one time.
 pub fn netns_id(ns: &str) -> Option<u64> {
@@ -339,6 +338,7 @@ pub fn netns_id(ns: &str) -> Option<u64> {
     std::fs::metadata(Path::new("/run/netns").join(ns)).ok().map(|m| m.ino())
 }
 
+/// The interface index of `dev` inside the namespace `ns`.
 pub fn index_in(ns: &str, dev: &str) -> Option<u32> {
     in_netns(ns, || nix::net::if_::if_nametoindex(dev).ok()).ok().flatten()
 }

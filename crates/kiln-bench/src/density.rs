@@ -80,34 +80,30 @@ pub fn run(args: DensityArgs) -> Result<()> {
     result
 }
 
-/// kiln-tiny x86_64 as it was before it had a kernel of its own: Debian's cloud
+/// How kiln-tiny x86_64 booted before it had a kernel of its own: Debian's cloud
 /// kernel, the modules it loads and its command line. The "old" of the memory figure.
-const DEBIAN_KERNEL_RECIPE: &str = r#"
-name = "kiln-tiny-debian-kernel"
-description = "kiln-tiny on Debian's cloud kernel (kiln-bench density's baseline)"
-architecture = "x86_64"
-kind = "tiny"
-kernel_package = "linux-image-cloud-amd64"
+const DEBIAN_KERNEL: &str = r#"kernel_package = "linux-image-cloud-amd64"
 kernel_cmdline = "console=ttyS0 root=/dev/vda quiet cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp"
-packages = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g",
-            "sudo", "libpam0g", "libpam-modules", "libaudit1", "libcap-ng0", "libselinux1", "libpcre2-8-0", "libssl3"]
 boot_modules = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4"]
 modules = ["virtio_net", "virtio_rng", "virtio_balloon", "evdev", "button"]
-initramfs_init = "kiln-tiny/initramfs/init"
-overlay = "kiln-tiny/rootfs"
-default_user = "ec2-user"
-root_size_gib = 1
 "#;
 
-/// Builds and registers kiln-tiny on Debian's kernel for the operator in `dir`, with
-/// the files of this source tree's kiln-tiny recipe; returns the AMI.
+/// Builds and registers, for the operator in `dir`, this source tree's kiln-tiny x86_64
+/// recipe with its kernel lines replaced by `DEBIAN_KERNEL`; returns the AMI.
 fn debian_kernel_ami(dir: &Path, cache: &Path) -> Result<String> {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images");
+    let own = std::fs::read_to_string(images.join("kiln-tiny-x86_64.toml"))?;
+    let rest: String = own
+        .lines()
+        .filter(|l| !l.starts_with("kernel_source") && !l.starts_with("kernel_cmdline"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let recipes = dir.join("recipes");
     std::fs::create_dir_all(&recipes)?;
-    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/kiln-tiny");
-    std::os::unix::fs::symlink(&files, recipes.join("kiln-tiny"))?;
+    std::os::unix::fs::symlink(images.join("kiln-tiny"), recipes.join("kiln-tiny"))?;
     let recipe = recipes.join("kiln-tiny-debian-kernel.toml");
-    std::fs::write(&recipe, DEBIAN_KERNEL_RECIPE)?;
+    // TOML keys before the first table go anywhere among them; the recipe has no tables.
+    std::fs::write(&recipe, format!("{DEBIAN_KERNEL}{rest}"))?;
     eprintln!("  building kiln-tiny on Debian's cloud kernel (the baseline)...");
     let out = std::process::Command::new(crate::kiln_exe()?)
         .args(["images", "build"])

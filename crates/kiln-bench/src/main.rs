@@ -492,7 +492,6 @@ fn ok(client: &reqwest::blocking::Client, server: &Server, body: &str) -> Result
     Ok(text)
 }
 
-/// Polls until `check` says yes, returning the time since `t0`.
 /// Checks every 20 ms until `check` holds; returns the time since `t0`. Often enough
 /// that the polling adds little to a 2 s boot, and the same for a launch and a bare boot.
 fn until(t0: Instant, limit: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<Duration> {

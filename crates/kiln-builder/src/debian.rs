@@ -57,7 +57,7 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     let _ = std::fs::create_dir_all(root.join("var/cache/apt/archives/partial"));
 
     progress.step(3, STEPS, &format!("running {} build commands", recipe.commands.len()));
-    let native = arch == run("host architecture", Command::new("dpkg").arg("--print-architecture"))?.trim();
+    let native = arch == crate::debs::host_arch()?;
     for c in &recipe.commands {
         if !native {
             return Err(BuildError::Missing(format!(

@@ -7,7 +7,8 @@ use std::process::Command;
 use crate::run::run;
 use crate::{io, BuildError};
 
-fn host_arch() -> Result<String, BuildError> {
+/// Debian's name for this host's architecture (`amd64`).
+pub(crate) fn host_arch() -> Result<String, BuildError> {
     Ok(run("asking dpkg for the host architecture", Command::new("dpkg").arg("--print-architecture"))?
         .trim()
         .to_owned())

@@ -55,11 +55,10 @@ fn unset<'a>(wanted: &[&'a str], config: &str) -> Vec<&'a str> {
 /// The kernel image for `source`, building it if the cache lacks it. `say` reports the
 /// long step before it starts.
 pub fn build(arch: &str, source: &KernelSource, cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, BuildError> {
-    let host = run("asking dpkg for the host architecture", Command::new("dpkg").arg("--print-architecture"))?;
-    if host.trim() != arch {
+    let host = debs::host_arch()?;
+    if host != arch {
         return Err(BuildError::Missing(format!(
-            "building a kernel for {arch} needs a {arch} host (this one is {}); give the recipe a kernel_package instead",
-            host.trim()
+            "building a kernel for {arch} needs a {arch} host (this one is {host}); give the recipe a kernel_package instead"
         )));
     }
     let deb = debs::fetch(arch, std::slice::from_ref(&source.package), cache)?.remove(0);
@@ -95,12 +94,11 @@ pub fn build(arch: &str, source: &KernelSource, cache: &Path, say: &dyn Fn(&str)
     let work = kernels.join(format!("{key}.partial"));
     let _ = std::fs::remove_dir_all(&work);
     let built = compile(&deb, source, &work, cpus);
+    // Moved out of the scratch tree (the same directory, so the move is atomic).
     let result = built.and_then(|bz| {
         let dir = kernels.join(&key);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let partial = dir.join("bzImage.partial");
-        std::fs::copy(&bz, &partial).map_err(io("keeping the kernel image"))?;
-        std::fs::rename(&partial, &image).map_err(io("keeping the kernel image"))?;
+        std::fs::rename(&bz, &image).map_err(io("keeping the kernel image"))?;
         Ok(image)
     });
     let _ = std::fs::remove_dir_all(&work);

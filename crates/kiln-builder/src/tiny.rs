@@ -135,8 +135,7 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
             ("usr/sbin", 0o755),
         ],
     )?;
-    let native =
-        recipe.deb_arch() == run("host architecture", Command::new("dpkg").arg("--print-architecture"))?.trim();
+    let native = recipe.deb_arch() == debs::host_arch()?;
     for applet in applets(&root, native)? {
         let link = root.join(&applet);
         if link.symlink_metadata().is_err() {
