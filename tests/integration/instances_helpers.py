@@ -452,6 +452,13 @@ def ready_line(instance_id):
     return f"{READY}{instance_id} "
 
 
+def ready_boots(text, instance_id):
+    """The boot ids on the instance's ready lines in a console text, oldest first:
+    kiln-tiny ends its ready line with the kernel's boot id, so a new boot is told from
+    an old one even when the two consoles otherwise print the same lines."""
+    return re.findall(re.escape(ready_line(instance_id)) + r".* boot=(\S+)", text)
+
+
 def all_instances(ec2, **kwargs):
     return [i for r in ec2.describe_instances(**kwargs)["Reservations"] for i in r["Instances"]]
 

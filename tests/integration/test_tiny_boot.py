@@ -317,6 +317,9 @@ def test_quickstart_image_boots_and_is_configured_from_imds(arch, quickstart_ima
                 )
             print(f"[boot {arch}] ready after {seconds:.1f} s", flush=True)
             assert served_id == instance_id, f"the guest reports {served_id}, IMDS served {instance_id}\n{text[-3000:]}"
+            boot = re.search(r"kiln-tiny: ready .* boot=(\S+)", text)
+            assert boot and re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", boot.group(1)), (
+                f"[{arch}] the ready line should end with the kernel's boot id\n{text[-1000:]}")
 
             p = ssh(key, ssh_port,
                     "cat ~/.ssh/authorized_keys; echo ---; cat /home/ec2-user/user-data-marker; echo ---; hostname;"
