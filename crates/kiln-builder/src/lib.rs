@@ -40,7 +40,8 @@ pub struct Built {
     pub hash: String,
     pub root_disk: PathBuf,
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    /// None for a kernel that mounts the root volume itself (kiln-tiny's own kernel).
+    pub initrd: Option<PathBuf>,
     pub kernel_cmdline: String,
     pub root_size_gib: u64,
 }
@@ -118,7 +119,7 @@ pub fn build(recipe: &Recipe, builds: &Path, cache: &Path, progress: &dyn Progre
         hash: hash.clone(),
         root_disk: dir.join("root.qcow2"),
         kernel: dir.join("vmlinuz"),
-        initrd: dir.join("initrd.img"),
+        initrd: (recipe.kind == recipe::Kind::Debian || recipe.init.is_some()).then(|| dir.join("initrd.img")),
         kernel_cmdline: recipe.kernel_cmdline.clone(),
         root_size_gib: recipe.root_size_gib,
     };

@@ -264,8 +264,8 @@ impl Recipe {
                 ));
             }
         }
-        if f.kind == Kind::Tiny && f.initramfs_init.is_none() {
-            return Err(bad("the tiny kind needs initramfs_init".into()));
+        if f.kind == Kind::Tiny && f.initramfs_init.is_none() && f.kernel_source.is_none() {
+            return Err(bad("the tiny kind on Debian's kernel needs initramfs_init (its drivers are modules)".into()));
         }
         let suite = f.suite.clone().unwrap_or_else(|| "bookworm".into());
         if !suite.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
@@ -349,8 +349,9 @@ mod tests {
             assert_eq!(r.content_hash(), Recipe::load(&id).expect("parse").content_hash());
             match r.kind {
                 Kind::Tiny => {
-                    assert!(r.init.is_some());
+                    assert_eq!(r.init.is_some(), r.kernel_source.is_none(), "{id}: an initramfs for Debian's kernel only");
                     assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
+                    assert_eq!(r.overlay["etc/kiln/imds"].mode, 0o644, "sourced, not run");
                 }
                 Kind::Debian => {
                     assert!(r.overlay.contains_key("etc/cloud/cloud.cfg.d/01-kiln.cfg"));
@@ -366,6 +367,7 @@ mod tests {
         let own = x86.kernel_source.as_ref().expect("kiln-tiny x86_64 builds its own kernel");
         assert!(String::from_utf8_lossy(&own.config).contains("CONFIG_VIRTIO_BLK=y"));
         assert!(x86.boot_modules.is_empty() && arm.kernel_source.is_none());
+        assert!(x86.init.is_none() && arm.init.is_some(), "only Debian's kernels need an initramfs");
     }
 
     #[test]
@@ -374,14 +376,15 @@ mod tests {
         std::fs::create_dir_all(dir.join("rootfs")).expect("dir");
         std::fs::write(dir.join("init"), "#!/bin/sh\n").expect("init");
         std::fs::write(dir.join("k.config"), "CONFIG_VIRTIO_BLK=y\n").expect("config");
-        let recipe = |extra: &str| {
+        let no_init = |extra: &str| {
             let text = format!(
                 "name = \"t\"\ndescription = \"t\"\narchitecture = \"x86_64\"\nkind = \"tiny\"\n\
-                 kernel_cmdline = \"console=ttyS0\"\ninitramfs_init = \"init\"\noverlay = \"rootfs\"\n\
+                 kernel_cmdline = \"console=ttyS0\"\noverlay = \"rootfs\"\n\
                  default_user = \"ec2-user\"\nroot_size_gib = 1\n{extra}"
             );
             Recipe::parse("t", &text, &Source::Disk(&dir))
         };
+        let recipe = |extra: &str| no_init(&format!("initramfs_init = \"init\"\n{extra}"));
         let src = "kernel_source = { package = \"linux-source-6.1\", config = \"k.config\" }\n";
         let first = recipe(src).expect("parse").content_hash();
         std::fs::write(dir.join("k.config"), "CONFIG_VIRTIO_BLK=y\nCONFIG_EXT4_FS=y\n").expect("config");
@@ -390,6 +393,11 @@ mod tests {
         assert!(matches!(recipe(&with_modules), Err(RecipeError::Invalid(..))));
         let escaping = "kernel_source = { package = \"linux-source-6.1\", config = \"../k.config\" }\n";
         assert!(matches!(recipe(escaping), Err(RecipeError::Invalid(..))));
+        // Without an initramfs: fine for a kernel with its drivers built in, refused for
+        // Debian's, whose block drivers are modules.
+        assert!(no_init(src).expect("own kernel, no initramfs").init.is_none());
+        let debian = "kernel_package = \"linux-image-cloud-amd64\"\nboot_modules = [\"virtio_blk\"]\n";
+        assert!(matches!(no_init(debian), Err(RecipeError::Invalid(..))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

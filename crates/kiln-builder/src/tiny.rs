@@ -94,6 +94,33 @@ fn debian_kernel(
     Ok((boot, later))
 }
 
+/// `work/initrd.img`: busybox, `init` and the modules to load before the root volume
+/// can be mounted.
+fn initramfs(
+    root: &Path,
+    init: &FileSpec,
+    boot: &Loads,
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<(), BuildError> {
+    progress.step(4, STEPS, "making the initramfs");
+    let initrd = work.join("initrd");
+    mkdirs(
+        &initrd,
+        &[("bin", 0o755), ("etc", 0o755), ("dev", 0o755), ("proc", 0o755), ("sys", 0o755), ("newroot", 0o755)],
+    )?;
+    std::fs::copy(root.join("bin/busybox"), initrd.join("bin/busybox")).map_err(io("copying busybox"))?;
+    write_file(&initrd, "init", init)?;
+    let boot_files = copy_modules(boot, &initrd.join("lib/modules"))?;
+    write_file(&initrd, "etc/modules-boot", &FileSpec { contents: boot_files.join("\n").into_bytes(), mode: 0o644 })?;
+    shell(
+        "packing the initramfs (cpio, gzip)",
+        &initrd,
+        "find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6 > ../initrd.img",
+    )?;
+    Ok(())
+}
+
 pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress) -> Result<(), BuildError> {
     let arch = recipe.deb_arch();
     progress.step(1, STEPS, &format!("downloading {} Debian packages and the kernel ({arch})", recipe.packages.len()));
@@ -155,7 +182,8 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
     write_file(&root, "etc/kiln/modules-net", &FileSpec { contents: net.join("\n").into_bytes(), mode: 0o644 })?;
     let user = &recipe.default_user;
     let home = root.join("home").join(user);
-    mkdirs(&root, &[(&format!("home/{user}"), 0o755)])?;
+    // ~/.ssh is made here so that the boot script only writes the key into it.
+    mkdirs(&root, &[(&format!("home/{user}"), 0o755), (&format!("home/{user}/.ssh"), 0o700)])?;
     // The default user owns its home and /var/www; system files stay root's, and the
     // user becomes root with sudo (passwordless, as on EC2's images).
     run("setting owners", Command::new("chown").args(["-R", "1000:1000"]).arg(&home).arg(root.join("var/www")))?;
@@ -180,22 +208,10 @@ pub fn build(recipe: &Recipe, work: &Path, cache: &Path, progress: &dyn Progress
         }
     }
 
-    progress.step(4, STEPS, "making the initramfs");
-    let initrd = work.join("initrd");
-    mkdirs(
-        &initrd,
-        &[("bin", 0o755), ("etc", 0o755), ("dev", 0o755), ("proc", 0o755), ("sys", 0o755), ("newroot", 0o755)],
-    )?;
-    std::fs::copy(root.join("bin/busybox"), initrd.join("bin/busybox")).map_err(io("copying busybox"))?;
-    let init = recipe.init.as_ref().ok_or_else(|| BuildError::Missing("the recipe has no initramfs init".into()))?;
-    write_file(&initrd, "init", init)?;
-    let boot_files = copy_modules(&boot, &initrd.join("lib/modules"))?;
-    write_file(&initrd, "etc/modules-boot", &FileSpec { contents: boot_files.join("\n").into_bytes(), mode: 0o644 })?;
-    shell(
-        "packing the initramfs (cpio, gzip)",
-        &initrd,
-        "find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6 > ../initrd.img",
-    )?;
+    match &recipe.init {
+        Some(init) => initramfs(&root, init, &boot, work, progress)?,
+        None => progress.step(4, STEPS, "no initramfs: the kernel mounts the root volume itself"),
+    }
 
     progress.step(5, STEPS, &format!("running {} build commands", recipe.commands.len()));
     for c in &recipe.commands {

@@ -512,7 +512,7 @@ impl Cloud {
             Ok(rel)
         };
         let kernel_file = keep(&build.kernel, "vmlinuz")?;
-        let ramdisk_file = keep(&build.initrd, "initrd.img")?;
+        let ramdisk_file = build.initrd.as_deref().map(|p| keep(p, "initrd.img")).transpose()?;
         let snap_id = ResourceKind::Snapshot.generate();
         let file = adopt_file(self.data_dir(), &snap_id, &build.root_disk)?;
         let snapshot = Snapshot {
@@ -537,7 +537,7 @@ impl Cloud {
         };
         let done = self.store.write(|tx| {
             snapshots::insert(tx, &snapshot)?;
-            images::complete(tx, image_id, &kernel_file, &ramdisk_file, &build.kernel_cmdline, &device)?;
+            images::complete(tx, image_id, &kernel_file, ramdisk_file.as_deref(), &build.kernel_cmdline, &device)?;
             Ok::<_, Error>(())
         });
         if done.is_err() {
@@ -597,7 +597,8 @@ pub struct BuildProducts {
     pub architecture: Architecture,
     pub root_disk: std::path::PathBuf,
     pub kernel: std::path::PathBuf,
-    pub initrd: std::path::PathBuf,
+    /// None when the kernel mounts the root volume itself.
+    pub initrd: Option<std::path::PathBuf>,
     pub kernel_cmdline: String,
     pub root_size_gib: u64,
     pub default_user: String,

@@ -288,7 +288,7 @@ pub fn complete(
     conn: &Connection,
     image_id: &str,
     kernel_file: &str,
-    ramdisk_file: &str,
+    ramdisk_file: Option<&str>,
     kernel_cmdline: &str,
     device: &BlockDevice,
 ) -> Result<(), StoreError> {

@@ -95,7 +95,7 @@ fn products(
         architecture: recipe.architecture,
         root_disk: path(|b| &b.root_disk),
         kernel: path(|b| &b.kernel),
-        initrd: path(|b| &b.initrd),
+        initrd: built.and_then(|b| b.initrd.clone()),
         kernel_cmdline: recipe.kernel_cmdline.clone(),
         root_size_gib: recipe.root_size_gib,
         default_user: recipe.default_user.clone(),
