@@ -51,8 +51,9 @@ pub struct Tuning {
 
 impl Default for Tuning {
     /// 32 MiB of translation cache: measured on kiln-tiny under TCG, 16 MiB or more
-    /// boots as fast as QEMU's default and 8 MiB takes four times as long; 32 keeps a
-    /// margin for larger guests (docs/operations.md, "Memory per instance").
+    /// boots as fast as QEMU's default and 8 MiB takes four times as long; Debian 12
+    /// took 1.8 times as long to boot with 16 as with 32 (docs/operations.md, "Memory
+    /// per instance").
     fn default() -> Self {
         Self { tb_size_mib: Some(32), balloon: true }
     }

@@ -758,7 +758,12 @@ struct BareBoot {
 /// suite waits for the same line). A bare boot is timed to SSH by it: QEMU's user
 /// network accepts a forwarded connection before the guest can, so probing through it
 /// says nothing until the guest has its address.
-const DROPBEAR_LISTENING: &[u8] = b"Not backgrounding";
+pub(crate) const DROPBEAR_LISTENING: &[u8] = b"Not backgrounding";
+
+/// Whether the console file at `path` shows `line`.
+pub(crate) fn console_shows(path: &Path, line: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.windows(line.len()).any(|w| w == line))
+}
 
 /// The kernel command line (`-append`) an instance's QEMU was started with: what a
 /// bare boot must pass to boot the same way.
@@ -832,12 +837,10 @@ fn bare_boot_as(
         .context("running qemu-system-x86_64")?;
     let (mut ssh, mut ready) = (None, None);
     let took = until(t0, Duration::from_secs(300), || {
-        let console = std::fs::read(&serial).unwrap_or_default();
-        let shows = |line: &[u8]| console.windows(line.len()).any(|w| w == line);
-        if ssh.is_none() && shows(DROPBEAR_LISTENING) {
+        if ssh.is_none() && console_shows(&serial, DROPBEAR_LISTENING) {
             ssh = Some(t0.elapsed());
         }
-        if ready.is_none() && shows(b"kiln-tiny: ready") {
+        if ready.is_none() && console_shows(&serial, b"kiln-tiny: ready") {
             ready = Some(t0.elapsed());
         }
         Ok(ssh.is_some() && ready.is_some())

@@ -349,7 +349,11 @@ mod tests {
             assert_eq!(r.content_hash(), Recipe::load(&id).expect("parse").content_hash());
             match r.kind {
                 Kind::Tiny => {
-                    assert_eq!(r.init.is_some(), r.kernel_source.is_none(), "{id}: an initramfs for Debian's kernel only");
+                    assert_eq!(
+                        r.init.is_some(),
+                        r.kernel_source.is_none(),
+                        "{id}: an initramfs for Debian's kernel only"
+                    );
                     assert_eq!(r.overlay["etc/kiln/boot"].mode, 0o755);
                     assert_eq!(r.overlay["etc/kiln/imds"].mode, 0o644, "sourced, not run");
                 }
