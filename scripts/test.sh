@@ -31,6 +31,10 @@ cargo test --locked -q --workspace
 fuzz_default=40; [ "${CI:-}" = "true" ] && fuzz_default=15
 say "fuzzing (each target ${FUZZ_SECONDS:-$fuzz_default} s from its kept corpus)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-$fuzz_default}" bash "$ROOT/scripts/fuzz.sh"
+# Downloaded Debian packages and kiln-tiny's built kernel, kept by content hash: one
+# cache for the machine, so a fresh clone (CI's) does not build the kernel again.
+export KILN_TEST_CACHE="${KILN_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln/test}"
+mkdir -p "$KILN_TEST_CACHE"
 say "building kiln for the integration suite"
 cargo build --locked -q -p kiln
 export KILN_BIN="$(target_dir)/debug/kiln"

@@ -9,7 +9,8 @@ Environment:
   KILN_BIN         the kiln binary (default: <repo>/target/debug/kiln)
   KILN_KEEP_DATA   keep the temporary data directory after the session
   KILN_TEST_CACHE  the Debian package cache shared by test runs (default:
-                   <repo>/.kiln-test-cache, git-ignored); only the first run downloads
+                   <repo>/.kiln-test-cache, git-ignored; scripts/test.sh sets
+                   ~/.cache/kiln/test, one for the machine); only the first run downloads
   KILN_TEST_STORE  `postgres` runs every test server on PostgreSQL, each on a database
                    of its own (default: `sqlite`)
   KILN_TEST_POSTGRES  the URL of a PostgreSQL cluster's `postgres` database to make those
