@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.parse
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -296,6 +297,14 @@ def qemu_pid_of(data_dir, instance_id):
         return int((Path(data_dir) / "instances" / instance_id / "qemu.pid").read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def tiny_accels(arch="x86_64"):
+    """The `-accel` values a kiln-tiny guest may run with: KVM, or TCG with the
+    translation cache its recipe names (the host's 32 MiB where it names none)."""
+    with open(REPO / "images" / f"kiln-tiny-{arch}.toml", "rb") as f:
+        size = tomllib.load(f).get("tcg_tb_size_mib", 32)
+    return ("kvm", f"tcg,tb-size={size}")
 
 
 def qemu_of(data_dir, instance_id):

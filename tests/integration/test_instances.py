@@ -35,6 +35,7 @@ from instances_helpers import (
     ready_boots,
     ready_line,
     state_of,
+    tiny_accels,
     wait_console,
     wait_for,
     wait_state,
@@ -819,6 +820,9 @@ def test_create_image_carries_the_instance_disk(srv, ec2, x86):
         launched = [run_one(ec2, image_id) for image_id in (live, stopped)]
         for i in launched:
             wait_console(ec2, i, lambda t: f"marker: {marker}" in t, "the marker from the image", X86_BOOT, srv)
+            # ... and runs as its source did: with kiln-tiny's own translation cache.
+            argv = qemu_of(srv.data_dir, i)[1]
+            assert argv and argv[argv.index("-accel") + 1] in tiny_accels(), argv
         devices = {m["DeviceName"] for m in describe(ec2, launched[1])["BlockDeviceMappings"]}
         assert devices == {"/dev/xvda", "/dev/sdf"}, devices
         # Deregistered while an instance still runs from it: asked for by id, EC2

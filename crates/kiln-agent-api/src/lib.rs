@@ -222,6 +222,10 @@ pub struct VmSpec {
     pub kernel: Option<StorePath>,
     pub initrd: Option<StorePath>,
     pub cmdline: Option<String>,
+    /// The image's own TCG translation-cache size, MiB, where its recipe measured one
+    /// (kiln-tiny runs as fast on less); None takes the host's.
+    #[serde(default)]
+    pub tcg_tb_size_mib: Option<u32>,
     pub disks: Vec<Disk>,
     pub network: Network,
 }
@@ -369,6 +373,7 @@ mod tests {
             kernel: Some(StorePath::new("kernels/k/vmlinuz").expect("path")),
             initrd: None,
             cmdline: Some("console=ttyS0".into()),
+            tcg_tb_size_mib: Some(16),
             disks: vec![Disk {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),

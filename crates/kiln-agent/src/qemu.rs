@@ -41,8 +41,9 @@ pub const IMDS_SOCKET: &str = "imds.sock";
 /// How a host trims what each VM costs it, beyond what the spec asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// The TCG translation cache, MiB (`-accel tcg,tb-size=`); None keeps QEMU's
-    /// default, which on a large host lets each VM's cache grow past 200 MiB.
+    /// The TCG translation cache, MiB (`-accel tcg,tb-size=`), for guests whose image
+    /// names no size of its own; None keeps QEMU's default for every guest (images'
+    /// own sizes too), which on a large host lets each VM's cache grow past 200 MiB.
     pub tb_size_mib: Option<u32>,
     /// A virtio-balloon device with free-page reporting, through which a guest whose
     /// kernel supports it hands freed memory back to the host.
@@ -50,12 +51,18 @@ pub struct Tuning {
 }
 
 impl Default for Tuning {
-    /// 32 MiB of translation cache: measured on kiln-tiny under TCG, 16 MiB or more
-    /// boots as fast as QEMU's default and 8 MiB takes four times as long; Debian 12
-    /// took 1.8 times as long to boot with 16 as with 32 (docs/operations.md, "Memory
-    /// per instance").
+    /// 32 MiB of translation cache for images that name none: Debian 12 took 1.8 times
+    /// as long to boot with 16 as with 32, and 8 MiB made kiln-tiny four times slower;
+    /// kiln-tiny's recipe names 16 (docs/operations.md, "Memory per instance").
     fn default() -> Self {
         Self { tb_size_mib: Some(32), balloon: true }
+    }
+}
+
+impl Tuning {
+    /// The translation cache `spec`'s guest gets: its image's own size, else the host's.
+    pub fn tb_size_for(&self, spec: &VmSpec) -> Option<u32> {
+        self.tb_size_mib.map(|host| spec.tcg_tb_size_mib.unwrap_or(host))
     }
 }
 
@@ -71,7 +78,7 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>, tuning: &Tuning
     };
     push(&["-name", &format!("kiln-{}", spec.instance_id)]);
     push(&["-machine", machine]);
-    push(&["-accel", &accel_option(accel, tuning)]);
+    push(&["-accel", &accel_option(accel, tuning.tb_size_for(spec))]);
     let cpu = match (spec.architecture, accel) {
         (_, Accel::Kvm) => "host",
         (Architecture::Arm64, Accel::Tcg) => "cortex-a57",
@@ -144,8 +151,8 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>, tuning: &Tuning
 }
 
 /// The `-accel` value: the accelerator, and under TCG the translation cache's size.
-pub fn accel_option(accel: Accel, tuning: &Tuning) -> String {
-    match (accel, tuning.tb_size_mib) {
+pub fn accel_option(accel: Accel, tb_size_mib: Option<u32>) -> String {
+    match (accel, tb_size_mib) {
         (Accel::Tcg, Some(mib)) => format!("tcg,tb-size={mib}"),
         _ => accel.as_str().to_owned(),
     }
@@ -212,6 +219,7 @@ mod tests {
             kernel: Some(file("k/vmlinuz")),
             initrd: Some(file("k/initrd.img")),
             cmdline: Some("console=ttyS0 root=/dev/vda quiet".into()),
+            tcg_tb_size_mib: None,
             disks: vec![Disk { volume_id: "vol-0123456789abcdef0".parse().expect("id"), file: file("root.qcow2") }],
             network: Network::User,
         }
@@ -282,6 +290,18 @@ mod tests {
         assert!(a.contains("-machine pc -accel tcg -cpu"), "{a}");
         assert!(!a.contains("balloon"), "{a}");
         let k = arguments(&spec(Architecture::X86_64), Accel::Kvm, &place(), &Tuning::default()).join(" ");
+        assert!(k.contains("-accel kvm -cpu host"), "{k}");
+    }
+
+    #[test]
+    fn an_images_own_cache_size_wins_unless_the_host_keeps_qemus_default() {
+        let own = VmSpec { tcg_tb_size_mib: Some(16), ..spec(Architecture::X86_64) };
+        let a = arguments(&own, Accel::Tcg, &place(), &Tuning::default()).join(" ");
+        assert!(a.contains("-accel tcg,tb-size=16 -cpu"), "{a}");
+        let old = Tuning { tb_size_mib: None, balloon: true };
+        let a = arguments(&own, Accel::Tcg, &place(), &old).join(" ");
+        assert!(a.contains("-accel tcg -cpu"), "{a}");
+        let k = arguments(&own, Accel::Kvm, &place(), &Tuning::default()).join(" ");
         assert!(k.contains("-accel kvm -cpu host"), "{k}");
     }
 

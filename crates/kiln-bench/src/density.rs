@@ -3,8 +3,8 @@
 //!
 //! - Memory: the host RSS of one idle kiln-tiny t3.micro's QEMU some time after status
 //!   ok, as it was (Debian's cloud kernel, QEMU's default translation cache, no
-//!   balloon), with Kiln's QEMU settings alone (a 32 MiB cache, free-page reporting),
-//!   and as it is (those and kiln-tiny's own kernel).
+//!   balloon), with Kiln's QEMU settings alone (the host's 32 MiB cache, free-page
+//!   reporting), and as it is (kiln-tiny's own kernel and its recipe's cache size).
 //! - Boot: RunInstances to SSH reachable and to status ok, median of `runs`, beside a
 //!   bare QEMU boot of the same kernel, initramfs (if any) and disk with the same
 //!   options, timed to the same two points.
@@ -59,20 +59,18 @@ pub fn run(args: DensityArgs) -> Result<()> {
     let new = memory_case("new: kiln-tiny's kernel, Kiln's QEMU settings", &[], false, &args)?;
     println!();
     println!(
-        "{:<60} {:>8} {:>8}",
-        format!("memory of one idle t3.micro (1 GiB), {} s after status ok", args.idle_secs),
+        "{:<52} {:<16} {:>8} {:>6}",
+        format!("memory of one idle t3.micro (1 GiB), {} s after ok", args.idle_secs),
+        "-accel",
         "RSS MiB",
         "ratio"
     );
-    println!("{:<60} {:>8} {:>8.2}", "old: Debian's cloud kernel, QEMU's TB cache, no balloon", old, 1.0);
-    let ratio = |m: u64| m as f64 / old as f64;
-    println!(
-        "{:<60} {:>8} {:>8.2}",
-        "Debian's cloud kernel, 32 MiB TB cache, free-page reporting",
-        tuned,
-        ratio(tuned)
-    );
-    println!("{:<60} {:>8} {:>8.2}", "new: kiln-tiny's own kernel, the same QEMU settings", new, ratio(new));
+    let row = |label: &str, m: &Memory| {
+        println!("{label:<52} {:<16} {:>8} {:>6.2}", m.accel, m.rss_mib, m.rss_mib as f64 / old.rss_mib as f64)
+    };
+    row("old: Debian's cloud kernel, QEMU's cache, no balloon", &old);
+    row("Debian's cloud kernel, host's cache, free-page rep.", &tuned);
+    row("new: kiln-tiny's own kernel and cache, free-page rep.", &new);
     println!();
 
     let (dir, kiln) = start_tiny_kiln("density", args.cache_dir.clone(), POOL, &ROOMY)?;
@@ -85,8 +83,8 @@ pub fn run(args: DensityArgs) -> Result<()> {
 }
 
 /// How kiln-tiny x86_64 booted before it had a kernel of its own: Debian's cloud
-/// kernel, the initramfs that loads its modules, its command line. The "old" of the
-/// memory figure.
+/// kernel, the initramfs that loads its modules, its command line, the host's
+/// translation cache. The "old" of the memory figure.
 const DEBIAN_KERNEL: &str = r#"kernel_package = "linux-image-cloud-amd64"
 kernel_cmdline = "console=ttyS0 root=/dev/vda quiet cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp"
 initramfs_init = "kiln-tiny/initramfs/init"
@@ -101,7 +99,9 @@ fn debian_kernel_ami(dir: &Path, cache: &Path) -> Result<String> {
     let own = std::fs::read_to_string(images.join("kiln-tiny-x86_64.toml"))?;
     let rest: String = own
         .lines()
-        .filter(|l| !["kernel_source", "kernel_cmdline", "initramfs_init"].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            !["kernel_source", "kernel_cmdline", "initramfs_init", "tcg_tb_size_mib"].iter().any(|k| l.starts_with(k))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     let recipes = dir.join("recipes");
@@ -130,14 +130,20 @@ fn debian_kernel_ami(dir: &Path, cache: &Path) -> Result<String> {
         .with_context(|| format!("no AMI in the build's output: {stdout}"))
 }
 
+/// What one idle instance's QEMU holds, and the accelerator option it ran with.
+struct Memory {
+    rss_mib: u64,
+    accel: String,
+}
+
 /// One server with `flags`; one t3.micro (of kiln-tiny on Debian's kernel if
 /// `debian_kernel`) to status ok, idle, then its QEMU's RSS.
-fn memory_case(label: &str, flags: &[&str], debian_kernel: bool, args: &DensityArgs) -> Result<u64> {
+fn memory_case(label: &str, flags: &[&str], debian_kernel: bool, args: &DensityArgs) -> Result<Memory> {
     let mut all: Vec<&str> = ROOMY.to_vec();
     all.extend_from_slice(flags);
     let name = format!("density-{}-{}", if flags.is_empty() { "new" } else { "old" }, u8::from(debian_kernel));
     let (dir, kiln) = start_tiny_kiln(&name, args.cache_dir.clone(), POOL, &all)?;
-    let result = (|| -> Result<u64> {
+    let result = (|| -> Result<Memory> {
         let client = client()?;
         let ami = if debian_kernel {
             debian_kernel_ami(&dir, &crate::cache_or_shared(args.cache_dir.clone()))?
@@ -151,7 +157,8 @@ fn memory_case(label: &str, flags: &[&str], debian_kernel: bool, args: &DensityA
         std::thread::sleep(Duration::from_secs(args.idle_secs));
         let rss = qemu_rss(&dir, id).with_context(|| format!("reading {id}'s QEMU memory"))?;
         eprintln!("  {label}: {rss} MiB resident");
-        Ok(rss)
+        let accel = crate::boot_options(&dir, id).context("reading the instance's QEMU options")?.accel;
+        Ok(Memory { rss_mib: rss, accel })
     })();
     let _ = terminate_all(&kiln);
     settle_networks(&dir);
@@ -188,10 +195,9 @@ fn boot_and_many(dir: &Path, kiln: &Server, args: &DensityArgs) -> Result<()> {
         to_ssh.push(ssh?.as_secs_f64());
         to_listening.push(listening?.as_secs_f64());
         to_ok.push(status?.as_secs_f64());
-        let append = crate::qemu_append(dir, id).context("reading the instance's kernel command line")?;
+        let boot = crate::boot_options(dir, id).context("reading the instance's QEMU options")?;
         ok(&client, kiln, &format!("Action=TerminateInstances&{V}&InstanceId.1={id}"))?;
-        let tuning = kiln_agent::qemu::Tuning::default();
-        let b = bare_boot_as(dir, "t3.micro", 1024, &tuning, &append)?;
+        let b = bare_boot_as(dir, "t3.micro", 1024, &boot)?;
         bare_ssh.push(b.ssh.as_secs_f64());
         bare.push(b.ready.as_secs_f64());
         eprintln!(

@@ -538,9 +538,9 @@ fn instances(runs: usize, cache_dir: Option<std::path::PathBuf>, batch: usize) -
                 })?
                 .as_secs_f64(),
             );
-            let append = qemu_append(&dir, &id).context("reading the instance's kernel command line")?;
+            let boot = boot_options(&dir, &id).context("reading the instance's QEMU options")?;
             ok(&client, &kiln, &format!("Action=TerminateInstances&Version=2016-11-15&InstanceId.1={id}"))?;
-            bare.push(bare_boot(&dir, &append)?.as_secs_f64());
+            bare.push(bare_boot(&dir, &boot)?.as_secs_f64());
         }
         println!();
         println!("{:<44} {:>10}", "case", "median s");
@@ -742,10 +742,10 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
 }
 
 /// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory,
-/// accelerator options and balloon as Kiln's defaults, user-mode network, no Kiln) and
-/// times it to the guest's ready line.
-fn bare_boot(dir: &Path, append: &str) -> Result<Duration> {
-    Ok(bare_boot_as(dir, "t3.micro", 1024, &kiln_agent::qemu::Tuning::default(), append)?.ready)
+/// accelerator options, kernel command line and balloon as the instance, user-mode
+/// network, no Kiln) and times it to the guest's ready line.
+fn bare_boot(dir: &Path, boot: &BootOptions) -> Result<Duration> {
+    Ok(bare_boot_as(dir, "t3.micro", 1024, boot)?.ready)
 }
 
 /// How long a bare boot took until its SSH server listened and until its ready line.
@@ -765,23 +765,26 @@ pub(crate) fn console_shows(path: &Path, line: &[u8]) -> bool {
     std::fs::read(path).is_ok_and(|b| b.windows(line.len()).any(|w| w == line))
 }
 
-/// The kernel command line (`-append`) an instance's QEMU was started with: what a
-/// bare boot must pass to boot the same way.
-fn qemu_append(dir: &Path, id: &str) -> Option<String> {
+/// What a bare boot copies from an instance's QEMU to boot the same way: the
+/// accelerator option (with the image's translation cache) and the kernel command line.
+pub(crate) struct BootOptions {
+    accel: String,
+    append: String,
+}
+
+/// The options instance `id`'s QEMU was started with.
+fn boot_options(dir: &Path, id: &str) -> Option<BootOptions> {
     let pid = std::fs::read_to_string(dir.join("instances").join(id).join("qemu.pid")).ok()?;
     let argv = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok()?;
     let args: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
-    let at = args.iter().position(|a| *a == b"-append")?;
-    Some(String::from_utf8_lossy(args.get(at + 1)?).into_owned())
+    let after = |flag: &[u8]| {
+        let at = args.iter().position(|a| *a == flag)?;
+        Some(String::from_utf8_lossy(args.get(at + 1)?).into_owned())
+    };
+    Some(BootOptions { accel: after(b"-accel")?, append: after(b"-append")? })
 }
 
-fn bare_boot_as(
-    dir: &Path,
-    label: &str,
-    memory_mib: u64,
-    tuning: &kiln_agent::qemu::Tuning,
-    append: &str,
-) -> Result<BareBoot> {
+fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) -> Result<BareBoot> {
     let build = std::fs::read_dir(dir.join("builds"))?
         .filter_map(std::result::Result::ok)
         .map(|e| e.path())
@@ -811,13 +814,13 @@ fn bare_boot_as(
     };
     let t0 = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-machine", "pc", "-accel", &kiln_agent::qemu::accel_option(kiln_agent_api::Accel::Tcg, tuning)])
+        .args(["-machine", "pc", "-accel", &boot.accel])
         .args(["-cpu", "qemu64", "-smp", "2", "-m", &format!("{memory_mib}M"), "-nodefaults", "-display", "none"])
-        .args(if tuning.balloon { vec!["-device", kiln_agent::qemu::BALLOON_DEVICE] } else { vec![] })
+        .args(["-device", kiln_agent::qemu::BALLOON_DEVICE])
         .arg("-kernel")
         .arg(build.join("vmlinuz"))
         .args(initrd)
-        .args(["-append", append])
+        .args(["-append", &boot.append])
         .arg("-drive")
         .arg(format!("file={},format=qcow2,if=none,id=d0", overlay.display()))
         .args(["-device", "virtio-blk-pci,drive=d0"])

@@ -110,6 +110,7 @@ impl Cloud {
             kernel_file: i.kernel_file.clone(),
             ramdisk_file: i.ramdisk_file.clone(),
             kernel_cmdline: i.kernel_cmdline.clone(),
+            tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
             source_instance_id: Some(i.id.clone()),
             ..NewImage::new(name.to_owned(), description.to_owned(), arch, i.root_device_name.clone(), devices)
         };

@@ -46,6 +46,8 @@ pub struct NewImage {
     pub kernel_file: Option<String>,
     pub ramdisk_file: Option<String>,
     pub kernel_cmdline: Option<String>,
+    /// Its own TCG translation-cache size, MiB (None: the host's).
+    pub tcg_tb_size_mib: Option<u32>,
     pub source_instance_id: Option<String>,
 }
 
@@ -64,6 +66,7 @@ impl NewImage {
             kernel_file: self.kernel_file,
             ramdisk_file: self.ramdisk_file,
             kernel_cmdline: self.kernel_cmdline,
+            tcg_tb_size_mib: self.tcg_tb_size_mib.map(i64::from),
             default_user: None,
             state: "available".into(),
             state_reason: None,
@@ -97,6 +100,7 @@ impl NewImage {
             kernel_file: None,
             ramdisk_file: None,
             kernel_cmdline: None,
+            tcg_tb_size_mib: None,
             source_instance_id: None,
         }
     }
@@ -455,6 +459,7 @@ impl Cloud {
             kernel_file: None,
             ramdisk_file: None,
             kernel_cmdline: None,
+            tcg_tb_size_mib: None,
             default_user: Some(build.default_user.clone()),
             state: "pending".into(),
             state_reason: None,
@@ -537,7 +542,13 @@ impl Cloud {
         };
         let done = self.store.write(|tx| {
             snapshots::insert(tx, &snapshot)?;
-            images::complete(tx, image_id, &kernel_file, ramdisk_file.as_deref(), &build.kernel_cmdline, &device)?;
+            let boot = images::Boot {
+                kernel_file: &kernel_file,
+                ramdisk_file: ramdisk_file.as_deref(),
+                kernel_cmdline: &build.kernel_cmdline,
+                tcg_tb_size_mib: build.tcg_tb_size_mib.map(i64::from),
+            };
+            images::complete(tx, image_id, boot, &device)?;
             Ok::<_, Error>(())
         });
         if done.is_err() {
@@ -600,6 +611,8 @@ pub struct BuildProducts {
     /// None when the kernel mounts the root volume itself.
     pub initrd: Option<std::path::PathBuf>,
     pub kernel_cmdline: String,
+    /// The recipe's own TCG translation-cache size, MiB (None: the host's).
+    pub tcg_tb_size_mib: Option<u32>,
     pub root_size_gib: u64,
     pub default_user: String,
     pub public: bool,

@@ -500,6 +500,7 @@ impl Cloud {
                     kernel_file: image.image.kernel_file.clone(),
                     ramdisk_file: image.image.ramdisk_file.clone(),
                     kernel_cmdline: image.image.kernel_cmdline.clone(),
+                    tcg_tb_size_mib: image.image.tcg_tb_size_mib,
                     launch_time: now.clone(),
                     ready_at: None,
                     terminated_at: None,

@@ -84,8 +84,9 @@ impl Default for Limits {
     }
 }
 
-/// QEMU's own memory per idle kiln-tiny VM under TCG with the default tuning (a 32 MiB
-/// translation cache), measured with `kiln-bench density` and rounded up.
+/// Host memory counted per instance on top of its type's: about what one idle kiln-tiny
+/// t3.micro's QEMU holds under TCG in all (94 MiB of RSS with its 16 MiB translation
+/// cache), measured with `kiln-bench density` and rounded up.
 pub const DEFAULT_VM_OVERHEAD_MIB: u32 = 96;
 /// What the host keeps for itself by default.
 pub const DEFAULT_HOST_RESERVED_MIB: u32 = 1024;

@@ -116,6 +116,7 @@ impl Cloud {
             kernel: i.kernel_file.as_deref().map(store_path).transpose()?,
             initrd: i.ramdisk_file.as_deref().map(store_path).transpose()?,
             cmdline: i.kernel_cmdline.clone(),
+            tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
             disks: wanted_disks(vols)?,
             network: if self.agent()?.vpc_networking() {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;

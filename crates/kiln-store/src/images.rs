@@ -19,6 +19,8 @@ pub struct Image {
     pub kernel_file: Option<String>,
     pub ramdisk_file: Option<String>,
     pub kernel_cmdline: Option<String>,
+    /// Its own TCG translation-cache size, MiB (None: the host's).
+    pub tcg_tb_size_mib: Option<i64>,
     pub default_user: Option<String>,
     pub state: String,
     pub state_reason: Option<String>,
@@ -44,7 +46,7 @@ pub struct BlockDevice {
 const COLUMNS: &str =
     "id, account_id, region, name, description, architecture, root_device_name, boot_mode, kernel_file, \
      ramdisk_file, kernel_cmdline, default_user, state, state_reason, is_public, product_codes, deprecation_time, \
-     source_instance_id, recipe, recipe_hash, created_at";
+     source_instance_id, recipe, recipe_hash, created_at, tcg_tb_size_mib";
 
 fn row(r: &Row<'_>) -> crate::db::Result<Image> {
     Ok(Image {
@@ -69,6 +71,7 @@ fn row(r: &Row<'_>) -> crate::db::Result<Image> {
         recipe: r.get(18)?,
         recipe_hash: r.get(19)?,
         created_at: r.get(20)?,
+        tcg_tb_size_mib: r.get(21)?,
     })
 }
 
@@ -76,7 +79,7 @@ fn row(r: &Row<'_>) -> crate::db::Result<Image> {
 pub fn insert(conn: &Connection, i: &Image, devices: &[BlockDevice]) -> Result<bool, StoreError> {
     let res = conn.execute(
         &format!(
-            "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+            "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
         ),
         params![
             i.id,
@@ -99,7 +102,8 @@ pub fn insert(conn: &Connection, i: &Image, devices: &[BlockDevice]) -> Result<b
             i.source_instance_id,
             i.recipe,
             i.recipe_hash,
-            i.created_at
+            i.created_at,
+            i.tcg_tb_size_mib
         ],
     );
     match res {
@@ -283,19 +287,21 @@ pub fn by_recipe_hash(conn: &Connection, region: &str, hash: &str) -> Result<Vec
     Ok(rows)
 }
 
-/// Finishes a pending image: its kernel, initramfs and root device, then `available`.
-pub fn complete(
-    conn: &Connection,
-    image_id: &str,
-    kernel_file: &str,
-    ramdisk_file: Option<&str>,
-    kernel_cmdline: &str,
-    device: &BlockDevice,
-) -> Result<(), StoreError> {
+/// How a built image boots: its kernel, initramfs, command line and translation cache.
+#[derive(Debug, Clone, Copy)]
+pub struct Boot<'a> {
+    pub kernel_file: &'a str,
+    pub ramdisk_file: Option<&'a str>,
+    pub kernel_cmdline: &'a str,
+    pub tcg_tb_size_mib: Option<i64>,
+}
+
+/// Finishes a pending image: how it boots and its root device, then `available`.
+pub fn complete(conn: &Connection, image_id: &str, boot: Boot<'_>, device: &BlockDevice) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE images SET kernel_file = ?2, ramdisk_file = ?3, kernel_cmdline = ?4, state = 'available', state_reason = NULL
-         WHERE id = ?1",
-        params![image_id, kernel_file, ramdisk_file, kernel_cmdline],
+        "UPDATE images SET kernel_file = ?2, ramdisk_file = ?3, kernel_cmdline = ?4, tcg_tb_size_mib = ?5,
+         state = 'available', state_reason = NULL WHERE id = ?1",
+        params![image_id, boot.kernel_file, boot.ramdisk_file, boot.kernel_cmdline, boot.tcg_tb_size_mib],
     )?;
     conn.execute(
         "INSERT INTO image_block_devices (image_id, device_name, snapshot_id, volume_size, volume_type, delete_on_termination)

@@ -41,6 +41,8 @@ pub struct Instance {
     pub kernel_file: Option<String>,
     pub ramdisk_file: Option<String>,
     pub kernel_cmdline: Option<String>,
+    /// Its image's own TCG translation-cache size, MiB (None: the host's).
+    pub tcg_tb_size_mib: Option<i64>,
     pub launch_time: String,
     pub ready_at: Option<String>,
     pub terminated_at: Option<String>,
@@ -64,7 +66,7 @@ const COLUMNS: &str =
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip, \
-     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits";
+     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, tcg_tb_size_mib";
 
 /// The columns an instance is read with: its public address is its Elastic IP while
 /// one is associated (it outlives stops), else the one it was given from the pool.
@@ -75,7 +77,7 @@ const READ: &str = "id, account_id, region, reservation_id, image_id, instance_t
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, \
      COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip), \
      disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, \
-     EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id)";
+     EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id), tcg_tb_size_mib";
 
 fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
     Ok(Instance {
@@ -128,6 +130,7 @@ fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
                 .map_err(|e| crate::db::Error::conversion(41, e))?,
         },
         elastic_ip: r.get(42)?,
+        tcg_tb_size_mib: r.get(43)?,
         groups: Vec::new(),
     })
 }
@@ -137,7 +140,7 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
         &format!(
             "INSERT INTO instances ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
              ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, \
-             ?38, ?39, ?40, ?41, ?42)"
+             ?38, ?39, ?40, ?41, ?42, ?43)"
         ),
         params![
             i.id,
@@ -181,7 +184,8 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.options.ebs_optimized,
             i.options.monitoring,
             i.options.source_dest_check,
-            i.options.cpu_credits.map(|c| c.as_str())
+            i.options.cpu_credits.map(|c| c.as_str()),
+            i.tcg_tb_size_mib
         ],
     )?;
     set_groups(conn, &i.id, &i.groups)

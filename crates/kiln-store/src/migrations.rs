@@ -744,6 +744,20 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         ),
     ),
+    // 20: an image's own TCG translation-cache size (MiB, from its recipe; NULL takes the
+    // host's), and the copy each instance launched from it keeps.
+    (
+        r#"
+    ALTER TABLE images ADD COLUMN tcg_tb_size_mib INTEGER;
+    ALTER TABLE instances ADD COLUMN tcg_tb_size_mib INTEGER;
+    "#,
+        Some(
+            r#"
+    ALTER TABLE images ADD COLUMN tcg_tb_size_mib BIGINT;
+    ALTER TABLE instances ADD COLUMN tcg_tb_size_mib BIGINT;
+    "#,
+        ),
+    ),
 ];
 
 /// The newest schema version this kiln knows.

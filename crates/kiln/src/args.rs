@@ -475,7 +475,8 @@ pub(crate) struct HostArgs {
     /// Host memory never offered to instances, MiB.
     #[arg(long, default_value_t = kiln_control::DEFAULT_HOST_RESERVED_MIB)]
     pub(crate) host_reserved_mib: u32,
-    /// Each TCG guest's translation cache, MiB; 0 keeps QEMU's own default (larger).
+    /// Each TCG guest's translation cache, MiB, unless its image names its own
+    /// (kiln-tiny: 16); 0 keeps QEMU's own default (larger) for every guest.
     #[arg(long, default_value_t = 32)]
     pub(crate) tcg_tb_size: u32,
     /// Start guests without the free-page-reporting balloon (freed guest memory then

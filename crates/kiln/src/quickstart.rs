@@ -97,6 +97,7 @@ fn products(
         kernel: path(|b| &b.kernel),
         initrd: built.and_then(|b| b.initrd.clone()),
         kernel_cmdline: recipe.kernel_cmdline.clone(),
+        tcg_tb_size_mib: recipe.tcg_tb_size_mib,
         root_size_gib: recipe.root_size_gib,
         default_user: recipe.default_user.clone(),
         public,
