@@ -44,8 +44,8 @@ struct RecipeFile {
     #[serde(default)]
     kernel_source: Option<KernelSourceFile>,
     kernel_cmdline: String,
-    /// The TCG translation cache its guests get, MiB, where less than the host's was
-    /// measured to boot and run as fast.
+    /// The TCG translation cache its guests get, MiB, instead of the host's (a size
+    /// chosen by measuring boot time against memory).
     #[serde(default)]
     tcg_tb_size_mib: Option<u32>,
     #[serde(default)]
