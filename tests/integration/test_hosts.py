@@ -199,3 +199,85 @@ def test_hosts_join_report_and_go_impaired_when_they_stop(control, tmp_path):
         assert zone_state(ec2) == "available"
     finally:
         a.kill()
+
+
+def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
+    """`kiln agent --listen` serves the host interface to the control plane over mutual
+    TLS: `kiln host status` asks the agent itself. Only the control plane's certificate
+    may call; a host's own certificate may not, and an endpoint a host reports falsely
+    reaches no other host (the control plane checks the certificate names the host)."""
+    def token():
+        out = kiln("host", "join-token", "--zone", ZONE, "--data-dir", str(control.data_dir))
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    out = kiln("agent", "--control", control.agents, "--token", token(), "--listen", "0.0.0.0:7000",
+               "--data-dir", str(tmp_path / "wild"))
+    assert out.returncode != 0 and "not 0.0.0.0" in out.stderr, out.stderr
+
+    port_a, port_b = free_port(), free_port()
+    a = Agent(control.agents, tmp_path / "a").start("--token", token(), "--listen", f"127.0.0.1:{port_a}")
+    b = Agent(control.agents, tmp_path / "b").start("--token", token(), "--listen", f"127.0.0.1:{port_b}")
+    quiet = Agent(control.agents, tmp_path / "quiet").start("--token", token())
+    try:
+        wait_for("three hosts to join", lambda: len(hosts(control)[0]) == 3, 30, 0.5)
+        wait_for("the agents to listen", lambda: all("calls on" in x.output() for x in (a, b)), 15, 0.2)
+        ids = {x: json.loads(x.file("host.json").read_text())["host_id"] for x in (a, b, quiet)}
+
+        out = kiln("host", "status", ids[a], "--data-dir", str(control.data_dir))
+        assert out.returncode == 0, out.stderr
+        assert re.search(rf"^endpoint\s+127\.0\.0\.1:{port_a} \(answered in \d+ ms\)$", out.stdout, re.M), out.stdout
+        assert re.search(r"^accel\s+tcg$", out.stdout, re.M) and re.search(r"^vms\s+none$", out.stdout, re.M), out.stdout
+        memory = int(re.search(r"^memory\s+(\d+) MiB$", out.stdout, re.M).group(1))
+        total = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024
+        assert abs(memory - total) < 64, (memory, total)
+        out = kiln("host", "status", ids[quiet], "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and "without --listen" in out.stderr, out.stderr
+        out = kiln("host", "status", "h-00000000000000000", "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and "No host h-00000000000000000" in out.stderr, out.stderr
+
+        # Calling the agent directly: its certificate chains to the cloud's CA (the
+        # name is the host's, not the address, hence no hostname check here).
+        def direct(port, cert=None):
+            ctx = ssl.create_default_context(cafile=str(a.file("ca.pem")))
+            ctx.check_hostname = False
+            if cert:
+                ctx.load_cert_chain(*map(str, cert))
+            req = urllib.request.Request(f"https://127.0.0.1:{port}/v1/call", data=b'{"call":"running"}',
+                                         method="POST", headers={"content-type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        # A host's own certificate (the CA signed it) is not the control plane's.
+        status, text = direct(port_b, (a.file("cert.pem"), a.file("key.pem")))
+        assert status == 403 and "Only the control plane" in text, (status, text)
+        # No certificate, or one the CA did not sign even with the control plane's
+        # subject: the handshake itself fails.
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            direct(port_b)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-subj", "/CN=Kiln control plane", "-days", "1", "-keyout", str(tmp_path / "k.pem"),
+                        "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            direct(port_b, (tmp_path / "c.pem", tmp_path / "k.pem"))
+
+        # Host a, taken over, reports b's address as its own: the control plane reaches
+        # b there, whose certificate does not name a, and stops.
+        a.kill()
+        lie = dict(REPORT, endpoint=f"127.0.0.1:{port_b}")
+        assert call(control.agents, "/v1/heartbeat", a, lie, (a.file("cert.pem"), a.file("key.pem")))[0] == 200
+        out = kiln("host", "status", ids[a], "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and f"did not answer at 127.0.0.1:{port_b}" in out.stderr, out.stderr
+        assert "certificate" in out.stderr.lower() and "vms" not in out.stdout, (out.stdout, out.stderr)
+        # b itself still answers; a, gone, does not.
+        assert kiln("host", "status", ids[b], "--data-dir", str(control.data_dir)).returncode == 0
+        honest = dict(REPORT, endpoint=f"127.0.0.1:{port_a}")
+        assert call(control.agents, "/v1/heartbeat", a, honest, (a.file("cert.pem"), a.file("key.pem")))[0] == 200
+        out = kiln("host", "status", ids[a], "--data-dir", str(control.data_dir))
+        assert out.returncode != 0 and "is `kiln agent --listen" in out.stderr, out.stderr
+    finally:
+        for x in (a, b, quiet):
+            x.kill()

@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
 
-use kiln_types::{Architecture, InstanceId, VolumeId};
+use kiln_types::{Architecture, InstanceId, NetworkInterfaceId, VolumeId, VpcId};
 use serde::{Deserialize, Serialize};
 
 /// How a host runs guests.
@@ -313,10 +313,87 @@ pub trait HostAgent: Send + Sync {
 /// A tap as the host knows it now: its namespace (see `HostAgent::network_id`) and its
 /// interface index there. A tap made again after its namespace was made again can have
 /// the same index, so the index alone does not tell them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapId {
     pub netns: u64,
     pub ifindex: u32,
+}
+
+/// One call of `HostAgent` as it crosses the network: the method (`"call"`) and its
+/// arguments. IDs are typed and files are `StorePath`s, so a body that names a
+/// malformed instance or a path outside the store is refused when it is decoded,
+/// before the host acts on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostCall {
+    Info,
+    CreateVolume { file: StorePath, backing: Option<StorePath>, size_gib: u64 },
+    DeleteVolume { file: StorePath },
+    VolumeExists { file: StorePath },
+    Start { spec: VmSpec },
+    IsRunning { instance_id: InstanceId },
+    Powerdown { instance_id: InstanceId },
+    Reset { instance_id: InstanceId },
+    Kill { instance_id: InstanceId },
+    LiveSnapshot { instance_id: InstanceId, switches: Vec<(StorePath, StorePath)> },
+    SetDisks { instance_id: InstanceId, disks: Vec<Disk>, force: Vec<VolumeId> },
+    GrowVolume { file: StorePath, size_gib: u64, instance_id: Option<InstanceId> },
+    Console { instance_id: InstanceId, max: usize },
+    Forget { instance_id: InstanceId },
+    Running,
+    VpcNetworking,
+    ApplyNetwork { net: VpcNetwork },
+    RemoveNetwork { vpc_id: VpcId },
+    Networks,
+    NetworkId { vpc_id: VpcId },
+    TapId { vpc_id: VpcId, interface_id: NetworkInterfaceId },
+    SetNics { instance_id: InstanceId, nics: Vec<Nic> },
+}
+
+/// A call's answer as it crosses the network: the method's return value, or for the
+/// fallible ones `{"Ok": …}` / `{"Err": AgentError}`. Decoded by the caller into what
+/// the method returns (`HostCall::run`'s other end).
+pub type HostAnswer = serde_json::Value;
+
+impl HostCall {
+    /// Runs the call on `host` (the agent's end of the channel).
+    pub fn run(self, host: &dyn HostAgent) -> HostAnswer {
+        fn json<T: Serialize>(v: T) -> HostAnswer {
+            // The interface's types all serialise (a round-trip test keeps it so).
+            serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+        }
+        match self {
+            HostCall::Info => json(host.info()),
+            HostCall::CreateVolume { file, backing, size_gib } => {
+                json(host.create_volume(&file, backing.as_ref(), size_gib))
+            }
+            HostCall::DeleteVolume { file } => json(host.delete_volume(&file)),
+            HostCall::VolumeExists { file } => json(host.volume_exists(&file)),
+            HostCall::Start { spec } => json(host.start(&spec)),
+            HostCall::IsRunning { instance_id } => json(host.is_running(&instance_id)),
+            HostCall::Powerdown { instance_id } => json(host.powerdown(&instance_id)),
+            HostCall::Reset { instance_id } => json(host.reset(&instance_id)),
+            HostCall::Kill { instance_id } => json(host.kill(&instance_id)),
+            HostCall::LiveSnapshot { instance_id, switches } => json(host.live_snapshot(&instance_id, &switches)),
+            HostCall::SetDisks { instance_id, disks, force } => json(host.set_disks(&instance_id, &disks, &force)),
+            HostCall::GrowVolume { file, size_gib, instance_id } => {
+                json(host.grow_volume(&file, size_gib, instance_id.as_deref()))
+            }
+            HostCall::Console { instance_id, max } => json(host.console(&instance_id, max)),
+            HostCall::Forget { instance_id } => {
+                host.forget(&instance_id);
+                HostAnswer::Null
+            }
+            HostCall::Running => json(host.running()),
+            HostCall::VpcNetworking => json(host.vpc_networking()),
+            HostCall::ApplyNetwork { net } => json(host.apply_network(&net)),
+            HostCall::RemoveNetwork { vpc_id } => json(host.remove_network(&vpc_id)),
+            HostCall::Networks => json(host.networks()),
+            HostCall::NetworkId { vpc_id } => json(host.network_id(&vpc_id)),
+            HostCall::TapId { vpc_id, interface_id } => json(host.tap_id(&vpc_id, &interface_id)),
+            HostCall::SetNics { instance_id, nics } => json(host.set_nics(&instance_id, &nics)),
+        }
+    }
 }
 
 /// The sockets guest services answer on, made on the host where the guest runs. These
@@ -494,6 +571,10 @@ pub struct HostReport {
     /// Measured at each report (absent from an older agent's: zeros).
     #[serde(default)]
     pub usage: HostUsage,
+    /// Where the agent serves the control plane's calls (`kiln agent --listen`), if it
+    /// does.
+    #[serde(default)]
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
 /// What a host has in use, as its agent measured it.

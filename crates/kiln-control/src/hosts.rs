@@ -75,13 +75,17 @@ impl Issuer {
         Ok(Self { cert, key })
     }
 
-    /// A client certificate for `host` on the key in `csr_pem`.
+    /// A certificate for `host` on the key in `csr_pem`: its subject is the host ID
+    /// whatever the request says, it authenticates the host to the control plane
+    /// (client) and the host's agent to the control plane's calls (server, named
+    /// `host_server_name`).
     fn client(&self, host: &HostId, csr_pem: &str) -> Result<(String, String, i64)> {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| Error::InvalidParameterValue(format!("the certificate signing request is not valid: {e}")))?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, host.as_str());
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![SanType::DnsName(host_server_name(host).try_into().map_err(crypto)?)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         validity(&mut params, HOST_CERT_LIFETIME);
         csr.params = params;
@@ -102,8 +106,21 @@ fn new_ca() -> Result<Ca> {
     Ok(Ca { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
-/// A server certificate and its key (PEM), for the agents' endpoint.
-pub struct ServerIdentity {
+/// The subject of the certificate the control plane presents when it calls a host's
+/// agent. The CA gives every host certificate the host's ID as its subject, so no host
+/// can hold one with this subject and call another host's agent.
+pub const CONTROL_SUBJECT: &str = "Kiln control plane";
+
+/// The name a host's agent is known by when the control plane calls it (a SAN of the
+/// host's certificate); the control plane connects to the address the host reported
+/// and checks the certificate names this, so a host cannot answer for another.
+pub fn host_server_name(host: &HostId) -> String {
+    format!("{host}.hosts.kiln")
+}
+
+/// A certificate and its key (PEM), signed by the hosts' CA: the agents' endpoint's
+/// server certificate, or the control plane's client certificate for calling hosts.
+pub struct Identity {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
@@ -126,12 +143,12 @@ impl Cloud {
 
     /// A fresh certificate for the agents' endpoint naming `names` (IP addresses or DNS
     /// names), signed by the hosts' CA.
-    pub fn agent_endpoint_identity(&self, names: &[String]) -> Result<ServerIdentity> {
+    pub fn agent_endpoint_identity(&self, names: &[String]) -> Result<Identity> {
         let ca = self.host_ca()?;
         let issuer = Issuer::load(&ca)?;
         let key = KeyPair::generate().map_err(crypto)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "Kiln control plane");
+        params.distinguished_name.push(DnType::CommonName, CONTROL_SUBJECT);
         for n in names {
             params.subject_alt_names.push(match n.parse() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -141,7 +158,22 @@ impl Cloud {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         validity(&mut params, HOST_CERT_LIFETIME);
         let cert = params.signed_by(&key, &issuer.cert, &issuer.key).map_err(crypto)?;
-        Ok(ServerIdentity { ca_pem: ca.cert_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Identity { ca_pem: ca.cert_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// A fresh client certificate (subject `CONTROL_SUBJECT`, a day's life) with which
+    /// this process calls hosts' agents; made per process, the key never stored.
+    pub fn control_client_identity(&self) -> Result<Identity> {
+        let ca = self.host_ca()?;
+        let issuer = Issuer::load(&ca)?;
+        let key = KeyPair::generate().map_err(crypto)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, CONTROL_SUBJECT);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, Duration::from_secs(24 * 3600));
+        let cert = params.signed_by(&key, &issuer.cert, &issuer.key).map_err(crypto)?;
+        Ok(Identity { ca_pem: ca.cert_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
     /// A one-time token for a host of `zone` to join with.
@@ -201,6 +233,7 @@ impl Cloud {
             vms: r.vms,
             vm_resident_mib: r.vm_resident_mib,
             memory_available_mib: r.memory_available_mib,
+            endpoint: r.endpoint,
         };
         self.store.write(|tx| {
             if !store::use_token(tx, &hash, &host_id)? {
@@ -287,6 +320,7 @@ fn stored_report(r: &HostReport) -> store::Report {
         vms: i64::from(r.usage.vms),
         vm_resident_mib: mib(r.usage.vm_resident_mib),
         memory_available_mib: mib(r.usage.memory_available_mib),
+        endpoint: r.endpoint.map(|a| a.to_string()),
     }
 }
 
@@ -309,8 +343,39 @@ mod tests {
                 architectures: vec![kiln_types::Architecture::X86_64],
                 info: HostInfo { accel: Accel::Tcg, cpus: 2, memory_mib: 2048, qemu_version: "7.2".into() },
                 usage: HostUsage { vms: 1, vm_resident_mib: 190, memory_available_mib: 1500 },
+                endpoint: Some("127.0.0.1:7000".parse().expect("addr")),
             },
             csr_pem: csr(),
+        }
+    }
+
+    /// The agent's end of the channel: a call as it comes off the wire runs on the host
+    /// and answers what the method returned; what could leave the store is refused
+    /// when decoded, before the host sees it.
+    #[test]
+    fn a_host_call_from_the_wire_runs_on_the_host_and_hostile_ones_are_refused() {
+        use kiln_agent_api::{HostAgent, HostCall};
+        use serde_json::json;
+        let w = World::new("host-calls");
+        let host: &dyn HostAgent = w.agent.as_ref();
+        let wire = |body: &str| serde_json::from_str::<HostCall>(body).map(|c| c.run(host));
+        let made = r#"{"call":"create_volume","file":"volumes/vol-1.qcow2","backing":null,"size_gib":8}"#;
+        assert_eq!(wire(made).expect("decoded"), json!({"Ok": null}));
+        assert!(w.dir.join("volumes/vol-1.qcow2").exists());
+        assert_eq!(wire(r#"{"call":"volume_exists","file":"volumes/vol-1.qcow2"}"#).expect("decoded"), json!(true));
+        let reset = r#"{"call":"reset","instance_id":"i-0123456789abcdef0"}"#;
+        assert_eq!(wire(reset).expect("decoded"), json!({"Err": {"Failed": "not running"}}));
+        assert_eq!(wire(r#"{"call":"running"}"#).expect("decoded"), json!([]));
+        assert_eq!(wire(r#"{"call":"info"}"#).expect("decoded")["accel"], json!("Tcg"));
+        for hostile in [
+            r#"{"call":"delete_volume","file":"../../etc/passwd"}"#,
+            r#"{"call":"create_volume","file":"/etc/x","backing":null,"size_gib":1}"#,
+            r#"{"call":"kill","instance_id":"../i-0123456789abcdef0"}"#,
+            r#"{"call":"remove_network","vpc_id":"vpc-1/../.."}"#,
+            r#"{"call":"kill","instance_id":"i-0123456789abcdef0","and":"more"}"#,
+            r#"{"call":"format_the_host"}"#,
+        ] {
+            assert!(wire(hostile).is_err(), "{hostile}");
         }
     }
 
@@ -334,6 +399,9 @@ mod tests {
         let ca = ca.parse_x509().expect("x509");
         cert.verify_signature(Some(ca.public_key())).expect("signed by the hosts' CA");
         assert_eq!(cert.subject().to_string(), format!("CN={}", enrolled.host_id));
+        // It names the host for the control plane's calls to its agent.
+        let san = cert.subject_alternative_name().expect("san").expect("a SAN");
+        assert_eq!(format!("{:?}", san.value.general_names), format!("[DNSName(\"{}.hosts.kiln\")]", enrolled.host_id));
 
         let first = cert_sha256(&pem_der(&enrolled.cert_pem).expect("der"));
         let host = w.cloud.authenticate_host(&first).expect("known");
@@ -352,6 +420,7 @@ mod tests {
         // Each heartbeat's measured use is what the host list shows.
         let [seen] = &w.cloud.hosts().expect("hosts")[..] else { panic!("one host") };
         assert_eq!((seen.host.vms, seen.host.vm_resident_mib, seen.host.memory_available_mib), (3, 600, 900));
+        assert_eq!(seen.host.endpoint.as_deref(), Some("127.0.0.1:7000"));
 
         // Retired: refused, and its zone no longer counts it.
         w.cloud.set_host_state(&host.host_id, HostState::Retired).expect("retire");

@@ -12,6 +12,7 @@ pub mod dns;
 mod errors;
 pub mod guests;
 mod health;
+pub mod host_endpoint;
 pub mod imds;
 pub mod limits;
 

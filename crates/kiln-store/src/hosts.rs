@@ -108,6 +108,8 @@ pub struct Host {
     pub vms: i64,
     pub vm_resident_mib: i64,
     pub memory_available_mib: i64,
+    /// Where its agent serves the control plane's calls (`ip:port`), if it does.
+    pub endpoint: Option<String>,
 }
 
 /// What a host says of itself at each heartbeat.
@@ -123,11 +125,12 @@ pub struct Report {
     pub vms: i64,
     pub vm_resident_mib: i64,
     pub memory_available_mib: i64,
+    pub endpoint: Option<String>,
 }
 
 const COLUMNS: &str = "host_id, zone, hostname, state, architectures, accel, cpus, memory_mib, qemu_version, \
                        cert_sha256, prev_cert_sha256, cert_expires_at, joined_at, heartbeat_at, vms, \
-                       vm_resident_mib, memory_available_mib";
+                       vm_resident_mib, memory_available_mib, endpoint";
 
 fn row(r: &crate::db::Row<'_>) -> crate::db::Result<Host> {
     let id: String = r.get(0)?;
@@ -151,12 +154,13 @@ fn row(r: &crate::db::Row<'_>) -> crate::db::Result<Host> {
         vms: r.get(14)?,
         vm_resident_mib: r.get(15)?,
         memory_available_mib: r.get(16)?,
+        endpoint: r.get(17)?,
     })
 }
 
 pub fn insert(conn: &Connection, h: &Host) -> Result<(), StoreError> {
     conn.execute(
-        &format!("INSERT INTO hosts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+        &format!("INSERT INTO hosts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         params![
             h.host_id.as_str(),
             h.zone,
@@ -174,7 +178,8 @@ pub fn insert(conn: &Connection, h: &Host) -> Result<(), StoreError> {
             h.heartbeat_at,
             h.vms,
             h.vm_resident_mib,
-            h.memory_available_mib
+            h.memory_available_mib,
+            h.endpoint
         ],
     )?;
     Ok(())
@@ -212,7 +217,7 @@ pub fn heartbeat(conn: &Connection, id: &HostId, r: &Report, cert_sha256: &str, 
     conn.execute(
         "UPDATE hosts SET hostname = ?2, architectures = ?3, accel = ?4, cpus = ?5, memory_mib = ?6,
            qemu_version = ?7, heartbeat_at = ?9, vms = ?10, vm_resident_mib = ?11, memory_available_mib = ?12,
-           prev_cert_sha256 = CASE WHEN cert_sha256 = ?8 THEN NULL ELSE prev_cert_sha256 END
+           endpoint = ?13, prev_cert_sha256 = CASE WHEN cert_sha256 = ?8 THEN NULL ELSE prev_cert_sha256 END
          WHERE host_id = ?1",
         params![
             id.as_str(),
@@ -226,7 +231,8 @@ pub fn heartbeat(conn: &Connection, id: &HostId, r: &Report, cert_sha256: &str, 
             now,
             r.vms,
             r.vm_resident_mib,
-            r.memory_available_mib
+            r.memory_available_mib,
+            r.endpoint
         ],
     )?;
     Ok(())

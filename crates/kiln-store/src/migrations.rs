@@ -758,6 +758,14 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         ),
     ),
+    // 21: where a joined host's agent serves the control plane's calls (`ip:port`, as
+    // its agent reports; NULL while it serves none).
+    (
+        r#"
+    ALTER TABLE hosts ADD COLUMN endpoint TEXT;
+    "#,
+        None,
+    ),
 ];
 
 /// The newest schema version this kiln knows.

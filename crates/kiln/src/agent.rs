@@ -1,14 +1,18 @@
 //! `kiln agent`: joins this host to a control plane with a one-time token, then keeps
 //! it known there with a heartbeat carrying its report (zone, architectures,
-//! accelerator, vCPUs, memory, QEMU version), over HTTP/2 and mutual TLS. The host's key,
-//! certificate and the CA it trusts live in DATA_DIR/agent (0600); the certificate is
-//! renewed when a third of its life is left, or at once with `--renew`.
+//! accelerator, vCPUs, memory, QEMU version, where it takes calls), over HTTP/2 and
+//! mutual TLS. With `--listen` it also serves the control plane's calls of the host
+//! interface there (`kiln_server::host_endpoint`). The host's key, certificate and the
+//! CA it trusts live in DATA_DIR/agent (0600); the certificate is renewed when a third
+//! of its life is left, at once with `--renew`, and when it predates what this agent
+//! needs of it (`CERT_VERSION`).
 //!
 //! Joining trusts the control plane's CA only if its SHA-256 is the one the token
 //! carries, so a token read by someone else cannot point the host at another CA.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -32,7 +36,15 @@ struct Membership {
     /// Unix seconds: when the certificate was issued and when it lapses.
     issued_at: u64,
     expires_at: u64,
+    /// What the certificate was issued as (`CERT_VERSION`; 0, absent, before it was kept).
+    #[serde(default)]
+    cert_version: u32,
 }
+
+/// The certificates the control plane issues now: 1 also names the host as a server
+/// (`host_server_name`) for the control plane's calls to `--listen`. An agent holding
+/// an older one renews it when it starts.
+const CERT_VERSION: u32 = 1;
 
 /// The certificates the control plane issues last this long.
 const LIFETIME: Duration = kiln_control::hosts::HOST_CERT_LIFETIME;
@@ -119,7 +131,7 @@ fn key_and_csr() -> Result<(String, String)> {
 }
 
 /// What this host is, as it reports it.
-fn report(host: &kiln_agent::LocalAgent) -> HostReport {
+fn report(host: &kiln_agent::LocalAgent, endpoint: Option<SocketAddr>) -> HostReport {
     let on_path = |program: &str| {
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
     };
@@ -128,6 +140,7 @@ fn report(host: &kiln_agent::LocalAgent) -> HostReport {
         architectures: Architecture::ALL.into_iter().filter(|a| on_path(kiln_agent::qemu::program(*a))).collect(),
         info: host.info(),
         usage: host.usage(),
+        endpoint,
     }
 }
 
@@ -168,7 +181,13 @@ impl Files {
     }
 }
 
-fn join(files: &Files, control: &str, token: &str, host: &kiln_agent::LocalAgent) -> Result<Membership> {
+fn join(
+    files: &Files,
+    control: &str,
+    token: &str,
+    host: &kiln_agent::LocalAgent,
+    endpoint: Option<SocketAddr>,
+) -> Result<Membership> {
     let mut parts = token.trim().splitn(3, '.');
     let (Some("K1"), Some(ca_hash), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
         bail!("that is not a join token (K1.<CA hash>.<secret>): make one with `kiln host join-token --zone ZONE`");
@@ -186,7 +205,7 @@ fn join(files: &Files, control: &str, token: &str, host: &kiln_agent::LocalAgent
         );
     }
     let (key_pem, csr_pem) = key_and_csr()?;
-    let req = JoinRequest { secret: secret.to_owned(), report: report(host), csr_pem };
+    let req = JoinRequest { secret: secret.to_owned(), report: report(host, endpoint), csr_pem };
     let enrolled: Enrolled =
         answer(client(Some(&ca_pem), None)?.post(format!("{control}/v1/join")).json(&req).send()?)?;
     let m = Membership {
@@ -195,6 +214,7 @@ fn join(files: &Files, control: &str, token: &str, host: &kiln_agent::LocalAgent
         control: control.to_owned(),
         issued_at: now(),
         expires_at: now() + LIFETIME.as_secs(),
+        cert_version: CERT_VERSION,
     };
     std::fs::create_dir_all(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
     write_private(&files.path("ca.pem"), &ca_pem)?;
@@ -215,6 +235,7 @@ fn renew(files: &Files, m: &mut Membership) -> Result<()> {
         answer(c.post(format!("{}/v1/renew", m.control)).json(&serde_json::json!({ "csr_pem": csr_pem })).send()?)?;
     m.issued_at = now();
     m.expires_at = now() + LIFETIME.as_secs();
+    m.cert_version = CERT_VERSION;
     files.keep(m, &key_pem, &enrolled)?;
     println!("Renewed host {}'s certificate (valid until Unix time {}).", m.host_id, m.expires_at);
     Ok(())
@@ -225,14 +246,53 @@ struct Beat {
     state: HostState,
 }
 
+/// The TLS set-up of the host's endpoint from the host's current key and certificate.
+fn endpoint_tls(files: &Files) -> Result<tokio_rustls::TlsAcceptor> {
+    Ok(kiln_server::host_endpoint::tls_acceptor(
+        &files.read("ca.pem")?,
+        &files.read("cert.pem")?,
+        &files.read("key.pem")?,
+    )?)
+}
+
+/// Serves the control plane's calls of `host` on `addr`, on a thread of its own, until
+/// the process ends.
+fn serve_calls(
+    addr: SocketAddr,
+    acceptor: kiln_server::host_endpoint::Acceptor,
+    host: Arc<dyn HostAgent>,
+) -> Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("listening on {addr} for the control plane's calls (--listen)"))?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kiln-agent-calls")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name("kiln-agent-endpoint".into()).spawn(move || {
+        runtime.block_on(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => kiln_server::host_endpoint::serve(l, acceptor, host).await,
+                Err(e) => tracing::error!(error = %e, "the host's endpoint could not start"),
+            }
+        });
+    })?;
+    Ok(())
+}
+
 pub(crate) fn run(
     dir: &Path,
     control: &str,
     token: Option<&str>,
     force_renew: bool,
     accel: Option<&str>,
+    listen: Option<SocketAddr>,
 ) -> Result<()> {
     let control = control.trim_end_matches('/');
+    if listen.is_some_and(|a| a.ip().is_unspecified() || a.port() == 0) {
+        bail!("--listen must be the address and port the control plane reaches this host at, not 0.0.0.0 or port 0");
+    }
     if !control.starts_with("https://") {
         bail!("--control must be the control plane's agents' endpoint, https://HOST:PORT (kiln serve --agent-listen)");
     }
@@ -243,7 +303,7 @@ pub(crate) fn run(
         _ => None,
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
-    let host = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced);
+    let host = Arc::new(kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced));
     let mut m = match (files.membership()?, token) {
         (Some(m), _) if m.control == control => m,
         (Some(m), _) => bail!(
@@ -252,12 +312,21 @@ pub(crate) fn run(
             m.control,
             m.host_id
         ),
-        (None, Some(token)) => join(&files, control, token, &host)?,
+        (None, Some(token)) => join(&files, control, token, &host, listen)?,
         (None, None) => bail!("this host has not joined yet: pass --token (from `kiln host join-token --zone ZONE`)"),
     };
-    if force_renew {
+    if force_renew || m.cert_version < CERT_VERSION {
         renew(&files, &mut m)?;
     }
+    let acceptor = match listen {
+        Some(addr) => {
+            let acceptor = Arc::new(RwLock::new(endpoint_tls(&files)?));
+            serve_calls(addr, Arc::clone(&acceptor), Arc::clone(&host) as Arc<dyn HostAgent>)?;
+            println!("Host {} takes the control plane's calls on {addr}.", m.host_id);
+            Some(acceptor)
+        }
+        None => None,
+    };
     println!("Host {} (zone {}) reports to {control} every {} s.", m.host_id, m.zone, HEARTBEAT.as_secs());
     let mut last_state = None;
     // One client (and connection) for the heartbeats, made again after a renewal.
@@ -265,13 +334,18 @@ pub(crate) fn run(
     loop {
         if now() > m.issued_at + (m.expires_at - m.issued_at) * 2 / 3 {
             match renew(&files, &mut m) {
-                Ok(()) => c = host_client(&files)?,
+                Ok(()) => {
+                    c = host_client(&files)?;
+                    if let Some(acceptor) = &acceptor {
+                        *acceptor.write().unwrap_or_else(PoisonError::into_inner) = endpoint_tls(&files)?;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "renewing the host's certificate failed; trying again at the next beat")
                 }
             }
         }
-        match c.post(format!("{control}/v1/heartbeat")).json(&report(&host)).send() {
+        match c.post(format!("{control}/v1/heartbeat")).json(&report(&host, listen)).send() {
             Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => {
                 bail!("the control plane refused this host: {}", r.text().unwrap_or_default())
             }

@@ -111,6 +111,11 @@ pub(crate) enum Command {
         /// The accelerator: probe (auto), or force kvm or tcg.
         #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
         accel: String,
+        /// Serve the control plane's calls on this address (HTTP/2 over mutual TLS,
+        /// with the host's certificate), the one the control plane reaches this host
+        /// at: a specific IP address and port, not 0.0.0.0.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -441,6 +446,13 @@ pub(crate) enum HostCommand {
     },
     /// Let HOST take new placements again (after drain or cordon).
     Activate {
+        host: kiln_agent_api::HostId,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Ask HOST's agent itself, over the control plane's channel to it (`kiln agent
+    /// --listen`), for its capacity, the VMs it runs and its VPC networks.
+    Status {
         host: kiln_agent_api::HostId,
         #[command(flatten)]
         dir: DataDirArg,

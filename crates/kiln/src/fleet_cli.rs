@@ -1,8 +1,9 @@
-//! `kiln host join-token | list | drain | cordon | retire | activate`: the hosts joined
-//! to this data directory's cloud with `kiln agent`, read and changed in its store.
+//! `kiln host join-token | list | drain | cordon | retire | activate | status`: the
+//! hosts joined to this data directory's cloud with `kiln agent`, read and changed in
+//! its store; `status` asks a host's agent itself, over the control plane's channel.
 
-use anyhow::Result;
-use kiln_agent_api::HostState;
+use anyhow::{anyhow, Result};
+use kiln_agent_api::{HostCall, HostId, HostInfo, HostState};
 
 use crate::args::HostCommand;
 use crate::serve::{default_regions, open};
@@ -20,6 +21,7 @@ pub(crate) fn fleet(command: HostCommand) -> Result<()> {
             return Ok(());
         }
         HostCommand::List { dir } => return list(&dir.resolve()?),
+        HostCommand::Status { host, dir } => return status(&dir.resolve()?, &host),
         HostCommand::Drain { host, dir } => (dir, (host, HostState::Draining)),
         HostCommand::Cordon { host, dir } => (dir, (host, HostState::Cordoned)),
         HostCommand::Retire { host, dir } => (dir, (host, HostState::Retired)),
@@ -28,6 +30,48 @@ pub(crate) fn fleet(command: HostCommand) -> Result<()> {
     let cloud = open(&dir.resolve()?, &default_regions())?;
     let h = cloud.set_host_state(&change.0, change.1)?;
     println!("Host {} ({}) is {}.", h.host_id, h.zone, h.state.as_str());
+    Ok(())
+}
+
+/// What host `id`'s agent says of itself, asked over the channel the control plane
+/// drives hosts by: proof that the channel works, and the host's own view.
+fn status(dir: &std::path::Path, id: &HostId) -> Result<()> {
+    let cloud = open(dir, &default_regions())?;
+    let view = cloud
+        .hosts()?
+        .into_iter()
+        .find(|v| v.host.host_id == *id)
+        .ok_or_else(|| anyhow!("No host {id} has joined this cloud (`kiln host list` shows those that have)"))?;
+    let h = &view.host;
+    let endpoint = h
+        .endpoint
+        .as_deref()
+        .ok_or_else(|| anyhow!("Host {id} takes no calls: its agent runs without --listen ADDRESS"))?
+        .parse()
+        .map_err(|e| anyhow!("Host {id} reported an endpoint that is not an address: {e}"))?;
+    let remote = crate::remote_host::RemoteHost::new(id, endpoint, &cloud.control_client_identity()?)?;
+    let t0 = std::time::Instant::now();
+    let info: HostInfo = remote.call(&HostCall::Info)?;
+    let took = t0.elapsed();
+    let vpc: bool = remote.call(&HostCall::VpcNetworking)?;
+    let running: Vec<String> = remote.call(&HostCall::Running)?;
+    let networks: Vec<String> = remote.call(&HostCall::Networks)?;
+    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    println!("host        {id}");
+    println!(
+        "zone        {} ({}, {})",
+        h.zone,
+        h.state.as_str(),
+        if view.live { "live" } else { "no recent heartbeat" }
+    );
+    println!("endpoint    {endpoint} (answered in {} ms)", took.as_millis());
+    println!("accel       {}", info.accel.as_str());
+    println!("vcpus       {}", info.cpus);
+    println!("memory      {} MiB", info.memory_mib);
+    println!("qemu        {}", info.qemu_version);
+    println!("networking  {}", if vpc { "VPC (namespaces and taps)" } else { "QEMU user-mode only" });
+    println!("vms         {}", list(&running));
+    println!("vpcs        {}", list(&networks));
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod lead;
 mod network_cli;
 mod pipe;
 mod quickstart;
+mod remote_host;
 mod serve;
 mod ssh;
 mod volumes_cli;
@@ -84,8 +85,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
         Command::Host { command } => fleet_cli::fleet(command),
-        Command::Agent { control, token, renew, accel, dir } => {
-            agent::run(&dir.resolve()?, &control, token.as_deref(), renew, Some(accel.as_str()))
+        Command::Agent { control, token, renew, accel, listen, dir } => {
+            agent::run(&dir.resolve()?, &control, token.as_deref(), renew, Some(accel.as_str()), listen)
         }
         Command::Db { command: DbCommand::Status { dir } } => db_cli::status(&dir.resolve()?),
         Command::Db { command: DbCommand::Migrate { from, to } } => db_cli::migrate(&from, &to),

@@ -1,0 +1,146 @@
+//! The endpoint a joined host's agent serves (`kiln agent --listen`): the control
+//! plane's calls of `HostAgent`, one `HostCall` per `POST /v1/call`, over HTTP/2 and
+//! mutual TLS. The agent presents its host certificate, which names it
+//! `host_server_name(host)`; a caller must present a certificate of the hosts' CA whose
+//! subject is `CONTROL_SUBJECT`. The CA gives every host certificate the host's own ID
+//! as its subject, so no host can drive another host's agent.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kiln_agent_api::{HostAgent, HostCall};
+use kiln_control::hosts::CONTROL_SUBJECT;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::agents::EndpointError;
+
+/// The largest call body taken (a VPC's network with many ports and rules).
+const MAX_CALL: usize = 16 << 20;
+
+/// The TLS set-up, replaced when the agent renews its certificate; each connection
+/// takes the one current when it arrives.
+pub type Acceptor = Arc<RwLock<TlsAcceptor>>;
+
+/// Whether the connection's client presented the control plane's certificate.
+#[derive(Clone, Copy)]
+struct FromControl(bool);
+
+/// The TLS set-up for the host's endpoint: its certificate and key (PEM), and client
+/// certificates required and checked against the hosts' CA (`ca_pem`).
+pub fn tls_acceptor(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor, EndpointError> {
+    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).map_err(|e| tls(&e))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(|e| tls(&e))?;
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| tls(&e))?, ca];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Whether `der` (a certificate the CA signed: the handshake checked that) has the
+/// control plane's subject.
+fn is_control(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+        let mut names = cert.subject().iter_common_name();
+        let first = names.next().and_then(|cn| cn.as_str().ok());
+        first == Some(CONTROL_SUBJECT) && names.next().is_none()
+    })
+}
+
+/// Serves `host` to the control plane on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, acceptor: Acceptor, host: Arc<dyn HostAgent>) {
+    let app = Router::new().route("/v1/call", post(call)).layer(DefaultBodyLimit::max(MAX_CALL)).with_state(host);
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the host's endpoint could not accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let app = app.clone();
+        tokio::spawn(async move { connection(tcp, from, acceptor, app).await });
+    }
+}
+
+async fn connection(tcp: tokio::net::TcpStream, from: SocketAddr, acceptor: TlsAcceptor, app: Router) {
+    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%from, error = %e, "a caller's TLS handshake with the host's endpoint failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let control = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).is_some_and(|c| is_control(c));
+    let service = hyper_util::service::TowerToHyperService::new(app.layer(Extension(FromControl(control))));
+    let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%from, error = %e, "a connection to the host's endpoint ended");
+    }
+}
+
+async fn call(
+    State(host): State<Arc<dyn HostAgent>>,
+    Extension(FromControl(control)): Extension<FromControl>,
+    body: Bytes,
+) -> Result<Response, (StatusCode, String)> {
+    if !control {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("Only the control plane (a certificate whose subject is '{CONTROL_SUBJECT}') calls a host"),
+        ));
+    }
+    let call: HostCall = serde_json::from_slice(&body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("The body is not a host call this agent knows: {e}")))?;
+    tracing::debug!(?call, "the control plane called");
+    match tokio::task::spawn_blocking(move || call.run(host.as_ref())).await {
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "the host's call failed on the host".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(subject: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, subject);
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn only_the_control_planes_subject_is_the_control_plane() {
+        assert!(is_control(&cert(CONTROL_SUBJECT)));
+        assert!(!is_control(&cert("h-0123456789abcdef0")));
+        assert!(!is_control(&cert("Kiln control plane2")));
+        assert!(!is_control(b"not a certificate"));
+    }
+}
