@@ -742,23 +742,60 @@ fn create_image(sizes: &[u64], runs: usize, cache_dir: Option<std::path::PathBuf
 }
 
 /// Boots the built kiln-tiny x86_64 image with QEMU alone (same machine, memory,
-/// accelerator options, kernel command line and balloon as the instance, user-mode
-/// network, no Kiln) and times it to the guest's ready line.
+/// accelerator options, kernel command line, drive options, RNG and balloon as the
+/// instance, user-mode network, no Kiln) and times it to the guest's ready line.
 fn bare_boot(dir: &Path, boot: &BootOptions) -> Result<Duration> {
     Ok(bare_boot_as(dir, "t3.micro", 1024, boot)?.ready)
 }
 
-/// How long a bare boot took until its SSH server listened and until its ready line.
+/// How long a bare boot took until its SSH server listened (its console line), until
+/// it answered with its banner through QEMU's forwarded port, and until its ready line.
 struct BareBoot {
     ssh: Duration,
+    reachable: Duration,
     ready: Duration,
 }
 
 /// What dropbear prints on the console once its listening socket is open (its own test
-/// suite waits for the same line). A bare boot is timed to SSH by it: QEMU's user
-/// network accepts a forwarded connection before the guest can, so probing through it
-/// says nothing until the guest has its address.
+/// suite waits for the same line).
 pub(crate) const DROPBEAR_LISTENING: &[u8] = b"Not backgrounding";
+
+/// Whether an SSH server answers at `addr` with its banner within `connect` (and two
+/// seconds more for the banner). Reading the banner is what makes a probe through
+/// QEMU's user network mean something: QEMU accepts the connection before the guest
+/// can, and closes it if the guest refuses.
+pub(crate) fn ssh_banner(addr: SocketAddr, connect: Duration) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, connect) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    std::io::Read::read_exact(&mut s, &mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// When an SSH server first answers at `addr` with its banner, from `t0`. A probe
+/// starts every 20 ms whether or not the ones before it have finished, so a probe
+/// whose SYN or forwarded connection went nowhere (the guest's network not up yet)
+/// delays nothing: the same prober times Kiln's instances and the bare boots.
+pub(crate) fn ssh_reachable(t0: Instant, addr: SocketAddr, limit: Duration) -> Result<Duration> {
+    use std::sync::{Arc, Mutex, PoisonError};
+    let first: Arc<Mutex<Option<Duration>>> = Arc::default();
+    while t0.elapsed() < limit {
+        if let Some(at) = *first.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(at);
+        }
+        let first = Arc::clone(&first);
+        std::thread::spawn(move || {
+            if ssh_banner(addr, Duration::from_secs(1)) {
+                let at = t0.elapsed();
+                let mut f = first.lock().unwrap_or_else(PoisonError::into_inner);
+                if f.is_none_or(|seen| at < seen) {
+                    *f = Some(at);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no SSH banner from {addr} within {limit:?}")
+}
 
 /// Whether the console file at `path` shows `line`.
 pub(crate) fn console_shows(path: &Path, line: &[u8]) -> bool {
@@ -812,6 +849,7 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) ->
         i if i.exists() => vec!["-initrd".into(), i.into()],
         _ => Vec::new(),
     };
+    let forwarded = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let t0 = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-machine", "pc", "-accel", &boot.accel])
@@ -822,15 +860,16 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) ->
         .args(initrd)
         .args(["-append", &boot.append])
         .arg("-drive")
-        .arg(format!("file={},format=qcow2,if=none,id=d0", overlay.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0"])
-        // A metadata address that closes at once, so the guest does not wait on it.
-        .args([
-            "-netdev",
-            "user,id=n0,net=169.254.0.0/16,host=169.254.0.1,dhcpstart=169.254.0.15,guestfwd=tcp:169.254.169.254:80-cmd:/bin/true",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
+        .arg(kiln_agent::qemu::drive_options(&overlay, "d0"))
+        .args(["-device", "virtio-blk-pci,drive=d0", "-device", "virtio-rng-pci"])
+        // A metadata address that closes at once, so the guest does not wait on it, and
+        // the guest's SSH port forwarded to `forwarded`.
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n0,net=169.254.0.0/16,host=169.254.0.1,dhcpstart=169.254.0.15,\
+             guestfwd=tcp:169.254.169.254:80-cmd:/bin/true,hostfwd=tcp:{forwarded}-:22"
+        ))
+        .args(["-device", "virtio-net-pci,netdev=n0"])
         .arg("-serial")
         .arg(format!("file:{}", serial.display()))
         .stdin(Stdio::null())
@@ -839,18 +878,24 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) ->
         .spawn()
         .context("running qemu-system-x86_64")?;
     let (mut ssh, mut ready) = (None, None);
-    let took = until(t0, Duration::from_secs(300), || {
-        if ssh.is_none() && console_shows(&serial, DROPBEAR_LISTENING) {
-            ssh = Some(t0.elapsed());
-        }
-        if ready.is_none() && console_shows(&serial, b"kiln-tiny: ready") {
-            ready = Some(t0.elapsed());
-        }
-        Ok(ssh.is_some() && ready.is_some())
-    })
-    .with_context(|| format!("a bare boot of {label}"));
+    let (took, reachable) = std::thread::scope(|s| {
+        let reachable = s.spawn(|| ssh_reachable(t0, forwarded, Duration::from_secs(300)));
+        let took = until(t0, Duration::from_secs(300), || {
+            if ssh.is_none() && console_shows(&serial, DROPBEAR_LISTENING) {
+                ssh = Some(t0.elapsed());
+            }
+            if ready.is_none() && console_shows(&serial, b"kiln-tiny: ready") {
+                ready = Some(t0.elapsed());
+            }
+            Ok(ssh.is_some() && ready.is_some())
+        });
+        // The guest keeps running until its SSH answered (or the prober gave up).
+        let reachable = reachable.join().unwrap_or_else(|_| bail!("the SSH prober panicked"));
+        (took, reachable)
+    });
     let _ = child.kill();
     let _ = child.wait();
-    took?;
-    Ok(BareBoot { ssh: ssh.unwrap_or_default(), ready: ready.unwrap_or_default() })
+    took.with_context(|| format!("a bare boot of {label}"))?;
+    let reachable = reachable.with_context(|| format!("a bare boot of {label}: SSH through QEMU's forwarded port"))?;
+    Ok(BareBoot { ssh: ssh.unwrap_or_default(), reachable, ready: ready.unwrap_or_default() })
 }
