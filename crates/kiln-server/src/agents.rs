@@ -4,7 +4,6 @@
 //! none yet; the join token authenticates it); every other path requires a client
 //! certificate the CA issued to a host that is not retired.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -40,20 +39,29 @@ pub enum EndpointError {
 /// certificates checked against the hosts' CA (optional at the handshake, required by
 /// the paths that need them).
 pub fn tls_acceptor(cloud: &Cloud, names: &[String]) -> Result<TlsAcceptor, EndpointError> {
-    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
     let id = cloud.agent_endpoint_identity(names)?;
+    mtls_acceptor(&id.ca_pem, &id.cert_pem, &id.key_pem, false)
+}
+
+/// A TLS set-up presenting `cert_pem` (with `key_pem`, and the CA after it) and
+/// checking client certificates against the CA `ca_pem`: required, or optional at the
+/// handshake (though one the CA did not sign still fails it). HTTP/2 first.
+pub(crate) fn mtls_acceptor(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    client_required: bool,
+) -> Result<TlsAcceptor, EndpointError> {
+    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| tls(&e))?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(id.ca_pem.as_bytes()).map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(&e))?;
-    let chain = vec![
-        CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).map_err(|e| tls(&e))?,
-        CertificateDer::from_pem_slice(id.ca_pem.as_bytes()).map_err(|e| tls(&e))?,
-    ];
-    let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    roots.add(ca.clone()).map_err(|e| tls(&e))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = if client_required { verifier } else { verifier.allow_unauthenticated() };
+    let verifier = verifier.build().map_err(|e| tls(&e))?;
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| tls(&e))?, ca];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
@@ -76,37 +84,48 @@ fn router(cloud: Arc<Cloud>) -> Router {
 /// Serves the agents' endpoint on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, cloud: Arc<Cloud>) {
     let app = router(cloud);
+    let with_peer =
+        move |cert: Option<&CertificateDer<'_>>| app.clone().layer(Extension(Peer(cert.map(|c| cert_sha256(c)))));
+    serve_tls(listener, move || acceptor.clone(), with_peer, "the agents' endpoint").await
+}
+
+/// Accepts connections on `listener` until the task is dropped, each with the TLS
+/// set-up `acceptor` gives when it arrives, and serves each with the router `app`
+/// makes for the client certificate it presented (if any). `what` names the endpoint
+/// in logs. Shared by the agents' endpoint and the one a host serves the control
+/// plane on.
+pub(crate) async fn serve_tls<R>(listener: TcpListener, acceptor: impl Fn() -> TlsAcceptor, app: R, what: &'static str)
+where
+    R: Fn(Option<&CertificateDer<'_>>) -> Router + Send + Sync + 'static,
+{
+    let app = Arc::new(app);
     loop {
         let (tcp, from) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "the agents' endpoint could not accept a connection");
+                tracing::warn!(error = %e, "{what} could not accept a connection");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move { connection(tcp, from, acceptor, app).await });
-    }
-}
-
-async fn connection(tcp: tokio::net::TcpStream, from: SocketAddr, acceptor: TlsAcceptor, app: Router) {
-    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::info!(%from, error = %e, "an agent's TLS handshake failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let peer = Peer(tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| cert_sha256(c)));
-    let service = hyper_util::service::TowerToHyperService::new(app.layer(Extension(peer)));
-    let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%from, error = %e, "an agent's connection ended");
+        let (acceptor, app) = (acceptor(), Arc::clone(&app));
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%from, error = %e, "a TLS handshake with {what} failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let router = app(tls.get_ref().1.peer_certificates().and_then(|c| c.first()));
+            let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), hyper_util::service::TowerToHyperService::new(router))
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%from, error = %e, "a connection to {what} ended");
+            }
+        });
     }
 }
 

@@ -5,7 +5,6 @@
 //! subject is `CONTROL_SUBJECT`. The CA gives every host certificate the host's own ID
 //! as its subject, so no host can drive another host's agent.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::body::Bytes;
@@ -14,12 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use kiln_agent_api::{HostAgent, HostCall};
 use kiln_control::hosts::CONTROL_SUBJECT;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -39,23 +35,7 @@ struct FromControl(bool);
 /// The TLS set-up for the host's endpoint: its certificate and key (PEM), and client
 /// certificates required and checked against the hosts' CA (`ca_pem`).
 pub fn tls_acceptor(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor, EndpointError> {
-    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| tls(&e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).map_err(|e| tls(&e))?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(|e| tls(&e))?;
-    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| tls(&e))?, ca];
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(&e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| tls(&e))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    crate::agents::mtls_acceptor(ca_pem, cert_pem, key_pem, true)
 }
 
 /// Whether `der` (a certificate the CA signed: the handshake checked that) has the
@@ -71,38 +51,11 @@ fn is_control(der: &[u8]) -> bool {
 /// Serves `host` to the control plane on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, acceptor: Acceptor, host: Arc<dyn HostAgent>) {
     let app = Router::new().route("/v1/call", post(call)).layer(DefaultBodyLimit::max(MAX_CALL)).with_state(host);
-    loop {
-        let (tcp, from) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "the host's endpoint could not accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let app = app.clone();
-        tokio::spawn(async move { connection(tcp, from, acceptor, app).await });
-    }
-}
-
-async fn connection(tcp: tokio::net::TcpStream, from: SocketAddr, acceptor: TlsAcceptor, app: Router) {
-    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::info!(%from, error = %e, "a caller's TLS handshake with the host's endpoint failed");
-            return;
-        }
-        Err(_) => return,
+    let current = move || acceptor.read().unwrap_or_else(PoisonError::into_inner).clone();
+    let with_caller = move |cert: Option<&CertificateDer<'_>>| {
+        app.clone().layer(Extension(FromControl(cert.is_some_and(|c| is_control(c)))))
     };
-    let control = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).is_some_and(|c| is_control(c));
-    let service = hyper_util::service::TowerToHyperService::new(app.layer(Extension(FromControl(control))));
-    let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(%from, error = %e, "a connection to the host's endpoint ended");
-    }
+    crate::agents::serve_tls(listener, current, with_caller, "the host's endpoint").await
 }
 
 async fn call(
