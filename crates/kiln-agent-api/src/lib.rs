@@ -320,9 +320,10 @@ pub struct TapId {
 }
 
 /// One call of `HostAgent` as it crosses the network: the method (`"call"`) and its
-/// arguments. IDs are typed and files are `StorePath`s, so a body that names a
-/// malformed instance or a path outside the store is refused when it is decoded,
-/// before the host acts on it.
+/// arguments. Its own IDs are typed and files are `StorePath`s, so a body naming a
+/// malformed instance or a path out of the store is refused when it is decoded; what
+/// the nested specs carry as text (a VM's MACs, a VPC's port IDs) and which part of the
+/// store a file is in, `check` refuses before the host acts on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostCall {
@@ -355,14 +356,70 @@ pub enum HostCall {
 /// the method returns (`HostCall::run`'s other end).
 pub type HostAnswer = serde_json::Value;
 
+/// The parts of a host's store the control plane names files in: volumes (and the
+/// layers they become), snapshots and kernels. The rest of the data directory (the
+/// agent's key and certificate among it) is no call's business.
+const CALLABLE_AREAS: [&str; 3] = ["volumes/", "snapshots/", "kernels/"];
+
+/// Whether `mac` reads `xx:xx:xx:xx:xx:xx` in hex.
+fn is_mac(mac: &str) -> bool {
+    mac.len() == 17 && mac.bytes().enumerate().all(|(i, b)| if i % 3 == 2 { b == b':' } else { b.is_ascii_hexdigit() })
+}
+
 impl HostCall {
-    /// Runs the call on `host` (the agent's end of the channel).
-    pub fn run(self, host: &dyn HostAgent) -> HostAnswer {
+    /// What decoding alone does not check of a call from the network: its files lie in
+    /// the store's callable areas, and the IDs and MAC addresses it carries as text
+    /// (in a VM's network and a VPC's ports, which the host puts into QEMU's command
+    /// line and device names) have their shapes.
+    pub fn check(&self) -> Result<(), AgentError> {
+        let refuse = |what: &str, v: &str| Err(AgentError::Refused(format!("the call names {what} '{v}'")));
+        let file = |f: &StorePath| match CALLABLE_AREAS.iter().any(|a| f.as_str().starts_with(a)) {
+            true => Ok(()),
+            false => refuse("a file outside volumes/, snapshots/ and kernels/", f.as_str()),
+        };
+        let id = |kind: &str, v: &str, ok: bool| if ok { Ok(()) } else { refuse(kind, v) };
+        let nic = |n: &Nic| {
+            id("a malformed interface ID", &n.interface_id, n.interface_id.parse::<NetworkInterfaceId>().is_ok())?;
+            id("a malformed MAC address", &n.mac, is_mac(&n.mac))
+        };
+        match self {
+            HostCall::CreateVolume { file: f, backing, .. } => backing.iter().chain([f]).try_for_each(file),
+            HostCall::DeleteVolume { file: f } | HostCall::VolumeExists { file: f } => file(f),
+            HostCall::GrowVolume { file: f, .. } => file(f),
+            HostCall::LiveSnapshot { switches, .. } => switches.iter().try_for_each(|(a, b)| file(a).and(file(b))),
+            HostCall::SetDisks { disks, .. } => disks.iter().try_for_each(|d| file(&d.file)),
+            HostCall::SetNics { nics, .. } => nics.iter().try_for_each(nic),
+            HostCall::Start { spec } => {
+                spec.kernel.iter().chain(&spec.initrd).chain(spec.disks.iter().map(|d| &d.file)).try_for_each(file)?;
+                match &spec.network {
+                    Network::Vpc { vpc_id, mac, nics } => {
+                        id("a malformed VPC ID", vpc_id, vpc_id.parse::<VpcId>().is_ok())?;
+                        id("a malformed MAC address", mac, is_mac(mac))?;
+                        nics.iter().try_for_each(nic)
+                    }
+                    Network::None | Network::User => Ok(()),
+                }
+            }
+            HostCall::ApplyNetwork { net } => {
+                id("a malformed VPC ID", &net.vpc_id, net.vpc_id.parse::<VpcId>().is_ok())?;
+                net.ports.iter().try_for_each(|p| {
+                    id("a malformed instance ID", &p.instance_id, p.instance_id.parse::<InstanceId>().is_ok())?;
+                    nic(&Nic { interface_id: p.interface_id.clone(), mac: p.mac.clone() })
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the call (`check`) and runs it on `host` (the agent's end of the
+    /// channel): the method's answer, or why the call was refused unrun.
+    pub fn run(self, host: &dyn HostAgent) -> Result<HostAnswer, AgentError> {
         fn json<T: Serialize>(v: T) -> HostAnswer {
             // The interface's types all serialise (a round-trip test keeps it so).
             serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
         }
-        match self {
+        self.check()?;
+        Ok(match self {
             HostCall::Info => json(host.info()),
             HostCall::CreateVolume { file, backing, size_gib } => {
                 json(host.create_volume(&file, backing.as_ref(), size_gib))
@@ -392,7 +449,7 @@ impl HostCall {
             HostCall::NetworkId { vpc_id } => json(host.network_id(&vpc_id)),
             HostCall::TapId { vpc_id, interface_id } => json(host.tap_id(&vpc_id, &interface_id)),
             HostCall::SetNics { instance_id, nics } => json(host.set_nics(&instance_id, &nics)),
-        }
+        })
     }
 }
 
@@ -463,6 +520,18 @@ mod tests {
         };
         let text = serde_json::to_string(&spec).expect("serialise");
         assert_eq!(serde_json::from_str::<VmSpec>(&text).expect("deserialise"), spec);
+        // As a call from the network: refused when what it carries as text into QEMU's
+        // command line is not the shape it must be, or a file is outside volumes,
+        // snapshots and kernels.
+        assert_eq!(HostCall::Start { spec: spec.clone() }.check(), Ok(()));
+        let mut bad = spec.clone();
+        bad.network =
+            Network::Vpc { vpc_id: "vpc-01234567".into(), mac: "02:00:00:00:00:01,romfile=/x".into(), nics: vec![] };
+        assert!(matches!(HostCall::Start { spec: bad }.check(), Err(AgentError::Refused(_))));
+        let mut bad = spec.clone();
+        bad.kernel = Some(StorePath::new("agent/key.pem").expect("path"));
+        assert!(matches!(HostCall::Start { spec: bad }.check(), Err(AgentError::Refused(_))));
+        assert!(is_mac("02:ab:CD:00:00:01") && !is_mac("02:ab:CD:00:00:0") && !is_mac("02-ab-cd-00-00-01"));
         let err = AgentError::NotFound("i-0 has no disk disk3".into());
         let text = serde_json::to_string(&err).expect("serialise");
         assert_eq!(serde_json::from_str::<AgentError>(&text).expect("deserialise"), err);

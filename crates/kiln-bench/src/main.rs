@@ -756,6 +756,10 @@ struct BareBoot {
     ready: Duration,
 }
 
+/// The bare boots' metadata service: an HTTP 404 for every request (QEMU runs it with
+/// the connection as its standard input and output).
+const NO_METADATA: &str = r"printf 'HTTP/1.0 404 Not Found\r\n\r\n'";
+
 /// What dropbear prints on the console once its listening socket is open (its own test
 /// suite waits for the same line).
 pub(crate) const DROPBEAR_LISTENING: &[u8] = b"Not backgrounding";
@@ -862,12 +866,13 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) ->
         .arg("-drive")
         .arg(kiln_agent::qemu::drive_options(&overlay, "d0"))
         .args(["-device", "virtio-blk-pci,drive=d0", "-device", "virtio-rng-pci"])
-        // A metadata address that closes at once, so the guest does not wait on it, and
-        // the guest's SSH port forwarded to `forwarded`.
+        // A metadata address that answers 404 at once, so the guest does not wait on it
+        // (kiln-tiny asks again while nothing answers), and the guest's SSH port
+        // forwarded to `forwarded`.
         .arg("-netdev")
         .arg(format!(
             "user,id=n0,net=169.254.0.0/16,host=169.254.0.1,dhcpstart=169.254.0.15,\
-             guestfwd=tcp:169.254.169.254:80-cmd:/bin/true,hostfwd=tcp:{forwarded}-:22"
+             guestfwd=tcp:169.254.169.254:80-cmd:{NO_METADATA},hostfwd=tcp:{forwarded}-:22"
         ))
         .args(["-device", "virtio-net-pci,netdev=n0"])
         .arg("-serial")

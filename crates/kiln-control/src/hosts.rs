@@ -358,7 +358,10 @@ mod tests {
         use serde_json::json;
         let w = World::new("host-calls");
         let host: &dyn HostAgent = w.agent.as_ref();
-        let wire = |body: &str| serde_json::from_str::<HostCall>(body).map(|c| c.run(host));
+        let wire = |body: &str| -> Result<serde_json::Value, String> {
+            let call = serde_json::from_str::<HostCall>(body).map_err(|e| e.to_string())?;
+            call.run(host).map_err(|e| e.to_string())
+        };
         let made = r#"{"call":"create_volume","file":"volumes/vol-1.qcow2","backing":null,"size_gib":8}"#;
         assert_eq!(wire(made).expect("decoded"), json!({"Ok": null}));
         assert!(w.dir.join("volumes/vol-1.qcow2").exists());
@@ -374,6 +377,15 @@ mod tests {
             r#"{"call":"remove_network","vpc_id":"vpc-1/../.."}"#,
             r#"{"call":"kill","instance_id":"i-0123456789abcdef0","and":"more"}"#,
             r#"{"call":"format_the_host"}"#,
+            // Inside the store but outside what calls may name: the agent's own key.
+            r#"{"call":"delete_volume","file":"agent/key.pem"}"#,
+            r#"{"call":"volume_exists","file":"instances/x"}"#,
+            // Text a nested spec carries into QEMU's command line or a device's name.
+            r#"{"call":"set_nics","instance_id":"i-0123456789abcdef0",
+                "nics":[{"interface_id":"eni-0123456789abcdef1","mac":"02:00:00:00:00:01,romfile=/etc/shadow"}]}"#,
+            r#"{"call":"set_nics","instance_id":"i-0123456789abcdef0",
+                "nics":[{"interface_id":"eni-é1","mac":"02:00:00:00:00:01"}]}"#,
+            r#"{"call":"apply_network","net":{"vpc_id":"../x","router_addresses":[],"ports":[],"acls":[]}}"#,
         ] {
             assert!(wire(hostile).is_err(), "{hostile}");
         }

@@ -73,7 +73,8 @@ async fn call(
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("The body is not a host call this agent knows: {e}")))?;
     tracing::debug!(?call, "the control plane called");
     match tokio::task::spawn_blocking(move || call.run(host.as_ref())).await {
-        Ok(answer) => Ok(Json(answer).into_response()),
+        Ok(Ok(answer)) => Ok(Json(answer).into_response()),
+        Ok(Err(refused)) => Err((StatusCode::BAD_REQUEST, refused.to_string())),
         Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "the host's call failed on the host".into())),
     }
 }

@@ -4,8 +4,8 @@
 //! mutual TLS. With `--listen` it also serves the control plane's calls of the host
 //! interface there (`kiln_server::host_endpoint`). The host's key, certificate and the
 //! CA it trusts live in DATA_DIR/agent (0600); the certificate is renewed when a third
-//! of its life is left, at once with `--renew`, and when it predates what this agent
-//! needs of it (`CERT_VERSION`).
+//! of its life is left, at once with `--renew`, and at start when it does not name the
+//! host as a server (issued before the control plane's calls existed).
 //!
 //! Joining trusts the control plane's CA only if its SHA-256 is the one the token
 //! carries, so a token read by someone else cannot point the host at another CA.
@@ -36,15 +36,7 @@ struct Membership {
     /// Unix seconds: when the certificate was issued and when it lapses.
     issued_at: u64,
     expires_at: u64,
-    /// What the certificate was issued as (`CERT_VERSION`; 0, absent, before it was kept).
-    #[serde(default)]
-    cert_version: u32,
 }
-
-/// The certificates the control plane issues now: 1 also names the host as a server
-/// (`host_server_name`) for the control plane's calls to `--listen`. An agent holding
-/// an older one renews it when it starts.
-const CERT_VERSION: u32 = 1;
 
 /// The certificates the control plane issues last this long.
 const LIFETIME: Duration = kiln_control::hosts::HOST_CERT_LIFETIME;
@@ -214,7 +206,6 @@ fn join(
         control: control.to_owned(),
         issued_at: now(),
         expires_at: now() + LIFETIME.as_secs(),
-        cert_version: CERT_VERSION,
     };
     std::fs::create_dir_all(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
     write_private(&files.path("ca.pem"), &ca_pem)?;
@@ -235,7 +226,6 @@ fn renew(files: &Files, m: &mut Membership) -> Result<()> {
         answer(c.post(format!("{}/v1/renew", m.control)).json(&serde_json::json!({ "csr_pem": csr_pem })).send()?)?;
     m.issued_at = now();
     m.expires_at = now() + LIFETIME.as_secs();
-    m.cert_version = CERT_VERSION;
     files.keep(m, &key_pem, &enrolled)?;
     println!("Renewed host {}'s certificate (valid until Unix time {}).", m.host_id, m.expires_at);
     Ok(())
@@ -244,6 +234,21 @@ fn renew(files: &Files, m: &mut Membership) -> Result<()> {
 #[derive(Deserialize)]
 struct Beat {
     state: HostState,
+}
+
+/// Whether the host's certificate names it as a server for the control plane's calls
+/// (`host_server_name`); certificates issued before those calls existed do not.
+fn names_host_as_server(files: &Files, host: &HostId) -> Result<bool> {
+    let pem = files.read("cert.pem")?;
+    let (_, cert) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).context("the host's certificate")?;
+    let cert = cert.parse_x509().context("the host's certificate")?;
+    let name = kiln_control::hosts::host_server_name(host);
+    Ok(cert.subject_alternative_name().ok().flatten().is_some_and(|san| {
+        san.value
+            .general_names
+            .iter()
+            .any(|n| matches!(n, x509_parser::extensions::GeneralName::DNSName(d) if *d == name))
+    }))
 }
 
 /// The TLS set-up of the host's endpoint from the host's current key and certificate.
@@ -315,8 +320,24 @@ pub(crate) fn run(
         (None, Some(token)) => join(&files, control, token, &host, listen)?,
         (None, None) => bail!("this host has not joined yet: pass --token (from `kiln host join-token --zone ZONE`)"),
     };
-    if force_renew || m.cert_version < CERT_VERSION {
+    if force_renew {
         renew(&files, &mut m)?;
+    } else if !names_host_as_server(&files, &m.host_id)? {
+        // Needed only to serve --listen: without it, a control plane that is down now
+        // does not keep the agent from starting (it renews at the next third of life).
+        match renew(&files, &mut m) {
+            Ok(()) => {}
+            Err(e) if listen.is_some() => {
+                bail!("serving --listen needs a certificate naming this host, and renewing it failed: {e:#}")
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the host's certificate (to name it as a server) failed"),
+        }
+    }
+    if listen.is_some() && !names_host_as_server(&files, &m.host_id)? {
+        bail!(
+            "the control plane at {control} issued a certificate that does not name this host as a server: \
+             upgrade it before serving --listen"
+        );
     }
     let acceptor = match listen {
         Some(addr) => {
@@ -337,7 +358,13 @@ pub(crate) fn run(
                 Ok(()) => {
                     c = host_client(&files)?;
                     if let Some(acceptor) = &acceptor {
-                        *acceptor.write().unwrap_or_else(PoisonError::into_inner) = endpoint_tls(&files)?;
+                        match endpoint_tls(&files) {
+                            Ok(fresh) => *acceptor.write().unwrap_or_else(PoisonError::into_inner) = fresh,
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                "the renewed certificate could not be served; the endpoint keeps the one before"
+                            ),
+                        }
                     }
                 }
                 Err(e) => {
