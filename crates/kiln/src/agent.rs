@@ -87,8 +87,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// An HTTP/2 client trusting `ca_pem` only, presenting `identity` (cert, key PEM) if
-/// given.
-fn client(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<reqwest::blocking::Client> {
+/// given: the builder, for callers to add their own options (`remote_host.rs` names
+/// the server it expects at an address).
+pub(crate) fn client_builder(
+    ca_pem: Option<&str>,
+    identity: Option<(&str, &str)>,
+) -> Result<reqwest::blocking::ClientBuilder> {
     let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match ca_pem {
         Some(pem) => {
@@ -106,11 +110,13 @@ fn client(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<reqwes
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(config)
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(15))
-        .build()?)
+    Ok(reqwest::blocking::Client::builder().use_preconfigured_tls(config).http2_prior_knowledge())
+}
+
+/// An HTTP/2 client trusting `ca_pem` only, presenting `identity` (cert, key PEM) if
+/// given.
+fn client(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<reqwest::blocking::Client> {
+    Ok(client_builder(ca_pem, identity)?.timeout(Duration::from_secs(15)).build()?)
 }
 
 /// A fresh key (PEM) and a signing request for it.

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use kiln_agent_api::{AgentError, HostCall, HostId};
 use kiln_control::hosts::{host_server_name, Identity};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::DeserializeOwned;
 
 /// A joined host's agent, called over the network.
@@ -24,33 +22,17 @@ impl RemoteHost {
     /// The agent of host `id`, serving at `endpoint`, called with `identity` (the
     /// control plane's client certificate).
     pub(crate) fn new(id: &HostId, endpoint: SocketAddr, identity: &Identity) -> Result<Self, AgentError> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| AgentError::Failed(format!("{what}: {e}"));
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(identity.ca_pem.as_bytes()).map_err(|e| failed("the CA", &e))?;
-        roots.add(ca).map_err(|e| failed("the CA", &e))?;
-        let cert = CertificateDer::from_pem_slice(identity.cert_pem.as_bytes())
-            .map_err(|e| failed("the control plane's certificate", &e))?;
-        let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-            .map_err(|e| failed("the control plane's key", &e))?;
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| failed("TLS", &e))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(vec![cert], key)
-            .map_err(|e| failed("TLS", &e))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
         let name = host_server_name(id);
-        let client = reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(config)
-            .http2_prior_knowledge()
-            // The host's name is what its certificate must show; its address is where
-            // it said it serves.
-            .resolve(&name, endpoint)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| failed("the HTTP client", &e))?;
+        let client =
+            crate::agent::client_builder(Some(&identity.ca_pem), Some((&identity.cert_pem, &identity.key_pem)))
+                .map_err(|e| AgentError::Failed(format!("the control plane's TLS client: {e:#}")))?
+                // The host's name is what its certificate must show; its address is where
+                // it said it serves.
+                .resolve(&name, endpoint)
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(120))
+                .build()
+                .map_err(|e| AgentError::Failed(format!("the control plane's TLS client: {e}")))?;
         Ok(Self { id: id.clone(), endpoint, url: format!("https://{name}:{}/v1/call", endpoint.port()), client })
     }
 
