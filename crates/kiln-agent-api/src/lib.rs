@@ -247,9 +247,12 @@ pub enum AgentError {
     Unsupported(String),
 }
 
-/// What the control plane asks of a host.
+/// What the control plane asks of a host. Every question can fail, since a host may be
+/// across a network that does not answer: "no" and "cannot say" are different answers
+/// (a VM whose host is silent is not a VM that stopped). Only `network_id` and
+/// `tap_id`, which the guest services beside the agent ask, answer `None` for both.
 pub trait HostAgent: Send + Sync {
-    fn info(&self) -> HostInfo;
+    fn info(&self) -> Result<HostInfo, AgentError>;
     /// Makes a volume file, whole or not at all: a qcow2 overlay on `backing` (which
     /// the host makes read-only, as it is a layer from now on), or a blank disk. A file
     /// already there is left as it is, so asking again after a crash is safe.
@@ -257,11 +260,11 @@ pub trait HostAgent: Send + Sync {
     /// Removes a volume file (gone already is fine).
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError>;
     /// Whether a volume file exists on this host.
-    fn volume_exists(&self, file: &StorePath) -> bool;
+    fn volume_exists(&self, file: &StorePath) -> Result<bool, AgentError>;
     /// Starts the VM; returns once QEMU is up (or failed to start).
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError>;
-    /// Whether the instance's QEMU process is alive.
-    fn is_running(&self, instance_id: &str) -> bool;
+    /// Whether the instance's QEMU process is alive (an error: the host cannot say).
+    fn is_running(&self, instance_id: &str) -> Result<bool, AgentError>;
     /// Asks the guest to power off (ACPI).
     fn powerdown(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Resets the guest (reboot).
@@ -283,20 +286,20 @@ pub trait HostAgent: Send + Sync {
     /// (`instance_id`), or on the file when no VM runs it. Never shrinks.
     fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError>;
     /// The serial console output so far (the last `max` bytes).
-    fn console(&self, instance_id: &str, max: usize) -> Vec<u8>;
+    fn console(&self, instance_id: &str, max: usize) -> Result<Vec<u8>, AgentError>;
     /// Removes the VM's directory (after termination).
-    fn forget(&self, instance_id: &str);
+    fn forget(&self, instance_id: &str) -> Result<(), AgentError>;
     /// Instances with a running VM on this host (for finding orphans).
-    fn running(&self) -> Vec<String>;
+    fn running(&self) -> Result<Vec<String>, AgentError>;
     /// Whether this host gives guests VPC networking (else QEMU's user-mode network).
-    fn vpc_networking(&self) -> bool;
+    fn vpc_networking(&self) -> Result<bool, AgentError>;
     /// Makes the host's view of a VPC exactly `net` (idempotent; ports and rules not in
     /// `net` go).
     fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError>;
     /// Removes a VPC's namespace and everything in it.
     fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError>;
     /// VPCs that have a namespace on this host.
-    fn networks(&self) -> Vec<String>;
+    fn networks(&self) -> Result<Vec<String>, AgentError>;
     /// Which namespace a VPC has now, while it has one: it changes when the namespace
     /// is made again (sockets made in the old one never see the new one's traffic).
     fn network_id(&self, vpc_id: &str) -> Option<u64>;
@@ -437,10 +440,7 @@ impl HostCall {
                 json(host.grow_volume(&file, size_gib, instance_id.as_deref()))
             }
             HostCall::Console { instance_id, max } => json(host.console(&instance_id, max)),
-            HostCall::Forget { instance_id } => {
-                host.forget(&instance_id);
-                HostAnswer::Null
-            }
+            HostCall::Forget { instance_id } => json(host.forget(&instance_id)),
             HostCall::Running => json(host.running()),
             HostCall::VpcNetworking => json(host.vpc_networking()),
             HostCall::ApplyNetwork { net } => json(host.apply_network(&net)),

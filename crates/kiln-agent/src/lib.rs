@@ -188,8 +188,9 @@ impl LocalAgent {
     }
 }
 
-impl HostAgent for LocalAgent {
-    fn info(&self) -> HostInfo {
+impl LocalAgent {
+    /// This host's capacity, which it always knows (`HostAgent::info`).
+    pub fn host_info(&self) -> HostInfo {
         let qemu_version = self
             .qemu_version
             .get_or_init(|| {
@@ -208,6 +209,17 @@ impl HostAgent for LocalAgent {
             memory_mib: self.memory_mib,
             qemu_version,
         }
+    }
+
+    /// Whether this host gives guests VPC networking (`HostAgent::vpc_networking`).
+    pub fn has_vpc_networking(&self) -> bool {
+        self.network.is_some()
+    }
+}
+
+impl HostAgent for LocalAgent {
+    fn info(&self) -> Result<HostInfo, AgentError> {
+        Ok(self.host_info())
     }
 
     fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError> {
@@ -256,8 +268,9 @@ impl HostAgent for LocalAgent {
         }
     }
 
-    fn volume_exists(&self, file: &StorePath) -> bool {
-        self.file(file).exists()
+    fn volume_exists(&self, file: &StorePath) -> Result<bool, AgentError> {
+        let path = self.file(file);
+        path.try_exists().map_err(|e| fail(format!("looking for {}: {e}", path.display())))
     }
 
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
@@ -298,8 +311,8 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn is_running(&self, instance_id: &str) -> bool {
-        self.pid(instance_id).is_some()
+    fn is_running(&self, instance_id: &str) -> Result<bool, AgentError> {
+        Ok(self.pid(instance_id).is_some())
     }
 
     fn powerdown(&self, instance_id: &str) -> Result<(), AgentError> {
@@ -503,27 +516,36 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn console(&self, instance_id: &str, max: usize) -> Vec<u8> {
+    fn console(&self, instance_id: &str, max: usize) -> Result<Vec<u8>, AgentError> {
+        // No log yet (a VM not started here) is an empty console, as EC2 shows one.
         let bytes = std::fs::read(self.dir(instance_id).join("serial.log")).unwrap_or_default();
         let start = bytes.len().saturating_sub(max);
-        bytes[start..].to_vec()
+        Ok(bytes[start..].to_vec())
     }
 
-    fn forget(&self, instance_id: &str) {
-        let _ = std::fs::remove_dir_all(self.dir(instance_id));
+    fn forget(&self, instance_id: &str) -> Result<(), AgentError> {
+        let dir = self.dir(instance_id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(format!("removing {}: {e}", dir.display()))),
+            _ => Ok(()),
+        }
     }
 
-    fn running(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
-        entries
+    fn running(&self) -> Result<Vec<String>, AgentError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(format!("listing {}: {e}", self.root.display()))),
+        };
+        Ok(entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .filter(|id| id.starts_with("i-") && self.pid(id).is_some())
-            .collect()
+            .collect())
     }
 
-    fn vpc_networking(&self) -> bool {
-        self.network.is_some()
+    fn vpc_networking(&self) -> Result<bool, AgentError> {
+        Ok(self.has_vpc_networking())
     }
 
     fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError> {
@@ -534,8 +556,8 @@ impl HostAgent for LocalAgent {
         self.net()?.remove(vpc_id)
     }
 
-    fn networks(&self) -> Vec<String> {
-        self.network.as_ref().map(|n| n.list()).unwrap_or_default()
+    fn networks(&self) -> Result<Vec<String>, AgentError> {
+        Ok(self.network.as_ref().map(|n| n.list()).unwrap_or_default())
     }
 
     fn network_id(&self, vpc_id: &str) -> Option<u64> {

@@ -157,7 +157,7 @@ impl Cloud {
         };
         match p.phase {
             Phase::PowerOff => {
-                let live = i.state == InstanceState::Running && agent.is_running(&i.id);
+                let live = i.state == InstanceState::Running && crate::reconcile::runs(agent.as_ref(), &i.id)?;
                 if !p.reboot || !live {
                     // Nothing to power off, or the guest is off (as asked, or by itself).
                     p.phase = Phase::Freeze;
@@ -225,7 +225,7 @@ impl Cloud {
     fn restart_after_image(&self, i: Option<&Instance>) -> Result<()> {
         let agent = self.agent()?;
         let Some(i) = i.filter(|i| i.state == InstanceState::Running) else { return Ok(()) };
-        if agent.is_running(&i.id) {
+        if crate::reconcile::runs(agent.as_ref(), &i.id)? {
             return Ok(());
         }
         let vols = self.instance_volumes(&i.id)?;
@@ -282,7 +282,11 @@ impl Cloud {
             let new = crate::reconcile::store_path(&f.new_file)?;
             switches.push((old, new, vol.size_gib as u64));
         }
-        if let Some(id) = instance_id.filter(|id| agent.is_running(id)) {
+        let running = match instance_id {
+            Some(id) => crate::reconcile::runs(agent.as_ref(), id)?.then_some(id),
+            None => None,
+        };
+        if let Some(id) = running {
             // Idempotent in the agent: a disk already on its overlay is left as it is.
             let pairs: Vec<_> = switches.into_iter().map(|(old, new, _)| (old, new)).collect();
             agent.live_snapshot(id, &pairs).map_err(|e| Error::host("freezing running volumes", e))?;
@@ -305,7 +309,8 @@ impl Cloud {
         if vol.file != f.new_file {
             return Ok(false);
         }
-        if self.agent()?.volume_exists(&crate::reconcile::store_path(&f.new_file)?) {
+        let new_file = crate::reconcile::store_path(&f.new_file)?;
+        if self.agent()?.volume_exists(&new_file).map_err(|e| Error::host(format!("looking for {new_file}"), e))? {
             return Ok(true);
         }
         let snap = snapshots::get_even_deleted(tx, &f.snapshot_id)?.ok_or_else(|| {
@@ -352,7 +357,6 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::PathBuf;
 
-    use kiln_agent_api::HostAgent;
     use kiln_store::workflows;
 
     use super::*;
@@ -374,7 +378,7 @@ mod tests {
 
     fn running_instance(w: &mut World) -> kiln_types::InstanceId {
         let id = w.launch();
-        w.passes_until(10, |w| w.state(&id) == InstanceState::Running && w.agent.is_running(&id));
+        w.passes_until(10, |w| w.state(&id) == InstanceState::Running && w.agent.runs(&id));
         id
     }
 
@@ -473,7 +477,7 @@ mod tests {
                         w.cloud.create_image(&w.scope, &id, "img", "", no_reboot, &[], &[], &[]).expect("create");
                     w.agent.crash_after(n, at);
                     crashed += w.passes_until(30, |w| {
-                        image_state(w, &image.id).as_deref() != Some("pending") && w.agent.is_running(&id)
+                        image_state(w, &image.id).as_deref() != Some("pending") && w.agent.runs(&id)
                     });
                     // Passes after the crash changed nothing that matters.
                     let mut n = 0;
@@ -512,7 +516,7 @@ mod tests {
         w.passes_until(10, |w| image_state(w, &image.id).as_deref() != Some("pending"));
         assert_eq!(image_state(&w, &image.id).as_deref(), Some("failed"));
         assert_eq!(w.state(&id), InstanceState::Running);
-        assert!(w.agent.is_running(&id));
+        assert!(w.agent.runs(&id));
         // Nothing of the failed image is visible but the image itself, in `failed`.
         let snaps = w.cloud.snapshots(&w.scope, &[], &["self".into()], &[]).expect("snapshots");
         assert!(snaps.iter().all(|s| s.description == "base"), "{snaps:?}");

@@ -365,11 +365,14 @@ mod tests {
         let made = r#"{"call":"create_volume","file":"volumes/vol-1.qcow2","backing":null,"size_gib":8}"#;
         assert_eq!(wire(made).expect("decoded"), json!({"Ok": null}));
         assert!(w.dir.join("volumes/vol-1.qcow2").exists());
-        assert_eq!(wire(r#"{"call":"volume_exists","file":"volumes/vol-1.qcow2"}"#).expect("decoded"), json!(true));
+        assert_eq!(
+            wire(r#"{"call":"volume_exists","file":"volumes/vol-1.qcow2"}"#).expect("decoded"),
+            json!({"Ok": true})
+        );
         let reset = r#"{"call":"reset","instance_id":"i-0123456789abcdef0"}"#;
         assert_eq!(wire(reset).expect("decoded"), json!({"Err": {"Failed": "not running"}}));
-        assert_eq!(wire(r#"{"call":"running"}"#).expect("decoded"), json!([]));
-        assert_eq!(wire(r#"{"call":"info"}"#).expect("decoded")["accel"], json!("Tcg"));
+        assert_eq!(wire(r#"{"call":"running"}"#).expect("decoded"), json!({"Ok": []}));
+        assert_eq!(wire(r#"{"call":"info"}"#).expect("decoded")["Ok"]["accel"], json!("Tcg"));
         for hostile in [
             r#"{"call":"delete_volume","file":"../../etc/passwd"}"#,
             r#"{"call":"create_volume","file":"/etc/x","backing":null,"size_gib":1}"#,

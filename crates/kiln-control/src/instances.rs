@@ -236,23 +236,23 @@ impl Cloud {
         let agent = if operator { Some(self.agent()?) } else { None };
         let (live, vcpus, mem) = self.store.read(|c| self.in_use(c))?;
         let mine = live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region);
-        let host = agent.map(|a| {
-            let info = a.info();
-            HostCapacity {
+        let host = agent
+            .map(|a| a.info().map_err(|e| Error::host("asking the host its capacity", e)))
+            .transpose()?
+            .map(|info| HostCapacity {
                 vcpus: (info.cpus as f64 * self.limits.cpu_overcommit) as i64,
                 memory_mib: self.limits.memory_offered_mib(info.memory_mib),
                 vcpus_in_use: vcpus,
                 memory_mib_in_use: mem,
                 instances: live.len() as i64,
-            }
-        });
+            });
         Ok(Capacity { vcpu_limit: i64::from(self.limits.vcpu_quota), vcpus_in_use: mine.map(|i| i.vcpus).sum(), host })
     }
 
     /// How many instances of `t` fit, on the host and in the account's quota.
     fn fit(&self, conn: &Connection, scope: &Scope, t: &InstanceTypeInfo, want: i64) -> Result<(i64, i64)> {
         let agent = self.agent()?;
-        let info = agent.info();
+        let info = agent.info().map_err(|e| Error::host("asking the host its capacity", e))?;
         let (live, vcpus, mem) = self.in_use(conn)?;
         let cap_cpu = (info.cpus as f64 * self.limits.cpu_overcommit) as i64 - vcpus;
         let cap_mem = self.limits.memory_offered_mib(info.memory_mib) - mem;
@@ -680,7 +680,7 @@ impl Cloud {
     /// The serial console, for GetConsoleOutput.
     pub fn console_output(&self, scope: &Scope, id: &str, max: usize) -> Result<Vec<u8>> {
         self.store.read(|c| self.find_instance(c, scope, id))?;
-        Ok(self.agent()?.console(id, max))
+        self.agent()?.console(id, max).map_err(|e| Error::host(format!("reading {id}'s console"), e))
     }
 
     pub fn modify_instance(&self, scope: &Scope, id: &str, change: InstanceChange) -> Result<()> {

@@ -234,7 +234,7 @@ impl Cloud {
         attached: &[Interface],
     ) -> Result<()> {
         let agent = self.agent()?;
-        if !agent.vpc_networking() {
+        if !agent.vpc_networking().map_err(|e| Error::host("asking the host about its network", e))? {
             return Ok(());
         }
         let wanted = self.desired_networks(all, attached)?;
@@ -252,7 +252,7 @@ impl Cloud {
                 }
             }
         }
-        for vpc in agent.networks() {
+        for vpc in agent.networks().map_err(|e| Error::host("listing the host's networks", e))? {
             if !wanted.iter().any(|n| n.vpc_id == vpc) {
                 applied.remove(&vpc);
                 if let Err(e) = agent.remove_network(&vpc) {

@@ -87,8 +87,13 @@ impl Reconciler {
     }
 }
 
-fn host(context: String) -> impl FnOnce(kiln_agent_api::AgentError) -> Error {
+pub(crate) fn host(context: String) -> impl FnOnce(kiln_agent_api::AgentError) -> Error {
     move |e| Error::Host { context, detail: e.to_string() }
+}
+
+/// Whether `agent` runs `id`'s VM; a host that cannot say is an error, never a "no".
+pub(crate) fn runs(agent: &dyn kiln_agent_api::HostAgent, id: &str) -> Result<bool> {
+    agent.is_running(id).map_err(host(format!("asking whether {id} runs")))
 }
 
 /// A file the store names, as the host interface names it (a name that would leave
@@ -118,7 +123,7 @@ impl Cloud {
             cmdline: i.kernel_cmdline.clone(),
             tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
             disks: wanted_disks(vols)?,
-            network: if self.agent()?.vpc_networking() {
+            network: if self.agent()?.vpc_networking().map_err(host("asking the host about its network".into()))? {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
                 Network::Vpc {
                     vpc_id: i.vpc_id.clone(),
@@ -199,7 +204,7 @@ impl Cloud {
     /// ones; attachments settle when the VM matches.
     fn sync_interfaces(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
         let agent = self.agent()?;
-        if !agent.vpc_networking() {
+        if !agent.vpc_networking().map_err(host("asking the host about its network".into()))? {
             return Ok(());
         }
         let wanted = wanted_nics(i, attached);
@@ -226,7 +231,9 @@ impl Cloud {
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
             let file = store_path(&v.file)?;
-            if v.state == VolumeState::Creating || !agent.volume_exists(&file) {
+            if v.state == VolumeState::Creating
+                || !agent.volume_exists(&file).map_err(host(format!("looking for {}'s file", v.id)))?
+            {
                 let backing = match &v.snapshot_id {
                     Some(s) => {
                         let snap = self
@@ -266,7 +273,7 @@ impl Cloud {
                 self.store.write(|tx| Ok::<_, Error>(volumes::detach(tx, &v.id)?))?;
             }
         }
-        agent.forget(&i.id);
+        agent.forget(&i.id).map_err(host(format!("removing {}'s directory", i.id)))?;
         let shutting = Instance { state: InstanceState::ShuttingDown, ..i.clone() };
         self.advance(
             &shutting,
@@ -279,7 +286,7 @@ impl Cloud {
 
     fn step(&self, r: &Reconciler, i: &Instance, attached: &[Interface], vols: &[Volume]) -> Result<()> {
         let agent = self.agent()?;
-        let alive = agent.is_running(&i.id);
+        let alive = runs(agent.as_ref(), &i.id)?;
         match i.state {
             InstanceState::Pending => {
                 // Only a still-pending instance becomes running: a Stop or Terminate that
@@ -290,7 +297,7 @@ impl Cloud {
                 }
                 // On a VPC network the VM starts only once its port exists (a pass whose
                 // networking failed is simply retried).
-                if agent.vpc_networking()
+                if agent.vpc_networking().map_err(host("asking the host about its network".into()))?
                     && agent.tap_id(&i.vpc_id, &kiln_types::ids::primary_interface(&i.id)).is_none()
                 {
                     return Ok(());
@@ -361,7 +368,8 @@ impl Cloud {
                 self.sync_interfaces(r, i, attached)?;
                 self.sync_disks(r, i, vols)?;
                 if i.ready_at.is_none() {
-                    let console = agent.console(&i.id, 256 * 1024);
+                    let console =
+                        agent.console(&i.id, 256 * 1024).map_err(host(format!("reading {}'s console", i.id)))?;
                     if READY_MARKERS.iter().any(|m| console.windows(m.len()).any(|w| w == *m)) {
                         self.mark_ready(&i.id)?;
                     }
@@ -491,7 +499,7 @@ impl Cloud {
             tracing::warn!(error = %e, "growing volumes failed; retrying");
         }
         let agent = self.agent()?;
-        for id in agent.running() {
+        for id in agent.running().map_err(host("listing the host's VMs".into()))? {
             let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity());
             if !owned {
                 tracing::warn!(instance = %id, "ending a VM no instance owns");
@@ -567,9 +575,9 @@ mod tests {
         w.passes_until(3, |w| w.agent.vms.lock().expect("vms")[id.as_str()].resets == 1);
         *w.agent.deaf.lock().expect("deaf") = true;
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("force stop");
-        assert!(w.agent.is_running(&id), "the request itself touches no VM");
+        assert!(w.agent.runs(&id), "the request itself touches no VM");
         w.passes_until(4, |w| w.state(&id) == InstanceState::Stopped);
-        assert!(!w.agent.is_running(&id));
+        assert!(!w.agent.runs(&id));
     }
 
     /// Random interleavings of requests, guest power-offs and passes, from fixed
@@ -635,7 +643,7 @@ mod tests {
             w.cloud.reconcile(&Reconciler::new()).expect("pass");
             for i in &ids {
                 let running = w.state(i) == InstanceState::Running;
-                assert_eq!(w.agent.is_running(i), running, "seed {seed}: {i} is {}", w.state(i));
+                assert_eq!(w.agent.runs(i), running, "seed {seed}: {i} is {}", w.state(i));
             }
         }
         println!("lifecycle property: 12 seeds, {moves} state changes, all legal");

@@ -87,6 +87,11 @@ impl FakeAgent {
         self.vms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the fake host runs `id`'s VM now.
+    pub fn runs(&self, id: &str) -> bool {
+        self.vms().contains_key(id)
+    }
+
     pub fn disk(&self, id: &str, index: usize) -> Option<PathBuf> {
         self.vms().get(id).and_then(|v| v.disks.get(index).cloned())
     }
@@ -97,8 +102,8 @@ fn fail(msg: &str) -> AgentError {
 }
 
 impl HostAgent for FakeAgent {
-    fn info(&self) -> HostInfo {
-        HostInfo { accel: kiln_agent_api::Accel::Tcg, cpus: 8, memory_mib: 64 * 1024, qemu_version: "fake".into() }
+    fn info(&self) -> Result<HostInfo, AgentError> {
+        Ok(HostInfo { accel: kiln_agent_api::Accel::Tcg, cpus: 8, memory_mib: 64 * 1024, qemu_version: "fake".into() })
     }
 
     fn create_volume(&self, file: &StorePath, _backing: Option<&StorePath>, _size_gib: u64) -> Result<(), AgentError> {
@@ -121,8 +126,8 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn volume_exists(&self, file: &StorePath) -> bool {
-        file.under(&self.store).exists()
+    fn volume_exists(&self, file: &StorePath) -> Result<bool, AgentError> {
+        Ok(file.under(&self.store).exists())
     }
 
     fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
@@ -134,8 +139,8 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn is_running(&self, instance_id: &str) -> bool {
-        self.vms().contains_key(instance_id)
+    fn is_running(&self, instance_id: &str) -> Result<bool, AgentError> {
+        Ok(self.vms().contains_key(instance_id))
     }
 
     fn powerdown(&self, instance_id: &str) -> Result<(), AgentError> {
@@ -207,18 +212,20 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn console(&self, _instance_id: &str, _max: usize) -> Vec<u8> {
-        b"kiln-tiny: ready".to_vec()
+    fn console(&self, _instance_id: &str, _max: usize) -> Result<Vec<u8>, AgentError> {
+        Ok(b"kiln-tiny: ready".to_vec())
     }
 
-    fn forget(&self, _instance_id: &str) {}
-
-    fn running(&self) -> Vec<String> {
-        self.vms().keys().cloned().collect()
+    fn forget(&self, _instance_id: &str) -> Result<(), AgentError> {
+        Ok(())
     }
 
-    fn vpc_networking(&self) -> bool {
-        self.vpc.load(Ordering::SeqCst)
+    fn running(&self) -> Result<Vec<String>, AgentError> {
+        Ok(self.vms().keys().cloned().collect())
+    }
+
+    fn vpc_networking(&self) -> Result<bool, AgentError> {
+        Ok(self.vpc.load(Ordering::SeqCst))
     }
 
     fn apply_network(&self, _net: &VpcNetwork) -> Result<(), AgentError> {
@@ -229,8 +236,8 @@ impl HostAgent for FakeAgent {
         Ok(())
     }
 
-    fn networks(&self) -> Vec<String> {
-        Vec::new()
+    fn networks(&self) -> Result<Vec<String>, AgentError> {
+        Ok(Vec::new())
     }
 
     fn network_id(&self, _vpc_id: &str) -> Option<u64> {

@@ -495,7 +495,10 @@ impl Cloud {
         let agent = self.agent()?;
         for (m, v) in pending {
             let grown = crate::reconcile::store_path(&v.file).and_then(|file| {
-                let running = v.instance_id.as_deref().filter(|i| agent.is_running(i));
+                let running = match v.instance_id.as_deref() {
+                    Some(i) => crate::reconcile::runs(agent.as_ref(), i)?.then_some(i),
+                    None => None,
+                };
                 agent
                     .grow_volume(&file, m.target_size as u64, running)
                     .map_err(|e| Error::host(format!("growing {}", v.id), e))

@@ -304,7 +304,9 @@ impl Cloud {
     fn reboot_step(&self, instance_id: &str, instance: Option<&Instance>) -> Result<Step> {
         use kiln_types::InstanceState::*;
         let agent = self.agent()?;
-        if instance.is_some_and(|i| matches!(i.state, Running | Pending)) && agent.is_running(instance_id) {
+        if instance.is_some_and(|i| matches!(i.state, Running | Pending))
+            && crate::reconcile::runs(agent.as_ref(), instance_id)?
+        {
             agent.reset(instance_id).map_err(|e| Error::host(format!("rebooting {instance_id}"), e))?;
         }
         Ok(Step::Done)

@@ -53,12 +53,14 @@ struct Serving {
 /// e.g. the tap is still being made).
 fn wanted(cloud: &Cloud) -> Vec<(PortView, Option<Binding>)> {
     let Ok(agent) = cloud.agent() else { return Vec::new() };
+    // The agent beside these services answers at once; not knowing is "not yet".
+    let Ok(vpc_networking) = agent.vpc_networking() else { return Vec::new() };
     cloud
         .guest_view()
         .ports
         .values()
         .map(|p| {
-            let b = if agent.vpc_networking() {
+            let b = if vpc_networking {
                 agent.tap_id(&p.vpc_id, &p.interface_id).map(|tap| Binding::Tap { tap, hop_limit: p.hop_limit })
             } else {
                 Some(Binding::Unix)

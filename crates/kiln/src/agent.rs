@@ -136,7 +136,7 @@ fn report(host: &kiln_agent::LocalAgent, endpoint: Option<SocketAddr>) -> HostRe
     HostReport {
         hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         architectures: Architecture::ALL.into_iter().filter(|a| on_path(kiln_agent::qemu::program(*a))).collect(),
-        info: host.info(),
+        info: host.host_info(),
         usage: host.usage(),
         endpoint,
     }

@@ -3,7 +3,7 @@
 //! its store; `status` asks a host's agent itself, over the control plane's channel.
 
 use anyhow::{anyhow, Result};
-use kiln_agent_api::{HostCall, HostId, HostInfo, HostState};
+use kiln_agent_api::{HostAgent, HostId, HostState};
 
 use crate::args::HostCommand;
 use crate::serve::{default_regions, open};
@@ -51,11 +51,11 @@ fn status(dir: &std::path::Path, id: &HostId) -> Result<()> {
         .map_err(|e| anyhow!("Host {id} reported an endpoint that is not an address: {e}"))?;
     let remote = crate::remote_host::RemoteHost::new(id, endpoint, &cloud.control_client_identity()?)?;
     let t0 = std::time::Instant::now();
-    let info: HostInfo = remote.call(&HostCall::Info)?;
+    let info = remote.info()?;
     let took = t0.elapsed();
-    let vpc: bool = remote.call(&HostCall::VpcNetworking)?;
-    let running: Vec<String> = remote.call(&HostCall::Running)?;
-    let networks: Vec<String> = remote.call(&HostCall::Networks)?;
+    let vpc = remote.vpc_networking()?;
+    let running = remote.running()?;
+    let networks = remote.networks()?;
     let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
     println!("host        {id}");
     println!(

@@ -205,7 +205,6 @@ pub(crate) fn probe_ahead(
 }
 
 pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
-    use kiln_agent_api::HostAgent;
     let agent = host.agent(dir);
     // Probe with a built x86 kernel when there is one.
     let kernel = std::fs::read_dir(dir.join("kernels")).ok().and_then(|d| {
@@ -217,7 +216,7 @@ pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
         (_, Some(k)) => kiln_agent::probe_kvm(&k, &dir.join("instances")),
         (_, None) => kiln_agent_api::Accel::Tcg,
     };
-    let info = agent.info();
+    let info = agent.host_info();
     let cloud = open(dir, &default_regions())?;
     let limits = host.limits();
     let (mut vcpus, mut mem, mut n) = (0i64, 0i64, 0);

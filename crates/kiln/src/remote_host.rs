@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kiln_agent_api::{AgentError, HostCall, HostId};
+use kiln_agent_api::{
+    AgentError, Disk, HostAgent, HostCall, HostId, HostInfo, Nic, StorePath, TapId, VmSpec, VpcNetwork,
+};
 use kiln_control::hosts::{host_server_name, Identity};
+use kiln_types::{InstanceId, NetworkInterfaceId, VolumeId, VpcId};
 use serde::de::DeserializeOwned;
 
 /// A joined host's agent, called over the network.
@@ -55,6 +58,116 @@ impl RemoteHost {
         }
         serde_json::from_str(&body)
             .map_err(|e| AgentError::Failed(format!("host {id} answered with what this kiln cannot read: {e}")))
+    }
+}
+
+/// `id` as the typed ID a call carries; one that does not parse is refused here, as
+/// the host would refuse it.
+fn typed<T: std::str::FromStr>(id: &str) -> Result<T, AgentError> {
+    id.parse().map_err(|_| AgentError::Refused(format!("'{id}' is not an ID a host call can carry")))
+}
+
+impl RemoteHost {
+    /// A fallible method's answer: the host's own error, or why it did not answer.
+    fn ask<T: DeserializeOwned>(&self, call: HostCall) -> Result<T, AgentError> {
+        self.call::<Result<T, AgentError>>(&call)?
+    }
+}
+
+/// The host interface over the network: every method is one `HostCall`, and a host
+/// that does not answer is an error, never a "no".
+impl HostAgent for RemoteHost {
+    fn info(&self) -> Result<HostInfo, AgentError> {
+        self.ask(HostCall::Info)
+    }
+
+    fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError> {
+        self.ask(HostCall::CreateVolume { file: file.clone(), backing: backing.cloned(), size_gib })
+    }
+
+    fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {
+        self.ask(HostCall::DeleteVolume { file: file.clone() })
+    }
+
+    fn volume_exists(&self, file: &StorePath) -> Result<bool, AgentError> {
+        self.ask(HostCall::VolumeExists { file: file.clone() })
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<(), AgentError> {
+        self.ask(HostCall::Start { spec: spec.clone() })
+    }
+
+    fn is_running(&self, instance_id: &str) -> Result<bool, AgentError> {
+        self.ask(HostCall::IsRunning { instance_id: typed::<InstanceId>(instance_id)? })
+    }
+
+    fn powerdown(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.ask(HostCall::Powerdown { instance_id: typed(instance_id)? })
+    }
+
+    fn reset(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.ask(HostCall::Reset { instance_id: typed(instance_id)? })
+    }
+
+    fn kill(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.ask(HostCall::Kill { instance_id: typed(instance_id)? })
+    }
+
+    fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError> {
+        self.ask(HostCall::LiveSnapshot { instance_id: typed(instance_id)?, switches: switches.to_vec() })
+    }
+
+    fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError> {
+        self.ask(HostCall::SetDisks { instance_id: typed(instance_id)?, disks: disks.to_vec(), force: force.to_vec() })
+    }
+
+    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError> {
+        let instance_id = instance_id.map(typed).transpose()?;
+        self.ask(HostCall::GrowVolume { file: file.clone(), size_gib, instance_id })
+    }
+
+    fn console(&self, instance_id: &str, max: usize) -> Result<Vec<u8>, AgentError> {
+        self.ask(HostCall::Console { instance_id: typed(instance_id)?, max })
+    }
+
+    fn forget(&self, instance_id: &str) -> Result<(), AgentError> {
+        self.ask(HostCall::Forget { instance_id: typed(instance_id)? })
+    }
+
+    fn running(&self) -> Result<Vec<String>, AgentError> {
+        self.ask(HostCall::Running)
+    }
+
+    fn vpc_networking(&self) -> Result<bool, AgentError> {
+        self.ask(HostCall::VpcNetworking)
+    }
+
+    fn apply_network(&self, net: &VpcNetwork) -> Result<(), AgentError> {
+        self.ask(HostCall::ApplyNetwork { net: net.clone() })
+    }
+
+    fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError> {
+        self.ask(HostCall::RemoveNetwork { vpc_id: typed(vpc_id)? })
+    }
+
+    fn networks(&self) -> Result<Vec<String>, AgentError> {
+        self.ask(HostCall::Networks)
+    }
+
+    /// Asked by guest services, which run beside their own host's agent; over the
+    /// network a host that does not answer is "not now".
+    fn network_id(&self, vpc_id: &str) -> Option<u64> {
+        let vpc_id: VpcId = typed(vpc_id).ok()?;
+        self.call(&HostCall::NetworkId { vpc_id }).ok()?
+    }
+
+    fn tap_id(&self, vpc_id: &str, interface_id: &str) -> Option<TapId> {
+        let (vpc_id, interface_id): (VpcId, NetworkInterfaceId) = (typed(vpc_id).ok()?, typed(interface_id).ok()?);
+        self.call(&HostCall::TapId { vpc_id, interface_id }).ok()?
+    }
+
+    fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError> {
+        self.ask(HostCall::SetNics { instance_id: typed(instance_id)?, nics: nics.to_vec() })
     }
 }
 

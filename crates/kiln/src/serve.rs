@@ -90,7 +90,7 @@ pub(crate) fn serve(
     let Listen { api: listen, agents } = listen;
     let agent = host.agent(&dir);
     let shared = location(&dir)?.is_shared();
-    let _pool = if kiln_agent_api::HostAgent::vpc_networking(agent.as_ref()) {
+    let _pool = if agent.has_vpc_networking() {
         Some(crate::host::claim_pool(&dir, host.public_ip_pool, shared)?)
     } else {
         None
@@ -110,7 +110,7 @@ pub(crate) fn serve(
     cloud.ensure_defaults()?;
     credentials::write_config(&dir, &cloud.regions[0].name)?;
     // Probed once, here, rather than by the first RunInstances.
-    tracing::info!(qemu = %cloud.agent()?.info().qemu_version, "host");
+    tracing::info!(qemu = %cloud.agent()?.info()?.qemu_version, "host");
     let cloud = Arc::new(cloud);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lead = Arc::new(crate::lead::Lead::new(listen));
