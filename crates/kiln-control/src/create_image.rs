@@ -54,6 +54,7 @@ impl Cloud {
     ) -> Result<kiln_store::images::Image> {
         check_name(name)?;
         let i = self.instances(scope, std::slice::from_ref(instance_id))?.remove(0);
+        crate::placement::on_this_host(&i, "CreateImage")?;
         if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
             return Err(Error::IncorrectInstanceState(format!(
                 "The instance '{instance_id}' is not in a state from which an image can be made: it is {}.",

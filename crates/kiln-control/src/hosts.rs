@@ -120,6 +120,7 @@ pub fn host_server_name(host: &HostId) -> String {
 
 /// A certificate and its key (PEM), signed by the hosts' CA: the agents' endpoint's
 /// server certificate, or the control plane's client certificate for calling hosts.
+#[derive(Clone)]
 pub struct Identity {
     pub ca_pem: String,
     pub cert_pem: String,

@@ -219,49 +219,34 @@ impl Cloud {
     }
 
     /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
-    /// The instances holding capacity, their vCPUs, and the host memory they cost
-    /// (each type's memory and QEMU's overhead).
-    fn in_use(&self, conn: &Connection) -> Result<(Vec<Instance>, i64, i64)> {
-        let live: Vec<Instance> = instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect();
-        let vcpus = live.iter().map(|i| i.vcpus).sum();
-        let mem = live.iter().map(|i| self.limits.memory_cost_mib(i.memory_mib)).sum();
-        Ok((live, vcpus, mem))
-    }
-
     /// What the caller's account runs in its region against its vCPU quota, and, for the
-    /// operator account only, the host's offer and use: other tenants' load is not theirs
-    /// to see.
+    /// operator account only, this server's own host's offer and use (joined hosts
+    /// report theirs in `kiln host list`): other tenants' load is not theirs to see.
     pub fn capacity(&self, scope: &Scope) -> Result<Capacity> {
         let operator = self.is_operator(&scope.account)?;
         let agent = if operator { Some(self.agent()?) } else { None };
-        let (live, vcpus, mem) = self.store.read(|c| self.in_use(c))?;
+        let live = self.store.read(crate::placement::live_instances)?;
         let mine = live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region);
+        let here: Vec<&Instance> = live.iter().filter(|i| i.host_id.is_none()).collect();
         let host = agent
             .map(|a| a.info().map_err(|e| Error::host("asking the host its capacity", e)))
             .transpose()?
             .map(|info| HostCapacity {
                 vcpus: (info.cpus as f64 * self.limits.cpu_overcommit) as i64,
                 memory_mib: self.limits.memory_offered_mib(info.memory_mib),
-                vcpus_in_use: vcpus,
-                memory_mib_in_use: mem,
-                instances: live.len() as i64,
+                vcpus_in_use: here.iter().map(|i| i.vcpus).sum(),
+                memory_mib_in_use: here.iter().map(|i| self.limits.memory_cost_mib(i.memory_mib)).sum(),
+                instances: here.len() as i64,
             });
         Ok(Capacity { vcpu_limit: i64::from(self.limits.vcpu_quota), vcpus_in_use: mine.map(|i| i.vcpus).sum(), host })
     }
 
-    /// How many instances of `t` fit, on the host and in the account's quota.
-    fn fit(&self, conn: &Connection, scope: &Scope, t: &InstanceTypeInfo, want: i64) -> Result<(i64, i64)> {
-        let agent = self.agent()?;
-        let info = agent.info().map_err(|e| Error::host("asking the host its capacity", e))?;
-        let (live, vcpus, mem) = self.in_use(conn)?;
-        let cap_cpu = (info.cpus as f64 * self.limits.cpu_overcommit) as i64 - vcpus;
-        let cap_mem = self.limits.memory_offered_mib(info.memory_mib) - mem;
-        let host_fit =
-            (cap_cpu / t.vcpus as i64).min(cap_mem / self.limits.memory_cost_mib(t.memory_mib as i64)).max(0);
+    /// How many instances of `t` the account's vCPU quota still has room for.
+    fn quota_fit(&self, conn: &Connection, scope: &Scope, t: &InstanceTypeInfo, want: i64) -> Result<i64> {
+        let live = crate::placement::live_instances(conn)?;
         let mine: i64 =
             live.iter().filter(|i| i.account_id == scope.account && i.region == scope.region).map(|i| i.vcpus).sum();
-        let quota_fit = ((self.limits.vcpu_quota as i64 - mine) / t.vcpus as i64).max(0);
-        Ok((host_fit.min(want), quota_fit.min(want)))
+        Ok(((self.limits.vcpu_quota as i64 - mine) / t.vcpus as i64).clamp(0, want))
     }
 
     /// The instances a ClientToken already launched, or IdempotentParameterMismatch when
@@ -437,20 +422,21 @@ impl Cloud {
                 ),
                 None => None,
             };
-            let (host_fit, quota_fit) = self.fit(tx, scope, t, r.max_count)?;
+            let quota_fit = self.quota_fit(tx, scope, t, r.max_count)?;
             if quota_fit < r.min_count {
                 return Err(Error::VcpuLimitExceeded(format!(
                     "You have requested more vCPU capacity than your current vCPU limit of {} allows for the instance bucket that the specified instance type belongs to.",
                     self.limits.vcpu_quota
                 )));
             }
-            if host_fit < r.min_count {
+            let hosts = self.place(tx, &subnet.availability_zone, arch.as_str(), t, quota_fit)?;
+            if (hosts.len() as i64) < r.min_count {
                 return Err(Error::InsufficientCapacity(format!(
                     "We currently do not have sufficient {} capacity in the Availability Zone you requested ({}). Our system will be working on provisioning additional capacity. You can currently get {} capacity by not specifying an Availability Zone in your request or choosing a different instance type.",
                     t.name, subnet.availability_zone, t.name
                 )));
             }
-            let count = host_fit.min(quota_fit);
+            let count = hosts.len() as i64;
             let partitions = match &seats {
                 Some(s) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
                 None => vec![None; count as usize],
@@ -509,6 +495,7 @@ impl Cloud {
                     elastic_ip: false,
                     public_ip: None,
                     groups: groups.clone(),
+                    host_id: hosts[n as usize].clone(),
                 };
                 instances::insert(tx, &inst)?;
                 tags::put_all(tx, scope, ResourceKind::Instance, &id, &r.instance_tags)?;
@@ -615,15 +602,15 @@ impl Cloud {
             Stopped => {
                 let t = instance_types::lookup(&i.instance_type)
                     .ok_or_else(|| Error::InvalidParameterValue("unknown type".into()))?;
-                let (host_fit, quota_fit) =
-                    self.fit(tx, &Scope { account: i.account_id.clone(), region: i.region.clone() }, t, 1)?;
+                let quota_fit =
+                    self.quota_fit(tx, &Scope { account: i.account_id.clone(), region: i.region.clone() }, t, 1)?;
                 if quota_fit < 1 {
                     return Err(Error::VcpuLimitExceeded(format!(
                         "Starting {} would exceed your vCPU limit of {}",
                         i.id, self.limits.vcpu_quota
                     )));
                 }
-                if host_fit < 1 {
+                if !self.fits_on(tx, i.host_id.as_deref(), t)? {
                     return Err(Error::InsufficientCapacity(format!(
                         "Insufficient capacity to start {} ({})",
                         i.id, t.name
@@ -679,8 +666,8 @@ impl Cloud {
 
     /// The serial console, for GetConsoleOutput.
     pub fn console_output(&self, scope: &Scope, id: &str, max: usize) -> Result<Vec<u8>> {
-        self.store.read(|c| self.find_instance(c, scope, id))?;
-        self.agent()?.console(id, max).map_err(|e| Error::host(format!("reading {id}'s console"), e))
+        let i = self.store.read(|c| self.find_instance(c, scope, id))?;
+        self.agent_for(&i)?.console(id, max).map_err(|e| Error::host(format!("reading {id}'s console"), e))
     }
 
     pub fn modify_instance(&self, scope: &Scope, id: &str, change: InstanceChange) -> Result<()> {

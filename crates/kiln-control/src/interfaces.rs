@@ -214,6 +214,7 @@ impl Cloud {
         self.store.write(|tx| {
             let eni = find(tx, scope, id).map_err(|e| primary_in_use(tx, scope, id, e))?;
             let instance = live_instance(tx, scope, instance_id)?;
+            crate::placement::on_this_host(&instance, "AttachNetworkInterface")?;
             if let Some(a) = &eni.attachment {
                 return Err(Error::InterfaceInUse(format!("Interface: [{id}] in use by {}.", a.instance_id)));
             }

@@ -21,6 +21,7 @@ pub mod launch_templates;
 pub mod leases;
 pub mod metrics;
 pub mod network;
+pub mod placement;
 pub mod placement_groups;
 pub mod reconcile;
 pub mod routing;
@@ -112,6 +113,8 @@ pub struct Cloud {
     view: std::sync::RwLock<Arc<guest_view::GuestView>>,
     /// Wakes the reconciler when a request leaves it work.
     pub nudge: Nudge,
+    /// The joined hosts' agents, called over the network.
+    remotes: placement::Remotes,
 }
 
 /// A wake-up for a loop that otherwise polls: requests that change what should run
@@ -155,6 +158,7 @@ impl Cloud {
             public_pool: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(100, 64, 0, 0), 16).unwrap_or_default(),
             view: Default::default(),
             nudge: Nudge::default(),
+            remotes: placement::Remotes::default(),
         }
     }
 

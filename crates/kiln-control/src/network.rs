@@ -224,22 +224,61 @@ impl Cloud {
         Ok(nets.into_values().collect())
     }
 
-    /// Brings the host's VPC networks to what the store says; `applied` remembers what
-    /// was last made so unchanged networks cost nothing. One VPC that fails does not
-    /// hold back the others: each is tried, and the first failure is returned.
+    /// Brings every host's VPC networks to what the store says: this server's own host
+    /// and each of `hosts` (the live joined hosts) gets the ports of the instances
+    /// placed on it. `applied` remembers what was last made on each host (None: this
+    /// server's own), so unchanged networks cost nothing. One host or VPC that fails
+    /// does not hold back the others: each is tried, and the first failure is returned.
     pub fn reconcile_networks(
         &self,
-        applied: &mut HashMap<String, VpcNetwork>,
+        applied: &mut HashMap<Option<String>, HashMap<String, VpcNetwork>>,
         all: &[Instance],
         attached: &[Interface],
+        hosts: &[kiln_agent_api::HostId],
     ) -> Result<()> {
-        let agent = self.agent()?;
+        let wanted = self.desired_networks(all, attached)?;
+        let mut first_error = None;
+        applied.retain(|h, _| h.as_deref().is_none_or(|h| hosts.iter().any(|id| id.as_str() == h)));
+        let targets = std::iter::once(None).chain(hosts.iter().map(|h| Some(h.as_str().to_owned())));
+        for host in targets {
+            let on_host =
+                |instance_id: &str| all.iter().any(|i| i.id == instance_id && i.host_id.as_deref() == host.as_deref());
+            // Each VPC with ports on this host, with only those ports.
+            let here: Vec<VpcNetwork> = wanted
+                .iter()
+                .map(|n| VpcNetwork {
+                    ports: n.ports.iter().filter(|p| on_host(&p.instance_id)).cloned().collect(),
+                    ..n.clone()
+                })
+                .filter(|n| !n.ports.is_empty())
+                .collect();
+            let made = match &host {
+                None => Ok(std::sync::Arc::clone(self.agent()?)),
+                Some(h) => h
+                    .parse()
+                    .map_err(|e: kiln_agent_api::AgentError| Error::host("a host's ID", e))
+                    .and_then(|id| self.host_agent(&id)),
+            }
+            .and_then(|agent| self.network_host(agent.as_ref(), applied.entry(host.clone()).or_default(), &here));
+            if let Err(e) = made {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Makes one host's VPC networks exactly `wanted`.
+    fn network_host(
+        &self,
+        agent: &dyn kiln_agent_api::HostAgent,
+        applied: &mut HashMap<String, VpcNetwork>,
+        wanted: &[VpcNetwork],
+    ) -> Result<()> {
         if !agent.vpc_networking().map_err(|e| Error::host("asking the host about its network", e))? {
             return Ok(());
         }
-        let wanted = self.desired_networks(all, attached)?;
         let mut first_error = None;
-        for net in &wanted {
+        for net in wanted {
             if applied.get(&net.vpc_id) != Some(net) {
                 applied.remove(&net.vpc_id);
                 match agent.apply_network(net) {

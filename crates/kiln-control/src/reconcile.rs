@@ -8,7 +8,7 @@
 //! adopted, and VMs or files nobody owns are removed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_agent_api::{Disk, Network, Nic, StorePath, VmSpec};
@@ -72,7 +72,8 @@ pub struct Reconciler {
     /// When the stop was asked, and when the power button was last pressed.
     stopping_since: Mutex<HashMap<String, (Instant, Instant)>>,
     /// The VPC networks as last made on the host.
-    networks: Mutex<HashMap<String, kiln_agent_api::VpcNetwork>>,
+    /// By host (None: this server's own).
+    networks: Mutex<HashMap<Option<String>, HashMap<String, kiln_agent_api::VpcNetwork>>>,
     /// The further interfaces each running VM was last made to have.
     nics: Mutex<HashMap<String, Vec<Nic>>>,
     /// The disks each running VM was last made to have.
@@ -123,7 +124,7 @@ impl Cloud {
             cmdline: i.kernel_cmdline.clone(),
             tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
             disks: wanted_disks(vols)?,
-            network: if self.agent()?.vpc_networking().map_err(host("asking the host about its network".into()))? {
+            network: if self.agent_for(i)?.vpc_networking().map_err(host("asking the host about its network".into()))? {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
                 Network::Vpc {
                     vpc_id: i.vpc_id.clone(),
@@ -191,7 +192,7 @@ impl Cloud {
             .filter(|v| v.force_detach && v.attach_state == Some(VolumeAttachState::Detaching))
             .map(|v| stored_id(&v.id))
             .collect::<Result<_>>()?;
-        if self.agent()?.set_disks(&i.id, &wanted, &force).map_err(host(format!("setting {}'s disks", i.id)))? {
+        if self.agent_for(i)?.set_disks(&i.id, &wanted, &force).map_err(host(format!("setting {}'s disks", i.id)))? {
             applied.insert(i.id.clone(), wanted);
             drop(applied);
             self.settle_disks(vols)?;
@@ -203,7 +204,7 @@ impl Cloud {
     /// hot-plugs new ones once their taps exist, and has the guest let go of detached
     /// ones; attachments settle when the VM matches.
     fn sync_interfaces(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
-        let agent = self.agent()?;
+        let agent = self.agent_for(i)?;
         if !agent.vpc_networking().map_err(host("asking the host about its network".into()))? {
             return Ok(());
         }
@@ -227,7 +228,7 @@ impl Cloud {
 
     /// Makes the volume files an instance needs (idempotent).
     fn ensure_volumes(&self, i: &Instance) -> Result<Vec<Volume>> {
-        let agent = self.agent()?;
+        let agent = self.agent_for(i)?;
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
             let file = store_path(&v.file)?;
@@ -263,7 +264,7 @@ impl Cloud {
     /// Ends a VM and disposes of its volumes: those marked DeleteOnTermination go,
     /// the others are detached and stay.
     fn finish_termination(&self, i: &Instance) -> Result<()> {
-        let agent = self.agent()?;
+        let agent = self.agent_for(i)?;
         agent.kill(&i.id).map_err(host(format!("ending {}", i.id)))?;
         for v in self.instance_volumes(&i.id)? {
             if v.delete_on_termination {
@@ -285,7 +286,7 @@ impl Cloud {
     }
 
     fn step(&self, r: &Reconciler, i: &Instance, attached: &[Interface], vols: &[Volume]) -> Result<()> {
-        let agent = self.agent()?;
+        let agent = self.agent_for(i)?;
         let alive = runs(agent.as_ref(), &i.id)?;
         match i.state {
             InstanceState::Pending => {
@@ -444,12 +445,21 @@ impl Cloud {
     pub fn reconcile(&self, r: &Reconciler) -> Result<()> {
         // One read for the whole pass. Networks first: a launching instance's tap must
         // exist before its VM starts.
-        let (all, attached, attached_volumes) = self.store.read(|c| {
+        let (all, attached, attached_volumes, hosts) = self.store.read(|c| {
             let vols: Vec<Volume> = volumes::all(c)?.into_iter().filter(|v| v.instance_id.is_some()).collect();
-            Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?, vols))
+            Ok::<_, Error>((instances::all(c)?, interfaces::attached(c)?, vols, kiln_store::hosts::all(c)?))
         })?;
+        // The joined hosts this pass calls: those heard from lately that take calls.
+        // An instance on any other host is left as it is until its host returns.
+        let now = crate::leases::now_ms();
+        let reachable: Vec<kiln_agent_api::HostId> = hosts
+            .iter()
+            .filter(|h| h.endpoint.is_some() && crate::placement::is_live(h, now))
+            .map(|h| h.host_id.clone())
+            .collect();
+        let reached = |i: &Instance| i.host_id.as_deref().is_none_or(|h| reachable.iter().any(|r| r.as_str() == h));
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
-        let (made, slow) = timed(|| self.reconcile_networks(&mut nets, &all, &attached));
+        let (made, slow) = timed(|| self.reconcile_networks(&mut nets, &all, &attached, &reachable));
         if let Err(e) = made {
             tracing::warn!(error = %e, "networking failed; retrying");
         }
@@ -464,7 +474,7 @@ impl Cloud {
         let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
         // Workflows first; the instances they hold are theirs for this pass.
         let (held, workflow_ids) = self.run_workflows(&all, &mut backoff)?;
-        for i in all.iter().filter(|i| !held.contains(&i.id)) {
+        for i in all.iter().filter(|i| !held.contains(&i.id) && reached(i)) {
             if !backoff.ready(&i.id) {
                 continue;
             }
@@ -498,11 +508,30 @@ impl Cloud {
         if let Err(e) = self.apply_modifications() {
             tracing::warn!(error = %e, "growing volumes failed; retrying");
         }
-        let agent = self.agent()?;
+        // What each host runs that no instance placed there owns (a VM left by a crash,
+        // or one on a host that was away while its instance moved on) is ended: an
+        // instance never runs twice.
+        let mut first_error = None;
+        for h in std::iter::once(None).chain(reachable.iter().map(Some)) {
+            if let Err(e) = self.end_orphans(h, &all) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Ends the VMs on `host` (None: this server's own) that no instance placed there
+    /// owns.
+    fn end_orphans(&self, on: Option<&kiln_agent_api::HostId>, all: &[Instance]) -> Result<()> {
+        let agent = match on {
+            None => Arc::clone(self.agent()?),
+            Some(h) => self.host_agent(h)?,
+        };
+        let host_id = on.map(|h| h.as_str());
         for id in agent.running().map_err(host("listing the host's VMs".into()))? {
-            let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity());
+            let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity() && i.host_id.as_deref() == host_id);
             if !owned {
-                tracing::warn!(instance = %id, "ending a VM no instance owns");
+                tracing::warn!(instance = %id, host = host_id.unwrap_or("this server's"), "ending a VM no instance owns");
                 let _ = agent.kill(&id);
             }
         }

@@ -277,6 +277,7 @@ impl Cloud {
         self.store.write(|tx| {
             let v = find(tx, scope, id)?;
             let i = find_instance(tx, scope, instance_id)?;
+            crate::placement::on_this_host(&i, "AttachVolume")?;
             if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
                 return Err(Error::IncorrectInstanceState(format!(
                     "Instance '{instance_id}' is not 'running' or 'stopped'."
@@ -358,6 +359,9 @@ impl Cloud {
     pub fn modify_volume(&self, scope: &Scope, id: &str, change: &VolumeChange) -> Result<Modification> {
         self.store.write(|tx| {
             let v = find(tx, scope, id)?;
+            if let Some(i) = v.instance_id.as_deref().map(|i| instances::get(tx, i)).transpose()?.flatten() {
+                crate::placement::on_this_host(&i, "ModifyVolume")?;
+            }
             if v.state == VolumeState::Creating {
                 return Err(Error::IncorrectState(format!("Volume {id} is still being created")));
             }

@@ -263,7 +263,11 @@ impl Cloud {
             let step = match &work {
                 Work::Reboot { instance_id } => self.reboot_step(instance_id, instance)?,
                 Work::ForceStop { instance_id } => {
-                    self.agent()?.kill(instance_id).map_err(|e| Error::host(format!("ending {instance_id}"), e))?;
+                    let agent = match instance {
+                        Some(i) => self.agent_for(i)?,
+                        None => std::sync::Arc::clone(self.agent()?),
+                    };
+                    agent.kill(instance_id).map_err(|e| Error::host(format!("ending {instance_id}"), e))?;
                     Step::Done
                 }
                 Work::CreateImage(plan) => self.image_step(plan.clone(), instance)?,
@@ -303,10 +307,9 @@ impl Cloud {
 
     fn reboot_step(&self, instance_id: &str, instance: Option<&Instance>) -> Result<Step> {
         use kiln_types::InstanceState::*;
-        let agent = self.agent()?;
-        if instance.is_some_and(|i| matches!(i.state, Running | Pending))
-            && crate::reconcile::runs(agent.as_ref(), instance_id)?
-        {
+        let Some(i) = instance.filter(|i| matches!(i.state, Running | Pending)) else { return Ok(Step::Done) };
+        let agent = self.agent_for(i)?;
+        if crate::reconcile::runs(agent.as_ref(), instance_id)? {
             agent.reset(instance_id).map_err(|e| Error::host(format!("rebooting {instance_id}"), e))?;
         }
         Ok(Step::Done)

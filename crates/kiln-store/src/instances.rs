@@ -57,6 +57,8 @@ pub struct Instance {
     pub options: kiln_types::InstanceOptions,
     /// Security group ids, in the order given.
     pub groups: Vec<String>,
+    /// The joined host it is placed on (`h-…`); None: the serving host's own agent.
+    pub host_id: Option<String>,
 }
 
 /// The columns an instance is written with.
@@ -66,7 +68,7 @@ const COLUMNS: &str =
      availability_zone, private_ip, user_data, client_token, launch_index, http_tokens, http_endpoint, hop_limit, \
      disable_api_termination, shutdown_behavior, root_device_name, kernel_file, ramdisk_file, kernel_cmdline, \
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, public_ip, \
-     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, tcg_tb_size_mib";
+     disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, tcg_tb_size_mib, host_id";
 
 /// The columns an instance is read with: its public address is its Elastic IP while
 /// one is associated (it outlives stops), else the one it was given from the pool.
@@ -77,7 +79,7 @@ const READ: &str = "id, account_id, region, reservation_id, image_id, instance_t
      launch_time, ready_at, terminated_at, request_hash, wants_public_ip, \
      COALESCE((SELECT a.public_ip FROM addresses a WHERE a.instance_id = instances.id), public_ip), \
      disable_api_stop, ebs_optimized, monitoring, source_dest_check, cpu_credits, \
-     EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id), tcg_tb_size_mib";
+     EXISTS (SELECT 1 FROM addresses a WHERE a.instance_id = instances.id), tcg_tb_size_mib, host_id";
 
 fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
     Ok(Instance {
@@ -132,6 +134,7 @@ fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
         elastic_ip: r.get(42)?,
         tcg_tb_size_mib: r.get(43)?,
         groups: Vec::new(),
+        host_id: r.get(44)?,
     })
 }
 
@@ -140,7 +143,7 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
         &format!(
             "INSERT INTO instances ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
              ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, \
-             ?38, ?39, ?40, ?41, ?42, ?43)"
+             ?38, ?39, ?40, ?41, ?42, ?43, ?44)"
         ),
         params![
             i.id,
@@ -185,7 +188,8 @@ pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
             i.options.monitoring,
             i.options.source_dest_check,
             i.options.cpu_credits.map(|c| c.as_str()),
-            i.tcg_tb_size_mib
+            i.tcg_tb_size_mib,
+            i.host_id
         ],
     )?;
     set_groups(conn, &i.id, &i.groups)

@@ -766,6 +766,15 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         None,
     ),
+    // 22: the joined host an instance is placed on (NULL: the serving host's own agent,
+    // as every instance was before hosts could be joined).
+    (
+        r#"
+    ALTER TABLE instances ADD COLUMN host_id TEXT;
+    CREATE INDEX instances_host ON instances (host_id) WHERE host_id IS NOT NULL;
+    "#,
+        None,
+    ),
 ];
 
 /// The newest schema version this kiln knows.

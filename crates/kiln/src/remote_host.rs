@@ -61,6 +61,13 @@ impl RemoteHost {
     }
 }
 
+/// How the control plane reaches joined hosts' agents.
+pub(crate) fn dialer() -> kiln_control::placement::HostDialer {
+    std::sync::Arc::new(|id, endpoint, identity| {
+        Ok(std::sync::Arc::new(RemoteHost::new(id, endpoint, identity)?) as std::sync::Arc<dyn HostAgent>)
+    })
+}
+
 /// `id` as the typed ID a call carries; one that does not parse is refused here, as
 /// the host would refuse it.
 fn typed<T: std::str::FromStr>(id: &str) -> Result<T, AgentError> {

@@ -96,7 +96,10 @@ pub(crate) fn serve(
         None
     };
     let probe_agent = agent.clone();
-    let mut cloud = open(&dir, regions)?.with_agent(agent.clone(), host.limits()).with_guest_ports(agent);
+    let mut cloud = open(&dir, regions)?
+        .with_agent(agent.clone(), host.limits())
+        .with_guest_ports(agent)
+        .with_host_dialer(crate::remote_host::dialer());
     cloud.import_dirs = import_dirs;
     cloud.public_pool = host.public_ip_pool;
     std::fs::create_dir_all(dir.join("imports")).context("creating DATA_DIR/imports")?;

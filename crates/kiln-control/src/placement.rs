@@ -1,0 +1,328 @@
+//! Where instances run. RunInstances places each instance on a live, active host of its
+//! zone that has room for its type and runs its architecture, spreading the instances
+//! of one request; from then on every step reaches the instance's VM through that
+//! host's agent, called over the network. A zone no host has joined is served by the
+//! serving host's own agent, as a single-host Kiln always was (`host_id` None).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kiln_agent_api::{AgentError, HostAgent, HostId, HostState};
+use kiln_store::db::Connection;
+use kiln_store::hosts::{self as store, Host};
+use kiln_store::instances::{self, Instance};
+use kiln_types::instance_types::InstanceTypeInfo;
+
+use crate::hosts::{Identity, HOST_LIVE};
+use crate::leases::now_ms;
+use crate::{Cloud, Error, Result};
+
+/// Makes the agent of a joined host, called at `SocketAddr` with the control plane's
+/// identity (the network client lives in the binary, not in the control plane).
+pub type HostDialer =
+    Arc<dyn Fn(&HostId, SocketAddr, &Identity) -> std::result::Result<Arc<dyn HostAgent>, AgentError> + Send + Sync>;
+
+/// How long this process uses one control certificate before making another (they
+/// live a day).
+const IDENTITY_REUSE: Duration = Duration::from_secs(12 * 3600);
+
+/// A host's agent and the endpoint it was dialled at.
+type Dialled = (String, Arc<dyn HostAgent>);
+
+/// The joined hosts' agents this process has dialled, by host, with the endpoint each
+/// was dialled at (a host that reports a new one is dialled again).
+#[derive(Default)]
+pub(crate) struct Remotes {
+    dialer: Option<HostDialer>,
+    dialled: Mutex<HashMap<HostId, Dialled>>,
+    identity: Mutex<Option<(Instant, Identity)>>,
+}
+
+impl Remotes {
+    pub(crate) fn new(dialer: HostDialer) -> Self {
+        Self { dialer: Some(dialer), ..Self::default() }
+    }
+}
+
+/// Whether a host can take new instances now: live, active and serving calls.
+fn takes_instances(h: &Host, now: i64) -> bool {
+    h.state == HostState::Active && h.endpoint.is_some() && now - h.heartbeat_at < HOST_LIVE.as_millis() as i64
+}
+
+/// Whether a host's last heartbeat is recent.
+pub fn is_live(h: &Host, now: i64) -> bool {
+    now - h.heartbeat_at < HOST_LIVE.as_millis() as i64
+}
+
+impl Cloud {
+    /// Lets this control plane call joined hosts' agents (`kiln serve` gives it the
+    /// network client).
+    pub fn with_host_dialer(mut self, dialer: HostDialer) -> Self {
+        self.remotes = Remotes::new(dialer);
+        self
+    }
+
+    /// The agent that drives instance `i`'s VM: its host's, or this server's own.
+    pub(crate) fn agent_for(&self, i: &Instance) -> Result<Arc<dyn HostAgent>> {
+        match &i.host_id {
+            None => Ok(Arc::clone(self.agent()?)),
+            Some(h) => {
+                let id: HostId = h.parse().map_err(|e: AgentError| {
+                    Error::Store(kiln_store::StoreError::Corrupt(format!("instance {}: {e}", i.id)))
+                })?;
+                self.host_agent(&id)
+            }
+        }
+    }
+
+    /// Joined host `id`'s agent, dialled once per endpoint it reports.
+    pub fn host_agent(&self, id: &HostId) -> Result<Arc<dyn HostAgent>> {
+        let host = self
+            .store
+            .read(|c| Ok::<_, Error>(store::get(c, id)?))?
+            .ok_or_else(|| Error::InvalidParameterValue(format!("There is no host {id} in this cloud")))?;
+        let endpoint = host.endpoint.ok_or_else(|| {
+            Error::host(format!("calling host {id}"), "its agent takes no calls (it runs without --listen ADDRESS)")
+        })?;
+        let mut dialled = self.remotes.dialled.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, agent)) = dialled.get(id) {
+            if *at == endpoint {
+                return Ok(Arc::clone(agent));
+            }
+        }
+        let dialer = self.remotes.dialer.as_ref().ok_or_else(|| {
+            Error::host(format!("calling host {id}"), "this process cannot call hosts (only `kiln serve` does)")
+        })?;
+        let addr: SocketAddr = endpoint.parse().map_err(|e| {
+            Error::host(format!("calling host {id}"), format!("it reported '{endpoint}', not an address: {e}"))
+        })?;
+        let identity = self.control_identity()?;
+        let agent = dialer(id, addr, &identity).map_err(|e| Error::host(format!("calling host {id}"), e))?;
+        dialled.insert(id.clone(), (endpoint, Arc::clone(&agent)));
+        Ok(agent)
+    }
+
+    /// This process's control certificate, made again when half its life is gone.
+    fn control_identity(&self) -> Result<Identity> {
+        let mut held = self.remotes.identity.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*held {
+            Some((made, identity)) if made.elapsed() < IDENTITY_REUSE => Ok(identity.clone()),
+            _ => {
+                let identity = self.control_client_identity()?;
+                *held = Some((Instant::now(), identity.clone()));
+                Ok(identity)
+            }
+        }
+    }
+
+    /// Where up to `want` new instances of `t` (architecture `arch`) go in `zone`: one
+    /// entry per instance that fits, each the host it goes on (None: this server's own
+    /// host, for a zone no host has joined). Each goes to the host with the most memory
+    /// left after those before it, which spreads a request over the zone's hosts.
+    pub(crate) fn place(
+        &self,
+        conn: &Connection,
+        zone: &str,
+        arch: &str,
+        t: &InstanceTypeInfo,
+        want: i64,
+    ) -> Result<Vec<Option<String>>> {
+        let joined: Vec<Host> =
+            store::all(conn)?.into_iter().filter(|h| h.zone == zone && h.state != HostState::Retired).collect();
+        let live = live_instances(conn)?;
+        let cost = self.limits.memory_cost_mib(t.memory_mib as i64);
+        if joined.is_empty() {
+            let (cpu_left, mem_left) = self.room(&live, None)?;
+            let fit = (cpu_left / t.vcpus as i64).min(mem_left / cost).clamp(0, want);
+            return Ok(vec![None; fit as usize]);
+        }
+        let now = now_ms();
+        // (host, vCPUs left, memory left)
+        let mut room: Vec<(&Host, i64, i64)> = Vec::new();
+        for h in
+            joined.iter().filter(|h| takes_instances(h, now) && h.architectures.split(',').any(|a| a.trim() == arch))
+        {
+            let (cpu, mem) = self.room(&live, Some(h))?;
+            room.push((h, cpu, mem));
+        }
+        let mut placed = Vec::new();
+        while (placed.len() as i64) < want {
+            let best = room
+                .iter_mut()
+                .filter(|(_, cpu, mem)| *cpu >= t.vcpus as i64 && *mem >= cost)
+                .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.host_id.cmp(&a.0.host_id)));
+            let Some((h, cpu, mem)) = best else { break };
+            *cpu -= t.vcpus as i64;
+            *mem -= cost;
+            placed.push(Some(h.host_id.as_str().to_owned()));
+        }
+        Ok(placed)
+    }
+
+    /// Whether one more instance of `t` fits on `host` (None: this server's own), as
+    /// StartInstances asks of a stopped instance's host.
+    pub(crate) fn fits_on(&self, conn: &Connection, host: Option<&str>, t: &InstanceTypeInfo) -> Result<bool> {
+        let live = live_instances(conn)?;
+        let host = match host {
+            None => None,
+            Some(id) => {
+                let id: HostId =
+                    id.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
+                match store::get(conn, &id)? {
+                    Some(h) if takes_instances(&h, now_ms()) => Some(h),
+                    _ => return Ok(false),
+                }
+            }
+        };
+        let (cpu, mem) = self.room(&live, host.as_ref())?;
+        Ok(cpu >= t.vcpus as i64 && mem >= self.limits.memory_cost_mib(t.memory_mib as i64))
+    }
+
+    /// The vCPUs and memory (MiB) `host` (None: this server's own) still offers, after
+    /// the `live` instances placed on it.
+    fn room(&self, live: &[Instance], host: Option<&Host>) -> Result<(i64, i64)> {
+        let (cpus, memory_mib) = match host {
+            Some(h) => (h.cpus, h.memory_mib.max(0) as u64),
+            None => {
+                let info = self.agent()?.info().map_err(|e| Error::host("asking the host its capacity", e))?;
+                (i64::from(info.cpus), info.memory_mib)
+            }
+        };
+        let id = host.map(|h| h.host_id.as_str());
+        let on = live.iter().filter(|i| i.host_id.as_deref() == id);
+        let (vcpus, mem) = on.fold((0, 0), |(c, m), i| (c + i.vcpus, m + self.limits.memory_cost_mib(i.memory_mib)));
+        Ok((
+            (cpus as f64 * self.limits.cpu_overcommit) as i64 - vcpus,
+            self.limits.memory_offered_mib(memory_mib) - mem,
+        ))
+    }
+}
+
+/// Refuses `what` for an instance on a joined host, which the control plane cannot yet
+/// do there: its volumes' files live on that host, where no snapshot can be published
+/// from and no other volume can come from yet.
+pub(crate) fn on_this_host(i: &Instance, what: &str) -> Result<()> {
+    match &i.host_id {
+        None => Ok(()),
+        Some(h) => Err(Error::Unsupported(format!(
+            "{what} is not supported yet for {}, which runs on joined host {h}: its volumes live on that host. \
+             Use an instance in a zone no host has joined for it.",
+            i.id
+        ))),
+    }
+}
+
+/// The instances that hold capacity where they are placed.
+pub(crate) fn live_instances(conn: &Connection) -> Result<Vec<Instance>> {
+    Ok(instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kiln_agent_api::{HostAgent, HostId, HostState};
+    use kiln_store::hosts::Host;
+    use kiln_store::instances;
+
+    use crate::instances::RunRequest;
+    use crate::leases::now_ms;
+    use crate::testkit::{FakeAgent, World};
+    use crate::{Cloud, Error, Limits};
+
+    /// A joined host of `zone` with 4 GiB (two t3.micro under the default limits),
+    /// heard from `age_ms` ago.
+    fn host(zone: &str, n: u16, age_ms: i64) -> Host {
+        Host {
+            host_id: HostId::generate(),
+            zone: zone.into(),
+            hostname: format!("h{n}"),
+            state: HostState::Active,
+            architectures: "x86_64".into(),
+            accel: "tcg".into(),
+            cpus: 2,
+            memory_mib: 4096,
+            qemu_version: "fake".into(),
+            cert_sha256: format!("{n:064}"),
+            prev_cert_sha256: None,
+            cert_expires_at: i64::MAX,
+            joined_at: 0,
+            heartbeat_at: now_ms() - age_ms,
+            vms: 0,
+            vm_resident_mib: 0,
+            memory_available_mib: 4096,
+            endpoint: Some(format!("127.0.0.1:{n}")),
+        }
+    }
+
+    fn run(w: &World, zone: &str, count: i64) -> crate::Result<Vec<instances::Instance>> {
+        let mut r = RunRequest::new(w.image_id.clone());
+        r.availability_zone = Some(zone.into());
+        r.max_count = count;
+        w.cloud.run_instances(&w.scope, r)
+    }
+
+    /// Instances go to the live hosts of their zone, spread and within each host's
+    /// room; a zone whose hosts are all silent has no capacity and says which zone; a
+    /// zone no host joined runs on the server's own host. Each VM runs on its
+    /// instance's host, and one a host runs for an instance placed elsewhere is ended.
+    #[test]
+    fn instances_are_placed_on_their_zones_live_hosts_and_run_only_there() {
+        let mut w = World::new("placement");
+        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0), host("us-east-1c", 3, 60_000)];
+        let fakes: Vec<(HostId, Arc<FakeAgent>)> = hosts
+            .iter()
+            .map(|h| {
+                let dir = w.dir.join(h.host_id.as_str());
+                (h.host_id.clone(), FakeAgent::new(&dir))
+            })
+            .collect();
+        w.cloud.store.write(|tx| hosts.iter().try_for_each(|h| kiln_store::hosts::insert(tx, h))).expect("hosts");
+        let dial = fakes.clone();
+        let store = kiln_store::Store::open(&w.dir.join("kiln.db")).expect("store");
+        w.cloud = Cloud::new(store, vec![kiln_types::RegionConfig::with_three_zones("us-east-1")], w.dir.clone())
+            .with_agent(w.agent.clone(), Limits::default())
+            .with_host_dialer(Arc::new(move |id, _, _| {
+                let (_, agent) = dial.iter().find(|(h, _)| h == id).expect("a known host");
+                Ok(Arc::clone(agent) as Arc<dyn HostAgent>)
+            }));
+
+        let placed = run(&w, "us-east-1b", 5).expect("launch in 1b");
+        assert_eq!(placed.len(), 4, "two t3.micro fit on each 4 GiB host");
+        for (id, _) in &fakes[..2] {
+            let here = placed.iter().filter(|i| i.host_id.as_deref() == Some(id.as_str())).count();
+            assert_eq!(here, 2, "spread over both hosts of the zone");
+        }
+        match run(&w, "us-east-1b", 1) {
+            Err(Error::InsufficientCapacity(m)) => assert!(m.contains("us-east-1b"), "{m}"),
+            other => panic!("a full zone must refuse: {other:?}"),
+        }
+        match run(&w, "us-east-1c", 1) {
+            Err(Error::InsufficientCapacity(m)) => assert!(m.contains("us-east-1c"), "{m}"),
+            other => panic!("a zone whose hosts are silent must refuse: {other:?}"),
+        }
+        let local = run(&w, "us-east-1a", 1).expect("launch in 1a").remove(0);
+        assert_eq!(local.host_id, None);
+
+        let ids: Vec<String> = placed.iter().map(|i| i.id.clone()).collect();
+        w.passes_until(10, |w| ids.iter().chain([&local.id]).all(|i| w.state(i) == kiln_types::InstanceState::Running));
+        for i in &placed {
+            for (h, fake) in &fakes {
+                assert_eq!(fake.runs(&i.id), i.host_id.as_deref() == Some(h.as_str()), "{} only on its host", i.id);
+            }
+            assert!(!w.agent.runs(&i.id), "{} is not on the server's own host", i.id);
+        }
+        assert!(w.agent.runs(&local.id) && !fakes.iter().any(|(_, f)| f.runs(&local.id)));
+
+        // Host 1 runs a VM of an instance placed on host 2 (as a host that was away
+        // would): the next pass ends it there and leaves host 2's alone.
+        let stray = placed.iter().find(|i| i.host_id.as_deref() == Some(fakes[1].0.as_str())).expect("one on host 2");
+        let vols = w.cloud.instance_volumes(&stray.id).expect("volumes");
+        let spec = w.cloud.spec(stray, &vols).expect("spec");
+        fakes[0].1.start(&spec).expect("a stray VM");
+        w.passes_until(3, |_| !fakes[0].1.runs(&stray.id));
+        assert!(fakes[1].1.runs(&stray.id));
+    }
+}
