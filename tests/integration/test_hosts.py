@@ -3,8 +3,9 @@ certificates the cloud's CA issues at join, heartbeats, `kiln host list`, drain,
 activate and retire, certificate renewal, and DescribeAvailabilityZones showing a zone
 `impaired` while none of its joined hosts is live.
 
-The agents run on this machine with data directories of their own; they run no
-instances yet (placement on joined hosts is the next part of the many-hosts work)."""
+The agents run on this machine with data directories of their own. Instances placed
+on a joined host run there: the host fetches the image's layers from the control
+plane's store, and the control plane drives the VM through the host's agent."""
 
 import json
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from instances_helpers import KILN_BIN, Server, free_port, wait_for
+from instances_helpers import KILN_BIN, READY, Server, console, describe, free_port, tiny_image, wait_for, wait_state
 
 ZONE = "us-east-1b"
 # kiln_control::hosts: a host is live while its last heartbeat is younger than 15 s.
@@ -281,3 +282,103 @@ def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
     finally:
         for x in (a, b, quiet):
             x.kill()
+
+
+def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_path):
+    """RunInstances in a zone with a joined host places the instance there: the host
+    fetches the image's layers from the store (checked against their hashes, made
+    read-only), the VM runs under the host's agent and not the server's, its console
+    comes from that host, and a second launch from the same image fetches nothing.
+    Stop, start and terminate act on that host; a zone no host joined still runs on
+    the server's own host."""
+    port = free_port()
+    control = Server(extra_args=["--agent-listen", f"127.0.0.1:{port}"], pool="100.64.7.0/24")
+    control.agents = f"https://127.0.0.1:{port}"
+    control.start()
+    a = None
+    try:
+        ec2 = control.client("default")
+        image = tiny_image(ec2, control)
+        token = kiln("host", "join-token", "--zone", ZONE, "--data-dir", str(control.data_dir)).stdout.strip()
+        a = Agent(control.agents, tmp_path / "a").start("--token", token, "--listen", f"127.0.0.1:{free_port()}")
+        wait_for("the host to listen", lambda: "calls on" in a.output(), 30, 0.2)
+        host_id = json.loads(a.file("host.json").read_text())["host_id"]
+
+        def run(zone):
+            r = ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1,
+                                  Placement={"AvailabilityZone": zone})
+            return r["Instances"][0]["InstanceId"]
+
+        def fetched():
+            return a.output().count("fetched a layer")
+
+        first = run(ZONE)
+        wait_state(ec2, first, "running", 180, control)
+        assert describe(ec2, first)["Placement"] == {"AvailabilityZone": ZONE, "GroupName": "", "HostId": host_id,
+                                                      "Tenancy": "default"}
+        assert (a.data_dir / "instances" / first).is_dir(), "the VM's directory is on the joined host"
+        assert not (control.data_dir / "instances" / first).exists(), "and not on the server's own host"
+        status = kiln("host", "status", host_id, "--data-dir", str(control.data_dir))
+        assert status.returncode == 0 and first in status.stdout, (status.stdout, status.stderr)
+        wait_for("the guest's ready line", lambda: READY.split(" instance-id")[0] in console(ec2, first), 180, 2,
+                 diag=a.output)
+
+        # The layers it fetched: the image's root layer and kernel, whole, read-only,
+        # byte for byte the store's (a base layer is not rebased).
+        layers = fetched()
+        assert layers >= 2, a.output()
+        snapshot = describe_root_snapshot(ec2, image)
+        [snap_file] = [p for p in (control.data_dir / "snapshots").iterdir() if p.name.startswith(snapshot)]
+        copy = a.data_dir / "snapshots" / snap_file.name
+        assert copy.read_bytes() == snap_file.read_bytes()
+        assert stat.S_IMODE(copy.stat().st_mode) & 0o222 == 0
+        assert not list(a.data_dir.rglob("*.part"))
+
+        # A second instance from the same image: nothing more is fetched.
+        second = run(ZONE)
+        wait_state(ec2, second, "running", 180, control)
+        assert fetched() == layers, a.output()
+        assert describe(ec2, second)["Placement"]["HostId"] == host_id
+
+        # Stop and start on the host; terminate removes the VM and its volume there.
+        ec2.stop_instances(InstanceIds=[second], Force=True)
+        wait_state(ec2, second, "stopped", 120, control)
+        assert second not in kiln("host", "status", host_id, "--data-dir", str(control.data_dir)).stdout
+        ec2.start_instances(InstanceIds=[second])
+        wait_state(ec2, second, "running", 120, control)
+        ec2.terminate_instances(InstanceIds=[first, second])
+        wait_terminated(ec2, first, second)
+        assert not (a.data_dir / "instances" / first).exists()
+        assert not list((a.data_dir / "volumes").glob("vol-*")), list((a.data_dir / "volumes").iterdir())
+
+        # What the control plane cannot yet do for an instance on a joined host, it
+        # refuses, changing nothing.
+        third = run(ZONE)
+        err = pytest.raises(Exception, ec2.create_image, InstanceId=third, Name="on-a-host")
+        assert "UnsupportedOperation" in str(err.value) and host_id in str(err.value), err.value
+        assert not ec2.describe_images(Owners=["self"])["Images"]
+
+        # A zone no host has joined runs on the server's own host.
+        local = run("us-east-1a")
+        wait_state(ec2, local, "running", 180, control)
+        assert "HostId" not in describe(ec2, local)["Placement"]
+        assert (control.data_dir / "instances" / local).is_dir()
+        ec2.terminate_instances(InstanceIds=[third, local])
+        wait_terminated(ec2, third, local)
+    finally:
+        if a:
+            a.kill()
+        control.stop()
+        for d in (tmp_path / "a", control.data_dir):
+            subprocess.run(["pkill", "-9", "-f", str(d)], check=False)
+        shutil.rmtree(control.data_dir, ignore_errors=True)
+
+
+def wait_terminated(ec2, *ids):
+    wait_for(f"{ids} to be terminated", lambda: all(describe(ec2, i)["State"]["Name"] == "terminated" for i in ids),
+             120, 1)
+
+
+def describe_root_snapshot(ec2, image):
+    [img] = ec2.describe_images(ImageIds=[image])["Images"]
+    return img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]

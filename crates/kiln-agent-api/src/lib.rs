@@ -6,7 +6,7 @@
 //! networks by their IDs, and errors by kind. Sockets, which cannot cross a network,
 //! are the separate `GuestPorts`: the guest services that use them run on the host
 //! that holds the guest's tap. This crate holds no logic beyond checking a
-//! `StorePath` and a `HostId`.
+//! `StorePath` and a `HostId`, and hashing a layer as `Layer` names it.
 
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
@@ -230,6 +230,36 @@ pub struct VmSpec {
     pub network: Network,
 }
 
+/// One file of the store a host needs before it can make a volume or boot a kernel:
+/// a snapshot's layer (qcow2; `backing` is the layer below it, fetched first) or a
+/// kernel or initrd. Layers never change once frozen, so its SHA-256 and size name
+/// its content: a host checks what it received against them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub file: StorePath,
+    pub sha256: String,
+    pub size: u64,
+    pub backing: Option<StorePath>,
+}
+
+impl Layer {
+    /// The SHA-256 (hex) of a file's content, as a `Layer` names it; both ends of a
+    /// transfer compute it so.
+    pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+        Ok(hex::encode(h.finalize()))
+    }
+}
+
+/// Where a host that lacks a layer gets it: the control plane's store, over the
+/// host's authenticated channel. `open` reads `file` from byte `from` on, so a
+/// transfer cut off resumes where it stopped.
+pub trait LayerSource: Send + Sync {
+    fn open(&self, file: &StorePath, from: u64) -> Result<Box<dyn std::io::Read + Send>, AgentError>;
+}
+
 /// What a host agent says went wrong, by kind; messages say what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AgentError {
@@ -257,6 +287,11 @@ pub trait HostAgent: Send + Sync {
     /// the host makes read-only, as it is a layer from now on), or a blank disk. A file
     /// already there is left as it is, so asking again after a crash is safe.
     fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError>;
+    /// Makes sure this host has each of `layers` (in order: a layer's backing comes
+    /// before it), fetching those it lacks from its `LayerSource`, each checked against
+    /// its SHA-256 before it is used; a host that has them all fetches nothing. Returns
+    /// the bytes it fetched.
+    fn fetch_layers(&self, layers: &[Layer]) -> Result<u64, AgentError>;
     /// Removes a volume file (gone already is fine).
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError>;
     /// Whether a volume file exists on this host.
@@ -332,6 +367,7 @@ pub struct TapId {
 pub enum HostCall {
     Info,
     CreateVolume { file: StorePath, backing: Option<StorePath>, size_gib: u64 },
+    FetchLayers { layers: Vec<Layer> },
     DeleteVolume { file: StorePath },
     VolumeExists { file: StorePath },
     Start { spec: VmSpec },
@@ -388,6 +424,14 @@ impl HostCall {
         match self {
             HostCall::CreateVolume { file: f, backing, .. } => backing.iter().chain([f]).try_for_each(file),
             HostCall::DeleteVolume { file: f } | HostCall::VolumeExists { file: f } => file(f),
+            HostCall::FetchLayers { layers } => layers.iter().try_for_each(|l| {
+                l.backing.iter().chain([&l.file]).try_for_each(file)?;
+                id(
+                    "a malformed SHA-256",
+                    &l.sha256,
+                    l.sha256.len() == 64 && l.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                )
+            }),
             HostCall::GrowVolume { file: f, .. } => file(f),
             HostCall::LiveSnapshot { switches, .. } => switches.iter().try_for_each(|(a, b)| file(a).and(file(b))),
             HostCall::SetDisks { disks, .. } => disks.iter().try_for_each(|d| file(&d.file)),
@@ -427,6 +471,7 @@ impl HostCall {
             HostCall::CreateVolume { file, backing, size_gib } => {
                 json(host.create_volume(&file, backing.as_ref(), size_gib))
             }
+            HostCall::FetchLayers { layers } => json(host.fetch_layers(&layers)),
             HostCall::DeleteVolume { file } => json(host.delete_volume(&file)),
             HostCall::VolumeExists { file } => json(host.volume_exists(&file)),
             HostCall::Start { spec } => json(host.start(&spec)),

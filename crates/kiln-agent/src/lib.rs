@@ -4,6 +4,7 @@
 //! `qemu.pid`, `qmp.sock`, `serial.log`) that a restarted agent finds again. Files the
 //! control plane names (`StorePath`) are resolved under the agent's data directory.
 
+pub mod layers;
 pub mod net;
 mod netlink;
 mod probe;
@@ -39,6 +40,9 @@ pub struct LocalAgent {
     tuning: qemu::Tuning,
     /// `qemu-system-x86_64 --version`, probed once (the first `info`).
     qemu_version: OnceLock<String>,
+    /// Where layers this host lacks come from (a joined host: the control plane's
+    /// store); None on the control plane's own host, whose store has them all.
+    layer_source: Option<std::sync::Arc<dyn kiln_agent_api::LayerSource>>,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -88,7 +92,14 @@ impl LocalAgent {
             network: None,
             tuning: qemu::Tuning::default(),
             qemu_version: OnceLock::new(),
+            layer_source: None,
         }
+    }
+
+    /// Fetches the layers this host lacks from `source`.
+    pub fn with_layer_source(mut self, source: std::sync::Arc<dyn kiln_agent_api::LayerSource>) -> Self {
+        self.layer_source = Some(source);
+        self
     }
 
     /// Starts VMs with `tuning` instead of the default (the translation cache size and
@@ -257,6 +268,10 @@ impl HostAgent for LocalAgent {
             seal(b);
         }
         Ok(())
+    }
+
+    fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<u64, AgentError> {
+        layers::fetch(&self.store, self.layer_source.as_deref(), layers)
     }
 
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {
@@ -654,7 +669,7 @@ impl GuestPorts for LocalAgent {
 
 /// Makes a file that has become a layer read-only (best effort: it only guards
 /// against mistakes; nothing depends on it).
-fn seal(layer: &Path) {
+pub(crate) fn seal(layer: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let _ = std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o444));
 }

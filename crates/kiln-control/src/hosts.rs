@@ -390,6 +390,10 @@ mod tests {
             r#"{"call":"set_nics","instance_id":"i-0123456789abcdef0",
                 "nics":[{"interface_id":"eni-é1","mac":"02:00:00:00:00:01"}]}"#,
             r#"{"call":"apply_network","net":{"vpc_id":"../x","router_addresses":[],"ports":[],"acls":[]}}"#,
+            // A layer fetched over the agent's own key, or named by no hash.
+            r#"{"call":"fetch_layers","layers":[{"file":"agent/key.pem","backing":null,"size":1,
+                "sha256":"0000000000000000000000000000000000000000000000000000000000000000"}]}"#,
+            r#"{"call":"fetch_layers","layers":[{"file":"snapshots/s.qcow2","backing":null,"size":1,"sha256":"x"}]}"#,
         ] {
             assert!(wire(hostile).is_err(), "{hostile}");
         }

@@ -18,6 +18,7 @@ pub mod instances;
 pub mod interfaces;
 pub mod key_pairs;
 pub mod launch_templates;
+pub mod layers;
 pub mod leases;
 pub mod metrics;
 pub mod network;
@@ -115,6 +116,8 @@ pub struct Cloud {
     pub nudge: Nudge,
     /// The joined hosts' agents, called over the network.
     remotes: placement::Remotes,
+    /// The hashes of layers hosts were sent.
+    digests: layers::Digests,
 }
 
 /// A wake-up for a loop that otherwise polls: requests that change what should run
@@ -159,6 +162,7 @@ impl Cloud {
             view: Default::default(),
             nudge: Nudge::default(),
             remotes: placement::Remotes::default(),
+            digests: layers::Digests::default(),
         }
     }
 

@@ -226,6 +226,18 @@ impl Cloud {
         Ok(())
     }
 
+    /// Has a joined host fetch the layers it lacks for `i` (the server's own host has
+    /// them all in its store).
+    fn ship_layers(&self, agent: &dyn kiln_agent_api::HostAgent, i: &Instance) -> Result<()> {
+        let Some(on) = &i.host_id else { return Ok(()) };
+        let layers = self.layers_for(i, &self.instance_volumes(&i.id)?)?;
+        let fetched = agent.fetch_layers(&layers).map_err(host(format!("sending {}'s layers to host {on}", i.id)))?;
+        if fetched > 0 {
+            tracing::info!(instance = %i.id, host = %on, bytes = fetched, "the host fetched layers from the store");
+        }
+        Ok(())
+    }
+
     /// Makes the volume files an instance needs (idempotent).
     fn ensure_volumes(&self, i: &Instance) -> Result<Vec<Volume>> {
         let agent = self.agent_for(i)?;
@@ -303,6 +315,9 @@ impl Cloud {
                 {
                     return Ok(());
                 }
+                // A joined host first gets what it lacks of the store's layers: a transfer
+                // cut off is retried (and resumed) by the next pass, not a failed launch.
+                self.ship_layers(agent.as_ref(), i)?;
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
                     agent.start(&spec).map_err(host(format!("starting {}", i.id)))?;

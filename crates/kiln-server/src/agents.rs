@@ -2,7 +2,8 @@
 //! CA signed, with JSON bodies typed by `kiln-agent-api` (both ends are this binary).
 //! `GET /v1/ca` and `POST /v1/join` take no client certificate (a joining host has
 //! none yet; the join token authenticates it); every other path requires a client
-//! certificate the CA issued to a host that is not retired.
+//! certificate the CA issued to a host that is not retired. `GET /v1/layers/FILE`
+//! sends a host a layer of the store (ranges honoured, so a cut-off transfer resumes).
 
 use std::sync::Arc;
 
@@ -78,6 +79,7 @@ fn router(cloud: Arc<Cloud>) -> Router {
         .route("/v1/join", post(join))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/renew", post(renew))
+        .route("/v1/layers/{*file}", get(layer))
         .with_state(cloud)
 }
 
@@ -136,6 +138,7 @@ fn refuse(e: Error) -> Refusal {
     let status = match &e {
         Error::Unauthorized(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::InvalidParameterValue(_) | Error::Crypto(_) => StatusCode::BAD_REQUEST,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, e.to_string())
@@ -183,6 +186,32 @@ async fn heartbeat(
     })
     .await?;
     Ok(Json(serde_json::json!({ "state": state })).into_response())
+}
+
+/// A layer of the store (a completed snapshot's, or a kernel) for a host that lacks
+/// it, from the byte its `Range` asks for.
+async fn layer(
+    State(cloud): State<Arc<Cloud>>,
+    Extension(peer): Extension<Peer>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, Refusal> {
+    use tower::ServiceExt as _;
+    let cert = peer.0.ok_or_else(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "This path needs the host's client certificate; join with `kiln agent --token`".into(),
+        )
+    })?;
+    let path = blocking(move || {
+        cloud.authenticate_host(&cert)?;
+        cloud.layer_for_host(&file)
+    })
+    .await?;
+    match tower_http::services::ServeFile::new(path).oneshot(request).await {
+        Ok(r) => Ok(r.into_response()),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("reading the layer: {e}"))),
+    }
 }
 
 #[derive(serde::Deserialize)]

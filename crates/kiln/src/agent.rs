@@ -119,6 +119,42 @@ fn client(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<reqwes
     Ok(client_builder(ca_pem, identity)?.timeout(Duration::from_secs(15)).build()?)
 }
 
+/// The control plane's store, as a joined host fetches layers from it: each opening
+/// is a `GET /v1/layers/FILE` from a byte on, with the host's current certificate.
+struct StoreLayers {
+    files: Files,
+    control: String,
+}
+
+impl kiln_agent_api::LayerSource for StoreLayers {
+    fn open(
+        &self,
+        file: &kiln_agent_api::StorePath,
+        from: u64,
+    ) -> std::result::Result<Box<dyn std::io::Read + Send>, kiln_agent_api::AgentError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            kiln_agent_api::AgentError::Failed(format!("fetching {file} from the store at {}: {e}", self.control))
+        };
+        let (ca, cert, key) = (self.files.read("ca.pem"), self.files.read("cert.pem"), self.files.read("key.pem"));
+        let (ca, cert, key) =
+            (ca.map_err(|e| failed(&e))?, cert.map_err(|e| failed(&e))?, key.map_err(|e| failed(&e))?);
+        // Each read may wait 30 s; the transfer as a whole as long as it takes.
+        let client = client_builder(Some(&ca), Some((&cert, &key)))
+            .and_then(|b| Ok(b.connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(30)).build()?))
+            .map_err(|e| failed(&e))?;
+        let r = client
+            .get(format!("{}/v1/layers/{file}", self.control))
+            .header(reqwest::header::RANGE, format!("bytes={from}-"))
+            .send()
+            .map_err(|e| failed(&e))?;
+        match r.status() {
+            reqwest::StatusCode::PARTIAL_CONTENT => Ok(Box::new(r)),
+            reqwest::StatusCode::OK if from == 0 => Ok(Box::new(r)),
+            status => Err(failed(&format!("{status}: {}", r.text().unwrap_or_default()))),
+        }
+    }
+}
+
 /// A fresh key (PEM) and a signing request for it.
 fn key_and_csr() -> Result<(String, String)> {
     let key = rcgen::KeyPair::generate()?;
@@ -314,7 +350,9 @@ pub(crate) fn run(
         _ => None,
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
-    let host = Arc::new(kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced));
+    let layers = StoreLayers { files: Files { dir: dir.join("agent") }, control: control.to_owned() };
+    let host =
+        Arc::new(kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced).with_layer_source(Arc::new(layers)));
     let mut m = match (files.membership()?, token) {
         (Some(m), _) if m.control == control => m,
         (Some(m), _) => bail!(

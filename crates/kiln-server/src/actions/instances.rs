@@ -109,6 +109,8 @@ fn write_instance(ctx: &Ctx<'_>, w: &mut XmlWriter, i: &Instance, x: &Extras) {
         .elem("groupName", placed.map(|(_, name)| name.as_str()).unwrap_or_default())
         .opt("groupId", placed.map(|(m, _)| m.group_id.as_str()))
         .opt("partitionNumber", placed.and_then(|(m, _)| m.partition_number))
+        // The joined host it runs on, as EC2 names an instance's host (h-…).
+        .opt("hostId", i.host_id.as_deref())
         .elem("tenancy", "default")
         .end();
     w.start("monitoring").elem("state", if i.options.monitoring { "enabled" } else { "disabled" }).end();
