@@ -320,8 +320,9 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         assert not (control.data_dir / "instances" / first).exists(), "and not on the server's own host"
         status = kiln("host", "status", host_id, "--data-dir", str(control.data_dir))
         assert status.returncode == 0 and first in status.stdout, (status.stdout, status.stderr)
-        wait_for("the guest's ready line", lambda: READY.split(" instance-id")[0] in console(ec2, first), 180, 2,
-                 diag=a.output)
+        # Its metadata service is relayed by its host: the guest knows its own ID.
+        wait_for("the guest's ready line", lambda: READY + first in console(ec2, first), 180, 2, diag=a.output)
+        wait_for("status checks to pass", lambda: status_ok(ec2, first), 60, 1)
 
         # The layers it fetched: the image's root layer and kernel, whole, read-only,
         # byte for byte the store's (a base layer is not rebased).
@@ -363,6 +364,13 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         wait_state(ec2, local, "running", 180, control)
         assert "HostId" not in describe(ec2, local)["Placement"]
         assert (control.data_dir / "instances" / local).is_dir()
+
+        # A host gets metadata only of the instances placed on it.
+        mine = (a.file("cert.pem"), a.file("key.pem"))
+        assert relayed(control.agents, a, third, mine)[0] == 200
+        status, text = relayed(control.agents, a, local, mine)
+        assert status == 403 and local in text, (status, text)
+        assert relayed(control.agents, a, third)[0] == 401
         ec2.terminate_instances(InstanceIds=[third, local])
         wait_terminated(ec2, third, local)
     finally:
@@ -372,6 +380,25 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         for d in (tmp_path / "a", control.data_dir):
             subprocess.run(["pkill", "-9", "-f", str(d)], check=False)
         shutil.rmtree(control.data_dir, ignore_errors=True)
+
+
+def status_ok(ec2, instance_id):
+    found = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
+    return bool(found) and found[0]["InstanceStatus"]["Status"] == "ok"
+
+
+def relayed(endpoint, agent, instance_id, cert=None):
+    """GETs an instance's metadata through the agents' endpoint as a host would relay a
+    guest's request. Returns (status, text)."""
+    ctx = ssl.create_default_context(cafile=str(agent.file("ca.pem")))
+    if cert:
+        ctx.load_cert_chain(*map(str, cert))
+    req = urllib.request.Request(f"{endpoint}/v1/imds/{instance_id}/latest/meta-data/instance-id")
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def wait_terminated(ec2, *ids):

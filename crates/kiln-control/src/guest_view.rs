@@ -1,4 +1,5 @@
-//! What guests' own services read: a consistent view of every live port (its DHCP
+//! What guests' own services read: a consistent view of every live port on this
+//! server's own host (its DHCP
 //! lease, its VPC, its metadata hop limit) and of every VPC's names, made by the
 //! reconciler from the one read of each pass and published whole. DHCP, DNS and the
 //! guest-services loop read this view, never the store, so a guest that floods them
@@ -111,8 +112,12 @@ pub fn build(all: &[Instance], attached: &[Interface], n: &Networks) -> GuestVie
         let record = n.vpcs.get(&i.vpc_id);
         let primary = primary_interface(&i.id);
         let more = attached.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+        // Ports only of the guests on this server's own host: a joined host's guests are
+        // served beside its agent. Names are the whole VPC's.
+        let here = i.host_id.is_none();
         for (interface_id, ip, subnet_id) in std::iter::once((primary, i.private_ip.as_str(), i.subnet_id.as_str()))
             .chain(more.map(|e| (e.id.clone(), e.private_ip.as_str(), e.subnet_id.as_str())))
+            .filter(|_| here)
         {
             view.ports.insert(
                 interface_id.clone(),

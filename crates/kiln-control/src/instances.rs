@@ -218,7 +218,6 @@ impl Cloud {
         self.store.read(|c| Ok(volumes::of_instance(c, instance_id)?))
     }
 
-    /// vCPUs and memory of the instances that hold capacity (all but stopped and terminated).
     /// What the caller's account runs in its region against its vCPU quota, and, for the
     /// operator account only, this server's own host's offer and use (joined hosts
     /// report theirs in `kiln host list`): other tenants' load is not theirs to see.

@@ -4,6 +4,9 @@
 //! none yet; the join token authenticates it); every other path requires a client
 //! certificate the CA issued to a host that is not retired. `GET /v1/layers/FILE`
 //! sends a host a layer of the store (ranges honoured, so a cut-off transfer resumes).
+//! `/v1/imds/INSTANCE/…` answers the metadata requests a joined host relays from a
+//! guest it runs: only for an instance placed on that host, by the same metadata
+//! service the server's own guests get.
 
 use std::sync::Arc;
 
@@ -73,8 +76,23 @@ pub(crate) fn mtls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The metadata service of the guests joined hosts run: their tokens and limits, and
+/// each instance's service (kept while the instance is asked about, for its memo).
+#[derive(Default)]
+struct Relayed {
+    tokens: Arc<crate::imds::Tokens>,
+    limits: Arc<crate::limits::GuestLimits>,
+    services: std::sync::Mutex<std::collections::HashMap<String, Router>>,
+}
+
+/// How many instances' metadata services are kept before the memo starts afresh.
+const RELAYED_KEPT: usize = 4096;
+
 fn router(cloud: Arc<Cloud>) -> Router {
     Router::new()
+        .route("/v1/imds/{instance}", axum::routing::any(relayed_metadata))
+        .route("/v1/imds/{instance}/{*path}", axum::routing::any(relayed_metadata))
+        .layer(Extension(Arc::new(Relayed::default())))
         .route("/v1/ca", get(ca))
         .route("/v1/join", post(join))
         .route("/v1/heartbeat", post(heartbeat))
@@ -211,6 +229,53 @@ async fn layer(
     match tower_http::services::ServeFile::new(path).oneshot(request).await {
         Ok(r) => Ok(r.into_response()),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("reading the layer: {e}"))),
+    }
+}
+
+/// A metadata request a joined host relays from guest `instance`: answered as the
+/// server's own metadata service answers its guests, if the instance is placed on the
+/// calling host (a host asks only for the guests it runs).
+async fn relayed_metadata(
+    State(cloud): State<Arc<Cloud>>,
+    Extension(peer): Extension<Peer>,
+    Extension(relayed): Extension<Arc<Relayed>>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    mut request: axum::extract::Request,
+) -> Result<Response, Refusal> {
+    use tower::ServiceExt as _;
+    let cert = peer.0.ok_or_else(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "This path needs the host's client certificate; join with `kiln agent --token`".into(),
+        )
+    })?;
+    let instance = params.get("instance").cloned().unwrap_or_default();
+    let (c, id) = (cloud.clone(), instance.clone());
+    blocking(move || {
+        let host = c.authenticate_host(&cert)?;
+        match c.instance_for_guest(&id)? {
+            Some(i) if i.host_id.as_deref() == Some(host.host_id.as_str()) => Ok(()),
+            _ => Err(Error::Forbidden(format!("Host {} runs no instance {id}", host.host_id))),
+        }
+    })
+    .await?;
+    let path = format!("/{}", params.get("path").map(String::as_str).unwrap_or_default());
+    *request.uri_mut() = path.parse().map_err(|_| (StatusCode::BAD_REQUEST, format!("'{path}' is not a path")))?;
+    let service = {
+        let mut services = relayed.services.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if services.len() >= RELAYED_KEPT && !services.contains_key(&instance) {
+            services.clear();
+        }
+        services
+            .entry(instance.clone())
+            .or_insert_with(|| {
+                crate::imds::router(cloud, relayed.tokens.clone(), relayed.limits.clone(), instance.clone())
+            })
+            .clone()
+    };
+    match service.oneshot(request).await {
+        Ok(r) => Ok(r),
+        Err(e) => match e {},
     }
 }
 

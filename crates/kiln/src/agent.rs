@@ -93,6 +93,14 @@ pub(crate) fn client_builder(
     ca_pem: Option<&str>,
     identity: Option<(&str, &str)>,
 ) -> Result<reqwest::blocking::ClientBuilder> {
+    Ok(reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls_config(ca_pem, identity)?)
+        .http2_prior_knowledge())
+}
+
+/// The TLS set-up of a client of the agents' channel: trusting `ca_pem` (or pinned
+/// later, when joining), presenting `identity` (cert, key PEM) if given, HTTP/2.
+fn tls_config(ca_pem: Option<&str>, identity: Option<(&str, &str)>) -> Result<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match ca_pem {
         Some(pem) => {
@@ -110,7 +118,7 @@ pub(crate) fn client_builder(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(reqwest::blocking::Client::builder().use_preconfigured_tls(config).http2_prior_knowledge())
+    Ok(config)
 }
 
 /// An HTTP/2 client trusting `ca_pem` only, presenting `identity` (cert, key PEM) if
@@ -153,6 +161,35 @@ impl kiln_agent_api::LayerSource for StoreLayers {
             status => Err(failed(&format!("{status}: {}", r.text().unwrap_or_default()))),
         }
     }
+}
+
+/// Relays the metadata requests of the guests this host runs to the control plane,
+/// on a thread of its own, until the process ends.
+fn relay_guests(host: &Arc<kiln_agent::LocalAgent>, dir: &Path, control: &str) -> Result<()> {
+    let files = Files { dir: dir.join("agent") };
+    let client: crate::guest_relay::ClientMaker = Arc::new(move || async_host_client(&files));
+    let (host, control) = (Arc::clone(host), control.to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kiln-agent-guests")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("kiln-agent-guests".into())
+        .spawn(move || runtime.block_on(crate::guest_relay::run(host, control, client)))?;
+    Ok(())
+}
+
+/// An async client of the control plane with this host's current certificate (read
+/// afresh each time, so a renewal is used at once).
+fn async_host_client(files: &Files) -> Result<reqwest::Client> {
+    let config = tls_config(Some(&files.read("ca.pem")?), Some((&files.read("cert.pem")?, &files.read("key.pem")?)))?;
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .http2_prior_knowledge()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .build()?)
 }
 
 /// A fresh key (PEM) and a signing request for it.
@@ -383,6 +420,7 @@ pub(crate) fn run(
              upgrade it before serving --listen"
         );
     }
+    relay_guests(&host, dir, control)?;
     let acceptor = match listen {
         Some(addr) => {
             let acceptor = Arc::new(RwLock::new(endpoint_tls(&files)?));

@@ -10,6 +10,7 @@ mod credentials;
 mod data_dir;
 mod db_cli;
 mod fleet_cli;
+mod guest_relay;
 mod host;
 mod keys;
 mod lead;
