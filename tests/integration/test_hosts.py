@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from instances_helpers import KILN_BIN, READY, Server, console, describe, free_port, tiny_image, wait_for, wait_state
+from instances_helpers import (KILN_BIN, READY, Server, console, describe, free_port, state_of, tiny_image, wait_for,
+                               wait_state)
 
 ZONE = "us-east-1b"
 # kiln_control::hosts: a host is live while its last heartbeat is younger than 15 s.
@@ -371,6 +372,28 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         status, text = relayed(control.agents, a, local, mine)
         assert status == 403 and local in text, (status, text)
         assert relayed(control.agents, a, third)[0] == 401
+
+        # The host dies (its agent; the VM goes on, as on a machine cut off): the
+        # instance fails its system status check with an event saying why; a forced
+        # stop releases it without the host; it cannot start elsewhere (its volumes are
+        # there); and when the host returns, the VM still running there is ended.
+        wait_state(ec2, third, "running", 180, control)
+        vm = str(a.data_dir / "instances" / third)
+        a.kill()
+        wait_for("the system status check to fail", lambda: system_status(ec2, third) == "impaired", LIVE_FOR + 15, 1)
+        [st] = ec2.describe_instance_status(InstanceIds=[third])["InstanceStatuses"]
+        assert st["SystemStatus"]["Details"][0]["Status"] == "failed" and "ImpairedSince" in st["SystemStatus"]["Details"][0]
+        [event] = st["Events"]
+        assert event["Code"] == "instance-stop" and host_id in event["Description"], event
+        ec2.stop_instances(InstanceIds=[third], Force=True)
+        wait_state(ec2, third, "stopped", 30, control)
+        err = pytest.raises(Exception, ec2.start_instances, InstanceIds=[third])
+        assert "InsufficientInstanceCapacity" in str(err.value) and host_id in str(err.value), err.value
+        assert subprocess.run(["pgrep", "-f", vm], capture_output=True).returncode == 0, "the stale VM runs on"
+        a.start("--listen", f"127.0.0.1:{free_port()}")
+        wait_for("the stale VM to be fenced", lambda: subprocess.run(["pgrep", "-f", vm]).returncode != 0, 60, 1,
+                 diag=a.output)
+        assert state_of(ec2, third) == "stopped"
         ec2.terminate_instances(InstanceIds=[third, local])
         wait_terminated(ec2, third, local)
     finally:
@@ -380,6 +403,11 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         for d in (tmp_path / "a", control.data_dir):
             subprocess.run(["pkill", "-9", "-f", str(d)], check=False)
         shutil.rmtree(control.data_dir, ignore_errors=True)
+
+
+def system_status(ec2, instance_id):
+    found = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
+    return found[0]["SystemStatus"]["Status"] if found else None
 
 
 def status_ok(ec2, instance_id):

@@ -378,7 +378,7 @@ fn used_mib() -> u64 {
 }
 
 /// Terminates every instance the bench account has and waits until all are gone.
-fn terminate_all(kiln: &Server) -> Result<()> {
+pub(crate) fn terminate_all(kiln: &Server) -> Result<()> {
     let client = client()?;
     let x = ok(&client, kiln, &format!("Action=DescribeInstances&{V}"))?;
     let live: Vec<String> = crate::all_ids(&x);

@@ -20,6 +20,7 @@
 
 mod density;
 mod ebs;
+mod hosts;
 mod load;
 
 use std::io::Write as _;
@@ -95,6 +96,9 @@ enum BenchWhat {
     /// Memory per idle instance before and after Kiln's tuning, RunInstances to SSH and
     /// to status ok beside a bare boot, 20 at once, and (with --fill) how many fit.
     Density(density::DensityArgs),
+    /// A launch on a joined host (first, fetching the image's layers, and cached)
+    /// beside one on the control plane's own host.
+    Hosts(hosts::HostsArgs),
     /// Lookups with many instances in the store, at several concurrencies, beside an
     /// earlier kiln and moto_server, and again under a guest's DNS and metadata flood.
     Load(load::LoadArgs),
@@ -134,6 +138,7 @@ fn main() -> Result<()> {
         BenchWhat::Load(args) => load::run(args),
         BenchWhat::Ebs { runs, cache_dir } => ebs::run(runs.max(1), cache_dir),
         BenchWhat::Density(args) => density::run(args),
+        BenchWhat::Hosts(args) => hosts::run(args),
     }
 }
 

@@ -610,8 +610,15 @@ impl Cloud {
                     )));
                 }
                 if !self.fits_on(tx, i.host_id.as_deref(), t)? {
+                    let on = match &i.host_id {
+                        Some(h) => format!(
+                            " on its host {h}, where its volumes are (the host is not active and reporting, \
+                             or is full)"
+                        ),
+                        None => String::new(),
+                    };
                     return Err(Error::InsufficientCapacity(format!(
-                        "Insufficient capacity to start {} ({})",
+                        "Insufficient capacity to start {} ({}){on}",
                         i.id, t.name
                     )));
                 }

@@ -57,6 +57,19 @@ pub fn is_live(h: &Host, now: i64) -> bool {
 }
 
 impl Cloud {
+    /// The joined hosts not heard from within `HOST_LIVE` (retired ones aside), each with
+    /// when it last was (Unix ms): their instances' system status checks fail.
+    pub fn silent_hosts(&self) -> Result<HashMap<String, i64>> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .read(|c| Ok::<_, Error>(store::all(c)?))?
+            .into_iter()
+            .filter(|h| h.state != HostState::Retired && !is_live(h, now))
+            .map(|h| (h.host_id.as_str().to_owned(), h.heartbeat_at))
+            .collect())
+    }
+
     /// Lets this control plane call joined hosts' agents (`kiln serve` gives it the
     /// network client).
     pub fn with_host_dialer(mut self, dialer: HostDialer) -> Self {
@@ -324,5 +337,30 @@ mod tests {
         fakes[0].1.start(&spec).expect("a stray VM");
         w.passes_until(3, |_| !fakes[0].1.runs(&stray.id));
         assert!(fakes[1].1.runs(&stray.id));
+
+        // Host 2 falls silent: its instances are left alone (its VMs run on), a forced
+        // stop releases one without it, it cannot start elsewhere, and when the host
+        // reports again its VM is ended there.
+        let beat = |w: &World, at: i64| {
+            w.cloud.store.write(|tx| {
+                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
+                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, fakes[1].0.as_str()])?)
+            })
+        };
+        beat(&w, now_ms() - 60_000).expect("silence");
+        let silent = w.cloud.silent_hosts().expect("silent hosts");
+        assert!(silent.contains_key(fakes[1].0.as_str()) && silent.contains_key(hosts[2].host_id.as_str()));
+        assert!(!silent.contains_key(fakes[0].0.as_str()));
+        let id: kiln_types::InstanceId = stray.id.parse().expect("id");
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
+        w.passes_until(5, |w| w.state(&stray.id) == kiln_types::InstanceState::Stopped);
+        assert!(fakes[1].1.runs(&stray.id), "nobody could ask the silent host");
+        match w.cloud.start_instances(&w.scope, std::slice::from_ref(&id)) {
+            Err(Error::InsufficientCapacity(m)) => assert!(m.contains(fakes[1].0.as_str()), "{m}"),
+            other => panic!("an instance whose host is silent cannot start: {other:?}"),
+        }
+        beat(&w, now_ms()).expect("back");
+        w.passes_until(3, |_| !fakes[1].1.runs(&stray.id));
+        assert_eq!(w.state(&stray.id), kiln_types::InstanceState::Stopped);
     }
 }

@@ -269,7 +269,13 @@ impl Cloud {
 
     /// Moves an instance from the state this pass read to `to` (compare-and-set);
     /// returns whether it moved (a request may have moved it first).
-    fn advance(&self, i: &Instance, to: InstanceState, reason: Option<&str>, sr: Option<(&str, &str)>) -> Result<bool> {
+    pub(crate) fn advance(
+        &self,
+        i: &Instance,
+        to: InstanceState,
+        reason: Option<&str>,
+        sr: Option<(&str, &str)>,
+    ) -> Result<bool> {
         self.store.write(|tx| Ok::<_, Error>(instances::transition(tx, &i.id, i.state, to, reason, sr)?))
     }
 
@@ -488,7 +494,7 @@ impl Cloud {
         }
         let mut backoff = r.backoff.lock().unwrap_or_else(|p| p.into_inner());
         // Workflows first; the instances they hold are theirs for this pass.
-        let (held, workflow_ids) = self.run_workflows(&all, &mut backoff)?;
+        let (held, workflow_ids) = self.run_workflows(&all, reached, &mut backoff)?;
         for i in all.iter().filter(|i| !held.contains(&i.id) && reached(i)) {
             if !backoff.ready(&i.id) {
                 continue;

@@ -210,6 +210,7 @@ impl Cloud {
     pub(crate) fn run_workflows(
         &self,
         all: &[Instance],
+        reached: impl Fn(&Instance) -> bool,
         backoff: &mut Backoff,
     ) -> Result<(HashSet<String>, Vec<String>)> {
         let (running, held) = self.store.read(|c| Ok::<_, Error>((workflows::running(c)?, workflows::holding(c)?)))?;
@@ -229,7 +230,13 @@ impl Cloud {
                 }
             };
             let instance = all.iter().find(|i| Some(&i.id) == w.instance_id.as_ref());
-            let (driven, slow) = crate::reconcile::timed(|| self.drive(&w.id, work.clone(), instance));
+            // Work on a VM whose host is silent waits for the host, but a forced stop,
+            // which releases the instance without it.
+            let silent = instance.is_some_and(|i| !reached(i));
+            if silent && !matches!(work, Work::ForceStop { .. }) {
+                continue;
+            }
+            let (driven, slow) = crate::reconcile::timed(|| self.drive(&w.id, work.clone(), instance, silent));
             if let Some(took) = slow {
                 tracing::warn!(workflow = %w.id, kind = %w.kind, ?took, "a slow workflow step held up the pass");
             }
@@ -258,10 +265,20 @@ impl Cloud {
     }
 
     /// Runs steps until the workflow waits, ends, or fails.
-    fn drive(&self, id: &str, mut work: Work, instance: Option<&Instance>) -> Result<()> {
+    fn drive(&self, id: &str, mut work: Work, instance: Option<&Instance>, silent: bool) -> Result<()> {
         loop {
             let step = match &work {
                 Work::Reboot { instance_id } => self.reboot_step(instance_id, instance)?,
+                Work::ForceStop { .. } if silent => {
+                    // Its host cannot be asked: the instance is stopped here, and the
+                    // VM, if the host comes back with it, is ended then (not placed there
+                    // as running, it is an orphan).
+                    if let Some(i) = instance.filter(|i| i.state == kiln_types::InstanceState::Stopping) {
+                        let reason = i.state_reason_code.as_deref().zip(i.state_reason_message.as_deref());
+                        self.advance(i, kiln_types::InstanceState::Stopped, None, reason)?;
+                    }
+                    Step::Done
+                }
                 Work::ForceStop { instance_id } => {
                     let agent = match instance {
                         Some(i) => self.agent_for(i)?,

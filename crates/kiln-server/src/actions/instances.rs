@@ -418,8 +418,13 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
     } else {
         list.retain(|i| i.state != InstanceState::Terminated || !r.instance_ids.is_empty());
     }
+    // An instance whose host stopped reporting fails its system status check, as on EC2
+    // when the hardware under an instance fails; what the guest does is unknown.
+    let silent = ctx.cloud.silent_hosts().ec2()?;
+    let silent_since = |i: &Instance| i.host_id.as_ref().and_then(|h| silent.get(h).map(|at| (h.clone(), *at)));
     let status_of = |i: &Instance| -> (&'static str, &'static str) {
         match (i.state, i.ready_at.is_some()) {
+            (InstanceState::Running, _) if silent_since(i).is_some() => ("impaired", "insufficient-data"),
             (InstanceState::Running, true) => ("ok", "ok"),
             (InstanceState::Running, false) => ("ok", "initializing"),
             _ => ("not-applicable", "not-applicable"),
@@ -451,19 +456,37 @@ pub(crate) fn status(ctx: &Ctx<'_>, r: DescribeInstanceStatus) -> ActionResult {
         let (system, instance) = status_of(&i);
         w.elem("instanceId", &i.id).elem("availabilityZone", &i.availability_zone);
         write_state(w, "instanceState", i.state);
+        let down = silent_since(&i).filter(|_| i.state == InstanceState::Running);
+        let since = down.as_ref().and_then(|(_, at)| chrono::DateTime::from_timestamp_millis(*at));
+        let since = since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         for (name, value) in [("systemStatus", system), ("instanceStatus", instance)] {
             w.start(name).elem("status", value);
             w.set("details", [()], |w, _| {
                 let detail = match value {
                     "ok" => "passed",
                     "initializing" => "initializing",
+                    "impaired" => "failed",
                     _ => "insufficient-data",
                 };
                 w.elem("name", "reachability").elem("status", detail);
+                if value == "impaired" {
+                    w.opt("impairedSince", since.as_deref());
+                }
             });
             w.end();
         }
-        w.start("eventsSet").end();
+        w.set("eventsSet", down, |w, (host, _)| {
+            w.elem("instanceEventId", format!("instance-event-{}", &i.id[2..]))
+                .elem("code", "instance-stop")
+                .elem(
+                    "description",
+                    format!(
+                        "The instance's host {host} has stopped reporting. Stop the instance with Force to \
+                         release it; its VM is ended when the host returns."
+                    ),
+                )
+                .opt("notBefore", since.as_deref());
+        });
     });
     next_token(&mut w, next);
     Ok(w.finish("DescribeInstanceStatus"))
