@@ -23,6 +23,7 @@ import pytest
 
 from instances_helpers import (KILN_BIN, READY, Server, console, describe, free_port, state_of, tiny_image, wait_for,
                                wait_state)
+from story_helpers import fetch, ssh, tcp_open, wait_ssh
 
 ZONE = "us-east-1b"
 # kiln_control::hosts: a host is live while its last heartbeat is younger than 15 s.
@@ -288,10 +289,12 @@ def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
 def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_path):
     """RunInstances in a zone with a joined host places the instance there: the host
     fetches the image's layers from the store (checked against their hashes, made
-    read-only), the VM runs under the host's agent and not the server's, its console
-    comes from that host, and a second launch from the same image fetches nothing.
-    Stop, start and terminate act on that host; a zone no host joined still runs on
-    the server's own host."""
+    read-only), the VM runs under the host's agent and not the server's, on the VPC
+    network the host makes (its DHCP and relayed metadata, its security groups, its
+    public address, reached by SSH), and a second launch from the same image fetches
+    nothing. Stop, start and terminate act on that host; a zone no host joined still
+    runs on the server's own host; a host that dies has its instances impaired, a
+    forced stop releases them, and its stale VM is ended when it returns."""
     port = free_port()
     control = Server(extra_args=["--agent-listen", f"127.0.0.1:{port}"], pool="100.64.7.0/24")
     control.agents = f"https://127.0.0.1:{port}"
@@ -304,14 +307,31 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         a = Agent(control.agents, tmp_path / "a").start("--token", token, "--listen", f"127.0.0.1:{free_port()}")
         wait_for("the host to listen", lambda: "calls on" in a.output(), 30, 0.2)
         host_id = json.loads(a.file("host.json").read_text())["host_id"]
+        assert f"Host {host_id} gives guests VPC networking." in a.output()
+        key = tmp_path / "key.pem"
+        key.write_text(ec2.create_key_pair(KeyName="hosts", KeyType="ed25519")["KeyMaterial"])
+        key.chmod(0o600)
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        group = ec2.create_security_group(GroupName="ssh", Description="ssh", VpcId=vpc)["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
 
         def run(zone):
-            r = ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1,
-                                  Placement={"AvailabilityZone": zone})
+            r = ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=1, MaxCount=1, KeyName="hosts",
+                                  SecurityGroupIds=[group], Placement={"AvailabilityZone": zone})
             return r["Instances"][0]["InstanceId"]
 
         def fetched():
             return a.output().count("fetched a layer")
+
+        # Before any instance is placed on it, the host may fetch no layer at all.
+        snapshot = describe_root_snapshot(ec2, image)
+        [snap_file] = [p for p in (control.data_dir / "snapshots").iterdir() if p.name.startswith(snapshot)]
+        layer = f"snapshots/{snap_file.name}"
+        mine = (a.file("cert.pem"), a.file("key.pem"))
+        assert get(control.agents, f"/v1/layers/{layer}", a, mine)[0] == 404
+        assert get(control.agents, f"/v1/layers/{layer}", a)[0] == 401
+        assert get(control.agents, "/v1/layers/kiln.db", a, mine)[0] == 404
 
         first = run(ZONE)
         wait_state(ec2, first, "running", 180, control)
@@ -325,12 +345,24 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         wait_for("the guest's ready line", lambda: READY + first in console(ec2, first), 180, 2, diag=a.output)
         wait_for("status checks to pass", lambda: status_ok(ec2, first), 60, 1)
 
+        # On the VPC network its host made: the address its host's DHCP gave, SSH
+        # through its public address, and its security groups enforced there (a web
+        # server in the guest is out of reach until a rule lets its port in).
+        inst = describe(ec2, first)
+        ip = inst["PublicIpAddress"]
+        wait_ssh(ip, key, control, timeout=120)
+        out = ssh(ip, key, "ip -4 -o addr show; mkdir -p /tmp/www && echo on-a-host > /tmp/www/index.html && "
+                           "busybox httpd -p 8080 -h /tmp/www && echo serving")
+        assert f"inet {inst['PrivateIpAddress']}/" in out.stdout and "serving" in out.stdout, (out.stdout, out.stderr)
+        assert not tcp_open(ip, 8080)
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        wait_for("the host to let 8080 in", lambda: "on-a-host" in (fetch(ip, 8080) or ""), 30, 1)
+
         # The layers it fetched: the image's root layer and kernel, whole, read-only,
         # byte for byte the store's (a base layer is not rebased).
         layers = fetched()
         assert layers >= 2, a.output()
-        snapshot = describe_root_snapshot(ec2, image)
-        [snap_file] = [p for p in (control.data_dir / "snapshots").iterdir() if p.name.startswith(snapshot)]
         copy = a.data_dir / "snapshots" / snap_file.name
         assert copy.read_bytes() == snap_file.read_bytes()
         assert stat.S_IMODE(copy.stat().st_mode) & 0o222 == 0
@@ -367,7 +399,6 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         assert (control.data_dir / "instances" / local).is_dir()
 
         # A host gets metadata only of the instances placed on it.
-        mine = (a.file("cert.pem"), a.file("key.pem"))
         assert relayed(control.agents, a, third, mine)[0] == 200
         status, text = relayed(control.agents, a, local, mine)
         assert status == 403 and local in text, (status, text)
@@ -415,18 +446,22 @@ def status_ok(ec2, instance_id):
     return bool(found) and found[0]["InstanceStatus"]["Status"] == "ok"
 
 
-def relayed(endpoint, agent, instance_id, cert=None):
-    """GETs an instance's metadata through the agents' endpoint as a host would relay a
-    guest's request. Returns (status, text)."""
+def get(endpoint, path, agent, cert=None):
+    """GETs a path of the agents' endpoint, trusting only the cloud's CA; `cert` is a
+    (cert, key) pair to present. Returns (status, text)."""
     ctx = ssl.create_default_context(cafile=str(agent.file("ca.pem")))
     if cert:
         ctx.load_cert_chain(*map(str, cert))
-    req = urllib.request.Request(f"{endpoint}/v1/imds/{instance_id}/latest/meta-data/instance-id")
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-            return r.status, r.read().decode()
+        with urllib.request.urlopen(urllib.request.Request(endpoint + path), context=ctx, timeout=10) as r:
+            return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def relayed(endpoint, agent, instance_id, cert=None):
+    """GETs an instance's metadata as a host relays a guest's request."""
+    return get(endpoint, f"/v1/imds/{instance_id}/latest/meta-data/instance-id", agent, cert)
 
 
 def wait_terminated(ec2, *ids):

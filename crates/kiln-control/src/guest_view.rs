@@ -19,7 +19,7 @@ use crate::network::{dns_address, gateway, has_port};
 use crate::{Cloud, Error, Result};
 
 /// What DHCP tells one guest; it never changes while the instance lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
@@ -33,7 +33,7 @@ pub struct Lease {
 }
 
 /// One live interface's port (an instance has one per interface).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortView {
     /// The interface, whose tap the port's services are bound to.
     pub interface_id: String,
@@ -105,16 +105,21 @@ fn lease(i: &Instance, interface_id: &str, ip: &str, subnet_id: &str, n: &Networ
 }
 
 /// The view of `all` (the instances of one pass) and the interfaces attached to them,
-/// with their networks.
+/// with their networks: ports of the instances on this server's own host.
 pub fn build(all: &[Instance], attached: &[Interface], n: &Networks) -> GuestView {
+    build_for(all, attached, n, None)
+}
+
+/// The view with the ports of the instances on `host` (None: this server's own).
+fn build_for(all: &[Instance], attached: &[Interface], n: &Networks, host: Option<&str>) -> GuestView {
     let mut view = GuestView::default();
     for i in all.iter().filter(|i| has_port(i.state)) {
         let record = n.vpcs.get(&i.vpc_id);
         let primary = primary_interface(&i.id);
         let more = attached.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
-        // Ports only of the guests on this server's own host: a joined host's guests are
+        // Ports only of the guests on the host the view is for: each host's guests are
         // served beside its agent. Names are the whole VPC's.
-        let here = i.host_id.is_none();
+        let here = i.host_id.as_deref() == host;
         for (interface_id, ip, subnet_id) in std::iter::once((primary, i.private_ip.as_str(), i.subnet_id.as_str()))
             .chain(more.map(|e| (e.id.clone(), e.private_ip.as_str(), e.subnet_id.as_str())))
             .filter(|_| here)
@@ -154,15 +159,31 @@ impl Cloud {
 
     /// Makes and publishes the view for the instances of this pass.
     pub(crate) fn publish_view(&self, all: &[Instance], attached: &[Interface]) -> Result<()> {
-        let networks = self.store.read(|c| {
-            Ok::<_, Error>(Networks {
-                vpcs: vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect(),
-                subnet_cidrs: vpcs::subnet_cidrs(c)?,
-                dhcp: vpcs::all_dhcp_options(c)?.into_iter().map(|d| (d.id.clone(), d)).collect(),
-            })
-        })?;
+        let networks = self.store.read(networks)?;
         let view = Arc::new(build(all, attached, &networks));
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         Ok(())
     }
+
+    /// The live ports of the guests placed on joined host `host`, with their leases,
+    /// read from the store now: what its agent serves them (DHCP, metadata).
+    pub fn host_ports(&self, host: &kiln_agent_api::HostId) -> Result<Vec<PortView>> {
+        let (all, attached, networks) = self.store.read(|c| {
+            let placed: Vec<Instance> = kiln_store::instances::all(c)?
+                .into_iter()
+                .filter(|i| i.host_id.as_deref() == Some(host.as_str()))
+                .collect();
+            Ok::<_, Error>((placed, kiln_store::interfaces::attached(c)?, networks(c)?))
+        })?;
+        Ok(build_for(&all, &attached, &networks, Some(host.as_str())).ports.into_values().collect())
+    }
+}
+
+/// The networks a view is made from, as the store has them.
+fn networks(c: &kiln_store::Connection) -> Result<Networks> {
+    Ok(Networks {
+        vpcs: vpcs::all_vpcs(c)?.into_iter().map(|v| (v.id.clone(), v)).collect(),
+        subnet_cidrs: vpcs::subnet_cidrs(c)?,
+        dhcp: vpcs::all_dhcp_options(c)?.into_iter().map(|d| (d.id.clone(), d)).collect(),
+    })
 }

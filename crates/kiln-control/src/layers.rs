@@ -1,8 +1,9 @@
 //! The store's layers as joined hosts get them: which files an instance's host needs
 //! before it can make the instance's volumes and boot it (each volume's snapshot chain,
 //! base first, and the image's kernel and initrd), named with the SHA-256 and size of
-//! their content; and which files a host may fetch at all (layers of completed
-//! snapshots, and kernels), so a host's certificate opens no live volume.
+//! their content; and which files a host may fetch: only those of the instances
+//! placed on it, so a host's certificate opens no live volume and no other tenant's
+//! image.
 //!
 //! A layer never changes once frozen, so its hash is computed once per process and
 //! kept, keyed by its file's length and modification time.
@@ -28,6 +29,11 @@ impl Cloud {
     /// What `i`'s host needs from the store to make `vols` and boot: every layer under
     /// each volume's snapshot, base first, then the kernel and initrd.
     pub(crate) fn layers_for(&self, i: &Instance, vols: &[Volume]) -> Result<Vec<Layer>> {
+        self.chain_files(i, vols)?.into_iter().map(|(file, backing)| self.layer(file, backing)).collect()
+    }
+
+    /// The files of `layers_for`, each with the one below it.
+    fn chain_files(&self, i: &Instance, vols: &[Volume]) -> Result<Vec<(StorePath, Option<StorePath>)>> {
         let mut files: Vec<(StorePath, Option<StorePath>)> = Vec::new();
         for v in vols {
             let mut chain = Vec::new();
@@ -62,7 +68,7 @@ impl Cloud {
         for f in [&i.kernel_file, &i.ramdisk_file].into_iter().flatten() {
             files.push((store_path(f)?, None));
         }
-        files.into_iter().map(|(file, backing)| self.layer(file, backing)).collect()
+        Ok(files)
     }
 
     /// A layer of this store, with its content's hash and size.
@@ -86,15 +92,32 @@ impl Cloud {
         Ok(Layer { file, sha256, size: meta.len(), backing })
     }
 
-    /// Where a joined host reads `file` from, if it may: the layer of a completed
-    /// snapshot, or a kernel or initrd.
-    pub fn layer_for_host(&self, file: &str) -> Result<PathBuf> {
+    /// Where joined host `host` reads `file` from, if it may: a layer (of a completed
+    /// snapshot), kernel or initrd of an instance placed on it that holds capacity.
+    pub fn layer_for_host(&self, host: &kiln_agent_api::HostId, file: &str) -> Result<PathBuf> {
         let file = StorePath::new(file).map_err(|e| Error::InvalidParameterValue(e.to_string()))?;
-        let known = file.as_str().starts_with("kernels/")
-            || self.store.read(|c| Ok::<_, Error>(snapshots::is_completed_layer(c, file.as_str())?))?;
+        let refuse = || Error::not_found(kiln_types::ResourceKind::Snapshot, file.as_str());
+        let (placed, completed) = self.store.read(|c| {
+            let placed: Vec<Instance> = crate::placement::live_instances(c)?
+                .into_iter()
+                .filter(|i| i.host_id.as_deref() == Some(host.as_str()))
+                .collect();
+            Ok::<_, Error>((placed, snapshots::is_completed_layer(c, file.as_str())?))
+        })?;
+        if !completed && !file.as_str().starts_with("kernels/") {
+            return Err(refuse());
+        }
+        let mut needed = false;
+        for i in &placed {
+            let vols = self.instance_volumes(&i.id)?;
+            if self.chain_files(i, &vols)?.iter().any(|(f, _)| *f == file) {
+                needed = true;
+                break;
+            }
+        }
         let path = file.under(self.data_dir());
-        if !known || !path.is_file() {
-            return Err(Error::not_found(kiln_types::ResourceKind::Snapshot, file.as_str()));
+        if !needed || !path.is_file() {
+            return Err(refuse());
         }
         Ok(path)
     }

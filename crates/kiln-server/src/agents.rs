@@ -4,6 +4,8 @@
 //! none yet; the join token authenticates it); every other path requires a client
 //! certificate the CA issued to a host that is not retired. `GET /v1/layers/FILE`
 //! sends a host a layer of the store (ranges honoured, so a cut-off transfer resumes).
+//! `GET /v1/network` tells a host the cloud's public address pool; `GET /v1/guests` the
+//! ports (with their DHCP leases) of the guests placed on it, which its agent serves.
 //! `/v1/imds/INSTANCE/…` answers the metadata requests a joined host relays from a
 //! guest it runs: only for an instance placed on that host, by the same metadata
 //! service the server's own guests get.
@@ -98,6 +100,8 @@ fn router(cloud: Arc<Cloud>) -> Router {
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/renew", post(renew))
         .route("/v1/layers/{*file}", get(layer))
+        .route("/v1/network", get(network))
+        .route("/v1/guests", get(guest_ports))
         .with_state(cloud)
 }
 
@@ -206,6 +210,30 @@ async fn heartbeat(
     Ok(Json(serde_json::json!({ "state": state })).into_response())
 }
 
+/// The calling host, by the certificate it presented.
+async fn calling_host(cloud: &Arc<Cloud>, peer: Peer) -> Result<kiln_store::hosts::Host, Refusal> {
+    let cert = peer.0.ok_or_else(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "This path needs the host's client certificate; join with `kiln agent --token`".into(),
+        )
+    })?;
+    let cloud = cloud.clone();
+    blocking(move || cloud.authenticate_host(&cert)).await
+}
+
+/// What a host's VPC networking needs to know of the cloud: its public address pool.
+async fn network(State(cloud): State<Arc<Cloud>>, Extension(peer): Extension<Peer>) -> Result<Response, Refusal> {
+    calling_host(&cloud, peer).await?;
+    Ok(Json(serde_json::json!({ "public_ip_pool": cloud.public_pool.to_string() })).into_response())
+}
+
+/// The ports of the guests placed on the calling host, with their leases.
+async fn guest_ports(State(cloud): State<Arc<Cloud>>, Extension(peer): Extension<Peer>) -> Result<Response, Refusal> {
+    let host = calling_host(&cloud, peer).await?;
+    Ok(Json(blocking(move || cloud.host_ports(&host.host_id)).await?).into_response())
+}
+
 /// A layer of the store (a completed snapshot's, or a kernel) for a host that lacks
 /// it, from the byte its `Range` asks for.
 async fn layer(
@@ -215,17 +243,8 @@ async fn layer(
     request: axum::extract::Request,
 ) -> Result<Response, Refusal> {
     use tower::ServiceExt as _;
-    let cert = peer.0.ok_or_else(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            "This path needs the host's client certificate; join with `kiln agent --token`".into(),
-        )
-    })?;
-    let path = blocking(move || {
-        cloud.authenticate_host(&cert)?;
-        cloud.layer_for_host(&file)
-    })
-    .await?;
+    let host = calling_host(&cloud, peer).await?;
+    let path = blocking(move || cloud.layer_for_host(&host.host_id, &file)).await?;
     match tower_http::services::ServeFile::new(path).oneshot(request).await {
         Ok(r) => Ok(r.into_response()),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("reading the layer: {e}"))),
@@ -243,20 +262,12 @@ async fn relayed_metadata(
     mut request: axum::extract::Request,
 ) -> Result<Response, Refusal> {
     use tower::ServiceExt as _;
-    let cert = peer.0.ok_or_else(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            "This path needs the host's client certificate; join with `kiln agent --token`".into(),
-        )
-    })?;
+    let host = calling_host(&cloud, peer).await?;
     let instance = params.get("instance").cloned().unwrap_or_default();
     let (c, id) = (cloud.clone(), instance.clone());
-    blocking(move || {
-        let host = c.authenticate_host(&cert)?;
-        match c.instance_for_guest(&id)? {
-            Some(i) if i.host_id.as_deref() == Some(host.host_id.as_str()) => Ok(()),
-            _ => Err(Error::Forbidden(format!("Host {} runs no instance {id}", host.host_id))),
-        }
+    blocking(move || match c.instance_for_guest(&id)? {
+        Some(i) if i.host_id.as_deref() == Some(host.host_id.as_str()) => Ok(()),
+        _ => Err(Error::Forbidden(format!("Host {} runs no instance {id}", host.host_id))),
     })
     .await?;
     let path = format!("/{}", params.get("path").map(String::as_str).unwrap_or_default());

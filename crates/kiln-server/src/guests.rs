@@ -191,7 +191,7 @@ async fn start(
 /// Serves HTTP/1 on a port's metadata socket. Written out rather than `axum::serve`
 /// because guests' clients (busybox `nc`, curl with `--http1.0`) close their sending
 /// side before the answer comes, and only hyper's half-close setting answers them.
-async fn serve_tcp(listener: tokio::net::TcpListener, app: axum::Router) {
+pub async fn serve_tcp(listener: tokio::net::TcpListener, app: axum::Router) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     loop {

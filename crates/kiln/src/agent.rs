@@ -167,7 +167,7 @@ impl kiln_agent_api::LayerSource for StoreLayers {
 /// on a thread of its own, until the process ends.
 fn relay_guests(host: &Arc<kiln_agent::LocalAgent>, dir: &Path, control: &str) -> Result<()> {
     let files = Files { dir: dir.join("agent") };
-    let client: crate::guest_relay::ClientMaker = Arc::new(move || async_host_client(&files));
+    let client: crate::host_guests::ClientMaker = Arc::new(move || async_host_client(&files));
     let (host, control) = (Arc::clone(host), control.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -176,7 +176,7 @@ fn relay_guests(host: &Arc<kiln_agent::LocalAgent>, dir: &Path, control: &str) -
         .build()?;
     std::thread::Builder::new()
         .name("kiln-agent-guests".into())
-        .spawn(move || runtime.block_on(crate::guest_relay::run(host, control, client)))?;
+        .spawn(move || runtime.block_on(crate::host_guests::run(host, control, client)))?;
     Ok(())
 }
 
@@ -365,12 +365,27 @@ fn serve_calls(
     Ok(())
 }
 
+/// How the host runs guests: the accelerator (`auto`, `kvm`, `tcg`), the network
+/// (`auto`, `vpc`, `user`, as `kiln serve --network`) and whether instances' public
+/// traffic is NATed out.
+pub(crate) struct Guests<'a> {
+    pub(crate) accel: &'a str,
+    pub(crate) network: &'a str,
+    pub(crate) egress_nat: bool,
+}
+
+/// The cloud's network settings a host's VPC networking needs.
+#[derive(Deserialize)]
+struct CloudNetwork {
+    public_ip_pool: ipnet::Ipv4Net,
+}
+
 pub(crate) fn run(
     dir: &Path,
     control: &str,
     token: Option<&str>,
     force_renew: bool,
-    accel: Option<&str>,
+    guests: &Guests<'_>,
     listen: Option<SocketAddr>,
 ) -> Result<()> {
     let control = control.trim_end_matches('/');
@@ -381,15 +396,15 @@ pub(crate) fn run(
         bail!("--control must be the control plane's agents' endpoint, https://HOST:PORT (kiln serve --agent-listen)");
     }
     let files = Files { dir: dir.join("agent") };
-    let forced = match accel {
-        Some("kvm") => Some(kiln_agent_api::Accel::Kvm),
-        Some("tcg") => Some(kiln_agent_api::Accel::Tcg),
+    let forced = match guests.accel {
+        "kvm" => Some(kiln_agent_api::Accel::Kvm),
+        "tcg" => Some(kiln_agent_api::Accel::Tcg),
         _ => None,
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
     let layers = StoreLayers { files: Files { dir: dir.join("agent") }, control: control.to_owned() };
-    let host =
-        Arc::new(kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced).with_layer_source(Arc::new(layers)));
+    // What it reports while it joins; its network is set up once it is a member.
+    let host = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced).with_layer_source(Arc::new(layers));
     let mut m = match (files.membership()?, token) {
         (Some(m), _) if m.control == control => m,
         (Some(m), _) => bail!(
@@ -420,6 +435,27 @@ pub(crate) fn run(
              upgrade it before serving --listen"
         );
     }
+    let vpc = match guests.network {
+        "vpc" => true,
+        "user" => false,
+        _ => crate::host::can_network(),
+    };
+    let host = Arc::new(if vpc {
+        let cloud: CloudNetwork = answer(host_client(&files)?.get(format!("{control}/v1/network")).send()?)
+            .context("asking the control plane for its public address pool")?;
+        host.with_network(kiln_agent::net::NetConfig {
+            tag: kiln_agent::net::net_tag(dir),
+            public_pool: (cloud.public_ip_pool.network(), cloud.public_ip_pool.prefix_len()),
+            egress_nat: guests.egress_nat,
+        })
+    } else {
+        host
+    });
+    println!(
+        "Host {} gives guests {}.",
+        m.host_id,
+        if vpc { "VPC networking" } else { "QEMU's user-mode network (no VPC, no public addresses)" }
+    );
     relay_guests(&host, dir, control)?;
     let acceptor = match listen {
         Some(addr) => {

@@ -116,6 +116,14 @@ pub(crate) enum Command {
         /// at: a specific IP address and port, not 0.0.0.0.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Guest networking on this host: vpc (namespaces, taps, nftables; needs root,
+        /// iproute2 and nftables), user (QEMU's user-mode network), or auto (vpc where
+        /// possible).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "vpc", "user"])]
+        network: String,
+        /// Do not NAT instances' traffic to the outside on this host.
+        #[arg(long)]
+        no_egress_nat: bool,
         #[command(flatten)]
         dir: DataDirArg,
     },

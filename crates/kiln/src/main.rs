@@ -10,8 +10,8 @@ mod credentials;
 mod data_dir;
 mod db_cli;
 mod fleet_cli;
-mod guest_relay;
 mod host;
+mod host_guests;
 mod keys;
 mod lead;
 mod network_cli;
@@ -86,8 +86,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
         Command::Host { command } => fleet_cli::fleet(command),
-        Command::Agent { control, token, renew, accel, listen, dir } => {
-            agent::run(&dir.resolve()?, &control, token.as_deref(), renew, Some(accel.as_str()), listen)
+        Command::Agent { control, token, renew, accel, listen, network, no_egress_nat, dir } => {
+            let guests = agent::Guests { accel: &accel, network: &network, egress_nat: !no_egress_nat };
+            agent::run(&dir.resolve()?, &control, token.as_deref(), renew, &guests, listen)
         }
         Command::Db { command: DbCommand::Status { dir } } => db_cli::status(&dir.resolve()?),
         Command::Db { command: DbCommand::Migrate { from, to } } => db_cli::migrate(&from, &to),

@@ -1,0 +1,218 @@
+//! On a joined host: the services of the guests it runs, beside its agent. On VPC
+//! networks each port (as the control plane lists them for this host, `GET
+//! /v1/guests`, with their DHCP leases) gets a DHCP server and a metadata service
+//! bound to its tap, so the tap a packet arrives on is the guest's identity; on QEMU's
+//! user-mode network each VM's metadata socket is served. Metadata requests are relayed
+//! to the control plane's metadata service for that instance over the host's
+//! mutual-TLS channel (`/v1/imds/INSTANCE/…`), which answers a host only for the
+//! instances placed on it, so a guest sees exactly what it would on the server's own
+//! host. The VPC's DNS resolver is not served on joined hosts yet.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use kiln_agent_api::{GuestPorts, HostAgent, TapId};
+use kiln_control::guest_view::{Lease, PortView};
+use kiln_server::limits::{GuestLimits, Service};
+use tokio::task::JoinHandle;
+
+/// Makes a client of the control plane with the host's current certificate.
+pub(crate) type ClientMaker = Arc<dyn Fn() -> anyhow::Result<reqwest::Client> + Send + Sync>;
+
+/// Where one guest's services are bound; a change makes them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Binding {
+    /// The VM's metadata socket (user-mode network).
+    Unix,
+    /// Sockets on this tap, answering with this hop limit.
+    Tap { tap: TapId, hop_limit: u32 },
+}
+
+/// Tasks that end when dropped.
+struct Serving {
+    binding: Binding,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// One guest's metadata relay.
+struct Relay {
+    control: String,
+    instance_id: String,
+    client: ClientMaker,
+}
+
+/// Keeps every guest's services on `host` bound until the process ends.
+pub(crate) async fn run(host: Arc<kiln_agent::LocalAgent>, control: String, client: ClientMaker) {
+    let limits = Arc::new(GuestLimits::default());
+    // By interface (VPC) or instance (user-mode network).
+    let mut serving: HashMap<String, Serving> = HashMap::new();
+    loop {
+        if let Some(wanted) = wanted(&host, &control, &client).await {
+            serving.retain(|key, s| {
+                wanted.iter().any(|(k, _, b)| k == key && *b == s.binding) && s.tasks.iter().all(|t| !t.is_finished())
+            });
+            for (key, port, binding) in wanted {
+                if serving.contains_key(&key) {
+                    continue;
+                }
+                match start(&host, &control, &client, &limits, &port, &binding).await {
+                    Ok(tasks) => {
+                        serving.insert(key, Serving { binding, tasks });
+                    }
+                    Err(e) => tracing::debug!(%key, error = %e, "cannot serve the guest yet; retrying"),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The guests to serve now, each with its key and binding; None when that cannot be
+/// known (the control plane did not answer: what runs keeps being served).
+async fn wanted(
+    host: &Arc<kiln_agent::LocalAgent>,
+    control: &str,
+    client: &ClientMaker,
+) -> Option<Vec<(String, PortView, Binding)>> {
+    if !host.has_vpc_networking() {
+        let h = host.clone();
+        let running = tokio::task::spawn_blocking(move || h.running()).await.ok()?.ok()?;
+        let port = |id: String| PortView {
+            interface_id: id.clone(),
+            instance_id: id.clone(),
+            vpc_id: String::new(),
+            hop_limit: 1,
+            lease: None,
+        };
+        return Some(running.into_iter().map(|id| (id.clone(), port(id), Binding::Unix)).collect());
+    }
+    let ports: Vec<PortView> = match fetch_ports(control, client).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list this host's guests; keeping what runs");
+            return None;
+        }
+    };
+    let h = host.clone();
+    tokio::task::spawn_blocking(move || {
+        ports
+            .into_iter()
+            .filter_map(|p| {
+                // No tap yet: the reconciler is still making the port.
+                let tap = h.tap_id(&p.vpc_id, &p.interface_id)?;
+                let binding = Binding::Tap { tap, hop_limit: p.hop_limit };
+                Some((p.interface_id.clone(), p, binding))
+            })
+            .collect()
+    })
+    .await
+    .ok()
+}
+
+async fn fetch_ports(control: &str, client: &ClientMaker) -> anyhow::Result<Vec<PortView>> {
+    let r = client()?.get(format!("{control}/v1/guests")).send().await?;
+    if !r.status().is_success() {
+        anyhow::bail!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    Ok(r.json().await?)
+}
+
+/// Binds one guest's services and starts them.
+async fn start(
+    host: &Arc<kiln_agent::LocalAgent>,
+    control: &str,
+    client: &ClientMaker,
+    limits: &Arc<GuestLimits>,
+    port: &PortView,
+    binding: &Binding,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let relay =
+        Arc::new(Relay { control: control.to_owned(), instance_id: port.instance_id.clone(), client: client.clone() });
+    let app = axum::Router::new().fallback(forward).with_state(relay);
+    match binding {
+        Binding::Unix => {
+            let path = host.imds_socket(&port.instance_id);
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path)?;
+            Ok(vec![tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })])
+        }
+        Binding::Tap { hop_limit, .. } => {
+            let (h, vpc, id, hop) = (host.clone(), port.vpc_id.clone(), port.interface_id.clone(), *hop_limit);
+            let sockets = tokio::task::spawn_blocking(move || h.port_sockets(&vpc, &id, hop)).await??;
+            let listener = tokio::net::TcpListener::from_std(sockets.imds)?;
+            let udp = tokio::net::UdpSocket::from_std(sockets.dhcp)?;
+            let lease = port.lease.clone().ok_or_else(|| anyhow::anyhow!("the port has no lease"))?;
+            Ok(vec![
+                tokio::spawn(kiln_server::guests::serve_tcp(listener, app)),
+                tokio::spawn(serve_dhcp(limits.clone(), port.interface_id.clone(), lease, udp)),
+            ])
+        }
+    }
+}
+
+/// Answers one port's DHCP packets with its lease (which never changes while the
+/// instance lives) until the task ends.
+async fn serve_dhcp(limits: Arc<GuestLimits>, id: String, lease: Lease, socket: tokio::net::UdpSocket) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
+        if !limits.allow(Service::Dhcp, &id) {
+            continue;
+        }
+        let Some(answer) = kiln_server::dhcp::reply(&buf[..n], &lease) else { continue };
+        // Broadcast on the tap: the guest has no address yet, and only it is there.
+        if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
+            tracing::warn!(interface = %id, error = %e, "cannot answer DHCP");
+        }
+    }
+}
+
+/// Headers that belong to one hop, not to the request relayed.
+const HOP_BY_HOP: [&str; 5] = ["host", "connection", "content-length", "transfer-encoding", "keep-alive"];
+
+/// Sends one guest request to the control plane and its answer back.
+async fn forward(State(r): State<Arc<Relay>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(instance = %r.instance_id, error = %e, "relaying a metadata request failed");
+        (StatusCode::BAD_GATEWAY, "The metadata service cannot be reached from this host now; try again")
+            .into_response()
+    };
+    let client = match (r.client)() {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    let url = format!("{}/v1/imds/{}{}", r.control, r.instance_id, uri.path());
+    let mut req = client.request(method, url).body(body);
+    for (name, value) in headers.iter().filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str())) {
+        req = req.header(name, value);
+    }
+    let answer = match req.send().await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&e),
+    };
+    let status = answer.status();
+    let mut out = HeaderMap::new();
+    for (name, value) in answer.headers().iter().filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str())) {
+        out.insert(name.clone(), value.clone());
+    }
+    match answer.bytes().await {
+        Ok(body) => (status, out, body).into_response(),
+        Err(e) => unavailable(&e),
+    }
+}
