@@ -436,6 +436,15 @@ impl Cloud {
                 )));
             }
             let count = hosts.len() as i64;
+            // A volume kept after termination would be left on the joined host, where no
+            // other instance could attach it yet.
+            if hosts.iter().any(Option::is_some) && plan.iter().any(|(.., dot)| !*dot) {
+                return Err(Error::Unsupported(format!(
+                    "Volumes kept after termination (DeleteOnTermination=false) are not supported yet for instances \
+                     on joined hosts, which {} has: launch with DeleteOnTermination=true",
+                    subnet.availability_zone
+                )));
+            }
             let partitions = match &seats {
                 Some(s) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
                 None => vec![None; count as usize],

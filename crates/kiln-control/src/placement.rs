@@ -302,6 +302,24 @@ mod tests {
                 Ok(Arc::clone(agent) as Arc<dyn HostAgent>)
             }));
 
+        // A root volume kept after termination would be stranded on the host.
+        let mut keep = RunRequest::new(w.image_id.clone());
+        keep.availability_zone = Some("us-east-1b".into());
+        keep.volumes = vec![crate::block_devices::VolumeRequest {
+            device_name: "/dev/xvda".into(),
+            snapshot_id: None,
+            size_gib: None,
+            volume_type: None,
+            delete_on_termination: Some(false),
+            no_device: false,
+        }];
+        let before = w.cloud.store.read(kiln_store::instances::all).expect("instances").len();
+        match w.cloud.run_instances(&w.scope, keep) {
+            Err(Error::Unsupported(m)) => assert!(m.contains("DeleteOnTermination"), "{m}"),
+            other => panic!("a kept volume on a joined host must be refused: {other:?}"),
+        }
+        assert_eq!(w.cloud.store.read(kiln_store::instances::all).expect("instances").len(), before);
+
         let placed = run(&w, "us-east-1b", 5).expect("launch in 1b");
         assert_eq!(placed.len(), 4, "two t3.micro fit on each 4 GiB host");
         for (id, _) in &fakes[..2] {

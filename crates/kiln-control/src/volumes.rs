@@ -324,6 +324,9 @@ impl Cloud {
             let Some(owner) = v.instance_id.clone() else {
                 return Err(Error::IncorrectState(format!("Volume '{id}' is in the 'available' state.")));
             };
+            if let Some(i) = instances::get(tx, &owner)? {
+                crate::placement::on_this_host(&i, "DetachVolume")?;
+            }
             if instance_id.is_some_and(|i| i != owner) || device.is_some_and(|d| Some(d) != v.device_name.as_deref()) {
                 return Err(Error::IncorrectState(format!(
                     "Volume '{id}' is not attached to {}",
