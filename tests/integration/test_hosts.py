@@ -399,10 +399,13 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         assert (control.data_dir / "instances" / local).is_dir()
 
         # A host gets metadata only of the instances placed on it.
-        assert relayed(control.agents, a, third, mine)[0] == 200
+        assert relayed(control.agents, a, third, mine) == (200, third)
         status, text = relayed(control.agents, a, local, mine)
         assert status == 403 and local in text, (status, text)
         assert relayed(control.agents, a, third)[0] == 401
+        # A guest's path cannot climb out of its own metadata to the host's paths.
+        for climb in ("/../../renew", "/%2e%2e/x", "/latest/../../heartbeat"):
+            assert relayed(control.agents, a, third, mine, climb)[0] == 400, climb
 
         # The host dies (its agent; the VM goes on, as on a machine cut off): the
         # instance fails its system status check with an event saying why; a forced
@@ -446,22 +449,24 @@ def status_ok(ec2, instance_id):
     return bool(found) and found[0]["InstanceStatus"]["Status"] == "ok"
 
 
-def get(endpoint, path, agent, cert=None):
+def get(endpoint, path, agent, cert=None, headers=None):
     """GETs a path of the agents' endpoint, trusting only the cloud's CA; `cert` is a
     (cert, key) pair to present. Returns (status, text)."""
     ctx = ssl.create_default_context(cafile=str(agent.file("ca.pem")))
     if cert:
         ctx.load_cert_chain(*map(str, cert))
+    req = urllib.request.Request(endpoint + path, headers=headers or {})
     try:
-        with urllib.request.urlopen(urllib.request.Request(endpoint + path), context=ctx, timeout=10) as r:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
 
 
-def relayed(endpoint, agent, instance_id, cert=None):
-    """GETs an instance's metadata as a host relays a guest's request."""
-    return get(endpoint, f"/v1/imds/{instance_id}/latest/meta-data/instance-id", agent, cert)
+def relayed(endpoint, agent, instance_id, cert=None, path="/latest/meta-data/instance-id"):
+    """GETs an instance's metadata as a host relays a guest's request: the guest's path
+    in a header, to one fixed URL."""
+    return get(endpoint, f"/v1/imds/{instance_id}", agent, cert, {"x-kiln-guest-path": path})
 
 
 def wait_terminated(ec2, *ids):

@@ -253,6 +253,15 @@ impl Layer {
     }
 }
 
+/// How far a host has the layers it was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LayersReady {
+    /// All there; `fetched` bytes came from the store for them (0: all were cached).
+    Ready { fetched: u64 },
+    /// Being fetched: `done` of `total` bytes so far.
+    Fetching { done: u64, total: u64 },
+}
+
 /// Where a host that lacks a layer gets it: the control plane's store, over the
 /// host's authenticated channel. `open` reads `file` from byte `from` on, so a
 /// transfer cut off resumes where it stopped.
@@ -288,10 +297,11 @@ pub trait HostAgent: Send + Sync {
     /// already there is left as it is, so asking again after a crash is safe.
     fn create_volume(&self, file: &StorePath, backing: Option<&StorePath>, size_gib: u64) -> Result<(), AgentError>;
     /// Makes sure this host has each of `layers` (in order: a layer's backing comes
-    /// before it), fetching those it lacks from its `LayerSource`, each checked against
-    /// its SHA-256 before it is used; a host that has them all fetches nothing. Returns
-    /// the bytes it fetched.
-    fn fetch_layers(&self, layers: &[Layer]) -> Result<u64, AgentError>;
+    /// before it), fetching those it lacks from its `LayerSource` in the background,
+    /// each checked against its SHA-256 before it is used; a host that has them all
+    /// fetches nothing. Answers at once how far it is: ask again until `Ready`. A fetch
+    /// that failed is that call's error, and the next call starts it again (resuming).
+    fn fetch_layers(&self, layers: &[Layer]) -> Result<LayersReady, AgentError>;
     /// Removes a volume file (gone already is fine).
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError>;
     /// Whether a volume file exists on this host.

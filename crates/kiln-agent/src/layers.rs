@@ -1,14 +1,18 @@
-//! Fetching the store's layers a host lacks: each is received into `FILE.part`
-//! (resumed from its length when a transfer was cut off), checked against its SHA-256
-//! and size, pointed at this host's own copy of the layer below it, made read-only and
-//! only then renamed into place, so a file at a layer's name is always whole and right.
+//! Fetching the store's layers a host lacks, in the background: each is received into
+//! `FILE.part` (resumed from its length when a transfer was cut off), checked against
+//! its SHA-256 and size, pointed at this host's own copy of the layer below it, made
+//! read-only and only then renamed into place, so a file at a layer's name is always
+//! whole and right. One file is fetched by one thread at a time.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use kiln_agent_api::{AgentError, Layer, LayerSource};
+use kiln_agent_api::{AgentError, Layer, LayerSource, LayersReady};
 
 fn fail(msg: impl Into<String>) -> AgentError {
     AgentError::Failed(msg.into())
@@ -17,24 +21,118 @@ fn fail(msg: impl Into<String>) -> AgentError {
 /// How often a long transfer says how far it has come.
 const PROGRESS_EVERY: u64 = 64 << 20;
 
+/// One background fetch: its bytes so far, of how many, and how it ended.
+struct Fetch {
+    done: Arc<AtomicU64>,
+    total: u64,
+    outcome: Arc<Mutex<Option<Result<u64, AgentError>>>>,
+}
+
+/// The fetches under way on a host, by the list of layers asked for.
+#[derive(Default)]
+pub struct Fetches(Mutex<HashMap<String, Fetch>>);
+
+impl Fetches {
+    /// Where `layers` stand under `store`: all there, or being fetched from `source`
+    /// (started now if not yet under way). A fetch that failed is returned once, as
+    /// this call's error; the next call starts it again.
+    pub fn ensure(
+        &self,
+        store: &Path,
+        source: Option<&Arc<dyn LayerSource>>,
+        layers: &[Layer],
+    ) -> Result<LayersReady, AgentError> {
+        let key = layers.iter().map(|l| l.file.as_str()).collect::<Vec<_>>().join("\n");
+        let mut fetches = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = fetches.get(&key) {
+            let ended = f.outcome.lock().unwrap_or_else(PoisonError::into_inner).take();
+            match ended {
+                None => return Ok(LayersReady::Fetching { done: f.done.load(Ordering::Relaxed), total: f.total }),
+                Some(Ok(fetched)) => {
+                    fetches.remove(&key);
+                    return Ok(LayersReady::Ready { fetched });
+                }
+                Some(Err(e)) => {
+                    fetches.remove(&key);
+                    return Err(e);
+                }
+            }
+        }
+        let missing: Vec<Layer> = layers.iter().filter(|l| !l.file.under(store).exists()).cloned().collect();
+        if missing.is_empty() {
+            return Ok(LayersReady::Ready { fetched: 0 });
+        }
+        let Some(source) = source.cloned() else {
+            return Err(AgentError::NotFound(format!(
+                "{} is not on this host, and this host has no store to fetch it from",
+                missing[0].file
+            )));
+        };
+        let fetch =
+            Fetch { done: Arc::default(), total: missing.iter().map(|l| l.size).sum(), outcome: Arc::default() };
+        let (done, outcome, store) = (fetch.done.clone(), fetch.outcome.clone(), store.to_path_buf());
+        std::thread::Builder::new()
+            .name("kiln-layer-fetch".into())
+            .spawn(move || {
+                let r = fetch_all(&store, source.as_ref(), &missing, &done);
+                *outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+            })
+            .map_err(|e| fail(format!("starting a layer fetch: {e}")))?;
+        let answer = LayersReady::Fetching { done: 0, total: fetch.total };
+        fetches.insert(key, fetch);
+        Ok(answer)
+    }
+}
+
+/// Files being fetched by some thread of this process, and a wake-up when one is done.
+static CLAIMED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static RELEASED: Condvar = Condvar::new();
+
+/// A file this thread fetches; another waits until it is released.
+struct Claim(PathBuf);
+
+impl Claim {
+    fn take(path: &Path) -> Self {
+        let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
+        while claimed.get_or_insert_with(HashSet::new).contains(path) {
+            claimed = RELEASED.wait(claimed).unwrap_or_else(PoisonError::into_inner);
+        }
+        claimed.get_or_insert_with(HashSet::new).insert(path.to_path_buf());
+        Claim(path.to_path_buf())
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut claimed = CLAIMED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = claimed.as_mut() {
+            set.remove(&self.0);
+        }
+        RELEASED.notify_all();
+    }
+}
+
 /// Makes sure each of `layers` is under `store`, fetching the missing ones from
-/// `source` in order; returns the bytes fetched.
-pub fn fetch(store: &Path, source: Option<&dyn LayerSource>, layers: &[Layer]) -> Result<u64, AgentError> {
+/// `source` in order and counting the bytes in `done`; returns the bytes fetched.
+pub fn fetch_all(
+    store: &Path,
+    source: &dyn LayerSource,
+    layers: &[Layer],
+    done: &AtomicU64,
+) -> Result<u64, AgentError> {
     let mut fetched = 0;
     for l in layers {
         let path = l.file.under(store);
+        let _claim = Claim::take(&path);
         if path.exists() {
             continue;
         }
-        let source = source.ok_or_else(|| {
-            AgentError::NotFound(format!("{} is not on this host, and this host has no store to fetch it from", l.file))
-        })?;
-        fetched += fetch_one(store, source, l)?;
+        fetched += fetch_one(store, source, l, done)?;
     }
     Ok(fetched)
 }
 
-fn fetch_one(store: &Path, source: &dyn LayerSource, l: &Layer) -> Result<u64, AgentError> {
+fn fetch_one(store: &Path, source: &dyn LayerSource, l: &Layer, done: &AtomicU64) -> Result<u64, AgentError> {
     let path = l.file.under(store);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
@@ -71,6 +169,7 @@ fn fetch_one(store: &Path, source: &dyn LayerSource, l: &Layer) -> Result<u64, A
                 tracing::info!(layer = %l.file, done = have + got + n as u64, size = l.size, "fetching a layer");
             }
             got += n as u64;
+            done.fetch_add(n as u64, Ordering::Relaxed);
         }
         out.sync_all().map_err(|e| fail(format!("writing {}: {e}", part.display())))?;
         if have + got < l.size {
@@ -140,7 +239,8 @@ mod tests {
 
     /// A transfer cut off resumes where it stopped and is used only once its hash
     /// matches; a layer already here costs nothing; a wrong hash is refused and leaves
-    /// nothing under the layer's name.
+    /// nothing under the layer's name; in the background, a fetch reports its progress
+    /// and ends ready.
     #[test]
     fn a_layer_arrives_whole_resumes_after_a_cut_and_is_checked() {
         let store = std::env::temp_dir().join(format!("kiln-layers-{}", std::process::id()));
@@ -152,26 +252,62 @@ mod tests {
             size: content.len() as u64,
             backing: None,
         };
+        let done = AtomicU64::new(0);
         let source = Flaky { content: content.clone(), cut: 1_000_000, opened: AtomicUsize::new(0) };
-        let first = fetch(&store, Some(&source), std::slice::from_ref(&layer));
+        let first = fetch_all(&store, &source, std::slice::from_ref(&layer), &done);
         assert!(matches!(&first, Err(AgentError::Failed(m)) if m.contains("cut off after 1000000 of")), "{first:?}");
         assert!(!layer.file.under(&store).exists(), "nothing under the layer's name until it is whole");
         // The next try asks only for what is missing.
-        assert_eq!(fetch(&store, Some(&source), std::slice::from_ref(&layer)).expect("fetched"), 2_000_000);
+        assert_eq!(fetch_all(&store, &source, std::slice::from_ref(&layer), &done).expect("fetched"), 2_000_000);
+        assert_eq!(done.load(Ordering::Relaxed), 3_000_000);
         assert_eq!(std::fs::read(layer.file.under(&store)).expect("layer"), content);
-        assert_eq!(fetch(&store, None, std::slice::from_ref(&layer)).expect("already here"), 0);
+        let fetches = Fetches::default();
+        let ready = fetches.ensure(&store, None, std::slice::from_ref(&layer)).expect("already here");
+        assert_eq!(ready, LayersReady::Ready { fetched: 0 });
 
         // A part left by a process that died mid-transfer is resumed from its length.
         let other = Layer { file: StorePath::new("kernels/k-initrd").expect("path"), ..layer.clone() };
         std::fs::write(store.join("kernels/k-initrd.part"), &content[..2_000_000]).expect("part");
         let source = Flaky { content: content.clone(), cut: content.len(), opened: AtomicUsize::new(0) };
-        assert_eq!(fetch(&store, Some(&source), std::slice::from_ref(&other)).expect("resumed"), 1_000_000);
+        let done = AtomicU64::new(0);
+        assert_eq!(fetch_all(&store, &source, std::slice::from_ref(&other), &done).expect("resumed"), 1_000_000);
         assert_eq!(std::fs::read(other.file.under(&store)).expect("layer"), content);
 
-        let wrong = Layer { file: StorePath::new("kernels/k-wrong").expect("path"), sha256: "0".repeat(64), ..layer };
-        assert!(fetch(&store, Some(&source), std::slice::from_ref(&wrong)).is_err());
+        let wrong =
+            Layer { file: StorePath::new("kernels/k-wrong").expect("path"), sha256: "0".repeat(64), ..layer.clone() };
+        assert!(fetch_all(&store, &source, std::slice::from_ref(&wrong), &done).is_err());
         assert!(!wrong.file.under(&store).exists());
-        assert!(matches!(fetch(&store, None, &[wrong]), Err(AgentError::NotFound(_))));
+        assert!(matches!(fetches.ensure(&store, None, std::slice::from_ref(&wrong)), Err(AgentError::NotFound(_))));
+
+        // In the background: fetching, then ready with the bytes it fetched; a failure
+        // is one answer's error.
+        let third = Layer { file: StorePath::new("kernels/k-third").expect("path"), ..layer };
+        let source: Arc<dyn LayerSource> =
+            Arc::new(Flaky { content: content.clone(), cut: content.len(), opened: AtomicUsize::new(0) });
+        let first = fetches.ensure(&store, Some(&source), std::slice::from_ref(&third)).expect("started");
+        assert!(matches!(first, LayersReady::Fetching { total: 3_000_000, .. }), "{first:?}");
+        let mut answer = first;
+        for _ in 0..500 {
+            answer = fetches.ensure(&store, Some(&source), std::slice::from_ref(&third)).expect("progress");
+            if answer == (LayersReady::Ready { fetched: 3_000_000 }) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(answer, LayersReady::Ready { fetched: 3_000_000 });
+        let wrong = [wrong];
+        let _ = fetches.ensure(&store, Some(&source), &wrong).expect("started");
+        let mut failed = false;
+        for _ in 0..500 {
+            match fetches.ensure(&store, Some(&source), &wrong) {
+                Err(AgentError::Failed(_)) => {
+                    failed = true;
+                    break;
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        assert!(failed, "a fetch that failed is an error");
         let _ = std::fs::remove_dir_all(&store);
     }
 }

@@ -43,6 +43,8 @@ pub struct LocalAgent {
     /// Where layers this host lacks come from (a joined host: the control plane's
     /// store); None on the control plane's own host, whose store has them all.
     layer_source: Option<std::sync::Arc<dyn kiln_agent_api::LayerSource>>,
+    /// Layer fetches under way.
+    fetches: layers::Fetches,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -93,6 +95,7 @@ impl LocalAgent {
             tuning: qemu::Tuning::default(),
             qemu_version: OnceLock::new(),
             layer_source: None,
+            fetches: layers::Fetches::default(),
         }
     }
 
@@ -270,8 +273,8 @@ impl HostAgent for LocalAgent {
         Ok(())
     }
 
-    fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<u64, AgentError> {
-        layers::fetch(&self.store, self.layer_source.as_deref(), layers)
+    fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<kiln_agent_api::LayersReady, AgentError> {
+        self.fetches.ensure(&self.store, self.layer_source.as_ref(), layers)
     }
 
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {

@@ -286,8 +286,24 @@ impl Cloud {
             .collect())
     }
 
+    /// Sets a host's state. A host is retired only once no instance is placed on it
+    /// (terminated ones aside): their volumes are there.
     pub fn set_host_state(&self, id: &HostId, state: HostState) -> Result<Host> {
         self.store.write(|tx| {
+            if state == HostState::Retired {
+                let placed: Vec<String> = kiln_store::instances::all(tx)?
+                    .into_iter()
+                    .filter(|i| i.host_id.as_deref() == Some(id.as_str()))
+                    .filter(|i| i.state != kiln_types::InstanceState::Terminated)
+                    .map(|i| i.id)
+                    .collect();
+                if !placed.is_empty() {
+                    return Err(Error::IncorrectState(format!(
+                        "Host {id} still has instances placed on it ({}): terminate them before retiring it",
+                        placed.join(", ")
+                    )));
+                }
+            }
             if !store::set_state(tx, id, state)? {
                 return Err(Error::InvalidParameterValue(format!("There is no host {id} in this cloud")));
             }

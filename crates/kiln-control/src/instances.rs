@@ -752,6 +752,9 @@ impl Cloud {
                     instances::set_groups(tx, id, &ids)?;
                 }
                 InstanceChange::DeleteOnTermination(list) => {
+                    if list.iter().any(|(_, on)| !on) {
+                        crate::placement::on_this_host(&i, "Keeping a volume after termination")?;
+                    }
                     let vols = volumes::of_instance(tx, id)?;
                     for (device, on) in &list {
                         let v = vols.iter().find(|v| v.device_name.as_deref() == Some(device.as_str())).ok_or_else(

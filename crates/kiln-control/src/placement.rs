@@ -24,12 +24,13 @@ use crate::{Cloud, Error, Result};
 pub type HostDialer =
     Arc<dyn Fn(&HostId, SocketAddr, &Identity) -> std::result::Result<Arc<dyn HostAgent>, AgentError> + Send + Sync>;
 
-/// How long this process uses one control certificate before making another (they
-/// live a day).
+/// How long this process uses one control certificate, and one dialled agent, before
+/// making another (certificates live a day).
 const IDENTITY_REUSE: Duration = Duration::from_secs(12 * 3600);
 
-/// A host's agent and the endpoint it was dialled at.
-type Dialled = (String, Arc<dyn HostAgent>);
+/// A host's agent, the endpoint it was dialled at and when (its client presents the
+/// control certificate of that time, which lapses: it is dialled again before).
+type Dialled = (String, Instant, Arc<dyn HostAgent>);
 
 /// The joined hosts' agents this process has dialled, by host, with the endpoint each
 /// was dialled at (a host that reports a new one is dialled again).
@@ -100,8 +101,8 @@ impl Cloud {
             Error::host(format!("calling host {id}"), "its agent takes no calls (it runs without --listen ADDRESS)")
         })?;
         let mut dialled = self.remotes.dialled.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, agent)) = dialled.get(id) {
-            if *at == endpoint {
+        if let Some((at, when, agent)) = dialled.get(id) {
+            if *at == endpoint && when.elapsed() < IDENTITY_REUSE {
                 return Ok(Arc::clone(agent));
             }
         }
@@ -113,11 +114,12 @@ impl Cloud {
         })?;
         let identity = self.control_identity()?;
         let agent = dialer(id, addr, &identity).map_err(|e| Error::host(format!("calling host {id}"), e))?;
-        dialled.insert(id.clone(), (endpoint, Arc::clone(&agent)));
+        dialled.insert(id.clone(), (endpoint, Instant::now(), Arc::clone(&agent)));
         Ok(agent)
     }
 
-    /// This process's control certificate, made again when half its life is gone.
+    /// This process's control certificate (a day's life), made again when half its
+    /// life is gone; a host's agent is dialled again with the new one.
     fn control_identity(&self) -> Result<Identity> {
         let mut held = self.remotes.identity.lock().unwrap_or_else(PoisonError::into_inner);
         match &*held {

@@ -227,15 +227,24 @@ impl Cloud {
     }
 
     /// Has a joined host fetch the layers it lacks for `i` (the server's own host has
-    /// them all in its store).
-    fn ship_layers(&self, agent: &dyn kiln_agent_api::HostAgent, i: &Instance) -> Result<()> {
-        let Some(on) = &i.host_id else { return Ok(()) };
+    /// them all in its store); whether it has them all now (else the instance waits,
+    /// pending, and the next pass asks again).
+    fn ship_layers(&self, agent: &dyn kiln_agent_api::HostAgent, i: &Instance) -> Result<bool> {
+        use kiln_agent_api::LayersReady;
+        let Some(on) = &i.host_id else { return Ok(true) };
         let layers = self.layers_for(i, &self.instance_volumes(&i.id)?)?;
-        let fetched = agent.fetch_layers(&layers).map_err(host(format!("sending {}'s layers to host {on}", i.id)))?;
-        if fetched > 0 {
-            tracing::info!(instance = %i.id, host = %on, bytes = fetched, "the host fetched layers from the store");
+        match agent.fetch_layers(&layers).map_err(host(format!("sending {}'s layers to host {on}", i.id)))? {
+            LayersReady::Ready { fetched } => {
+                if fetched > 0 {
+                    tracing::info!(instance = %i.id, host = %on, bytes = fetched, "the host fetched layers from the store");
+                }
+                Ok(true)
+            }
+            LayersReady::Fetching { done, total } => {
+                tracing::info!(instance = %i.id, host = %on, done, total, "the host is fetching layers from the store");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// Makes the volume files an instance needs (idempotent).
@@ -323,7 +332,9 @@ impl Cloud {
                 }
                 // A joined host first gets what it lacks of the store's layers: a transfer
                 // cut off is retried (and resumed) by the next pass, not a failed launch.
-                self.ship_layers(agent.as_ref(), i)?;
+                if !self.ship_layers(agent.as_ref(), i)? {
+                    return Ok(());
+                }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
                     agent.start(&spec).map_err(host(format!("starting {}", i.id)))?;

@@ -119,14 +119,14 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<u64, AgentError> {
+    fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<kiln_agent_api::LayersReady, AgentError> {
         let missing: Vec<_> = layers.iter().filter(|l| !l.file.under(&self.store).exists()).collect();
         for l in &missing {
             let path = l.file.under(&self.store);
             std::fs::create_dir_all(path.parent().unwrap_or(&self.store)).map_err(|e| fail(&e.to_string()))?;
             std::fs::write(&path, b"layer").map_err(|e| fail(&e.to_string()))?;
         }
-        Ok(missing.iter().map(|l| l.size).sum())
+        Ok(kiln_agent_api::LayersReady::Ready { fetched: missing.iter().map(|l| l.size).sum() })
     }
 
     fn delete_volume(&self, file: &StorePath) -> Result<(), AgentError> {

@@ -93,7 +93,6 @@ const RELAYED_KEPT: usize = 4096;
 fn router(cloud: Arc<Cloud>) -> Router {
     Router::new()
         .route("/v1/imds/{instance}", axum::routing::any(relayed_metadata))
-        .route("/v1/imds/{instance}/{*path}", axum::routing::any(relayed_metadata))
         .layer(Extension(Arc::new(Relayed::default())))
         .route("/v1/ca", get(ca))
         .route("/v1/join", post(join))
@@ -251,26 +250,33 @@ async fn layer(
     }
 }
 
-/// A metadata request a joined host relays from guest `instance`: answered as the
-/// server's own metadata service answers its guests, if the instance is placed on the
-/// calling host (a host asks only for the guests it runs).
+/// A metadata request a joined host relays from guest `instance`, the guest's path in
+/// the `RELAYED_PATH` header: answered as the server's own metadata service answers
+/// its guests, if the instance is placed on the calling host and holds capacity (a
+/// host asks only for the guests it runs).
 async fn relayed_metadata(
     State(cloud): State<Arc<Cloud>>,
     Extension(peer): Extension<Peer>,
     Extension(relayed): Extension<Arc<Relayed>>,
-    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    axum::extract::Path(instance): axum::extract::Path<String>,
     mut request: axum::extract::Request,
 ) -> Result<Response, Refusal> {
     use tower::ServiceExt as _;
     let host = calling_host(&cloud, peer).await?;
-    let instance = params.get("instance").cloned().unwrap_or_default();
+    if instance.parse::<kiln_types::InstanceId>().is_err() {
+        return Err((StatusCode::BAD_REQUEST, format!("'{instance}' is not an instance ID")));
+    }
+    let path = request.headers().get(crate::imds::RELAYED_PATH).and_then(|v| v.to_str().ok()).unwrap_or("/");
+    if !crate::imds::relayable_path(path) {
+        return Err((StatusCode::BAD_REQUEST, format!("'{path}' is not a metadata path")));
+    }
+    let path = path.to_owned();
     let (c, id) = (cloud.clone(), instance.clone());
     blocking(move || match c.instance_for_guest(&id)? {
-        Some(i) if i.host_id.as_deref() == Some(host.host_id.as_str()) => Ok(()),
+        Some(i) if i.host_id.as_deref() == Some(host.host_id.as_str()) && i.state.holds_capacity() => Ok(()),
         _ => Err(Error::Forbidden(format!("Host {} runs no instance {id}", host.host_id))),
     })
     .await?;
-    let path = format!("/{}", params.get("path").map(String::as_str).unwrap_or_default());
     *request.uri_mut() = path.parse().map_err(|_| (StatusCode::BAD_REQUEST, format!("'{path}' is not a path")))?;
     let service = {
         let mut services = relayed.services.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -110,6 +110,19 @@ fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "Not Found")
 }
 
+/// The header in which a joined host relays the path a guest asked for (the URL it
+/// relays to is fixed: a guest's path never becomes part of a URL).
+pub const RELAYED_PATH: &str = "x-kiln-guest-path";
+
+/// Whether a guest's metadata path may be relayed: absolute, of the characters
+/// metadata paths use, and with no `.` or `..` segment.
+pub fn relayable_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() <= 1024
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
+        && path.split('/').all(|seg| seg != "." && seg != "..")
+}
+
 /// The metadata service of one instance: every request on it is that instance's.
 pub fn router(
     cloud: Arc<Cloud>,
@@ -374,6 +387,18 @@ fn answer(known: &Known, path: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path a joined host relays cannot climb out of the instance's metadata: it is
+    /// sent in a header, and anything but a plain absolute path is refused.
+    #[test]
+    fn only_plain_metadata_paths_are_relayed() {
+        for ok in ["/", "/latest/meta-data/", "/latest/api/token", "/2021-03-23/user-data", "/latest/meta-data/a.b"] {
+            assert!(relayable_path(ok), "{ok}");
+        }
+        for bad in ["", "latest", "/../i-0123", "/latest/../../renew", "/%2e%2e/x", "/a\\b", "/./x", "/x/..", "/a?b"] {
+            assert!(!relayable_path(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn listings_show_children_once_with_slashes() {

@@ -193,13 +193,19 @@ async fn forward(State(r): State<Arc<Relay>>, method: Method, uri: Uri, headers:
         (StatusCode::BAD_GATEWAY, "The metadata service cannot be reached from this host now; try again")
             .into_response()
     };
+    // The guest's path goes in a header to one fixed URL, never into the URL itself.
+    let path = uri.path();
+    if !kiln_server::imds::relayable_path(path) {
+        return (StatusCode::BAD_REQUEST, "Bad Request").into_response();
+    }
     let client = match (r.client)() {
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let url = format!("{}/v1/imds/{}{}", r.control, r.instance_id, uri.path());
-    let mut req = client.request(method, url).body(body);
-    for (name, value) in headers.iter().filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str())) {
+    let url = format!("{}/v1/imds/{}", r.control, r.instance_id);
+    let mut req = client.request(method, url).header(kiln_server::imds::RELAYED_PATH, path).body(body);
+    let relayed = |n: &str| !HOP_BY_HOP.contains(&n) && !n.starts_with("x-kiln-");
+    for (name, value) in headers.iter().filter(|(n, _)| relayed(n.as_str())) {
         req = req.header(name, value);
     }
     let answer = match req.send().await {

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kiln_agent_api::{
-    AgentError, Disk, HostAgent, HostCall, HostId, HostInfo, Layer, Nic, StorePath, TapId, VmSpec, VpcNetwork,
+    AgentError, Disk, HostAgent, HostCall, HostId, HostInfo, Layer, LayersReady, Nic, StorePath, TapId, VmSpec,
+    VpcNetwork,
 };
 use kiln_control::hosts::{host_server_name, Identity};
 use kiln_types::{InstanceId, NetworkInterfaceId, VolumeId, VpcId};
@@ -33,6 +34,8 @@ impl RemoteHost {
                 // it said it serves.
                 .resolve(&name, endpoint)
                 .connect_timeout(Duration::from_secs(5))
+                // Every call answers in seconds (a layer fetch goes on in the background).
+                .timeout(Duration::from_secs(60))
                 .build()
                 .map_err(|e| AgentError::Failed(format!("the control plane's TLS client: {e}")))?;
         Ok(Self { id: id.clone(), endpoint, url: format!("https://{name}:{}/v1/call", endpoint.port()), client })
@@ -43,12 +46,7 @@ impl RemoteHost {
     /// answers with an error status, is `AgentError::Failed` saying which and why.
     pub(crate) fn call<T: DeserializeOwned>(&self, call: &HostCall) -> Result<T, AgentError> {
         let (id, endpoint) = (&self.id, self.endpoint);
-        // A layer transfer may take long; every other call answers in seconds.
-        let limit = match call {
-            HostCall::FetchLayers { .. } => Duration::from_secs(30 * 60),
-            _ => Duration::from_secs(120),
-        };
-        let r = self.client.post(&self.url).json(call).timeout(limit).send().map_err(|e| {
+        let r = self.client.post(&self.url).json(call).send().map_err(|e| {
             AgentError::Failed(format!(
                 "host {id} did not answer at {endpoint}: {} (is `kiln agent --listen {endpoint}` running there?)",
                 error_chain(&e)
@@ -96,7 +94,7 @@ impl HostAgent for RemoteHost {
         self.ask(HostCall::CreateVolume { file: file.clone(), backing: backing.cloned(), size_gib })
     }
 
-    fn fetch_layers(&self, layers: &[Layer]) -> Result<u64, AgentError> {
+    fn fetch_layers(&self, layers: &[Layer]) -> Result<LayersReady, AgentError> {
         self.ask(HostCall::FetchLayers { layers: layers.to_vec() })
     }
 
