@@ -206,7 +206,7 @@ impl Cloud {
         instance_id: &str,
         device_index: i64,
     ) -> Result<String> {
-        if !self.agent()?.vpc_networking().map_err(|e| Error::host("asking the host about its network", e))? {
+        if !crate::reconcile::vpc_networking(self.agent()?.as_ref())? {
             return Err(Error::Unsupported(
                 "This Kiln gives guests QEMU's user-mode network, which has one interface; run `kiln serve` as root for VPC networking and further interfaces".into(),
             ));

@@ -252,14 +252,9 @@ impl Cloud {
                 })
                 .filter(|n| !n.ports.is_empty())
                 .collect();
-            let made = match &host {
-                None => Ok(std::sync::Arc::clone(self.agent()?)),
-                Some(h) => h
-                    .parse()
-                    .map_err(|e: kiln_agent_api::AgentError| Error::host("a host's ID", e))
-                    .and_then(|id| self.host_agent(&id)),
-            }
-            .and_then(|agent| self.network_host(agent.as_ref(), applied.entry(host.clone()).or_default(), &here));
+            let made = self
+                .agent_on(host.as_deref())
+                .and_then(|agent| self.network_host(agent.as_ref(), applied.entry(host.clone()).or_default(), &here));
             if let Err(e) = made {
                 first_error.get_or_insert(e);
             }
@@ -274,7 +269,7 @@ impl Cloud {
         applied: &mut HashMap<String, VpcNetwork>,
         wanted: &[VpcNetwork],
     ) -> Result<()> {
-        if !agent.vpc_networking().map_err(|e| Error::host("asking the host about its network", e))? {
+        if !crate::reconcile::vpc_networking(agent)? {
             return Ok(());
         }
         let mut first_error = None;

@@ -80,12 +80,16 @@ impl Cloud {
 
     /// The agent that drives instance `i`'s VM: its host's, or this server's own.
     pub(crate) fn agent_for(&self, i: &Instance) -> Result<Arc<dyn HostAgent>> {
-        match &i.host_id {
+        self.agent_on(i.host_id.as_deref())
+    }
+
+    /// The agent of `host` as the store names it (None: this server's own).
+    pub(crate) fn agent_on(&self, host: Option<&str>) -> Result<Arc<dyn HostAgent>> {
+        match host {
             None => Ok(Arc::clone(self.agent()?)),
             Some(h) => {
-                let id: HostId = h.parse().map_err(|e: AgentError| {
-                    Error::Store(kiln_store::StoreError::Corrupt(format!("instance {}: {e}", i.id)))
-                })?;
+                let id: HostId =
+                    h.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
                 self.host_agent(&id)
             }
         }

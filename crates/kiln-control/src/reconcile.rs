@@ -8,7 +8,7 @@
 //! adopted, and VMs or files nobody owns are removed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_agent_api::{Disk, Network, Nic, StorePath, VmSpec};
@@ -92,6 +92,11 @@ pub(crate) fn host(context: String) -> impl FnOnce(kiln_agent_api::AgentError) -
     move |e| Error::Host { context, detail: e.to_string() }
 }
 
+/// Whether `agent`'s host gives guests VPC networking.
+pub(crate) fn vpc_networking(agent: &dyn kiln_agent_api::HostAgent) -> Result<bool> {
+    agent.vpc_networking().map_err(host("asking the host about its network".into()))
+}
+
 /// Whether `agent` runs `id`'s VM; a host that cannot say is an error, never a "no".
 pub(crate) fn runs(agent: &dyn kiln_agent_api::HostAgent, id: &str) -> Result<bool> {
     agent.is_running(id).map_err(host(format!("asking whether {id} runs")))
@@ -124,7 +129,7 @@ impl Cloud {
             cmdline: i.kernel_cmdline.clone(),
             tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
             disks: wanted_disks(vols)?,
-            network: if self.agent_for(i)?.vpc_networking().map_err(host("asking the host about its network".into()))? {
+            network: if vpc_networking(self.agent_for(i)?.as_ref())? {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
                 Network::Vpc {
                     vpc_id: i.vpc_id.clone(),
@@ -205,7 +210,7 @@ impl Cloud {
     /// ones; attachments settle when the VM matches.
     fn sync_interfaces(&self, r: &Reconciler, i: &Instance, attached: &[Interface]) -> Result<()> {
         let agent = self.agent_for(i)?;
-        if !agent.vpc_networking().map_err(host("asking the host about its network".into()))? {
+        if !vpc_networking(agent.as_ref())? {
             return Ok(());
         }
         let wanted = wanted_nics(i, attached);
@@ -325,7 +330,7 @@ impl Cloud {
                 }
                 // On a VPC network the VM starts only once its port exists (a pass whose
                 // networking failed is simply retried).
-                if agent.vpc_networking().map_err(host("asking the host about its network".into()))?
+                if vpc_networking(agent.as_ref())?
                     && agent.tap_id(&i.vpc_id, &kiln_types::ids::primary_interface(&i.id)).is_none()
                 {
                     return Ok(());
@@ -555,11 +560,8 @@ impl Cloud {
     /// Ends the VMs on `host` (None: this server's own) that no instance placed there
     /// owns.
     fn end_orphans(&self, on: Option<&kiln_agent_api::HostId>, all: &[Instance]) -> Result<()> {
-        let agent = match on {
-            None => Arc::clone(self.agent()?),
-            Some(h) => self.host_agent(h)?,
-        };
         let host_id = on.map(|h| h.as_str());
+        let agent = self.agent_on(host_id)?;
         for id in agent.running().map_err(host("listing the host's VMs".into()))? {
             let owned = all.iter().any(|i| i.id == id && i.state.holds_capacity() && i.host_id.as_deref() == host_id);
             if !owned {

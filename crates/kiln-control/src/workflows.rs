@@ -280,10 +280,7 @@ impl Cloud {
                     Step::Done
                 }
                 Work::ForceStop { instance_id } => {
-                    let agent = match instance {
-                        Some(i) => self.agent_for(i)?,
-                        None => std::sync::Arc::clone(self.agent()?),
-                    };
+                    let agent = self.agent_on(instance.and_then(|i| i.host_id.as_deref()))?;
                     agent.kill(instance_id).map_err(|e| Error::host(format!("ending {instance_id}"), e))?;
                     Step::Done
                 }

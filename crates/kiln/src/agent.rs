@@ -167,7 +167,20 @@ impl kiln_agent_api::LayerSource for StoreLayers {
 /// on a thread of its own, until the process ends.
 fn relay_guests(host: &Arc<kiln_agent::LocalAgent>, dir: &Path, control: &str) -> Result<()> {
     let files = Files { dir: dir.join("agent") };
-    let client: crate::host_guests::ClientMaker = Arc::new(move || async_host_client(&files));
+    // One client (and connection) while the host's certificate stays the same.
+    let held: std::sync::Mutex<Option<(SystemTime, reqwest::Client)>> = std::sync::Mutex::new(None);
+    let client: crate::host_guests::ClientMaker = Arc::new(move || {
+        let issued = std::fs::metadata(files.dir.join("cert.pem"))?.modified()?;
+        let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*held {
+            Some((at, c)) if *at == issued => Ok(c.clone()),
+            _ => {
+                let c = async_host_client(&files)?;
+                *held = Some((issued, c.clone()));
+                Ok(c)
+            }
+        }
+    });
     let (host, control) = (Arc::clone(host), control.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

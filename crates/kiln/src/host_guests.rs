@@ -53,6 +53,7 @@ struct Relay {
     control: String,
     instance_id: String,
     client: ClientMaker,
+    limits: Arc<GuestLimits>,
 }
 
 /// Keeps every guest's services on `host` bound until the process ends.
@@ -140,8 +141,12 @@ async fn start(
     port: &PortView,
     binding: &Binding,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let relay =
-        Arc::new(Relay { control: control.to_owned(), instance_id: port.instance_id.clone(), client: client.clone() });
+    let relay = Arc::new(Relay {
+        control: control.to_owned(),
+        instance_id: port.instance_id.clone(),
+        client: client.clone(),
+        limits: limits.clone(),
+    });
     let app = axum::Router::new().fallback(forward).with_state(relay);
     match binding {
         Binding::Unix => {
@@ -193,6 +198,10 @@ async fn forward(State(r): State<Arc<Relay>>, method: Method, uri: Uri, headers:
         (StatusCode::BAD_GATEWAY, "The metadata service cannot be reached from this host now; try again")
             .into_response()
     };
+    if !r.limits.allow(Service::Metadata, &r.instance_id) {
+        // As EC2 answers a throttled metadata request; the control plane is not asked.
+        return (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
+    }
     // The guest's path goes in a header to one fixed URL, never into the URL itself.
     let path = uri.path();
     if !kiln_server::imds::relayable_path(path) {
