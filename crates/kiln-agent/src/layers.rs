@@ -194,20 +194,9 @@ fn fetch_one(store: &Path, source: &dyn LayerSource, l: &Layer, done: &AtomicU64
     if let Some(below) = &l.backing {
         // The layer names the one below it by the store's path on the control plane's
         // machine; here it is this host's copy (fetched before it).
-        let out = Command::new("qemu-img")
-            .args(["rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b"])
-            .arg(below.under(store))
-            .arg(&part)
-            .output()
-            .map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&part);
-            return Err(fail(format!(
-                "qemu-img rebase {}: {}",
-                part.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        let mut rebase = Command::new("qemu-img");
+        rebase.args(["rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b"]).arg(below.under(store)).arg(&part);
+        crate::qemu_img(&mut rebase, &part, &format!("qemu-img rebase {}", part.display()))?;
     }
     crate::seal(&part);
     std::fs::rename(&part, &path).map_err(|e| fail(format!("moving {} into place: {e}", path.display())))?;

@@ -253,19 +253,8 @@ impl HostAgent for LocalAgent {
         if let Some(b) = &backing {
             cmd.args(["-F", "qcow2", "-b"]).arg(b);
         }
-        let out = cmd
-            .arg(&partial)
-            .arg(format!("{size_gib}G"))
-            .output()
-            .map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&partial);
-            return Err(fail(format!(
-                "qemu-img create {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        cmd.arg(&partial).arg(format!("{size_gib}G"));
+        qemu_img(&mut cmd, &partial, &format!("qemu-img create {}", path.display()))?;
         std::fs::rename(&partial, &path).map_err(|e| fail(format!("moving {} into place: {e}", path.display())))?;
         if let Some(b) = &backing {
             seal(b);
@@ -668,6 +657,17 @@ impl GuestPorts for LocalAgent {
     fn imds_socket(&self, instance_id: &str) -> PathBuf {
         self.dir(instance_id).join(qemu::IMDS_SOCKET)
     }
+}
+
+/// Runs a `qemu-img` command that writes `partial`; when it fails, `partial` goes and
+/// the error says `what` failed and why.
+pub(crate) fn qemu_img(cmd: &mut Command, partial: &Path, what: &str) -> Result<(), AgentError> {
+    let out = cmd.output().map_err(|e| fail(format!("running qemu-img (install qemu-utils): {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(partial);
+        return Err(fail(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
 }
 
 /// Makes a file that has become a layer read-only (best effort: it only guards

@@ -6,8 +6,8 @@
 //! status ok (the guest's first metadata answer, relayed by its host), medians of
 //! `runs`, with ratios against the own-host launch.
 //!
-//! Cross-host ping latency within a VPC is not measured: guests on joined hosts get
-//! QEMU's user-mode network until VPCs span hosts.
+//! Cross-host ping latency within a VPC is not measured: VPCs do not span hosts yet (no
+//! VXLAN), so guests on different hosts cannot reach each other by private address.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -102,7 +102,7 @@ fn measure(dir: &Path, kiln: &Server, control: &str, runs: usize) -> Result<()> 
         median(cached.iter().map(|l| l.ok).collect()),
     );
     println!();
-    println!("cross-host ping within a VPC: not measured (guests on joined hosts have no VPC network yet)");
+    println!("cross-host ping within a VPC: not measured (VPCs do not span hosts yet)");
     Ok(())
 }
 

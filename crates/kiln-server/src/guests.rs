@@ -182,7 +182,9 @@ async fn start(
             let listener = tokio::net::TcpListener::from_std(sockets.imds).map_err(|e| e.to_string())?;
             let udp = tokio::net::UdpSocket::from_std(sockets.dhcp).map_err(|e| e.to_string())?;
             let imds_task = tokio::spawn(serve_tcp(listener, app));
-            let dhcp_task = tokio::spawn(serve_dhcp(cloud.clone(), limits.clone(), p.interface_id.clone(), udp));
+            let (c, id) = (cloud.clone(), p.interface_id.clone());
+            let lease = move || c.guest_view().ports.get(&id).and_then(|p| p.lease.clone());
+            let dhcp_task = tokio::spawn(serve_dhcp(limits.clone(), p.interface_id.clone(), udp, lease));
             Ok(vec![imds_task, dhcp_task])
         }
     }
@@ -208,18 +210,22 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, app: axum::Router) {
     }
 }
 
-/// Answers the DHCP packets of one port until its socket goes away, with the lease of
-/// the published view.
-async fn serve_dhcp(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, id: String, socket: tokio::net::UdpSocket) {
+/// Answers the DHCP packets of port `id` on `socket` until the task ends, with the
+/// lease `lease` gives at each packet (none: no answer), within the port's DHCP limit.
+/// Answers are broadcast on the tap: the guest has no address yet, and only it is there.
+pub async fn serve_dhcp(
+    limits: Arc<GuestLimits>,
+    id: String,
+    socket: tokio::net::UdpSocket,
+    lease: impl Fn() -> Option<kiln_control::guest_view::Lease>,
+) {
     let mut buf = vec![0u8; 1500];
     loop {
         let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
         if !limits.allow(Service::Dhcp, &id) {
             continue;
         }
-        let lease = cloud.guest_view().ports.get(&id).and_then(|p| p.lease.clone());
-        let Some(answer) = lease.and_then(|l| dhcp::reply(&buf[..n], &l)) else { continue };
-        // Broadcast on the tap: the guest has no address yet, and only it is there.
+        let Some(answer) = lease().and_then(|l| dhcp::reply(&buf[..n], &l)) else { continue };
         if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
             tracing::warn!(interface = %id, error = %e, "cannot answer DHCP");
         }

@@ -9,7 +9,6 @@
 //! host. The VPC's DNS resolver is not served on joined hosts yet.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use kiln_agent_api::{GuestPorts, HostAgent, TapId};
-use kiln_control::guest_view::{Lease, PortView};
+use kiln_control::guest_view::PortView;
 use kiln_server::limits::{GuestLimits, Service};
 use tokio::task::JoinHandle;
 
@@ -165,25 +164,14 @@ async fn start(
             let lease = port.lease.clone().ok_or_else(|| anyhow::anyhow!("the port has no lease"))?;
             Ok(vec![
                 tokio::spawn(kiln_server::guests::serve_tcp(listener, app)),
-                tokio::spawn(serve_dhcp(limits.clone(), port.interface_id.clone(), lease, udp)),
+                // A lease never changes while the instance lives.
+                tokio::spawn(kiln_server::guests::serve_dhcp(
+                    limits.clone(),
+                    port.interface_id.clone(),
+                    udp,
+                    move || Some(lease.clone()),
+                )),
             ])
-        }
-    }
-}
-
-/// Answers one port's DHCP packets with its lease (which never changes while the
-/// instance lives) until the task ends.
-async fn serve_dhcp(limits: Arc<GuestLimits>, id: String, lease: Lease, socket: tokio::net::UdpSocket) {
-    let mut buf = vec![0u8; 1500];
-    loop {
-        let Ok((n, _)) = socket.recv_from(&mut buf).await else { return };
-        if !limits.allow(Service::Dhcp, &id) {
-            continue;
-        }
-        let Some(answer) = kiln_server::dhcp::reply(&buf[..n], &lease) else { continue };
-        // Broadcast on the tap: the guest has no address yet, and only it is there.
-        if let Err(e) = socket.send_to(&answer, (Ipv4Addr::BROADCAST, 68)).await {
-            tracing::warn!(interface = %id, error = %e, "cannot answer DHCP");
         }
     }
 }
