@@ -23,6 +23,7 @@ import pytest
 
 from instances_helpers import (KILN_BIN, READY, Server, console, describe, free_port, state_of, tiny_image, wait_for,
                                wait_state)
+from kiln_helpers import remove_host_state
 from story_helpers import fetch, ssh, tcp_open, wait_ssh
 
 ZONE = "us-east-1b"
@@ -435,7 +436,7 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
             a.kill()
         control.stop()
         for d in (tmp_path / "a", control.data_dir):
-            subprocess.run(["pkill", "-9", "-f", str(d)], check=False)
+            remove_host_state(d)
         shutil.rmtree(control.data_dir, ignore_errors=True)
 
 
