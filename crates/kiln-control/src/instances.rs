@@ -428,7 +428,8 @@ impl Cloud {
                     self.limits.vcpu_quota
                 )));
             }
-            let hosts = self.place(tx, &subnet.availability_zone, arch.as_str(), t, quota_fit)?;
+            let rule = seats.as_ref().map_or(crate::placement::HostRule::Any, |s| s.host_rule());
+            let hosts = self.place(tx, &subnet.availability_zone, arch.as_str(), t, quota_fit, rule)?;
             if (hosts.len() as i64) < r.min_count {
                 return Err(Error::InsufficientCapacity(format!(
                     "We currently do not have sufficient {} capacity in the Availability Zone you requested ({}). Our system will be working on provisioning additional capacity. You can currently get {} capacity by not specifying an Availability Zone in your request or choosing a different instance type.",

@@ -47,6 +47,18 @@ impl Remotes {
     }
 }
 
+/// Which of a zone's joined hosts a request's instances may go to (a placement
+/// group's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HostRule {
+    /// Any host with room.
+    Any,
+    /// Each on a host none of these (nor the request's others) is on: a spread group.
+    Apart(std::collections::HashSet<String>),
+    /// All on one host: this one, or the first chosen (a cluster group).
+    Together(Option<String>),
+}
+
 /// Whether a host can take new instances now: live, active and serving calls.
 fn takes_instances(h: &Host, now: i64) -> bool {
     h.state == HostState::Active && h.endpoint.is_some() && now - h.heartbeat_at < HOST_LIVE.as_millis() as i64
@@ -139,7 +151,8 @@ impl Cloud {
     /// Where up to `want` new instances of `t` (architecture `arch`) go in `zone`: one
     /// entry per instance that fits, each the host it goes on (None: this server's own
     /// host, for a zone no host has joined). Each goes to the host with the most memory
-    /// left after those before it, which spreads a request over the zone's hosts.
+    /// left after those before it, which spreads a request over the zone's hosts, among
+    /// those `rule` allows.
     pub(crate) fn place(
         &self,
         conn: &Connection,
@@ -147,6 +160,7 @@ impl Cloud {
         arch: &str,
         t: &InstanceTypeInfo,
         want: i64,
+        rule: HostRule,
     ) -> Result<Vec<Option<String>>> {
         let joined: Vec<Host> =
             store::all(conn)?.into_iter().filter(|h| h.zone == zone && h.state != HostState::Retired).collect();
@@ -166,16 +180,30 @@ impl Cloud {
             let (cpu, mem) = self.room(&live, Some(h))?;
             room.push((h, cpu, mem));
         }
+        let mut rule = rule;
         let mut placed = Vec::new();
         while (placed.len() as i64) < want {
+            let allowed = |h: &Host| match &rule {
+                HostRule::Any | HostRule::Together(None) => true,
+                HostRule::Apart(taken) => !taken.contains(h.host_id.as_str()),
+                HostRule::Together(Some(only)) => h.host_id.as_str() == only,
+            };
             let best = room
                 .iter_mut()
-                .filter(|(_, cpu, mem)| *cpu >= t.vcpus as i64 && *mem >= cost)
+                .filter(|(h, cpu, mem)| allowed(h) && *cpu >= t.vcpus as i64 && *mem >= cost)
                 .max_by(|a, b| a.2.cmp(&b.2).then_with(|| b.0.host_id.cmp(&a.0.host_id)));
             let Some((h, cpu, mem)) = best else { break };
             *cpu -= t.vcpus as i64;
             *mem -= cost;
-            placed.push(Some(h.host_id.as_str().to_owned()));
+            let id = h.host_id.as_str().to_owned();
+            match &mut rule {
+                HostRule::Apart(taken) => {
+                    taken.insert(id.clone());
+                }
+                HostRule::Together(only) => *only = Some(id.clone()),
+                HostRule::Any => {}
+            }
+            placed.push(Some(id));
         }
         Ok(placed)
     }
@@ -287,10 +315,9 @@ mod tests {
     /// room; a zone whose hosts are all silent has no capacity and says which zone; a
     /// zone no host joined runs on the server's own host. Each VM runs on its
     /// instance's host, and one a host runs for an instance placed elsewhere is ended.
-    #[test]
-    fn instances_are_placed_on_their_zones_live_hosts_and_run_only_there() {
-        let mut w = World::new("placement");
-        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0), host("us-east-1c", 3, 60_000)];
+    /// A world whose cloud has `hosts` joined, each a fake agent of its own.
+    fn joined(name: &str, hosts: &[Host]) -> (World, Vec<(HostId, Arc<FakeAgent>)>) {
+        let mut w = World::new(name);
         let fakes: Vec<(HostId, Arc<FakeAgent>)> = hosts
             .iter()
             .map(|h| {
@@ -307,6 +334,52 @@ mod tests {
                 let (_, agent) = dial.iter().find(|(h, _)| h == id).expect("a known host");
                 Ok(Arc::clone(agent) as Arc<dyn HostAgent>)
             }));
+        (w, fakes)
+    }
+
+    /// Launches `min`..=`max` t3.micro into group `group` (None: no group) in us-east-1b.
+    fn run_grouped(w: &World, group: Option<&str>, min: i64, max: i64) -> crate::Result<Vec<instances::Instance>> {
+        let mut r = RunRequest::new(w.image_id.clone());
+        r.availability_zone = Some("us-east-1b".into());
+        r.placement_group = group.map(|g| crate::placement_groups::GroupRef::Name(g.into()));
+        (r.min_count, r.max_count) = (min, max);
+        w.cloud.run_instances(&w.scope, r)
+    }
+
+    /// A spread group's instances go each on a host of its own, and no more than the
+    /// zone has hosts; a cluster group's all on one host, even when another has room.
+    #[test]
+    fn placement_groups_keep_their_instances_apart_or_together_on_hosts() {
+        use crate::placement_groups::NewGroup;
+        use kiln_types::PlacementStrategy;
+        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0)];
+        let (mut w, _) = joined("placement-groups", &hosts);
+        for (name, strategy) in [("apart", PlacementStrategy::Spread), ("together", PlacementStrategy::Cluster)] {
+            let g = NewGroup { name: Some(name.into()), strategy: Some(strategy), ..NewGroup::default() };
+            w.cloud.create_placement_group(&w.scope, &g).expect("group");
+        }
+        let full = |r: crate::Result<Vec<instances::Instance>>| matches!(r, Err(Error::InsufficientCapacity(_)));
+        assert!(full(run_grouped(&w, Some("apart"), 3, 3)), "two hosts hold two of a spread group");
+        let apart = run_grouped(&w, Some("apart"), 1, 3).expect("spread");
+        assert_eq!(apart.len(), 2);
+        assert_ne!(apart[0].host_id, apart[1].host_id);
+        assert!(full(run_grouped(&w, Some("apart"), 1, 1)), "every host has one already");
+
+        let ids: Vec<kiln_types::InstanceId> = apart.iter().map(|i| i.id.parse().expect("id")).collect();
+        w.cloud.terminate_instances(&w.scope, &ids).expect("terminate");
+        w.passes_until(10, |w| apart.iter().all(|i| w.state(&i.id) == kiln_types::InstanceState::Terminated));
+        let together = run_grouped(&w, Some("together"), 2, 2).expect("cluster");
+        assert_eq!(together[0].host_id, together[1].host_id);
+        // That host is full (two t3.micro in 4 GiB): the group does not go elsewhere.
+        assert!(full(run_grouped(&w, Some("together"), 1, 1)));
+        let other = run_grouped(&w, None, 1, 1).expect("no group");
+        assert_ne!(other[0].host_id, together[0].host_id, "the other host has room");
+    }
+
+    #[test]
+    fn instances_are_placed_on_their_zones_live_hosts_and_run_only_there() {
+        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0), host("us-east-1c", 3, 60_000)];
+        let (mut w, fakes) = joined("placement", &hosts);
 
         // A root volume kept after termination would be stranded on the host.
         let mut keep = RunRequest::new(w.image_id.clone());

@@ -127,6 +127,19 @@ impl Seats {
         }
     }
 
+    /// Which joined hosts the group's new instances may go to: a spread group's each
+    /// on a host none of its instances is on, a cluster group's all on one host (its
+    /// instances' host, if it has any there).
+    pub(crate) fn host_rule(&self) -> crate::placement::HostRule {
+        use crate::placement::HostRule;
+        let hosts = self.live.iter().filter_map(|m| m.host_id.clone());
+        match self.group.strategy {
+            PlacementStrategy::Spread => HostRule::Apart(hosts.collect()),
+            PlacementStrategy::Cluster => HostRule::Together(hosts.into_iter().next()),
+            PlacementStrategy::Partition => HostRule::Any,
+        }
+    }
+
     /// Records the new instance as the group's.
     pub(crate) fn join(&self, conn: &Connection, instance_id: &str, partition: Option<i64>) -> Result<()> {
         store::add_member(

@@ -31,6 +31,8 @@ pub struct Live {
     pub instance_id: String,
     pub availability_zone: String,
     pub partition_number: Option<i64>,
+    /// The joined host it is placed on (None: the serving host's own).
+    pub host_id: Option<String>,
 }
 
 fn row(r: &Row<'_>) -> crate::db::Result<PlacementGroup> {
@@ -84,13 +86,18 @@ pub fn list(conn: &Connection, scope: &Scope) -> Result<Vec<PlacementGroup>, Sto
 /// The members of `group_id` that are not terminated.
 pub fn live_members(conn: &Connection, group_id: &str) -> Result<Vec<Live>, StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT m.instance_id, i.availability_zone, m.partition_number
+        "SELECT m.instance_id, i.availability_zone, m.partition_number, i.host_id
          FROM placement_group_members m JOIN instances i ON i.id = m.instance_id
          WHERE m.group_id = ?1 AND i.state <> 'terminated' ORDER BY m.instance_id",
     )?;
     let rows = st
         .query_map(params![group_id], |r| {
-            Ok(Live { instance_id: r.get(0)?, availability_zone: r.get(1)?, partition_number: r.get(2)? })
+            Ok(Live {
+                instance_id: r.get(0)?,
+                availability_zone: r.get(1)?,
+                partition_number: r.get(2)?,
+                host_id: r.get(3)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
