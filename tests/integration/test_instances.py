@@ -122,6 +122,11 @@ def srv():
         if status != 0:
             problems.append(f"kiln serve did not exit cleanly on SIGTERM: {status}")
         log_tail = server.log_tail(80)
+        # A panic's own message comes before its backtrace, which the tail may not reach.
+        lines = server.log().splitlines()
+        first = next((n for n, line in enumerate(lines) if "panicked at" in line), None)
+        if first is not None:
+            log_tail = "--- the first panic ---\n" + "\n".join(lines[first:first + 3]) + "\n" + log_tail
         remove_host_state(server.data_dir)
         server.cleanup_dirs()
         if problems:
