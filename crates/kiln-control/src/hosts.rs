@@ -281,7 +281,7 @@ impl Cloud {
             .into_iter()
             .map(|host| {
                 let age = now - host.heartbeat_at;
-                HostView { live: age < HOST_LIVE.as_millis() as i64, heartbeat_age_ms: age, host }
+                HostView { live: crate::placement::is_live(&host, now), heartbeat_age_ms: age, host }
             })
             .collect())
     }

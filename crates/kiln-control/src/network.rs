@@ -239,10 +239,10 @@ impl Cloud {
         let wanted = self.desired_networks(all, attached)?;
         let mut first_error = None;
         applied.retain(|h, _| h.as_deref().is_none_or(|h| hosts.iter().any(|id| id.as_str() == h)));
+        let host_of: HashMap<&str, Option<&str>> = all.iter().map(|i| (i.id.as_str(), i.host_id.as_deref())).collect();
         let targets = std::iter::once(None).chain(hosts.iter().map(|h| Some(h.as_str().to_owned())));
         for host in targets {
-            let on_host =
-                |instance_id: &str| all.iter().any(|i| i.id == instance_id && i.host_id.as_deref() == host.as_deref());
+            let on_host = |instance_id: &str| host_of.get(instance_id) == Some(&host.as_deref());
             // Each VPC with ports on this host, with only those ports.
             let here: Vec<VpcNetwork> = wanted
                 .iter()

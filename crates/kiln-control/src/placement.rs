@@ -61,7 +61,12 @@ pub(crate) enum HostRule {
 
 /// Whether a host can take new instances now: live, active and serving calls.
 fn takes_instances(h: &Host, now: i64) -> bool {
-    h.state == HostState::Active && h.endpoint.is_some() && now - h.heartbeat_at < HOST_LIVE.as_millis() as i64
+    h.state == HostState::Active && h.endpoint.is_some() && is_live(h, now)
+}
+
+/// A host ID the store holds, typed (a malformed one is corrupt data).
+fn stored_host(id: &str) -> Result<HostId> {
+    id.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))
 }
 
 /// Whether a host's last heartbeat is recent.
@@ -99,11 +104,7 @@ impl Cloud {
     pub(crate) fn agent_on(&self, host: Option<&str>) -> Result<Arc<dyn HostAgent>> {
         match host {
             None => Ok(Arc::clone(self.agent()?)),
-            Some(h) => {
-                let id: HostId =
-                    h.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
-                self.host_agent(&id)
-            }
+            Some(h) => self.host_agent(&stored_host(h)?),
         }
     }
 
@@ -214,14 +215,10 @@ impl Cloud {
         let live = live_instances(conn)?;
         let host = match host {
             None => None,
-            Some(id) => {
-                let id: HostId =
-                    id.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
-                match store::get(conn, &id)? {
-                    Some(h) if takes_instances(&h, now_ms()) => Some(h),
-                    _ => return Ok(false),
-                }
-            }
+            Some(id) => match store::get(conn, &stored_host(id)?)? {
+                Some(h) if takes_instances(&h, now_ms()) => Some(h),
+                _ => return Ok(false),
+            },
         };
         let (cpu, mem) = self.room(&live, host.as_ref())?;
         Ok(cpu >= t.vcpus as i64 && mem >= self.limits.memory_cost_mib(t.memory_mib as i64))
