@@ -8,10 +8,12 @@ on a joined host run there: the host fetches the image's layers from the control
 plane's store, and the control plane drives the VM through the host's agent."""
 
 import json
+import os
 import re
 import shutil
 import signal
 import ssl
+import statistics
 import stat
 import subprocess
 import time
@@ -23,7 +25,7 @@ import pytest
 
 from instances_helpers import (KILN_BIN, READY, Server, console, describe, free_port, state_of, tiny_image, wait_for,
                                wait_state)
-from kiln_helpers import remove_host_state
+from kiln_helpers import net_tag, remove_host_state
 from story_helpers import fetch, ssh, tcp_open, wait_ssh
 
 ZONE = "us-east-1b"
@@ -287,6 +289,8 @@ def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
             x.kill()
 
 
+@pytest.mark.skipif(os.environ.get("KILN_TEST_STORE", "sqlite") == "postgres",
+                    reason="the PostgreSQL pass runs the three-host test instead")
 def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_path):
     """RunInstances in a zone with a joined host places the instance there: the host
     fetches the image's layers from the store (checked against their hashes, made
@@ -478,3 +482,180 @@ def wait_terminated(ec2, *ids):
 def describe_root_snapshot(ec2, image):
     [img] = ec2.describe_images(ImageIds=[image])["Images"]
     return img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+
+
+def sh(*args, check=True):
+    out = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    assert not check or out.returncode == 0, (args, out.stdout, out.stderr)
+    return out
+
+
+class Underlay:
+    """A network between hosts on this machine: a bridge with the control plane's
+    address, and a namespace per host (and one for "outside") linked to it."""
+
+    def __init__(self):
+        self.tag = f"{os.getpid() % 10000:04d}"
+        self.bridge = f"kbr{self.tag}"
+        self.prefix = "192.168.231"
+        self.namespaces = []
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{self.prefix}.1/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+
+    def namespace(self, name, last_octet):
+        ns, link = f"ku{self.tag}{name}", f"ku{self.tag}{name}"
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "link", "add", link, "type", "veth", "peer", "name", "underlay", "netns", ns)
+        sh("ip", "link", "set", link, "master", self.bridge, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{self.prefix}.{last_octet}/24", "dev", "underlay")
+        sh("ip", "-n", ns, "link", "set", "underlay", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        return ns
+
+    def remove(self):
+        for ns in self.namespaces:
+            sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", self.bridge, check=False)
+
+
+def ping_times(out):
+    """Each round trip ping reports, ms."""
+    return [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
+
+
+@pytest.mark.skipif(os.environ.get("KILN_TEST_STORE", "sqlite") != "postgres",
+                    reason="a control plane on PostgreSQL: runs in the PostgreSQL pass")
+def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
+    """Three hosts, each a network namespace with its own `kiln agent` and data
+    directory, joined over an underlay bridge to one control plane on PostgreSQL; two
+    zones, two hosts in one. Instances land on their zone's hosts (one request's spread
+    over both), instances of one VPC on different hosts reach each other by private
+    address over VXLAN with their security groups applied on the receiving host, and
+    SSH reaches each through its public address from an "outside" namespace, which the
+    underlay delivers to the instance's host."""
+    net = Underlay()
+    agents = []
+    port = free_port()
+    control = Server(extra_args=["--agent-listen", f"{net.prefix}.1:{port}"], pool="100.64.11.0/24")
+    try:
+        outside = net.namespace("o", 100)
+        sh("ip", "-n", outside, "route", "add", "100.64.11.0/24", "dev", "underlay")
+        control.start()
+        ec2 = control.client("default")
+        image = tiny_image(ec2, control)
+        zones = {"h1": "us-east-1a", "h2": "us-east-1a", "h3": "us-east-1b"}
+        host_ids = {}
+        for n, (name, zone) in enumerate(zones.items()):
+            ns = net.namespace(name, 11 + n)
+            token = kiln("host", "join-token", "--zone", zone, "--data-dir", str(control.data_dir)).stdout.strip()
+            a = Agent(f"https://{net.prefix}.1:{port}", tmp_path / name)
+            a.data_dir.mkdir(parents=True)
+            a.proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{ns}", KILN_BIN, "agent", "--control", a.control, "--data-dir",
+                 str(a.data_dir), "--accel", "tcg", "--network", "vpc", "--no-egress-nat", "--token", token,
+                 "--listen", f"{net.prefix}.{11 + n}:{free_port()}"],
+                stdout=open(a.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            agents.append(a)
+            wait_for(f"{name} to listen", lambda: "calls on" in a.output(), 30, 0.2, diag=a.output)
+            host_ids[name] = json.loads(a.file("host.json").read_text())["host_id"]
+        by_id = {v: k for k, v in host_ids.items()}
+
+        key = tmp_path / "key.pem"
+        key.write_text(ec2.create_key_pair(KeyName="fleet", KeyType="ed25519")["KeyMaterial"])
+        key.chmod(0o600)
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        ssh_anywhere = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        front = ec2.create_security_group(GroupName="front", Description="front", VpcId=vpc)["GroupId"]
+        back = ec2.create_security_group(GroupName="back", Description="back", VpcId=vpc)["GroupId"]
+        for g in (front, back):
+            ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=ssh_anywhere)
+        # The front's members answer each other's pings; the back answers nobody's yet.
+        ec2.authorize_security_group_ingress(GroupId=front, IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "UserIdGroupPairs": [{"GroupId": front}]}])
+
+        def run(zone, group, count=1, placement_group=None):
+            placement = {"AvailabilityZone": zone, **({"GroupName": placement_group} if placement_group else {})}
+            r = ec2.run_instances(ImageId=image, InstanceType="t3.nano", MinCount=count, MaxCount=count,
+                                  KeyName="fleet", SecurityGroupIds=[group], Placement=placement)
+            return [i["InstanceId"] for i in r["Instances"]]
+
+        # Two on one host (a cluster group), a third in their zone on the other host
+        # (the one with the most room), a fourth in the other zone.
+        ec2.create_placement_group(GroupName="together", Strategy="cluster")
+        a1, a3 = run("us-east-1a", front, 2, "together")
+        [a2] = run("us-east-1a", front)
+        [b1] = run("us-east-1b", back)
+        everyone = (a1, a2, a3, b1)
+        for i in everyone:
+            wait_state(ec2, i, "running", 240, control)
+        on = {i: by_id.get(describe(ec2, i)["Placement"].get("HostId")) for i in everyone}
+        assert on[a1] == on[a3] and {on[a1], on[a2]} == {"h1", "h2"}, on
+        assert on[b1] == "h3", on
+        inst = {i: describe(ec2, i) for i in everyone}
+        public = {i: inst[i]["PublicIpAddress"] for i in inst}
+        private = {i: inst[i]["PrivateIpAddress"] for i in inst}
+
+        def outside_ssh(i, command, timeout=30):
+            return subprocess.run(
+                ["ip", "netns", "exec", outside, "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o",
+                 "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o",
+                 "LogLevel=ERROR", f"ec2-user@{public[i]}", command],
+                capture_output=True, text=True, errors="replace", timeout=timeout)
+
+        def ssh_up(i):
+            try:
+                return outside_ssh(i, "echo up", 20).stdout.strip() == "up"
+            except subprocess.TimeoutExpired:
+                return False
+
+        # SSH from outside, through each public address, to whichever host runs it.
+        for i in everyone:
+            wait_for(f"ssh to {i} on {on[i]} from outside", lambda: ssh_up(i), 180, 2,
+                     diag=lambda: control.log_tail() + "".join(a.output()[-2000:] for a in agents))
+
+        def ping(src, dst, count=3):
+            return outside_ssh(src, f"sudo ping -c {count} -W 2 {private[dst]}", 60)
+
+        # Across hosts in one VPC, by private address: the front's two hosts reach
+        # each other; the back's host refuses pings until its group lets them in.
+        out = ping(a1, a2)
+        assert " 0% packet loss" in out.stdout, (out.stdout, out.stderr)
+        out = ping(a2, a1)
+        assert " 0% packet loss" in out.stdout, (out.stdout, out.stderr)
+        out = ping(a1, b1, 2)
+        assert "100% packet loss" in out.stdout, (out.stdout, out.stderr)
+        ec2.authorize_security_group_ingress(GroupId=back, IpPermissions=[
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "UserIdGroupPairs": [{"GroupId": front}]}])
+        wait_for("the back to answer the front's pings", lambda: " 0% packet loss" in ping(a1, b1, 1).stdout, 30, 1)
+        # And TCP across hosts, from the back (whose address the front does not let in
+        # but for SSH, which is open to all).
+        out = outside_ssh(b1, f"echo | nc -w 3 {private[a1]} 22 | head -c 4")
+        assert out.stdout.startswith("SSH-"), (out.stdout, out.stderr)
+
+        # Figures: round trips on one host and between hosts (TCG guests, so mostly
+        # emulation), medians of interleaved rounds.
+        same, cross = [], []
+        for _ in range(3):
+            same += ping_times(ping(a1, a3, 4).stdout)
+            cross += ping_times(ping(a1, a2, 4).stdout)
+        assert same and cross, (same, cross)
+        print(f"\nping within a VPC, median of {len(same)}: same host {statistics.median(same):.2f} ms, "
+              f"across hosts {statistics.median(cross):.2f} ms "
+              f"({statistics.median(cross) / statistics.median(same):.2f}x)")
+
+        ec2.terminate_instances(InstanceIds=list(everyone))
+        wait_terminated(ec2, *everyone)
+        # Each host removes the VPC's network with its last instance there.
+        for a in agents:
+            wait_for("the host's VPC networks to go", lambda: not any(
+                n.startswith(f"kiln-{net_tag(a.data_dir)}-") for n in sh("ip", "netns", "list").stdout.split()), 30, 1)
+    finally:
+        for a in agents:
+            a.kill()
+        control.stop()
+        for d in [a.data_dir for a in agents] + [control.data_dir]:
+            remove_host_state(d)
+        net.remove()
+        shutil.rmtree(control.data_dir, ignore_errors=True)

@@ -189,6 +189,35 @@ pub struct VpcNetwork {
     pub ports: Vec<Port>,
     /// The network ACLs its ports' subnets use.
     pub acls: Vec<Acl>,
+    /// How the VPC reaches its ports on other hosts (None: this host has no underlay
+    /// address, or the VPC lives on this host alone).
+    #[serde(default)]
+    pub overlay: Option<Overlay>,
+}
+
+/// A VPC carried between hosts by VXLAN: one VNI per VPC over the hosts' underlay
+/// network, every forwarding entry set from the control plane's state (no flooding, no
+/// learning). Each host's VPC router has one VXLAN device, whose MAC address is
+/// `overlay_mac(its underlay address)`; a port on another host is routed to that
+/// host's router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    /// The VPC's VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// This host's underlay address (where its agent takes calls).
+    pub local: Ipv4Addr,
+    /// The VPC's ports on other hosts: (private address, its host's underlay address).
+    pub peers: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// VXLAN's UDP port (IANA's).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// The MAC address of a host's VPC routers on the overlay: locally administered,
+/// unicast, from the host's underlay address (unique among a VPC's hosts).
+pub fn overlay_mac(underlay: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = underlay.octets();
+    [0x02, 0x6b, a, b, c, d]
 }
 
 /// A network ACL as the host enforces it: stateless, rule by rule in number order,

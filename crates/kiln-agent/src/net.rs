@@ -5,6 +5,14 @@
 //! namespace). Security groups and anti-spoofing are one nftables table per namespace,
 //! replaced atomically whenever anything changes.
 //!
+//! A VPC with ports on other hosts gets a VXLAN device in its namespace (`vx0`, made
+//! from the host's namespace so that its UDP socket is the host's, one VNI per VPC):
+//! each remote port is a host route through it, with a permanent neighbour entry for
+//! the remote router's MAC and a forwarding entry sending that MAC to the remote
+//! host's underlay address. Nothing floods or learns. Public addresses of this host's
+//! instances are answered for on the underlay (proxy ARP entries, exactly those routed
+//! here), so they move with their instances.
+//!
 //! Ports are routed rather than bridged because security groups are stateful: the
 //! kernel's `inet` hooks see routed packets with connection tracking, while bridge
 //! conntrack (`nf_conntrack_bridge`) is often missing, and it is here. Guests never see
@@ -22,7 +30,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use kiln_agent_api::{tap_name, AgentError, FlowRule, Port, PortSockets, Protocol, VpcNetwork};
+use kiln_agent_api::{
+    overlay_mac, tap_name, AgentError, FlowRule, Overlay, Port, PortSockets, Protocol, VpcNetwork, VXLAN_PORT,
+};
 
 use crate::netlink::{on_host, HostRoute, Netlink};
 
@@ -33,6 +43,11 @@ pub const ROUTER_LINK_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 255, 2);
 pub const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// The router's end of the link to the host, inside each namespace.
 const UPLINK: &str = "uplink";
+/// The router's VXLAN device to the VPC's other hosts, inside each namespace.
+const OVERLAY: &str = "vx0";
+/// The overlay's MTU: an underlay of 1500 less VXLAN's 50 bytes of headers. Larger
+/// packets between hosts are refused with ICMP (path MTU discovery).
+const OVERLAY_MTU: &str = "1450";
 
 /// The tag of a data directory's namespaces, links and host table: it keeps two Kilns
 /// on one machine apart.
@@ -53,6 +68,10 @@ pub struct NetConfig {
     pub public_pool: (Ipv4Addr, u8),
     /// Whether instances with a public address reach the outside through NAT on the host.
     pub egress_nat: bool,
+    /// The host's address on the network between hosts (where its agent takes calls),
+    /// if it has one: VXLAN leaves from it, and the public addresses of this host's
+    /// instances are answered for on its interface.
+    pub underlay: Option<Ipv4Addr>,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -270,11 +289,175 @@ impl NetConfig {
         }
         let first_error =
             in_netns(&ns, || Self::apply_ports(&ns, net)).map_err(|e| fail(format!("entering {ns}: {e}")))??;
+        Self::apply_overlay(&ns, net.overlay.as_ref())?;
         let publics: Vec<Ipv4Addr> = net.ports.iter().filter_map(|p| p.public_ip).collect();
         Self::apply_public_routes(&link, &publics)?;
         nft_in(Some(&ns), &render(net))?;
         self.ensure_host_table()?;
+        self.answer_for_publics()?;
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The VNI and local address of a namespace's VXLAN device, if it has one.
+    fn overlay_identity(ns: &str) -> Result<Option<(u32, Ipv4Addr)>, AgentError> {
+        let present =
+            in_netns(ns, || Netlink::here()?.index(OVERLAY)).map_err(|e| fail(format!("entering {ns}: {e}")))??;
+        if present.is_none() {
+            return Ok(None);
+        }
+        let shown = ip_in(ns, &["-d", "-j", "link", "show", "dev", OVERLAY])?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(&shown).map_err(|e| fail(format!("reading {OVERLAY} in {ns}: {e}")))?;
+        let data = &parsed[0]["linkinfo"]["info_data"];
+        let vni = data["id"].as_u64().and_then(|v| u32::try_from(v).ok());
+        let local = data["local"].as_str().and_then(|a| a.parse().ok());
+        // A device that does not read as ours is made again.
+        Ok(Some((vni.unwrap_or(u32::MAX), local.unwrap_or(Ipv4Addr::UNSPECIFIED))))
+    }
+
+    /// Makes a VPC's way to its ports on other hosts exactly `overlay`: its VXLAN device
+    /// (made again if its VNI or local address differ), a route and a permanent
+    /// neighbour entry per remote port, a forwarding entry per remote host. None
+    /// removes the device and with it every route through it.
+    fn apply_overlay(ns: &str, overlay: Option<&Overlay>) -> Result<(), AgentError> {
+        let current = Self::overlay_identity(ns)?;
+        let Some(o) = overlay else {
+            if current.is_some() {
+                ip_in(ns, &["link", "del", OVERLAY])?;
+            }
+            return Ok(());
+        };
+        if current.is_some_and(|c| c != (o.vni, o.local)) {
+            ip_in(ns, &["link", "del", OVERLAY])?;
+        }
+        if current != Some((o.vni, o.local)) {
+            // Made from the host's namespace and placed in the VPC's: the device's
+            // UDP socket stays on the host's underlay.
+            let mac = overlay_mac(o.local).map(|b| format!("{b:02x}")).join(":");
+            ip(&[
+                "link",
+                "add",
+                OVERLAY,
+                "netns",
+                ns,
+                "address",
+                &mac,
+                "mtu",
+                OVERLAY_MTU,
+                "type",
+                "vxlan",
+                "id",
+                &o.vni.to_string(),
+                "local",
+                &o.local.to_string(),
+                "dstport",
+                &VXLAN_PORT.to_string(),
+                "nolearning",
+            ])?;
+        }
+        let hosts: std::collections::BTreeSet<Ipv4Addr> = o.peers.iter().map(|(_, h)| *h).collect();
+        Self::apply_forwarding(ns, &hosts)?;
+        in_netns(ns, || {
+            let nl = Netlink::here()?;
+            let index = nl.index(OVERLAY)?.ok_or_else(|| fail(format!("{OVERLAY} vanished from {ns}")))?;
+            nl.set_up(index)?;
+            for (route, msg) in nl.routes_on(index)? {
+                if !(route.prefix == 32 && o.peers.iter().any(|(ip, _)| *ip == route.dst)) {
+                    nl.delete_route(msg)?;
+                }
+            }
+            for (ip, host) in &o.peers {
+                nl.replace_neighbour(index, *ip, overlay_mac(*host))?;
+                nl.replace_route(HostRoute { dst: *ip, prefix: 32, oif: index }, None, None)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| fail(format!("entering {ns}: {e}")))?
+    }
+
+    /// The VXLAN device's forwarding entries: each remote host's router MAC to that
+    /// host, and nothing else (no entry floods).
+    fn apply_forwarding(ns: &str, hosts: &std::collections::BTreeSet<Ipv4Addr>) -> Result<(), AgentError> {
+        let bridge_in = |args: &[&str]| run(Command::new("bridge").args(["-n", ns]).args(args), None);
+        let shown = bridge_in(&["-j", "fdb", "show", "dev", OVERLAY])?;
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&shown).unwrap_or_default();
+        let mut present = std::collections::BTreeSet::new();
+        for e in &entries {
+            let (Some(mac), Some(dst)) = (e["mac"].as_str(), e["dst"].as_str()) else { continue };
+            let wanted = dst.parse::<Ipv4Addr>().ok().filter(|h| hosts.contains(h));
+            match wanted {
+                Some(h) if mac == overlay_mac(h).map(|b| format!("{b:02x}")).join(":") => {
+                    present.insert(h);
+                }
+                _ => {
+                    bridge_in(&["fdb", "del", mac, "dev", OVERLAY, "dst", dst, "self"])?;
+                }
+            }
+        }
+        for h in hosts.iter().filter(|h| !present.contains(h)) {
+            let mac = overlay_mac(*h).map(|b| format!("{b:02x}")).join(":");
+            bridge_in(&["fdb", "replace", &mac, "dev", OVERLAY, "dst", &h.to_string(), "self", "permanent"])?;
+        }
+        Ok(())
+    }
+
+    /// The host's interface holding its underlay address, if it has one that is not
+    /// loopback.
+    fn underlay_device(&self) -> Result<Option<String>, AgentError> {
+        let Some(addr) = self.underlay.filter(|a| !a.is_loopback()) else { return Ok(None) };
+        let shown = ip(&["-j", "-4", "addr", "show"])?;
+        let links: Vec<serde_json::Value> = serde_json::from_str(&shown).unwrap_or_default();
+        Ok(links
+            .iter()
+            .find(|l| {
+                l["addr_info"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["local"].as_str() == Some(&addr.to_string())))
+            })
+            .and_then(|l| l["ifname"].as_str())
+            .map(str::to_owned))
+    }
+
+    /// Answers ARP on the underlay for exactly the public addresses routed to this
+    /// host's VPCs, so that the network between hosts delivers each to the host of its
+    /// instance (and to the next host when the instance moves).
+    fn answer_for_publics(&self) -> Result<(), AgentError> {
+        let Some(dev) = self.underlay_device()? else { return Ok(()) };
+        let in_pool = |a: &Ipv4Addr| {
+            let (base, len) = self.public_pool;
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            u32::from(*a) & mask == u32::from(base) & mask
+        };
+        let prefix = self.link_prefix();
+        let wanted: std::collections::BTreeSet<Ipv4Addr> = on_host(|| {
+            let nl = Netlink::here()?;
+            let mut out = std::collections::BTreeSet::new();
+            for l in nl.links()?.iter().filter(|l| l.name.starts_with(&prefix)) {
+                for (route, _) in nl.routes_on(l.index)? {
+                    if route.prefix == 32 && in_pool(&route.dst) {
+                        out.insert(route.dst);
+                    }
+                }
+            }
+            Ok::<_, AgentError>(out)
+        })?;
+        let shown = ip(&["-j", "neigh", "show", "proxy", "dev", &dev])?;
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&shown).unwrap_or_default();
+        let mut present = std::collections::BTreeSet::new();
+        for a in entries.iter().filter_map(|e| e["dst"].as_str()).filter_map(|d| d.parse::<Ipv4Addr>().ok()) {
+            if !in_pool(&a) {
+                continue;
+            }
+            if wanted.contains(&a) {
+                present.insert(a);
+            } else {
+                ip(&["neigh", "del", "proxy", &a.to_string(), "dev", &dev])?;
+            }
+        }
+        for a in wanted.difference(&present) {
+            ip(&["neigh", "replace", "proxy", &a.to_string(), "dev", &dev])?;
+        }
+        Ok(())
     }
 
     /// The host's own table: with egress NAT, instances' public traffic may leave
@@ -290,6 +473,13 @@ impl NetConfig {
         let (t, links) = (self.host_table(), self.link_prefix());
         let mut nat = String::new();
         let mut forward = format!("\t\tiifname \"{links}*\" oifname \"{links}*\" accept\n");
+        if self.underlay_device()?.is_some() {
+            // Public addresses are reached from the network between hosts (each VPC's
+            // router applies its security groups), and their replies go back.
+            write_sysctl(None, "net.ipv4.ip_forward", "1")?;
+            let _ = writeln!(forward, "\t\toifname \"{links}*\" ip daddr {base}/{len} accept");
+            let _ = writeln!(forward, "\t\tiifname \"{links}*\" ct state established,related accept");
+        }
         if self.egress_nat {
             write_sysctl(None, "net.ipv4.ip_forward", "1")?;
             let _ = writeln!(nat, "\t\tip saddr {base}/{len} oifname != \"{links}*\" masquerade");
@@ -321,6 +511,7 @@ impl NetConfig {
                 None => Ok(()),
             }
         })?;
+        self.answer_for_publics()?;
         if self.list().is_empty() {
             let t = self.host_table();
             let _ = nft_in(None, &format!("table ip {t}\ndelete table ip {t}\n"));
@@ -498,6 +689,16 @@ pub fn render(net: &VpcNetwork) -> String {
         let _ = writeln!(s, "\t\tiifname \"{t}\" ip saddr 0.0.0.0 udp dport 67 accept");
         let _ = writeln!(s, "\t\tiifname \"{t}\" ip saddr != {} drop", p.ip);
     }
+    // From the VPC's other hosts: only their ports' addresses, and no IPv6.
+    if let Some(o) = &net.overlay {
+        let _ = writeln!(s, "\t\tiifname \"{OVERLAY}\" meta nfproto ipv6 drop");
+        let peers: Vec<String> = o.peers.iter().map(|(ip, _)| ip.to_string()).collect();
+        if peers.is_empty() {
+            let _ = writeln!(s, "\t\tiifname \"{OVERLAY}\" drop");
+        } else {
+            let _ = writeln!(s, "\t\tiifname \"{OVERLAY}\" ip saddr != {{ {} }} drop", peers.join(", "));
+        }
+    }
     s.push_str("\t}\n");
     s.push_str("\tchain nat_in {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
     for p in &net.ports {
@@ -536,6 +737,11 @@ pub fn render(net: &VpcNetwork) -> String {
         let t = tap_name(&p.interface_id);
         let _ = writeln!(s, "\t\toifname \"{t}\" jump in_{t}");
     }
+    // To the VPC's ports on other hosts, once the sender's egress rules let it out:
+    // their own host applies their ingress rules. Another host's ports reach this
+    // host's ports only, never its uplink.
+    let _ = writeln!(s, "\t\toifname \"{OVERLAY}\" accept");
+    let _ = writeln!(s, "\t\tiifname \"{OVERLAY}\" oifname \"{UPLINK}\" drop");
     let _ = writeln!(s, "\t\toifname \"{UPLINK}\" accept");
     s.push_str("\t}\n");
     // The router itself: DHCP, the metadata service, DNS and ping, nothing else.
@@ -545,7 +751,9 @@ pub fn render(net: &VpcNetwork) -> String {
     let _ = writeln!(s, "\t\tiifname \"t*\" ip daddr {IMDS_ADDR} tcp dport 80 accept");
     s.push_str("\t\tiifname \"t*\" udp dport 53 accept\n\t\tiifname \"t*\" tcp dport 53 accept\n");
     s.push_str("\t\tiifname \"t*\" icmp type echo-request accept\n");
-    s.push_str("\t\tiifname \"t*\" drop\n\t}\n}\n");
+    s.push_str("\t\tiifname \"t*\" drop\n");
+    let _ = writeln!(s, "\t\tiifname \"{OVERLAY}\" drop");
+    s.push_str("\t}\n}\n");
     s
 }
 
@@ -627,8 +835,23 @@ mod tests {
                     cidr: (Ipv4Addr::UNSPECIFIED, 0),
                 }],
             }],
+            overlay: Some(Overlay {
+                vni: 7,
+                local: Ipv4Addr::new(192, 0, 2, 11),
+                peers: vec![(Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(192, 0, 2, 12))],
+            }),
         };
         let s = render(&net);
+        // The VPC's other hosts: only their ports' addresses come in over the overlay,
+        // and only to this host's ports (not to the router, not out of its uplink).
+        assert!(s.contains("iifname \"vx0\" ip saddr != { 10.0.0.9 } drop"), "{s}");
+        assert!(
+            s.contains(
+                "oifname \"vx0\" accept\n\t\tiifname \"vx0\" oifname \"uplink\" drop\n\t\toifname \"uplink\" accept"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("iifname \"t*\" drop\n\t\tiifname \"vx0\" drop\n"), "{s}");
         let t = tap_name("i-0123456789abcdef0");
         assert!(s.contains(&format!("iifname \"{t}\" ether saddr != 02:00:00:00:00:01 drop")), "{s}");
         assert!(s.contains(&format!("iifname \"{t}\" ip saddr != 10.0.0.5 drop")));
@@ -677,7 +900,12 @@ mod tests {
     #[test]
     fn taps_and_links_fit_linux_names() {
         assert_eq!(tap_name("i-0123456789abcdef0"), "t3456789abcdef0");
-        let c = NetConfig { tag: "ab12".into(), public_pool: (Ipv4Addr::new(100, 64, 0, 0), 16), egress_nat: false };
+        let c = NetConfig {
+            tag: "ab12".into(),
+            public_pool: (Ipv4Addr::new(100, 64, 0, 0), 16),
+            egress_nat: false,
+            underlay: None,
+        };
         assert!(c.host_link("vpc-0123456789abcdef0").len() <= 15);
         assert!(valid_mac("02:aa:bb:cc:dd:ee"));
         assert!(!valid_mac("02:aa:bb:cc:dd:e; drop"));

@@ -190,6 +190,7 @@ impl Cloud {
                         router_addresses: router,
                         ports: Vec::new(),
                         acls: Vec::new(),
+                        overlay: None,
                     }
                 });
                 let mine = |egress: bool| -> Vec<FlowRule> {
@@ -234,20 +235,41 @@ impl Cloud {
         applied: &mut HashMap<Option<String>, HashMap<String, VpcNetwork>>,
         all: &[Instance],
         attached: &[Interface],
-        hosts: &[kiln_agent_api::HostId],
+        hosts: &[(kiln_agent_api::HostId, Option<Ipv4Addr>)],
     ) -> Result<()> {
         let wanted = self.desired_networks(all, attached)?;
         let mut first_error = None;
-        applied.retain(|h, _| h.as_deref().is_none_or(|h| hosts.iter().any(|id| id.as_str() == h)));
+        applied.retain(|h, _| h.as_deref().is_none_or(|h| hosts.iter().any(|(id, _)| id.as_str() == h)));
         let host_of: HashMap<&str, Option<&str>> = all.iter().map(|i| (i.id.as_str(), i.host_id.as_deref())).collect();
-        let targets = std::iter::once(None).chain(hosts.iter().map(|h| Some(h.as_str().to_owned())));
+        // Where each joined host is on the network between hosts: VPCs span the hosts
+        // that have such an address.
+        let underlay: HashMap<&str, Ipv4Addr> = hosts.iter().filter_map(|(h, u)| u.map(|u| (h.as_str(), u))).collect();
+        let vnis =
+            if underlay.is_empty() { HashMap::new() } else { self.store.read(|c| Ok::<_, Error>(vpcs::vnis(c)?))? };
+        let underlay_of = |instance_id: &str| host_of.get(instance_id).copied().flatten().and_then(|h| underlay.get(h));
+        let targets = std::iter::once(None).chain(hosts.iter().map(|(h, _)| Some(h.as_str().to_owned())));
         for host in targets {
             let on_host = |instance_id: &str| host_of.get(instance_id) == Some(&host.as_deref());
-            // Each VPC with ports on this host, with only those ports.
+            let local = host.as_deref().and_then(|h| underlay.get(h)).copied();
+            // Each VPC with ports on this host, with only those ports, and the way to
+            // its ports on the other hosts.
             let here: Vec<VpcNetwork> = wanted
                 .iter()
                 .map(|n| VpcNetwork {
                     ports: n.ports.iter().filter(|p| on_host(&p.instance_id)).cloned().collect(),
+                    overlay: local.and_then(|local| {
+                        Some(kiln_agent_api::Overlay {
+                            vni: *vnis.get(&n.vpc_id)?,
+                            local,
+                            peers: n
+                                .ports
+                                .iter()
+                                .filter(|p| !on_host(&p.instance_id))
+                                .filter_map(|p| underlay_of(&p.instance_id).map(|u| (p.ip, *u)))
+                                .filter(|(_, u)| *u != local)
+                                .collect(),
+                        })
+                    }),
                     ..n.clone()
                 })
                 .filter(|n| !n.ports.is_empty())

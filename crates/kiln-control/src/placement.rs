@@ -69,6 +69,15 @@ fn stored_host(id: &str) -> Result<HostId> {
     id.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))
 }
 
+/// A host's address on the network between hosts: where its agent takes calls, unless
+/// that is loopback (a host on the control plane's own machine, with no such network).
+pub fn underlay(h: &Host) -> Option<std::net::Ipv4Addr> {
+    match h.endpoint.as_deref()?.parse::<std::net::SocketAddr>().ok()?.ip() {
+        std::net::IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() => Some(a),
+        _ => None,
+    }
+}
+
 /// Whether a host's last heartbeat is recent.
 pub fn is_live(h: &Host, now: i64) -> bool {
     now - h.heartbeat_at < HOST_LIVE.as_millis() as i64

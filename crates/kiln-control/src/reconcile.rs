@@ -489,12 +489,13 @@ impl Cloud {
         // The joined hosts this pass calls: those heard from lately that take calls.
         // An instance on any other host is left as it is until its host returns.
         let now = crate::leases::now_ms();
-        let reachable: Vec<kiln_agent_api::HostId> = hosts
+        let reachable: Vec<(kiln_agent_api::HostId, Option<std::net::Ipv4Addr>)> = hosts
             .iter()
             .filter(|h| h.endpoint.is_some() && crate::placement::is_live(h, now))
-            .map(|h| h.host_id.clone())
+            .map(|h| (h.host_id.clone(), crate::placement::underlay(h)))
             .collect();
-        let reached = |i: &Instance| i.host_id.as_deref().is_none_or(|h| reachable.iter().any(|r| r.as_str() == h));
+        let reached =
+            |i: &Instance| i.host_id.as_deref().is_none_or(|h| reachable.iter().any(|(r, _)| r.as_str() == h));
         let mut nets = r.networks.lock().unwrap_or_else(|p| p.into_inner());
         let (made, slow) = timed(|| self.reconcile_networks(&mut nets, &all, &attached, &reachable));
         if let Err(e) = made {
@@ -549,7 +550,7 @@ impl Cloud {
         // or one on a host that was away while its instance moved on) is ended: an
         // instance never runs twice.
         let mut first_error = None;
-        for h in std::iter::once(None).chain(reachable.iter().map(Some)) {
+        for h in std::iter::once(None).chain(reachable.iter().map(|(h, _)| Some(h))) {
             if let Err(e) = self.end_orphans(h, &all) {
                 first_error.get_or_insert(e);
             }

@@ -352,13 +352,44 @@ pub enum Dialect {
 /// A PostgreSQL connection with the statements it has prepared (a prepared statement
 /// saves a round trip per use).
 pub struct PgClient {
-    pub(crate) client: postgres::Client,
+    pub(crate) client: OwnedClient,
     statements: HashMap<String, postgres::Statement>,
+}
+
+/// A `postgres::Client` that may be dropped on any thread. The client closes its
+/// connection by blocking on a runtime of its own, which panics on a thread that runs
+/// async tasks: a server shutting down with a request in flight drops the last handle
+/// of its pool on a tokio worker, and a second client's panic while unwinding aborted
+/// the process. There, the client is closed on a plain thread.
+pub(crate) struct OwnedClient(Option<postgres::Client>);
+
+impl std::ops::Deref for OwnedClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("a client is present until it is dropped")
+    }
+}
+
+impl std::ops::DerefMut for OwnedClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("a client is present until it is dropped")
+    }
+}
+
+impl Drop for OwnedClient {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if let Ok(t) = std::thread::Builder::new().name("kiln-pg-close".into()).spawn(move || drop(client)) {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl PgClient {
     pub(crate) fn new(client: postgres::Client) -> Self {
-        Self { client, statements: HashMap::new() }
+        Self { client: OwnedClient(Some(client)), statements: HashMap::new() }
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {

@@ -775,6 +775,33 @@ const LATER: &[(&str, Option<&str>)] = &[
     "#,
         None,
     ),
+    // 23: each VPC's VXLAN network identifier between hosts, from a counter that never
+    // goes back, so a deleted VPC's VNI is never another's (a host that was away may
+    // still carry it).
+    (
+        r#"
+    CREATE TABLE vni_counter (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        last INTEGER NOT NULL
+    );
+    ALTER TABLE vpcs ADD COLUMN vni INTEGER;
+    UPDATE vpcs SET vni = (SELECT COUNT(*) FROM vpcs v WHERE v.id <= vpcs.id);
+    INSERT INTO vni_counter (id, last) VALUES (1, (SELECT COUNT(*) FROM vpcs));
+    CREATE UNIQUE INDEX vpcs_vni ON vpcs (vni);
+    "#,
+        Some(
+            r#"
+    CREATE TABLE vni_counter (
+        id   BIGINT PRIMARY KEY CHECK (id = 1),
+        last BIGINT NOT NULL
+    );
+    ALTER TABLE vpcs ADD COLUMN vni BIGINT;
+    UPDATE vpcs SET vni = (SELECT COUNT(*) FROM vpcs v WHERE v.id <= vpcs.id);
+    INSERT INTO vni_counter (id, last) VALUES (1, (SELECT COUNT(*) FROM vpcs));
+    CREATE UNIQUE INDEX vpcs_vni ON vpcs (vni);
+    "#,
+        ),
+    ),
 ];
 
 /// The newest schema version this kiln knows.

@@ -44,13 +44,24 @@ pub struct Subnet {
     pub created_at: String,
 }
 
+/// Records a VPC, with the next VXLAN network identifier (never one used before).
 pub fn insert_vpc(conn: &Connection, scope: &Scope, v: &Vpc) -> Result<(), StoreError> {
+    conn.execute("UPDATE vni_counter SET last = last + 1 WHERE id = 1", ())?;
     conn.execute(
-        "INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at, dns_support, dns_hostnames)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO vpcs (id, account_id, region, cidr, is_default, created_at, dns_support, dns_hostnames, vni)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT last FROM vni_counter WHERE id = 1))",
         params![v.id, scope.account, scope.region, v.cidr, v.is_default, v.created_at, v.dns_support, v.dns_hostnames],
     )?;
     Ok(())
+}
+
+/// Every VPC's VXLAN network identifier, by VPC ID.
+pub fn vnis(conn: &Connection) -> Result<std::collections::HashMap<String, u32>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT id, vni FROM vpcs WHERE vni IS NOT NULL")?;
+    let rows =
+        st.query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+    // 24 bits on the wire.
+    Ok(rows.into_iter().filter_map(|(id, vni)| u32::try_from(vni & 0xff_ffff).ok().map(|v| (id, v))).collect())
 }
 
 pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreError> {

@@ -460,6 +460,10 @@ pub(crate) fn run(
             tag: kiln_agent::net::net_tag(dir),
             public_pool: (cloud.public_ip_pool.network(), cloud.public_ip_pool.prefix_len()),
             egress_nat: guests.egress_nat,
+            underlay: listen.and_then(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            }),
         })
     } else {
         host

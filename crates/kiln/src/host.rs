@@ -139,6 +139,7 @@ impl HostArgs {
             tag: kiln_agent::net::net_tag(dir),
             public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
             egress_nat: !self.no_egress_nat,
+            underlay: None,
         }))
     }
 
