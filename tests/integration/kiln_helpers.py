@@ -155,8 +155,8 @@ def net_tag(data_dir):
 
 
 def remove_host_state(data_dir):
-    """After a test server has stopped: ends the VMs it left running (they outlive the
-    daemon by design) and removes its VPC namespaces and host table, so no test leaves
+    """After a test server has stopped: ends the VMs and volume servers it left running
+    (they outlive the daemon by design) and removes its VPC namespaces and host table, so no test leaves
     networks behind. Returns what it removed."""
     import os
     import signal
@@ -171,7 +171,7 @@ def remove_host_state(data_dir):
                 cmd = f.read().decode("utf-8", "replace")
         except OSError:
             continue
-        if "qemu-system" in cmd and str(data_dir) in cmd:
+        if ("qemu-system" in cmd or "qemu-storage-daemon" in cmd) and str(data_dir) in cmd:
             try:
                 os.kill(int(pid), signal.SIGKILL)
                 removed.append(f"qemu {pid}")

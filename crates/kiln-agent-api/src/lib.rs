@@ -99,7 +99,32 @@ impl std::fmt::Display for StorePath {
 pub struct Disk {
     pub volume_id: VolumeId,
     pub file: StorePath,
+    /// Where a joined host reaches the volume: its file stays in the control plane's
+    /// store, served over NBD (None: the file is on this host).
+    #[serde(default)]
+    pub served: Option<Served>,
 }
+
+/// A volume served from the store over NBD with TLS: the server's address and the
+/// export's name (the volume ID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    pub export: String,
+}
+
+/// The TLS identity a volume server presents (a certificate naming its address,
+/// signed by the hosts' CA) and the CA whose certificates it lets in.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Where a host's client credentials for volume servers are, under its data directory
+/// (`ca-cert.pem`, `client-cert.pem`, `client-key.pem`, as QEMU's TLS wants them).
+pub const NBD_CLIENT_TLS_DIR: &str = "agent/nbd-tls";
 
 /// The guest's network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,6 +410,21 @@ pub trait HostAgent: Send + Sync {
     /// whether the VM now has exactly `nics`; false while a release is under way (ask
     /// again).
     fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError>;
+    /// Serves volume files of this host's store to joined host `host` over NBD on
+    /// `ip`, with TLS (`tls`: the server's identity, made only when a server starts),
+    /// exporting exactly `exports` to it and letting no other host in. Returns where
+    /// the server listens, or None when nothing is exported (its server is stopped).
+    /// Only the control plane's own host serves volumes.
+    fn serve_volumes(
+        &self,
+        host: &HostId,
+        ip: std::net::IpAddr,
+        tls: &dyn Fn() -> Result<ServerTls, AgentError>,
+        exports: &[Disk],
+    ) -> Result<Option<std::net::SocketAddr>, AgentError> {
+        let _ = (host, ip, tls, exports);
+        Err(AgentError::Unsupported("only the control plane's own host serves volumes".into()))
+    }
 }
 
 /// A tap as the host knows it now: its namespace (see `HostAgent::network_id`) and its
@@ -595,6 +635,10 @@ mod tests {
             disks: vec![Disk {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
+                served: Some(Served {
+                    addr: "192.0.2.1:10809".parse().expect("addr"),
+                    export: "vol-0123456789abcdef0".into(),
+                }),
             }],
             network: Network::Vpc {
                 vpc_id: "vpc-01234567".into(),

@@ -5,6 +5,7 @@
 //! control plane names (`StorePath`) are resolved under the agent's data directory.
 
 pub mod layers;
+mod nbd;
 pub mod net;
 mod netlink;
 mod probe;
@@ -45,6 +46,8 @@ pub struct LocalAgent {
     layer_source: Option<std::sync::Arc<dyn kiln_agent_api::LayerSource>>,
     /// Layer fetches under way.
     fetches: layers::Fetches,
+    /// Relays to the volume servers this host's VMs use.
+    relays: nbd::Relays,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
@@ -96,6 +99,7 @@ impl LocalAgent {
             qemu_version: OnceLock::new(),
             layer_source: None,
             fetches: layers::Fetches::default(),
+            relays: nbd::Relays::default(),
         }
     }
 
@@ -140,6 +144,20 @@ impl LocalAgent {
 
     /// Gives guests VPC networking (namespaces, taps, nftables) instead of QEMU's
     /// user-mode network.
+    /// Listens again on the relays to volume servers an earlier agent made (their
+    /// sockets name the servers), so that the VMs it left running reconnect.
+    pub fn resume_relays(&self) {
+        let Ok(entries) = std::fs::read_dir(self.store.join("nbd")) else { return };
+        for name in entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()) {
+            let Some((ip, port)) = name.strip_suffix(".sock").and_then(|n| n.rsplit_once('-')) else { continue };
+            if let (Ok(ip), Ok(port)) = (ip.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
+                if let Err(e) = self.relays.ensure(&self.store, std::net::SocketAddr::new(ip, port)) {
+                    tracing::warn!(error = %e, "cannot relay to a volume server again");
+                }
+            }
+        }
+    }
+
     pub fn with_network(mut self, config: net::NetConfig) -> Self {
         self.network = Some(config);
         self
@@ -291,9 +309,18 @@ impl HostAgent for LocalAgent {
         for stale in ["qmp.sock", "qemu.pid"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
+        for served in spec.disks.iter().filter_map(|d| d.served.as_ref()) {
+            self.relays.ensure(&self.store, served.addr)?;
+        }
         let accel = self.accel_for(spec);
         let program = qemu::program(spec.architecture);
-        let place = qemu::Place { vm_dir: &dir, store: &self.store, pipe_program: &self.pipe_program };
+        let nbd_tls = self.store.join(kiln_agent_api::NBD_CLIENT_TLS_DIR);
+        let place = qemu::Place {
+            vm_dir: &dir,
+            store: &self.store,
+            pipe_program: &self.pipe_program,
+            nbd_tls: nbd_tls.is_dir().then_some(nbd_tls.as_path()),
+        };
         let args = qemu::arguments(spec, accel, &place, &self.tuning);
         tracing::info!(instance = %spec.instance_id, %program, accel = accel.as_str(), "starting QEMU");
         // With -daemonize, QEMU returns once the VM is set up, or fails with its reason.
@@ -478,7 +505,10 @@ impl HostAgent for LocalAgent {
                     continue;
                 }
                 tracing::info!(instance = %instance_id, volume = %disk.volume_id, "hot-plugging a disk");
-                let options = qemu::drive_options(&self.file(&disk.file), drive);
+                if let Some(served) = &disk.served {
+                    self.relays.ensure(&self.store, served.addr)?;
+                }
+                let options = qemu::drive_options(disk, &self.store, drive);
                 hmp(&mut qmp, format!("drive_add 0 {options}"))
                     .map_err(|e| fail(format!("adding {}'s drive: {e}", disk.volume_id)))?;
             }
@@ -561,6 +591,16 @@ impl HostAgent for LocalAgent {
 
     fn remove_network(&self, vpc_id: &str) -> Result<(), AgentError> {
         self.net()?.remove(vpc_id)
+    }
+
+    fn serve_volumes(
+        &self,
+        host: &kiln_agent_api::HostId,
+        ip: std::net::IpAddr,
+        tls: &dyn Fn() -> Result<kiln_agent_api::ServerTls, AgentError>,
+        exports: &[kiln_agent_api::Disk],
+    ) -> Result<Option<std::net::SocketAddr>, AgentError> {
+        nbd::serve(&self.store, host, ip, tls, exports)
     }
 
     fn networks(&self) -> Result<Vec<String>, AgentError> {

@@ -33,7 +33,13 @@ pub struct Place<'a> {
     pub vm_dir: &'a Path,
     pub store: &'a Path,
     pub pipe_program: &'a Path,
+    /// The host's client credentials for volume servers, if it has them (a joined
+    /// host): every VM gets them, so that a served volume can be hot-plugged later.
+    pub nbd_tls: Option<&'a Path>,
 }
+
+/// The id of the TLS credentials a VM reaches volume servers with.
+pub const NBD_CREDS: &str = "kiln-nbd";
 
 /// The name of the metadata socket in a VM's directory (user-mode network).
 pub const IMDS_SOCKET: &str = "imds.sock";
@@ -109,10 +115,13 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>, tuning: &Tuning
         // No kernel to boot directly: UEFI firmware boots the disk.
         push(&["-bios", AARCH64_FIRMWARE]);
     }
+    if let Some(tls) = place.nbd_tls {
+        push(&["-object", &format!("tls-creds-x509,id={NBD_CREDS},dir={},endpoint=client", tls.display())]);
+    }
     for (n, disk) in spec.disks.iter().enumerate() {
         // Ids named after the volume, so that hot-plug and resizing find each disk.
         let (drive, device) = disk_ids(&disk.volume_id);
-        push(&["-drive", &drive_options(&disk.file.under(place.store), &drive)]);
+        push(&["-drive", &drive_options(disk, place.store, &drive)]);
         // The root disk boots first when the firmware boots the disk (with a kernel given,
         // QEMU's loader holds boot index 0).
         let boot = if n == 0 && spec.kernel.is_none() { ",bootindex=0" } else { "" };
@@ -173,8 +182,17 @@ pub fn disk_serial(disk: &kiln_agent_api::Disk) -> String {
     disk.volume_id.replace('-', "")
 }
 
-/// A qcow2 drive's options (for `-drive` and for hot-plug's `drive_add`).
-pub fn drive_options(file: &Path, drive: &str) -> String {
+/// A drive's options (for `-drive` and for hot-plug's `drive_add`): the volume's qcow2
+/// file in the store, or the disk a volume server exports.
+pub fn drive_options(disk: &kiln_agent_api::Disk, store: &Path, drive: &str) -> String {
+    match &disk.served {
+        Some(served) => crate::nbd::drive_options(served, store, drive, NBD_CREDS),
+        None => file_drive_options(&disk.file.under(store), drive),
+    }
+}
+
+/// A qcow2 file's drive options.
+pub fn file_drive_options(file: &Path, drive: &str) -> String {
     format!("file={},format=qcow2,if=none,id={drive},cache=writeback,discard=unmap", file.display())
 }
 
@@ -220,13 +238,40 @@ mod tests {
             initrd: Some(file("k/initrd.img")),
             cmdline: Some("console=ttyS0 root=/dev/vda quiet".into()),
             tcg_tb_size_mib: None,
-            disks: vec![Disk { volume_id: "vol-0123456789abcdef0".parse().expect("id"), file: file("root.qcow2") }],
+            disks: vec![Disk {
+                volume_id: "vol-0123456789abcdef0".parse().expect("id"),
+                file: file("root.qcow2"),
+                served: None,
+            }],
             network: Network::User,
         }
     }
 
     fn place() -> Place<'static> {
-        Place { vm_dir: Path::new("/d"), store: Path::new("/s"), pipe_program: Path::new("/usr/bin/kiln") }
+        Place {
+            vm_dir: Path::new("/d"),
+            store: Path::new("/s"),
+            pipe_program: Path::new("/usr/bin/kiln"),
+            nbd_tls: None,
+        }
+    }
+
+    #[test]
+    fn a_served_volume_is_reached_through_the_hosts_relay_with_tls_naming_the_server() {
+        let mut s = spec(Architecture::X86_64);
+        s.disks[0].served =
+            Some(kiln_agent_api::Served { addr: "192.0.2.1:10809".parse().expect("addr"), export: "vol-1".into() });
+        let tls = Path::new("/s/agent/nbd-tls");
+        let joined = arguments(&s, Accel::Tcg, &Place { nbd_tls: Some(tls), ..place() }, &Tuning::default()).join(" ");
+        assert!(joined.contains("-object tls-creds-x509,id=kiln-nbd,dir=/s/agent/nbd-tls,endpoint=client"), "{joined}");
+        assert!(
+            joined.contains(
+                "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/s/nbd/192.0.2.1-10809.sock,\
+                 file.export=vol-1,file.tls-creds=kiln-nbd,file.tls-hostname=192.0.2.1,"
+            ),
+            "{joined}"
+        );
+        assert!(!joined.contains("root.qcow2"), "the file stays in the store: {joined}");
     }
 
     #[test]

@@ -869,7 +869,7 @@ fn bare_boot_as(dir: &Path, label: &str, memory_mib: u64, boot: &BootOptions) ->
         .args(initrd)
         .args(["-append", &boot.append])
         .arg("-drive")
-        .arg(kiln_agent::qemu::drive_options(&overlay, "d0"))
+        .arg(kiln_agent::qemu::file_drive_options(&overlay, "d0"))
         .args(["-device", "virtio-blk-pci,drive=d0", "-device", "virtio-rng-pci"])
         // A metadata address that answers 404 at once, so the guest does not wait on it
         // (kiln-tiny asks again while nothing answers), and the guest's SSH port

@@ -54,7 +54,6 @@ impl Cloud {
     ) -> Result<kiln_store::images::Image> {
         check_name(name)?;
         let i = self.instances(scope, std::slice::from_ref(instance_id))?.remove(0);
-        crate::placement::on_this_host(&i, "CreateImage")?;
         if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
             return Err(Error::IncorrectInstanceState(format!(
                 "The instance '{instance_id}' is not in a state from which an image can be made: it is {}.",
@@ -152,10 +151,10 @@ impl Cloud {
 
     /// One phase of a CreateImage workflow (the reconciler calls this; see `workflows`).
     pub(crate) fn image_step(&self, mut p: ImagePlan, i: Option<&Instance>) -> Result<Step> {
-        let agent = self.agent()?;
         let Some(i) = i else {
             return Err(Error::IncorrectInstanceState(format!("The instance {} is gone", p.instance_id)));
         };
+        let agent = self.agent_for(i)?;
         match p.phase {
             Phase::PowerOff => {
                 let live = i.state == InstanceState::Running && crate::reconcile::runs(agent.as_ref(), &i.id)?;
@@ -224,8 +223,8 @@ impl Cloud {
     /// Starts the guest again after its power-off for CreateImage, unless the instance
     /// has been stopped or terminated meanwhile.
     fn restart_after_image(&self, i: Option<&Instance>) -> Result<()> {
-        let agent = self.agent()?;
         let Some(i) = i.filter(|i| i.state == InstanceState::Running) else { return Ok(()) };
+        let agent = self.agent_for(i)?;
         if crate::reconcile::runs(agent.as_ref(), &i.id)? {
             return Ok(());
         }
@@ -282,6 +281,19 @@ impl Cloud {
             let old = crate::reconcile::store_path(&snap.file)?;
             let new = crate::reconcile::store_path(&f.new_file)?;
             switches.push((old, new, vol.size_gib as u64));
+        }
+        let instance = match instance_id {
+            Some(id) => self.store.read(|c| Ok::<_, Error>(instances::get(c, id)?))?,
+            None => None,
+        };
+        if let Some(host) = instance.as_ref().and_then(|i| i.host_id.as_deref()) {
+            // A joined host's volumes are served from the store: each overlay is made
+            // here, and the server that serves the volume goes on to it (live, if a VM
+            // has it) before the snapshot counts as made.
+            for (old, new, size) in switches {
+                agent.create_volume(&new, Some(&old), size).map_err(|e| Error::host("making the new overlay", e))?;
+            }
+            return self.sync_volume_server_of(host);
         }
         let running = match instance_id {
             Some(id) => crate::reconcile::runs(agent.as_ref(), id)?.then_some(id),

@@ -437,15 +437,6 @@ impl Cloud {
                 )));
             }
             let count = hosts.len() as i64;
-            // A volume kept after termination would be left on the joined host, where no
-            // other instance could attach it yet.
-            if hosts.iter().any(Option::is_some) && plan.iter().any(|(.., dot)| !*dot) {
-                return Err(Error::Unsupported(format!(
-                    "Volumes kept after termination (DeleteOnTermination=false) are not supported yet for instances \
-                     on joined hosts, which {} has: launch with DeleteOnTermination=true",
-                    subnet.availability_zone
-                )));
-            }
             let partitions = match &seats {
                 Some(s) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
                 None => vec![None; count as usize],
@@ -620,17 +611,24 @@ impl Cloud {
                     )));
                 }
                 if !self.fits_on(tx, i.host_id.as_deref(), t)? {
-                    let on = match &i.host_id {
-                        Some(h) => format!(
-                            " on its host {h}, where its volumes are (the host is not active and reporting, \
-                             or is full)"
-                        ),
-                        None => String::new(),
+                    // Its volumes are in the store: on a joined host that is away or
+                    // full, it starts on another host of its zone with room.
+                    let elsewhere = match &i.host_id {
+                        Some(_) => self
+                            .place(tx, &i.availability_zone, &i.architecture, t, 1, crate::placement::HostRule::Any)?
+                            .into_iter()
+                            .next()
+                            .flatten(),
+                        None => None,
                     };
-                    return Err(Error::InsufficientCapacity(format!(
-                        "Insufficient capacity to start {} ({}){on}",
-                        i.id, t.name
-                    )));
+                    let Some(to) = elsewhere else {
+                        return Err(Error::InsufficientCapacity(format!(
+                            "Insufficient capacity to start {} ({}) in {}",
+                            i.id, t.name, i.availability_zone
+                        )));
+                    };
+                    tracing::info!(instance = %i.id, from = ?i.host_id, to = %to, "starting on another host of its zone");
+                    instances::set_host(tx, &i.id, Some(&to))?;
                 }
                 Ok(Some((Pending, String::new(), None)))
             }
@@ -753,9 +751,6 @@ impl Cloud {
                     instances::set_groups(tx, id, &ids)?;
                 }
                 InstanceChange::DeleteOnTermination(list) => {
-                    if list.iter().any(|(_, on)| !on) {
-                        crate::placement::on_this_host(&i, "Keeping a volume after termination")?;
-                    }
                     let vols = volumes::of_instance(tx, id)?;
                     for (device, on) in &list {
                         let v = vols.iter().find(|v| v.device_name.as_deref() == Some(device.as_str())).ok_or_else(

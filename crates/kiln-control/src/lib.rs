@@ -31,6 +31,7 @@ pub mod snapshots;
 pub mod tags;
 #[cfg(test)]
 mod testkit;
+mod volume_servers;
 pub mod volumes;
 pub mod vpcs;
 pub mod workflows;
@@ -118,6 +119,8 @@ pub struct Cloud {
     remotes: placement::Remotes,
     /// The hashes of layers hosts were sent.
     digests: layers::Digests,
+    /// Where joined hosts' volumes are served from.
+    volume_servers: volume_servers::VolumeServers,
 }
 
 /// A wake-up for a loop that otherwise polls: requests that change what should run
@@ -163,6 +166,7 @@ impl Cloud {
             nudge: Nudge::default(),
             remotes: placement::Remotes::default(),
             digests: layers::Digests::default(),
+            volume_servers: volume_servers::VolumeServers::default(),
         }
     }
 

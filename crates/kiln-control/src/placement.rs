@@ -254,16 +254,27 @@ impl Cloud {
 }
 
 /// Refuses `what` for an instance on a joined host, which the control plane cannot yet
-/// do there: its volumes' files live on that host, where no snapshot can be published
-/// from and no other volume can come from yet.
+/// do there (hot-plugging a network interface).
 pub(crate) fn on_this_host(i: &Instance, what: &str) -> Result<()> {
     match &i.host_id {
         None => Ok(()),
         Some(h) => Err(Error::Unsupported(format!(
-            "{what} is not supported yet for {}, which runs on joined host {h}: its volumes live on that host. \
+            "{what} is not supported yet for {}, which runs on joined host {h}. \
              Use an instance in a zone no host has joined for it.",
             i.id
         ))),
+    }
+}
+
+/// Refuses `what` for a volume of an instance whose VM runs on a joined host, which
+/// reaches it through the store's volume server: growing it live is not supported yet.
+pub(crate) fn not_while_served(i: &Instance, what: &str) -> Result<()> {
+    match &i.host_id {
+        Some(h) if crate::network::has_port(i.state) => Err(Error::IncorrectState(format!(
+            "{what} is not supported yet while {} runs on joined host {h}: stop the instance first",
+            i.id
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -340,6 +351,7 @@ mod tests {
                 let (_, agent) = dial.iter().find(|(h, _)| h == id).expect("a known host");
                 Ok(Arc::clone(agent) as Arc<dyn HostAgent>)
             }));
+        w.cloud.serve_volumes_on(std::net::Ipv4Addr::LOCALHOST.into());
         (w, fakes)
     }
 
@@ -387,24 +399,6 @@ mod tests {
         let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0), host("us-east-1c", 3, 60_000)];
         let (mut w, fakes) = joined("placement", &hosts);
 
-        // A root volume kept after termination would be stranded on the host.
-        let mut keep = RunRequest::new(w.image_id.clone());
-        keep.availability_zone = Some("us-east-1b".into());
-        keep.volumes = vec![crate::block_devices::VolumeRequest {
-            device_name: "/dev/xvda".into(),
-            snapshot_id: None,
-            size_gib: None,
-            volume_type: None,
-            delete_on_termination: Some(false),
-            no_device: false,
-        }];
-        let before = w.cloud.store.read(kiln_store::instances::all).expect("instances").len();
-        match w.cloud.run_instances(&w.scope, keep) {
-            Err(Error::Unsupported(m)) => assert!(m.contains("DeleteOnTermination"), "{m}"),
-            other => panic!("a kept volume on a joined host must be refused: {other:?}"),
-        }
-        assert_eq!(w.cloud.store.read(kiln_store::instances::all).expect("instances").len(), before);
-
         let placed = run(&w, "us-east-1b", 5).expect("launch in 1b");
         assert_eq!(placed.len(), 4, "two t3.micro fit on each 4 GiB host");
         for (id, _) in &fakes[..2] {
@@ -431,6 +425,24 @@ mod tests {
             assert!(!w.agent.runs(&i.id), "{} is not on the server's own host", i.id);
         }
         assert!(w.agent.runs(&local.id) && !fakes.iter().any(|(_, f)| f.runs(&local.id)));
+        // Their volumes are files of the server's own store, each served to its host.
+        let own = Arc::clone(&w.agent);
+        let served = move |h: &HostId| own.served.lock().expect("served").get(h.as_str()).cloned().unwrap_or_default();
+        for (h, _) in &fakes[..2] {
+            let mut want: Vec<String> = placed
+                .iter()
+                .filter(|i| i.host_id.as_deref() == Some(h.as_str()))
+                .flat_map(|i| w.cloud.instance_volumes(&i.id).expect("volumes"))
+                .map(|v| {
+                    assert!(w.dir.join(&v.file).is_file(), "{} is in the store", v.id);
+                    v.id
+                })
+                .collect();
+            want.sort();
+            let mut got = served(h);
+            got.sort();
+            assert_eq!(got, want, "host {h} is served its instances' volumes");
+        }
 
         // Host 1 runs a VM of an instance placed on host 2 (as a host that was away
         // would): the next pass ends it there and leaves host 2's alone.
@@ -442,7 +454,8 @@ mod tests {
         assert!(fakes[1].1.runs(&stray.id));
 
         // Host 2 falls silent: its instances are left alone (its VMs run on), a forced
-        // stop releases one without it, it cannot start elsewhere, and when the host
+        // stop releases one without it (and its volume is no longer served there), it
+        // starts on the other host of its zone once that has room, and when the host
         // reports again its VM is ended there.
         let beat = |w: &World, at: i64| {
             w.cloud.store.write(|tx| {
@@ -458,12 +471,28 @@ mod tests {
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
         w.passes_until(5, |w| w.state(&stray.id) == kiln_types::InstanceState::Stopped);
         assert!(fakes[1].1.runs(&stray.id), "nobody could ask the silent host");
+        let root = w.cloud.instance_volumes(&stray.id).expect("volumes").remove(0).id;
+        w.passes_until(3, |_| !served(&fakes[1].0).contains(&root));
         match w.cloud.start_instances(&w.scope, std::slice::from_ref(&id)) {
-            Err(Error::InsufficientCapacity(m)) => assert!(m.contains(fakes[1].0.as_str()), "{m}"),
-            other => panic!("an instance whose host is silent cannot start: {other:?}"),
+            Err(Error::InsufficientCapacity(m)) => assert!(m.contains("us-east-1b"), "{m}"),
+            other => panic!("no host of the zone has room: {other:?}"),
         }
+        let on_first: kiln_types::InstanceId = placed
+            .iter()
+            .find(|i| i.host_id.as_deref() == Some(fakes[0].0.as_str()))
+            .expect("one on host 1")
+            .id
+            .parse()
+            .expect("id");
+        w.cloud.terminate_instances(&w.scope, std::slice::from_ref(&on_first)).expect("terminate");
+        w.passes_until(10, |w| w.state(on_first.as_ref()) == kiln_types::InstanceState::Terminated);
+        w.cloud.start_instances(&w.scope, std::slice::from_ref(&id)).expect("starts on host 1");
+        w.passes_until(10, |w| w.state(&stray.id) == kiln_types::InstanceState::Running);
+        let moved = w.cloud.instances(&w.scope, std::slice::from_ref(&id)).expect("describe").remove(0);
+        assert_eq!(moved.host_id.as_deref(), Some(fakes[0].0.as_str()));
+        assert!(fakes[0].1.runs(&stray.id) && served(&fakes[0].0).contains(&root), "on host 1, with its volume");
         beat(&w, now_ms()).expect("back");
         w.passes_until(3, |_| !fakes[1].1.runs(&stray.id));
-        assert_eq!(w.state(&stray.id), kiln_types::InstanceState::Stopped);
+        assert!(fakes[0].1.runs(&stray.id), "the stale VM is ended, the one on host 1 runs on");
     }
 }

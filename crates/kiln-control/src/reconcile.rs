@@ -42,12 +42,15 @@ fn attachments_of<'a>(i: &'a Instance, attached: &'a [Interface]) -> impl Iterat
     attached.iter().filter_map(|e| e.attachment.as_ref()).filter(move |a| a.instance_id == i.id)
 }
 
-/// The disks a VM should have: its volumes (root first) but those being detached.
-fn wanted_disks(vols: &[Volume]) -> Result<Vec<Disk>> {
-    vols.iter()
-        .filter(|v| v.attach_state != Some(VolumeAttachState::Detaching))
-        .map(|v| Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)? }))
-        .collect()
+/// The disks a VM should have: its volumes (root first) but those being detached, as
+/// files of its host's store (`Cloud::disks_for` serves them to a joined host).
+pub(crate) fn wanted_disks(vols: &[Volume]) -> Result<Vec<Disk>> {
+    vols.iter().filter(|v| v.attach_state != Some(VolumeAttachState::Detaching)).map(disk).collect()
+}
+
+/// A volume as a disk of the store.
+pub(crate) fn disk(v: &Volume) -> Result<Disk> {
+    Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)?, served: None })
 }
 
 /// The further interfaces `i`'s VM should have, in device order.
@@ -128,7 +131,7 @@ impl Cloud {
             initrd: i.ramdisk_file.as_deref().map(store_path).transpose()?,
             cmdline: i.kernel_cmdline.clone(),
             tcg_tb_size_mib: i.tcg_tb_size_mib.and_then(|m| u32::try_from(m).ok()),
-            disks: wanted_disks(vols)?,
+            disks: self.disks_for(i, vols)?,
             network: if vpc_networking(self.agent_for(i)?.as_ref())? {
                 let attached = self.store.read(|c| Ok::<_, Error>(interfaces::attached(c)?))?;
                 Network::Vpc {
@@ -186,7 +189,7 @@ impl Cloud {
     /// Makes a running VM's disks its instance's volumes: hot-plugs attached ones and
     /// has the guest release detached ones; attachments settle when the VM matches.
     fn sync_disks(&self, r: &Reconciler, i: &Instance, vols: &[Volume]) -> Result<()> {
-        let wanted = wanted_disks(vols)?;
+        let wanted = self.disks_for(i, vols)?;
         let moving = vols.iter().any(|v| matches!(v.attach_state, Some(a) if a != VolumeAttachState::Attached));
         let mut applied = r.disks.lock().unwrap_or_else(|p| p.into_inner());
         if !moving && applied.get(&i.id) == Some(&wanted) {
@@ -237,7 +240,7 @@ impl Cloud {
     fn ship_layers(&self, agent: &dyn kiln_agent_api::HostAgent, i: &Instance) -> Result<bool> {
         use kiln_agent_api::LayersReady;
         let Some(on) = &i.host_id else { return Ok(true) };
-        let layers = self.layers_for(i, &self.instance_volumes(&i.id)?)?;
+        let layers = self.layers_for(i)?;
         match agent.fetch_layers(&layers).map_err(host(format!("sending {}'s layers to host {on}", i.id)))? {
             LayersReady::Ready { fetched } => {
                 if fetched > 0 {
@@ -252,9 +255,10 @@ impl Cloud {
         }
     }
 
-    /// Makes the volume files an instance needs (idempotent).
+    /// Makes the volume files an instance needs (idempotent), in the store: this
+    /// server's own host serves them to a joined host.
     fn ensure_volumes(&self, i: &Instance) -> Result<Vec<Volume>> {
-        let agent = self.agent_for(i)?;
+        let agent = self.agent()?;
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
             let file = store_path(&v.file)?;
@@ -300,7 +304,7 @@ impl Cloud {
         agent.kill(&i.id).map_err(host(format!("ending {}", i.id)))?;
         for v in self.instance_volumes(&i.id)? {
             if v.delete_on_termination {
-                agent.delete_volume(&store_path(&v.file)?).map_err(host(format!("deleting {}", v.id)))?;
+                self.agent()?.delete_volume(&store_path(&v.file)?).map_err(host(format!("deleting {}", v.id)))?;
                 self.store.write(|tx| Ok::<_, Error>(volumes::delete(tx, &v.id)?))?;
             } else {
                 self.store.write(|tx| Ok::<_, Error>(volumes::detach(tx, &v.id)?))?;
@@ -339,6 +343,12 @@ impl Cloud {
                 // cut off is retried (and resumed) by the next pass, not a failed launch.
                 if !self.ship_layers(agent.as_ref(), i)? {
                     return Ok(());
+                }
+                if let Some(h) = i.host_id.as_deref() {
+                    // Its volumes are made in the store and served to its host before it
+                    // starts; a server not up yet is retried by the next pass.
+                    self.ensure_volumes(i)?;
+                    self.sync_volume_server_of(h)?;
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
@@ -505,6 +515,11 @@ impl Cloud {
             tracing::warn!(?took, "making the VPC networks was slow and held up the pass");
         }
         drop(nets);
+        // Before any VM on a joined host starts or changes disks: each host is served
+        // exactly its instances' volumes.
+        if let Err(e) = self.sync_volume_servers(&all, &attached_volumes, &hosts) {
+            tracing::warn!(error = %e, "serving volumes to hosts failed; retrying");
+        }
         // From this pass's read: a public address given just now shows in the next.
         if let Err(e) = self.publish_view(&all, &attached) {
             tracing::warn!(error = %e, "cannot publish the guests' view; keeping the last one");

@@ -155,10 +155,6 @@ impl Cloud {
             let v = kiln_store::volumes::get(tx, volume_id)?
                 .filter(|v| v.account_id == scope.account && v.region == scope.region)
                 .ok_or_else(|| Error::not_found(ResourceKind::Volume, volume_id))?;
-            if let Some(i) = v.instance_id.as_deref().map(|i| kiln_store::instances::get(tx, i)).transpose()?.flatten()
-            {
-                crate::placement::on_this_host(&i, "CreateSnapshot")?;
-            }
             let (snap, freeze) = plan_snapshot(tx, scope, &v, description, tags)?;
             if let Some(i) = &v.instance_id {
                 crate::workflows::record(
@@ -190,7 +186,6 @@ impl Cloud {
                 .filter(|i| i.account_id == scope.account && i.region == scope.region)
                 .filter(|i| i.state != kiln_types::InstanceState::Terminated)
                 .ok_or_else(|| Error::not_found(ResourceKind::Instance, request.instance_id.clone()))?;
-            crate::placement::on_this_host(&i, "CreateSnapshots")?;
             let all = kiln_store::volumes::of_instance(tx, &i.id)?;
             if let Some(x) = request.exclude.iter().find(|x| !all.iter().any(|v| &v.id == *x)) {
                 return Err(Error::InvalidParameterValue(format!("Volume {x} is not attached to {}", i.id)));

@@ -51,6 +51,8 @@ pub struct FakeAgent {
     pub grown: Mutex<Vec<(PathBuf, u64)>>,
     /// Whether the host gives VPC networking (ports always exist then).
     pub vpc: std::sync::atomic::AtomicBool,
+    /// The volumes this (the control plane's own) host serves each joined host.
+    pub served: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// The panic an injected crash raises.
@@ -256,6 +258,22 @@ impl HostAgent for FakeAgent {
 
     fn tap_id(&self, _vpc_id: &str, _interface_id: &str) -> Option<kiln_agent_api::TapId> {
         self.vpc.load(Ordering::SeqCst).then_some(kiln_agent_api::TapId { netns: 1, ifindex: 1 })
+    }
+
+    fn serve_volumes(
+        &self,
+        host: &kiln_agent_api::HostId,
+        ip: std::net::IpAddr,
+        _tls: &dyn Fn() -> Result<kiln_agent_api::ServerTls, AgentError>,
+        exports: &[kiln_agent_api::Disk],
+    ) -> Result<Option<std::net::SocketAddr>, AgentError> {
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        if exports.is_empty() {
+            served.remove(host.as_str());
+            return Ok(None);
+        }
+        served.insert(host.to_string(), exports.iter().map(|d| d.volume_id.to_string()).collect());
+        Ok(Some(std::net::SocketAddr::new(ip, 10809)))
     }
 
     fn set_nics(&self, instance_id: &str, nics: &[kiln_agent_api::Nic]) -> Result<bool, AgentError> {

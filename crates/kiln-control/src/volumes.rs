@@ -277,7 +277,6 @@ impl Cloud {
         self.store.write(|tx| {
             let v = find(tx, scope, id)?;
             let i = find_instance(tx, scope, instance_id)?;
-            crate::placement::on_this_host(&i, "AttachVolume")?;
             if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
                 return Err(Error::IncorrectInstanceState(format!(
                     "Instance '{instance_id}' is not 'running' or 'stopped'."
@@ -324,9 +323,6 @@ impl Cloud {
             let Some(owner) = v.instance_id.clone() else {
                 return Err(Error::IncorrectState(format!("Volume '{id}' is in the 'available' state.")));
             };
-            if let Some(i) = instances::get(tx, &owner)? {
-                crate::placement::on_this_host(&i, "DetachVolume")?;
-            }
             if instance_id.is_some_and(|i| i != owner) || device.is_some_and(|d| Some(d) != v.device_name.as_deref()) {
                 return Err(Error::IncorrectState(format!(
                     "Volume '{id}' is not attached to {}",
@@ -363,7 +359,7 @@ impl Cloud {
         self.store.write(|tx| {
             let v = find(tx, scope, id)?;
             if let Some(i) = v.instance_id.as_deref().map(|i| instances::get(tx, i)).transpose()?.flatten() {
-                crate::placement::on_this_host(&i, "ModifyVolume")?;
+                crate::placement::not_while_served(&i, "ModifyVolume")?;
             }
             if v.state == VolumeState::Creating {
                 return Err(Error::IncorrectState(format!("Volume {id} is still being created")));

@@ -138,6 +138,12 @@ fn row(r: &Row<'_>) -> crate::db::Result<Instance> {
     })
 }
 
+/// Places an instance on another host (None: the serving host's own).
+pub fn set_host(conn: &Connection, id: &str, host: Option<&str>) -> Result<(), StoreError> {
+    conn.execute("UPDATE instances SET host_id = ?2 WHERE id = ?1", params![id, host])?;
+    Ok(())
+}
+
 pub fn insert(conn: &Connection, i: &Instance) -> Result<(), StoreError> {
     conn.execute(
         &format!(

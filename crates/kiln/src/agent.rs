@@ -393,6 +393,24 @@ struct CloudNetwork {
     public_ip_pool: ipnet::Ipv4Net,
 }
 
+/// The host's credentials for the control plane's volume servers, as QEMU's TLS wants
+/// them (`kiln_agent_api::NBD_CLIENT_TLS_DIR`): links to the CA, certificate and key it
+/// joined with, so that a renewed certificate is the one the next VM presents.
+fn nbd_client_tls(dir: &Path) -> Result<()> {
+    let tls = dir.join(kiln_agent_api::NBD_CLIENT_TLS_DIR);
+    std::fs::create_dir_all(&tls).with_context(|| format!("making {}", tls.display()))?;
+    for (link, target) in
+        [("ca-cert.pem", "../ca.pem"), ("client-cert.pem", "../cert.pem"), ("client-key.pem", "../key.pem")]
+    {
+        let path = tls.join(link);
+        if std::fs::read_link(&path).ok().as_deref() != Some(Path::new(target)) {
+            let _ = std::fs::remove_file(&path);
+            std::os::unix::fs::symlink(target, &path).with_context(|| format!("linking {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(
     dir: &Path,
     control: &str,
@@ -442,6 +460,8 @@ pub(crate) fn run(
             Err(e) => tracing::warn!(error = %e, "renewing the host's certificate (to name it as a server) failed"),
         }
     }
+    nbd_client_tls(dir)?;
+    host.resume_relays();
     if listen.is_some() && !names_host_as_server(&files, &m.host_id)? {
         bail!(
             "the control plane at {control} issued a certificate that does not name this host as a server: \

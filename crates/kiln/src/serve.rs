@@ -188,6 +188,11 @@ pub(crate) fn serve(
                 names.push(addr.ip().to_string());
             }
             let acceptor = kiln_server::agents::tls_acceptor(&cloud, &names)?;
+            // Joined hosts' volumes are served from the store at the address hosts
+            // reach this server at.
+            if !addr.ip().is_unspecified() {
+                cloud.serve_volumes_on(addr.ip());
+            }
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("binding the agents' endpoint {addr}: try another --agent-listen"))?;
             listener.set_nonblocking(true)?;

@@ -1,0 +1,133 @@
+//! Volumes of instances on joined hosts stay in the store, as EBS volumes stay off
+//! the hypervisor: the control plane's own host serves each joined host the volumes of
+//! its instances that have a VM, over NBD with TLS (`HostAgent::serve_volumes`), and
+//! the host's VMs attach them from there. So a host that dies takes no volume with
+//! it, an instance can start again on another host of its zone, and a volume moves
+//! between hosts without a copy. A volume stops being served to a host the pass after
+//! its instance leaves it (stopped, moved or terminated), which cuts off a VM left
+//! running there.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use kiln_agent_api::{AgentError, Disk, HostId, Served, ServerTls};
+use kiln_store::hosts::Host;
+use kiln_store::instances::Instance;
+use kiln_store::volumes::Volume;
+
+use crate::{Cloud, Error, Result};
+
+/// Where volumes are served from, and each joined host's server.
+#[derive(Default)]
+pub(crate) struct VolumeServers {
+    /// The address joined hosts reach this host at (the agents' endpoint's).
+    ip: OnceLock<IpAddr>,
+    /// Each joined host's server, while it serves something.
+    addrs: Mutex<HashMap<String, SocketAddr>>,
+    /// The servers' TLS identity, made once per process.
+    tls: Mutex<Option<ServerTls>>,
+}
+
+impl Cloud {
+    /// Serves joined hosts' volumes on `ip` (`kiln serve --agent-listen`'s address).
+    pub fn serve_volumes_on(&self, ip: IpAddr) {
+        let _ = self.volume_servers.ip.set(ip);
+    }
+
+    fn volume_server_tls(&self, ip: IpAddr) -> std::result::Result<ServerTls, AgentError> {
+        let mut kept = self.volume_servers.tls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tls) = kept.as_ref() {
+            return Ok(tls.clone());
+        }
+        let id = self.agent_endpoint_identity(&[ip.to_string()]).map_err(|e| AgentError::Failed(e.to_string()))?;
+        let tls = ServerTls { ca_pem: id.ca_pem, cert_pem: id.cert_pem, key_pem: id.key_pem };
+        *kept = Some(tls.clone());
+        Ok(tls)
+    }
+
+    /// Makes each joined host's volume server serve exactly the volumes attached to
+    /// its instances that have a VM (`all` and `attached` are this pass's reads).
+    pub(crate) fn sync_volume_servers(&self, all: &[Instance], attached: &[Volume], hosts: &[Host]) -> Result<()> {
+        let mut first_error = None;
+        for h in hosts {
+            if let Err(e) = self.serve_host(&h.host_id, all, attached) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `sync_volume_servers` for one host, from the store now.
+    pub(crate) fn sync_volume_server_of(&self, host: &str) -> Result<()> {
+        let host: HostId =
+            host.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
+        let (all, attached) = self.store.read(|c| {
+            let vols: Vec<Volume> =
+                kiln_store::volumes::all(c)?.into_iter().filter(|v| v.instance_id.is_some()).collect();
+            Ok::<_, Error>((kiln_store::instances::all(c)?, vols))
+        })?;
+        self.serve_host(&host, &all, &attached)
+    }
+
+    fn serve_host(&self, host: &HostId, all: &[Instance], attached: &[Volume]) -> Result<()> {
+        let mine: Vec<&str> = all
+            .iter()
+            .filter(|i| i.host_id.as_deref() == Some(host.as_str()) && crate::network::has_port(i.state))
+            .map(|i| i.id.as_str())
+            .collect();
+        let exports: Vec<Disk> = attached
+            .iter()
+            // Not yet made: served once its file exists.
+            .filter(|v| v.state != kiln_types::VolumeState::Creating)
+            .filter(|v| v.instance_id.as_deref().is_some_and(|i| mine.contains(&i)))
+            .map(crate::reconcile::disk)
+            .collect::<Result<_>>()?;
+        let Some(ip) = self.volume_servers.ip.get().copied() else {
+            if exports.is_empty() {
+                return Ok(());
+            }
+            return Err(Error::host(
+                format!("serving volumes to host {host}"),
+                "this server has no address hosts reach it at: give kiln serve --agent-listen a specific address, not 0.0.0.0",
+            ));
+        };
+        let served = self.agent()?.serve_volumes(host, ip, &|| self.volume_server_tls(ip), &exports);
+        let mut addrs = self.volume_servers.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        match served {
+            Ok(Some(addr)) => {
+                addrs.insert(host.to_string(), addr);
+                Ok(())
+            }
+            Ok(None) => {
+                addrs.remove(host.as_str());
+                Ok(())
+            }
+            Err(e) => {
+                addrs.remove(host.as_str());
+                Err(Error::host(format!("serving volumes to host {host}"), e))
+            }
+        }
+    }
+
+    /// The disks `i`'s VM should have (`vols`, root first, but those being detached):
+    /// on a joined host, each served from the store.
+    pub(crate) fn disks_for(&self, i: &Instance, vols: &[Volume]) -> Result<Vec<Disk>> {
+        let mut disks = crate::reconcile::wanted_disks(vols)?;
+        if let Some(h) = i.host_id.as_deref() {
+            let addr =
+                self.volume_servers.addrs.lock().unwrap_or_else(PoisonError::into_inner).get(h).copied().ok_or_else(
+                    || {
+                        Error::host(
+                            format!("serving {}'s volumes to host {h}", i.id),
+                            "its volume server is not up yet",
+                        )
+                    },
+                )?;
+            for d in &mut disks {
+                d.served = Some(Served { addr, export: d.volume_id.to_string() });
+            }
+        }
+        Ok(disks)
+    }
+}
