@@ -29,6 +29,10 @@ fn fail(msg: impl Into<String>) -> AgentError {
     AgentError::Failed(msg.into())
 }
 
+/// A daemon whose certificate is older than this is started again with a fresh one
+/// (the control plane's certificates last 30 days; the hosts' VMs reconnect).
+const ROTATE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 24 * 3600);
+
 /// A daemon's directory: its QMP socket, port, pid file, log and TLS files.
 fn dir(store: &Path, host: &HostId) -> PathBuf {
     store.join("nbd").join(host.as_str())
@@ -61,15 +65,33 @@ fn write_private(path: &Path, text: &str) -> Result<(), AgentError> {
     f.write_all(text.as_bytes()).map_err(|e| fail(format!("writing {}: {e}", path.display())))
 }
 
+/// Makes `dir` (and its parents) for this user only: a daemon's QMP socket commands it,
+/// and a relay's socket reaches a volume server.
+fn private_dir(dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("making {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| fail(format!("making {} private: {e}", dir.display())))
+}
+
 /// The daemon's QMP connection, if it runs.
 fn connect(dir: &Path) -> Option<Qmp> {
     Qmp::connect(&dir.join("qmp.sock")).ok()
 }
 
-/// A port for a new daemon: the one it had (so that hosts reconnect), else a free one.
+/// The port a daemon listens on: the one it had, so that hosts reconnect to it.
+fn recorded_port(dir: &Path) -> Option<u16> {
+    std::fs::read_to_string(dir.join("port")).ok().and_then(|p| p.trim().parse().ok())
+}
+
+/// A port for a new daemon: the one it had while it is free (so that hosts
+/// reconnect), else a free one.
 fn port_for(dir: &Path, ip: IpAddr) -> Result<u16, AgentError> {
-    if let Some(p) = std::fs::read_to_string(dir.join("port")).ok().and_then(|p| p.trim().parse().ok()) {
-        return Ok(p);
+    if let Some(p) = recorded_port(dir) {
+        if std::net::TcpListener::bind((ip, p)).is_ok() {
+            return Ok(p);
+        }
+        tracing::warn!(port = p, "the volume server's port is taken: it moves to another");
     }
     let probe = std::net::TcpListener::bind((ip, 0)).map_err(|e| fail(format!("finding a port on {ip}: {e}")))?;
     let port = probe.local_addr().map_err(|e| fail(format!("finding a port on {ip}: {e}")))?.port();
@@ -105,8 +127,6 @@ fn start(dir: &Path, host: &HostId, ip: IpAddr, tls: &ServerTls) -> Result<Qmp, 
         .map_err(|e| fail(format!("qemu-storage-daemon: {e} (install qemu-system-common)")))?;
     if !out.success() {
         let said = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-        // A port taken meanwhile: the next attempt picks another.
-        let _ = std::fs::remove_file(dir.join("port"));
         return Err(fail(format!("qemu-storage-daemon for {host} did not start: {}", said.trim())));
     }
     tracing::info!(host = %host, %ip, port, "serving the host's volumes over NBD");
@@ -122,7 +142,24 @@ pub fn serve(
     exports: &[Disk],
 ) -> Result<Option<SocketAddr>, AgentError> {
     let dir = dir(store, host);
-    let running = connect(&dir);
+    let mut running = connect(&dir);
+    let cert_age = std::fs::metadata(dir.join("tls").join("server-cert.pem"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if running.is_some() && !exports.is_empty() && cert_age.is_some_and(|age| age > ROTATE_AFTER) {
+        if let Some(mut q) = running.take() {
+            let _ = q.execute("quit", None);
+            tracing::info!(host = %host, "starting the host's NBD server again with a fresh certificate");
+            // Gone before it is started again on the same port.
+            for _ in 0..50 {
+                if connect(&dir).is_none() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
     if exports.is_empty() {
         if let Some(mut q) = running {
             let _ = q.execute("quit", None);
@@ -134,11 +171,12 @@ pub fn serve(
     let mut q = match running {
         Some(q) => q,
         None => {
-            std::fs::create_dir_all(&dir).map_err(|e| fail(format!("making {}: {e}", dir.display())))?;
+            private_dir(&store.join("nbd"))?;
+            private_dir(&dir)?;
             start(&dir, host, ip, &tls()?)?
         }
     };
-    let port = port_for(&dir, ip)?;
+    let port = recorded_port(&dir).ok_or_else(|| fail(format!("the NBD server of {host} has no port recorded")))?;
     let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
     let listed = q.execute("query-block-exports", None).map_err(qmp)?;
     // Each export's id (the volume) and the node it serves.
@@ -245,8 +283,7 @@ impl Relays {
         if made.contains(&addr) {
             return Ok(path);
         }
-        let dir = store.join("nbd");
-        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("making {}: {e}", dir.display())))?;
+        private_dir(&store.join("nbd"))?;
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path)
             .map_err(|e| fail(format!("listening on {} for the volume server {addr}: {e}", path.display())))?;

@@ -1,13 +1,14 @@
 //! `kiln-bench hosts`: what launching on a joined host costs, beside a launch on the
 //! control plane's own host in the same run. A `kiln agent` joins a zone of a fresh
 //! `kiln serve` on this machine (its own data directory, over loopback); the first
-//! kiln-tiny launch there fetches the image's layers from the store, later ones find
-//! them cached. Printed: bytes fetched and seconds from RunInstances to running and to
-//! status ok (the guest's first metadata answer, relayed by its host), medians of
-//! `runs`, with ratios against the own-host launch.
+//! kiln-tiny launch there fetches the image's kernel from the store, later ones find it
+//! cached, and every one boots from a volume the store serves over NBD. Printed: bytes
+//! fetched and seconds from RunInstances to running and to status ok (the guest's first
+//! metadata answer, relayed by its host), medians of `runs`, with ratios against the
+//! own-host launch.
 //!
-//! Cross-host ping latency within a VPC is not measured: VPCs do not span hosts yet (no
-//! VXLAN), so guests on different hosts cannot reach each other by private address.
+//! Cross-host ping within a VPC needs hosts on a network of their own (namespaces):
+//! `test_hosts.py`'s three-host test prints it, on one host and across hosts.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -25,8 +25,8 @@ pub(crate) struct VolumeServers {
     ip: OnceLock<IpAddr>,
     /// Each joined host's server, while it serves something.
     addrs: Mutex<HashMap<String, SocketAddr>>,
-    /// The servers' TLS identity, made once per process.
-    tls: Mutex<Option<ServerTls>>,
+    /// The servers' TLS identity and when it was made (made again after a week).
+    tls: Mutex<Option<(std::time::Instant, ServerTls)>>,
 }
 
 impl Cloud {
@@ -37,12 +37,14 @@ impl Cloud {
 
     fn volume_server_tls(&self, ip: IpAddr) -> std::result::Result<ServerTls, AgentError> {
         let mut kept = self.volume_servers.tls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tls) = kept.as_ref() {
-            return Ok(tls.clone());
+        if let Some((made, tls)) = kept.as_ref() {
+            if made.elapsed() < std::time::Duration::from_secs(7 * 24 * 3600) {
+                return Ok(tls.clone());
+            }
         }
         let id = self.agent_endpoint_identity(&[ip.to_string()]).map_err(|e| AgentError::Failed(e.to_string()))?;
         let tls = ServerTls { ca_pem: id.ca_pem, cert_pem: id.cert_pem, key_pem: id.key_pem };
-        *kept = Some(tls.clone());
+        *kept = Some((std::time::Instant::now(), tls.clone()));
         Ok(tls)
     }
 
