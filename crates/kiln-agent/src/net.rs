@@ -333,7 +333,7 @@ impl NetConfig {
         if current != Some((o.vni, o.local)) {
             // Made from the host's namespace and placed in the VPC's: the device's
             // UDP socket stays on the host's underlay.
-            let mac = overlay_mac(o.local).map(|b| format!("{b:02x}")).join(":");
+            let mac = mac_text(overlay_mac(o.local));
             ip(&[
                 "link",
                 "add",
@@ -386,7 +386,7 @@ impl NetConfig {
             let (Some(mac), Some(dst)) = (e["mac"].as_str(), e["dst"].as_str()) else { continue };
             let wanted = dst.parse::<Ipv4Addr>().ok().filter(|h| hosts.contains(h));
             match wanted {
-                Some(h) if mac == overlay_mac(h).map(|b| format!("{b:02x}")).join(":") => {
+                Some(h) if mac == mac_text(overlay_mac(h)) => {
                     present.insert(h);
                 }
                 _ => {
@@ -395,7 +395,7 @@ impl NetConfig {
             }
         }
         for h in hosts.iter().filter(|h| !present.contains(h)) {
-            let mac = overlay_mac(*h).map(|b| format!("{b:02x}")).join(":");
+            let mac = mac_text(overlay_mac(*h));
             bridge_in(&["fdb", "replace", &mac, "dev", OVERLAY, "dst", &h.to_string(), "self", "permanent"])?;
         }
         Ok(())
@@ -571,6 +571,11 @@ pub fn dns_sockets_in(ns: &str, addr: std::net::SocketAddrV4) -> Result<kiln_age
 }
 
 /// A MAC address's six bytes (`02:ab:…`).
+/// A MAC address as `ip` and `bridge` write it.
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 fn parse_mac(mac: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = mac.split(':');
