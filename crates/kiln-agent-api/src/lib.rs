@@ -110,7 +110,8 @@ pub struct Disk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Served {
     pub addr: std::net::SocketAddr,
-    pub export: String,
+    /// Typed, so that nothing but a volume ID reaches QEMU's command line.
+    pub export: VolumeId,
 }
 
 /// The TLS identity a volume server presents (a certificate naming its address,
@@ -637,7 +638,7 @@ mod tests {
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
                 served: Some(Served {
                     addr: "192.0.2.1:10809".parse().expect("addr"),
-                    export: "vol-0123456789abcdef0".into(),
+                    export: "vol-0123456789abcdef0".parse().expect("id"),
                 }),
             }],
             network: Network::Vpc {

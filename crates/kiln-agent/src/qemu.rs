@@ -259,15 +259,17 @@ mod tests {
     #[test]
     fn a_served_volume_is_reached_through_the_hosts_relay_with_tls_naming_the_server() {
         let mut s = spec(Architecture::X86_64);
-        s.disks[0].served =
-            Some(kiln_agent_api::Served { addr: "192.0.2.1:10809".parse().expect("addr"), export: "vol-1".into() });
+        s.disks[0].served = Some(kiln_agent_api::Served {
+            addr: "192.0.2.1:10809".parse().expect("addr"),
+            export: "vol-0123456789abcdef1".parse().expect("id"),
+        });
         let tls = Path::new("/s/agent/nbd-tls");
         let joined = arguments(&s, Accel::Tcg, &Place { nbd_tls: Some(tls), ..place() }, &Tuning::default()).join(" ");
         assert!(joined.contains("-object tls-creds-x509,id=kiln-nbd,dir=/s/agent/nbd-tls,endpoint=client"), "{joined}");
         assert!(
             joined.contains(
                 "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/s/nbd/192.0.2.1-10809.sock,\
-                 file.export=vol-1,file.tls-creds=kiln-nbd,file.tls-hostname=192.0.2.1,"
+                 file.export=vol-0123456789abcdef1,file.tls-creds=kiln-nbd,file.tls-hostname=192.0.2.1,"
             ),
             "{joined}"
         );

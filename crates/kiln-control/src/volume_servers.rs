@@ -127,7 +127,7 @@ impl Cloud {
                     },
                 )?;
             for d in &mut disks {
-                d.served = Some(Served { addr, export: d.volume_id.to_string() });
+                d.served = Some(Served { addr, export: d.volume_id.clone() });
             }
         }
         Ok(disks)
