@@ -3,9 +3,11 @@ certificates the cloud's CA issues at join, heartbeats, `kiln host list`, drain,
 activate and retire, certificate renewal, and DescribeAvailabilityZones showing a zone
 `impaired` while none of its joined hosts is live.
 
-The agents run on this machine with data directories of their own. Instances placed
-on a joined host run there: the host fetches the image's layers from the control
-plane's store, and the control plane drives the VM through the host's agent."""
+The agents run on this machine with data directories of their own (the three-host test
+puts each in a network namespace of its own). Instances placed on a joined host run
+there: the host fetches the image's kernel from the control plane's store, the store
+serves the instance's volumes to it over NBD, and the control plane drives the VM
+through the host's agent."""
 
 import json
 import os
@@ -293,13 +295,14 @@ def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
                     reason="the PostgreSQL pass runs the three-host test instead")
 def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_path):
     """RunInstances in a zone with a joined host places the instance there: the host
-    fetches the image's layers from the store (checked against their hashes, made
-    read-only), the VM runs under the host's agent and not the server's, on the VPC
-    network the host makes (its DHCP and relayed metadata, its security groups, its
-    public address, reached by SSH), and a second launch from the same image fetches
-    nothing. Stop, start and terminate act on that host; a zone no host joined still
-    runs on the server's own host; a host that dies has its instances impaired, a
-    forced stop releases them, and its stale VM is ended when it returns."""
+    fetches the image's kernel from the store (checked against its hash, made
+    read-only), its volume stays in the store, the VM runs under the host's agent and
+    not the server's, on the VPC network the host makes (its DHCP and relayed metadata,
+    its security groups, its public address, reached by SSH), and a second launch from
+    the same image fetches nothing. Stop, start and terminate act on that host; a zone
+    no host joined still runs on the server's own host; a host that dies has its
+    instances impaired, a forced stop releases them, and its stale VM is ended when it
+    returns."""
     port = free_port()
     control = Server(extra_args=["--agent-listen", f"127.0.0.1:{port}"], pool="100.64.7.0/24")
     control.agents = f"https://127.0.0.1:{port}"
@@ -529,11 +532,14 @@ def ping_times(out):
 def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
     """Three hosts, each a network namespace with its own `kiln agent` and data
     directory, joined over an underlay bridge to one control plane on PostgreSQL; two
-    zones, two hosts in one. Instances land on their zone's hosts (one request's spread
-    over both), instances of one VPC on different hosts reach each other by private
-    address over VXLAN with their security groups applied on the receiving host, and
-    SSH reaches each through its public address from an "outside" namespace, which the
-    underlay delivers to the instance's host."""
+    zones, two hosts in one. Instances land on their zone's hosts, instances of one VPC
+    on different hosts reach each other by private address over VXLAN with their
+    security groups applied on the receiving host, and SSH reaches each through its
+    public address from an "outside" namespace, which the underlay delivers to the
+    instance's host. An image made on one host boots on another; a volume written on
+    one host is read on the other host of its zone; a dead host's instance, forced
+    stopped, starts on the other host of its zone with its data, and the VM left on the
+    dead host is ended when it returns."""
     net = Underlay()
     agents = []
     port = free_port()

@@ -40,10 +40,24 @@ struct Agent {
 }
 
 impl Drop for Agent {
+    /// Ends the agent and what it leaves on this machine: its VMs, its VPC namespaces,
+    /// its host table and the public pool's route (a host that is gone cannot be asked).
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = Command::new("pkill").arg("-9").arg("-f").arg(&self.dir).status();
+        let tag = kiln_agent::net::net_tag(&self.dir);
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            for e in entries.filter_map(std::result::Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("kiln-{tag}-")) {
+                    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+                }
+            }
+        }
+        let _ =
+            Command::new("nft").args(["delete", "table", "ip", &format!("kiln_{tag}")]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["route", "del", "unreachable", POOL]).stderr(Stdio::null()).status();
     }
 }
 
@@ -62,6 +76,8 @@ pub fn run(args: HostsArgs) -> Result<()> {
     let _ = crate::density::terminate_all(&kiln);
     crate::settle_networks(&dir);
     drop(kiln);
+    // The volume servers the server ran for the host (they outlive it, as VMs do).
+    let _ = Command::new("pkill").arg("-9").arg("-f").arg(dir.join("nbd")).status();
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
