@@ -74,14 +74,44 @@ fn private_dir(dir: &Path) -> Result<(), AgentError> {
         .map_err(|e| fail(format!("making {} private: {e}", dir.display())))
 }
 
-/// The daemon's QMP connection, if it runs.
-fn connect(dir: &Path) -> Option<Qmp> {
-    Qmp::connect(&dir.join("qmp.sock")).ok()
+/// The daemon's process, while it lives: its pid file names a live
+/// `qemu-storage-daemon` (a pid reused by another program is not it).
+fn daemon_pid(dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(dir.join("pid")).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let ours = String::from_utf8_lossy(&cmdline);
+    (ours.contains("qemu-storage-daemon") && ours.contains(&*dir.to_string_lossy())).then_some(pid)
+}
+
+/// Ends the daemon and waits (up to 10 s) for it to be gone, so that its port and
+/// its files' locks are free; fails if it lives on.
+fn stop(dir: &Path, host: &HostId) -> Result<(), AgentError> {
+    let Some(pid) = daemon_pid(dir) else { return Ok(()) };
+    if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock")) {
+        let _ = q.execute("quit", None);
+    } else {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    for _ in 0..100 {
+        if daemon_pid(dir).is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(fail(format!("the NBD server of {host} (pid {pid}) does not stop; retrying")))
 }
 
 /// The port a daemon listens on: the one it had, so that hosts reconnect to it.
 fn recorded_port(dir: &Path) -> Option<u16> {
     std::fs::read_to_string(dir.join("port")).ok().and_then(|p| p.trim().parse().ok())
+}
+
+/// Records a daemon's port whole or not at all (a crash mid-write leaves the old one).
+fn record_port(dir: &Path, port: u16) -> Result<(), AgentError> {
+    let part = dir.join("port.part");
+    std::fs::write(&part, port.to_string())
+        .and_then(|()| std::fs::rename(&part, dir.join("port")))
+        .map_err(|e| fail(format!("recording the port: {e}")))
 }
 
 /// A port for a new daemon: the one it had while it is free (so that hosts
@@ -95,7 +125,7 @@ fn port_for(dir: &Path, ip: IpAddr) -> Result<u16, AgentError> {
     }
     let probe = std::net::TcpListener::bind((ip, 0)).map_err(|e| fail(format!("finding a port on {ip}: {e}")))?;
     let port = probe.local_addr().map_err(|e| fail(format!("finding a port on {ip}: {e}")))?.port();
-    std::fs::write(dir.join("port"), port.to_string()).map_err(|e| fail(format!("recording the port: {e}")))?;
+    record_port(dir, port)?;
     Ok(port)
 }
 
@@ -142,34 +172,26 @@ pub fn serve(
     exports: &[Disk],
 ) -> Result<Option<SocketAddr>, AgentError> {
     let dir = dir(store, host);
-    let mut running = connect(&dir);
     let cert_age = std::fs::metadata(dir.join("tls").join("server-cert.pem"))
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok());
-    if running.is_some() && !exports.is_empty() && cert_age.is_some_and(|age| age > ROTATE_AFTER) {
-        if let Some(mut q) = running.take() {
-            let _ = q.execute("quit", None);
-            tracing::info!(host = %host, "starting the host's NBD server again with a fresh certificate");
-            // Gone before it is started again on the same port.
-            for _ in 0..50 {
-                if connect(&dir).is_none() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-    }
     if exports.is_empty() {
-        if let Some(mut q) = running {
-            let _ = q.execute("quit", None);
+        if daemon_pid(&dir).is_some() {
+            stop(&dir, host)?;
             tracing::info!(host = %host, "no volumes left to serve the host; its NBD server stopped");
         }
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(None);
     }
-    let mut q = match running {
-        Some(q) => q,
+    if daemon_pid(&dir).is_some() && cert_age.is_some_and(|age| age > ROTATE_AFTER) {
+        tracing::info!(host = %host, "starting the host's NBD server again with a fresh certificate");
+        stop(&dir, host)?;
+    }
+    let mut q = match daemon_pid(&dir) {
+        // A daemon that lives but does not answer is never doubled: retried next pass.
+        Some(pid) => Qmp::connect(&dir.join("qmp.sock"))
+            .map_err(|e| fail(format!("the NBD server of {host} (pid {pid}) does not answer: {e}")))?,
         None => {
             private_dir(&store.join("nbd"))?;
             private_dir(&dir)?;
@@ -179,18 +201,29 @@ pub fn serve(
     let port = recorded_port(&dir).ok_or_else(|| fail(format!("the NBD server of {host} has no port recorded")))?;
     let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
     let listed = q.execute("query-block-exports", None).map_err(qmp)?;
-    // Each export's id (the volume) and the node it serves.
-    let present: Vec<(String, String)> = listed
+    // Each export's id (the volume), the node it serves, and whether it is closing (a
+    // cut export stays listed until its clients are gone).
+    let exported: Vec<(String, String, bool)> = listed
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e["id"].as_str()?.to_owned(), e["node-name"].as_str()?.to_owned())))
+        .filter_map(|e| {
+            let closing = e["shutting-down"].as_bool().unwrap_or(false);
+            Some((e["id"].as_str()?.to_owned(), e["node-name"].as_str()?.to_owned(), closing))
+        })
         .collect();
     let wanted: Vec<String> = exports.iter().map(|d| d.volume_id.to_string()).collect();
+    // Each volume on its own: one that fails holds up no other, and the first failure
+    // is returned once all were tried (so a launch waits for its disks).
+    let mut first_error = None;
     // Taken away at once: a VM still on the host loses the disk there and then.
-    for (id, _) in present.iter().filter(|(id, _)| !wanted.contains(id)) {
-        q.execute("block-export-del", Some(json!({ "id": id, "mode": "hard" }))).map_err(qmp)?;
-        tracing::info!(host = %host, volume = %id, "stopped serving a volume to the host");
+    for (id, _, _) in exported.iter().filter(|(id, _, closing)| !closing && !wanted.contains(id)) {
+        match q.execute("block-export-del", Some(json!({ "id": id, "mode": "hard" }))) {
+            Ok(_) => tracing::info!(host = %host, volume = %id, "stopped serving a volume to the host"),
+            Err(e) => {
+                first_error.get_or_insert(qmp(e));
+            }
+        }
     }
     // The nodes of volumes no longer served (now, or in an earlier pass that stopped
     // short); one still closing its export goes in a later pass.
@@ -204,45 +237,69 @@ pub fn serve(
     for d in exports {
         let export = d.volume_id.to_string();
         let node = node_name(&export, &d.file);
-        let serving = present.iter().find(|(id, _)| *id == export).map(|(_, n)| n.as_str());
+        let found = exported.iter().find(|(id, _, _)| *id == export);
+        if found.is_some_and(|(_, _, closing)| *closing) {
+            first_error.get_or_insert(fail(format!("{export} is still being taken from {host}; retrying")));
+            continue;
+        }
+        let serving = found.map(|(_, n, _)| n.as_str());
         if serving == Some(node.as_str()) {
             continue;
         }
-        let file = d.file.under(store);
-        let mut options = json!({
-            "driver": "qcow2", "node-name": node, "discard": "unmap",
-            "file": { "driver": "file", "filename": file.display().to_string() },
-        });
-        if serving.is_some() {
-            // A new overlay: the node served now becomes its backing (below).
-            options["backing"] = serde_json::Value::Null;
-        }
-        let added = q.execute("blockdev-add", Some(options));
-        if let Err(e) = added {
-            // Left by an earlier pass that stopped before using it.
-            if !e.to_string().contains("Duplicate") {
-                return Err(qmp(e));
-            }
-        }
-        match serving {
-            // The volume went on to a new overlay (CreateImage, CreateSnapshot): the
-            // export follows it at once, live, and the file it served is a layer from
-            // now on.
-            Some(current) => {
-                q.execute("blockdev-snapshot", Some(json!({ "node": current, "overlay": node }))).map_err(qmp)?;
-                tracing::info!(host = %host, volume = %export, "the served volume went on to its new overlay");
-            }
-            None => {
-                q.execute(
-                    "block-export-add",
-                    Some(json!({ "type": "nbd", "id": export, "node-name": node, "name": export, "writable": true })),
-                )
-                .map_err(qmp)?;
-                tracing::info!(host = %host, volume = %export, "serving a volume to the host");
-            }
+        if let Err(e) = export_one(&mut q, store, host, d, &node, serving) {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(Some(SocketAddr::new(ip, port)))
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(Some(SocketAddr::new(ip, port))),
+    }
+}
+
+/// Serves `d` from its node `node`: a new export, or (when the export serves another
+/// node of the volume, `serving`) the volume's new overlay, which the export follows.
+fn export_one(
+    q: &mut Qmp,
+    store: &Path,
+    host: &HostId,
+    d: &Disk,
+    node: &str,
+    serving: Option<&str>,
+) -> Result<(), AgentError> {
+    let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
+    let export = d.volume_id.to_string();
+    let file = d.file.under(store);
+    let mut options = json!({
+        "driver": "qcow2", "node-name": node, "discard": "unmap",
+        "file": { "driver": "file", "filename": file.display().to_string() },
+    });
+    if serving.is_some() {
+        // A new overlay: the node served now becomes its backing (below).
+        options["backing"] = serde_json::Value::Null;
+    }
+    if let Err(e) = q.execute("blockdev-add", Some(options)) {
+        // Left by an earlier pass that stopped before using it.
+        if !e.to_string().contains("Duplicate") {
+            return Err(qmp(e));
+        }
+    }
+    match serving {
+        // The volume went on to a new overlay (CreateImage, CreateSnapshot): the export
+        // follows it at once, live, and the file it served is a layer from now on.
+        Some(current) => {
+            q.execute("blockdev-snapshot", Some(json!({ "node": current, "overlay": node }))).map_err(qmp)?;
+            tracing::info!(host = %host, volume = %export, "the served volume went on to its new overlay");
+        }
+        None => {
+            q.execute(
+                "block-export-add",
+                Some(json!({ "type": "nbd", "id": export, "node-name": node, "name": export, "writable": true })),
+            )
+            .map_err(qmp)?;
+            tracing::info!(host = %host, volume = %export, "serving a volume to the host");
+        }
+    }
+    Ok(())
 }
 
 /// A drive's options for a volume served over NBD (for `-drive` and `drive_add`):
@@ -290,8 +347,16 @@ impl Relays {
         std::thread::Builder::new()
             .name(format!("kiln-nbd-relay-{}", addr.port()))
             .spawn(move || {
-                for conn in listener.incoming().flatten() {
-                    let _ = std::thread::Builder::new().name("kiln-nbd-conn".into()).spawn(move || relay(conn, addr));
+                for conn in listener.incoming() {
+                    match conn {
+                        Ok(conn) => {
+                            let _ = std::thread::Builder::new()
+                                .name("kiln-nbd-conn".into())
+                                .spawn(move || relay(conn, addr));
+                        }
+                        // Out of descriptors, say: not a busy loop.
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                    }
                 }
             })
             .map_err(|e| fail(format!("starting the relay to {addr}: {e}")))?;

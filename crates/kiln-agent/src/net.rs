@@ -289,10 +289,11 @@ impl NetConfig {
         }
         let first_error =
             in_netns(&ns, || Self::apply_ports(&ns, net)).map_err(|e| fail(format!("entering {ns}: {e}")))??;
+        // The rules first: they guard the overlay (by name) before it carries anything.
+        nft_in(Some(&ns), &render(net))?;
         Self::apply_overlay(&ns, net.overlay.as_ref())?;
         let publics: Vec<Ipv4Addr> = net.ports.iter().filter_map(|p| p.public_ip).collect();
         Self::apply_public_routes(&link, &publics)?;
-        nft_in(Some(&ns), &render(net))?;
         self.ensure_host_table()?;
         self.answer_for_publics()?;
         first_error.map_or(Ok(()), Err)
@@ -401,6 +402,22 @@ impl NetConfig {
         Ok(())
     }
 
+    /// The hosts this host's VPCs send VXLAN to (their forwarding entries): the only
+    /// senders it takes VXLAN from.
+    fn overlay_hosts(&self) -> std::collections::BTreeSet<Ipv4Addr> {
+        let mut hosts = std::collections::BTreeSet::new();
+        for vpc in self.list() {
+            let ns = self.netns(&vpc);
+            let Ok(shown) = run(Command::new("bridge").args(["-n", &ns, "-j", "fdb", "show", "dev", OVERLAY]), None)
+            else {
+                continue;
+            };
+            let entries: Vec<serde_json::Value> = serde_json::from_str(&shown).unwrap_or_default();
+            hosts.extend(entries.iter().filter_map(|e| e["dst"].as_str()).filter_map(|d| d.parse::<Ipv4Addr>().ok()));
+        }
+        hosts
+    }
+
     /// The host's interface holding its underlay address, if it has one that is not
     /// loopback.
     fn underlay_device(&self) -> Result<Option<String>, AgentError> {
@@ -486,12 +503,32 @@ impl NetConfig {
             let _ = writeln!(forward, "\t\tiifname \"{links}*\" ip saddr {base}/{len} accept");
             let _ = writeln!(forward, "\t\toifname \"{links}*\" ct state established,related accept");
         }
+        // VXLAN reaches a VPC's routers from the VPCs' other hosts only: never from a
+        // guest (through its router, to this host or, NATed, to another), never from
+        // anything else on the network.
+        // Only for this host's own address: other VXLAN on the machine is not Kiln's.
+        let mut input = format!("\t\tiifname \"{links}*\" udp dport {VXLAN_PORT} drop\n");
+        if let Some(own) = self.underlay.filter(|a| !a.is_loopback()) {
+            let hosts: Vec<String> = self.overlay_hosts().iter().map(Ipv4Addr::to_string).collect();
+            if hosts.is_empty() {
+                let _ = writeln!(input, "\t\tip daddr {own} udp dport {VXLAN_PORT} drop");
+            } else {
+                let set = hosts.join(", ");
+                let _ = writeln!(input, "\t\tip daddr {own} udp dport {VXLAN_PORT} ip saddr != {{ {set} }} drop");
+                // First: before anything that lets a guest's traffic out.
+                forward.insert_str(
+                    0,
+                    &format!("\t\tiifname \"{links}*\" ip daddr {{ {set} }} udp dport {VXLAN_PORT} drop\n"),
+                );
+            }
+        }
         let _ = writeln!(forward, "\t\tiifname \"{links}*\" drop\n\t\toifname \"{links}*\" drop");
         nft_in(
             None,
             &format!(
                 "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\
                  \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{nat}\t}}\n\
+                 \tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n{input}\t}}\n\
                  \tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{forward}\t}}\n}}\n"
             ),
         )

@@ -262,9 +262,21 @@ impl Cloud {
         let vols = self.instance_volumes(&i.id)?;
         for v in &vols {
             let file = store_path(&v.file)?;
-            if v.state == VolumeState::Creating
-                || !agent.volume_exists(&file).map_err(host(format!("looking for {}'s file", v.id)))?
-            {
+            let missing = v.state != VolumeState::Creating
+                && !agent.volume_exists(&file).map_err(host(format!("looking for {}'s file", v.id)))?;
+            if missing && i.host_id.is_some() {
+                // Never a fresh disk in its place: a volume made on a joined host before
+                // volumes stayed in the store is still there.
+                return Err(Error::host(
+                    format!("starting {}", i.id),
+                    format!(
+                        "its volume {} has no file {file} in the store; copy it there from the host's data \
+                         directory (as it was before volumes were served from the store)",
+                        v.id
+                    ),
+                ));
+            }
+            if v.state == VolumeState::Creating || missing {
                 let backing = match &v.snapshot_id {
                     Some(s) => {
                         let snap = self

@@ -105,10 +105,8 @@ impl Cloud {
                 addrs.remove(host.as_str());
                 Ok(())
             }
-            Err(e) => {
-                addrs.remove(host.as_str());
-                Err(Error::host(format!("serving volumes to host {host}"), e))
-            }
+            // Its server may serve the others: the address stays while it is known.
+            Err(e) => Err(Error::host(format!("serving volumes to host {host}"), e)),
         }
     }
 

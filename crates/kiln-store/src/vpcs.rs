@@ -60,8 +60,12 @@ pub fn vnis(conn: &Connection) -> Result<std::collections::HashMap<String, u32>,
     let mut st = conn.prepare_cached("SELECT id, vni FROM vpcs WHERE vni IS NOT NULL")?;
     let rows =
         st.query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
-    // 24 bits on the wire.
-    Ok(rows.into_iter().filter_map(|(id, vni)| u32::try_from(vni & 0xff_ffff).ok().map(|v| (id, v))).collect())
+    // 24 bits on the wire: a VPC past them gets no overlay, never another's VNI.
+    Ok(rows
+        .into_iter()
+        .filter(|(_, vni)| (1..=0xff_ffff).contains(vni))
+        .filter_map(|(id, vni)| u32::try_from(vni).ok().map(|v| (id, v)))
+        .collect())
 }
 
 pub fn list_vpcs(conn: &Connection, scope: &Scope) -> Result<Vec<Vpc>, StoreError> {
