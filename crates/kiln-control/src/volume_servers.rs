@@ -18,6 +18,10 @@ use kiln_store::volumes::Volume;
 
 use crate::{Cloud, Error, Result};
 
+/// How long an unchanged set of exports goes without asking its server again (which
+/// also starts a server that died).
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where volumes are served from, and each joined host's server.
 #[derive(Default)]
 pub(crate) struct VolumeServers {
@@ -25,6 +29,9 @@ pub(crate) struct VolumeServers {
     ip: OnceLock<IpAddr>,
     /// Each joined host's server, while it serves something.
     addrs: Mutex<HashMap<String, SocketAddr>>,
+    /// What each host's server was last made to serve, and when: an unchanged set is
+    /// not asked for again within `RECHECK` (a pass is every half second).
+    applied: Mutex<HashMap<String, (Vec<Disk>, std::time::Instant)>>,
     /// The servers' TLS identity and when it was made (made again after a week).
     tls: Mutex<Option<(std::time::Instant, ServerTls)>>,
 }
@@ -94,7 +101,19 @@ impl Cloud {
                 "this server has no address hosts reach it at: give kiln serve --agent-listen a specific address, not 0.0.0.0",
             ));
         };
+        {
+            let applied = self.volume_servers.applied.lock().unwrap_or_else(PoisonError::into_inner);
+            if applied.get(host.as_str()).is_some_and(|(done, at)| *done == exports && at.elapsed() < RECHECK) {
+                return Ok(());
+            }
+        }
         let served = self.agent()?.serve_volumes(host, ip, &|| self.volume_server_tls(ip), &exports);
+        let mut applied = self.volume_servers.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        match &served {
+            Ok(_) => applied.insert(host.to_string(), (exports, std::time::Instant::now())),
+            Err(_) => applied.remove(host.as_str()),
+        };
+        drop(applied);
         let mut addrs = self.volume_servers.addrs.lock().unwrap_or_else(PoisonError::into_inner);
         match served {
             Ok(Some(addr)) => {
