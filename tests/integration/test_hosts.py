@@ -5,9 +5,10 @@ activate and retire, certificate renewal, and DescribeAvailabilityZones showing 
 
 The agents run on this machine with data directories of their own (the three-host test
 puts each in a network namespace of its own). Instances placed on a joined host run
-there: the host fetches the image's kernel from the control plane's store, the store
-serves the instance's volumes to it over NBD, and the control plane drives the VM
-through the host's agent."""
+there: the host fetches the image's layers and kernel from the control plane's store
+and boots from its own copies, the store serves the instance's volumes (their own
+files, over those layers) to it over NBD, and the control plane drives the VM through
+the host's agent."""
 
 import json
 import os
@@ -295,8 +296,8 @@ def test_the_control_plane_calls_a_hosts_agent_and_only_it(control, tmp_path):
                     reason="the PostgreSQL pass runs the three-host test instead")
 def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_path):
     """RunInstances in a zone with a joined host places the instance there: the host
-    fetches the image's kernel from the store (checked against its hash, made
-    read-only), its volume stays in the store, the VM runs under the host's agent and
+    fetches the image's layers and kernel from the store (checked against their
+    hashes, made read-only) and boots from its copies, its volume stays in the store, the VM runs under the host's agent and
     not the server's, on the VPC network the host makes (its DHCP and relayed metadata,
     its security groups, its public address, reached by SSH), and a second launch from
     the same image fetches nothing. Stop, start and terminate act on that host; a zone
@@ -367,19 +368,25 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
             {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
         wait_for("the host to let 8080 in", lambda: "on-a-host" in (fetch(ip, 8080) or ""), 30, 1)
 
-        # What it fetched: the image's kernel, whole, read-only, byte for byte the
-        # store's. Its volume stays in the store, served to the host.
+        # What it fetched: the image's kernel and its root snapshot's layer, whole,
+        # read-only, byte for byte the store's (the layer but for the name of the one
+        # under it, none here). Its volume stays in the store, served to the host, and
+        # the VM reads the image from the host's copy.
         layers = fetched()
-        assert layers >= 1, a.output()
+        assert layers >= 2, a.output()
         kernels = [p for p in (a.data_dir / "kernels").rglob("*") if p.is_file()]
         assert kernels, list(a.data_dir.rglob("*"))
-        for copy in kernels:
-            assert copy.read_bytes() == (control.data_dir / copy.relative_to(a.data_dir)).read_bytes()
-            assert stat.S_IMODE(copy.stat().st_mode) & 0o222 == 0
+        copy = a.data_dir / "snapshots" / snap_file.name
+        for c in kernels + [copy]:
+            assert c.read_bytes() == (control.data_dir / c.relative_to(a.data_dir)).read_bytes(), c
+            assert stat.S_IMODE(c.stat().st_mode) & 0o222 == 0
         assert not list(a.data_dir.rglob("*.part"))
-        assert not (a.data_dir / "snapshots" / snap_file.name).exists(), "the image's layers stay in the store"
         [root] = describe(ec2, first)["BlockDeviceMappings"]
         assert list((control.data_dir / "volumes").glob(f"{root['Ebs']['VolumeId']}*")), "its volume is in the store"
+        assert not (a.data_dir / "volumes").exists(), "and not on the host"
+        pid = int((a.data_dir / "instances" / first / "qemu.pid").read_text())
+        opened = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert str(copy) in opened, ("the VM reads the image from the host's copy", opened)
 
         # A second instance from the same image: nothing more is fetched.
         second = run(ZONE)
@@ -675,6 +682,28 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
         ssh_again(c1)
         out = outside_ssh(c1, "cat mark")
         assert out.stdout.strip() == "from-the-image", (out.stdout, out.stderr)
+        # h3 booted it from its own copies of the image's layers (fetched: they are
+        # frozen), the new one cut back to its qcow2 from the length its server gave it.
+        c1_pid = int((by_name["h3"].data_dir / "instances" / c1 / "qemu.pid").read_text())
+        opened = {os.readlink(f"/proc/{c1_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{c1_pid}/fd")}
+        # (A layer keeps the name it had as a volume's top: volumes/ of the store.)
+        copies = [p for p in opened if p.endswith(".qcow2") and p.startswith(str(by_name["h3"].data_dir))]
+        assert len(copies) >= 2, opened
+        for copy in copies:
+            stored = control.data_dir / Path(copy).relative_to(by_name["h3"].data_dir)
+            assert stored.stat().st_size < 512 << 20, (stored, stored.stat().st_size)
+
+        # A snapshot of a running instance's volume on a joined host: its VM goes on to
+        # the new top (exported by its server) at once and keeps writing.
+        ssh_again(a1)
+        out = outside_ssh(a1, "echo before-the-snapshot > mark2 && sync && echo marked")
+        assert "marked" in out.stdout, (out.stdout, out.stderr)
+        root_vol = describe(ec2, a1)["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        snap = ec2.create_snapshot(VolumeId=root_vol)["SnapshotId"]
+        wait_for("the live snapshot", lambda: ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["State"]
+                 == "completed", 120, 1, diag=control.log_tail)
+        out = outside_ssh(a1, "echo after-the-snapshot > mark3 && sync && cat mark2 mark3")
+        assert out.stdout.split() == ["before-the-snapshot", "after-the-snapshot"], (out.stdout, out.stderr)
 
         # A volume written through an instance on one host, detached, and attached to
         # an instance on the other host of the zone keeps its data.

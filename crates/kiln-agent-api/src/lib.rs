@@ -99,14 +99,29 @@ impl std::fmt::Display for StorePath {
 pub struct Disk {
     pub volume_id: VolumeId,
     pub file: StorePath,
+    /// The layers `file` is an overlay on, nearest first, for a served volume: its
+    /// host reads each from its own copy when it has one (`fetch_layers`), else from
+    /// the volume server. Empty for a file on this host (its qcow2 names its backing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub below: Vec<StorePath>,
     /// Where a joined host reaches the volume: its file stays in the control plane's
     /// store, served over NBD (None: the file is on this host).
     #[serde(default)]
     pub served: Option<Served>,
 }
 
+/// The NBD export (and node) name of one of a served volume's files: `vn`, the
+/// volume's digits and a hash of the file's name, so that each file of a volume has
+/// its own, and nothing but digits and hex reaches QEMU's options.
+pub fn export_name(volume: &VolumeId, file: &StorePath) -> String {
+    use sha2::Digest as _;
+    let digits = volume.as_str().rsplit('-').next().unwrap_or_default();
+    let digest = sha2::Sha256::digest(file.as_str().as_bytes());
+    format!("vn{digits}.{}", &hex::encode(digest)[..8])
+}
+
 /// A volume served from the store over NBD with TLS: the server's address and the
-/// export's name (the volume ID).
+/// volume (its files' exports are named by `export_name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Served {
     pub addr: std::net::SocketAddr,
@@ -376,6 +391,13 @@ pub trait HostAgent: Send + Sync {
     /// stops changing from then on (the host makes it read-only). Disks already on
     /// their overlay are left alone, so asking again does nothing.
     fn live_snapshot(&self, instance_id: &str, switches: &[(StorePath, StorePath)]) -> Result<(), AgentError>;
+    /// `live_snapshot` for served volumes: each of `disks` (its new top as `file`, the
+    /// file its VM is on now first in `below`) goes on to its new top, exported by its
+    /// volume server, all at one instant. Idempotent.
+    fn switch_served(&self, instance_id: &str, disks: &[Disk]) -> Result<(), AgentError> {
+        let _ = (instance_id, disks);
+        Err(AgentError::Unsupported("this host has no served volumes".into()))
+    }
     /// Makes a running VM's disks exactly `disks` (the first, its root, never changes):
     /// hot-plugs those missing and asks the guest to release the others, except the
     /// volumes in `force`, whose drives are pulled at once (the guest's I/O on them
@@ -456,6 +478,7 @@ pub enum HostCall {
     Reset { instance_id: InstanceId },
     Kill { instance_id: InstanceId },
     LiveSnapshot { instance_id: InstanceId, switches: Vec<(StorePath, StorePath)> },
+    SwitchServed { instance_id: InstanceId, disks: Vec<Disk> },
     SetDisks { instance_id: InstanceId, disks: Vec<Disk>, force: Vec<VolumeId> },
     GrowVolume { file: StorePath, size_gib: u64, instance_id: Option<InstanceId> },
     Console { instance_id: InstanceId, max: usize },
@@ -514,10 +537,16 @@ impl HostCall {
             }),
             HostCall::GrowVolume { file: f, .. } => file(f),
             HostCall::LiveSnapshot { switches, .. } => switches.iter().try_for_each(|(a, b)| file(a).and(file(b))),
-            HostCall::SetDisks { disks, .. } => disks.iter().try_for_each(|d| file(&d.file)),
+            HostCall::SetDisks { disks, .. } | HostCall::SwitchServed { disks, .. } => {
+                disks.iter().flat_map(|d| d.below.iter().chain([&d.file])).try_for_each(file)
+            }
             HostCall::SetNics { nics, .. } => nics.iter().try_for_each(nic),
             HostCall::Start { spec } => {
-                spec.kernel.iter().chain(&spec.initrd).chain(spec.disks.iter().map(|d| &d.file)).try_for_each(file)?;
+                spec.kernel
+                    .iter()
+                    .chain(&spec.initrd)
+                    .chain(spec.disks.iter().flat_map(|d| d.below.iter().chain([&d.file])))
+                    .try_for_each(file)?;
                 match &spec.network {
                     Network::Vpc { vpc_id, mac, nics } => {
                         id("a malformed VPC ID", vpc_id, vpc_id.parse::<VpcId>().is_ok())?;
@@ -560,6 +589,7 @@ impl HostCall {
             HostCall::Reset { instance_id } => json(host.reset(&instance_id)),
             HostCall::Kill { instance_id } => json(host.kill(&instance_id)),
             HostCall::LiveSnapshot { instance_id, switches } => json(host.live_snapshot(&instance_id, &switches)),
+            HostCall::SwitchServed { instance_id, disks } => json(host.switch_served(&instance_id, &disks)),
             HostCall::SetDisks { instance_id, disks, force } => json(host.set_disks(&instance_id, &disks, &force)),
             HostCall::GrowVolume { file, size_gib, instance_id } => {
                 json(host.grow_volume(&file, size_gib, instance_id.as_deref()))
@@ -636,6 +666,7 @@ mod tests {
             disks: vec![Disk {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
+                below: vec![StorePath::new("snapshots/snap-0123456789abcdef0.qcow2").expect("path")],
                 served: Some(Served {
                     addr: "192.0.2.1:10809".parse().expect("addr"),
                     export: "vol-0123456789abcdef0".parse().expect("id"),

@@ -432,6 +432,47 @@ impl HostAgent for LocalAgent {
         done
     }
 
+    fn switch_served(&self, instance_id: &str, disks: &[Disk]) -> Result<(), AgentError> {
+        let q = |e: qmp::QmpError| fail(e.to_string());
+        let mut qmp = self.qmp(instance_id)?;
+        let blocks = qmp.execute("query-block", None).map_err(q)?;
+        let mut actions = Vec::new();
+        for disk in disks {
+            let Some(served) = &disk.served else {
+                return Err(AgentError::Refused(format!("{} is not served to this host", disk.volume_id)));
+            };
+            let (drive, _) = qemu::disk_ids(&disk.volume_id);
+            let top = kiln_agent_api::export_name(&disk.volume_id, &disk.file);
+            let inserted = blocks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["device"].as_str() == Some(drive.as_str()))
+                .map(|b| &b["inserted"])
+                .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk {}", disk.volume_id)))?;
+            // Idempotent: on it already (switched by an earlier call, or started on it).
+            if inserted["node-name"].as_str() == Some(top.as_str())
+                || inserted["file"].as_str().is_some_and(|f| f.contains(top.as_str()))
+            {
+                continue;
+            }
+            self.relays.ensure(&self.store, served.addr)?;
+            let node = nbd::top_node(disk, served, &self.store, qemu::NBD_CREDS);
+            if let Err(e) = qmp.execute("blockdev-add", Some(node)) {
+                // Left by an earlier call that stopped before the switch.
+                if !e.to_string().contains("Duplicate") {
+                    return Err(q(e));
+                }
+            }
+            actions.push(json!({ "type": "blockdev-snapshot", "data": { "node": drive, "overlay": top } }));
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
+        // All or none: QEMU pauses the guest's I/O for the switch of every disk at once.
+        qmp.execute("transaction", Some(json!({ "actions": actions }))).map(|_| ()).map_err(q)
+    }
+
     fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError> {
         let q = |e: qmp::QmpError| fail(e.to_string());
         let mut qmp = self.qmp(instance_id)?;
@@ -485,6 +526,16 @@ impl HostAgent for LocalAgent {
                 settled = false;
             }
         }
+        // The nodes the monitor added for served volumes whose drive is gone (the layers
+        // under a top, a top switched to): QEMU keeps them until deleted. One still in
+        // use under another goes in a later call.
+        let nodes = qmp.execute("query-named-block-nodes", Some(json!({ "flat": true }))).map_err(q)?;
+        for node in nodes.as_array().into_iter().flatten().filter_map(|n| n["node-name"].as_str()) {
+            let volume = node.strip_prefix("vn").or_else(|| node.strip_prefix("cn")).and_then(|n| n.split('.').next());
+            if volume.is_some_and(|v| !present.contains(&format!("v{v}"))) {
+                let _ = qmp.execute("blockdev-del", Some(json!({ "node-name": node })));
+            }
+        }
         // A disk is also present when a drive already has its file open (the disks of a
         // VM started before drives were named after volumes: `disk1`, …).
         let open: Vec<std::path::PathBuf> = blocks
@@ -508,7 +559,15 @@ impl HostAgent for LocalAgent {
                 if let Some(served) = &disk.served {
                     self.relays.ensure(&self.store, served.addr)?;
                 }
-                let options = qemu::drive_options(disk, &self.store, drive);
+                let (nodes, options) = qemu::drive_options(disk, &self.store, drive);
+                for node in nodes {
+                    // Left by an earlier plug of the same volume: the same layer.
+                    if let Err(e) = qmp.execute("blockdev-add", Some(node)) {
+                        if !e.to_string().contains("Duplicate") {
+                            return Err(fail(format!("adding {}'s layers: {e}", disk.volume_id)));
+                        }
+                    }
+                }
                 hmp(&mut qmp, format!("drive_add 0 {options}"))
                     .map_err(|e| fail(format!("adding {}'s drive: {e}", disk.volume_id)))?;
             }

@@ -1,8 +1,11 @@
 //! Serving the store's volumes to joined hosts: one `qemu-storage-daemon` per host,
-//! exporting over NBD exactly the volumes of the instances placed on that host. The
-//! daemon opens each volume's qcow2 chain here and exports the disk; the host's QEMU
-//! attaches it over the network (the file never leaves the store, so a host that dies
-//! loses no volume, and another host can take the instance over).
+//! exporting over NBD the files of the volumes of the instances placed on that host:
+//! each volume's top file, writable, and the layers under it, read-only. The files
+//! are exported as they are on disk; the host's QEMU reads the qcow2 in them, and
+//! reads the image layers under a top from its own copies where it has them
+//! (`layers`), so a boot reads its image locally while the volume's own data never
+//! leaves the store (a host that dies loses no volume, and another host can take the
+//! instance over).
 //!
 //! TLS with the hosts' CA: the daemon presents a certificate naming its address and
 //! lets in only the certificate whose subject is its host (QEMU's authz on
@@ -10,7 +13,8 @@
 //! at once (`hard`), which fences a VM left on a host its instance has moved from.
 //!
 //! QEMU's own NBD server is used because the guests' QEMU speaks NBD natively, with
-//! TLS and reconnection (`reconnect-delay`), and it reads qcow2 chains as the VMs do.
+//! TLS and reconnection (`reconnect-delay`). An NBD export does not grow, so a top is
+//! made as long as its qcow2 can come to be before it is exported (a hole).
 //! The daemons outlive the server, as VMs do, and the next server adopts them: each
 //! keeps its port (DATA_DIR/nbd/HOST/port), so hosts reconnect to a daemon started
 //! again.
@@ -36,20 +40,6 @@ const ROTATE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 24
 /// A daemon's directory: its QMP socket, port, pid file, log and TLS files.
 fn dir(store: &Path, host: &HostId) -> PathBuf {
     store.join("nbd").join(host.as_str())
-}
-
-/// The digits of a volume ID (node names must start with a letter and are at most 31
-/// characters).
-fn volume_digits(export: &str) -> &str {
-    export.rsplit('-').next().unwrap_or(export)
-}
-
-/// The node of a volume's file in the daemon: the volume's digits and a hash of the
-/// file, so that a volume gone on to a new overlay gets a new node.
-fn node_name(export: &str, file: &kiln_agent_api::StorePath) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(file.as_str().as_bytes());
-    format!("vn{}.{}", volume_digits(export), &hex::encode(digest)[..8])
 }
 
 /// Writes a file readable by this user only.
@@ -201,53 +191,48 @@ pub fn serve(
     let port = recorded_port(&dir).ok_or_else(|| fail(format!("the NBD server of {host} has no port recorded")))?;
     let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
     let listed = q.execute("query-block-exports", None).map_err(qmp)?;
-    // Each export's id (the volume), the node it serves, and whether it is closing (a
-    // cut export stays listed until its clients are gone).
-    let exported: Vec<(String, String, bool)> = listed
+    // Each export's name (its node's too), and whether it is closing (a cut export
+    // stays listed until its clients are gone).
+    let exported: Vec<(String, bool)> = listed
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| {
-            let closing = e["shutting-down"].as_bool().unwrap_or(false);
-            Some((e["id"].as_str()?.to_owned(), e["node-name"].as_str()?.to_owned(), closing))
-        })
+        .filter_map(|e| Some((e["id"].as_str()?.to_owned(), e["shutting-down"].as_bool().unwrap_or(false))))
         .collect();
-    let wanted: Vec<String> = exports.iter().map(|d| d.volume_id.to_string()).collect();
-    // Each volume on its own: one that fails holds up no other, and the first failure
+    let wanted = wanted_files(exports);
+    // Each file on its own: one that fails holds up no other, and the first failure
     // is returned once all were tried (so a launch waits for its disks).
     let mut first_error = None;
     // Taken away at once: a VM still on the host loses the disk there and then.
-    for (id, _, _) in exported.iter().filter(|(id, _, closing)| !closing && !wanted.contains(id)) {
+    for (id, _) in exported.iter().filter(|(id, closing)| !closing && !wanted.iter().any(|w| w.name == *id)) {
         match q.execute("block-export-del", Some(json!({ "id": id, "mode": "hard" }))) {
-            Ok(_) => tracing::info!(host = %host, volume = %id, "stopped serving a volume to the host"),
+            Ok(_) => tracing::info!(host = %host, export = %id, "stopped serving a volume's file to the host"),
             Err(e) => {
                 first_error.get_or_insert(qmp(e));
             }
         }
     }
-    // The nodes of volumes no longer served (now, or in an earlier pass that stopped
+    // The nodes of files no longer served (now, or in an earlier pass that stopped
     // short); one still closing its export goes in a later pass.
     let nodes = q.execute("query-named-block-nodes", Some(json!({ "flat": true }))).map_err(qmp)?;
     for node in nodes.as_array().into_iter().flatten().filter_map(|n| n["node-name"].as_str()) {
-        let volume = node.strip_prefix("vn").and_then(|n| n.split('.').next());
-        if volume.is_some_and(|v| !wanted.iter().any(|w| volume_digits(w) == v)) {
+        if node.starts_with("vn") && !wanted.iter().any(|w| w.name == node) {
             let _ = q.execute("blockdev-del", Some(json!({ "node-name": node })));
         }
     }
-    for d in exports {
-        let export = d.volume_id.to_string();
-        let node = node_name(&export, &d.file);
-        let found = exported.iter().find(|(id, _, _)| *id == export);
-        if found.is_some_and(|(_, _, closing)| *closing) {
-            first_error.get_or_insert(fail(format!("{export} is still being taken from {host}; retrying")));
-            continue;
-        }
-        let serving = found.map(|(_, n, _)| n.as_str());
-        if serving == Some(node.as_str()) {
-            continue;
-        }
-        if let Err(e) = export_one(&mut q, store, host, d, &node, serving) {
-            first_error.get_or_insert(e);
+    for w in &wanted {
+        match exported.iter().find(|(id, _)| *id == w.name) {
+            Some((_, true)) => {
+                first_error.get_or_insert(fail(format!("{} is still being taken from {host}; retrying", w.name)));
+            }
+            // Left as it is: a volume's top stays writable to the VM that wrote it
+            // until the VM is done with it, even once a snapshot made it a layer.
+            Some((_, false)) => {}
+            None => {
+                if let Err(e) = export_one(&mut q, store, host, w) {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
     }
     match first_error {
@@ -256,66 +241,174 @@ pub fn serve(
     }
 }
 
-/// Serves `d` from its node `node`: a new export, or (when the export serves another
-/// node of the volume, `serving`) the volume's new overlay, which the export follows.
-fn export_one(
-    q: &mut Qmp,
-    store: &Path,
-    host: &HostId,
-    d: &Disk,
-    node: &str,
-    serving: Option<&str>,
-) -> Result<(), AgentError> {
-    let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
-    let export = d.volume_id.to_string();
-    let file = d.file.under(store);
-    let mut options = json!({
-        "driver": "qcow2", "node-name": node, "discard": "unmap",
-        "file": { "driver": "file", "filename": file.display().to_string() },
-    });
-    if serving.is_some() {
-        // A new overlay: the node served now becomes its backing (below).
-        options["backing"] = serde_json::Value::Null;
+/// One file a daemon exports: its name (`export_name`), and whether the host may
+/// write it (a volume's top; the layers under it are read-only).
+struct Wanted<'a> {
+    name: String,
+    file: &'a kiln_agent_api::StorePath,
+    writable: bool,
+}
+
+/// Every file of `exports`: each volume's top, writable, and the layers under it.
+fn wanted_files(exports: &[Disk]) -> Vec<Wanted<'_>> {
+    let mut wanted: Vec<Wanted<'_>> = Vec::new();
+    for d in exports {
+        let files = std::iter::once((&d.file, true)).chain(d.below.iter().map(|b| (b, false)));
+        for (file, writable) in files {
+            let name = kiln_agent_api::export_name(&d.volume_id, file);
+            if !wanted.iter().any(|w| w.name == name) {
+                wanted.push(Wanted { name, file, writable });
+            }
+        }
     }
+    wanted
+}
+
+/// Exports one file as it is on disk (a raw file node: the host's QEMU reads the
+/// qcow2 in it, and reads the layers under it from its own copies where it has them).
+/// A top is first made long enough for everything its qcow2 can come to hold, as an
+/// NBD export does not grow (the extra length is a hole in the file).
+fn export_one(q: &mut Qmp, store: &Path, host: &HostId, w: &Wanted<'_>) -> Result<(), AgentError> {
+    let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
+    let file = w.file.under(store);
+    if w.writable {
+        make_room(&file)?;
+    }
+    let options = json!({
+        "driver": "file", "node-name": w.name, "filename": file.display().to_string(),
+        "read-only": !w.writable, "discard": "unmap",
+    });
     if let Err(e) = q.execute("blockdev-add", Some(options)) {
         // Left by an earlier pass that stopped before using it.
         if !e.to_string().contains("Duplicate") {
             return Err(qmp(e));
         }
     }
-    match serving {
-        // The volume went on to a new overlay (CreateImage, CreateSnapshot): the export
-        // follows it at once, live, and the file it served is a layer from now on.
-        Some(current) => {
-            q.execute("blockdev-snapshot", Some(json!({ "node": current, "overlay": node }))).map_err(qmp)?;
-            tracing::info!(host = %host, volume = %export, "the served volume went on to its new overlay");
-        }
-        None => {
-            q.execute(
-                "block-export-add",
-                Some(json!({ "type": "nbd", "id": export, "node-name": node, "name": export, "writable": true })),
-            )
-            .map_err(qmp)?;
-            tracing::info!(host = %host, volume = %export, "serving a volume to the host");
-        }
+    q.execute(
+        "block-export-add",
+        Some(json!({ "type": "nbd", "id": w.name, "node-name": w.name, "name": w.name, "writable": w.writable })),
+    )
+    .map_err(qmp)?;
+    tracing::info!(host = %host, file = %w.file, writable = w.writable, "serving a volume's file to the host");
+    Ok(())
+}
+
+/// How long a qcow2 file of `virtual_size` bytes can grow to: its data, an L2 entry
+/// (8 bytes) and a refcount (2 bytes) per 64 KiB cluster with room to spare, and
+/// 16 MiB for its header, L1 and refcount tables.
+fn room_for(virtual_size: u64) -> u64 {
+    virtual_size + virtual_size / 1024 + (16 << 20)
+}
+
+/// Makes the qcow2 `file` as long as it can come to be (`room_for` its virtual size,
+/// read from its header), with a hole: never shorter than it is.
+fn make_room(file: &Path) -> Result<(), AgentError> {
+    use std::io::Read as _;
+    let err = |e: std::io::Error| fail(format!("making room in {}: {e}", file.display()));
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(file).map_err(err)?;
+    let mut header = [0u8; 32];
+    f.read_exact(&mut header).map_err(err)?;
+    if header[..4] != *b"QFI\xfb" {
+        return Err(fail(format!("{} is not a qcow2 file", file.display())));
+    }
+    let virtual_size = u64::from_be_bytes(header[24..32].try_into().expect("8 bytes"));
+    let want = room_for(virtual_size);
+    if f.metadata().map_err(err)?.len() < want {
+        f.set_len(want).map_err(err)?;
     }
     Ok(())
 }
 
-/// A drive's options for a volume served over NBD (for `-drive` and `drive_add`):
-/// the disk as the server exports it, reached through this host's relay to the server
+/// The NBD client options of one of a served volume's files (as JSON for
+/// `blockdev-add` and `-blockdev`): reached through this host's relay to the server
 /// (`Relays`), with TLS through `tls-creds` `creds` checking that the server's
 /// certificate names its address, reconnecting for up to a minute when the server or
 /// the relay restarts.
-pub fn drive_options(served: &kiln_agent_api::Served, store: &Path, drive: &str, creds: &str) -> String {
+fn nbd_file(
+    disk: &Disk,
+    served: &kiln_agent_api::Served,
+    file: &kiln_agent_api::StorePath,
+    store: &Path,
+    creds: &str,
+) -> serde_json::Value {
+    json!({
+        "driver": "nbd",
+        "server": { "type": "unix", "path": relay_path(store, served.addr).display().to_string() },
+        "export": kiln_agent_api::export_name(&disk.volume_id, file), "tls-creds": creds,
+        "tls-hostname": served.addr.ip().to_string(), "reconnect-delay": 60,
+    })
+}
+
+/// The nodes of the layers under a served volume's top, to be added (`-blockdev`,
+/// `blockdev-add`) in the order given, and the node the top goes on: each layer from
+/// this host's own copy where it has one (whose file then names the rest of the chain,
+/// this host's copies), else from the server. Each node is named after its file's
+/// export (`c` in place of `v` for a copy), so a volume's nodes are its own.
+pub fn layer_nodes(
+    disk: &Disk,
+    served: &kiln_agent_api::Served,
+    store: &Path,
+    creds: &str,
+) -> (Vec<serde_json::Value>, Option<String>) {
+    let mut nodes = Vec::new();
+    for layer in &disk.below {
+        let export = kiln_agent_api::export_name(&disk.volume_id, layer);
+        let own = layer.under(store);
+        if own.is_file() {
+            let name = format!("c{}", &export[1..]);
+            nodes.push(json!({
+                "driver": "qcow2", "node-name": name, "read-only": true,
+                "file": { "driver": "file", "filename": own.display().to_string(), "read-only": true },
+            }));
+            break;
+        }
+        nodes.push(json!({
+            "driver": "qcow2", "node-name": export, "read-only": true,
+            "file": nbd_file(disk, served, layer, store, creds),
+        }));
+    }
+    // Each on the next (the last, the base or a copy, on what its file names).
+    let names: Vec<String> = nodes.iter().map(|n| n["node-name"].as_str().unwrap_or_default().to_owned()).collect();
+    for (n, node) in nodes.iter_mut().enumerate() {
+        if node["file"]["driver"] == "nbd" {
+            node["backing"] = names.get(n + 1).map_or(serde_json::Value::Null, |b| json!(b));
+        }
+    }
+    let top_on = names.first().cloned();
+    nodes.reverse();
+    (nodes, top_on)
+}
+
+/// A served volume's drive options (for `-drive` and `drive_add`): the qcow2 of its
+/// top, exported by the server, on `backing` (from `layer_nodes`; none: a volume with
+/// nothing under it).
+pub fn drive_options(
+    disk: &Disk,
+    served: &kiln_agent_api::Served,
+    store: &Path,
+    drive: &str,
+    creds: &str,
+    backing: Option<&str>,
+) -> String {
+    let on = backing.map(|b| format!("backing={b},")).unwrap_or_default();
     format!(
-        "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path={},file.export={},\
-         file.tls-creds={creds},file.tls-hostname={},file.reconnect-delay=60,if=none,id={drive},cache=writeback,\
-         discard=unmap",
+        "driver=qcow2,file.driver=nbd,file.server.type=unix,file.server.path={},file.export={},\
+         file.tls-creds={creds},file.tls-hostname={},file.reconnect-delay=60,{on}if=none,id={drive},\
+         cache=writeback,discard=unmap",
         relay_path(store, served.addr).display(),
-        served.export,
+        kiln_agent_api::export_name(&disk.volume_id, &disk.file),
         served.addr.ip(),
     )
+}
+
+/// The `blockdev-add` options of a served volume's new top (`disk.file`), with no
+/// backing yet: `blockdev-snapshot` puts the disk's current chain under it. Its node is
+/// named after its export.
+pub fn top_node(disk: &Disk, served: &kiln_agent_api::Served, store: &Path, creds: &str) -> serde_json::Value {
+    json!({
+        "driver": "qcow2", "node-name": kiln_agent_api::export_name(&disk.volume_id, &disk.file),
+        "backing": null, "discard": "unmap", "file": nbd_file(disk, served, &disk.file, store, creds),
+    })
 }
 
 /// Where this host's relay to the volume server at `addr` listens.

@@ -121,7 +121,11 @@ pub fn arguments(spec: &VmSpec, accel: Accel, place: &Place<'_>, tuning: &Tuning
     for (n, disk) in spec.disks.iter().enumerate() {
         // Ids named after the volume, so that hot-plug and resizing find each disk.
         let (drive, device) = disk_ids(&disk.volume_id);
-        push(&["-drive", &drive_options(disk, place.store, &drive)]);
+        let (nodes, options) = drive_options(disk, place.store, &drive);
+        for node in nodes {
+            push(&["-blockdev", &node.to_string()]);
+        }
+        push(&["-drive", &options]);
         // The root disk boots first when the firmware boots the disk (with a kernel given,
         // QEMU's loader holds boot index 0).
         let boot = if n == 0 && spec.kernel.is_none() { ",bootindex=0" } else { "" };
@@ -183,11 +187,15 @@ pub fn disk_serial(disk: &kiln_agent_api::Disk) -> String {
 }
 
 /// A drive's options (for `-drive` and for hot-plug's `drive_add`): the volume's qcow2
-/// file in the store, or the disk a volume server exports.
-pub fn drive_options(disk: &kiln_agent_api::Disk, store: &Path, drive: &str) -> String {
+/// file in the store, or the top a volume server exports, on the nodes of the layers
+/// under it (to be added first, in order: `-blockdev`, `blockdev-add`).
+pub fn drive_options(disk: &kiln_agent_api::Disk, store: &Path, drive: &str) -> (Vec<serde_json::Value>, String) {
     match &disk.served {
-        Some(served) => crate::nbd::drive_options(served, store, drive, NBD_CREDS),
-        None => file_drive_options(&disk.file.under(store), drive),
+        Some(served) => {
+            let (nodes, on) = crate::nbd::layer_nodes(disk, served, store, NBD_CREDS);
+            (nodes, crate::nbd::drive_options(disk, served, store, drive, NBD_CREDS, on.as_deref()))
+        }
+        None => (Vec::new(), file_drive_options(&disk.file.under(store), drive)),
     }
 }
 
@@ -241,6 +249,7 @@ mod tests {
             disks: vec![Disk {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: file("root.qcow2"),
+                below: vec![],
                 served: None,
             }],
             network: Network::User,
@@ -256,24 +265,78 @@ mod tests {
         }
     }
 
+    /// A directory removed when dropped.
+    struct Store(std::path::PathBuf);
+
+    impl Store {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Store {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
-    fn a_served_volume_is_reached_through_the_hosts_relay_with_tls_naming_the_server() {
+    fn a_served_volume_is_reached_through_the_hosts_relay_with_tls_over_its_own_copies_of_layers() {
+        let root = std::env::temp_dir().join(format!("kiln-qemu-test-{}", std::process::id()));
+        let store = Store(root.clone());
+        let file = |f: &str| StorePath::new(f).expect("a store path");
+        // The host has the middle layer (and so the one under it, which its copy names).
+        std::fs::create_dir_all(root.join("snapshots")).expect("dir");
+        std::fs::write(root.join("snapshots/snap-b.qcow2"), b"").expect("copy");
         let mut s = spec(Architecture::X86_64);
+        s.disks[0].file = file("volumes/vol-0123456789abcdef0.qcow2");
+        s.disks[0].below =
+            vec![file("snapshots/snap-a.qcow2"), file("snapshots/snap-b.qcow2"), file("snapshots/snap-c.qcow2")];
         s.disks[0].served = Some(kiln_agent_api::Served {
             addr: "192.0.2.1:10809".parse().expect("addr"),
-            export: "vol-0123456789abcdef1".parse().expect("id"),
+            export: "vol-0123456789abcdef0".parse().expect("id"),
         });
         let tls = Path::new("/s/agent/nbd-tls");
-        let joined = arguments(&s, Accel::Tcg, &Place { nbd_tls: Some(tls), ..place() }, &Tuning::default()).join(" ");
+        let place = Place { nbd_tls: Some(tls), store: store.path(), ..place() };
+        let joined = arguments(&s, Accel::Tcg, &place, &Tuning::default()).join(" ");
+        let relay = store.path().join("nbd/192.0.2.1-10809.sock");
+        let vol = &s.disks[0].volume_id;
         assert!(joined.contains("-object tls-creds-x509,id=kiln-nbd,dir=/s/agent/nbd-tls,endpoint=client"), "{joined}");
+        let [a, b] = [file("snapshots/snap-a.qcow2"), file("snapshots/snap-b.qcow2")]
+            .map(|f| kiln_agent_api::export_name(vol, &f));
+        let args = arguments(&s, Accel::Tcg, &place, &Tuning::default());
+        let nodes: Vec<serde_json::Value> = args
+            .windows(2)
+            .filter(|w| w[0] == "-blockdev")
+            .map(|w| serde_json::from_str(&w[1]).expect("a node as JSON"))
+            .collect();
+        // The host's copy first (it names the rest of the chain), then the layer it
+        // lacks, from the server, on it.
+        assert_eq!(nodes.len(), 2, "{joined}");
+        assert_eq!(nodes[0]["node-name"], format!("c{}", &b[1..]));
+        assert_eq!(nodes[0]["file"]["filename"], store.path().join("snapshots/snap-b.qcow2").display().to_string());
+        assert!(nodes[0].get("backing").is_none(), "{}", nodes[0]);
+        assert_eq!(nodes[1]["node-name"], a);
+        assert_eq!(nodes[1]["backing"], format!("c{}", &b[1..]));
+        assert_eq!(nodes[1]["read-only"], true);
+        assert_eq!(nodes[1]["file"]["export"], a);
+        assert_eq!(nodes[1]["file"]["server"]["path"], relay.display().to_string());
+        assert_eq!(nodes[1]["file"]["tls-creds"], "kiln-nbd");
+        assert_eq!(nodes[1]["file"]["tls-hostname"], "192.0.2.1");
         assert!(
-            joined.contains(
-                "driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=/s/nbd/192.0.2.1-10809.sock,\
-                 file.export=vol-0123456789abcdef1,file.tls-creds=kiln-nbd,file.tls-hostname=192.0.2.1,"
-            ),
+            joined.contains(&format!(
+                "-drive driver=qcow2,file.driver=nbd,file.server.type=unix,file.server.path={},file.export={},\
+                 file.tls-creds=kiln-nbd,file.tls-hostname=192.0.2.1,file.reconnect-delay=60,backing={a},if=none",
+                relay.display(),
+                kiln_agent_api::export_name(vol, &s.disks[0].file),
+            )),
             "{joined}"
         );
-        assert!(!joined.contains("root.qcow2"), "the file stays in the store: {joined}");
+        assert!(!joined.contains("snap-c"), "its copy names the rest: {joined}");
+        assert_ne!(
+            kiln_agent_api::export_name(vol, &file("snapshots/snap-a.qcow2")),
+            kiln_agent_api::export_name(vol, &file("snapshots/snap-b.qcow2"))
+        );
     }
 
     #[test]

@@ -286,14 +286,25 @@ impl Cloud {
             Some(id) => self.store.read(|c| Ok::<_, Error>(instances::get(c, id)?))?,
             None => None,
         };
-        if let Some(host) = instance.as_ref().and_then(|i| i.host_id.as_deref()) {
+        if let Some((i, host)) = instance.as_ref().and_then(|i| Some((i, i.host_id.as_deref()?))) {
             // A joined host's volumes are served from the store: each overlay is made
-            // here, and the server that serves the volume goes on to it (live, if a VM
-            // has it) before the snapshot counts as made.
-            for (old, new, size) in switches {
-                agent.create_volume(&new, Some(&old), size).map_err(|e| Error::host("making the new overlay", e))?;
+            // here and exported (the file it is on stays exported, as a layer), and a
+            // running VM goes on to it before the snapshot counts as made.
+            for (old, new, size) in &switches {
+                agent.create_volume(new, Some(old), *size).map_err(|e| Error::host("making the new overlay", e))?;
             }
-            return self.sync_volume_server_of(host);
+            self.sync_volume_server_of(host)?;
+            let on_host = self.agent_for(i)?;
+            if crate::reconcile::runs(on_host.as_ref(), &i.id)? {
+                let vols = self.instance_volumes(&i.id)?;
+                let disks: Vec<_> = self
+                    .disks_for(i, &vols)?
+                    .into_iter()
+                    .filter(|d| switches.iter().any(|(_, new, _)| *new == d.file))
+                    .collect();
+                on_host.switch_served(&i.id, &disks).map_err(|e| Error::host("freezing running volumes", e))?;
+            }
+            return Ok(());
         }
         let running = match instance_id {
             Some(id) => crate::reconcile::runs(agent.as_ref(), id)?.then_some(id),

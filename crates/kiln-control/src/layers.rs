@@ -1,11 +1,15 @@
 //! The store's files as joined hosts get them: which files an instance's host needs
-//! before it can boot it (the image's kernel and initrd; its volumes are served from
-//! the store), named with the SHA-256 and size of their content; and which files a
-//! host may fetch: only those of the instances placed on it, so a host's certificate
-//! opens no volume and no other tenant's image.
+//! before it boots it (the completed layers under each of its volumes, base first, and
+//! the image's kernel and initrd), named with the SHA-256 and size of their content;
+//! which layers are under a volume (`below`, which its host reads from its own copies
+//! where it has them and from the volume server otherwise); and which files a host
+//! may fetch: only those of the instances placed on it, so a host's certificate opens
+//! no live volume and no other tenant's image.
 //!
 //! A layer never changes once frozen, so its hash is computed once per process and
-//! kept, keyed by its file's length and modification time.
+//! kept, keyed by its file's length and modification time. A layer that was a served
+//! volume's top is first cut back to the end of its qcow2 (its server made it longer,
+//! a hole, for what it could come to hold), so that no host fetches the hole.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +18,8 @@ use std::time::SystemTime;
 
 use kiln_agent_api::{Layer, StorePath};
 use kiln_store::instances::Instance;
+use kiln_store::snapshots;
+use kiln_store::volumes::Volume;
 
 use crate::reconcile::store_path;
 use crate::{Cloud, Error, Result};
@@ -22,41 +28,94 @@ use crate::{Cloud, Error, Result};
 #[derive(Default)]
 pub(crate) struct Digests(Mutex<HashMap<String, (u64, SystemTime, String)>>);
 
-/// What an instance's host boots it with: the image's kernel and initrd (its volumes
-/// are served from the store, `volume_servers`).
+/// What an instance's host boots it with from its own store: the image's kernel and
+/// initrd.
 fn boot_files(i: &Instance) -> Result<Vec<StorePath>> {
     [&i.kernel_file, &i.ramdisk_file].into_iter().flatten().map(|f| store_path(f)).collect()
 }
 
+/// A volume's layers, nearest first, each with whether it is frozen (its snapshot
+/// completed).
+type Chain = Vec<(StorePath, bool)>;
+
 impl Cloud {
-    /// What `i`'s host needs from the store before it boots `i`: its kernel and initrd.
-    pub(crate) fn layers_for(&self, i: &Instance) -> Result<Vec<Layer>> {
-        boot_files(i)?.into_iter().map(|file| self.layer(file, None)).collect()
+    /// The layers under `v`'s file, nearest first, with whether each is frozen.
+    fn chain(&self, v: &Volume) -> Result<Chain> {
+        let corrupt = |what: String| Error::Store(kiln_store::StoreError::Corrupt(what));
+        self.store.read(|c| {
+            let mut chain = Vec::new();
+            let mut next = v.snapshot_id.clone();
+            while let Some(id) = next {
+                let s = snapshots::get_even_deleted(c, &id)?
+                    .ok_or_else(|| corrupt(format!("snapshot {id} of {}'s chain has no row", v.id)))?;
+                if chain.len() > 1000 {
+                    return Err(corrupt(format!("{}'s snapshot chain loops", v.id)));
+                }
+                chain.push((store_path(&s.file)?, snapshots::is_completed_layer(c, &s.file)?));
+                next = s.parent_id;
+            }
+            Ok(chain)
+        })
+    }
+
+    /// The layers under `v`'s file, nearest first (a served disk's `below`).
+    pub(crate) fn below(&self, v: &Volume) -> Result<Vec<StorePath>> {
+        Ok(self.chain(v)?.into_iter().map(|(f, _)| f).collect())
+    }
+
+    /// What `i`'s host needs from the store before it boots `i` with `vols`: the frozen
+    /// layers under each volume, base first, each with the one under it (up to the
+    /// first not yet frozen, which the host reads from the volume server with what is
+    /// above it), then its kernel and initrd.
+    pub(crate) fn layers_for(&self, i: &Instance, vols: &[Volume]) -> Result<Vec<Layer>> {
+        let mut layers: Vec<Layer> = Vec::new();
+        for v in vols {
+            let mut under = None;
+            for (file, frozen) in self.chain(v)?.into_iter().rev() {
+                if !frozen {
+                    break;
+                }
+                if !layers.iter().any(|l| l.file == file) {
+                    layers.push(self.layer(file.clone(), under.clone())?);
+                }
+                under = Some(file);
+            }
+        }
+        for file in boot_files(i)? {
+            layers.push(self.layer(file, None)?);
+        }
+        Ok(layers)
     }
 
     /// A layer of this store, with its content's hash and size.
     fn layer(&self, file: StorePath, backing: Option<StorePath>) -> Result<Layer> {
         let path: PathBuf = file.under(self.data_dir());
-        let meta = std::fs::metadata(&path).map_err(|e| Error::host(format!("reading layer {file}"), e))?;
-        let modified = meta.modified().map_err(|e| Error::host(format!("reading layer {file}"), e))?;
+        let stat = || -> Result<(u64, SystemTime)> {
+            let meta = std::fs::metadata(&path).map_err(|e| Error::host(format!("reading layer {file}"), e))?;
+            Ok((meta.len(), meta.modified().map_err(|e| Error::host(format!("reading layer {file}"), e))?))
+        };
+        let (mut len, mut modified) = stat()?;
         let known = self.digests.0.lock().unwrap_or_else(PoisonError::into_inner).get(file.as_str()).cloned();
         let sha256 = match known {
-            Some((len, at, sha)) if len == meta.len() && at == modified => sha,
+            Some((l, at, sha)) if l == len && at == modified => sha,
             _ => {
+                cut_to_qcow2_end(&path)?;
+                (len, modified) = stat()?;
                 let sha = Layer::sha256_of(&path).map_err(|e| Error::host(format!("hashing {file}"), e))?;
                 self.digests
                     .0
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(file.as_str().to_owned(), (meta.len(), modified, sha.clone()));
+                    .insert(file.as_str().to_owned(), (len, modified, sha.clone()));
                 sha
             }
         };
-        Ok(Layer { file, sha256, size: meta.len(), backing })
+        Ok(Layer { file, sha256, size: len, backing })
     }
 
     /// Where joined host `host` reads `file` from, if it may: the kernel or initrd of
-    /// an instance placed on it that holds capacity.
+    /// an instance placed on it that holds capacity, or a frozen layer under one of
+    /// its volumes.
     pub fn layer_for_host(&self, host: &kiln_agent_api::HostId, file: &str) -> Result<PathBuf> {
         let file = StorePath::new(file).map_err(|e| Error::InvalidParameterValue(e.to_string()))?;
         let refuse = || Error::not_found(kiln_types::ResourceKind::Snapshot, file.as_str());
@@ -74,6 +133,14 @@ impl Cloud {
                 needed = true;
                 break;
             }
+            for v in self.instance_volumes(&i.id)? {
+                if self.chain(&v)?.contains(&(file.clone(), true)) {
+                    needed = true;
+                }
+            }
+            if needed {
+                break;
+            }
         }
         let path = file.under(self.data_dir());
         if !needed || !path.is_file() {
@@ -81,4 +148,43 @@ impl Cloud {
         }
         Ok(path)
     }
+}
+
+/// Cuts a frozen layer back to the end of its qcow2 (`qemu-img check`'s image end
+/// offset), when it is longer: a volume server made it long enough for all it could
+/// hold while it was a served volume's top. Nothing writes a frozen layer, and QEMU
+/// reads nothing past that end. Only a saving: a layer whose end cannot be told is
+/// left whole (and is still right).
+fn cut_to_qcow2_end(path: &std::path::Path) -> Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut magic = [0u8; 4];
+    let is_qcow2 = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"QFI\xfb";
+    let len = std::fs::metadata(path).map_err(|e| Error::host(format!("reading {}", path.display()), e))?.len();
+    if !is_qcow2 {
+        return Ok(());
+    }
+    let out = std::process::Command::new("qemu-img")
+        .args(["check", "-U", "-f", "qcow2", "--output=json"])
+        .arg(path)
+        .output()
+        .map_err(|e| Error::host("running qemu-img check (install qemu-utils)", e))?;
+    // Exit status 0 (clean) or 3 (leaked clusters, harmless) still reports the end.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let Some(end) = report["image-end-offset"].as_u64() else {
+        tracing::warn!(layer = %path.display(), said = %String::from_utf8_lossy(&out.stderr).trim(), "could not tell where the layer's qcow2 ends; left whole");
+        return Ok(());
+    };
+    if end >= len {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o444);
+    // Frozen layers are read-only: made writable for the cut, then read-only again.
+    let cut = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| std::fs::OpenOptions::new().write(true).open(path))
+        .and_then(|f| f.set_len(end));
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    cut.map_err(|e| Error::host(format!("cutting {} back to its qcow2", path.display()), e))?;
+    tracing::info!(layer = %path.display(), from = len, to = end, "cut a served volume's former top back to its qcow2");
+    Ok(())
 }

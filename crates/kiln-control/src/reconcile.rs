@@ -50,7 +50,7 @@ pub(crate) fn wanted_disks(vols: &[Volume]) -> Result<Vec<Disk>> {
 
 /// A volume as a disk of the store.
 pub(crate) fn disk(v: &Volume) -> Result<Disk> {
-    Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)?, served: None })
+    Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)?, below: Vec::new(), served: None })
 }
 
 /// The further interfaces `i`'s VM should have, in device order.
@@ -235,12 +235,13 @@ impl Cloud {
     }
 
     /// Has a joined host fetch the layers it lacks for `i` (the server's own host has
-    /// them all in its store); whether it has them all now (else the instance waits,
+    /// them all in its store): the image layers under its volumes, so that it boots
+    /// from its own copies, and its kernel; whether it has them all now (else the instance waits,
     /// pending, and the next pass asks again).
     fn ship_layers(&self, agent: &dyn kiln_agent_api::HostAgent, i: &Instance) -> Result<bool> {
         use kiln_agent_api::LayersReady;
         let Some(on) = &i.host_id else { return Ok(true) };
-        let layers = self.layers_for(i)?;
+        let layers = self.layers_for(i, &self.instance_volumes(&i.id)?)?;
         match agent.fetch_layers(&layers).map_err(host(format!("sending {}'s layers to host {on}", i.id)))? {
             LayersReady::Ready { fetched } => {
                 if fetched > 0 {

@@ -260,6 +260,16 @@ impl HostAgent for FakeAgent {
         self.vpc.load(Ordering::SeqCst).then_some(kiln_agent_api::TapId { netns: 1, ifindex: 1 })
     }
 
+    fn switch_served(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<(), AgentError> {
+        // As a live snapshot of the files: each disk goes from the top it is on (the
+        // first layer under its new one) to its new top.
+        let switches: Vec<(StorePath, StorePath)> = disks
+            .iter()
+            .map(|d| Ok((d.below.first().cloned().ok_or_else(|| fail("no layer under the new top"))?, d.file.clone())))
+            .collect::<Result<_, AgentError>>()?;
+        self.live_snapshot(instance_id, &switches)
+    }
+
     fn serve_volumes(
         &self,
         host: &kiln_agent_api::HostId,

@@ -90,7 +90,7 @@ impl Cloud {
             // Not yet made: served once its file exists.
             .filter(|v| v.state != kiln_types::VolumeState::Creating)
             .filter(|v| v.instance_id.as_deref().is_some_and(|i| mine.contains(&i)))
-            .map(crate::reconcile::disk)
+            .map(|v| self.served_disk(v))
             .collect::<Result<_>>()?;
         let Some(ip) = self.volume_servers.ip.get().copied() else {
             if exports.is_empty() {
@@ -129,23 +129,27 @@ impl Cloud {
         }
     }
 
+    /// A volume as a joined host's disk: its file and the layers under it, which its
+    /// server exports (the host reads the layers from its own copies where it has
+    /// them).
+    fn served_disk(&self, v: &Volume) -> Result<Disk> {
+        Ok(Disk { below: self.below(v)?, ..crate::reconcile::disk(v)? })
+    }
+
     /// The disks `i`'s VM should have (`vols`, root first, but those being detached):
-    /// on a joined host, each served from the store.
+    /// on a joined host, each served from the store over the layers under it.
     pub(crate) fn disks_for(&self, i: &Instance, vols: &[Volume]) -> Result<Vec<Disk>> {
+        let Some(h) = i.host_id.as_deref() else { return crate::reconcile::wanted_disks(vols) };
+        let addr =
+            self.volume_servers.addrs.lock().unwrap_or_else(PoisonError::into_inner).get(h).copied().ok_or_else(
+                || Error::host(format!("serving {}'s volumes to host {h}", i.id), "its volume server is not up yet"),
+            )?;
         let mut disks = crate::reconcile::wanted_disks(vols)?;
-        if let Some(h) = i.host_id.as_deref() {
-            let addr =
-                self.volume_servers.addrs.lock().unwrap_or_else(PoisonError::into_inner).get(h).copied().ok_or_else(
-                    || {
-                        Error::host(
-                            format!("serving {}'s volumes to host {h}", i.id),
-                            "its volume server is not up yet",
-                        )
-                    },
-                )?;
-            for d in &mut disks {
-                d.served = Some(Served { addr, export: d.volume_id.clone() });
+        for d in &mut disks {
+            if let Some(v) = vols.iter().find(|v| v.id == d.volume_id.as_str()) {
+                d.below = self.below(v)?;
             }
+            d.served = Some(Served { addr, export: d.volume_id.clone() });
         }
         Ok(disks)
     }

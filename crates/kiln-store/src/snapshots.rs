@@ -126,6 +126,15 @@ pub fn file_users(conn: &Connection, file: &str) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM snapshots WHERE file = ?1", [file], |r| r.get(0))?)
 }
 
+/// Whether `file` is the layer of a completed snapshot (deleted or not): frozen, so a
+/// host may be sent it.
+pub fn is_completed_layer(conn: &Connection, file: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM snapshots WHERE file = ?1 AND state = 'completed' LIMIT 1", [file], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Every layer file the store knows, for finding strays on disk.
 pub fn all_files(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare("SELECT DISTINCT file FROM snapshots")?;

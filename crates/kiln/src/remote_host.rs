@@ -130,6 +130,10 @@ impl HostAgent for RemoteHost {
         self.ask(HostCall::LiveSnapshot { instance_id: typed(instance_id)?, switches: switches.to_vec() })
     }
 
+    fn switch_served(&self, instance_id: &str, disks: &[Disk]) -> Result<(), AgentError> {
+        self.ask(HostCall::SwitchServed { instance_id: typed(instance_id)?, disks: disks.to_vec() })
+    }
+
     fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError> {
         self.ask(HostCall::SetDisks { instance_id: typed(instance_id)?, disks: disks.to_vec(), force: force.to_vec() })
     }
