@@ -1,8 +1,9 @@
-//! Fetching the store's layers a host lacks, in the background: each is received into
-//! `FILE.part` (resumed from its length when a transfer was cut off), checked against
-//! its SHA-256 and size, pointed at this host's own copy of the layer below it, made
-//! read-only and only then renamed into place, so a file at a layer's name is always
-//! whole and right. One file is fetched by one thread at a time.
+//! A joined host's copies of the store's layers: fetching those it lacks, in the
+//! background, and removing the least recently used when they outgrow their room.
+//! Each is received into `FILE.part` (resumed from its length when a transfer was cut
+//! off), checked against its SHA-256 and size, pointed at this host's own copy of the
+//! layer below it, made read-only and only then renamed into place, so a file at a
+//! layer's name is always whole and right. One file is fetched by one thread at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -204,11 +205,76 @@ fn fetch_one(store: &Path, source: &dyn LayerSource, l: &Layer, done: &AtomicU64
     Ok(got)
 }
 
+/// The areas of a joined host's store that hold copies of the control plane's files
+/// (each keeps the name it has there).
+const COPY_AREAS: [&str; 3] = ["kernels", "snapshots", "volumes"];
+
+/// Marks `files` of `store` as used now (their modification time), so that `collect`
+/// keeps the most recently used longest.
+pub fn touch<'a>(store: &Path, files: impl IntoIterator<Item = &'a kiln_agent_api::StorePath>) {
+    let now = std::time::SystemTime::now();
+    for f in files {
+        if let Ok(file) = std::fs::File::open(f.under(store)) {
+            let _ = file.set_modified(now);
+        }
+    }
+}
+
+/// Every copy under `store`: a read-only file (as a fetch leaves it; a file anyone may
+/// write is no copy, such as a volume an older Kiln made on this host) with its size
+/// and when it was last used.
+fn copies(store: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = Vec::new();
+    let mut dirs: Vec<PathBuf> = COPY_AREAS.iter().map(|a| store.join(a)).collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if meta.is_file()
+                && meta.permissions().mode() & 0o222 == 0
+                && path.extension().is_none_or(|e| e != "part")
+            {
+                found.push((path, meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH)));
+            }
+        }
+    }
+    found
+}
+
+/// Removes copies under `store` that no VM uses (`in_use`), least recently used first,
+/// until the copies take at most `room` bytes; returns the bytes removed. A copy in use
+/// is never removed (and removing one would not harm a VM that has it open).
+pub fn collect(store: &Path, in_use: &HashSet<PathBuf>, room: u64) -> u64 {
+    let mut all = copies(store);
+    let mut total: u64 = all.iter().map(|(_, len, _)| len).sum();
+    all.sort_by_key(|(_, _, used)| *used);
+    let mut removed = 0;
+    for (path, len, _) in all {
+        if total <= room {
+            break;
+        }
+        if in_use.contains(&path) {
+            continue;
+        }
+        let _claim = Claim::take(&path);
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::info!(layer = %path.display(), bytes = len, "removed a layer copy no VM here uses, to make room");
+            total -= len;
+            removed += len;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kiln_agent_api::StorePath;
     use sha2::{Digest, Sha256};
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A store that serves `content`, cut off after `cut` bytes on its first opening.
@@ -297,6 +363,46 @@ mod tests {
             }
         }
         assert!(failed, "a fetch that failed is an error");
+        let _ = std::fs::remove_dir_all(&store);
+    }
+
+    /// Copies outgrowing their room go least recently used first, but never one in use,
+    /// and never a file that is no copy (one anyone may write).
+    #[test]
+    fn copies_beyond_their_room_go_least_recently_used_first_but_not_those_in_use() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let store = std::env::temp_dir().join(format!("kiln-layer-room-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::SystemTime::now();
+        let make = |name: &str, len: usize, age_days: u32, sealed: bool| {
+            let path = store.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(&path, vec![7u8; len]).expect("copy");
+            std::fs::File::open(&path).expect("open").set_modified(now - day * age_days).expect("mtime");
+            let mode = if sealed { 0o444 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("mode");
+            path
+        };
+        let oldest = make("snapshots/snap-1.qcow2", 1000, 9, true);
+        let in_use = make("volumes/vol-2.qcow2", 1000, 8, true);
+        let older = make("kernels/k/vmlinuz", 1000, 7, true);
+        let newer = make("snapshots/snap-3.qcow2", 1000, 1, true);
+        let volume = make("volumes/vol-4.qcow2", 5000, 30, false);
+        let part = make("snapshots/snap-5.qcow2.part", 5000, 30, true);
+        let _ = make("snapshots/snap-6.qcow2.part", 0, 0, false);
+        // Used just now, though it was fetched long ago.
+        touch(&store, [&StorePath::new("snapshots/snap-1.qcow2").expect("path")]);
+
+        let used: HashSet<PathBuf> = [in_use.clone()].into();
+        assert_eq!(collect(&store, &used, 4000), 0, "within room: nothing goes");
+        assert_eq!(collect(&store, &used, 2500), 2000);
+        assert!(!older.exists() && !newer.exists(), "the least recently used go first");
+        assert!(oldest.exists(), "a copy used just now stays");
+        assert!(in_use.exists(), "a copy in use stays");
+        assert!(volume.exists() && part.exists(), "a writable file and a fetch under way are no copies");
+        assert_eq!(collect(&store, &used, 0), 1000);
+        assert!(!oldest.exists() && in_use.exists());
         let _ = std::fs::remove_dir_all(&store);
     }
 }

@@ -46,12 +46,27 @@ pub struct LocalAgent {
     layer_source: Option<std::sync::Arc<dyn kiln_agent_api::LayerSource>>,
     /// Layer fetches under way.
     fetches: layers::Fetches,
+    /// How many bytes of copies of layers a joined host keeps that no VM uses.
+    layer_room: u64,
     /// Relays to the volume servers this host's VMs use.
     relays: nbd::Relays,
 }
 
 fn fail(msg: impl Into<String>) -> AgentError {
     AgentError::Failed(msg.into())
+}
+
+/// How many bytes of copies of layers a joined host keeps by default, beyond those
+/// its VMs use (`kiln agent --layer-cache-gib`).
+pub const DEFAULT_LAYER_ROOM: u64 = 20 << 30;
+
+/// The copies of the store's files a VM started from `spec` uses: its kernel and
+/// initrd, and the layers under its served disks.
+fn copies_used(spec: &VmSpec) -> impl Iterator<Item = &StorePath> {
+    spec.kernel
+        .iter()
+        .chain(&spec.initrd)
+        .chain(spec.disks.iter().filter(|d| d.served.is_some()).flat_map(|d| &d.below))
 }
 
 /// VmRSS of a process, MiB.
@@ -99,6 +114,7 @@ impl LocalAgent {
             qemu_version: OnceLock::new(),
             layer_source: None,
             fetches: layers::Fetches::default(),
+            layer_room: DEFAULT_LAYER_ROOM,
             relays: nbd::Relays::default(),
         }
     }
@@ -106,6 +122,13 @@ impl LocalAgent {
     /// Fetches the layers this host lacks from `source`.
     pub fn with_layer_source(mut self, source: std::sync::Arc<dyn kiln_agent_api::LayerSource>) -> Self {
         self.layer_source = Some(source);
+        self
+    }
+
+    /// Keeps at most `bytes` of copies of layers (those in use aside) instead of
+    /// `DEFAULT_LAYER_ROOM`.
+    pub fn with_layer_room(mut self, bytes: u64) -> Self {
+        self.layer_room = bytes;
         self
     }
 
@@ -204,6 +227,23 @@ impl LocalAgent {
             return a;
         }
         *self.accel.get_or_init(|| probe_kvm(kernel, &self.root))
+    }
+
+    /// On a joined host, marks the copies `spec` uses as used now and removes the least
+    /// recently used of those no VM uses beyond the room they have (`with_layer_room`).
+    fn make_room_for(&self, spec: &VmSpec) {
+        layers::touch(&self.store, copies_used(spec));
+        let mut in_use: std::collections::HashSet<PathBuf> = copies_used(spec).map(|f| f.under(&self.store)).collect();
+        for id in self.running().unwrap_or_default() {
+            let Ok(text) = std::fs::read(self.dir(&id).join("spec.json")) else { continue };
+            if let Ok(other) = serde_json::from_slice::<VmSpec>(&text) {
+                in_use.extend(copies_used(&other).map(|f| f.under(&self.store)));
+            }
+        }
+        let removed = layers::collect(&self.store, &in_use, self.layer_room);
+        if removed > 0 {
+            tracing::info!(bytes = removed, room = self.layer_room, "removed layer copies no VM uses");
+        }
     }
 
     fn pid(&self, id: &str) -> Option<i32> {
@@ -311,6 +351,9 @@ impl HostAgent for LocalAgent {
         }
         for served in spec.disks.iter().filter_map(|d| d.served.as_ref()) {
             self.relays.ensure(&self.store, served.addr)?;
+        }
+        if self.layer_source.is_some() {
+            self.make_room_for(spec);
         }
         let accel = self.accel_for(spec);
         let program = qemu::program(spec.architecture);

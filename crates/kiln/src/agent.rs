@@ -379,12 +379,13 @@ fn serve_calls(
 }
 
 /// How the host runs guests: the accelerator (`auto`, `kvm`, `tcg`), the network
-/// (`auto`, `vpc`, `user`, as `kiln serve --network`) and whether instances' public
-/// traffic is NATed out.
+/// (`auto`, `vpc`, `user`, as `kiln serve --network`), whether instances' public
+/// traffic is NATed out, and how many bytes of layer copies it keeps unused.
 pub(crate) struct Guests<'a> {
     pub(crate) accel: &'a str,
     pub(crate) network: &'a str,
     pub(crate) egress_nat: bool,
+    pub(crate) layer_room: u64,
 }
 
 /// The cloud's network settings a host's VPC networking needs.
@@ -435,7 +436,9 @@ pub(crate) fn run(
     let exe = std::env::current_exe().unwrap_or_else(|_| "kiln".into());
     let layers = StoreLayers { files: Files { dir: dir.join("agent") }, control: control.to_owned() };
     // What it reports while it joins; its network is set up once it is a member.
-    let host = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced).with_layer_source(Arc::new(layers));
+    let host = kiln_agent::LocalAgent::new(dir.to_path_buf(), exe, forced)
+        .with_layer_source(Arc::new(layers))
+        .with_layer_room(guests.layer_room);
     let mut m = match (files.membership()?, token) {
         (Some(m), _) if m.control == control => m,
         (Some(m), _) => bail!(

@@ -124,6 +124,10 @@ pub(crate) enum Command {
         /// Do not NAT instances' traffic to the outside on this host.
         #[arg(long)]
         no_egress_nat: bool,
+        /// How many GiB of copies of the store's image layers and kernels this host
+        /// keeps beyond those its VMs use; the least recently used go first.
+        #[arg(long, default_value_t = kiln_agent::DEFAULT_LAYER_ROOM >> 30)]
+        layer_cache_gib: u64,
         #[command(flatten)]
         dir: DataDirArg,
     },

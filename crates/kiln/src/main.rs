@@ -86,8 +86,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pipe { socket } => pipe(&socket),
         Command::Host { command: HostCommand::Info { host, dir } } => host_info(&dir.resolve()?, &host),
         Command::Host { command } => fleet_cli::fleet(command),
-        Command::Agent { control, token, renew, accel, listen, network, no_egress_nat, dir } => {
-            let guests = agent::Guests { accel: &accel, network: &network, egress_nat: !no_egress_nat };
+        Command::Agent { control, token, renew, accel, listen, network, no_egress_nat, layer_cache_gib, dir } => {
+            let guests = agent::Guests {
+                accel: &accel,
+                network: &network,
+                egress_nat: !no_egress_nat,
+                layer_room: layer_cache_gib.saturating_mul(1 << 30),
+            };
             agent::run(&dir.resolve()?, &control, token.as_deref(), renew, &guests, listen)
         }
         Command::Db { command: DbCommand::Status { dir } } => db_cli::status(&dir.resolve()?),
