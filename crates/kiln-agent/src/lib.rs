@@ -376,6 +376,7 @@ impl HostAgent for LocalAgent {
             }
             _ => Command::new(program),
         };
+        let began = Instant::now();
         let out = cmd
             .args(&args)
             .stdin(Stdio::null())
@@ -385,6 +386,7 @@ impl HostAgent for LocalAgent {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(fail(format!("QEMU failed to start: {}", stderr.trim())));
         }
+        tracing::info!(instance = %spec.instance_id, took = ?began.elapsed(), "QEMU started");
         Ok(())
     }
 

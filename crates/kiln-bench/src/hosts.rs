@@ -1,8 +1,9 @@
 //! `kiln-bench hosts`: what launching on a joined host costs, beside a launch on the
 //! control plane's own host in the same run. A `kiln agent` joins a zone of a fresh
 //! `kiln serve` on this machine (its own data directory, over loopback); the first
-//! kiln-tiny launch there fetches the image's kernel from the store, later ones find it
-//! cached, and every one boots from a volume the store serves over NBD. Printed: bytes
+//! kiln-tiny launch there fetches the image's layer and kernel from the store, later ones
+//! find them cached, and every one boots from a volume the store serves over NBD on the
+//! host's copy of the image's layer. Printed: bytes
 //! fetched and seconds from RunInstances to running and to status ok (the guest's first
 //! metadata answer, relayed by its host), medians of `runs`, with ratios against the
 //! own-host launch.
@@ -87,7 +88,7 @@ fn measure(dir: &Path, kiln: &Server, control: &str, runs: usize) -> Result<()> 
     let ami = tiny_ami(&client, kiln)?;
     let agent = join(dir, control)?;
     let fetched = || -> u64 {
-        ["snapshots", "kernels"]
+        ["snapshots", "volumes", "kernels"]
             .iter()
             .filter_map(|d| std::fs::read_dir(agent.dir.join(d)).ok())
             .flat_map(|d| d.filter_map(std::result::Result::ok))
@@ -111,7 +112,7 @@ fn measure(dir: &Path, kiln: &Server, control: &str, runs: usize) -> Result<()> 
         println!("{label:<44} {bytes:>12} {running:>10.2} {:>7.2} {ok:>10.2} {:>7.2}", running / base.0, ok / base.1);
     };
     row(&format!("control plane's own host (median of {runs})"), None, base.0, base.1);
-    row("joined host, first launch (kernel fetched)", Some(first_bytes), first.running, first.ok);
+    row("joined host, first launch (layers fetched)", Some(first_bytes), first.running, first.ok);
     row(
         &format!("joined host, cached (median of {runs})"),
         Some(cached_bytes),

@@ -428,7 +428,15 @@ impl Cloud {
                     self.limits.vcpu_quota
                 )));
             }
-            let rule = seats.as_ref().map_or(crate::placement::HostRule::Any, |s| s.host_rule());
+            // A partition group's instances get their partitions first, then hosts that
+            // keep the group's partitions apart.
+            let chosen = match &seats {
+                Some(s) if s.partitioned() => Some(s.seat(&subnet.availability_zone, quota_fit, r.partition_number)?),
+                _ => None,
+            };
+            let rule = seats
+                .as_ref()
+                .map_or(crate::placement::HostRule::Any, |s| s.host_rule(chosen.as_deref().unwrap_or_default()));
             let hosts = self.place(tx, &subnet.availability_zone, arch.as_str(), t, quota_fit, rule)?;
             if (hosts.len() as i64) < r.min_count {
                 return Err(Error::InsufficientCapacity(format!(
@@ -437,9 +445,13 @@ impl Cloud {
                 )));
             }
             let count = hosts.len() as i64;
-            let partitions = match &seats {
-                Some(s) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
-                None => vec![None; count as usize],
+            let partitions = match (chosen, &seats) {
+                (Some(mut chosen), _) => {
+                    chosen.truncate(count as usize);
+                    chosen
+                }
+                (None, Some(s)) => s.seat(&subnet.availability_zone, count, r.partition_number)?,
+                (None, None) => vec![None; count as usize],
             };
             let net: Ipv4Net = subnet.cidr.parse().map_err(|_| kiln_store::StoreError::Corrupt(format!("subnet CIDR {}", subnet.cidr)))?;
             let mut taken = instances::addresses_in_subnet(tx, &subnet.id)?;

@@ -57,6 +57,10 @@ pub(crate) enum HostRule {
     Apart(std::collections::HashSet<String>),
     /// All on one host: this one, or the first chosen (a cluster group).
     Together(Option<String>),
+    /// A partition group's: the n-th instance of the request goes in partition
+    /// `partitions[n]`, on a host no other partition of the group is on (`held`: the
+    /// partition each host holds).
+    Partitioned { partitions: Vec<Option<i64>>, held: HashMap<String, i64> },
 }
 
 /// Whether a host can take new instances now: live, active and serving calls.
@@ -193,10 +197,14 @@ impl Cloud {
         let mut rule = rule;
         let mut placed = Vec::new();
         while (placed.len() as i64) < want {
+            let n = placed.len();
             let allowed = |h: &Host| match &rule {
                 HostRule::Any | HostRule::Together(None) => true,
                 HostRule::Apart(taken) => !taken.contains(h.host_id.as_str()),
                 HostRule::Together(Some(only)) => h.host_id.as_str() == only,
+                HostRule::Partitioned { partitions, held } => {
+                    held.get(h.host_id.as_str()).is_none_or(|p| partitions.get(n).copied().flatten() == Some(*p))
+                }
             };
             let best = room
                 .iter_mut()
@@ -211,6 +219,11 @@ impl Cloud {
                     taken.insert(id.clone());
                 }
                 HostRule::Together(only) => *only = Some(id.clone()),
+                HostRule::Partitioned { partitions, held } => {
+                    if let Some(p) = partitions.get(n).copied().flatten() {
+                        held.insert(id.clone(), p);
+                    }
+                }
                 HostRule::Any => {}
             }
             placed.push(Some(id));
@@ -392,6 +405,49 @@ mod tests {
         assert!(full(run_grouped(&w, Some("together"), 1, 1)));
         let other = run_grouped(&w, None, 1, 1).expect("no group");
         assert_ne!(other[0].host_id, together[0].host_id, "the other host has room");
+    }
+
+    /// A partition group's partitions are kept to separate hosts: a host holding one
+    /// partition's instances takes no other partition's, and a partition whose hosts
+    /// are full has no capacity even when another partition's host has room.
+    #[test]
+    fn a_partition_groups_partitions_are_kept_to_separate_hosts() {
+        use crate::placement_groups::NewGroup;
+        use kiln_types::PlacementStrategy;
+        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 0), host("us-east-1b", 3, 0)];
+        let (w, _) = joined("partitions", &hosts);
+        let g = NewGroup {
+            name: Some("parts".into()),
+            strategy: Some(PlacementStrategy::Partition),
+            partition_count: Some(2),
+            ..NewGroup::default()
+        };
+        let group = w.cloud.create_placement_group(&w.scope, &g).expect("group");
+        let placed = run_grouped(&w, Some("parts"), 4, 4).expect("four instances");
+        assert!(placed.iter().all(|i| i.host_id.is_some()));
+        let members = |w: &World| {
+            w.cloud.store.read(|c| kiln_store::placement_groups::live_members(c, &group.id)).expect("members")
+        };
+        let hosts_of = |w: &World, p: i64| -> std::collections::HashSet<String> {
+            members(w).into_iter().filter(|m| m.partition_number == Some(p)).filter_map(|m| m.host_id).collect()
+        };
+        let (one, two) = (hosts_of(&w, 1), hosts_of(&w, 2));
+        assert!(!one.is_empty() && !two.is_empty(), "{one:?} {two:?}");
+        assert!(one.is_disjoint(&two), "partitions share a host: {one:?} {two:?}");
+        assert_eq!(members(&w).len(), 4);
+
+        // Partition 2's host is full (two t3.micro in 4 GiB) and the others hold
+        // partition 1: no room for partition 2, though partition 1's hosts have some.
+        assert_eq!(two.len(), 1, "{two:?}");
+        let mut r = RunRequest::new(w.image_id.clone());
+        r.availability_zone = Some("us-east-1b".into());
+        r.placement_group = Some(crate::placement_groups::GroupRef::Name("parts".into()));
+        r.partition_number = Some(2);
+        assert!(matches!(w.cloud.run_instances(&w.scope, r.clone()), Err(Error::InsufficientCapacity(_))));
+        r.partition_number = Some(1);
+        let more = w.cloud.run_instances(&w.scope, r).expect("partition 1 has room");
+        assert!(one.contains(more[0].host_id.as_deref().expect("a host")), "{more:?}");
+        assert!(hosts_of(&w, 1).is_disjoint(&hosts_of(&w, 2)));
     }
 
     #[test]

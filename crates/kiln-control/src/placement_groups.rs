@@ -129,15 +129,26 @@ impl Seats {
 
     /// Which joined hosts the group's new instances may go to: a spread group's each
     /// on a host none of its instances is on, a cluster group's all on one host (its
-    /// instances' host, if it has any there).
-    pub(crate) fn host_rule(&self) -> crate::placement::HostRule {
+    /// instances' host, if it has any there), a partition group's each on a host no
+    /// other partition of the group is on (`partitions`: each new instance's, from
+    /// `seat`).
+    pub(crate) fn host_rule(&self, partitions: &[Option<i64>]) -> crate::placement::HostRule {
         use crate::placement::HostRule;
         let hosts = self.live.iter().filter_map(|m| m.host_id.clone());
         match self.group.strategy {
             PlacementStrategy::Spread => HostRule::Apart(hosts.collect()),
             PlacementStrategy::Cluster => HostRule::Together(hosts.into_iter().next()),
-            PlacementStrategy::Partition => HostRule::Any,
+            PlacementStrategy::Partition => HostRule::Partitioned {
+                partitions: partitions.to_vec(),
+                held: self.live.iter().filter_map(|m| Some((m.host_id.clone()?, m.partition_number?))).collect(),
+            },
         }
+    }
+
+    /// Whether each new instance's partition is chosen before its host (a partition
+    /// group: its partitions are kept to separate hosts).
+    pub(crate) fn partitioned(&self) -> bool {
+        self.group.strategy == PlacementStrategy::Partition
     }
 
     /// Records the new instance as the group's.
