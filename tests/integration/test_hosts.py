@@ -420,6 +420,19 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         # A guest's path cannot climb out of its own metadata to the host's paths.
         for climb in ("/../../renew", "/%2e%2e/x", "/latest/../../heartbeat"):
             assert relayed(control.agents, a, third, mine, climb)[0] == 400, climb
+        # A host relays its guests' DNS questions for the VPCs it runs instances of,
+        # and only those.
+        third_ip = describe(ec2, third)["PrivateIpAddress"]
+        third_name = f"ip-{third_ip.replace('.', '-')}.ec2.internal"
+        status, answer = relayed_dns(control.agents, a, vpc, third_name, mine)
+        assert status == 200 and answer[:2] == b"\x12\x34" and answer[3] & 0x0F == 0, (status, answer)
+        assert answer[-4:] == bytes(int(o) for o in third_ip.split(".")), answer
+        empty = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+        status, text = relayed_dns(control.agents, a, empty, third_name, mine)
+        assert status == 403 and empty in text, (status, text)
+        assert relayed_dns(control.agents, a, vpc, third_name)[0] == 401
+        assert relayed_dns(control.agents, a, vpc, third_name, mine, guest=None)[0] == 400
+        assert relayed_dns(control.agents, a, "vpc-../x", third_name, mine)[0] in (400, 404)
 
         # The host dies (its agent; the VM goes on, as on a machine cut off): the
         # instance fails its system status check with an event saying why; a forced
@@ -463,18 +476,34 @@ def status_ok(ec2, instance_id):
     return bool(found) and found[0]["InstanceStatus"]["Status"] == "ok"
 
 
-def get(endpoint, path, agent, cert=None, headers=None):
-    """GETs a path of the agents' endpoint, trusting only the cloud's CA; `cert` is a
-    (cert, key) pair to present. Returns (status, text)."""
+def get(endpoint, path, agent, cert=None, headers=None, data=None, raw=False):
+    """GETs (POSTs `data`) a path of the agents' endpoint, trusting only the cloud's CA;
+    `cert` is a (cert, key) pair to present. Returns (status, text or bytes)."""
     ctx = ssl.create_default_context(cafile=str(agent.file("ca.pem")))
     if cert:
         ctx.load_cert_chain(*map(str, cert))
-    req = urllib.request.Request(endpoint + path, headers=headers or {})
+    req = urllib.request.Request(endpoint + path, headers=headers or {}, data=data)
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-            return r.status, r.read().decode(errors="replace")
+            body = r.read()
+            return r.status, body if raw else body.decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def dns_query(name):
+    """A DNS question for `name`'s A record (ID 0x1234, recursion desired)."""
+    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00\x00\x01\x00\x01"
+
+
+def relayed_dns(endpoint, agent, vpc, name, cert=None, guest="172.31.0.9"):
+    """Asks VPC `vpc`'s resolver through the agents' endpoint as a host relays a
+    guest's question."""
+    headers = {"x-kiln-dns-guest": guest} if guest else {}
+    return get(endpoint, f"/v1/dns/{vpc}", agent, cert, headers, dns_query(name), raw=True)
 
 
 def relayed(endpoint, agent, instance_id, cert=None, path="/latest/meta-data/instance-id"):
@@ -653,6 +682,18 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
         # but for SSH, which is open to all).
         out = outside_ssh(b1, f"echo | nc -w 3 {private[a1]} 22 | head -c 4")
         assert out.stdout.startswith("SSH-"), (out.stdout, out.stderr)
+
+        # The VPC's resolver answers on joined hosts as on the server's own: EC2's names
+        # of an instance on another host, inside the VPC its public name too (split
+        # horizon), and NXDOMAIN for a name that names nothing.
+        private_name = f"ip-{private[a2].replace('.', '-')}.ec2.internal"
+        public_name = f"ec2-{public[a2].replace('.', '-')}.compute-1.amazonaws.com"
+        out = outside_ssh(b1, f"cat /etc/resolv.conf; nslookup {private_name}; nslookup {public_name}; "
+                              "nslookup nothing.ec2.internal", 60)
+        text = out.stdout + out.stderr
+        assert "nameserver 172.31.0.2" in text, text
+        assert text.count(f"Address: {private[a2]}") == 2, text
+        assert "server can't find nothing.ec2.internal: NXDOMAIN" in text, text
 
         # Figures: round trips on one host and between hosts (TCG guests, so mostly
         # emulation), medians of interleaved rounds.

@@ -42,6 +42,9 @@ pub struct PortView {
     pub vpc_id: String,
     pub hop_limit: u32,
     pub lease: Option<Lease>,
+    /// Its VPC's resolver address (base + 2), while the VPC has DNS support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Ipv4Addr>,
 }
 
 /// One VPC with live instances.
@@ -54,6 +57,9 @@ pub struct VpcView {
     /// Its instances' public addresses and their private ones (split-horizon DNS),
     /// while the VPC gives public DNS names (EC2's enableDnsHostnames).
     pub publics: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// The joined hosts its live instances are on (whose guests' DNS questions they
+    /// relay).
+    pub hosts: Vec<String>,
 }
 
 /// Every live port and VPC, as of one reconciler pass.
@@ -132,6 +138,7 @@ fn build_for(all: &[Instance], attached: &[Interface], n: &Networks, host: Optio
                     instance_id: i.id.clone(),
                     vpc_id: i.vpc_id.clone(),
                     hop_limit: i.hop_limit.clamp(1, 64) as u32,
+                    dns: record.filter(|r| r.dns_support).and_then(|r| dns_address(&r.cidr)),
                 },
             );
         }
@@ -140,7 +147,11 @@ fn build_for(all: &[Instance], attached: &[Interface], n: &Networks, host: Optio
             dns: record.and_then(|r| dns_address(&r.cidr)),
             dns_support: record.is_none_or(|r| r.dns_support),
             publics: Vec::new(),
+            hosts: Vec::new(),
         });
+        if let Some(h) = i.host_id.as_deref().filter(|h| !v.hosts.iter().any(|k| k == h)) {
+            v.hosts.push(h.to_owned());
+        }
         let named = record.is_none_or(|r| r.dns_hostnames);
         if let (true, Some(p), Ok(private)) =
             (named, i.public_ip.as_deref().and_then(|p| p.parse().ok()), i.private_ip.parse())

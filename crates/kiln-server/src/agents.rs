@@ -78,8 +78,9 @@ pub(crate) fn mtls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The metadata service of the guests joined hosts run: their tokens and limits, and
-/// each instance's service (kept while the instance is asked about, for its memo).
+/// The metadata service and DNS of the guests joined hosts run: their tokens and limits,
+/// and each instance's metadata service (kept while the instance is asked about, for
+/// its memo).
 #[derive(Default)]
 struct Relayed {
     tokens: Arc<crate::imds::Tokens>,
@@ -93,7 +94,9 @@ const RELAYED_KEPT: usize = 4096;
 fn router(cloud: Arc<Cloud>) -> Router {
     Router::new()
         .route("/v1/imds/{instance}", axum::routing::any(relayed_metadata))
+        .route("/v1/dns/{vpc}", post(relayed_dns).layer(axum::extract::DefaultBodyLimit::max(DNS_MESSAGE_MAX)))
         .layer(Extension(Arc::new(Relayed::default())))
+        .layer(Extension(Arc::new(crate::dns::Upstream::from_host())))
         .route("/v1/ca", get(ca))
         .route("/v1/join", post(join))
         .route("/v1/heartbeat", post(heartbeat))
@@ -231,6 +234,49 @@ async fn network(State(cloud): State<Arc<Cloud>>, Extension(peer): Extension<Pee
 async fn guest_ports(State(cloud): State<Arc<Cloud>>, Extension(peer): Extension<Peer>) -> Result<Response, Refusal> {
     let host = calling_host(&cloud, peer).await?;
     Ok(Json(blocking(move || cloud.host_ports(&host.host_id)).await?).into_response())
+}
+
+/// The largest DNS message (TCP's two-byte length).
+const DNS_MESSAGE_MAX: usize = 65_535;
+
+/// Headers of a relayed DNS question: the asking guest's address, and whether it came
+/// over TCP (its answer may then exceed a datagram).
+pub const DNS_GUEST: &str = "x-kiln-dns-guest";
+pub const DNS_TCP: &str = "x-kiln-dns-tcp";
+
+/// A DNS question a joined host relays from a guest of VPC `vpc` (the message as the
+/// body): answered as this server's resolver for the VPC answers its own guests, if
+/// the calling host runs an instance of that VPC. No answer (the VPC's DNS support is
+/// off, or the guest asks too often) is 204.
+async fn relayed_dns(
+    State(cloud): State<Arc<Cloud>>,
+    Extension(peer): Extension<Peer>,
+    Extension(upstream): Extension<Arc<crate::dns::Upstream>>,
+    Extension(relayed): Extension<Arc<Relayed>>,
+    axum::extract::Path(vpc): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let host = calling_host(&cloud, peer).await?;
+    if vpc.parse::<kiln_types::VpcId>().is_err() {
+        return Err((StatusCode::BAD_REQUEST, format!("'{vpc}' is not a VPC ID")));
+    }
+    let guest: std::net::Ipv4Addr =
+        headers.get(DNS_GUEST).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            (StatusCode::BAD_REQUEST, format!("the {DNS_GUEST} header must be the guest's IPv4 address"))
+        })?;
+    if !cloud.guest_view().vpcs.get(&vpc).is_some_and(|v| v.hosts.iter().any(|h| h == host.host_id.as_str())) {
+        return Err((StatusCode::FORBIDDEN, format!("Host {} runs no instance of {vpc}", host.host_id)));
+    }
+    let server = crate::dns::Server::new(cloud, relayed.limits.clone(), upstream, vpc);
+    if !server.allowed(guest) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let tcp = headers.get(DNS_TCP).is_some_and(|v| v == "1");
+    match server.answer(guest, body.to_vec(), tcp).await {
+        Some(answer) => Ok(answer.into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// A layer of the store (a completed snapshot's, or a kernel) for a host that lacks

@@ -161,40 +161,85 @@ enum Transport {
 /// A TCP connection idle this long is closed.
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One VPC's DNS: EC2's names from the reconciler's published view (never the store),
-/// the rest forwarded. Each asking address has its own rate limit, and at most
-/// `IN_FLIGHT` questions (UDP) or connections (TCP) are in work at once.
+/// What answers one question for a VPC's DNS: the asking guest's address, the
+/// message, and whether it came over TCP; None drops it (the guest retries).
+pub type Answer = Arc<
+    dyn Fn(Ipv4Addr, Vec<u8>, bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// One VPC's DNS on its resolver address's sockets: questions framed as UDP datagrams
+/// and TCP messages, answered by `Answer` (this server's `local_answer`, or on a joined
+/// host the control plane's, relayed). Each asking address has its own rate limit, and
+/// at most `IN_FLIGHT` questions (UDP) or connections (TCP) are in work at once.
 #[derive(Clone)]
 pub struct Server {
-    cloud: Arc<Cloud>,
+    answer: Answer,
     limits: Arc<GuestLimits>,
-    upstream: Arc<Upstream>,
     vpc_id: String,
     slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// The answer to one question in VPC `vpc_id`: EC2's names from the reconciler's
+/// published view (never the store), the rest forwarded to `upstream`; None when the
+/// VPC's DNS support is off (it has no resolver, as on EC2).
+pub async fn local_answer(
+    cloud: &Cloud,
+    upstream: &Upstream,
+    vpc_id: &str,
+    packet: &[u8],
+    tcp: bool,
+) -> Option<Vec<u8>> {
+    let view = cloud.guest_view();
+    let vpc = view.vpcs.get(vpc_id);
+    if vpc.is_some_and(|v| !v.dns_support) {
+        return None;
+    }
+    let (region, publics) = vpc.map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
+    match answer(packet, &region, &publics) {
+        Some(r) => Some(r),
+        None => upstream.answer(packet, if tcp { Transport::Tcp } else { Transport::Udp }).await,
+    }
+}
+
 impl Server {
+    /// The DNS of VPC `vpc_id` answered by this server (`local_answer`).
     pub fn new(cloud: Arc<Cloud>, limits: Arc<GuestLimits>, upstream: Arc<Upstream>, vpc_id: String) -> Self {
-        Self { cloud, limits, upstream, vpc_id, slots: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)) }
+        let vpc = vpc_id.clone();
+        let answer: Answer = Arc::new(move |_guest, packet, tcp| {
+            let (cloud, upstream, vpc) = (cloud.clone(), upstream.clone(), vpc.clone());
+            Box::pin(async move { local_answer(&cloud, &upstream, &vpc, &packet, tcp).await })
+        });
+        Self::answered_by(answer, limits, vpc_id)
     }
 
-    fn allowed(&self, peer: std::net::SocketAddr) -> bool {
-        self.limits.allow(Service::Dns, &format!("{}/{}", self.vpc_id, peer.ip()))
+    /// The DNS of VPC `vpc_id` answered by `answer`.
+    pub fn answered_by(answer: Answer, limits: Arc<GuestLimits>, vpc_id: String) -> Self {
+        Self { answer, limits, vpc_id, slots: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)) }
+    }
+
+    /// Whether `guest` may ask one more question now (its VPC's rate limit for it).
+    pub fn allowed(&self, guest: Ipv4Addr) -> bool {
+        self.limits.allow(Service::Dns, &format!("{}/{guest}", self.vpc_id))
+    }
+
+    fn allowed_peer(&self, peer: std::net::SocketAddr) -> bool {
+        match peer.ip() {
+            std::net::IpAddr::V4(a) => self.allowed(a),
+            std::net::IpAddr::V6(_) => false,
+        }
+    }
+
+    /// The answer to one question from `guest` (its rate limit aside).
+    pub async fn answer(&self, guest: Ipv4Addr, packet: Vec<u8>, tcp: bool) -> Option<Vec<u8>> {
+        (self.answer)(guest, packet, tcp).await
     }
 
     /// The answer to one question.
-    async fn reply(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let view = self.cloud.guest_view();
-        let vpc = view.vpcs.get(&self.vpc_id);
-        // A VPC whose DNS support is off has no resolver, as on EC2.
-        if vpc.is_some_and(|v| !v.dns_support) {
-            return None;
-        }
-        let (region, publics) = vpc.map(|v| (v.region.clone(), v.publics.clone())).unwrap_or_default();
-        match answer(packet, &region, &publics) {
-            Some(r) => Some(r),
-            None => self.upstream.answer(packet, transport).await,
-        }
+    async fn reply(&self, peer: std::net::SocketAddr, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let std::net::IpAddr::V4(guest) = peer.ip() else { return None };
+        (self.answer)(guest, packet.to_vec(), transport == Transport::Tcp).await
     }
 
     /// Answers questions on `socket` until it goes away.
@@ -203,14 +248,14 @@ impl Server {
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
-            if !self.allowed(peer) {
+            if !self.allowed_peer(peer) {
                 continue;
             }
             let Ok(slot) = self.slots.clone().try_acquire_owned() else { continue };
             let packet = buf[..n].to_vec();
             let (this, socket) = (self.clone(), socket.clone());
             tokio::spawn(async move {
-                if let Some(r) = this.reply(&packet, Transport::Udp).await {
+                if let Some(r) = this.reply(peer, &packet, Transport::Udp).await {
                     let _ = socket.send_to(&r, peer).await;
                 }
                 drop(slot);
@@ -242,10 +287,10 @@ impl Server {
             }
             let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
             tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut packet)).await.map_err(std::io::Error::other)??;
-            if !self.allowed(peer) {
+            if !self.allowed_peer(peer) {
                 return Ok(());
             }
-            let Some(r) = self.reply(&packet, Transport::Tcp).await else { return Ok(()) };
+            let Some(r) = self.reply(peer, &packet, Transport::Tcp).await else { return Ok(()) };
             let Ok(n) = u16::try_from(r.len()) else { return Ok(()) };
             stream.write_all(&n.to_be_bytes()).await?;
             stream.write_all(&r).await?;

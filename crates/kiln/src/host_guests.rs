@@ -6,7 +6,10 @@
 //! to the control plane's metadata service for that instance over the host's
 //! mutual-TLS channel (`/v1/imds/INSTANCE/…`), which answers a host only for the
 //! instances placed on it, so a guest sees exactly what it would on the server's own
-//! host. The VPC's DNS resolver is not served on joined hosts yet.
+//! host. Each VPC with guests here and DNS support gets its resolver (the VPC's base +
+//! 2, in the VPC's namespace), whose questions are relayed to the control plane's
+//! resolver for that VPC (`/v1/dns/VPC`), so a guest gets the answers it would get on
+//! the server's own host.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,8 @@ enum Binding {
     Unix,
     /// Sockets on this tap, answering with this hop limit.
     Tap { tap: TapId, hop_limit: u32 },
+    /// A VPC's resolver at this address, in this namespace (`HostAgent::network_id`).
+    Dns { network: u64, addr: std::net::Ipv4Addr },
 }
 
 /// Tasks that end when dropped.
@@ -97,6 +102,7 @@ async fn wanted(
             vpc_id: String::new(),
             hop_limit: 1,
             lease: None,
+            dns: None,
         };
         return Some(running.into_iter().map(|id| (id.clone(), port(id), Binding::Unix)).collect());
     }
@@ -109,15 +115,22 @@ async fn wanted(
     };
     let h = host.clone();
     tokio::task::spawn_blocking(move || {
-        ports
-            .into_iter()
-            .filter_map(|p| {
-                // No tap yet: the reconciler is still making the port.
-                let tap = h.tap_id(&p.vpc_id, &p.interface_id)?;
+        let mut wanted: Vec<(String, PortView, Binding)> = Vec::new();
+        for p in ports {
+            // Each VPC's resolver once, in its namespace (made with its first port).
+            if let (Some(addr), Some(network)) = (p.dns, h.network_id(&p.vpc_id)) {
+                let key = format!("dns {}", p.vpc_id);
+                if !wanted.iter().any(|(k, _, _)| *k == key) {
+                    wanted.push((key, p.clone(), Binding::Dns { network, addr }));
+                }
+            }
+            // No tap yet: the reconciler is still making the port.
+            if let Some(tap) = h.tap_id(&p.vpc_id, &p.interface_id) {
                 let binding = Binding::Tap { tap, hop_limit: p.hop_limit };
-                Some((p.interface_id.clone(), p, binding))
-            })
-            .collect()
+                wanted.push((p.interface_id.clone(), p, binding));
+            }
+        }
+        wanted
     })
     .await
     .ok()
@@ -140,6 +153,9 @@ async fn start(
     port: &PortView,
     binding: &Binding,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    if let Binding::Dns { addr, .. } = binding {
+        return serve_dns(host, control, client, limits, &port.vpc_id, *addr).await;
+    }
     let relay = Arc::new(Relay {
         control: control.to_owned(),
         instance_id: port.instance_id.clone(),
@@ -173,7 +189,52 @@ async fn start(
                 )),
             ])
         }
+        Binding::Dns { .. } => unreachable!("served by serve_dns"),
     }
+}
+
+/// Serves VPC `vpc_id`'s resolver at `addr` in its namespace, each question relayed to
+/// the control plane's resolver for the VPC with the asking guest's address.
+async fn serve_dns(
+    host: &Arc<kiln_agent::LocalAgent>,
+    control: &str,
+    client: &ClientMaker,
+    limits: &Arc<GuestLimits>,
+    vpc_id: &str,
+    addr: std::net::Ipv4Addr,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let (h, vpc) = (host.clone(), vpc_id.to_owned());
+    let sockets =
+        tokio::task::spawn_blocking(move || h.vpc_dns_sockets(&vpc, std::net::SocketAddrV4::new(addr, 53))).await??;
+    let (control, client, vpc) = (control.to_owned(), client.clone(), vpc_id.to_owned());
+    let url = format!("{control}/v1/dns/{vpc}");
+    let answer: kiln_server::dns::Answer = Arc::new(move |guest, packet, tcp| {
+        let (client, url, vpc) = (client.clone(), url.clone(), vpc.clone());
+        Box::pin(async move {
+            let relayed = async {
+                let r = client()?
+                    .post(&url)
+                    .header(kiln_server::agents::DNS_GUEST, guest.to_string())
+                    .header(kiln_server::agents::DNS_TCP, if tcp { "1" } else { "0" })
+                    .body(packet)
+                    .send()
+                    .await?;
+                match r.status() {
+                    reqwest::StatusCode::OK => Ok::<_, anyhow::Error>(Some(r.bytes().await?.to_vec())),
+                    reqwest::StatusCode::NO_CONTENT => Ok(None),
+                    other => anyhow::bail!("{other}: {}", r.text().await.unwrap_or_default()),
+                }
+            };
+            relayed.await.unwrap_or_else(|e| {
+                tracing::warn!(vpc = %vpc, error = %e, "relaying a DNS question failed; the guest will ask again");
+                None
+            })
+        })
+    });
+    let server = kiln_server::dns::Server::answered_by(answer, limits.clone(), vpc_id.to_owned());
+    let udp = tokio::net::UdpSocket::from_std(sockets.udp)?;
+    let tcp = tokio::net::TcpListener::from_std(sockets.tcp)?;
+    Ok(vec![tokio::spawn(server.clone().udp(udp)), tokio::spawn(server.tcp(tcp))])
 }
 
 /// Headers that belong to one hop, not to the request relayed.
