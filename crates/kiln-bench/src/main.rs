@@ -198,7 +198,8 @@ fn start_kiln_from(exe: &Path, dir: &Path, extra: &[&str]) -> Result<Server> {
         .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // KILN_BENCH_LOG (a RUST_LOG filter) shows the server's log, to see where time goes.
+        .env("RUST_LOG", std::env::var("KILN_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
