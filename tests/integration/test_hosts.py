@@ -635,6 +635,9 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
         a1, a3 = run("us-east-1a", front, 2, "together")
         [a2] = run("us-east-1a", front)
         [b1] = run("us-east-1b", back)
+        # And one in a zone no host joined: on the control plane's own machine, which
+        # is on the hosts' network too (--agent-listen).
+        [c0] = run("us-east-1c", front)
         everyone = (a1, a2, a3, b1)
         for i in everyone:
             wait_state(ec2, i, "running", 240, control)
@@ -695,6 +698,21 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
         assert text.count(f"Address: {private[a2]}") == 2, text
         assert "server can't find nothing.ec2.internal: NXDOMAIN" in text, text
 
+        # The control plane's own machine is on the overlay: its guest and the joined
+        # hosts' reach each other by private address, and its guest's public address is
+        # answered for on the hosts' network.
+        wait_state(ec2, c0, "running", 240, control)
+        inst[c0] = describe(ec2, c0)
+        assert "HostId" not in inst[c0]["Placement"], inst[c0]["Placement"]
+        private[c0] = inst[c0]["PrivateIpAddress"]
+        wait_for("ssh to c0 on the control plane's machine from outside", lambda: ssh_up(c0), 180, 2,
+                 diag=control.log_tail)
+        for src in (a1, a2):
+            out = ping(src, c0)
+            assert " 0% packet loss" in out.stdout, (src, out.stdout, out.stderr)
+        out = outside_ssh(c0, f"sudo ping -c 3 -W 2 {private[b1]}; echo | nc -w 3 {private[a2]} 22 | head -c 4", 60)
+        assert " 0% packet loss" in out.stdout and "SSH-" in out.stdout, (out.stdout, out.stderr)
+
         # Figures: round trips on one host and between hosts (TCG guests, so mostly
         # emulation), medians of interleaved rounds.
         same = ping_times(ping(a1, a3, 5).stdout)
@@ -745,6 +763,15 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
                  == "completed", 120, 1, diag=control.log_tail)
         out = outside_ssh(a1, "echo after-the-snapshot > mark3 && sync && cat mark2 mark3")
         assert out.stdout.split() == ["before-the-snapshot", "after-the-snapshot"], (out.stdout, out.stderr)
+        # The file it was on is a layer now: served read-only and sealed (cut back to its
+        # qcow2, read-only in the store), and the VM still reads what it holds.
+        out = outside_ssh(a1, "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches >/dev/null; cat mark mark2", 60)
+        assert out.stdout.split() == ["from-the-image", "before-the-snapshot"], (out.stdout, out.stderr)
+        files = sorted((control.data_dir / "volumes").glob(f"{root_vol}*"))
+        layers = [f for f in files if stat.S_IMODE(f.stat().st_mode) & 0o222 == 0]
+        assert len(layers) >= 2 and len(files) > len(layers), files
+        for f in layers:
+            assert f.stat().st_size < 512 << 20, (f, f.stat().st_size)
 
         # A volume written through an instance on one host, detached, and attached to
         # an instance on the other host of the zone keeps its data.
@@ -789,7 +816,7 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
                  diag=dead.output)
         assert state_of(ec2, a2) == "running"
 
-        everyone = (*everyone, c1)
+        everyone = (*everyone, c1, c0)
         ec2.terminate_instances(InstanceIds=list(everyone))
         wait_terminated(ec2, *everyone)
         # Each host removes the VPC's network with its last instance there.

@@ -104,6 +104,11 @@ pub struct Disk {
     /// the volume server. Empty for a file on this host (its qcow2 names its backing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub below: Vec<StorePath>,
+    /// The nearest of `below` while its snapshot is being made (its VM may still be
+    /// writing it): its server leaves its export as it is. Every other layer is
+    /// exported read-only, sealed (`HostAgent::seal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settling: Option<StorePath>,
     /// Where a joined host reaches the volume: its file stays in the control plane's
     /// store, served over NBD (None: the file is on this host).
     #[serde(default)]
@@ -398,6 +403,14 @@ pub trait HostAgent: Send + Sync {
         let _ = (instance_id, disks);
         Err(AgentError::Unsupported("this host has no served volumes".into()))
     }
+    /// Seals `file` of this host's store against what a joined host may have written
+    /// into it: its header names `backing` (the layer the store says is under it) and no
+    /// external data file; `frozen` (it has become a layer): nothing follows its qcow2,
+    /// and it is read-only. Only the store's host.
+    fn seal(&self, file: &StorePath, backing: Option<&StorePath>, frozen: bool) -> Result<(), AgentError> {
+        let _ = (file, backing, frozen);
+        Err(AgentError::Unsupported("only the control plane's own host seals layers".into()))
+    }
     /// Makes a running VM's disks exactly `disks` (the first, its root, never changes):
     /// hot-plugs those missing and asks the guest to release the others, except the
     /// volumes in `force`, whose drives are pulled at once (the guest's I/O on them
@@ -667,6 +680,7 @@ mod tests {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: StorePath::new("volumes/vol-0123456789abcdef0.qcow2").expect("path"),
                 below: vec![StorePath::new("snapshots/snap-0123456789abcdef0.qcow2").expect("path")],
+                settling: None,
                 served: Some(Served {
                     addr: "192.0.2.1:10809".parse().expect("addr"),
                     export: "vol-0123456789abcdef0".parse().expect("id"),

@@ -49,9 +49,13 @@ impl Fetches {
             let ended = f.outcome.lock().unwrap_or_else(PoisonError::into_inner).take();
             match ended {
                 None => return Ok(LayersReady::Fetching { done: f.done.load(Ordering::Relaxed), total: f.total }),
-                Some(Ok(fetched)) => {
+                // Ready only while all are still here (room may have been made since).
+                Some(Ok(fetched)) if layers.iter().all(|l| l.file.under(store).exists()) => {
                     fetches.remove(&key);
                     return Ok(LayersReady::Ready { fetched });
+                }
+                Some(Ok(_)) => {
+                    fetches.remove(&key);
                 }
                 Some(Err(e)) => {
                     fetches.remove(&key);

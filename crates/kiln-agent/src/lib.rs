@@ -11,6 +11,7 @@ mod netlink;
 mod probe;
 pub mod qemu;
 mod qmp;
+pub mod sealing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -321,6 +322,8 @@ impl HostAgent for LocalAgent {
     }
 
     fn fetch_layers(&self, layers: &[kiln_agent_api::Layer]) -> Result<kiln_agent_api::LayersReady, AgentError> {
+        // Asked for now: the last to go when copies must make room.
+        layers::touch(&self.store, layers.iter().map(|l| &l.file));
         self.fetches.ensure(&self.store, self.layer_source.as_ref(), layers)
     }
 
@@ -475,6 +478,10 @@ impl HostAgent for LocalAgent {
             }
         }
         done
+    }
+
+    fn seal(&self, file: &StorePath, backing: Option<&StorePath>, frozen: bool) -> Result<(), AgentError> {
+        sealing::seal(&self.file(file), backing.map(|b| self.file(b)).as_deref(), frozen)
     }
 
     fn switch_served(&self, instance_id: &str, disks: &[Disk]) -> Result<(), AgentError> {

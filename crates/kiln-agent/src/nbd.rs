@@ -1,11 +1,11 @@
 //! Serving the store's volumes to joined hosts: one `qemu-storage-daemon` per host,
 //! exporting over NBD the files of the volumes of the instances placed on that host:
-//! each volume's top file, writable, and the layers under it, read-only. The files
-//! are exported as they are on disk; the host's QEMU reads the qcow2 in them, and
-//! reads the image layers under a top from its own copies where it has them
-//! (`layers`), so a boot reads its image locally while the volume's own data never
-//! leaves the store (a host that dies loses no volume, and another host can take the
-//! instance over).
+//! each volume's top file, writable, and the layers under it, read-only and sealed
+//! (`sealing`; a former top is exported again so once its VM has gone on to its new
+//! top). The files are exported as they are on disk; the host's QEMU reads the qcow2 in
+//! them, and reads the frozen layers under a top from its own copies where it has them
+//! (`layers`), so a boot reads its image locally while every write goes to the store (a
+//! host that dies loses no volume, and another host can take the instance over).
 //!
 //! TLS with the hosts' CA: the daemon presents a certificate naming its address and
 //! lets in only the certificate whose subject is its host (QEMU's authz on
@@ -188,8 +188,23 @@ pub fn serve(
             start(&dir, host, ip, &tls()?)?
         }
     };
-    let port = recorded_port(&dir).ok_or_else(|| fail(format!("the NBD server of {host} has no port recorded")))?;
     let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
+    // A daemon of an older Kiln exported decoded disks (qcow2 nodes), which the hosts'
+    // QEMU of this one cannot read as files: it is started again (its VMs lose their
+    // disks, as on any upgrade of the server with VMs on joined hosts: restart them).
+    let nodes = q.execute("query-named-block-nodes", Some(json!({ "flat": true }))).map_err(qmp)?;
+    let older = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["node-name"].as_str().is_some_and(|name| name.starts_with("vn")) && n["drv"] == "qcow2");
+    if older {
+        tracing::warn!(host = %host, "the host's NBD server exports disks as an older Kiln did; starting it again");
+        drop(q);
+        stop(&dir, host)?;
+        q = start(&dir, host, ip, &tls()?)?;
+    }
+    let port = recorded_port(&dir).ok_or_else(|| fail(format!("the NBD server of {host} has no port recorded")))?;
     let listed = q.execute("query-block-exports", None).map_err(qmp)?;
     // Each export's name (its node's too), and whether it is closing (a cut export
     // stays listed until its clients are gone).
@@ -215,24 +230,29 @@ pub fn serve(
     // The nodes of files no longer served (now, or in an earlier pass that stopped
     // short); one still closing its export goes in a later pass.
     let nodes = q.execute("query-named-block-nodes", Some(json!({ "flat": true }))).map_err(qmp)?;
-    for node in nodes.as_array().into_iter().flatten().filter_map(|n| n["node-name"].as_str()) {
-        if node.starts_with("vn") && !wanted.iter().any(|w| w.name == node) {
-            let _ = q.execute("blockdev-del", Some(json!({ "node-name": node })));
+    let mut writable_nodes = Vec::new();
+    for node in nodes.as_array().into_iter().flatten() {
+        let Some(name) = node["node-name"].as_str() else { continue };
+        if name.starts_with("vn") && !wanted.iter().any(|w| w.name == name) {
+            let _ = q.execute("blockdev-del", Some(json!({ "node-name": name })));
+        } else if node["ro"] == false {
+            writable_nodes.push(name.to_owned());
         }
     }
     for w in &wanted {
-        match exported.iter().find(|(id, _)| *id == w.name) {
-            Some((_, true)) => {
-                first_error.get_or_insert(fail(format!("{} is still being taken from {host}; retrying", w.name)));
+        let done = match exported.iter().find(|(id, _)| *id == w.name) {
+            Some((_, true)) => Err(fail(format!("{} is still being taken from {host}; retrying", w.name))),
+            // A former top its VM no longer writes (its snapshot is made): exported
+            // again read-only, sealed. The VM's QEMU opened it read-only when it went on
+            // to its new top, and reconnects.
+            Some((_, false)) if !w.writable && !w.settling && writable_nodes.contains(&w.name) => {
+                reexport_read_only(&mut q, store, host, w)
             }
-            // Left as it is: a volume's top stays writable to the VM that wrote it
-            // until the VM is done with it, even once a snapshot made it a layer.
-            Some((_, false)) => {}
-            None => {
-                if let Err(e) = export_one(&mut q, store, host, w) {
-                    first_error.get_or_insert(e);
-                }
-            }
+            Some((_, false)) => Ok(()),
+            None => export_one(&mut q, store, host, w),
+        };
+        if let Err(e) = done {
+            first_error.get_or_insert(e);
         }
     }
     match first_error {
@@ -241,27 +261,51 @@ pub fn serve(
     }
 }
 
-/// One file a daemon exports: its name (`export_name`), and whether the host may
-/// write it (a volume's top; the layers under it are read-only).
+/// One file a daemon exports: its name (`export_name`), whether the host may write
+/// it (a volume's top; the layers under it are read-only, sealed), whether it is a
+/// layer its VM may still be writing (`Disk::settling`: left as it is), and the layer
+/// the store says is under it.
 struct Wanted<'a> {
     name: String,
     file: &'a kiln_agent_api::StorePath,
     writable: bool,
+    settling: bool,
+    backing: Option<&'a kiln_agent_api::StorePath>,
 }
 
 /// Every file of `exports`: each volume's top, writable, and the layers under it.
 fn wanted_files(exports: &[Disk]) -> Vec<Wanted<'_>> {
     let mut wanted: Vec<Wanted<'_>> = Vec::new();
     for d in exports {
-        let files = std::iter::once((&d.file, true)).chain(d.below.iter().map(|b| (b, false)));
-        for (file, writable) in files {
+        let top = (&d.file, true, d.below.first());
+        let layers = d.below.iter().enumerate().map(|(n, b)| (b, false, d.below.get(n + 1)));
+        for (file, writable, backing) in std::iter::once(top).chain(layers) {
             let name = kiln_agent_api::export_name(&d.volume_id, file);
             if !wanted.iter().any(|w| w.name == name) {
-                wanted.push(Wanted { name, file, writable });
+                let settling = !writable && d.settling.as_ref() == Some(file);
+                wanted.push(Wanted { name, file, writable, settling, backing });
             }
         }
     }
     wanted
+}
+
+/// Exports `w`, a former top, again, read-only and sealed: its export is cut (its
+/// client reconnects), its node goes, the file is sealed, and it is exported anew.
+fn reexport_read_only(q: &mut Qmp, store: &Path, host: &HostId, w: &Wanted<'_>) -> Result<(), AgentError> {
+    let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
+    q.execute("block-export-del", Some(json!({ "id": w.name, "mode": "hard" }))).map_err(qmp)?;
+    for _ in 0..50 {
+        let listed = q.execute("query-block-exports", None).map_err(qmp)?;
+        if !listed.as_array().into_iter().flatten().any(|e| e["id"] == w.name.as_str()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    q.execute("blockdev-del", Some(json!({ "node-name": w.name }))).map_err(qmp)?;
+    export_one(q, store, host, w)?;
+    tracing::info!(host = %host, file = %w.file, "a former top is served read-only now, sealed");
+    Ok(())
 }
 
 /// Exports one file as it is on disk (a raw file node: the host's QEMU reads the
@@ -271,12 +315,16 @@ fn wanted_files(exports: &[Disk]) -> Vec<Wanted<'_>> {
 fn export_one(q: &mut Qmp, store: &Path, host: &HostId, w: &Wanted<'_>) -> Result<(), AgentError> {
     let qmp = |e: crate::qmp::QmpError| fail(format!("the NBD server of {host}: {e}"));
     let file = w.file.under(store);
-    if w.writable {
+    // A layer its VM may still be writing is served as it was, writable.
+    let writable = w.writable || w.settling;
+    // Whatever a host wrote into the header while it was served, the store's now.
+    crate::sealing::seal(&file, w.backing.map(|b| b.under(store)).as_deref(), !writable)?;
+    if writable {
         make_room(&file)?;
     }
     let options = json!({
         "driver": "file", "node-name": w.name, "filename": file.display().to_string(),
-        "read-only": !w.writable, "discard": "unmap",
+        "read-only": !writable, "discard": "unmap",
     });
     if let Err(e) = q.execute("blockdev-add", Some(options)) {
         // Left by an earlier pass that stopped before using it.
@@ -286,19 +334,22 @@ fn export_one(q: &mut Qmp, store: &Path, host: &HostId, w: &Wanted<'_>) -> Resul
     }
     q.execute(
         "block-export-add",
-        Some(json!({ "type": "nbd", "id": w.name, "node-name": w.name, "name": w.name, "writable": w.writable })),
+        Some(json!({ "type": "nbd", "id": w.name, "node-name": w.name, "name": w.name, "writable": writable })),
     )
     .map_err(qmp)?;
-    tracing::info!(host = %host, file = %w.file, writable = w.writable, "serving a volume's file to the host");
+    tracing::info!(host = %host, file = %w.file, writable, "serving a volume's file to the host");
     Ok(())
 }
 
 /// How long a qcow2 file of `virtual_size` bytes can grow to: its data, an L2 entry
 /// (8 bytes) and a refcount (2 bytes) per 64 KiB cluster with room to spare, and
 /// 16 MiB for its header, L1 and refcount tables.
-fn room_for(virtual_size: u64) -> u64 {
-    virtual_size + virtual_size / 1024 + (16 << 20)
+fn room_for(virtual_size: u64) -> Option<u64> {
+    virtual_size.checked_add(virtual_size / 1024)?.checked_add(16 << 20)
 }
+
+/// The largest volume EBS makes (io2 Block Express: 64 TiB), with its qcow2's room.
+const LARGEST_ROOM: u64 = (64 << 40) + (64 << 30);
 
 /// Makes the qcow2 `file` as long as it can come to be (`room_for` its virtual size,
 /// read from its header), with a hole: never shorter than it is.
@@ -312,7 +363,10 @@ fn make_room(file: &Path) -> Result<(), AgentError> {
         return Err(fail(format!("{} is not a qcow2 file", file.display())));
     }
     let virtual_size = u64::from_be_bytes(header[24..32].try_into().expect("8 bytes"));
-    let want = room_for(virtual_size);
+    // The header is the host's to write while it serves the file: never trusted.
+    let want = room_for(virtual_size).filter(|w| *w <= LARGEST_ROOM).ok_or_else(|| {
+        fail(format!("{} says its disk is {virtual_size} bytes, more than any volume can be", file.display()))
+    })?;
     if f.metadata().map_err(err)?.len() < want {
         f.set_len(want).map_err(err)?;
     }
@@ -341,8 +395,8 @@ fn nbd_file(
 
 /// The nodes of the layers under a served volume's top, to be added (`-blockdev`,
 /// `blockdev-add`) in the order given, and the node the top goes on: each layer from
-/// this host's own copy where it has one (whose file then names the rest of the chain,
-/// this host's copies), else from the server. Each node is named after its file's
+/// this host's own copy where it has one and copies of all under it (whose file then
+/// names the rest of the chain, this host's copies), else from the server. Each node is named after its file's
 /// export (`c` in place of `v` for a copy), so a volume's nodes are its own.
 pub fn layer_nodes(
     disk: &Disk,
@@ -351,10 +405,13 @@ pub fn layer_nodes(
     creds: &str,
 ) -> (Vec<serde_json::Value>, Option<String>) {
     let mut nodes = Vec::new();
-    for layer in &disk.below {
+    // A copy is used only when every layer under it has one too (its file names them).
+    let copies_from =
+        (0..disk.below.len()).find(|&k| disk.below[k..].iter().all(|b| b.under(store).is_file())).unwrap_or(usize::MAX);
+    for (n, layer) in disk.below.iter().enumerate() {
         let export = kiln_agent_api::export_name(&disk.volume_id, layer);
         let own = layer.under(store);
-        if own.is_file() {
+        if n >= copies_from {
             let name = format!("c{}", &export[1..]);
             nodes.push(json!({
                 "driver": "qcow2", "node-name": name, "read-only": true,

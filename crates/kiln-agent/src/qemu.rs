@@ -250,6 +250,7 @@ mod tests {
                 volume_id: "vol-0123456789abcdef0".parse().expect("id"),
                 file: file("root.qcow2"),
                 below: vec![],
+                settling: None,
                 served: None,
             }],
             network: Network::User,
@@ -285,9 +286,10 @@ mod tests {
         let root = std::env::temp_dir().join(format!("kiln-qemu-test-{}", std::process::id()));
         let store = Store(root.clone());
         let file = |f: &str| StorePath::new(f).expect("a store path");
-        // The host has the middle layer (and so the one under it, which its copy names).
+        // The host has the middle layer and the one under it (which its copy names).
         std::fs::create_dir_all(root.join("snapshots")).expect("dir");
         std::fs::write(root.join("snapshots/snap-b.qcow2"), b"").expect("copy");
+        std::fs::write(root.join("snapshots/snap-c.qcow2"), b"").expect("copy");
         let mut s = spec(Architecture::X86_64);
         s.disks[0].file = file("volumes/vol-0123456789abcdef0.qcow2");
         s.disks[0].below =
@@ -333,6 +335,13 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("snap-c"), "its copy names the rest: {joined}");
+        // Without a copy of the base, the middle copy names a file this host lacks:
+        // every layer comes from the server.
+        std::fs::remove_file(root.join("snapshots/snap-c.qcow2")).expect("remove");
+        let (nodes, _) = drive_options(&s.disks[0], store.path(), "v0");
+        assert_eq!(nodes.len(), 3, "{nodes:?}");
+        assert!(nodes.iter().all(|n| n["file"]["driver"] == "nbd"), "{nodes:?}");
+        assert_eq!(nodes[0]["backing"], serde_json::Value::Null, "the base has nothing under it");
         assert_ne!(
             kiln_agent_api::export_name(vol, &file("snapshots/snap-a.qcow2")),
             kiln_agent_api::export_name(vol, &file("snapshots/snap-b.qcow2"))

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use kiln_agent_api::StorePath;
 use kiln_store::images::{self, BlockDevice};
 use kiln_store::instances::{self, Instance};
 use kiln_store::snapshots::{self, Snapshot};
@@ -246,6 +247,7 @@ impl Cloud {
     pub(crate) fn freeze_all(&self, instance_id: Option<&str>, freezes: &[Freeze]) -> Result<()> {
         let agent = self.agent()?;
         let mut switches = Vec::new();
+        let mut seals = Vec::new();
         for f in freezes {
             let (vol, snap) = self
                 .store
@@ -280,6 +282,20 @@ impl Cloud {
             };
             let old = crate::reconcile::store_path(&snap.file)?;
             let new = crate::reconcile::store_path(&f.new_file)?;
+            // The layer the store says is under the old file, which its sealing checks.
+            let under = match &snap.parent_id {
+                Some(p) => match self.store.read(|c| Ok::<_, Error>(snapshots::get_even_deleted(c, p)?))? {
+                    Some(parent) => Some(crate::reconcile::store_path(&parent.file)?),
+                    None => {
+                        return Err(Error::Store(kiln_store::StoreError::Corrupt(format!(
+                            "snapshot {p} under {} has no row",
+                            snap.id
+                        ))))
+                    }
+                },
+                None => None,
+            };
+            seals.push((old.clone(), under));
             switches.push((old, new, vol.size_gib as u64));
         }
         let instance = match instance_id {
@@ -293,7 +309,7 @@ impl Cloud {
             for (old, new, size) in &switches {
                 agent.create_volume(new, Some(old), *size).map_err(|e| Error::host("making the new overlay", e))?;
             }
-            self.sync_volume_server_of(host)?;
+            self.sync_volume_server_of(host, &[])?;
             let on_host = self.agent_for(i)?;
             if crate::reconcile::runs(on_host.as_ref(), &i.id)? {
                 let vols = self.instance_volumes(&i.id)?;
@@ -304,7 +320,11 @@ impl Cloud {
                     .collect();
                 on_host.switch_served(&i.id, &disks).map_err(|e| Error::host("freezing running volumes", e))?;
             }
-            return Ok(());
+            // No VM writes the old files now: their server serves them read-only, sealed
+            // against what the host wrote into them, before the snapshot counts as made.
+            let olds: Vec<StorePath> = seals.iter().map(|(old, _)| old.clone()).collect();
+            self.sync_volume_server_of(host, &olds)?;
+            return self.seal_all(agent.as_ref(), &seals);
         }
         let running = match instance_id {
             Some(id) => crate::reconcile::runs(agent.as_ref(), id)?.then_some(id),
@@ -319,6 +339,17 @@ impl Cloud {
                 // Whole or not at all, and left alone when it exists (a retry).
                 agent.create_volume(&new, Some(&old), size).map_err(|e| Error::host("making the new overlay", e))?;
             }
+            // A detached volume may have been served to a host, which wrote its file.
+            self.seal_all(agent.as_ref(), &seals)?;
+        }
+        Ok(())
+    }
+
+    /// Seals files that have become layers (`HostAgent::seal`), each against the layer
+    /// under it.
+    fn seal_all(&self, agent: &dyn kiln_agent_api::HostAgent, seals: &[(StorePath, Option<StorePath>)]) -> Result<()> {
+        for (layer, under) in seals {
+            agent.seal(layer, under.as_ref(), true).map_err(|e| Error::host(format!("sealing {layer}"), e))?;
         }
         Ok(())
     }

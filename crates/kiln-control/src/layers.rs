@@ -6,10 +6,9 @@
 //! may fetch: only those of the instances placed on it, so a host's certificate opens
 //! no live volume and no other tenant's image.
 //!
-//! A layer never changes once frozen, so its hash is computed once per process and
-//! kept, keyed by its file's length and modification time. A layer that was a served
-//! volume's top is first cut back to the end of its qcow2 (its server made it longer,
-//! a hole, for what it could come to hold), so that no host fetches the hole.
+//! A layer never changes once frozen (and sealed: `HostAgent::seal`), so its hash is
+//! computed once per process and kept, keyed by its file's length and modification
+//! time.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,11 +35,11 @@ fn boot_files(i: &Instance) -> Result<Vec<StorePath>> {
 
 /// A volume's layers, nearest first, each with whether it is frozen (its snapshot
 /// completed).
-type Chain = Vec<(StorePath, bool)>;
+pub(crate) type Chain = Vec<(StorePath, bool)>;
 
 impl Cloud {
     /// The layers under `v`'s file, nearest first, with whether each is frozen.
-    fn chain(&self, v: &Volume) -> Result<Chain> {
+    pub(crate) fn chain(&self, v: &Volume) -> Result<Chain> {
         let corrupt = |what: String| Error::Store(kiln_store::StoreError::Corrupt(what));
         self.store.read(|c| {
             let mut chain = Vec::new();
@@ -94,13 +93,11 @@ impl Cloud {
             let meta = std::fs::metadata(&path).map_err(|e| Error::host(format!("reading layer {file}"), e))?;
             Ok((meta.len(), meta.modified().map_err(|e| Error::host(format!("reading layer {file}"), e))?))
         };
-        let (mut len, mut modified) = stat()?;
+        let (len, modified) = stat()?;
         let known = self.digests.0.lock().unwrap_or_else(PoisonError::into_inner).get(file.as_str()).cloned();
         let sha256 = match known {
             Some((l, at, sha)) if l == len && at == modified => sha,
             _ => {
-                cut_to_qcow2_end(&path)?;
-                (len, modified) = stat()?;
                 let sha = Layer::sha256_of(&path).map_err(|e| Error::host(format!("hashing {file}"), e))?;
                 self.digests
                     .0
@@ -148,43 +145,4 @@ impl Cloud {
         }
         Ok(path)
     }
-}
-
-/// Cuts a frozen layer back to the end of its qcow2 (`qemu-img check`'s image end
-/// offset), when it is longer: a volume server made it long enough for all it could
-/// hold while it was a served volume's top. Nothing writes a frozen layer, and QEMU
-/// reads nothing past that end. Only a saving: a layer whose end cannot be told is
-/// left whole (and is still right).
-fn cut_to_qcow2_end(path: &std::path::Path) -> Result<()> {
-    use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut magic = [0u8; 4];
-    let is_qcow2 = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"QFI\xfb";
-    let len = std::fs::metadata(path).map_err(|e| Error::host(format!("reading {}", path.display()), e))?.len();
-    if !is_qcow2 {
-        return Ok(());
-    }
-    let out = std::process::Command::new("qemu-img")
-        .args(["check", "-U", "-f", "qcow2", "--output=json"])
-        .arg(path)
-        .output()
-        .map_err(|e| Error::host("running qemu-img check (install qemu-utils)", e))?;
-    // Exit status 0 (clean) or 3 (leaked clusters, harmless) still reports the end.
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let Some(end) = report["image-end-offset"].as_u64() else {
-        tracing::warn!(layer = %path.display(), said = %String::from_utf8_lossy(&out.stderr).trim(), "could not tell where the layer's qcow2 ends; left whole");
-        return Ok(());
-    };
-    if end >= len {
-        return Ok(());
-    }
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o444);
-    // Frozen layers are read-only: made writable for the cut, then read-only again.
-    let cut = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .and_then(|()| std::fs::OpenOptions::new().write(true).open(path))
-        .and_then(|f| f.set_len(end));
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-    cut.map_err(|e| Error::host(format!("cutting {} back to its qcow2", path.display()), e))?;
-    tracing::info!(layer = %path.display(), from = len, to = end, "cut a served volume's former top back to its qcow2");
-    Ok(())
 }

@@ -242,15 +242,26 @@ impl Cloud {
         applied.retain(|h, _| h.as_deref().is_none_or(|h| hosts.iter().any(|(id, _)| id.as_str() == h)));
         let host_of: HashMap<&str, Option<&str>> = all.iter().map(|i| (i.id.as_str(), i.host_id.as_deref())).collect();
         // Where each joined host is on the network between hosts: VPCs span the hosts
-        // that have such an address.
+        // that have such an address, and this server's own host when joined hosts reach
+        // it at one (`--agent-listen`'s) that no joined host shares (one agent on this
+        // machine at the same address would make the same VXLAN devices).
         let underlay: HashMap<&str, Ipv4Addr> = hosts.iter().filter_map(|(h, u)| u.map(|u| (h.as_str(), u))).collect();
+        let own = match self.agents_ip() {
+            Some(std::net::IpAddr::V4(a)) if !a.is_loopback() && !a.is_unspecified() => Some(a),
+            _ => None,
+        }
+        .filter(|o| !underlay.is_empty() && !underlay.values().any(|u| u == o));
+        let underlay_at = |host: Option<&str>| match host {
+            None => own,
+            Some(h) => underlay.get(h).copied(),
+        };
         let vnis =
             if underlay.is_empty() { HashMap::new() } else { self.store.read(|c| Ok::<_, Error>(vpcs::vnis(c)?))? };
-        let underlay_of = |instance_id: &str| host_of.get(instance_id).copied().flatten().and_then(|h| underlay.get(h));
+        let underlay_of = |instance_id: &str| host_of.get(instance_id).and_then(|h| underlay_at(*h));
         let targets = std::iter::once(None).chain(hosts.iter().map(|(h, _)| Some(h.as_str().to_owned())));
         for host in targets {
             let on_host = |instance_id: &str| host_of.get(instance_id) == Some(&host.as_deref());
-            let local = host.as_deref().and_then(|h| underlay.get(h)).copied();
+            let local = underlay_at(host.as_deref());
             // Each VPC with ports on this host, with only those ports, and the way to
             // its ports on the other hosts.
             let here: Vec<VpcNetwork> = wanted
@@ -265,7 +276,7 @@ impl Cloud {
                                 .ports
                                 .iter()
                                 .filter(|p| !on_host(&p.instance_id))
-                                .filter_map(|p| underlay_of(&p.instance_id).map(|u| (p.ip, *u)))
+                                .filter_map(|p| underlay_of(&p.instance_id).map(|u| (p.ip, u)))
                                 .filter(|(_, u)| *u != local)
                                 .collect(),
                         })

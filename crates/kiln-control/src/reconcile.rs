@@ -50,7 +50,13 @@ pub(crate) fn wanted_disks(vols: &[Volume]) -> Result<Vec<Disk>> {
 
 /// A volume as a disk of the store.
 pub(crate) fn disk(v: &Volume) -> Result<Disk> {
-    Ok(Disk { volume_id: stored_id(&v.id)?, file: store_path(&v.file)?, below: Vec::new(), served: None })
+    Ok(Disk {
+        volume_id: stored_id(&v.id)?,
+        file: store_path(&v.file)?,
+        below: Vec::new(),
+        settling: None,
+        served: None,
+    })
 }
 
 /// The further interfaces `i`'s VM should have, in device order.
@@ -293,9 +299,19 @@ impl Cloud {
                     .create_volume(&file, backing.as_ref(), v.size_gib as u64)
                     .map_err(host(format!("creating {}", v.id)))?;
                 self.store.write(|tx| Ok::<_, Error>(volumes::set_state(tx, &v.id, VolumeState::InUse)?))?;
+            } else if i.host_id.is_none() && self.zone_had_hosts(&v.availability_zone)? {
+                // Served to a joined host before (its zone's hosts have all gone): this
+                // host's QEMU opens what that host wrote only once it is sealed.
+                let under = self.chain(v)?.into_iter().next().map(|(f, _)| f);
+                agent.seal(&file, under.as_ref(), false).map_err(host(format!("sealing {}", v.id)))?;
             }
         }
         self.instance_volumes(&i.id)
+    }
+
+    /// Whether a joined host ever served `zone` (retired ones count).
+    fn zone_had_hosts(&self, zone: &str) -> Result<bool> {
+        self.store.read(|c| Ok::<_, Error>(kiln_store::hosts::all(c)?.iter().any(|h| h.zone == zone)))
     }
 
     /// Moves an instance from the state this pass read to `to` (compare-and-set);
@@ -361,7 +377,7 @@ impl Cloud {
                     // Its volumes are made in the store and served to its host before it
                     // starts; a server not up yet is retried by the next pass.
                     self.ensure_volumes(i)?;
-                    self.sync_volume_server_of(h)?;
+                    self.sync_volume_server_of(h, &[])?;
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;

@@ -260,6 +260,10 @@ impl HostAgent for FakeAgent {
         self.vpc.load(Ordering::SeqCst).then_some(kiln_agent_api::TapId { netns: 1, ifindex: 1 })
     }
 
+    fn seal(&self, _file: &StorePath, _backing: Option<&StorePath>, _frozen: bool) -> Result<(), AgentError> {
+        Ok(())
+    }
+
     fn switch_served(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<(), AgentError> {
         // As a live snapshot of the files: each disk goes from the top it is on (the
         // first layer under its new one) to its new top.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use kiln_agent_api::{AgentError, Disk, HostId, Served, ServerTls};
+use kiln_agent_api::{AgentError, Disk, HostId, Served, ServerTls, StorePath};
 use kiln_store::hosts::Host;
 use kiln_store::instances::Instance;
 use kiln_store::volumes::Volume;
@@ -42,6 +42,11 @@ impl Cloud {
         let _ = self.volume_servers.ip.set(ip);
     }
 
+    /// The address joined hosts reach this server at, if it has a specific one.
+    pub(crate) fn agents_ip(&self) -> Option<IpAddr> {
+        self.volume_servers.ip.get().copied()
+    }
+
     fn volume_server_tls(&self, ip: IpAddr) -> std::result::Result<ServerTls, AgentError> {
         let mut kept = self.volume_servers.tls.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((made, tls)) = kept.as_ref() {
@@ -60,15 +65,17 @@ impl Cloud {
     pub(crate) fn sync_volume_servers(&self, all: &[Instance], attached: &[Volume], hosts: &[Host]) -> Result<()> {
         let mut first_error = None;
         for h in hosts {
-            if let Err(e) = self.serve_host(&h.host_id, all, attached) {
+            if let Err(e) = self.serve_host(&h.host_id, all, attached, &[]) {
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// `sync_volume_servers` for one host, from the store now.
-    pub(crate) fn sync_volume_server_of(&self, host: &str) -> Result<()> {
+    /// `sync_volume_servers` for one host, from the store now; `settled`: layers whose
+    /// VM went on to its new top though their snapshot is not yet marked made (served
+    /// read-only, sealed, from now on).
+    pub(crate) fn sync_volume_server_of(&self, host: &str, settled: &[StorePath]) -> Result<()> {
         let host: HostId =
             host.parse().map_err(|e: AgentError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))?;
         let (all, attached) = self.store.read(|c| {
@@ -76,10 +83,10 @@ impl Cloud {
                 kiln_store::volumes::all(c)?.into_iter().filter(|v| v.instance_id.is_some()).collect();
             Ok::<_, Error>((kiln_store::instances::all(c)?, vols))
         })?;
-        self.serve_host(&host, &all, &attached)
+        self.serve_host(&host, &all, &attached, settled)
     }
 
-    fn serve_host(&self, host: &HostId, all: &[Instance], attached: &[Volume]) -> Result<()> {
+    fn serve_host(&self, host: &HostId, all: &[Instance], attached: &[Volume], settled: &[StorePath]) -> Result<()> {
         let mine: Vec<&str> = all
             .iter()
             .filter(|i| i.host_id.as_deref() == Some(host.as_str()) && crate::network::has_port(i.state))
@@ -90,7 +97,7 @@ impl Cloud {
             // Not yet made: served once its file exists.
             .filter(|v| v.state != kiln_types::VolumeState::Creating)
             .filter(|v| v.instance_id.as_deref().is_some_and(|i| mine.contains(&i)))
-            .map(|v| self.served_disk(v))
+            .map(|v| self.served_disk(v, settled))
             .collect::<Result<_>>()?;
         let Some(ip) = self.volume_servers.ip.get().copied() else {
             if exports.is_empty() {
@@ -132,8 +139,12 @@ impl Cloud {
     /// A volume as a joined host's disk: its file and the layers under it, which its
     /// server exports (the host reads the layers from its own copies where it has
     /// them).
-    fn served_disk(&self, v: &Volume) -> Result<Disk> {
-        Ok(Disk { below: self.below(v)?, ..crate::reconcile::disk(v)? })
+    fn served_disk(&self, v: &Volume, settled: &[StorePath]) -> Result<Disk> {
+        let chain = self.chain(v)?;
+        // The nearest layer, while its snapshot is being made, may still be written by
+        // the VM (until it goes on to its new top).
+        let settling = chain.first().filter(|(f, frozen)| !frozen && !settled.contains(f)).map(|(f, _)| f.clone());
+        Ok(Disk { below: chain.into_iter().map(|(f, _)| f).collect(), settling, ..crate::reconcile::disk(v)? })
     }
 
     /// The disks `i`'s VM should have (`vols`, root first, but those being detached):

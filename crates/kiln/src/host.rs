@@ -2,6 +2,7 @@
 //! made into a `LocalAgent` and limits, the tag that keeps two Kilns' network state
 //! apart, and `kiln host info`.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -106,7 +107,9 @@ pub(crate) fn can_network() -> bool {
 }
 
 impl HostArgs {
-    pub(crate) fn agent(&self, dir: &std::path::Path) -> Arc<kiln_agent::LocalAgent> {
+    /// This server's own host agent; `underlay` is its address on the network between
+    /// hosts (`--agent-listen`'s), on which its VPCs reach joined hosts' over VXLAN.
+    pub(crate) fn agent(&self, dir: &std::path::Path, underlay: Option<Ipv4Addr>) -> Arc<kiln_agent::LocalAgent> {
         let forced = match self.accel.as_str() {
             "kvm" => Some(kiln_agent_api::Accel::Kvm),
             "tcg" => Some(kiln_agent_api::Accel::Tcg),
@@ -139,7 +142,7 @@ impl HostArgs {
             tag: kiln_agent::net::net_tag(dir),
             public_pool: (self.public_ip_pool.network(), self.public_ip_pool.prefix_len()),
             egress_nat: !self.no_egress_nat,
-            underlay: None,
+            underlay,
         }))
     }
 
@@ -206,7 +209,7 @@ pub(crate) fn probe_ahead(
 }
 
 pub(crate) fn host_info(dir: &std::path::Path, host: &HostArgs) -> Result<()> {
-    let agent = host.agent(dir);
+    let agent = host.agent(dir, None);
     // Probe with a built x86 kernel when there is one.
     let kernel = std::fs::read_dir(dir.join("kernels")).ok().and_then(|d| {
         d.filter_map(std::result::Result::ok).map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("vmlinuz"))

@@ -88,7 +88,13 @@ pub(crate) fn serve(
     import_dirs: Vec<PathBuf>,
 ) -> Result<()> {
     let Listen { api: listen, agents } = listen;
-    let agent = host.agent(&dir);
+    // The address joined hosts reach this server at is its own host's on the network
+    // between hosts, where its VPCs meet theirs.
+    let underlay = agents.as_ref().and_then(|(addr, _)| match addr.ip() {
+        std::net::IpAddr::V4(a) if !a.is_loopback() && !a.is_unspecified() => Some(a),
+        _ => None,
+    });
+    let agent = host.agent(&dir, underlay);
     let shared = location(&dir)?.is_shared();
     let _pool = if agent.has_vpc_networking() {
         Some(crate::host::claim_pool(&dir, host.public_ip_pool, shared)?)
