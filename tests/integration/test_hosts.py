@@ -572,10 +572,13 @@ def test_a_vpc_spans_three_hosts_in_namespaces_of_their_own(tmp_path):
     on different hosts reach each other by private address over VXLAN with their
     security groups applied on the receiving host, and SSH reaches each through its
     public address from an "outside" namespace, which the underlay delivers to the
-    instance's host. An image made on one host boots on another; a volume written on
-    one host is read on the other host of its zone; a dead host's instance, forced
-    stopped, starts on the other host of its zone with its data, and the VM left on the
-    dead host is ended when it returns."""
+    instance's host; an instance in a zone no host joined (on the control plane's own
+    machine) is on the same overlay. Each VPC's resolver answers on joined hosts. An
+    image made on one host boots on another from that host's copies of its layers; a
+    live snapshot on a joined host switches its VM to the new top and seals the old
+    one; a volume written on one host is read on the other host of its zone; a dead
+    host's instance, forced stopped, starts on the other host of its zone with its
+    data, and the VM left on the dead host is ended when it returns."""
     net = Underlay()
     agents = []
     port = free_port()
