@@ -889,8 +889,11 @@ def test_crash_recovery_adopts_vms(srv, ec2, x86):
         for iid, pid in pids.items():
             assert f"kiln-{iid}" in procs[pid], (iid, pid, procs[pid][:3])
 
-        # A crash while running: the VM is adopted, not restarted.
+        # A crash while running: the VM is adopted, not restarted. (Its boot is over
+        # first: a guest asking for metadata while no server answers waits out its
+        # own retries.)
         waiter(ec2, "instance_status_ok", [first], X86_BOOT, srv)
+        booted = wait_console(ec2, first, lambda t: ready_line(first) in t, "the ready line", 60, srv)
         pid_first = pids[first]
         srv.kill9()
         assert os.path.exists(f"/proc/{pid_first}"), "the VM died with the server"
@@ -905,7 +908,9 @@ def test_crash_recovery_adopts_vms(srv, ec2, x86):
         assert len(qemu_processes(srv.data_dir)) == 3
         st = ec2.describe_instance_status(InstanceIds=[first])["InstanceStatuses"]
         assert st and st[0]["InstanceStatus"]["Status"] == "ok", st
-        wait_console(ec2, first, lambda t: ready_line(first) in t, "the ready line", 60, srv)
+        # The same boot, still there: its console reads as it did, ready line and all.
+        after = wait_console(ec2, first, lambda t: ready_line(first) in t, "the ready line", 60, srv)
+        assert after.count(ready_line(first)) == booted.count(ready_line(first)) == 1, after
 
         terminate_and_wait(ec2, srv, ids)
         wait_for("no QEMU after terminating all", lambda: not qemu_processes(srv.data_dir), 30, 0.5,
