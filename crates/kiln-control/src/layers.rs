@@ -89,11 +89,9 @@ impl Cloud {
     /// A layer of this store, with its content's hash and size.
     fn layer(&self, file: StorePath, backing: Option<StorePath>) -> Result<Layer> {
         let path: PathBuf = file.under(self.data_dir());
-        let stat = || -> Result<(u64, SystemTime)> {
-            let meta = std::fs::metadata(&path).map_err(|e| Error::host(format!("reading layer {file}"), e))?;
-            Ok((meta.len(), meta.modified().map_err(|e| Error::host(format!("reading layer {file}"), e))?))
-        };
-        let (len, modified) = stat()?;
+        let meta = std::fs::metadata(&path).map_err(|e| Error::host(format!("reading layer {file}"), e))?;
+        let (len, modified) =
+            (meta.len(), meta.modified().map_err(|e| Error::host(format!("reading layer {file}"), e))?);
         let known = self.digests.0.lock().unwrap_or_else(PoisonError::into_inner).get(file.as_str()).cloned();
         let sha256 = match known {
             Some((l, at, sha)) if l == len && at == modified => sha,

@@ -302,7 +302,7 @@ impl Cloud {
             } else if i.host_id.is_none() && self.zone_had_hosts(&v.availability_zone)? {
                 // Served to a joined host before (its zone's hosts have all gone): this
                 // host's QEMU opens what that host wrote only once it is sealed.
-                let under = self.chain(v)?.into_iter().next().map(|(f, _)| f);
+                let under = self.below(v)?.into_iter().next();
                 agent.seal(&file, under.as_ref(), false).map_err(host(format!("sealing {}", v.id)))?;
             }
         }
