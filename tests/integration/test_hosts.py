@@ -10,6 +10,7 @@ and boots from its own copies, the store serves the instance's volumes (their ow
 files, over those layers) to it over NBD, and the control plane drives the VM through
 the host's agent."""
 
+import ipaddress
 import json
 import os
 import re
@@ -367,6 +368,54 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
             {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
         wait_for("the host to let 8080 in", lambda: "on-a-host" in (fetch(ip, 8080) or ""), 30, 1)
+
+        # Its root volume grows while it runs there: the host's QEMU grows the qcow2 it
+        # runs over NBD from the store, into room its export was made with. The guest
+        # sees the new size, and what it writes past the old end reads back after its
+        # caches are dropped (from the store, through the host).
+        [mapping] = inst["BlockDeviceMappings"]
+        root_id = mapping["Ebs"]["VolumeId"]
+        size = ec2.describe_volumes(VolumeIds=[root_id])["Volumes"][0]["Size"]
+        ec2.modify_volume(VolumeId=root_id, Size=size + 1)
+        wait_for("the live modification", lambda: ec2.describe_volumes_modifications(VolumeIds=[root_id])[
+            "VolumesModifications"][0]["ModificationState"] == "completed", 60, 0.5, diag=a.output)
+        assert ec2.describe_volumes(VolumeIds=[root_id])["Volumes"][0]["Size"] == size + 1
+        dev = ssh(ip, key, f"for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = {root_id.replace('-', '')} ] "
+                           "&& echo ${d##*/}; done").stdout.strip()
+        assert dev, "the root volume's disk in the guest"
+        wait_for("the guest to see the new size", lambda: ssh(ip, key, f"cat /sys/block/{dev}/size").stdout.strip()
+                 == str((size + 1) << 21), 30, 1)
+        past = size * 1024 + 512  # MiB: in the grown part
+        out = ssh(ip, key, f"sudo dd if=/dev/urandom of=/tmp/past bs=1M count=4 2>/dev/null && "
+                           f"sudo dd if=/tmp/past of=/dev/{dev} bs=1M seek={past} conv=notrunc 2>/dev/null && sync && "
+                           f"echo 3 | sudo tee /proc/sys/vm/drop_caches >/dev/null && "
+                           f"sudo dd if=/dev/{dev} bs=1M skip={past} count=4 2>/dev/null | md5sum; md5sum < /tmp/past")
+        sums = out.stdout.split()
+        assert len(sums) == 4 and sums[0] == sums[2], (out.stdout, out.stderr)
+
+        # A second network interface, hot-plugged into the VM on its host: the host
+        # makes its port, the guest takes its address by DHCP there and reaches its
+        # subnet's router through it, and detaching takes it out of the guest again.
+        eni = ec2.create_network_interface(SubnetId=inst["SubnetId"], Groups=[group])["NetworkInterface"]
+        eni_id = eni["NetworkInterfaceId"]
+
+        def eni_state():
+            n = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+            return (n.get("Attachment") or {}).get("Status", n["Status"])
+
+        attachment = ec2.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=first,
+                                                  DeviceIndex=1)["AttachmentId"]
+        wait_for("the interface to be attached", lambda: eni_state() == "attached", 30, 1, diag=a.output)
+        wait_for("eth1 in the guest", lambda: "eth1" in ssh(ip, key, "ls /sys/class/net").stdout, 30, 1)
+        [subnet] = ec2.describe_subnets(SubnetIds=[inst["SubnetId"]])["Subnets"]
+        router = str(ipaddress.ip_network(subnet["CidrBlock"]).network_address + 1)
+        out = ssh(ip, key, "sudo udhcpc -i eth1 -s /etc/kiln/udhcpc -q -n -t 5 -T 2 >/dev/null 2>&1; "
+                           f"ip -4 -o addr show eth1; sudo ping -c 1 -W 3 -I eth1 {router}")
+        assert f"inet {eni['PrivateIpAddress']}/" in out.stdout and " 0% packet loss" in out.stdout, out
+        ec2.detach_network_interface(AttachmentId=attachment)
+        wait_for("the interface to be available", lambda: eni_state() == "available", 30, 1, diag=a.output)
+        assert "eth1" not in ssh(ip, key, "ls /sys/class/net").stdout
+        ec2.delete_network_interface(NetworkInterfaceId=eni_id)
 
         # What it fetched: the image's kernel and its root snapshot's layer, whole,
         # read-only, byte for byte the store's (the layer but for the name of the one

@@ -417,9 +417,16 @@ pub trait HostAgent: Send + Sync {
     /// fails from then on). Returns whether the VM now has exactly `disks` open;
     /// false while a release is under way.
     fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError>;
-    /// Grows a volume file to `size_gib`: live, through the VM that has it as a disk
-    /// (`instance_id`), or on the file when no VM runs it. Never shrinks.
-    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError>;
+    /// Grows volume `volume` (its top file `file`) to `size_gib`: live, through the VM
+    /// that has it as a disk (`instance_id`, on this host, its top perhaps served from
+    /// the store), or on the file when no VM runs it. Never shrinks.
+    fn grow_volume(
+        &self,
+        volume: &VolumeId,
+        file: &StorePath,
+        size_gib: u64,
+        instance_id: Option<&str>,
+    ) -> Result<(), AgentError>;
     /// The serial console output so far (the last `max` bytes).
     fn console(&self, instance_id: &str, max: usize) -> Result<Vec<u8>, AgentError>;
     /// Removes the VM's directory (after termination).
@@ -448,17 +455,20 @@ pub trait HostAgent: Send + Sync {
     fn set_nics(&self, instance_id: &str, nics: &[Nic]) -> Result<bool, AgentError>;
     /// Serves volume files of this host's store to joined host `host` over NBD on
     /// `ip`, with TLS (`tls`: the server's identity, made only when a server starts),
-    /// exporting exactly `exports` to it and letting no other host in. Returns where
-    /// the server listens, or None when nothing is exported (its server is stopped).
-    /// Only the control plane's own host serves volumes.
+    /// exporting exactly `exports` to it and letting no other host in. With nothing to
+    /// export, a running server stays up when `keep` (the host is live: its next
+    /// launch then waits for no new server), else it is stopped. Returns where the
+    /// server listens, or None when none runs. Only the control plane's own host
+    /// serves volumes.
     fn serve_volumes(
         &self,
         host: &HostId,
         ip: std::net::IpAddr,
         tls: &dyn Fn() -> Result<ServerTls, AgentError>,
         exports: &[Disk],
+        keep: bool,
     ) -> Result<Option<std::net::SocketAddr>, AgentError> {
-        let _ = (host, ip, tls, exports);
+        let _ = (host, ip, tls, exports, keep);
         Err(AgentError::Unsupported("only the control plane's own host serves volumes".into()))
     }
 }
@@ -493,7 +503,7 @@ pub enum HostCall {
     LiveSnapshot { instance_id: InstanceId, switches: Vec<(StorePath, StorePath)> },
     SwitchServed { instance_id: InstanceId, disks: Vec<Disk> },
     SetDisks { instance_id: InstanceId, disks: Vec<Disk>, force: Vec<VolumeId> },
-    GrowVolume { file: StorePath, size_gib: u64, instance_id: Option<InstanceId> },
+    GrowVolume { volume_id: VolumeId, file: StorePath, size_gib: u64, instance_id: Option<InstanceId> },
     Console { instance_id: InstanceId, max: usize },
     Forget { instance_id: InstanceId },
     Running,
@@ -604,8 +614,8 @@ impl HostCall {
             HostCall::LiveSnapshot { instance_id, switches } => json(host.live_snapshot(&instance_id, &switches)),
             HostCall::SwitchServed { instance_id, disks } => json(host.switch_served(&instance_id, &disks)),
             HostCall::SetDisks { instance_id, disks, force } => json(host.set_disks(&instance_id, &disks, &force)),
-            HostCall::GrowVolume { file, size_gib, instance_id } => {
-                json(host.grow_volume(&file, size_gib, instance_id.as_deref()))
+            HostCall::GrowVolume { volume_id, file, size_gib, instance_id } => {
+                json(host.grow_volume(&volume_id, &file, size_gib, instance_id.as_deref()))
             }
             HostCall::Console { instance_id, max } => json(host.console(&instance_id, max)),
             HostCall::Forget { instance_id } => json(host.forget(&instance_id)),

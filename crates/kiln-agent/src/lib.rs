@@ -633,22 +633,27 @@ impl HostAgent for LocalAgent {
         Ok(settled)
     }
 
-    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError> {
+    fn grow_volume(
+        &self,
+        volume: &VolumeId,
+        file: &StorePath,
+        size_gib: u64,
+        instance_id: Option<&str>,
+    ) -> Result<(), AgentError> {
         let bytes = size_gib * 1024 * 1024 * 1024;
         if let Some(id) = instance_id.filter(|id| self.pid(id).is_some()) {
-            let path = self.file(file);
+            // The volume's drive, whichever file its top is now and wherever it is (a
+            // file here, or served from the store: its export has room to grow into,
+            // `nbd::make_room`).
+            let (drive, _) = qemu::disk_ids(volume);
             let mut qmp = self.qmp(id)?;
             let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
-            let device = blocks
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|b| b["inserted"]["file"].as_str().map(Path::new) == Some(path.as_path()))
-                .and_then(|b| b["device"].as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| AgentError::NotFound(format!("{id} has no disk on {}", path.display())))?;
+            let present = blocks.as_array().into_iter().flatten().any(|b| b["device"].as_str() == Some(drive.as_str()));
+            if !present {
+                return Err(AgentError::NotFound(format!("{id} has no disk of {volume}")));
+            }
             return qmp
-                .execute("block_resize", Some(json!({ "device": device, "size": bytes })))
+                .execute("block_resize", Some(json!({ "device": drive, "size": bytes })))
                 .map(|_| ())
                 .map_err(|e| fail(e.to_string()));
         }
@@ -710,8 +715,9 @@ impl HostAgent for LocalAgent {
         ip: std::net::IpAddr,
         tls: &dyn Fn() -> Result<kiln_agent_api::ServerTls, AgentError>,
         exports: &[kiln_agent_api::Disk],
+        keep: bool,
     ) -> Result<Option<std::net::SocketAddr>, AgentError> {
-        nbd::serve(&self.store, host, ip, tls, exports)
+        nbd::serve(&self.store, host, ip, tls, exports, keep)
     }
 
     fn networks(&self) -> Result<Vec<String>, AgentError> {

@@ -153,20 +153,22 @@ fn start(dir: &Path, host: &HostId, ip: IpAddr, tls: &ServerTls) -> Result<Qmp, 
     Qmp::connect(&dir.join("qmp.sock")).map_err(|e| fail(e.to_string()))
 }
 
-/// Makes host `host`'s daemon export exactly `exports` (see `HostAgent::serve_volumes`).
+/// Makes host `host`'s daemon export exactly `exports`, keeping it up with nothing to
+/// export if `keep` (see `HostAgent::serve_volumes`).
 pub fn serve(
     store: &Path,
     host: &HostId,
     ip: IpAddr,
     tls: &dyn Fn() -> Result<ServerTls, AgentError>,
     exports: &[Disk],
+    keep: bool,
 ) -> Result<Option<SocketAddr>, AgentError> {
     let dir = dir(store, host);
     let cert_age = std::fs::metadata(dir.join("tls").join("server-cert.pem"))
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok());
-    if exports.is_empty() {
+    if exports.is_empty() && !(keep && daemon_pid(&dir).is_some()) {
         if daemon_pid(&dir).is_some() {
             stop(&dir, host)?;
             tracing::info!(host = %host, "no volumes left to serve the host; its NBD server stopped");
@@ -351,8 +353,15 @@ fn room_for(virtual_size: u64) -> Option<u64> {
 /// The largest volume EBS makes (io2 Block Express: 64 TiB), with its qcow2's room.
 const LARGEST_ROOM: u64 = (64 << 40) + (64 << 30);
 
+/// The disk size a top's export has room for at least, so that a volume grown while
+/// its VM runs (ModifyVolume: `block_resize` on the host's qcow2, which allocates at
+/// its end) keeps room for what its guest writes: 8 TiB, within every file system's
+/// largest file (ext4's is 16 TiB). It costs nothing, being a hole.
+const GROWTH_ROOM: u64 = 8 << 40;
+
 /// Makes the qcow2 `file` as long as it can come to be (`room_for` its virtual size,
-/// read from its header), with a hole: never shorter than it is.
+/// read from its header, or `GROWTH_ROOM` if larger), with a hole: never shorter than
+/// it is.
 fn make_room(file: &Path) -> Result<(), AgentError> {
     use std::io::Read as _;
     let err = |e: std::io::Error| fail(format!("making room in {}: {e}", file.display()));
@@ -367,6 +376,7 @@ fn make_room(file: &Path) -> Result<(), AgentError> {
     let want = room_for(virtual_size).filter(|w| *w <= LARGEST_ROOM).ok_or_else(|| {
         fail(format!("{} says its disk is {virtual_size} bytes, more than any volume can be", file.display()))
     })?;
+    let want = want.max(room_for(GROWTH_ROOM).expect("no overflow"));
     if f.metadata().map_err(err)?.len() < want {
         f.set_len(want).map_err(err)?;
     }

@@ -206,15 +206,16 @@ impl Cloud {
         instance_id: &str,
         device_index: i64,
     ) -> Result<String> {
-        if !crate::reconcile::vpc_networking(self.agent()?.as_ref())? {
+        // The host the instance runs on (or would start on) plugs the interface in.
+        let placed = self.store.read(|c| live_instance(c, scope, instance_id))?;
+        if !crate::reconcile::vpc_networking(self.agent_for(&placed)?.as_ref())? {
             return Err(Error::Unsupported(
-                "This Kiln gives guests QEMU's user-mode network, which has one interface; run `kiln serve` as root for VPC networking and further interfaces".into(),
+                "This Kiln gives guests QEMU's user-mode network, which has one interface; run `kiln serve` (or `kiln agent` on a joined host) as root for VPC networking and further interfaces".into(),
             ));
         }
         self.store.write(|tx| {
             let eni = find(tx, scope, id).map_err(|e| primary_in_use(tx, scope, id, e))?;
             let instance = live_instance(tx, scope, instance_id)?;
-            crate::placement::on_this_host(&instance, "AttachNetworkInterface")?;
             if let Some(a) = &eni.attachment {
                 return Err(Error::InterfaceInUse(format!("Interface: [{id}] in use by {}.", a.instance_id)));
             }

@@ -266,31 +266,6 @@ impl Cloud {
     }
 }
 
-/// Refuses `what` for an instance on a joined host, which the control plane cannot yet
-/// do there (hot-plugging a network interface).
-pub(crate) fn on_this_host(i: &Instance, what: &str) -> Result<()> {
-    match &i.host_id {
-        None => Ok(()),
-        Some(h) => Err(Error::Unsupported(format!(
-            "{what} is not supported yet for {}, which runs on joined host {h}. \
-             Use an instance in a zone no host has joined for it.",
-            i.id
-        ))),
-    }
-}
-
-/// Refuses `what` for a volume of an instance whose VM runs on a joined host, which
-/// reaches it through the store's volume server: growing it live is not supported yet.
-pub(crate) fn not_while_served(i: &Instance, what: &str) -> Result<()> {
-    match &i.host_id {
-        Some(h) if crate::network::has_port(i.state) => Err(Error::IncorrectState(format!(
-            "{what} is not supported yet while {} runs on joined host {h}: stop the instance first",
-            i.id
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// The instances that hold capacity where they are placed.
 pub(crate) fn live_instances(conn: &Connection) -> Result<Vec<Instance>> {
     Ok(instances::all(conn)?.into_iter().filter(|i| i.state.holds_capacity()).collect())
@@ -550,5 +525,25 @@ mod tests {
         beat(&w, now_ms()).expect("back");
         w.passes_until(3, |_| !fakes[1].1.runs(&stray.id));
         assert!(fakes[0].1.runs(&stray.id), "the stale VM is ended, the one on host 1 runs on");
+    }
+
+    /// ModifyVolume of a running joined-host instance's volume grows it live through
+    /// the VM on that host (whose qcow2 runs over NBD from the store), not on the
+    /// store's file under it.
+    #[test]
+    fn a_volume_grows_live_through_its_vm_on_a_joined_host() {
+        let (mut w, fakes) = joined("grow", &[host("us-east-1b", 1, 0)]);
+        let i = run(&w, "us-east-1b", 1).expect("launch").remove(0);
+        w.passes_until(10, |w| w.state(&i.id) == kiln_types::InstanceState::Running);
+        let root = w.cloud.instance_volumes(&i.id).expect("volumes").remove(0);
+        let change = crate::volumes::VolumeChange { size_gib: Some(root.size_gib + 1), ..Default::default() };
+        w.cloud.modify_volume(&w.scope, &root.id, &change).expect("modify");
+        w.passes_until(3, |w| {
+            let m = w.cloud.volume_modifications(&w.scope, &[]).expect("modifications");
+            m.iter().any(|m| m.volume_id == root.id && m.state == "completed")
+        });
+        let grown = fakes[0].1.grown.lock().expect("grown").clone();
+        assert_eq!(grown.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [root.size_gib as u64 + 1]);
+        assert!(w.agent.grown.lock().expect("grown").is_empty(), "not on the store's file");
     }
 }

@@ -118,7 +118,7 @@ pub(crate) fn store_path(file: &str) -> Result<StorePath> {
 }
 
 /// An ID the store holds, typed (a malformed one is corrupt data).
-fn stored_id<T: std::str::FromStr<Err = kiln_types::IdError>>(id: &str) -> Result<T> {
+pub(crate) fn stored_id<T: std::str::FromStr<Err = kiln_types::IdError>>(id: &str) -> Result<T> {
     id.parse().map_err(|e: kiln_types::IdError| Error::Store(kiln_store::StoreError::Corrupt(e.to_string())))
 }
 
@@ -368,20 +368,30 @@ impl Cloud {
                 {
                     return Ok(());
                 }
+                // Where a launch's time goes, for the debug log.
+                let t0 = Instant::now();
+                let mut marks: Vec<(&str, Duration)> = Vec::new();
+                let at = |what| (what, t0.elapsed());
                 // A joined host first gets what it lacks of the store's layers: a transfer
                 // cut off is retried (and resumed) by the next pass, not a failed launch.
                 if !self.ship_layers(agent.as_ref(), i)? {
                     return Ok(());
                 }
+                marks.push(at("layers"));
                 if let Some(h) = i.host_id.as_deref() {
                     // Its volumes are made in the store and served to its host before it
                     // starts; a server not up yet is retried by the next pass.
                     self.ensure_volumes(i)?;
+                    marks.push(at("volumes"));
                     self.sync_volume_server_of(h, &[])?;
+                    marks.push(at("served"));
                 }
                 let started = self.ensure_volumes(i).and_then(|vols| {
                     let spec = self.spec(i, &vols)?;
+                    marks.push(at("spec"));
                     agent.start(&spec).map_err(host(format!("starting {}", i.id)))?;
+                    marks.push(at("started"));
+                    tracing::debug!(instance = %i.id, phases = ?marks, "the VM started (times from its port being there)");
                     if let Network::Vpc { nics, .. } = spec.network {
                         r.nics.lock().unwrap_or_else(|p| p.into_inner()).insert(i.id.clone(), nics);
                     }

@@ -216,7 +216,13 @@ impl HostAgent for FakeAgent {
         })
     }
 
-    fn grow_volume(&self, file: &StorePath, size_gib: u64, _instance_id: Option<&str>) -> Result<(), AgentError> {
+    fn grow_volume(
+        &self,
+        _volume: &kiln_types::VolumeId,
+        file: &StorePath,
+        size_gib: u64,
+        _instance_id: Option<&str>,
+    ) -> Result<(), AgentError> {
         let path = file.under(&self.store);
         self.effect(|| {
             self.grown.lock().unwrap_or_else(|p| p.into_inner()).push((path.clone(), size_gib));
@@ -280,6 +286,7 @@ impl HostAgent for FakeAgent {
         ip: std::net::IpAddr,
         _tls: &dyn Fn() -> Result<kiln_agent_api::ServerTls, AgentError>,
         exports: &[kiln_agent_api::Disk],
+        _keep: bool,
     ) -> Result<Option<std::net::SocketAddr>, AgentError> {
         let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
         if exports.is_empty() {

@@ -29,11 +29,19 @@ pub(crate) struct VolumeServers {
     ip: OnceLock<IpAddr>,
     /// Each joined host's server, while it serves something.
     addrs: Mutex<HashMap<String, SocketAddr>>,
-    /// What each host's server was last made to serve, and when: an unchanged set is
-    /// not asked for again within `RECHECK` (a pass is every half second).
-    applied: Mutex<HashMap<String, (Vec<Disk>, std::time::Instant)>>,
+    /// What each host's server was last made to serve (and whether kept while it
+    /// serves nothing), and when: an unchanged set is not asked for again within
+    /// `RECHECK` (a pass is every half second).
+    applied: Mutex<HashMap<String, Applied>>,
     /// The servers' TLS identity and when it was made (made again after a week).
     tls: Mutex<Option<(std::time::Instant, ServerTls)>>,
+}
+
+/// What a host's server was last made to do.
+struct Applied {
+    exports: Vec<Disk>,
+    keep: bool,
+    at: std::time::Instant,
 }
 
 impl Cloud {
@@ -64,8 +72,11 @@ impl Cloud {
     /// its instances that have a VM (`all` and `attached` are this pass's reads).
     pub(crate) fn sync_volume_servers(&self, all: &[Instance], attached: &[Volume], hosts: &[Host]) -> Result<()> {
         let mut first_error = None;
+        let now = crate::leases::now_ms();
         for h in hosts {
-            if let Err(e) = self.serve_host(&h.host_id, all, attached, &[]) {
+            // A live host that takes launches keeps its server while it serves nothing.
+            let keep = crate::placement::is_live(h, now) && h.state != kiln_agent_api::HostState::Retired;
+            if let Err(e) = self.serve_host(&h.host_id, all, attached, &[], keep) {
                 first_error.get_or_insert(e);
             }
         }
@@ -83,10 +94,17 @@ impl Cloud {
                 kiln_store::volumes::all(c)?.into_iter().filter(|v| v.instance_id.is_some()).collect();
             Ok::<_, Error>((kiln_store::instances::all(c)?, vols))
         })?;
-        self.serve_host(&host, &all, &attached, settled)
+        self.serve_host(&host, &all, &attached, settled, true)
     }
 
-    fn serve_host(&self, host: &HostId, all: &[Instance], attached: &[Volume], settled: &[StorePath]) -> Result<()> {
+    fn serve_host(
+        &self,
+        host: &HostId,
+        all: &[Instance],
+        attached: &[Volume],
+        settled: &[StorePath],
+        keep: bool,
+    ) -> Result<()> {
         let mine: Vec<&str> = all
             .iter()
             .filter(|i| i.host_id.as_deref() == Some(host.as_str()) && crate::network::has_port(i.state))
@@ -110,14 +128,17 @@ impl Cloud {
         };
         {
             let applied = self.volume_servers.applied.lock().unwrap_or_else(PoisonError::into_inner);
-            if applied.get(host.as_str()).is_some_and(|(done, at)| *done == exports && at.elapsed() < RECHECK) {
+            if applied
+                .get(host.as_str())
+                .is_some_and(|a| a.exports == exports && a.keep == keep && a.at.elapsed() < RECHECK)
+            {
                 return Ok(());
             }
         }
-        let served = self.agent()?.serve_volumes(host, ip, &|| self.volume_server_tls(ip), &exports);
+        let served = self.agent()?.serve_volumes(host, ip, &|| self.volume_server_tls(ip), &exports, keep);
         let mut applied = self.volume_servers.applied.lock().unwrap_or_else(PoisonError::into_inner);
         match &served {
-            Ok(_) => applied.insert(host.to_string(), (exports, std::time::Instant::now())),
+            Ok(_) => applied.insert(host.to_string(), Applied { exports, keep, at: std::time::Instant::now() }),
             Err(_) => applied.remove(host.as_str()),
         };
         drop(applied);

@@ -358,9 +358,6 @@ impl Cloud {
     pub fn modify_volume(&self, scope: &Scope, id: &str, change: &VolumeChange) -> Result<Modification> {
         self.store.write(|tx| {
             let v = find(tx, scope, id)?;
-            if let Some(i) = v.instance_id.as_deref().map(|i| instances::get(tx, i)).transpose()?.flatten() {
-                crate::placement::not_while_served(&i, "ModifyVolume")?;
-            }
             if v.state == VolumeState::Creating {
                 return Err(Error::IncorrectState(format!("Volume {id} is still being created")));
             }
@@ -484,26 +481,37 @@ impl Cloud {
     }
 
     /// Grows the files of volumes whose modification asks for more (a reconciler
-    /// step): through the VM when one runs the volume, else on the file.
+    /// step): through the VM when one runs the volume (on this host or a joined one,
+    /// whose qcow2 grows into its served file's room), else on the file in the store.
     pub(crate) fn apply_modifications(&self) -> Result<()> {
-        let pending: Vec<(Modification, Volume)> = self.store.read(|c| {
+        let pending: Vec<(Modification, Volume, Option<Instance>)> = self.store.read(|c| {
             let mut out = Vec::new();
             for m in volumes::pending_modifications(c)? {
                 if let Some(v) = volumes::get(c, &m.volume_id)? {
-                    out.push((m, v));
+                    let i = v.instance_id.as_deref().map(|i| instances::get(c, i)).transpose()?.flatten();
+                    out.push((m, v, i));
                 }
             }
             Ok::<_, Error>(out)
         })?;
-        let agent = self.agent()?;
-        for (m, v) in pending {
+        for (m, v, i) in pending {
             let grown = crate::reconcile::store_path(&v.file).and_then(|file| {
-                let running = match v.instance_id.as_deref() {
-                    Some(i) => crate::reconcile::runs(agent.as_ref(), i)?.then_some(i),
+                let id: kiln_types::VolumeId = crate::reconcile::stored_id(&v.id)?;
+                // The VM's host when one runs the volume (a host away is retried, never
+                // taken for "not running"), else the store's.
+                let on = match &i {
+                    Some(i) => {
+                        let agent = self.agent_for(i)?;
+                        crate::reconcile::runs(agent.as_ref(), &i.id)?.then_some((agent, i.id.as_str()))
+                    }
                     None => None,
                 };
+                let (agent, running) = match on {
+                    Some((agent, i)) => (agent, Some(i)),
+                    None => (std::sync::Arc::clone(self.agent()?), None),
+                };
                 agent
-                    .grow_volume(&file, m.target_size as u64, running)
+                    .grow_volume(&id, &file, m.target_size as u64, running)
                     .map_err(|e| Error::host(format!("growing {}", v.id), e))
             });
             if let Err(e) = grown {

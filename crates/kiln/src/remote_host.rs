@@ -138,9 +138,15 @@ impl HostAgent for RemoteHost {
         self.ask(HostCall::SetDisks { instance_id: typed(instance_id)?, disks: disks.to_vec(), force: force.to_vec() })
     }
 
-    fn grow_volume(&self, file: &StorePath, size_gib: u64, instance_id: Option<&str>) -> Result<(), AgentError> {
+    fn grow_volume(
+        &self,
+        volume: &VolumeId,
+        file: &StorePath,
+        size_gib: u64,
+        instance_id: Option<&str>,
+    ) -> Result<(), AgentError> {
         let instance_id = instance_id.map(typed).transpose()?;
-        self.ask(HostCall::GrowVolume { file: file.clone(), size_gib, instance_id })
+        self.ask(HostCall::GrowVolume { volume_id: volume.clone(), file: file.clone(), size_gib, instance_id })
     }
 
     fn console(&self, instance_id: &str, max: usize) -> Result<Vec<u8>, AgentError> {
