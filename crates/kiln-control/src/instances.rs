@@ -624,13 +624,14 @@ impl Cloud {
                 }
                 if !self.fits_on(tx, i.host_id.as_deref(), t)? {
                     // Its volumes are in the store: on a joined host that is away or
-                    // full, it starts on another host of its zone with room.
+                    // full, it starts on another host of its zone with room, as its
+                    // placement group allows.
                     let elsewhere = match &i.host_id {
-                        Some(_) => self
-                            .place(tx, &i.availability_zone, &i.architecture, t, 1, crate::placement::HostRule::Any)?
-                            .into_iter()
-                            .next()
-                            .flatten(),
+                        Some(_) => {
+                            let scope = Scope { account: i.account_id.clone(), region: i.region.clone() };
+                            let rule = crate::placement_groups::rule_for(tx, &scope, &i.id)?;
+                            self.place(tx, &i.availability_zone, &i.architecture, t, 1, rule)?.into_iter().next().flatten()
+                        }
                         None => None,
                     };
                     let Some(to) = elsewhere else {

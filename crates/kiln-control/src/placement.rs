@@ -546,4 +546,41 @@ mod tests {
         assert_eq!(grown.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [root.size_gib as u64 + 1]);
         assert!(w.agent.grown.lock().expect("grown").is_empty(), "not on the store's file");
     }
+
+    /// An instance of a spread group started again off a host that went silent goes to
+    /// a host none of its group is on, though another host has more room.
+    #[test]
+    fn a_spread_groups_instance_starts_again_apart_from_the_others() {
+        use crate::placement_groups::NewGroup;
+        use kiln_types::PlacementStrategy;
+        let mut roomy = host("us-east-1b", 2, 0);
+        roomy.memory_mib = 8192;
+        let hosts = [host("us-east-1b", 1, 0), roomy, host("us-east-1b", 3, 60_000)];
+        let (mut w, _) = joined("spread-start", &hosts);
+        let g =
+            NewGroup { name: Some("apart".into()), strategy: Some(PlacementStrategy::Spread), ..NewGroup::default() };
+        w.cloud.create_placement_group(&w.scope, &g).expect("group");
+        let placed = run_grouped(&w, Some("apart"), 2, 2).expect("spread");
+        let on = |i: &instances::Instance, h: &Host| i.host_id.as_deref() == Some(h.host_id.as_str());
+        let moved = placed.iter().find(|i| on(i, &hosts[0])).expect("one on host 1");
+        assert!(placed.iter().any(|i| on(i, &hosts[1])), "the other on the roomy host");
+        let ids: Vec<String> = placed.iter().map(|i| i.id.clone()).collect();
+        w.passes_until(10, |w| ids.iter().all(|i| w.state(i) == kiln_types::InstanceState::Running));
+        // Host 3 comes back, host 1 falls silent: its instance, stopped by force,
+        // starts on host 3, not on the roomy host its group already holds.
+        let beat = |w: &World, h: &Host, at: i64| {
+            w.cloud.store.write(|tx| {
+                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
+                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, h.host_id.as_str()])?)
+            })
+        };
+        beat(&w, &hosts[2], now_ms()).expect("back");
+        beat(&w, &hosts[0], now_ms() - 60_000).expect("silence");
+        let id: kiln_types::InstanceId = moved.id.parse().expect("id");
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
+        w.passes_until(5, |w| w.state(&moved.id) == kiln_types::InstanceState::Stopped);
+        w.cloud.start_instances(&w.scope, std::slice::from_ref(&id)).expect("start");
+        let now = w.cloud.store.read(|c| instances::get(c, &moved.id)).expect("read").expect("instance");
+        assert_eq!(now.host_id.as_deref(), Some(hosts[2].host_id.as_str()), "apart from the group's other host");
+    }
 }

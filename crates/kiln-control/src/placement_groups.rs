@@ -59,6 +59,20 @@ fn find(conn: &Connection, scope: &Scope, r: &GroupRef) -> Result<PlacementGroup
     })
 }
 
+/// The host rule for `instance_id` placed again (StartInstances of an instance whose
+/// host is away or full): its group's rule from where the group's other instances
+/// are, as for a launch into it, with its own partition; `Any` outside a group.
+pub(crate) fn rule_for(conn: &Connection, scope: &Scope, instance_id: &str) -> Result<crate::placement::HostRule> {
+    let Some(m) = store::members(conn, scope)?.remove(instance_id) else {
+        return Ok(crate::placement::HostRule::Any);
+    };
+    let Some(group) = store::list(conn, scope)?.into_iter().find(|g| g.id == m.group_id) else {
+        return Ok(crate::placement::HostRule::Any);
+    };
+    let live = store::live_members(conn, &group.id)?.into_iter().filter(|l| l.instance_id != instance_id).collect();
+    Ok(Seats { zone: None, group, live }.host_rule(&[m.partition_number]))
+}
+
 impl Seats {
     /// Reads `r`'s group and its live members for a launch.
     pub(crate) fn of(conn: &Connection, scope: &Scope, r: &GroupRef) -> Result<Self> {
