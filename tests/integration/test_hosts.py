@@ -469,19 +469,24 @@ def test_instances_run_on_their_zones_joined_host_from_layers_it_fetched(tmp_pat
         # A guest's path cannot climb out of its own metadata to the host's paths.
         for climb in ("/../../renew", "/%2e%2e/x", "/latest/../../heartbeat"):
             assert relayed(control.agents, a, third, mine, climb)[0] == 400, climb
-        # A host relays its guests' DNS questions for the VPCs it runs instances of,
-        # and only those.
+        # A host relays its own guests' DNS questions for the VPCs it runs instances
+        # of, and only those.
         third_ip = describe(ec2, third)["PrivateIpAddress"]
         third_name = f"ip-{third_ip.replace('.', '-')}.ec2.internal"
-        status, answer = relayed_dns(control.agents, a, vpc, third_name, mine)
+        wait_for("the guests' view to have the third instance", lambda: relayed_dns(
+            control.agents, a, vpc, third_name, mine, guest=third_ip)[0] == 200, 10, 0.5)
+        status, answer = relayed_dns(control.agents, a, vpc, third_name, mine, guest=third_ip)
         assert status == 200 and answer[:2] == b"\x12\x34" and answer[3] & 0x0F == 0, (status, answer)
         assert answer[-4:] == bytes(int(o) for o in third_ip.split(".")), answer
+        local_ip = describe(ec2, local)["PrivateIpAddress"]
+        status, text = relayed_dns(control.agents, a, vpc, third_name, mine, guest=local_ip)
+        assert status == 403 and local_ip in text, ("a guest on another host", status, text)
         empty = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
-        status, text = relayed_dns(control.agents, a, empty, third_name, mine)
+        status, text = relayed_dns(control.agents, a, empty, third_name, mine, guest=third_ip)
         assert status == 403 and empty in text, (status, text)
-        assert relayed_dns(control.agents, a, vpc, third_name)[0] == 401
+        assert relayed_dns(control.agents, a, vpc, third_name, guest=third_ip)[0] == 401
         assert relayed_dns(control.agents, a, vpc, third_name, mine, guest=None)[0] == 400
-        assert relayed_dns(control.agents, a, "vpc-../x", third_name, mine)[0] in (400, 404)
+        assert relayed_dns(control.agents, a, "vpc-../x", third_name, mine, guest=third_ip)[0] in (400, 404)
 
         # The host dies (its agent; the VM goes on, as on a machine cut off): the
         # instance fails its system status check with an event saying why; a forced

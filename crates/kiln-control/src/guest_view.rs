@@ -57,9 +57,22 @@ pub struct VpcView {
     /// Its instances' public addresses and their private ones (split-horizon DNS),
     /// while the VPC gives public DNS names (EC2's enableDnsHostnames).
     pub publics: Vec<(Ipv4Addr, Ipv4Addr)>,
-    /// The joined hosts its live instances are on (whose guests' DNS questions they
-    /// relay).
-    pub hosts: Vec<String>,
+    /// The joined hosts its live instances are on, each with its guests' private
+    /// addresses in the VPC: the DNS questions a host relays are those guests'.
+    pub hosts: HashMap<String, Vec<Ipv4Addr>>,
+}
+
+impl VpcView {
+    /// The view of `i`'s VPC (`record`, as the store has it), with no instances yet.
+    fn new(i: &Instance, record: Option<&vpcs::Vpc>) -> Self {
+        VpcView {
+            region: i.region.clone(),
+            dns: record.and_then(|r| dns_address(&r.cidr)),
+            dns_support: record.is_none_or(|r| r.dns_support),
+            publics: Vec::new(),
+            hosts: HashMap::new(),
+        }
+    }
 }
 
 /// Every live port and VPC, as of one reconciler pass.
@@ -126,10 +139,16 @@ fn build_for(all: &[Instance], attached: &[Interface], n: &Networks, host: Optio
         // Ports only of the guests on the host the view is for: each host's guests are
         // served beside its agent. Names are the whole VPC's.
         let here = i.host_id.as_deref() == host;
-        for (interface_id, ip, subnet_id) in std::iter::once((primary, i.private_ip.as_str(), i.subnet_id.as_str()))
-            .chain(more.map(|e| (e.id.clone(), e.private_ip.as_str(), e.subnet_id.as_str())))
-            .filter(|_| here)
-        {
+        let interfaces: Vec<(String, &str, &str)> =
+            std::iter::once((primary, i.private_ip.as_str(), i.subnet_id.as_str()))
+                .chain(more.map(|e| (e.id.clone(), e.private_ip.as_str(), e.subnet_id.as_str())))
+                .collect();
+        if let Some(h) = i.host_id.as_deref() {
+            let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView::new(i, record));
+            let guests = v.hosts.entry(h.to_owned()).or_default();
+            guests.extend(interfaces.iter().filter_map(|(_, ip, _)| ip.parse::<Ipv4Addr>().ok()));
+        }
+        for (interface_id, ip, subnet_id) in interfaces.into_iter().filter(|_| here) {
             view.ports.insert(
                 interface_id.clone(),
                 PortView {
@@ -142,16 +161,7 @@ fn build_for(all: &[Instance], attached: &[Interface], n: &Networks, host: Optio
                 },
             );
         }
-        let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView {
-            region: i.region.clone(),
-            dns: record.and_then(|r| dns_address(&r.cidr)),
-            dns_support: record.is_none_or(|r| r.dns_support),
-            publics: Vec::new(),
-            hosts: Vec::new(),
-        });
-        if let Some(h) = i.host_id.as_deref().filter(|h| !v.hosts.iter().any(|k| k == h)) {
-            v.hosts.push(h.to_owned());
-        }
+        let v = view.vpcs.entry(i.vpc_id.clone()).or_insert_with(|| VpcView::new(i, record));
         let named = record.is_none_or(|r| r.dns_hostnames);
         if let (true, Some(p), Ok(private)) =
             (named, i.public_ip.as_deref().and_then(|p| p.parse().ok()), i.private_ip.parse())

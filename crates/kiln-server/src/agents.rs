@@ -265,8 +265,14 @@ async fn relayed_dns(
         headers.get(DNS_GUEST).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| {
             (StatusCode::BAD_REQUEST, format!("the {DNS_GUEST} header must be the guest's IPv4 address"))
         })?;
-    if !cloud.guest_view().vpcs.get(&vpc).is_some_and(|v| v.hosts.iter().any(|h| h == host.host_id.as_str())) {
-        return Err((StatusCode::FORBIDDEN, format!("Host {} runs no instance of {vpc}", host.host_id)));
+    // A host asks only for its own guests of the VPC (and spends only their share of
+    // the resolver's rate limit).
+    match cloud.guest_view().vpcs.get(&vpc).and_then(|v| v.hosts.get(host.host_id.as_str())) {
+        None => return Err((StatusCode::FORBIDDEN, format!("Host {} runs no instance of {vpc}", host.host_id))),
+        Some(guests) if !guests.contains(&guest) => {
+            return Err((StatusCode::FORBIDDEN, format!("{guest} is no guest of {vpc} on host {}", host.host_id)))
+        }
+        Some(_) => {}
     }
     let server = crate::dns::Server::new(cloud, relayed.limits.clone(), upstream, vpc);
     if !server.allowed(guest) {
