@@ -471,7 +471,14 @@ impl HostAgent for LocalAgent {
             .map_err(|e| fail(e.to_string()));
         for (current, overlay) in &frozen {
             match done {
-                Ok(()) => seal(current),
+                Ok(()) => {
+                    // A top a joined host was once served keeps its server's room
+                    // until it is cut: a layer is never longer than its qcow2.
+                    if let Err(e) = sealing::cut_room(current) {
+                        tracing::warn!(layer = %current.display(), error = %e, "cannot cut a layer back to its qcow2");
+                    }
+                    seal(current)
+                }
                 Err(_) => {
                     let _ = std::fs::remove_file(overlay);
                 }
@@ -503,9 +510,7 @@ impl HostAgent for LocalAgent {
                 .map(|b| &b["inserted"])
                 .ok_or_else(|| AgentError::NotFound(format!("{instance_id} has no disk {}", disk.volume_id)))?;
             // Idempotent: on it already (switched by an earlier call, or started on it).
-            if inserted["node-name"].as_str() == Some(top.as_str())
-                || inserted["file"].as_str().is_some_and(|f| f.contains(top.as_str()))
-            {
+            if on_file(inserted, &disk.file.under(&self.store), &top) {
                 continue;
             }
             self.relays.ensure(&self.store, served.addr)?;
@@ -641,21 +646,48 @@ impl HostAgent for LocalAgent {
         instance_id: Option<&str>,
     ) -> Result<(), AgentError> {
         let bytes = size_gib * 1024 * 1024 * 1024;
-        if let Some(id) = instance_id.filter(|id| self.pid(id).is_some()) {
-            // The volume's drive, whichever file its top is now and wherever it is (a
-            // file here, or served from the store: its export has room to grow into,
-            // `nbd::make_room`).
-            let (drive, _) = qemu::disk_ids(volume);
+        if let Some(id) = instance_id {
+            // Never the file under a VM named to have it: one that ended meanwhile is
+            // asked about again (on a joined host, the file here is not the volume's).
+            if self.pid(id).is_none() {
+                return Err(AgentError::NotFound(format!("{id} does not run here; its {volume} was not grown")));
+            }
+            let path = self.file(file);
+            let top = kiln_agent_api::export_name(volume, file);
             let mut qmp = self.qmp(id)?;
-            let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
-            let present = blocks.as_array().into_iter().flatten().any(|b| b["device"].as_str() == Some(drive.as_str()));
-            if !present {
-                return Err(AgentError::NotFound(format!("{id} has no disk of {volume}")));
+            let q = |e: qmp::QmpError| fail(e.to_string());
+            let blocks = qmp.execute("query-block", None).map_err(q)?;
+            // The drive that is on `file` now (a snapshot's switch still to come leaves
+            // it on the one before, which is not grown: asked again once it is done).
+            let device = blocks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| on_file(&b["inserted"], &path, &top))
+                .and_then(|b| b["device"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| AgentError::NotFound(format!("{id} has no disk of {volume} on {file} (yet)")))?;
+            // Served from the store: its export must have room for the qcow2 of the new
+            // size (`nbd::make_room`); an export made before it had that room grows at
+            // the instance's next start instead.
+            let nodes = qmp.execute("query-named-block-nodes", Some(json!({ "flat": true }))).map_err(q)?;
+            let export_len = nodes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["drv"] == "nbd" && n["file"].as_str().is_some_and(|f| f.contains(top.as_str())))
+                .find_map(|n| n["image"]["virtual-size"].as_u64());
+            if let Some(len) = export_len.filter(|len| nbd::room_for(bytes).is_none_or(|room| room > *len)) {
+                return Err(AgentError::Refused(format!(
+                    "{volume}'s export from the store has room for a disk of about {} GiB, not {size_gib} GiB: \
+                     stop and start {id} to grow it",
+                    len / (1 << 30)
+                )));
             }
             return qmp
-                .execute("block_resize", Some(json!({ "device": drive, "size": bytes })))
+                .execute("block_resize", Some(json!({ "device": device, "size": bytes })))
                 .map(|_| ())
-                .map_err(|e| fail(e.to_string()));
+                .map_err(q);
         }
         let out = Command::new("qemu-img")
             .args(["resize", "-q", "-f", "qcow2"])
@@ -832,6 +864,13 @@ pub(crate) fn qemu_img(cmd: &mut Command, partial: &Path, what: &str) -> Result<
 pub(crate) fn seal(layer: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let _ = std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o444));
+}
+
+/// Whether a drive's inserted top (`query-block`'s `inserted`) is the file at `path`
+/// here, or the store's file exported as `top` (`export_name`).
+fn on_file(inserted: &serde_json::Value, path: &Path, top: &str) -> bool {
+    inserted["node-name"].as_str() == Some(top)
+        || inserted["file"].as_str().is_some_and(|f| Path::new(f) == path || f.contains(top))
 }
 
 /// The ids of a VM's devices added by id (`/machine/peripheral`).

@@ -346,7 +346,7 @@ fn export_one(q: &mut Qmp, store: &Path, host: &HostId, w: &Wanted<'_>) -> Resul
 /// How long a qcow2 file of `virtual_size` bytes can grow to: its data, an L2 entry
 /// (8 bytes) and a refcount (2 bytes) per 64 KiB cluster with room to spare, and
 /// 16 MiB for its header, L1 and refcount tables.
-fn room_for(virtual_size: u64) -> Option<u64> {
+pub(crate) fn room_for(virtual_size: u64) -> Option<u64> {
     virtual_size.checked_add(virtual_size / 1024)?.checked_add(16 << 20)
 }
 

@@ -63,6 +63,14 @@ pub fn seal(layer: &Path, backing: Option<&Path>, frozen: bool) -> Result<(), Ag
     if !frozen {
         return Ok(());
     }
+    cut(layer)?;
+    crate::seal(layer);
+    Ok(())
+}
+
+/// Cuts a qcow2 file back to its image's end (`qemu-img check`'s image end offset),
+/// taking off the room a volume server gave it when it was a served top.
+fn cut(layer: &Path) -> Result<(), AgentError> {
     let len = std::fs::metadata(layer).map_err(|e| fail(format!("reading {}: {e}", layer.display())))?.len();
     let check = qemu_img_json(&["check", "-U", "-f", "qcow2", "--output=json"], layer)?;
     if let Some(end) = check["image-end-offset"].as_u64().filter(|end| *end < len) {
@@ -74,7 +82,18 @@ pub fn seal(layer: &Path, backing: Option<&Path>, frozen: bool) -> Result<(), Ag
             .map_err(|e| fail(format!("cutting {} back to its qcow2: {e}", layer.display())))?;
         tracing::info!(layer = %layer.display(), from = len, to = end, "cut a former served top back to its qcow2");
     }
-    crate::seal(layer);
+    Ok(())
+}
+
+/// `cut` for a file that ends in a hole of more than 64 MiB (a volume server's room:
+/// a qcow2 this store wrote has none), checked from its size alone otherwise. For a
+/// top this host's VM has just left for a new one, which becomes a layer as it is.
+pub fn cut_room(layer: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(layer).map_err(|e| fail(format!("reading {}: {e}", layer.display())))?;
+    if meta.len() > meta.blocks() * 512 + (64 << 20) {
+        cut(layer)?;
+    }
     Ok(())
 }
 
@@ -143,6 +162,31 @@ mod tests {
         ]);
         let refused = seal(&with_data, None, false);
         assert!(matches!(&refused, Err(AgentError::Failed(m)) if m.contains("external data file")), "{refused:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A top that was served (its room a long hole) is cut back to its qcow2 when it
+    /// becomes a layer here; one without such a hole is left as it is.
+    #[test]
+    fn cut_room_takes_off_a_servers_room_only() {
+        if Command::new("qemu-img").arg("--version").output().is_err() {
+            eprintln!("qemu-img is not installed; skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("kiln-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (served, plain) = (dir.join("served.qcow2"), dir.join("plain.qcow2"));
+        for f in [&served, &plain] {
+            qemu_img(&["create", "-q", "-f", "qcow2", &f.display().to_string(), "1G"]);
+        }
+        std::fs::OpenOptions::new().write(true).open(&served).expect("open").set_len(8 << 30).expect("room");
+        let before = std::fs::read(&plain).expect("read");
+        cut_room(&served).expect("cut");
+        cut_room(&plain).expect("left");
+        let len = std::fs::metadata(&served).expect("meta").len();
+        assert!(len < 1 << 20, "cut back to its qcow2: {len}");
+        assert_eq!(std::fs::read(&plain).expect("read"), before);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -206,9 +206,14 @@ impl Cloud {
         instance_id: &str,
         device_index: i64,
     ) -> Result<String> {
-        // The host the instance runs on (or would start on) plugs the interface in.
+        // The host a running instance is on plugs the interface in (a stopped one's
+        // may change at its start: this server's own decides).
         let placed = self.store.read(|c| live_instance(c, scope, instance_id))?;
-        if !crate::reconcile::vpc_networking(self.agent_for(&placed)?.as_ref())? {
+        let host = match placed.state {
+            InstanceState::Running => self.agent_for(&placed)?,
+            _ => std::sync::Arc::clone(self.agent()?),
+        };
+        if !crate::reconcile::vpc_networking(host.as_ref())? {
             return Err(Error::Unsupported(
                 "This Kiln gives guests QEMU's user-mode network, which has one interface; run `kiln serve` (or `kiln agent` on a joined host) as root for VPC networking and further interfaces".into(),
             ));

@@ -64,7 +64,7 @@ pub(crate) enum HostRule {
 }
 
 /// Whether a host can take new instances now: live, active and serving calls.
-fn takes_instances(h: &Host, now: i64) -> bool {
+pub(crate) fn takes_instances(h: &Host, now: i64) -> bool {
     h.state == HostState::Active && h.endpoint.is_some() && is_live(h, now)
 }
 
@@ -545,6 +545,60 @@ mod tests {
         let grown = fakes[0].1.grown.lock().expect("grown").clone();
         assert_eq!(grown.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [root.size_gib as u64 + 1]);
         assert!(w.agent.grown.lock().expect("grown").is_empty(), "not on the store's file");
+
+        // The host falls silent: the instance, stopped by force, has its volume grown
+        // on the store's file, and the silent host is not asked.
+        w.cloud
+            .store
+            .write(|tx| {
+                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
+                let host = fakes[0].0.as_str();
+                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![now_ms() - 60_000, host])?)
+            })
+            .expect("silence");
+        let id: kiln_types::InstanceId = i.id.parse().expect("id");
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
+        w.passes_until(5, |w| w.state(&i.id) == kiln_types::InstanceState::Stopped);
+        let change = crate::volumes::VolumeChange { size_gib: Some(root.size_gib + 2), ..Default::default() };
+        w.cloud.modify_volume(&w.scope, &root.id, &change).expect("modify");
+        w.passes_until(3, |w| {
+            let m = w.cloud.volume_modifications(&w.scope, &[]).expect("modifications");
+            m.iter().filter(|m| m.volume_id == root.id).all(|m| m.state == "completed")
+        });
+        let stored = w.agent.grown.lock().expect("grown").clone();
+        assert_eq!(stored.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [root.size_gib as u64 + 2]);
+        assert_eq!(fakes[0].1.grown.lock().expect("grown").len(), 1, "the silent host was not asked");
+    }
+
+    /// A cluster group whose host went silent: its instance, stopped by force, starts
+    /// on another host of the zone (the group's rule names no host that is gone).
+    #[test]
+    fn a_cluster_groups_instance_starts_again_off_its_silent_host() {
+        use crate::placement_groups::NewGroup;
+        use kiln_types::PlacementStrategy;
+        let hosts = [host("us-east-1b", 1, 0), host("us-east-1b", 2, 60_000)];
+        let (mut w, _) = joined("cluster-start", &hosts);
+        let g =
+            NewGroup { name: Some("near".into()), strategy: Some(PlacementStrategy::Cluster), ..NewGroup::default() };
+        w.cloud.create_placement_group(&w.scope, &g).expect("group");
+        let placed = run_grouped(&w, Some("near"), 2, 2).expect("cluster");
+        assert!(placed.iter().all(|i| i.host_id.as_deref() == Some(hosts[0].host_id.as_str())));
+        let ids: Vec<String> = placed.iter().map(|i| i.id.clone()).collect();
+        w.passes_until(10, |w| ids.iter().all(|i| w.state(i) == kiln_types::InstanceState::Running));
+        let beat = |w: &World, h: &Host, at: i64| {
+            w.cloud.store.write(|tx| {
+                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
+                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, h.host_id.as_str()])?)
+            })
+        };
+        beat(&w, &hosts[1], now_ms()).expect("back");
+        beat(&w, &hosts[0], now_ms() - 60_000).expect("silence");
+        let id: kiln_types::InstanceId = placed[0].id.parse().expect("id");
+        w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
+        w.passes_until(5, |w| w.state(&placed[0].id) == kiln_types::InstanceState::Stopped);
+        w.cloud.start_instances(&w.scope, std::slice::from_ref(&id)).expect("starts on the live host");
+        let now = w.cloud.store.read(|c| instances::get(c, &placed[0].id)).expect("read").expect("instance");
+        assert_eq!(now.host_id.as_deref(), Some(hosts[1].host_id.as_str()));
     }
 
     /// An instance of a spread group started again off a host that went silent goes to

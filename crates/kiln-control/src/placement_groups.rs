@@ -61,7 +61,9 @@ fn find(conn: &Connection, scope: &Scope, r: &GroupRef) -> Result<PlacementGroup
 
 /// The host rule for `instance_id` placed again (StartInstances of an instance whose
 /// host is away or full): its group's rule from where the group's other instances
-/// are, as for a launch into it, with its own partition; `Any` outside a group.
+/// are on hosts that take instances (a cluster group whose host is gone goes on a
+/// host of its own choosing), as for a launch into it, with its own partition; `Any`
+/// outside a group.
 pub(crate) fn rule_for(conn: &Connection, scope: &Scope, instance_id: &str) -> Result<crate::placement::HostRule> {
     let Some(m) = store::members(conn, scope)?.remove(instance_id) else {
         return Ok(crate::placement::HostRule::Any);
@@ -69,7 +71,16 @@ pub(crate) fn rule_for(conn: &Connection, scope: &Scope, instance_id: &str) -> R
     let Some(group) = store::list(conn, scope)?.into_iter().find(|g| g.id == m.group_id) else {
         return Ok(crate::placement::HostRule::Any);
     };
-    let live = store::live_members(conn, &group.id)?.into_iter().filter(|l| l.instance_id != instance_id).collect();
+    let now = crate::leases::now_ms();
+    let open: Vec<String> = kiln_store::hosts::all(conn)?
+        .into_iter()
+        .filter(|h| crate::placement::takes_instances(h, now))
+        .map(|h| h.host_id.to_string())
+        .collect();
+    let live = store::live_members(conn, &group.id)?
+        .into_iter()
+        .filter(|l| l.instance_id != instance_id && l.host_id.as_ref().is_some_and(|h| open.contains(h)))
+        .collect();
     Ok(Seats { zone: None, group, live }.host_rule(&[m.partition_number]))
 }
 

@@ -592,14 +592,15 @@ impl Cloud {
         }
         let mut keys: std::collections::HashSet<String> = all.iter().map(|i| i.id.clone()).collect();
         keys.extend(workflow_ids);
-        backoff.retain(&keys);
-        drop(backoff);
         if let Err(e) = self.make_volumes() {
             tracing::warn!(error = %e, "making volumes failed; retrying");
         }
-        if let Err(e) = self.apply_modifications() {
-            tracing::warn!(error = %e, "growing volumes failed; retrying");
+        match self.apply_modifications(&reached, &mut backoff) {
+            Ok(growing) => keys.extend(growing),
+            Err(e) => tracing::warn!(error = %e, "growing volumes failed; retrying"),
         }
+        backoff.retain(&keys);
+        drop(backoff);
         // What each host runs that no instance placed there owns (a VM left by a crash,
         // or one on a host that was away while its instance moved on) is ended: an
         // instance never runs twice.

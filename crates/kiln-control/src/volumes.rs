@@ -483,7 +483,14 @@ impl Cloud {
     /// Grows the files of volumes whose modification asks for more (a reconciler
     /// step): through the VM when one runs the volume (on this host or a joined one,
     /// whose qcow2 grows into its served file's room), else on the file in the store.
-    pub(crate) fn apply_modifications(&self) -> Result<()> {
+    /// `reached`: whether an instance's host is called this pass (one that is not
+    /// keeps its volume's modification waiting: its VM may run the volume). Failures
+    /// are paced by `backoff`, keyed `grow:VOLUME`; returns the keys in play.
+    pub(crate) fn apply_modifications(
+        &self,
+        reached: &dyn Fn(&Instance) -> bool,
+        backoff: &mut crate::workflows::Backoff,
+    ) -> Result<Vec<String>> {
         let pending: Vec<(Modification, Volume, Option<Instance>)> = self.store.read(|c| {
             let mut out = Vec::new();
             for m in volumes::pending_modifications(c)? {
@@ -494,12 +501,23 @@ impl Cloud {
             }
             Ok::<_, Error>(out)
         })?;
+        let mut keys = Vec::new();
         for (m, v, i) in pending {
+            let key = format!("grow:{}", v.id);
+            if !backoff.ready(&key) {
+                keys.push(key);
+                continue;
+            }
+            // Only an instance that may have a VM has its host asked (a stopped one's
+            // volume grows in the store, whatever became of its host).
+            let vm = i.as_ref().filter(|i| crate::network::has_port(i.state));
+            if vm.is_some_and(|i| !reached(i)) {
+                continue;
+            }
             let grown = crate::reconcile::store_path(&v.file).and_then(|file| {
                 let id: kiln_types::VolumeId = crate::reconcile::stored_id(&v.id)?;
-                // The VM's host when one runs the volume (a host away is retried, never
-                // taken for "not running"), else the store's.
-                let on = match &i {
+                // The VM's host when one runs the volume, else the store's.
+                let on = match vm {
                     Some(i) => {
                         let agent = self.agent_for(i)?;
                         crate::reconcile::runs(agent.as_ref(), &i.id)?.then_some((agent, i.id.as_str()))
@@ -515,10 +533,15 @@ impl Cloud {
                     .map_err(|e| Error::host(format!("growing {}", v.id), e))
             });
             if let Err(e) = grown {
-                // Retried next pass; the other volumes go on.
-                tracing::warn!(volume = %v.id, error = %e, "growing the volume failed; retrying");
+                // Retried later; the other volumes go on.
+                let (wait, loud) = backoff.failed(&key);
+                if loud {
+                    tracing::warn!(volume = %v.id, error = %e, retry_in = ?wait, "growing the volume failed; retrying");
+                }
+                keys.push(key);
                 continue;
             }
+            backoff.succeeded(&key);
             self.store.write(|tx| {
                 volumes::set_shape(tx, &v.id, m.target_size, v.volume_type, v.iops, v.throughput)?;
                 volumes::put_modification(
@@ -528,7 +551,7 @@ impl Cloud {
                 Ok::<_, Error>(())
             })?;
         }
-        Ok(())
+        Ok(keys)
     }
 }
 
