@@ -417,6 +417,10 @@ pub trait HostAgent: Send + Sync {
     /// fails from then on). Returns whether the VM now has exactly `disks` open;
     /// false while a release is under way.
     fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError>;
+    /// Whether running VM `instance_id` has each of `disks` on that disk's `file` as
+    /// its top now (in order): what a switch that may or may not have been made left
+    /// behind. An error when the VM does not run here.
+    fn drives_on(&self, instance_id: &str, disks: &[Disk]) -> Result<Vec<bool>, AgentError>;
     /// Grows volume `volume` (its top file `file`) to `size_gib`: live, through the VM
     /// that has it as a disk (`instance_id`, on this host, its top perhaps served from
     /// the store), or on the file when no VM runs it. Never shrinks.
@@ -514,6 +518,7 @@ pub enum HostCall {
     NetworkId { vpc_id: VpcId },
     TapId { vpc_id: VpcId, interface_id: NetworkInterfaceId },
     SetNics { instance_id: InstanceId, nics: Vec<Nic> },
+    DrivesOn { instance_id: InstanceId, disks: Vec<Disk> },
 }
 
 /// A call's answer as it crosses the network: the method's return value, or for the
@@ -560,7 +565,9 @@ impl HostCall {
             }),
             HostCall::GrowVolume { file: f, .. } => file(f),
             HostCall::LiveSnapshot { switches, .. } => switches.iter().try_for_each(|(a, b)| file(a).and(file(b))),
-            HostCall::SetDisks { disks, .. } | HostCall::SwitchServed { disks, .. } => {
+            HostCall::SetDisks { disks, .. }
+            | HostCall::SwitchServed { disks, .. }
+            | HostCall::DrivesOn { disks, .. } => {
                 disks.iter().flat_map(|d| d.below.iter().chain([&d.file])).try_for_each(file)
             }
             HostCall::SetNics { nics, .. } => nics.iter().try_for_each(nic),
@@ -613,6 +620,7 @@ impl HostCall {
             HostCall::Kill { instance_id } => json(host.kill(&instance_id)),
             HostCall::LiveSnapshot { instance_id, switches } => json(host.live_snapshot(&instance_id, &switches)),
             HostCall::SwitchServed { instance_id, disks } => json(host.switch_served(&instance_id, &disks)),
+            HostCall::DrivesOn { instance_id, disks } => json(host.drives_on(&instance_id, &disks)),
             HostCall::SetDisks { instance_id, disks, force } => json(host.set_disks(&instance_id, &disks, &force)),
             HostCall::GrowVolume { volume_id, file, size_gib, instance_id } => {
                 json(host.grow_volume(&volume_id, &file, size_gib, instance_id.as_deref()))

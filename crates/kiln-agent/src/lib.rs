@@ -530,6 +530,21 @@ impl HostAgent for LocalAgent {
         qmp.execute("transaction", Some(json!({ "actions": actions }))).map(|_| ()).map_err(q)
     }
 
+    fn drives_on(&self, instance_id: &str, disks: &[Disk]) -> Result<Vec<bool>, AgentError> {
+        if self.pid(instance_id).is_none() {
+            return Err(AgentError::NotFound(format!("{instance_id} does not run here")));
+        }
+        let mut qmp = self.qmp(instance_id)?;
+        let blocks = qmp.execute("query-block", None).map_err(|e| fail(e.to_string()))?;
+        Ok(disks
+            .iter()
+            .map(|d| {
+                let (path, top) = (d.file.under(&self.store), kiln_agent_api::export_name(&d.volume_id, &d.file));
+                blocks.as_array().into_iter().flatten().any(|b| on_file(&b["inserted"], &path, &top))
+            })
+            .collect())
+    }
+
     fn set_disks(&self, instance_id: &str, disks: &[Disk], force: &[VolumeId]) -> Result<bool, AgentError> {
         let q = |e: qmp::QmpError| fail(e.to_string());
         let mut qmp = self.qmp(instance_id)?;

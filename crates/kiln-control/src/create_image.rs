@@ -354,19 +354,60 @@ impl Cloud {
         Ok(())
     }
 
+    /// The volumes of `freezes` whose VM runs and is not on their overlay (`drives_on`
+    /// asked of its host), for work that gives up: asked before `settle_switch`, out
+    /// of the store's transaction. A host that cannot say leaves none listed.
+    pub(crate) fn left_behind(&self, instance_id: Option<&str>, freezes: &[Freeze]) -> Vec<String> {
+        let asked = || -> Result<Vec<String>> {
+            let Some(id) = instance_id else { return Ok(Vec::new()) };
+            let Some(i) = self.store.read(|c| Ok::<_, Error>(instances::get(c, id)?))? else {
+                return Ok(Vec::new());
+            };
+            let agent = self.agent_for(&i)?;
+            if !crate::reconcile::runs(agent.as_ref(), id)? {
+                return Ok(Vec::new());
+            }
+            let disks = freezes
+                .iter()
+                .map(|f| {
+                    Ok(kiln_agent_api::Disk {
+                        volume_id: crate::reconcile::stored_id(&f.volume_id)?,
+                        file: crate::reconcile::store_path(&f.new_file)?,
+                        below: Vec::new(),
+                        settling: None,
+                        served: None,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let on = agent.drives_on(id, &disks).map_err(|e| Error::host(format!("asking {id}'s disks"), e))?;
+            Ok(freezes.iter().zip(on).filter(|(_, on)| !on).map(|(f, _)| f.volume_id.clone()).collect())
+        };
+        asked().unwrap_or_else(|e| {
+            tracing::warn!(instance = ?instance_id, error = %e, "cannot tell which disks went on to their overlays");
+            Vec::new()
+        })
+    }
+
     /// Whether `f`'s volume really went on to its overlay, for work that gives up. The
     /// switch is recorded before it is made, and the agent removes an overlay a VM did
     /// not switch to (as `create_volume` makes one whole or not at all), so it was made
-    /// when the store says so and the overlay exists. A switch recorded but never made
-    /// is undone here: the volume is on its old file (the VM still writes it) again.
-    pub(crate) fn settle_switch(&self, tx: &kiln_store::Connection, f: &Freeze) -> Result<bool> {
+    /// when the store says so and the overlay exists, unless its VM is known to be
+    /// still on the file before (`left`, from `left_behind`: a joined host's overlay is
+    /// made in the store before its VM switches). A switch recorded but never made is
+    /// undone here: the volume is on its old file (the VM still writes it) again, and
+    /// an overlay nothing went on to goes.
+    pub(crate) fn settle_switch(&self, tx: &kiln_store::Connection, f: &Freeze, left: &[String]) -> Result<bool> {
         let Some(vol) = volumes::get(tx, &f.volume_id)? else { return Ok(false) };
         if vol.file != f.new_file {
             return Ok(false);
         }
         let new_file = crate::reconcile::store_path(&f.new_file)?;
-        if self.agent()?.volume_exists(&new_file).map_err(|e| Error::host(format!("looking for {new_file}"), e))? {
-            return Ok(true);
+        let agent = self.agent()?;
+        if agent.volume_exists(&new_file).map_err(|e| Error::host(format!("looking for {new_file}"), e))? {
+            if !left.contains(&f.volume_id) {
+                return Ok(true);
+            }
+            agent.delete_volume(&new_file).map_err(|e| Error::host(format!("removing {new_file}"), e))?;
         }
         let snap = snapshots::get_even_deleted(tx, &f.snapshot_id)?.ok_or_else(|| {
             Error::Store(kiln_store::StoreError::Corrupt(format!(
@@ -389,9 +430,10 @@ impl Cloud {
                 tracing::error!(instance = %p.instance_id, error = %e, "could not restart after a failed CreateImage");
             }
         }
+        let left = self.left_behind(Some(&p.instance_id), &p.volumes);
         self.store.write(|tx| {
             for f in &p.volumes {
-                if self.settle_switch(tx, f)? {
+                if self.settle_switch(tx, f, &left)? {
                     snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
                     snapshots::mark_deleted(tx, &f.snapshot_id)?;
                 } else {

@@ -637,4 +637,33 @@ mod tests {
         let now = w.cloud.store.read(|c| instances::get(c, &moved.id)).expect("read").expect("instance");
         assert_eq!(now.host_id.as_deref(), Some(hosts[2].host_id.as_str()), "apart from the group's other host");
     }
+
+    /// A live snapshot on a joined host whose VM never goes on to its new top is undone
+    /// when its work gives up, though the store made the overlay: the volume stays on
+    /// the file the VM writes, the overlay goes, and no snapshot claims the live file.
+    #[test]
+    fn a_joined_hosts_switch_that_never_happens_is_undone() {
+        let (mut w, fakes) = joined("switch-stuck", &[host("us-east-1b", 1, 0)]);
+        let i = run(&w, "us-east-1b", 1).expect("launch").remove(0);
+        w.passes_until(10, |w| w.state(&i.id) == kiln_types::InstanceState::Running);
+        let root = w.cloud.instance_volumes(&i.id).expect("volumes").remove(0);
+        let file_of = |w: &World| {
+            w.cloud.store.read(|c| kiln_store::volumes::get(c, &root.id)).expect("read").expect("volume").file
+        };
+        fakes[0].1.stuck_disks.store(true, std::sync::atomic::Ordering::SeqCst);
+        let snap = w.cloud.create_snapshot(&w.scope, &root.id, "stuck", &[]).expect("snapshot");
+        w.passes_until(5, |w| file_of(w) != root.file);
+        let recorded = file_of(&w);
+        assert!(w.dir.join(&recorded).exists(), "the store made the overlay");
+        let freeze = crate::workflows::Freeze {
+            volume_id: root.id.clone(),
+            snapshot_id: snap.id.clone(),
+            new_file: recorded.clone(),
+        };
+        w.cloud.snapshot_failed(Some(&i.id), &freeze).expect("give up");
+        assert_eq!(file_of(&w), root.file, "the volume names the file its VM writes");
+        assert!(!w.dir.join(&recorded).exists(), "the overlay nothing went on to is gone");
+        let ids = [snap.id.parse::<kiln_types::SnapshotId>().expect("id")];
+        assert!(w.cloud.snapshots(&w.scope, &ids, &[], &[]).is_err(), "no snapshot claims the live file");
+    }
 }

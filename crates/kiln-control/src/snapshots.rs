@@ -170,7 +170,7 @@ impl Cloud {
         }
         // No VM can have it: frozen here, whole or, on failure, undone.
         if let Err(e) = self.freeze(None, &freeze).and_then(|()| self.snapshot_done(&snap.id)) {
-            self.snapshot_failed(&freeze)?;
+            self.snapshot_failed(None, &freeze)?;
             return Err(e);
         }
         let done = self.store.read(|c| Ok::<_, Error>(snapshots::get(c, &snap.id)?))?;
@@ -230,9 +230,10 @@ impl Cloud {
     /// A snapshot that could not be frozen: complete if the volume did switch to its
     /// overlay (the layer is whole), else gone (its row names the volume's live file)
     /// and a switch recorded but never made undone (`settle_switch`).
-    pub(crate) fn snapshot_failed(&self, f: &crate::workflows::Freeze) -> Result<()> {
+    pub(crate) fn snapshot_failed(&self, instance_id: Option<&str>, f: &crate::workflows::Freeze) -> Result<()> {
+        let left = self.left_behind(instance_id, std::slice::from_ref(f));
         self.store.write(|tx| {
-            if self.settle_switch(tx, f)? {
+            if self.settle_switch(tx, f, &left)? {
                 snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
             } else {
                 snapshots::remove(tx, &f.snapshot_id)?;

@@ -270,6 +270,12 @@ impl HostAgent for FakeAgent {
         Ok(())
     }
 
+    fn drives_on(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<Vec<bool>, AgentError> {
+        let vms = self.vms();
+        let vm = vms.get(instance_id).ok_or_else(|| fail("not running"))?;
+        Ok(disks.iter().map(|d| vm.disks.contains(&d.file.under(&self.store))).collect())
+    }
+
     fn switch_served(&self, instance_id: &str, disks: &[kiln_agent_api::Disk]) -> Result<(), AgentError> {
         // As a live snapshot of the files: each disk goes from the top it is on (the
         // first layer under its new one) to its new top.

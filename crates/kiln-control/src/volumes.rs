@@ -706,7 +706,7 @@ mod tests {
             snapshot_id: snap.id.clone(),
             new_file: recorded.file.clone(),
         };
-        w.cloud.snapshot_failed(&freeze).expect("give up");
+        w.cloud.snapshot_failed(Some(i.as_ref()), &freeze).expect("give up");
         let after = volume(&w, &root.id);
         assert_eq!(
             (after.file.as_str(), after.snapshot_id.as_deref()),

@@ -333,10 +333,10 @@ impl Cloud {
     fn compensate(&self, id: &str, work: &Work, e: &Error) -> Result<()> {
         match work {
             Work::CreateImage(plan) => self.undo_image(plan, &e.to_string())?,
-            Work::CreateSnapshot { freeze, .. } => self.snapshot_failed(freeze)?,
-            Work::CreateSnapshots { freezes, .. } => {
+            Work::CreateSnapshot { instance_id, freeze } => self.snapshot_failed(Some(instance_id), freeze)?,
+            Work::CreateSnapshots { instance_id, freezes } => {
                 for f in freezes {
-                    self.snapshot_failed(f)?;
+                    self.snapshot_failed(Some(instance_id), f)?;
                 }
             }
             _ => {}

@@ -138,6 +138,10 @@ impl HostAgent for RemoteHost {
         self.ask(HostCall::SetDisks { instance_id: typed(instance_id)?, disks: disks.to_vec(), force: force.to_vec() })
     }
 
+    fn drives_on(&self, instance_id: &str, disks: &[Disk]) -> Result<Vec<bool>, AgentError> {
+        self.ask(HostCall::DrivesOn { instance_id: typed(instance_id)?, disks: disks.to_vec() })
+    }
+
     fn grow_volume(
         &self,
         volume: &VolumeId,
