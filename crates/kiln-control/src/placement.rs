@@ -309,6 +309,17 @@ mod tests {
         }
     }
 
+    /// Sets when `host` was last heard from (Unix ms).
+    fn heard(w: &World, host: &HostId, at: i64) {
+        w.cloud
+            .store
+            .write(|tx| {
+                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
+                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, host.as_str()])?)
+            })
+            .expect("heartbeat");
+    }
+
     fn run(w: &World, zone: &str, count: i64) -> crate::Result<Vec<instances::Instance>> {
         let mut r = RunRequest::new(w.image_id.clone());
         r.availability_zone = Some(zone.into());
@@ -488,13 +499,7 @@ mod tests {
         // stop releases one without it (and its volume is no longer served there), it
         // starts on the other host of its zone once that has room, and when the host
         // reports again its VM is ended there.
-        let beat = |w: &World, at: i64| {
-            w.cloud.store.write(|tx| {
-                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
-                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, fakes[1].0.as_str()])?)
-            })
-        };
-        beat(&w, now_ms() - 60_000).expect("silence");
+        heard(&w, &fakes[1].0, now_ms() - 60_000);
         let silent = w.cloud.silent_hosts().expect("silent hosts");
         assert!(silent.contains_key(fakes[1].0.as_str()) && silent.contains_key(hosts[2].host_id.as_str()));
         assert!(!silent.contains_key(fakes[0].0.as_str()));
@@ -522,7 +527,7 @@ mod tests {
         let moved = w.cloud.instances(&w.scope, std::slice::from_ref(&id)).expect("describe").remove(0);
         assert_eq!(moved.host_id.as_deref(), Some(fakes[0].0.as_str()));
         assert!(fakes[0].1.runs(&stray.id) && served(&fakes[0].0).contains(&root), "on host 1, with its volume");
-        beat(&w, now_ms()).expect("back");
+        heard(&w, &fakes[1].0, now_ms());
         w.passes_until(3, |_| !fakes[1].1.runs(&stray.id));
         assert!(fakes[0].1.runs(&stray.id), "the stale VM is ended, the one on host 1 runs on");
     }
@@ -548,14 +553,7 @@ mod tests {
 
         // The host falls silent: the instance, stopped by force, has its volume grown
         // on the store's file, and the silent host is not asked.
-        w.cloud
-            .store
-            .write(|tx| {
-                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
-                let host = fakes[0].0.as_str();
-                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![now_ms() - 60_000, host])?)
-            })
-            .expect("silence");
+        heard(&w, &fakes[0].0, now_ms() - 60_000);
         let id: kiln_types::InstanceId = i.id.parse().expect("id");
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
         w.passes_until(5, |w| w.state(&i.id) == kiln_types::InstanceState::Stopped);
@@ -585,14 +583,8 @@ mod tests {
         assert!(placed.iter().all(|i| i.host_id.as_deref() == Some(hosts[0].host_id.as_str())));
         let ids: Vec<String> = placed.iter().map(|i| i.id.clone()).collect();
         w.passes_until(10, |w| ids.iter().all(|i| w.state(i) == kiln_types::InstanceState::Running));
-        let beat = |w: &World, h: &Host, at: i64| {
-            w.cloud.store.write(|tx| {
-                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
-                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, h.host_id.as_str()])?)
-            })
-        };
-        beat(&w, &hosts[1], now_ms()).expect("back");
-        beat(&w, &hosts[0], now_ms() - 60_000).expect("silence");
+        heard(&w, &hosts[1].host_id, now_ms());
+        heard(&w, &hosts[0].host_id, now_ms() - 60_000);
         let id: kiln_types::InstanceId = placed[0].id.parse().expect("id");
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
         w.passes_until(5, |w| w.state(&placed[0].id) == kiln_types::InstanceState::Stopped);
@@ -622,14 +614,8 @@ mod tests {
         w.passes_until(10, |w| ids.iter().all(|i| w.state(i) == kiln_types::InstanceState::Running));
         // Host 3 comes back, host 1 falls silent: its instance, stopped by force,
         // starts on host 3, not on the roomy host its group already holds.
-        let beat = |w: &World, h: &Host, at: i64| {
-            w.cloud.store.write(|tx| {
-                let sql = "UPDATE hosts SET heartbeat_at = ?1 WHERE host_id = ?2";
-                Ok::<_, kiln_store::StoreError>(tx.execute(sql, kiln_store::db::params![at, h.host_id.as_str()])?)
-            })
-        };
-        beat(&w, &hosts[2], now_ms()).expect("back");
-        beat(&w, &hosts[0], now_ms() - 60_000).expect("silence");
+        heard(&w, &hosts[2].host_id, now_ms());
+        heard(&w, &hosts[0].host_id, now_ms() - 60_000);
         let id: kiln_types::InstanceId = moved.id.parse().expect("id");
         w.cloud.stop_instances(&w.scope, std::slice::from_ref(&id), true).expect("forced stop");
         w.passes_until(5, |w| w.state(&moved.id) == kiln_types::InstanceState::Stopped);
