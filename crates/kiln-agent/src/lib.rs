@@ -441,6 +441,11 @@ impl HostAgent for LocalAgent {
         for (current, overlay) in switches {
             let (current, overlay) = (self.file(current), self.file(overlay));
             if on(&overlay).is_some() {
+                // Switched by an earlier call that may have stopped short of this.
+                if let Err(e) = sealing::cut_room(&current) {
+                    tracing::warn!(layer = %current.display(), error = %e, "cannot cut a layer back to its qcow2");
+                }
+                seal(&current);
                 continue;
             }
             let device = on(&current)
@@ -660,7 +665,9 @@ impl HostAgent for LocalAgent {
         size_gib: u64,
         instance_id: Option<&str>,
     ) -> Result<(), AgentError> {
-        let bytes = size_gib * 1024 * 1024 * 1024;
+        let bytes = size_gib
+            .checked_mul(1 << 30)
+            .ok_or_else(|| AgentError::Refused(format!("{size_gib} GiB is more than any volume can be")))?;
         if let Some(id) = instance_id {
             // Never the file under a VM named to have it: one that ended meanwhile is
             // asked about again (on a joined host, the file here is not the volume's).
@@ -674,14 +681,16 @@ impl HostAgent for LocalAgent {
             let blocks = qmp.execute("query-block", None).map_err(q)?;
             // The drive that is on `file` now (a snapshot's switch still to come leaves
             // it on the one before, which is not grown: asked again once it is done).
-            let device = blocks
+            let block = blocks
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|b| on_file(&b["inserted"], &path, &top))
-                .and_then(|b| b["device"].as_str())
-                .map(str::to_owned)
                 .ok_or_else(|| AgentError::NotFound(format!("{id} has no disk of {volume} on {file} (yet)")))?;
+            if block["inserted"]["image"]["virtual-size"].as_u64().is_some_and(|now| now > bytes) {
+                return Err(AgentError::Refused(format!("{volume} is larger than {size_gib} GiB; it never shrinks")));
+            }
+            let device = block["device"].as_str().map(str::to_owned).unwrap_or_default();
             // Served from the store: its export must have room for the qcow2 of the new
             // size (`nbd::make_room`); an export made before it had that room grows at
             // the instance's next start instead.

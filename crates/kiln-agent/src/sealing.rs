@@ -85,16 +85,10 @@ fn cut(layer: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// `cut` for a file that ends in a hole of more than 64 MiB (a volume server's room:
-/// a qcow2 this store wrote has none), checked from its size alone otherwise. For a
-/// top this host's VM has just left for a new one, which becomes a layer as it is.
+/// `cut` for a top this host's VM has just left for a new one, which becomes a layer
+/// as it is: a top a joined host was once served still has its server's room.
 pub fn cut_room(layer: &Path) -> Result<(), AgentError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(layer).map_err(|e| fail(format!("reading {}: {e}", layer.display())))?;
-    if meta.len() > meta.blocks() * 512 + (64 << 20) {
-        cut(layer)?;
-    }
-    Ok(())
+    cut(layer)
 }
 
 fn make_writable(file: &Path) -> Result<(), AgentError> {
@@ -166,7 +160,7 @@ mod tests {
     }
 
     /// A top that was served (its room a long hole) is cut back to its qcow2 when it
-    /// becomes a layer here; one without such a hole is left as it is.
+    /// becomes a layer here; one that ends where its qcow2 does is left as it is.
     #[test]
     fn cut_room_takes_off_a_servers_room_only() {
         if Command::new("qemu-img").arg("--version").output().is_err() {

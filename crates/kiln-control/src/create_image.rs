@@ -356,9 +356,10 @@ impl Cloud {
 
     /// The volumes of `freezes` whose VM runs and is not on their overlay (`drives_on`
     /// asked of its host), for work that gives up: asked before `settle_switch`, out
-    /// of the store's transaction. A host that cannot say leaves none listed.
-    pub(crate) fn left_behind(&self, instance_id: Option<&str>, freezes: &[Freeze]) -> Vec<String> {
-        let asked = || -> Result<Vec<String>> {
+    /// of the store's transaction. A host that cannot say is an error: the work's undoing
+    /// waits for it (never judged made while its VM may still write the file before).
+    pub(crate) fn left_behind(&self, instance_id: Option<&str>, freezes: &[Freeze]) -> Result<Vec<String>> {
+        {
             let Some(id) = instance_id else { return Ok(Vec::new()) };
             let Some(i) = self.store.read(|c| Ok::<_, Error>(instances::get(c, id)?))? else {
                 return Ok(Vec::new());
@@ -381,11 +382,21 @@ impl Cloud {
                 .collect::<Result<Vec<_>>>()?;
             let on = agent.drives_on(id, &disks).map_err(|e| Error::host(format!("asking {id}'s disks"), e))?;
             Ok(freezes.iter().zip(on).filter(|(_, on)| !on).map(|(f, _)| f.volume_id.clone()).collect())
-        };
-        asked().unwrap_or_else(|e| {
-            tracing::warn!(instance = ?instance_id, error = %e, "cannot tell which disks went on to their overlays");
-            Vec::new()
-        })
+        }
+    }
+
+    /// Removes the overlays of `undone` switches (after the transaction that put their
+    /// volumes back on their files). A file left by a failure here is a stray, swept at
+    /// the next start.
+    pub(crate) fn drop_overlays(&self, undone: &[&Freeze]) {
+        for f in undone {
+            let gone = crate::reconcile::store_path(&f.new_file).and_then(|file| {
+                self.agent()?.delete_volume(&file).map_err(|e| Error::host(format!("removing {file}"), e))
+            });
+            if let Err(e) = gone {
+                tracing::warn!(file = %f.new_file, error = %e, "cannot remove an overlay nothing went on to");
+            }
+        }
     }
 
     /// Whether `f`'s volume really went on to its overlay, for work that gives up. The
@@ -394,8 +405,9 @@ impl Cloud {
     /// when the store says so and the overlay exists, unless its VM is known to be
     /// still on the file before (`left`, from `left_behind`: a joined host's overlay is
     /// made in the store before its VM switches). A switch recorded but never made is
-    /// undone here: the volume is on its old file (the VM still writes it) again, and
-    /// an overlay nothing went on to goes.
+    /// undone here: the volume is on its old file (the VM still writes it) again; an
+    /// overlay nothing went on to is for the caller to drop once this commits
+    /// (`drop_overlays`).
     pub(crate) fn settle_switch(&self, tx: &kiln_store::Connection, f: &Freeze, left: &[String]) -> Result<bool> {
         let Some(vol) = volumes::get(tx, &f.volume_id)? else { return Ok(false) };
         if vol.file != f.new_file {
@@ -403,11 +415,9 @@ impl Cloud {
         }
         let new_file = crate::reconcile::store_path(&f.new_file)?;
         let agent = self.agent()?;
-        if agent.volume_exists(&new_file).map_err(|e| Error::host(format!("looking for {new_file}"), e))? {
-            if !left.contains(&f.volume_id) {
-                return Ok(true);
-            }
-            agent.delete_volume(&new_file).map_err(|e| Error::host(format!("removing {new_file}"), e))?;
+        let exists = agent.volume_exists(&new_file).map_err(|e| Error::host(format!("looking for {new_file}"), e))?;
+        if exists && !left.contains(&f.volume_id) {
+            return Ok(true);
         }
         let snap = snapshots::get_even_deleted(tx, &f.snapshot_id)?.ok_or_else(|| {
             Error::Store(kiln_store::StoreError::Corrupt(format!(
@@ -430,8 +440,9 @@ impl Cloud {
                 tracing::error!(instance = %p.instance_id, error = %e, "could not restart after a failed CreateImage");
             }
         }
-        let left = self.left_behind(Some(&p.instance_id), &p.volumes);
-        self.store.write(|tx| {
+        let left = self.left_behind(Some(&p.instance_id), &p.volumes)?;
+        let undone = self.store.write(|tx| {
+            let mut undone = Vec::new();
             for f in &p.volumes {
                 if self.settle_switch(tx, f, &left)? {
                     snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
@@ -440,11 +451,15 @@ impl Cloud {
                     // Its row names the volume's live file: only the row goes.
                     images::unmap_snapshot(tx, &f.snapshot_id)?;
                     snapshots::remove(tx, &f.snapshot_id)?;
+                    if left.contains(&f.volume_id) {
+                        undone.push(f);
+                    }
                 }
             }
             images::finish_pending(tx, &p.image_id, "failed", Some(&format!("Client.CreateImageFailed: {reason}")))?;
-            Ok::<_, Error>(())
+            Ok::<_, Error>(undone)
         })?;
+        self.drop_overlays(&undone);
         self.collect_layers()
     }
 }

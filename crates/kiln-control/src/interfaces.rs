@@ -206,11 +206,20 @@ impl Cloud {
         instance_id: &str,
         device_index: i64,
     ) -> Result<String> {
-        // The host a running instance is on plugs the interface in (a stopped one's
-        // may change at its start: this server's own decides).
-        let placed = self.store.read(|c| live_instance(c, scope, instance_id))?;
+        // The host the instance is on plugs the interface in: a running one's, or the
+        // joined host a stopped one starts on again while that host takes instances.
+        let (placed, open) = self.store.read(|c| {
+            let i = live_instance(c, scope, instance_id)?;
+            let now = crate::leases::now_ms();
+            let open = i.host_id.is_some()
+                && kiln_store::hosts::all(c)?.iter().any(|h| {
+                    Some(h.host_id.as_str()) == i.host_id.as_deref() && crate::placement::takes_instances(h, now)
+                });
+            Ok::<_, Error>((i, open))
+        })?;
         let host = match placed.state {
             InstanceState::Running => self.agent_for(&placed)?,
+            _ if open => self.agent_for(&placed)?,
             _ => std::sync::Arc::clone(self.agent()?),
         };
         if !crate::reconcile::vpc_networking(host.as_ref())? {

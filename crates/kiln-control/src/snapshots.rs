@@ -231,15 +231,20 @@ impl Cloud {
     /// overlay (the layer is whole), else gone (its row names the volume's live file)
     /// and a switch recorded but never made undone (`settle_switch`).
     pub(crate) fn snapshot_failed(&self, instance_id: Option<&str>, f: &crate::workflows::Freeze) -> Result<()> {
-        let left = self.left_behind(instance_id, std::slice::from_ref(f));
-        self.store.write(|tx| {
-            if self.settle_switch(tx, f, &left)? {
+        let left = self.left_behind(instance_id, std::slice::from_ref(f))?;
+        let made = self.store.write(|tx| {
+            let made = self.settle_switch(tx, f, &left)?;
+            if made {
                 snapshots::set_state(tx, &f.snapshot_id, "completed", 100)?;
             } else {
                 snapshots::remove(tx, &f.snapshot_id)?;
             }
-            Ok::<_, Error>(())
-        })
+            Ok::<_, Error>(made)
+        })?;
+        if !made && left.contains(&f.volume_id) {
+            self.drop_overlays(&[f]);
+        }
+        Ok(())
     }
 
     /// Snapshots the caller may see, narrowed by ids (all must exist), owners

@@ -512,6 +512,7 @@ impl Cloud {
             // volume grows in the store, whatever became of its host).
             let vm = i.as_ref().filter(|i| crate::network::has_port(i.state));
             if vm.is_some_and(|i| !reached(i)) {
+                keys.push(key);
                 continue;
             }
             let grown = crate::reconcile::store_path(&v.file).and_then(|file| {
@@ -542,14 +543,18 @@ impl Cloud {
                 continue;
             }
             backoff.succeeded(&key);
-            self.store.write(|tx| {
+            let recorded = self.store.write(|tx| {
                 volumes::set_shape(tx, &v.id, m.target_size, v.volume_type, v.iops, v.throughput)?;
                 volumes::put_modification(
                     tx,
                     &Modification { state: "completed".into(), end_time: Some(kiln_store::now()), ..m.clone() },
                 )?;
                 Ok::<_, Error>(())
-            })?;
+            });
+            // Grown: recorded by a later pass (growing again to the same size is a no-op).
+            if let Err(e) = recorded {
+                tracing::warn!(volume = %v.id, error = %e, "recording a grown volume failed; retrying");
+            }
         }
         Ok(keys)
     }

@@ -253,8 +253,13 @@ impl Cloud {
                     crate::metrics::workflow_step(&w.kind, if gives_up { "failed" } else { "retry" });
                     if gives_up {
                         tracing::error!(workflow = %w.id, kind = %w.kind, error = %e, "workflow failed; undoing it");
-                        self.compensate(&w.id, &work, &e)?;
-                        backoff.succeeded(&w.id);
+                        match self.compensate(&w.id, &work, &e) {
+                            Ok(()) => backoff.succeeded(&w.id),
+                            // Left running: given up again, and undone, in a later pass.
+                            Err(ce) => {
+                                tracing::warn!(workflow = %w.id, error = %ce, "undoing a workflow failed; retrying")
+                            }
+                        }
                     } else if loud {
                         tracing::warn!(workflow = %w.id, kind = %w.kind, error = %e, attempts, retry_in = ?wait, "workflow step failed; retrying");
                     }
