@@ -442,10 +442,7 @@ impl HostAgent for LocalAgent {
             let (current, overlay) = (self.file(current), self.file(overlay));
             if on(&overlay).is_some() {
                 // Switched by an earlier call that may have stopped short of this.
-                if let Err(e) = sealing::cut_room(&current) {
-                    tracing::warn!(layer = %current.display(), error = %e, "cannot cut a layer back to its qcow2");
-                }
-                seal(&current);
+                make_layer(&current);
                 continue;
             }
             let device = on(&current)
@@ -476,14 +473,7 @@ impl HostAgent for LocalAgent {
             .map_err(|e| fail(e.to_string()));
         for (current, overlay) in &frozen {
             match done {
-                Ok(()) => {
-                    // A top a joined host was once served keeps its server's room
-                    // until it is cut: a layer is never longer than its qcow2.
-                    if let Err(e) = sealing::cut_room(current) {
-                        tracing::warn!(layer = %current.display(), error = %e, "cannot cut a layer back to its qcow2");
-                    }
-                    seal(current)
-                }
+                Ok(()) => make_layer(current),
                 Err(_) => {
                     let _ = std::fs::remove_file(overlay);
                 }
@@ -888,6 +878,15 @@ pub(crate) fn qemu_img(cmd: &mut Command, partial: &Path, what: &str) -> Result<
 pub(crate) fn seal(layer: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     let _ = std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o444));
+}
+
+/// Makes a top this host's VM has left a layer: cut back to its qcow2 (a top a joined
+/// host was once served keeps its server's room until then) and read-only.
+fn make_layer(file: &Path) {
+    if let Err(e) = sealing::cut_room(file) {
+        tracing::warn!(layer = %file.display(), error = %e, "cannot cut a layer back to its qcow2");
+    }
+    seal(file);
 }
 
 /// Whether a drive's inserted top (`query-block`'s `inserted`) is the file at `path`

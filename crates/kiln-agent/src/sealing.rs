@@ -63,14 +63,14 @@ pub fn seal(layer: &Path, backing: Option<&Path>, frozen: bool) -> Result<(), Ag
     if !frozen {
         return Ok(());
     }
-    cut(layer)?;
+    cut_room(layer)?;
     crate::seal(layer);
     Ok(())
 }
 
 /// Cuts a qcow2 file back to its image's end (`qemu-img check`'s image end offset),
 /// taking off the room a volume server gave it when it was a served top.
-fn cut(layer: &Path) -> Result<(), AgentError> {
+pub fn cut_room(layer: &Path) -> Result<(), AgentError> {
     let len = std::fs::metadata(layer).map_err(|e| fail(format!("reading {}: {e}", layer.display())))?.len();
     let check = qemu_img_json(&["check", "-U", "-f", "qcow2", "--output=json"], layer)?;
     if let Some(end) = check["image-end-offset"].as_u64().filter(|end| *end < len) {
@@ -83,12 +83,6 @@ fn cut(layer: &Path) -> Result<(), AgentError> {
         tracing::info!(layer = %layer.display(), from = len, to = end, "cut a former served top back to its qcow2");
     }
     Ok(())
-}
-
-/// `cut` for a top this host's VM has just left for a new one, which becomes a layer
-/// as it is: a top a joined host was once served still has its server's room.
-pub fn cut_room(layer: &Path) -> Result<(), AgentError> {
-    cut(layer)
 }
 
 fn make_writable(file: &Path) -> Result<(), AgentError> {
